@@ -1,0 +1,9 @@
+#pragma once
+// dpar: generic data-parallel algorithms. This umbrella needs no CUDA compiler;
+// GPU policies come from <dpar/cuda.hpp>.
+
+#include "algorithm.hpp"
+#include "concepts.hpp"
+#include "execution.hpp"
+#include "functional.hpp"
+#include "thread_pool.hpp"

@@ -1,0 +1,61 @@
+#pragma once
+// Execution policies. The policy's type picks the backend at compile time:
+// each policy names its backend as a nested type `backend`, a struct whose
+// static member functions implement the algorithms.
+
+#include <type_traits>
+
+#include "thread_pool.hpp"
+
+namespace dpar {
+
+namespace detail::seq {
+struct backend;
+}
+namespace detail::threads {
+struct backend;
+}
+
+// Runs in the calling thread.
+struct sequenced_policy {
+  using backend = detail::seq::backend;
+};
+
+// Runs on a thread_pool: the global pool unless .on(pool) names another.
+class parallel_policy {
+ public:
+  using backend = detail::threads::backend;
+
+  constexpr parallel_policy() noexcept = default;
+  // A policy that runs on `pool`, which must outlive the calls made with it.
+  constexpr parallel_policy on(thread_pool& pool) const noexcept { return parallel_policy(&pool); }
+  thread_pool& pool() const { return pool_ ? *pool_ : thread_pool::global(); }
+
+ private:
+  constexpr explicit parallel_policy(thread_pool* pool) noexcept : pool_(pool) {}
+  thread_pool* pool_ = nullptr;
+};
+
+inline constexpr sequenced_policy seq{};
+inline constexpr parallel_policy par{};
+
+// Specialize to true for every policy type; other backends add theirs.
+template <class T>
+struct is_execution_policy : std::false_type {};
+template <>
+struct is_execution_policy<sequenced_policy> : std::true_type {};
+template <>
+struct is_execution_policy<parallel_policy> : std::true_type {};
+
+template <class T>
+inline constexpr bool is_execution_policy_v = is_execution_policy<std::remove_cvref_t<T>>::value;
+
+template <class P>
+concept execution_policy = is_execution_policy_v<P>;
+
+namespace detail {
+template <execution_policy P>
+using backend_of = typename std::remove_cvref_t<P>::backend;
+}
+
+}  // namespace dpar

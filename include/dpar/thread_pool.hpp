@@ -1,0 +1,201 @@
+#pragma once
+// dpar::thread_pool: persistent workers behind dpar::par.
+//
+// A pool of size n runs a job on n threads: the calling thread plus n-1 workers.
+// Fork and join go through two atomic counters; idle workers spin briefly and then
+// block on the counter (futex), so an idle pool burns no CPU.
+
+#include <atomic>
+#include <charconv>
+#include <cstddef>
+#include <cstdint>
+#include <cstdlib>
+#include <exception>
+#include <memory>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <thread>
+#include <type_traits>
+#include <vector>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#endif
+
+namespace dpar {
+
+namespace detail {
+
+inline constexpr std::size_t max_pool_threads = 4096;
+
+// True on a pool worker, and on a thread while it runs its share of a pool job.
+// A dpar::par call made there runs inline instead of forking again (nested calls).
+inline bool& this_thread_in_pool() noexcept {
+  thread_local bool inside = false;
+  return inside;
+}
+
+inline void cpu_relax() noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+  _mm_pause();
+#else
+  std::this_thread::yield();
+#endif
+}
+
+// Spins a little, then yields, then blocks until `word` differs from `old`.
+// Returns the new value.
+template <class U>
+U wait_while_equal(const std::atomic<U>& word, U old) noexcept {
+  for (int i = 0; i < 4096; ++i) {
+    U now = word.load(std::memory_order_acquire);
+    if (now != old) return now;
+    if (i < 256) cpu_relax();
+    else std::this_thread::yield();
+  }
+  for (;;) {
+    word.wait(old, std::memory_order_acquire);
+    U now = word.load(std::memory_order_acquire);
+    if (now != old) return now;
+  }
+}
+
+// Parses a thread count such as the value of DPAR_NUM_THREADS. `what` names the
+// source in the error message.
+inline std::size_t parse_thread_count(const char* text, const char* what) {
+  auto fail = [&](const char* why) {
+    throw std::invalid_argument(std::string(what) + "='" + text + "' " + why);
+  };
+  std::string_view s(text);
+  if (s.empty()) fail("is empty; expected a positive integer");
+  std::size_t value = 0;
+  auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), value);
+  bool whole = end == s.data() + s.size();
+  if (!whole || (ec != std::errc{} && ec != std::errc::result_out_of_range)) fail("is not a positive integer");
+  if (ec == std::errc::result_out_of_range || value > max_pool_threads)
+    fail(("is too large; at most " + std::to_string(max_pool_threads) + " threads").c_str());
+  if (value == 0) fail("is zero; expected a positive integer");
+  return value;
+}
+
+inline std::size_t default_thread_count() {
+  if (const char* env = std::getenv("DPAR_NUM_THREADS")) return parse_thread_count(env, "DPAR_NUM_THREADS");
+  unsigned hw = std::thread::hardware_concurrency();
+  return hw == 0 ? 1 : hw;
+}
+
+}  // namespace detail
+
+class thread_pool {
+ public:
+  // A pool that runs each job on `threads` threads, the caller included.
+  explicit thread_pool(std::size_t threads) : size_(threads) {
+    if (threads == 0 || threads > detail::max_pool_threads)
+      throw std::invalid_argument("dpar::thread_pool: size " + std::to_string(threads) +
+                                  " is out of range [1, " + std::to_string(detail::max_pool_threads) + "]");
+    workers_.reserve(threads - 1);
+    try {
+      for (std::size_t i = 1; i < threads; ++i) workers_.emplace_back([this, i] { worker_loop(i); });
+    } catch (...) {
+      stop();
+      throw;
+    }
+  }
+
+  thread_pool(const thread_pool&) = delete;
+  thread_pool& operator=(const thread_pool&) = delete;
+  ~thread_pool() { stop(); }
+
+  std::size_t size() const noexcept { return size_; }
+
+  // The pool behind dpar::par: DPAR_NUM_THREADS threads if set, else one per
+  // hardware thread. A bad DPAR_NUM_THREADS throws std::invalid_argument here.
+  static thread_pool& global() {
+    static thread_pool pool(detail::default_thread_count());
+    return pool;
+  }
+
+  // How many threads a job submitted from this thread runs on: 1 inside a pool
+  // job (nested calls run inline), size() otherwise.
+  std::size_t concurrency() const noexcept { return detail::this_thread_in_pool() ? 1 : size_; }
+
+  // Calls f(thread, threads) once for every thread in [0, threads), all running
+  // concurrently, the caller as thread 0; returns when all have returned. Inside
+  // a pool job it calls f(0, 1) inline. If any call throws, one of the
+  // exceptions is rethrown here after all have finished.
+  template <class F>
+  void run(F&& f) {
+    if (concurrency() == 1) {
+      f(std::size_t{0}, std::size_t{1});
+      return;
+    }
+    std::lock_guard submit(submit_);  // jobs from different outside threads take turns
+    using Fn = std::remove_reference_t<F>;
+    job_ = job{[](void* fn, std::size_t i, std::size_t n) { (*static_cast<Fn*>(fn))(i, n); },
+               const_cast<void*>(static_cast<const void*>(std::addressof(f)))};
+    error_ = nullptr;
+    failed_.store(false, std::memory_order_relaxed);
+    pending_.store(static_cast<std::uint32_t>(size_ - 1), std::memory_order_relaxed);
+    epoch_.fetch_add(1, std::memory_order_release);
+    epoch_.notify_all();
+
+    detail::this_thread_in_pool() = true;
+    execute(0);
+    detail::this_thread_in_pool() = false;
+
+    for (std::uint32_t left = pending_.load(std::memory_order_acquire); left != 0;
+         left = pending_.load(std::memory_order_acquire))
+      detail::wait_while_equal(pending_, left);
+
+    if (failed_.load(std::memory_order_relaxed)) std::rethrow_exception(std::exchange(error_, nullptr));
+  }
+
+ private:
+  struct job {
+    void (*invoke)(void*, std::size_t, std::size_t) = nullptr;
+    void* fn = nullptr;
+  };
+
+  void execute(std::size_t index) noexcept {
+    try {
+      job_.invoke(job_.fn, index, size_);
+    } catch (...) {
+      if (!failed_.exchange(true, std::memory_order_acq_rel)) error_ = std::current_exception();
+    }
+  }
+
+  void worker_loop(std::size_t index) {
+    detail::this_thread_in_pool() = true;
+    std::uint32_t seen = 0;
+    for (;;) {
+      seen = detail::wait_while_equal(epoch_, seen);
+      if (stopping_.load(std::memory_order_relaxed)) return;
+      execute(index);
+      if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) pending_.notify_one();
+    }
+  }
+
+  void stop() noexcept {
+    stopping_.store(true, std::memory_order_relaxed);
+    epoch_.fetch_add(1, std::memory_order_release);
+    epoch_.notify_all();
+    for (auto& t : workers_) t.join();
+    workers_.clear();
+  }
+
+  std::size_t size_;
+  std::vector<std::thread> workers_;
+  std::mutex submit_;
+  job job_;
+  std::exception_ptr error_;
+  std::atomic<bool> failed_{false};
+  std::atomic<bool> stopping_{false};
+  // Separate cache lines: workers poll epoch_ while the last one to finish writes pending_.
+  alignas(64) std::atomic<std::uint32_t> epoch_{0};
+  alignas(64) std::atomic<std::uint32_t> pending_{0};
+};
+
+}  // namespace dpar

@@ -1,0 +1,60 @@
+#pragma once
+// Shared test helpers: the policies every algorithm is checked on, the sizes,
+// and random inputs.
+
+#include <dpar/dpar.hpp>
+
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <cstddef>
+#include <random>
+#include <string>
+#include <vector>
+
+namespace dpar_test {
+
+// Sizes: empty, tiny, primes, around the thread backend's block size, above
+// every pool's thread count, and about 10^6.
+inline const std::vector<std::size_t> sizes = {0, 1, 2, 3, 7, 13, 97, 1009, 2047, 2048, 4099, 10007, 65537, 1000003};
+
+inline dpar::thread_pool& pool(std::size_t n) {
+  static dpar::thread_pool p1(1), p2(2), p3(3), p8(8);
+  switch (n) {
+    case 1: return p1;
+    case 2: return p2;
+    case 3: return p3;
+    default: return p8;
+  }
+}
+
+// Calls body(policy, name) for seq, the global par, and pools of 1, 2, 3 and 8 threads.
+template <class Body>
+void for_each_policy(Body&& body) {
+  body(dpar::seq, std::string("seq"));
+  body(dpar::par, std::string("par"));
+  for (std::size_t n : {1, 2, 3, 8}) body(dpar::par.on(pool(n)), "par.on(pool(" + std::to_string(n) + "))");
+}
+
+template <class T>
+std::vector<T> random_vector(std::size_t n, std::uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::vector<T> v(n);
+  if constexpr (std::is_floating_point_v<T>) {
+    std::uniform_real_distribution<T> d(-1, 1);
+    for (auto& x : v) x = d(rng);
+  } else {
+    // small enough that sums of squares of 10^6 ints do not overflow
+    long long bound = sizeof(T) <= 4 ? 30 : 1000;
+    std::uniform_int_distribution<long long> d(-bound, bound);
+    for (auto& x : v) x = static_cast<T>(d(rng));
+  }
+  return v;
+}
+
+// |a - b| within a tolerance scaled by the sum of magnitudes (the reduction's condition).
+inline bool close(double a, double b, double magnitude, double eps) {
+  return std::abs(a - b) <= eps * (magnitude + 1.0);
+}
+
+}  // namespace dpar_test

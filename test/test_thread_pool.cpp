@@ -1,0 +1,92 @@
+#include "common.hpp"
+
+#include <atomic>
+#include <set>
+#include <stdexcept>
+#include <thread>
+
+TEST_CASE("thread_pool reports its size and rejects bad sizes", "[thread_pool]") {
+  for (std::size_t n : {1, 2, 3, 8}) CHECK(dpar::thread_pool(n).size() == n);
+  CHECK_THROWS_WITH(dpar::thread_pool(0), Catch::Contains("size 0"));
+  CHECK_THROWS_AS(dpar::thread_pool(1'000'000), std::invalid_argument);
+  CHECK(dpar::thread_pool::global().size() >= 1);
+}
+
+TEST_CASE("thread_pool::run calls every thread once, concurrently", "[thread_pool]") {
+  for (std::size_t n : {1, 2, 3, 8}) {
+    dpar::thread_pool pool(n);
+    for (int round = 0; round < 50; ++round) {
+      std::vector<int> hits(n, 0);
+      std::set<std::thread::id> ids;
+      std::mutex m;
+      std::atomic<std::size_t> arrived{0};
+      pool.run([&](std::size_t i, std::size_t threads) {
+        REQUIRE(threads == n);
+        ++hits[i];
+        // A barrier: it only completes if all n calls run at the same time.
+        arrived.fetch_add(1);
+        while (arrived.load() < n) std::this_thread::yield();
+        std::lock_guard lock(m);
+        ids.insert(std::this_thread::get_id());
+      });
+      CHECK(std::count(hits.begin(), hits.end(), 1) == static_cast<long>(n));
+      CHECK(ids.size() == n);
+    }
+  }
+}
+
+TEST_CASE("thread_pool rethrows a worker's exception and stays usable", "[thread_pool][exceptions]") {
+  dpar::thread_pool pool(4);
+  for (std::size_t thrower = 0; thrower < 4; ++thrower) {
+    CHECK_THROWS_WITH(pool.run([&](std::size_t i, std::size_t) {
+      if (i == thrower) throw std::runtime_error("boom " + std::to_string(i));
+    }),
+                      "boom " + std::to_string(thrower));
+    std::atomic<int> calls{0};
+    pool.run([&](std::size_t, std::size_t) { ++calls; });
+    CHECK(calls == 4);
+  }
+  // Every thread throws: one of the exceptions arrives, nothing terminates.
+  CHECK_THROWS_AS(pool.run([](std::size_t, std::size_t) { throw std::logic_error("all"); }), std::logic_error);
+}
+
+TEST_CASE("nested pool calls run inline instead of deadlocking", "[thread_pool][nested]") {
+  dpar::thread_pool pool(3);
+  std::atomic<int> inner_calls{0};
+  pool.run([&](std::size_t, std::size_t) {
+    CHECK(pool.concurrency() == 1);
+    pool.run([&](std::size_t i, std::size_t threads) {
+      CHECK(i == 0);
+      CHECK(threads == 1);
+      ++inner_calls;
+    });
+  });
+  CHECK(inner_calls == 3);
+  CHECK(pool.concurrency() == 3);
+}
+
+TEST_CASE("jobs from several outside threads take turns on one pool", "[thread_pool]") {
+  dpar::thread_pool pool(2);
+  std::vector<long> v(100000, 1);
+  std::vector<std::thread> callers;
+  std::atomic<int> good{0};
+  for (int t = 0; t < 4; ++t)
+    callers.emplace_back([&] {
+      for (int k = 0; k < 20; ++k) good += dpar::reduce(dpar::par.on(pool), v, 0L) == 100000;
+    });
+  for (auto& c : callers) c.join();
+  CHECK(good == 80);
+}
+
+TEST_CASE("DPAR_NUM_THREADS parsing names the bad value", "[thread_pool][env]") {
+  using dpar::detail::parse_thread_count;
+  CHECK(parse_thread_count("1", "X") == 1);
+  CHECK(parse_thread_count("64", "X") == 64);
+  CHECK_THROWS_WITH(parse_thread_count("", "DPAR_NUM_THREADS"), Catch::Contains("DPAR_NUM_THREADS=''"));
+  CHECK_THROWS_WITH(parse_thread_count("0", "V"), Catch::Contains("V='0' is zero"));
+  CHECK_THROWS_WITH(parse_thread_count("-1", "V"), Catch::Contains("not a positive integer"));
+  CHECK_THROWS_WITH(parse_thread_count("two", "V"), Catch::Contains("V='two' is not a positive integer"));
+  CHECK_THROWS_WITH(parse_thread_count("3 ", "V"), Catch::Contains("not a positive integer"));
+  CHECK_THROWS_WITH(parse_thread_count("99999999999999999999999", "V"), Catch::Contains("too large"));
+  CHECK_THROWS_WITH(parse_thread_count("5000", "V"), Catch::Contains("too large"));
+}
