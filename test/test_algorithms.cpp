@@ -115,7 +115,7 @@ TEMPLATE_TEST_CASE("reduce and transform_reduce match a long double reference", 
   });
 }
 
-TEMPLATE_TEST_CASE("scans match std, also in place", "[algorithms][scan]", int, long long, float, double) {
+TEMPLATE_TEST_CASE("scans match std also in place", "[algorithms][scan]", int, long long, float, double) {
   using T = TestType;
   for_each_policy([](const auto& policy, const std::string& name) {
     for (std::size_t n : sizes) {
@@ -167,7 +167,7 @@ TEMPLATE_TEST_CASE("scans match std, also in place", "[algorithms][scan]", int, 
   });
 }
 
-TEST_CASE("empty input: reduce returns init, scans write nothing", "[algorithms]") {
+TEST_CASE("empty input: reduce returns init and scans write nothing", "[algorithms]") {
   for_each_policy([](const auto& policy, const std::string& name) {
     INFO(name);
     std::vector<int> empty;

@@ -142,7 +142,7 @@ TEST_CASE("random-access but not contiguous: std::deque", "[types][iterators]") 
   });
 }
 
-TEST_CASE("an exception from any element reaches the caller; the pool is reused", "[exceptions]") {
+TEST_CASE("an exception from any element reaches the caller and the pool is reused", "[exceptions]") {
   const std::size_t n = 100003;
   std::vector<int> v(n, 1), out(n);
   for_each_policy([&](const auto& policy, const std::string& name) {
