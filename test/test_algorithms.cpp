@@ -181,6 +181,9 @@ TEST_CASE("empty input: reduce returns init and scans write nothing", "[algorith
   });
 }
 
+// clang 14 cannot compile libstdc++ 12's views (a known incompatibility of the
+// two, not of dpar); containers as ranges are covered above on every compiler.
+#if !defined(__clang__) || __clang_major__ >= 15
 TEST_CASE("range overloads accept views", "[algorithms][ranges]") {
   auto v = dpar_test::random_vector<int>(100003, 9);
   auto evens = std::views::iota(0, 100003);
@@ -192,3 +195,4 @@ TEST_CASE("range overloads accept views", "[algorithms][ranges]") {
     CHECK(dpar::reduce(policy, v | std::views::take(10), 0LL) == std::accumulate(v.begin(), v.begin() + 10, 0LL));
   });
 }
+#endif
