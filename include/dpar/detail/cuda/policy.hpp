@@ -30,13 +30,24 @@ class gpu_policy {
 
   // The same policy on `device`, default stream. Throws cuda_error if there is
   // no such device.
-  gpu_policy on(int device) const { return on(device, cudaStream_t{}); }
+  gpu_policy on(int device) const {
+    detail::cuda::validate_device(device, "dpar::gpu.on(" + std::to_string(device) + ")");
+    return gpu_policy(device, cudaStream_t{});
+  }
 
   // The same policy on `device` and `stream`; the stream must belong to that
   // device and outlive the calls made with the policy, and its owner decides
   // when to wait for it.
   gpu_policy on(int device, cudaStream_t stream) const {
-    detail::cuda::validate_device(device, "dpar::gpu.on(" + std::to_string(device) + ")");
+    const std::string who = "dpar::gpu.on(" + std::to_string(device) + ", stream)";
+    detail::cuda::validate_device(device, who);
+    if (stream != nullptr && stream != cudaStreamLegacy && stream != cudaStreamPerThread) {
+      int owner = -1;
+      detail::cuda::check(cudaStreamGetDevice(stream, &owner), "cudaStreamGetDevice", device);
+      if (owner != device)
+        throw cuda_error(who, device, cudaErrorInvalidResourceHandle,
+                         "the stream belongs to device " + std::to_string(owner));
+    }
     return gpu_policy(device, stream);
   }
 
