@@ -33,6 +33,7 @@ class device_vector {
     if (n_ != 0) {
       detail::cuda::device_scope scope(device_);
       detail::cuda::check(cudaMemset(data_, 0, bytes()), "cudaMemset", device_);
+      finish_default_stream();
     }
   }
 
@@ -49,6 +50,7 @@ class device_vector {
       detail::cuda::device_scope scope(device_);
       detail::cuda::check(cudaMemcpy(data_, other.data_, bytes(), cudaMemcpyDeviceToDevice),
                           "cudaMemcpy (device to device)", device_);
+      finish_default_stream();
     }
   }
   device_vector(device_vector&& other) noexcept
@@ -79,8 +81,9 @@ class device_vector {
   const T* begin() const noexcept { return data_; }
   const T* end() const noexcept { return data_ + n_; }
 
-  // Copies; they wait for the device (cudaMemcpy). Work queued on a stream of
-  // your own must be finished first (policy.synchronize()).
+  // Copies; they return when the copy is complete. Work queued on a stream of
+  // your own that writes or reads these elements must be finished first
+  // (policy.synchronize()).
   void copy_from_host(std::span<const T> host) {
     if (host.size() != n_)
       throw std::invalid_argument("dpar::device_vector::copy_from_host: " + std::to_string(host.size()) +
@@ -89,6 +92,7 @@ class device_vector {
     detail::cuda::device_scope scope(device_);
     detail::cuda::check(cudaMemcpy(data_, host.data(), bytes(), cudaMemcpyHostToDevice),
                         "cudaMemcpy (host to device)", device_);
+    finish_default_stream();
   }
   void copy_to_host(std::span<T> host) const {
     if (host.size() != n_)
@@ -124,6 +128,12 @@ class device_vector {
     data_ = static_cast<T*>(p);
   }
   std::size_t bytes() const noexcept { return n_ * sizeof(T); }
+  // cudaMemset and host-to-device cudaMemcpy may return before the device has
+  // finished; wait, so that work on any stream (non-blocking ones included)
+  // sees the data.
+  void finish_default_stream() const {
+    detail::cuda::check(cudaStreamSynchronize(nullptr), "cudaStreamSynchronize (default stream)", device_);
+  }
 
   T* data_ = nullptr;
   std::size_t n_ = 0;
