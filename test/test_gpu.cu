@@ -235,6 +235,7 @@ TEST_CASE("gpu takes thrust::device_vector and fancy iterators", "[gpu]") {
     auto a = random_values<int>(n, n + 8);
     thrust::device_vector<int> ta(a.begin(), a.end()), tout(n);
     CHECK(dpar::reduce(dpar::gpu, ta.begin(), ta.end(), 0) == dpar::reduce(dpar::seq, a, 0));
+    CHECK(dpar::reduce(dpar::gpu, ta, 3) == dpar::reduce(dpar::seq, a, 3));  // as a range
     auto twice = [] __host__ __device__(int x) { return 2 * x; };
     dpar::transform(dpar::gpu, ta.begin(), ta.end(), tout.begin(), twice);
     std::vector<int> want(n), got(n);
