@@ -6,6 +6,7 @@
 #include <functional>
 #include <iterator>
 #include <ranges>
+#include <utility>
 
 namespace dpar {
 
@@ -17,9 +18,14 @@ concept reduction_op = std::invocable<Op&, T, U> && std::invocable<Op&, T, T> &&
                        std::convertible_to<std::invoke_result_t<Op&, T, U>, T> &&
                        std::convertible_to<std::invoke_result_t<Op&, T, T>, T> && std::constructible_from<T, U>;
 
-// A random-access iterator that values of type V can be written through.
+// A random-access iterator that values of type V can be written through. The
+// second form admits proxy references whose assignment is not const-qualified,
+// such as thrust::device_vector's (std::indirectly_writable asks for that).
 template <class Out, class V>
-concept random_access_output = std::random_access_iterator<Out> && std::indirectly_writable<Out, V>;
+concept random_access_output = std::random_access_iterator<Out> &&
+                               (std::indirectly_writable<Out, V> || requires(Out out, V&& v) {
+                                 *out = std::forward<V>(v);
+                               });
 
 // What the range overloads take: random access and a known size.
 template <class R>

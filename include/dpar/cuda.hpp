@@ -1,0 +1,20 @@
+#pragma once
+// dpar's GPU policies: dpar::gpu (one CUDA device and stream), dpar::cuda_error
+// and dpar::device_vector. Needs nvcc (or another CUDA compiler) with
+// -std=c++20 --extended-lambda --expt-relaxed-constexpr; the dpar::dpar CMake
+// target adds those flags to CUDA sources.
+//
+// User functions run on the device: pass functor structs whose operator() is
+// __host__ __device__, or __host__ __device__ lambdas. (A __device__-only
+// lambda cannot be called on the host, so the algorithms' host-side concept
+// checks reject it.) See docs/gpu.md.
+
+#if !defined(__CUDACC__)
+#error "dpar/cuda.hpp needs a CUDA compiler: build this file as CUDA (nvcc, a .cu file or LANGUAGE CUDA). Code built by a plain C++ compiler includes <dpar/dpar.hpp> only."
+#endif
+
+#include "dpar.hpp"
+#include "detail/cuda/backend.hpp"
+#include "detail/cuda/device_vector.hpp"
+#include "detail/cuda/error.hpp"
+#include "detail/cuda/policy.hpp"

@@ -1,0 +1,367 @@
+// dpar::gpu against the CPU backend (dpar::seq) on random data: every
+// algorithm, sizes 0, 1, small primes, 2^20 and (tag [big]) 2^27, types int,
+// float, double, a custom struct, and 2x2 matrices mod p as a non-commutative
+// op. Also in-place scans, thrust and fancy iterators, a user stream, device 0
+// named explicitly, and the errors. Run by gpu_main.cpp, which skips (exit 77)
+// when there is no CUDA device.
+//
+// Inputs of float and double are small integers, so that every partial sum is
+// exact whatever the order of operations and results can be compared exactly;
+// one test uses real-valued floats with a tolerance.
+#include <dpar/cuda.hpp>
+
+#include <catch2/catch.hpp>
+
+#include <thrust/device_vector.h>
+#include <thrust/iterator/counting_iterator.h>
+#include <thrust/iterator/transform_iterator.h>
+
+#include <cmath>
+#include <cstdint>
+#include <random>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+namespace {
+
+const std::vector<std::size_t> sizes = {0, 1, 2, 3, 7, 13, 97, 1009, 10007, 65537, std::size_t{1} << 20};
+constexpr std::size_t big = std::size_t{1} << 27;
+
+template <class T>
+std::vector<T> random_values(std::size_t n, std::uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::uniform_int_distribution<int> d(-30, 30);
+  std::vector<T> v(n);
+  for (auto& x : v) x = static_cast<T>(d(rng));
+  return v;
+}
+
+// A custom value type with a user op that dpar does not know to be commutative.
+struct point {
+  int x;
+  float y;
+  friend bool operator==(const point&, const point&) = default;
+};
+struct point_add {
+  __host__ __device__ point operator()(const point& a, const point& b) const { return {a.x + b.x, a.y + b.y}; }
+};
+
+// 2x2 matrices mod p: associative, not commutative.
+constexpr std::uint64_t prime = 1000003;
+struct mat2 {
+  std::uint64_t a, b, c, d;
+  friend bool operator==(const mat2&, const mat2&) = default;
+};
+struct mat_mul {
+  __host__ __device__ mat2 operator()(const mat2& x, const mat2& y) const {
+    return {(x.a * y.a + x.b * y.c) % prime, (x.a * y.b + x.b * y.d) % prime, (x.c * y.a + x.d * y.c) % prime,
+            (x.c * y.b + x.d * y.d) % prime};
+  }
+};
+constexpr mat2 identity{1, 0, 0, 1};
+
+std::vector<mat2> random_matrices(std::size_t n, std::uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::uniform_int_distribution<std::uint64_t> d(0, prime - 1);
+  std::vector<mat2> v(n);
+  for (auto& m : v) m = {d(rng), d(rng), d(rng), d(rng)};
+  return v;
+}
+
+struct square_int {
+  __host__ __device__ int operator()(int x) const { return x * x; }
+};
+
+template <class T>
+std::vector<T> host_of(const dpar::device_vector<T>& v) {
+  return v.to_host();
+}
+
+}  // namespace
+
+TEMPLATE_TEST_CASE("gpu reduce and transform_reduce match seq", "[gpu]", int, float, double) {
+  using T = TestType;
+  for (std::size_t n : sizes) {
+    INFO("n = " << n);
+    auto a = random_values<T>(n, n + 1), b = random_values<T>(n, n + 2);
+    dpar::device_vector<T> da(a), db(b);
+    // commutative ops on arithmetic types: cub::DeviceReduce
+    CHECK(dpar::reduce(dpar::gpu, da, T(3)) == dpar::reduce(dpar::seq, a, T(3)));
+    CHECK(dpar::reduce(dpar::gpu, da.begin(), da.end(), T(-100), dpar::maximum<>{}) ==
+          dpar::reduce(dpar::seq, a.begin(), a.end(), T(-100), dpar::maximum<>{}));
+    // Sums of squares grow past float's exact integers (2^24): compare with the
+    // exact sum, within rounding for float.
+    auto square = [] __host__ __device__(T x) { return x * x; };
+    double squares = 1;
+    for (T x : a) squares += static_cast<double>(x) * static_cast<double>(x);
+    auto near_squares = [&](T got) {
+      return std::is_same_v<T, float> ? std::abs(got - squares) <= 1e-5 * squares : got == static_cast<T>(squares);
+    };
+    CHECK(near_squares(dpar::transform_reduce(dpar::gpu, da, T(1), std::plus<>{}, square)));
+    CHECK(dpar::transform_reduce(dpar::gpu, da.begin(), da.end(), db.begin(), T(2)) ==
+          dpar::transform_reduce(dpar::seq, a.begin(), a.end(), b.begin(), T(2)));
+    // a lambda is not known to be commutative: the ordered path
+    auto add = [] __host__ __device__(T x, T y) { return x + y; };
+    CHECK(dpar::reduce(dpar::gpu, da, T(3), add) == dpar::reduce(dpar::seq, a, T(3)));
+    CHECK(near_squares(dpar::transform_reduce(dpar::gpu, da, T(1), add, square)));
+  }
+}
+
+TEMPLATE_TEST_CASE("gpu scans match seq, also in place", "[gpu]", int, float, double) {
+  using T = TestType;
+  auto add = [] __host__ __device__(T x, T y) { return x + y; };
+  for (std::size_t n : sizes) {
+    INFO("n = " << n);
+    auto a = random_values<T>(n, n + 3);
+    dpar::device_vector<T> da(a), out(n);
+    std::vector<T> want(n);
+
+    dpar::inclusive_scan(dpar::seq, a.begin(), a.end(), want.begin());
+    CHECK(dpar::inclusive_scan(dpar::gpu, da.begin(), da.end(), out.begin()) == out.end());
+    CHECK(host_of(out) == want);
+
+    dpar::inclusive_scan(dpar::seq, a.begin(), a.end(), want.begin(), std::plus<>{}, T(5));
+    dpar::inclusive_scan(dpar::gpu, da, out.begin(), add, T(5));
+    CHECK(host_of(out) == want);
+
+    dpar::exclusive_scan(dpar::seq, a.begin(), a.end(), want.begin(), T(-7));
+    CHECK(dpar::exclusive_scan(dpar::gpu, da.begin(), da.end(), out.begin(), T(-7)) == out.end());
+    CHECK(host_of(out) == want);
+
+    // in place
+    dpar::device_vector<T> inplace(a);
+    dpar::inclusive_scan(dpar::seq, a.begin(), a.end(), want.begin());
+    dpar::inclusive_scan(dpar::gpu, inplace.begin(), inplace.end(), inplace.begin());
+    CHECK(host_of(inplace) == want);
+    inplace.copy_from_host(a);
+    dpar::exclusive_scan(dpar::seq, a.begin(), a.end(), want.begin(), T(4), std::plus<>{});
+    dpar::exclusive_scan(dpar::gpu, inplace, inplace.begin(), T(4), add);
+    CHECK(host_of(inplace) == want);
+  }
+}
+
+TEMPLATE_TEST_CASE("gpu transform and for_each match seq", "[gpu]", int, float, double) {
+  using T = TestType;
+  auto f = [] __host__ __device__(T x) { return static_cast<T>(x * 3 - 1); };
+  auto g = [] __host__ __device__(T x, T y) { return static_cast<T>(x * 2 + y); };
+  for (std::size_t n : sizes) {
+    INFO("n = " << n);
+    auto a = random_values<T>(n, n + 4), b = random_values<T>(n, n + 5);
+    dpar::device_vector<T> da(a), db(b), out(n);
+    std::vector<T> want(n);
+
+    dpar::transform(dpar::seq, a.begin(), a.end(), want.begin(), f);
+    CHECK(dpar::transform(dpar::gpu, da.begin(), da.end(), out.begin(), f) == out.end());
+    CHECK(host_of(out) == want);
+
+    dpar::transform(dpar::seq, a, b.begin(), want.begin(), g);
+    CHECK(dpar::transform(dpar::gpu, da, db.begin(), out.begin(), g) == out.end());
+    CHECK(host_of(out) == want);
+
+    // in place, and for_each through references
+    dpar::transform(dpar::seq, a.begin(), a.end(), want.begin(), f);
+    dpar::transform(dpar::gpu, da, da.begin(), f);
+    CHECK(host_of(da) == want);
+    dpar::for_each(dpar::gpu, db, [] __host__ __device__(T & x) { x = static_cast<T>(x + 5); });
+    dpar::for_each(dpar::seq, b, [](T& x) { x = static_cast<T>(x + 5); });
+    CHECK(host_of(db) == b);
+  }
+}
+
+TEST_CASE("gpu non-commutative op: 2x2 matrices mod p, in sequence order", "[gpu]") {
+  mat_mul mul;
+  for (std::size_t n : sizes) {
+    INFO("n = " << n);
+    auto a = random_matrices(n, n + 6);
+    dpar::device_vector<mat2> da(a), out(n);
+    const mat2 init{2, 1, 1, 1};
+    CHECK(dpar::reduce(dpar::gpu, da, init, mul) == dpar::reduce(dpar::seq, a, init, mul));
+    CHECK(dpar::reduce(dpar::gpu, da, identity, mul) == dpar::reduce(dpar::seq, a, identity, mul));
+
+    // transform_reduce: make a matrix of each index, multiply in order
+    auto shear = [] __host__ __device__(const mat2& m) { return mat2{1, m.a, 0, 1 + m.d % 5}; };
+    CHECK(dpar::transform_reduce(dpar::gpu, da, init, mul, shear) ==
+          dpar::transform_reduce(dpar::seq, a, init, mul, shear));
+
+    std::vector<mat2> want(n);
+    dpar::inclusive_scan(dpar::seq, a.begin(), a.end(), want.begin(), mul);
+    dpar::inclusive_scan(dpar::gpu, da.begin(), da.end(), out.begin(), mul);
+    CHECK(host_of(out) == want);
+    dpar::inclusive_scan(dpar::seq, a.begin(), a.end(), want.begin(), mul, init);
+    dpar::inclusive_scan(dpar::gpu, da.begin(), da.end(), out.begin(), mul, init);
+    CHECK(host_of(out) == want);
+    dpar::exclusive_scan(dpar::seq, a.begin(), a.end(), want.begin(), init, mul);
+    dpar::exclusive_scan(dpar::gpu, da, da.begin(), init, mul);  // in place
+    CHECK(host_of(da) == want);
+  }
+}
+
+TEST_CASE("gpu custom struct with a user op", "[gpu]") {
+  for (std::size_t n : sizes) {
+    INFO("n = " << n);
+    auto xs = random_values<int>(n, n + 7);
+    std::vector<point> a(n);
+    for (std::size_t i = 0; i < n; ++i) a[i] = {xs[i], static_cast<float>(xs[i] % 7)};
+    dpar::device_vector<point> da(a), out(n);
+    CHECK(dpar::reduce(dpar::gpu, da, point{1, 2.f}, point_add{}) ==
+          dpar::reduce(dpar::seq, a, point{1, 2.f}, point_add{}));
+    std::vector<point> want(n);
+    dpar::inclusive_scan(dpar::seq, a.begin(), a.end(), want.begin(), point_add{});
+    dpar::inclusive_scan(dpar::gpu, da.begin(), da.end(), out.begin(), point_add{});
+    CHECK(host_of(out) == want);
+  }
+}
+
+TEST_CASE("gpu real-valued floats: reduce within rounding", "[gpu]") {
+  const std::size_t n = std::size_t{1} << 20;
+  std::mt19937_64 rng(42);
+  std::uniform_real_distribution<float> d(-1, 1);
+  std::vector<float> a(n);
+  for (auto& x : a) x = d(rng);
+  double exact = 0, magnitude = 0;
+  for (float x : a) exact += x, magnitude += std::abs(x);
+  dpar::device_vector<float> da(a);
+  float got = dpar::reduce(dpar::gpu, da, 0.0f);
+  // float rounding over a reduction tree and per-thread runs of a few thousand terms
+  CHECK(std::abs(got - exact) <= 1e-4 * magnitude);
+  float ordered = dpar::reduce(dpar::gpu, da, 0.0f, [] __host__ __device__(float x, float y) { return x + y; });
+  CHECK(std::abs(ordered - exact) <= 1e-4 * magnitude);
+}
+
+TEST_CASE("gpu takes thrust::device_vector and fancy iterators", "[gpu]") {
+  for (std::size_t n : {std::size_t{1}, std::size_t{1009}, std::size_t{1} << 20}) {
+    INFO("n = " << n);
+    auto a = random_values<int>(n, n + 8);
+    thrust::device_vector<int> ta(a.begin(), a.end()), tout(n);
+    CHECK(dpar::reduce(dpar::gpu, ta.begin(), ta.end(), 0) == dpar::reduce(dpar::seq, a, 0));
+    CHECK(dpar::reduce(dpar::gpu, ta, 3) == dpar::reduce(dpar::seq, a, 3));  // as a range
+    auto twice = [] __host__ __device__(int x) { return 2 * x; };
+    dpar::transform(dpar::gpu, ta.begin(), ta.end(), tout.begin(), twice);
+    std::vector<int> want(n), got(n);
+    dpar::transform(dpar::seq, a, want.begin(), twice);
+    thrust::copy(tout.begin(), tout.end(), got.begin());
+    CHECK(got == want);
+    dpar::inclusive_scan(dpar::gpu, ta.begin(), ta.end(), tout.begin());
+    dpar::inclusive_scan(dpar::seq, a.begin(), a.end(), want.begin());
+    thrust::copy(tout.begin(), tout.end(), got.begin());
+    CHECK(got == want);
+
+    // counting_iterator: 0 + 1 + ... + (n-1), in 64 bits
+    thrust::counting_iterator<long long> first(0);
+    auto nn = static_cast<long long>(n);
+    CHECK(dpar::reduce(dpar::gpu, first, first + nn, 0LL) == nn * (nn - 1) / 2);
+    // transform_iterator over device memory, non-commutative path. (Its functor
+    // is a struct: a C++20 iterator must be default constructible, and a
+    // lambda's closure type is not.)
+    auto squares = thrust::make_transform_iterator(ta.begin(), square_int{});
+    long long want_sq = 0;
+    for (int x : a) want_sq += static_cast<long long>(x) * x;
+    CHECK(dpar::reduce(dpar::gpu, squares, squares + nn, 0LL,
+                       [] __host__ __device__(long long x, long long y) { return x + y; }) == want_sq);
+  }
+}
+
+TEST_CASE("gpu on device 0 and a user stream", "[gpu]") {
+  const std::size_t n = 100003;
+  auto a = random_values<int>(n, 9);
+  std::vector<int> want(n);
+  dpar::inclusive_scan(dpar::seq, a.begin(), a.end(), want.begin());
+  {
+    auto policy = dpar::gpu.on(0);
+    CHECK(policy.device() == 0);
+    dpar::device_vector<int> da(a, 0), out(n, 0);
+    CHECK(dpar::reduce(policy, da, 0) == dpar::reduce(dpar::seq, a, 0));
+    dpar::inclusive_scan(policy, da, out.begin());
+    policy.synchronize();
+    CHECK(out.to_host() == want);
+  }
+  cudaStream_t stream = nullptr;
+  REQUIRE(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking) == cudaSuccess);
+  {
+    auto policy = dpar::gpu.on(0, stream);
+    CHECK(policy.stream() == stream);
+    dpar::device_vector<int> da(a, 0), out(n, 0);
+    // queued back to back on the stream, then waited for once
+    dpar::transform(policy, da, da.begin(), [] __host__ __device__(int x) { return x + 1; });
+    dpar::inclusive_scan(policy, da, out.begin());
+    dpar::transform(policy, out, out.begin(), [] __host__ __device__(int x) { return x - 1; });
+    policy.synchronize();
+    std::vector<int> shifted(n);
+    for (std::size_t i = 0; i < n; ++i) shifted[i] = want[i] + static_cast<int>(i);
+    CHECK(out.to_host() == shifted);
+    // reduce waits for the stream by itself
+    CHECK(dpar::reduce(policy, out, 0) == dpar::reduce(dpar::seq, shifted, 0));
+  }
+  CHECK(cudaStreamDestroy(stream) == cudaSuccess);
+}
+
+TEST_CASE("gpu errors: bad device, host memory, device_vector sizes", "[gpu]") {
+  using Catch::Matchers::Contains;
+  CHECK_THROWS_WITH(dpar::gpu.on(9999), Contains("invalid device 9999"));
+  CHECK_THROWS_AS(dpar::gpu.on(-1), dpar::cuda_error);
+  CHECK_THROWS_WITH(dpar::device_vector<int>(10, 9999), Contains("9999"));
+  std::vector<int> host(1000, 1);
+  int pageable = 0;
+  REQUIRE(cudaDeviceGetAttribute(&pageable, cudaDevAttrPageableMemoryAccess, 0) == cudaSuccess);
+  if (!pageable) {
+    CHECK_THROWS_WITH(dpar::reduce(dpar::gpu, host.data(), host.data() + host.size(), 0),
+                      Contains("host memory") && Contains("dpar::reduce"));
+    dpar::device_vector<int> out(host.size());
+    CHECK_THROWS_WITH(dpar::transform(dpar::gpu, out.begin(), out.end(), host.data(),
+                                      [] __host__ __device__(int x) { return x; }),
+                      Contains("output") && Contains("host memory"));
+  }
+  dpar::device_vector<int> d(10);
+  std::vector<int> wrong(11);
+  CHECK_THROWS_WITH(d.copy_from_host(wrong), Contains("11") && Contains("10"));
+  // the device still works after the refused calls
+  CHECK(dpar::reduce(dpar::gpu, d, 5) == 5);
+}
+
+TEST_CASE("gpu 2^27 elements", "[gpu][big]") {
+  auto a = random_values<int>(big, 10);
+  dpar::device_vector<int> da(a), out(big);
+  CHECK(dpar::reduce(dpar::gpu, da, 0) == dpar::reduce(dpar::seq, a, 0));
+  std::vector<int> want(big);
+  dpar::inclusive_scan(dpar::seq, a.begin(), a.end(), want.begin());
+  dpar::inclusive_scan(dpar::gpu, da, out.begin());
+  CHECK(out.to_host() == want);
+
+  std::vector<float> af(a.begin(), a.end()), wantf(big);
+  dpar::device_vector<float> df(af), outf(big);
+  CHECK(dpar::reduce(dpar::gpu, df, 0.0f) == dpar::reduce(dpar::seq, af, 0.0f));
+  auto f = [] __host__ __device__(float x) { return x * 3 - 1; };
+  dpar::transform(dpar::gpu, df, outf.begin(), f);
+  dpar::transform(dpar::seq, af, wantf.begin(), f);
+  CHECK(outf.to_host() == wantf);
+
+  auto m = random_matrices(big, 11);
+  dpar::device_vector<mat2> dm(m);
+  CHECK(dpar::reduce(dpar::gpu, dm, identity, mat_mul{}) == dpar::reduce(dpar::seq, m, identity, mat_mul{}));
+}
+
+TEST_CASE("no GPU or a bad device gives cuda_error", "[nodevice]") {
+  using Catch::Matchers::Contains;
+  int count = 0;
+  bool have_device = cudaGetDeviceCount(&count) == cudaSuccess && count > 0;
+  (void)cudaGetLastError();
+  if (!have_device) {
+    float* p = nullptr;
+    CHECK_THROWS_WITH(dpar::reduce(dpar::gpu, p, p, 0.0f), Contains("no CUDA device"));
+    CHECK_THROWS_AS(dpar::reduce(dpar::gpu, p, p, 0.0f), dpar::cuda_error);
+    CHECK_THROWS_WITH(dpar::inclusive_scan(dpar::gpu, p, p, p), Contains("no CUDA device"));
+    CHECK_THROWS_WITH(dpar::gpu.on(0), Contains("no CUDA device"));
+    CHECK_THROWS_WITH(dpar::gpu.synchronize(), Contains("no CUDA device"));
+    CHECK_THROWS_WITH(dpar::device_vector<int>(10), Contains("no CUDA device"));
+    try {
+      dpar::gpu.on(0);
+    } catch (const dpar::cuda_error& e) {
+      CHECK(e.operation() == "cudaGetDeviceCount");
+      CHECK(e.code() != cudaSuccess);
+    }
+  } else {
+    CHECK_THROWS_WITH(dpar::gpu.on(9999), Contains("invalid device 9999"));
+    CHECK_THROWS_AS(dpar::gpu.on(count), dpar::cuda_error);
+  }
+}
