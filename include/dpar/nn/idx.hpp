@@ -111,7 +111,10 @@ inline idx_array idx_parse(std::span<const std::uint8_t> bytes, const std::strin
   std::size_t have = bytes.size() - header;
   auto shape = [&] {
     std::string s;
-    for (std::size_t d = 0; d < ndims; ++d) s += (d ? "x" : "") + std::to_string(a.dims[d]);
+    for (std::size_t d = 0; d < ndims; ++d) {
+      if (d) s.push_back('x');
+      s.append(std::to_string(a.dims[d]));
+    }
     return s;
   };
   if (overflow || count > have)
