@@ -257,7 +257,10 @@ class data_parallel_trainer {
     return l(logits, ys, grad, total);
   }
 
-  // Runs f(rank, K) on K concurrent threads, one per replica.
+  // Runs f(rank, K) on K concurrent threads, one per replica. The
+  // communicator's run makes a replica that throws abort the others' pending
+  // collectives instead of leaving them waiting; it is then replaced by a fresh
+  // one (a poisoned communicator stays poisoned) and the error reaches the caller.
   template <class F>
   void run_replicas(F&& f) {
     std::size_t k = replicas_.size();
@@ -268,7 +271,12 @@ class data_parallel_trainer {
     if (pool_->concurrency() != k)
       throw std::logic_error("dpar::nn::data_parallel_trainer: its " + std::to_string(k) +
                              " replicas need the pool's threads, but it was called from inside a pool job");
-    pool_->run([&](std::size_t rank, std::size_t threads) { f(rank, threads); });
+    try {
+      comm_->run(*pool_, f);
+    } catch (...) {
+      comm_ = std::make_unique<dpar::communicator>(k);
+      throw;
+    }
   }
 
   dpar::thread_pool* pool_;
