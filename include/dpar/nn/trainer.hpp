@@ -75,52 +75,13 @@ class data_parallel_trainer {
   // One SGD step on a global batch (x's rows with their labels), split evenly
   // over the replicas.
   step_result train_step(const tensor& x, std::span<const std::int32_t> labels) {
-    std::size_t n = x.rows();
-    if (labels.size() != n)
-      throw std::invalid_argument("dpar::nn::data_parallel_trainer: " + std::to_string(n) + " samples but " +
+    if (labels.size() != x.rows())
+      throw std::invalid_argument("dpar::nn::data_parallel_trainer: " + std::to_string(x.rows()) + " samples but " +
                                   std::to_string(labels.size()) + " labels");
-    if (n == 0) throw std::invalid_argument("dpar::nn::data_parallel_trainer: empty batch");
-    // Validate here, before the replicas start: a replica that threw while the
-    // others wait in the all-reduce would stall them.
-    std::size_t classes = replicas_[0]->model.out_features();
-    for (std::size_t i = 0; i < n; ++i)
-      if (labels[i] < 0 || static_cast<std::size_t>(labels[i]) >= classes)
-        throw std::out_of_range("dpar::nn::data_parallel_trainer: label " + std::to_string(labels[i]) +
-                                " of sample " + std::to_string(i) + " is outside [0, " + std::to_string(classes) + ")");
-    if (x.cols() != replicas_[0]->model.in_features())
-      throw std::invalid_argument("dpar::nn::data_parallel_trainer: samples have " + std::to_string(x.cols()) +
-                                  " features, the model takes " + std::to_string(replicas_[0]->model.in_features()));
-    float lr = options_.schedule(step_);
-    run_replicas([&](std::size_t rank, std::size_t k) {
-      replica& r = *replicas_[rank];
-      std::size_t first = n * rank / k, last = n * (rank + 1) / k;
-      r.result = {};
-      auto grads = r.model.gradients();
-      if (first == last) {
-        std::fill(grads.begin(), grads.end(), 0.0f);  // an empty shard adds nothing
-      } else {
-        tensor xs = x.rows_view(first, last - first);
-        auto ys = labels.subspan(first, last - first);
-        const tensor& logits = r.model.forward(xs);
-        r.grad_out.resize(logits.rows(), logits.cols());
-        // Gradient of (shard loss sum) / n: the all-reduced sum is the global-batch mean.
-        r.result.loss_sum = loss_(r.loss, logits, ys, &r.grad_out, n);
-        r.result.correct = count_correct(logits, ys);
-        r.result.samples = ys.size();
-        r.model.backward(r.grad_out);
-      }
-      if (comm_) comm_->all_reduce(rank, grads);
-      r.opt.step(r.model.parameters(), grads, lr);
+    check_batch(x.cols(), labels);
+    return step(x.rows(), [&](replica&, std::size_t first, std::size_t count) {
+      return std::pair{x.rows_view(first, count), labels.subspan(first, count)};
     });
-    ++step_;
-    if (options_.check_replicas) check_replicas();
-    step_result total;
-    for (auto& r : replicas_) {  // rank order: deterministic
-      total.loss_sum += r->result.loss_sum;
-      total.correct += r->result.correct;
-      total.samples += r->result.samples;
-    }
-    return total;
   }
 
   // The order of the samples in epoch e: a permutation drawn from (seed, e),
@@ -137,19 +98,27 @@ class data_parallel_trainer {
   // progress(samples_done, samples_total, mean_loss_so_far) is called after each step.
   step_result train_epoch(const dataset& data,
                           const std::function<void(std::size_t, std::size_t, double)>& progress = {}) {
+    if (data.labels.size() != data.images.rows())
+      throw std::invalid_argument("dpar::nn::data_parallel_trainer: data set has " +
+                                  std::to_string(data.images.rows()) + " samples but " +
+                                  std::to_string(data.labels.size()) + " labels");
+    check_batch(data.images.cols(), data.labels);
     auto order = epoch_order(data, epoch_);
     std::size_t features = data.images.cols();
     step_result total;
     for (std::size_t begin = 0; begin < data.size(); begin += options_.batch) {
       std::size_t count = std::min(options_.batch, data.size() - begin);
-      batch_x_.resize(count, features);
-      batch_y_.resize(count);
-      for (std::size_t i = 0; i < count; ++i) {
-        std::size_t s = order[begin + i];
-        std::copy(data.images.row(s), data.images.row(s) + features, batch_x_.row(i));
-        batch_y_[i] = data.labels[s];
-      }
-      step_result r = train_step(batch_x_, batch_y_);
+      // Each replica gathers its own shard's samples, in parallel.
+      step_result r = step(count, [&](replica& rep, std::size_t first, std::size_t n) {
+        rep.batch_x.resize(n, features);
+        rep.batch_y.resize(n);
+        for (std::size_t i = 0; i < n; ++i) {
+          std::size_t s = order[begin + first + i];
+          std::copy(data.images.row(s), data.images.row(s) + features, rep.batch_x.row(i));
+          rep.batch_y[i] = data.labels[s];
+        }
+        return std::pair{tensor::view(rep.batch_x.data(), n, features), std::span<const std::int32_t>(rep.batch_y)};
+      });
       total.loss_sum += r.loss_sum;
       total.correct += r.correct;
       total.samples += r.samples;
@@ -239,6 +208,8 @@ class data_parallel_trainer {
     tensor grad_out;
     softmax_cross_entropy loss;
     step_result result;
+    tensor batch_x;  // this replica's shard, gathered by train_epoch
+    std::vector<std::int32_t> batch_y;
   };
 
   data_parallel_trainer(dpar::thread_pool* pool, const sequential& model, train_options options)
@@ -250,6 +221,56 @@ class data_parallel_trainer {
     run_replicas([&](std::size_t rank, std::size_t) {
       if (comm_) comm_->broadcast(rank, replicas_[rank]->model.parameters(), 0);
     });
+  }
+
+  // Validates labels and features before the replicas start: a replica that
+  // threw would abort the others' all-reduce and leave the replicas unequal.
+  void check_batch(std::size_t features, std::span<const std::int32_t> labels) const {
+    std::size_t classes = replicas_[0]->model.out_features();
+    if (features != replicas_[0]->model.in_features())
+      throw std::invalid_argument("dpar::nn::data_parallel_trainer: samples have " + std::to_string(features) +
+                                  " features, the model takes " + std::to_string(replicas_[0]->model.in_features()));
+    for (std::size_t i = 0; i < labels.size(); ++i)
+      if (labels[i] < 0 || static_cast<std::size_t>(labels[i]) >= classes)
+        throw std::out_of_range("dpar::nn::data_parallel_trainer: label " + std::to_string(labels[i]) +
+                                " of sample " + std::to_string(i) + " is outside [0, " + std::to_string(classes) + ")");
+  }
+
+  // One step on a global batch of n samples; shard(replica, first, count)
+  // gives a replica its samples [first, first + count) as (tensor, labels).
+  template <class Shard>
+  step_result step(std::size_t n, Shard shard) {
+    if (n == 0) throw std::invalid_argument("dpar::nn::data_parallel_trainer: empty batch");
+    float lr = options_.schedule(step_);
+    run_replicas([&](std::size_t rank, std::size_t k) {
+      replica& r = *replicas_[rank];
+      std::size_t first = n * rank / k, last = n * (rank + 1) / k;
+      r.result = {};
+      auto grads = r.model.gradients();
+      if (first == last) {
+        std::fill(grads.begin(), grads.end(), 0.0f);  // an empty shard adds nothing
+      } else {
+        auto [xs, ys] = shard(r, first, last - first);
+        const tensor& logits = r.model.forward(xs);
+        r.grad_out.resize(logits.rows(), logits.cols());
+        // Gradient of (shard loss sum) / n: the all-reduced sum is the global-batch mean.
+        r.result.loss_sum = r.loss(logits, ys, &r.grad_out, n);
+        r.result.correct = count_correct(logits, ys);
+        r.result.samples = ys.size();
+        r.model.backward(r.grad_out);
+      }
+      if (comm_) comm_->all_reduce(rank, grads);
+      r.opt.step(r.model.parameters(), grads, lr);
+    });
+    ++step_;
+    if (options_.check_replicas) check_replicas();
+    step_result total;
+    for (auto& r : replicas_) {  // rank order: deterministic
+      total.loss_sum += r->result.loss_sum;
+      total.correct += r->result.correct;
+      total.samples += r->result.samples;
+    }
+    return total;
   }
 
   static double loss_(const softmax_cross_entropy& l, const tensor& logits, std::span<const std::int32_t> ys,
@@ -284,8 +305,6 @@ class data_parallel_trainer {
   std::vector<std::unique_ptr<replica>> replicas_;
   std::unique_ptr<dpar::communicator> comm_;
   std::size_t step_ = 0, epoch_ = 0;
-  tensor batch_x_;
-  std::vector<std::int32_t> batch_y_;
 };
 
 }  // namespace dpar::nn
