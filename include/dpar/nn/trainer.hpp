@@ -103,27 +103,57 @@ class data_parallel_trainer {
                                   std::to_string(data.images.rows()) + " samples but " +
                                   std::to_string(data.labels.size()) + " labels");
     check_batch(data.images.cols(), data.labels);
-    auto order = epoch_order(data, epoch_);
-    std::size_t features = data.images.cols();
     step_result total;
-    for (std::size_t begin = 0; begin < data.size(); begin += options_.batch) {
-      std::size_t count = std::min(options_.batch, data.size() - begin);
-      // Each replica gathers its own shard's samples, in parallel.
-      step_result r = step(count, [&](replica& rep, std::size_t first, std::size_t n) {
-        rep.batch_x.resize(n, features);
-        rep.batch_y.resize(n);
-        for (std::size_t i = 0; i < n; ++i) {
-          std::size_t s = order[begin + first + i];
-          std::copy(data.images.row(s), data.images.row(s) + features, rep.batch_x.row(i));
-          rep.batch_y[i] = data.labels[s];
-        }
-        return std::pair{tensor::view(rep.batch_x.data(), n, features), std::span<const std::int32_t>(rep.batch_y)};
-      });
-      total.loss_sum += r.loss_sum;
-      total.correct += r.correct;
-      total.samples += r.samples;
-      if (progress) progress(total.samples, data.size(), total.loss_sum / static_cast<double>(total.samples));
+    if (data.size() == 0) {
+      ++epoch_;
+      return total;
     }
+    auto order = epoch_order(data, epoch_);
+    std::size_t features = data.images.cols(), batch = options_.batch;
+    std::size_t steps = (data.size() + batch - 1) / batch, step0 = step_;
+    // One pool job for the whole epoch (SPMD): the replicas meet only in the
+    // gradient all-reduce, not in a fork and a join per step as well.
+    for (auto& r : replicas_) r->epoch_results.assign(steps, step_result{});
+    run_replicas([&](std::size_t rank, std::size_t k) {
+      replica& rep = *replicas_[rank];
+      for (std::size_t j = 0; j < steps; ++j) {
+        std::size_t begin = j * batch, count = std::min(batch, data.size() - begin);
+        // Each replica gathers its own shard's samples.
+        replica_step(rank, k, count, options_.schedule(step0 + j), [&](replica& r, std::size_t first, std::size_t n) {
+          r.batch_x.resize(n, features);
+          r.batch_y.resize(n);
+          for (std::size_t i = 0; i < n; ++i) {
+            std::size_t s = order[begin + first + i];
+            std::copy(data.images.row(s), data.images.row(s) + features, r.batch_x.row(i));
+            r.batch_y[i] = data.labels[s];
+          }
+          return std::pair{tensor::view(r.batch_x.data(), n, features), std::span<const std::int32_t>(r.batch_y)};
+        });
+        // Each step's result has its own slot, written before the all-reduce:
+        // replica 0 may read every replica's slot j once its all-reduce j is done.
+        rep.epoch_results[j] = rep.result;
+        if (options_.check_replicas) {
+          if (comm_) comm_->barrier(rank);
+          if (rank == 0) check_replicas(step0 + j + 1);
+          if (comm_) comm_->barrier(rank);
+        }
+        if (rank == 0 && progress) {
+          for (auto& r : replicas_) {
+            total.loss_sum += r->epoch_results[j].loss_sum;
+            total.samples += r->epoch_results[j].samples;
+          }
+          progress(total.samples, data.size(), total.loss_sum / static_cast<double>(total.samples));
+        }
+      }
+    });
+    step_ = step0 + steps;
+    total = {};
+    for (std::size_t j = 0; j < steps; ++j)
+      for (auto& r : replicas_) {  // step by step, in rank order: deterministic
+        total.loss_sum += r->epoch_results[j].loss_sum;
+        total.correct += r->epoch_results[j].correct;
+        total.samples += r->epoch_results[j].samples;
+      }
     ++epoch_;
     return total;
   }
@@ -155,17 +185,8 @@ class data_parallel_trainer {
   }
 
   // Throws std::logic_error if any replica's parameters differ from replica 0's.
-  void check_replicas() const {
-    auto p0 = replicas_[0]->model.parameters();
-    for (std::size_t r = 1; r < replicas_.size(); ++r) {
-      auto pr = replicas_[r]->model.parameters();
-      auto diff = std::mismatch(p0.begin(), p0.end(), pr.begin());
-      if (diff.first != p0.end())
-        throw std::logic_error("dpar::nn::data_parallel_trainer: replica " + std::to_string(r) +
-                               " diverged from replica 0 at parameter " + std::to_string(diff.first - p0.begin()) +
-                               " after step " + std::to_string(step_));
-    }
-  }
+  void check_replicas() const { check_replicas(step_); }
+
 
   void save(const std::string& file) const {
     checkpoint c;
@@ -208,6 +229,7 @@ class data_parallel_trainer {
     tensor grad_out;
     softmax_cross_entropy loss;
     step_result result;
+    std::vector<step_result> epoch_results;  // per step of the current epoch
     tensor batch_x;  // this replica's shard, gathered by train_epoch
     std::vector<std::int32_t> batch_y;
   };
@@ -223,6 +245,17 @@ class data_parallel_trainer {
     });
   }
 
+  void check_replicas(std::size_t after_step) const {
+    auto p0 = replicas_[0]->model.parameters();
+    for (std::size_t r = 1; r < replicas_.size(); ++r) {
+      auto pr = replicas_[r]->model.parameters();
+      auto diff = std::mismatch(p0.begin(), p0.end(), pr.begin());
+      if (diff.first != p0.end())
+        throw std::logic_error("dpar::nn::data_parallel_trainer: replica " + std::to_string(r) +
+                               " diverged from replica 0 at parameter " + std::to_string(diff.first - p0.begin()) +
+                               " after step " + std::to_string(after_step));
+    }
+  }
   // Validates labels and features before the replicas start: a replica that
   // threw would abort the others' all-reduce and leave the replicas unequal.
   void check_batch(std::size_t features, std::span<const std::int32_t> labels) const {
@@ -242,26 +275,7 @@ class data_parallel_trainer {
   step_result step(std::size_t n, Shard shard) {
     if (n == 0) throw std::invalid_argument("dpar::nn::data_parallel_trainer: empty batch");
     float lr = options_.schedule(step_);
-    run_replicas([&](std::size_t rank, std::size_t k) {
-      replica& r = *replicas_[rank];
-      std::size_t first = n * rank / k, last = n * (rank + 1) / k;
-      r.result = {};
-      auto grads = r.model.gradients();
-      if (first == last) {
-        std::fill(grads.begin(), grads.end(), 0.0f);  // an empty shard adds nothing
-      } else {
-        auto [xs, ys] = shard(r, first, last - first);
-        const tensor& logits = r.model.forward(xs);
-        r.grad_out.resize(logits.rows(), logits.cols());
-        // Gradient of (shard loss sum) / n: the all-reduced sum is the global-batch mean.
-        r.result.loss_sum = r.loss(logits, ys, &r.grad_out, n);
-        r.result.correct = count_correct(logits, ys);
-        r.result.samples = ys.size();
-        r.model.backward(r.grad_out);
-      }
-      if (comm_) comm_->all_reduce(rank, grads);
-      r.opt.step(r.model.parameters(), grads, lr);
-    });
+    run_replicas([&](std::size_t rank, std::size_t k) { replica_step(rank, k, n, lr, shard); });
     ++step_;
     if (options_.check_replicas) check_replicas();
     step_result total;
@@ -271,6 +285,30 @@ class data_parallel_trainer {
       total.samples += r->result.samples;
     }
     return total;
+  }
+
+  // Replica `rank`'s part of one step on a global batch of n samples:
+  // forward/backward on its shard, the gradient all-reduce, the update.
+  template <class Shard>
+  void replica_step(std::size_t rank, std::size_t k, std::size_t n, float lr, Shard&& shard) {
+    replica& r = *replicas_[rank];
+    std::size_t first = n * rank / k, last = n * (rank + 1) / k;
+    r.result = {};
+    auto grads = r.model.gradients();
+    if (first == last) {
+      std::fill(grads.begin(), grads.end(), 0.0f);  // an empty shard adds nothing
+    } else {
+      auto [xs, ys] = shard(r, first, last - first);
+      const tensor& logits = r.model.forward(xs);
+      r.grad_out.resize(logits.rows(), logits.cols());
+      // Gradient of (shard loss sum) / n: the all-reduced sum is the global-batch mean.
+      r.result.loss_sum = r.loss(logits, ys, &r.grad_out, n);
+      r.result.correct = count_correct(logits, ys);
+      r.result.samples = ys.size();
+      r.model.backward(r.grad_out);
+    }
+    if (comm_) comm_->all_reduce(rank, grads);
+    r.opt.step(r.model.parameters(), grads, lr);
   }
 
   static double loss_(const softmax_cross_entropy& l, const tensor& logits, std::span<const std::int32_t> ys,
