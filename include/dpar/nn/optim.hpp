@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstddef>
 #include <numbers>
+#include <ranges>
 #include <span>
 #include <stdexcept>
 #include <string>
@@ -95,19 +96,23 @@ class sgd {
                                   std::to_string(grads.size()) + " gradients for an optimizer of " +
                                   std::to_string(velocity_.size()));
     const float mu = options_.momentum, wd = options_.weight_decay;
-    const bool nesterov = options_.nesterov;
-    float* p0 = params.data();
+    if (mu == 0.0f) {
+      dpar::transform(dpar::seq, params.begin(), params.end(), grads.begin(), params.begin(),
+                      [=](float p, float g) { return p - lr * (g + wd * p); });
+      return;
+    }
+    // Branch-free so that it vectorizes: step = a d + b v, with (a, b) = (1, mu)
+    // for Nesterov and (0, 1) for plain momentum.
+    const float a = options_.nesterov ? 1.0f : 0.0f, b = options_.nesterov ? mu : 1.0f;
+    float* p = params.data();
     const float* g = grads.data();
     float* v = velocity_.data();
-    dpar::for_each(dpar::seq, params.begin(), params.end(), [=](float& p) {
-      std::size_t i = static_cast<std::size_t>(&p - p0);
-      float d = g[i] + wd * p;
-      if (mu != 0.0f) {
-        float vi = mu * v[i] + d;
-        v[i] = vi;
-        d = nesterov ? d + mu * vi : vi;
-      }
-      p -= lr * d;
+    auto index = std::views::iota(std::size_t{0}, params.size());  // an index loop: it vectorizes
+    dpar::for_each(dpar::seq, index.begin(), index.end(), [=](std::size_t i) {
+      float d = g[i] + wd * p[i];
+      float vi = mu * v[i] + d;
+      v[i] = vi;
+      p[i] -= lr * (a * d + b * vi);
     });
   }
 
