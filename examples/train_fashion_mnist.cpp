@@ -3,11 +3,13 @@
 //
 //   train_fashion_mnist [--epochs 20] [--batch 128] [--lr 0.05] [--momentum 0.9]
 //                       [--weight-decay 1e-4] [--replicas N] [--seed 1] [--data DIR]
-//                       [--metrics FILE.csv] [--save FILE] [--resume FILE]
+//                       [--metrics FILE.csv] [--save FILE] [--resume FILE] [--stop-after N]
 //
 // Prints a progress bar per epoch (samples/s, running loss) and the test
 // accuracy after each epoch. --save writes a checkpoint after every epoch;
-// --resume continues from one exactly as if the run had not stopped.
+// --resume continues from one exactly as if the run had not stopped (give it
+// the same options: the learning-rate schedule spans --epochs). --stop-after N
+// ends the run after epoch N, as an interrupted run would.
 #include <dpar/nn.hpp>
 
 #include <chrono>
@@ -25,7 +27,7 @@ namespace nn = dpar::nn;
 namespace {
 
 struct args {
-  std::size_t epochs = 20, batch = 128, replicas = 0;
+  std::size_t epochs = 20, batch = 128, replicas = 0, stop_after = 0;
   float lr = 0.05f, momentum = 0.9f, weight_decay = 1e-4f;
   std::uint64_t seed = 1;
   std::string data = "/usr/share/datasets/fashion-mnist", metrics, save, resume;
@@ -35,7 +37,7 @@ struct args {
   std::cerr << "train_fashion_mnist: " << problem << "\n"
             << "usage: train_fashion_mnist [--epochs N] [--batch N] [--lr X] [--momentum X] [--weight-decay X]\n"
                "                           [--replicas N] [--seed N] [--data DIR] [--metrics FILE.csv]\n"
-               "                           [--save FILE] [--resume FILE]\n";
+               "                           [--save FILE] [--resume FILE] [--stop-after N]\n";
   std::exit(2);
 }
 
@@ -74,6 +76,7 @@ args parse(int argc, char** argv) {
     else if (f == "--metrics") a.metrics = v;
     else if (f == "--save") a.save = v;
     else if (f == "--resume") a.resume = v;
+    else if (f == "--stop-after") a.stop_after = number<std::size_t>(f, v);
     else usage("unknown option " + f);
   }
   if (a.batch == 0) usage("--batch must be positive");
@@ -160,6 +163,10 @@ int main(int argc, char** argv) try {
       csv.flush();
     }
     if (!a.save.empty()) trainer.save(a.save);
+    if (a.stop_after != 0 && trainer.epochs() >= a.stop_after) {
+      std::printf("stopping after epoch %zu (--stop-after)\n", trainer.epochs());
+      return 0;
+    }
   }
   std::printf("final test accuracy %.4f\n", accuracy);
   return 0;
