@@ -4,8 +4,9 @@
 
 #include <cmath>
 #include <cstddef>
+#include <compare>
+#include <iterator>
 #include <numbers>
-#include <ranges>
 #include <span>
 #include <stdexcept>
 #include <string>
@@ -15,6 +16,36 @@
 #include "../execution.hpp"
 
 namespace dpar::nn {
+
+namespace detail {
+// A random-access iterator over the indices 0, 1, 2, ... (std::views::iota's
+// iterator, which clang 14 cannot use with libstdc++ 12's ranges).
+struct index_iterator {
+  using iterator_category = std::random_access_iterator_tag;
+  using value_type = std::size_t;
+  using difference_type = std::ptrdiff_t;
+  using reference = std::size_t;
+  using pointer = void;
+  std::size_t i = 0;
+  std::size_t operator*() const noexcept { return i; }
+  std::size_t operator[](difference_type n) const noexcept { return i + static_cast<std::size_t>(n); }
+  index_iterator& operator++() noexcept { ++i; return *this; }
+  index_iterator operator++(int) noexcept { return {i++}; }
+  index_iterator& operator--() noexcept { --i; return *this; }
+  index_iterator operator--(int) noexcept { return {i--}; }
+  index_iterator& operator+=(difference_type n) noexcept { i += static_cast<std::size_t>(n); return *this; }
+  index_iterator& operator-=(difference_type n) noexcept { i -= static_cast<std::size_t>(n); return *this; }
+  friend index_iterator operator+(index_iterator a, difference_type n) noexcept { return a += n; }
+  friend index_iterator operator+(difference_type n, index_iterator a) noexcept { return a += n; }
+  friend index_iterator operator-(index_iterator a, difference_type n) noexcept { return a -= n; }
+  friend difference_type operator-(index_iterator a, index_iterator b) noexcept {
+    return static_cast<difference_type>(a.i) - static_cast<difference_type>(b.i);
+  }
+  friend bool operator==(index_iterator, index_iterator) = default;
+  friend auto operator<=>(index_iterator, index_iterator) = default;
+};
+static_assert(std::random_access_iterator<index_iterator>);
+}  // namespace detail
 
 // Learning rate as a function of the step (0-based): constant, step decay or
 // cosine annealing, optionally after a linear warmup.
@@ -107,8 +138,8 @@ class sgd {
     float* p = params.data();
     const float* g = grads.data();
     float* v = velocity_.data();
-    auto index = std::views::iota(std::size_t{0}, params.size());  // an index loop: it vectorizes
-    dpar::for_each(dpar::seq, index.begin(), index.end(), [=](std::size_t i) {
+    // An index loop (it vectorizes; deriving the index from an element's address does not).
+    dpar::for_each(dpar::seq, detail::index_iterator{0}, detail::index_iterator{params.size()}, [=](std::size_t i) {
       float d = g[i] + wd * p[i];
       float vi = mu * v[i] + d;
       v[i] = vi;
