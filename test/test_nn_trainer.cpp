@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <filesystem>
 #include <random>
 #include <string>
@@ -90,6 +91,7 @@ TEST_CASE("trainer: K = 2, 3, 4 replicas match one replica over 20 steps (1e-5 r
       for (std::size_t i = 0; i < one.size(); ++i) diff = std::max(diff, double(std::abs(one[i] - many[i])));
       INFO("batch " << batch << ", K = " << k << ": max |difference| " << diff << ", max |parameter| " << max_abs(one));
       REQUIRE(diff <= 1e-5 * max_abs(one));
+      if (std::getenv("DPAR_NN_SHOW_DIFF")) WARN("batch " << batch << ", K = " << k << ": max |difference| " << diff << " of max |parameter| " << max_abs(one));
       REQUIRE(one != run(1, blobs(103, 12, 5, 2), batch, 20));  // the comparison can fail: other data differ
     }
   }

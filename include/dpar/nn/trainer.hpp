@@ -4,6 +4,12 @@
 // optimizer state. Per step every replica runs forward/backward on its shard of
 // the global batch, the gradient buffers are all-reduced in one call, and every
 // replica applies the same update, so the replicas stay bitwise identical.
+//
+// K replicas versus one: the all-reduce adds the replicas' gradients in rank
+// order, and each replica's GEMM sums its own shard, so K changes only how the
+// batch sum is grouped. In float32 that moves parameters by about 1e-7
+// relative over 20 steps (test_nn_trainer checks 1e-5 for K = 2, 3, 4). The
+// same K and seed give bitwise-identical runs.
 
 #include <algorithm>
 #include <cstddef>
