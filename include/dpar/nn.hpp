@@ -1,0 +1,13 @@
+#pragma once
+// dpar::nn: a small neural-network module trained with data-parallel SGD.
+// Matrix products go through CBLAS (OpenBLAS); everything elementwise, the
+// reductions and the gradient all-reduce go through dpar. Link dpar::nn.
+
+#include "nn/blas.hpp"
+#include "nn/checkpoint.hpp"
+#include "nn/idx.hpp"
+#include "nn/layers.hpp"
+#include "nn/loss.hpp"
+#include "nn/optim.hpp"
+#include "nn/tensor.hpp"
+#include "nn/trainer.hpp"

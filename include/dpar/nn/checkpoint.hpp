@@ -1,0 +1,135 @@
+#pragma once
+// Training checkpoints: parameters, optimizer state and progress in one file,
+// written atomically (temp file, fsync, rename) and guarded by a CRC-32, so a
+// crash mid-write leaves the previous checkpoint intact and a corrupt or
+// mismatched file is refused with a clear error.
+
+#include <fcntl.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include <cerrno>
+#include <cstdint>
+#include <cstring>
+#include <fstream>
+#include <iterator>
+#include <stdexcept>
+#include <string>
+#include <system_error>
+#include <vector>
+
+namespace dpar::nn {
+
+class checkpoint_error : public std::runtime_error {
+ public:
+  checkpoint_error(const std::string& file, const std::string& problem)
+      : std::runtime_error("dpar::nn checkpoint '" + file + "': " + problem) {}
+};
+
+struct checkpoint {
+  std::uint64_t epoch = 0;     // completed epochs
+  std::uint64_t step = 0;      // optimizer steps taken
+  std::uint64_t seed = 0;      // the run's seed (data order derives from it)
+  std::uint64_t replicas = 0;  // K of the run that wrote it (bitwise resumption needs the same K)
+  std::uint64_t layout = 0;    // hash of the model's layer list
+  std::vector<float> parameters;
+  std::vector<float> velocity;
+};
+
+namespace detail {
+inline constexpr char checkpoint_magic[8] = {'D', 'P', 'A', 'R', 'N', 'N', '0', '1'};
+
+inline void put_u64(std::vector<unsigned char>& out, std::uint64_t v) {
+  for (int i = 0; i < 8; ++i) out.push_back(static_cast<unsigned char>(v >> (8 * i)));
+}
+inline std::uint64_t get_u64(const unsigned char* p) {
+  std::uint64_t v = 0;
+  for (int i = 0; i < 8; ++i) v |= std::uint64_t{p[i]} << (8 * i);
+  return v;
+}
+inline void put_floats(std::vector<unsigned char>& out, const std::vector<float>& v) {
+  auto* p = reinterpret_cast<const unsigned char*>(v.data());
+  out.insert(out.end(), p, p + v.size() * sizeof(float));
+}
+inline std::uint32_t crc(const unsigned char* p, std::size_t n) {
+  uLong c = crc32(0L, Z_NULL, 0);
+  while (n > 0) {
+    uInt chunk = static_cast<uInt>(std::min<std::size_t>(n, 1u << 30));
+    c = crc32(c, p, chunk);
+    p += chunk;
+    n -= chunk;
+  }
+  return static_cast<std::uint32_t>(c);
+}
+}  // namespace detail
+
+inline void save_checkpoint(const std::string& file, const checkpoint& c) {
+  std::vector<unsigned char> bytes(detail::checkpoint_magic, detail::checkpoint_magic + 8);
+  for (auto v : {c.epoch, c.step, c.seed, c.replicas, c.layout, std::uint64_t(c.parameters.size()),
+                 std::uint64_t(c.velocity.size())})
+    detail::put_u64(bytes, v);
+  detail::put_floats(bytes, c.parameters);
+  detail::put_floats(bytes, c.velocity);
+  std::uint32_t sum = detail::crc(bytes.data(), bytes.size());
+  for (int i = 0; i < 4; ++i) bytes.push_back(static_cast<unsigned char>(sum >> (8 * i)));
+
+  std::string tmp = file + ".tmp." + std::to_string(::getpid());
+  auto fail = [&](const char* what) {
+    int err = errno;
+    ::unlink(tmp.c_str());
+    throw checkpoint_error(file, std::string(what) + ": " + std::strerror(err));
+  };
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) fail("cannot create the temporary file");
+  std::size_t done = 0;
+  while (done < bytes.size()) {
+    ssize_t w = ::write(fd, bytes.data() + done, bytes.size() - done);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) {
+      ::close(fd);
+      fail("write failed");
+    }
+    done += static_cast<std::size_t>(w);
+  }
+  if (::fsync(fd) != 0) {
+    ::close(fd);
+    fail("fsync failed");
+  }
+  if (::close(fd) != 0) fail("close failed");
+  if (::rename(tmp.c_str(), file.c_str()) != 0) fail("rename failed");
+}
+
+inline checkpoint load_checkpoint(const std::string& file) {
+  std::ifstream in(file, std::ios::binary);
+  if (!in) throw checkpoint_error(file, "cannot open the file");
+  std::vector<unsigned char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  constexpr std::size_t header = 8 + 7 * 8;
+  if (bytes.size() < header + 4)
+    throw checkpoint_error(file, "truncated: " + std::to_string(bytes.size()) + " bytes is shorter than the header");
+  if (std::memcmp(bytes.data(), detail::checkpoint_magic, 8) != 0)
+    throw checkpoint_error(file, "not a dpar::nn checkpoint (wrong magic)");
+  const unsigned char* p = bytes.data() + 8;
+  checkpoint c;
+  c.epoch = detail::get_u64(p);
+  c.step = detail::get_u64(p + 8);
+  c.seed = detail::get_u64(p + 16);
+  c.replicas = detail::get_u64(p + 24);
+  c.layout = detail::get_u64(p + 32);
+  std::uint64_t np = detail::get_u64(p + 40), nv = detail::get_u64(p + 48);
+  std::size_t body = bytes.size() - header - 4;
+  if (np > body / sizeof(float) || nv > body / sizeof(float) || (np + nv) * sizeof(float) != body)
+    throw checkpoint_error(file, "size mismatch: header promises " + std::to_string(np) + " parameters and " +
+                                     std::to_string(nv) + " velocities, file holds " + std::to_string(body) +
+                                     " payload bytes (truncated or corrupt)");
+  std::size_t n = bytes.size() - 4;
+  std::uint32_t stored = 0;
+  for (int i = 0; i < 4; ++i) stored |= std::uint32_t{bytes[n + i]} << (8 * i);
+  if (detail::crc(bytes.data(), n) != stored) throw checkpoint_error(file, "checksum mismatch (file is corrupt)");
+  c.parameters.resize(np);
+  c.velocity.resize(nv);
+  std::memcpy(c.parameters.data(), bytes.data() + header, np * sizeof(float));
+  std::memcpy(c.velocity.data(), bytes.data() + header + np * sizeof(float), nv * sizeof(float));
+  return c;
+}
+
+}  // namespace dpar::nn

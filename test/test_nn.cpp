@@ -1,0 +1,327 @@
+// dpar::nn layers, losses, optimizer and schedules: gradients against
+// finite differences of a float64 reference, and closed-form checks.
+#include <dpar/nn/layers.hpp>
+#include <dpar/nn/loss.hpp>
+#include <dpar/nn/optim.hpp>
+#include <dpar/nn/tensor.hpp>
+
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <functional>
+#include <random>
+#include <string>
+#include <vector>
+
+namespace nn = dpar::nn;
+
+namespace {
+
+enum class act { none, relu, tanh, sigmoid };
+
+double apply(act a, double v) {
+  switch (a) {
+    case act::relu: return v > 0 ? v : 0;
+    case act::tanh: return std::tanh(v);
+    case act::sigmoid: return 1 / (1 + std::exp(-v));
+    default: return v;
+  }
+}
+
+// A float64 re-implementation of a model given as a list of (dense in->out |
+// activation), on the same flat parameter layout as nn::sequential.
+struct ref_layer {
+  bool is_dense;
+  std::size_t in, out;
+  act a;
+};
+
+std::vector<double> ref_forward(const std::vector<ref_layer>& layers, const std::vector<double>& p,
+                                const std::vector<double>& x, std::size_t rows, std::size_t& cols) {
+  std::vector<double> cur = x;
+  std::size_t off = 0;
+  for (auto& l : layers) {
+    if (l.is_dense) {
+      std::vector<double> next(rows * l.out);
+      for (std::size_t r = 0; r < rows; ++r)
+        for (std::size_t o = 0; o < l.out; ++o) {
+          double s = p[off + l.out * l.in + o];
+          for (std::size_t i = 0; i < l.in; ++i) s += cur[r * l.in + i] * p[off + o * l.in + i];
+          next[r * l.out + o] = s;
+        }
+      off += l.out * l.in + l.out;
+      cur = std::move(next);
+      cols = l.out;
+    } else {
+      for (auto& v : cur) v = apply(l.a, v);
+    }
+  }
+  return cur;
+}
+
+double ref_cross_entropy(const std::vector<double>& z, std::size_t rows, std::size_t k, const std::vector<std::int32_t>& y) {
+  double total = 0;
+  for (std::size_t r = 0; r < rows; ++r) {
+    double m = z[r * k];
+    for (std::size_t c = 0; c < k; ++c) m = std::max(m, z[r * k + c]);
+    double s = 0;
+    for (std::size_t c = 0; c < k; ++c) s += std::exp(z[r * k + c] - m);
+    total += m + std::log(s) - z[r * k + y[r]];
+  }
+  return total / static_cast<double>(rows);
+}
+
+double ref_mse(const std::vector<double>& z, const std::vector<double>& t) {
+  double s = 0;
+  for (std::size_t i = 0; i < z.size(); ++i) s += (z[i] - t[i]) * (z[i] - t[i]);
+  return s / static_cast<double>(z.size());
+}
+
+nn::tensor random_tensor(std::size_t r, std::size_t c, std::uint64_t seed, float scale = 1.0f) {
+  nn::tensor t(r, c);
+  std::mt19937_64 g(seed);
+  std::uniform_real_distribution<float> d(-scale, scale);
+  for (auto& v : t.flat()) v = d(g);
+  return t;
+}
+
+void add_act(nn::sequential& m, act a) {
+  if (a == act::relu) m.add(nn::relu());
+  if (a == act::tanh) m.add(nn::tanh_layer());
+  if (a == act::sigmoid) m.add(nn::sigmoid());
+}
+
+// Checks model gradients against central differences of the float64 reference loss.
+void check_gradients(nn::sequential& m, const std::vector<ref_layer>& layers, const nn::tensor& x,
+                     const std::function<double(const nn::tensor&, nn::tensor&)>& loss_and_grad,
+                     const std::function<double(const std::vector<double>&, std::size_t)>& ref_loss) {
+  const nn::tensor& out = m.forward(x);
+  nn::tensor g(out.rows(), out.cols());
+  loss_and_grad(out, g);
+  m.backward(g);
+  std::vector<double> p(m.parameters().begin(), m.parameters().end());
+  std::vector<double> xd(x.data(), x.data() + x.size());
+  auto eval = [&](const std::vector<double>& params) {
+    std::size_t cols = x.cols();
+    auto z = ref_forward(layers, params, xd, x.rows(), cols);
+    return ref_loss(z, cols);
+  };
+  // The model's float output agrees with the reference's.
+  {
+    std::size_t cols = x.cols();
+    auto z = ref_forward(layers, p, xd, x.rows(), cols);
+    for (std::size_t i = 0; i < z.size(); ++i) REQUIRE(out.data()[i] == Approx(z[i]).margin(1e-5).epsilon(1e-4));
+  }
+  const double h = 1e-6;
+  for (std::size_t i = 0; i < p.size(); ++i) {
+    auto plus = p, minus = p;
+    plus[i] += h;
+    minus[i] -= h;
+    double fd = (eval(plus) - eval(minus)) / (2 * h);
+    INFO("parameter " << i);
+    REQUIRE(m.gradients()[i] == Approx(fd).margin(2e-5).epsilon(2e-3));
+  }
+}
+
+}  // namespace
+
+TEST_CASE("tensor: owning, views, resize keeps capacity", "[nn]") {
+  nn::tensor t(3, 4);
+  REQUIRE(t.rows() == 3);
+  REQUIRE(t.cols() == 4);
+  for (float v : t.flat()) REQUIRE(v == 0.0f);
+  t(2, 3) = 7.0f;
+  nn::tensor v = t.rows_view(1, 2);
+  REQUIRE(v(1, 3) == 7.0f);
+  REQUIRE_FALSE(v.owning());
+  REQUIRE_THROWS_AS(v.resize(1, 1), std::logic_error);
+  REQUIRE_THROWS_AS(t.rows_view(2, 2), std::out_of_range);
+  const float* before = t.data();
+  t.resize(2, 5);  // 10 <= 12: same storage
+  REQUIRE(t.data() == before);
+  nn::tensor copy = v;  // copying a view makes an owning copy
+  REQUIRE(copy.owning());
+  REQUIRE(copy(1, 3) == 7.0f);
+  REQUIRE(copy.data() != v.data());
+}
+
+TEST_CASE("dense + activations: gradients match float64 finite differences", "[nn]") {
+  for (act a : {act::none, act::relu, act::tanh, act::sigmoid}) {
+    for (nn::init scheme : {nn::init::he, nn::init::xavier}) {
+      DYNAMIC_SECTION("activation " << int(a) << " init " << int(scheme)) {
+        nn::sequential m(5);
+        m.add(nn::dense(5, 4, scheme));
+        add_act(m, a);
+        m.add(nn::dense(4, 3, scheme));
+        m.initialize(11);
+        // Non-zero biases so their gradients are exercised with real values.
+        for (auto& v : m.parameters()) v += 0.05f;
+        std::vector<ref_layer> layers = {{true, 5, 4, act::none}, {false, 4, 4, a}, {true, 4, 3, act::none}};
+        if (a == act::none) layers.erase(layers.begin() + 1);
+        nn::tensor x = random_tensor(7, 5, 3);
+        std::vector<std::int32_t> y = {0, 1, 2, 2, 1, 0, 1};
+        nn::softmax_cross_entropy ce;
+        check_gradients(
+            m, layers, x, [&](const nn::tensor& out, nn::tensor& g) { return ce(out, y, &g); },
+            [&](const std::vector<double>& z, std::size_t k) { return ref_cross_entropy(z, 7, k, y); });
+      }
+    }
+  }
+}
+
+TEST_CASE("activation first (unfused path) and MSE: gradients match finite differences", "[nn]") {
+  for (act a : {act::relu, act::tanh, act::sigmoid}) {
+    DYNAMIC_SECTION("activation " << int(a)) {
+      nn::sequential m(3);
+      m.add(nn::dense(3, 6));
+      add_act(m, a);
+      add_act(m, a);  // two activations in a row: the second runs unfused
+      m.add(nn::dense(6, 2, nn::init::xavier));
+      add_act(m, act::sigmoid);
+      m.initialize(5);
+      std::vector<ref_layer> layers = {{true, 3, 6, act::none}, {false, 6, 6, a}, {false, 6, 6, a},
+                                       {true, 6, 2, act::none}, {false, 2, 2, act::sigmoid}};
+      nn::tensor x = random_tensor(4, 3, 9, 2.0f);
+      nn::tensor t = random_tensor(4, 2, 10);
+      std::vector<double> td(t.data(), t.data() + t.size());
+      nn::mse loss;
+      check_gradients(
+          m, layers, x, [&](const nn::tensor& out, nn::tensor& g) { return loss(out, t, &g); },
+          [&](const std::vector<double>& z, std::size_t) { return ref_mse(z, td); });
+    }
+  }
+}
+
+TEST_CASE("softmax cross-entropy: stable for huge logits, global-batch scaling, bad labels", "[nn]") {
+  nn::softmax_cross_entropy ce;
+  nn::tensor z(2, 3);
+  z(0, 0) = 1000.0f;  // exp(1000) overflows without the max shift
+  z(0, 1) = 0.0f;
+  z(0, 2) = -1000.0f;
+  z(1, 0) = 1.0f;
+  z(1, 1) = 2.0f;
+  z(1, 2) = 3.0f;
+  std::vector<std::int32_t> y = {1, 2};
+  nn::tensor g(2, 3);
+  double sum = ce(z, y, &g, 8);  // a shard of 2 from a global batch of 8
+  double row1 = std::log(std::exp(1.0) + std::exp(2.0) + std::exp(3.0)) - 3.0;
+  REQUIRE(sum == Approx(1000.0 + row1));
+  REQUIRE(std::isfinite(sum));
+  REQUIRE(g(0, 0) == Approx(1.0 / 8));
+  REQUIRE(g(0, 1) == Approx(-1.0 / 8));
+  double p2 = std::exp(3.0) / (std::exp(1.0) + std::exp(2.0) + std::exp(3.0));
+  REQUIRE(g(1, 2) == Approx((p2 - 1) / 8));
+  std::vector<std::int32_t> bad = {1, 3};
+  REQUIRE_THROWS_WITH(ce(z, bad), Catch::Contains("label 3 at row 1"));
+  std::vector<std::int32_t> neg = {-1, 0};
+  REQUIRE_THROWS_AS(ce(z, neg), std::out_of_range);
+  std::vector<std::int32_t> short_labels = {1};
+  REQUIRE_THROWS_WITH(ce(z, short_labels), Catch::Contains("2 outputs but 1 targets"));
+  REQUIRE_THROWS_AS(ce(z, y, nullptr, 1), std::invalid_argument);
+  REQUIRE(nn::count_correct(z, std::vector<std::int32_t>{0, 2}) == 2);
+  REQUIRE(nn::count_correct(z, std::vector<std::int32_t>{1, 2}) == 1);
+}
+
+TEST_CASE("sequential: shape errors name the layer and sizes", "[nn]") {
+  nn::sequential m(4);
+  m.add(nn::dense(4, 3));
+  REQUIRE_THROWS_WITH(m.add(nn::dense(5, 2)), Catch::Contains("input has 3 features, expected 5"));
+  REQUIRE(m.size() == 1);  // the rejected layer was not added
+  REQUIRE(m.parameters().size() == 4 * 3 + 3);
+  nn::tensor x(2, 5);
+  REQUIRE_THROWS_WITH(m.forward(x), Catch::Contains("input has 5 features, the model takes 4"));
+  REQUIRE_THROWS_AS(nn::dense(0, 3), std::invalid_argument);
+  nn::sequential fresh(2);
+  REQUIRE_THROWS_AS(fresh.backward(nn::tensor(1, 2)), std::logic_error);
+}
+
+TEST_CASE("sequential: copies are independent and bound to their own buffers", "[nn]") {
+  auto m = nn::make_mlp({6, 5, 3});
+  m.initialize(1);
+  nn::sequential c = m;
+  REQUIRE(std::equal(m.parameters().begin(), m.parameters().end(), c.parameters().begin()));
+  nn::tensor x = random_tensor(3, 6, 2);
+  nn::tensor out_m = m.forward(x);
+  c.parameters()[0] += 1.0f;
+  nn::tensor out_c = c.forward(x);
+  REQUIRE(out_m(0, 0) != out_c(0, 0));
+  REQUIRE(m.forward(x)(0, 0) == out_m(0, 0));  // the original is unaffected
+}
+
+TEST_CASE("initialization: He and Xavier scales, deterministic per seed", "[nn]") {
+  nn::sequential he(400), xa(400);
+  he.add(nn::dense(400, 300, nn::init::he));
+  xa.add(nn::dense(400, 300, nn::init::xavier));
+  he.initialize(7);
+  xa.initialize(7);
+  auto stats = [](std::span<const float> p, std::size_t n) {
+    double s = 0, s2 = 0;
+    for (std::size_t i = 0; i < n; ++i) s += p[i], s2 += double(p[i]) * p[i];
+    return std::pair{s / n, std::sqrt(s2 / n)};
+  };
+  auto [mh, rh] = stats(he.parameters(), 120000);
+  auto [mx, rx] = stats(xa.parameters(), 120000);
+  REQUIRE(std::abs(mh) < 0.002);
+  REQUIRE(rh == Approx(std::sqrt(2.0 / 400)).epsilon(0.02));
+  REQUIRE(std::abs(mx) < 0.002);
+  REQUIRE(rx == Approx(std::sqrt(2.0 / 700)).epsilon(0.02));  // uniform(+-a): rms a/sqrt(3)
+  for (std::size_t i = 120000; i < he.parameters().size(); ++i) REQUIRE(he.parameters()[i] == 0.0f);
+  nn::sequential again(400);
+  again.add(nn::dense(400, 300, nn::init::he));
+  again.initialize(7);
+  REQUIRE(std::equal(he.parameters().begin(), he.parameters().end(), again.parameters().begin()));
+  again.initialize(8);
+  REQUIRE_FALSE(std::equal(he.parameters().begin(), he.parameters().end(), again.parameters().begin()));
+}
+
+TEST_CASE("sgd: momentum, Nesterov and weight decay follow PyTorch's update rule", "[nn]") {
+  for (bool nesterov : {false, true}) {
+    for (float wd : {0.0f, 0.01f}) {
+      for (float mu : {0.0f, 0.9f}) {
+        if (nesterov && mu == 0.0f) continue;
+        std::vector<float> p = {1.0f, -2.0f, 0.5f}, g = {0.1f, 0.2f, -0.3f};
+        std::vector<double> rp(p.begin(), p.end()), rv(3, 0.0);
+        nn::sgd opt(3, {mu, nesterov, wd});
+        for (int step = 0; step < 5; ++step) {
+          float lr = 0.1f * (step + 1);
+          opt.step(p, g, lr);
+          for (int i = 0; i < 3; ++i) {
+            double d = g[i] + wd * rp[i];
+            if (mu != 0) {
+              rv[i] = mu * rv[i] + d;
+              d = nesterov ? d + mu * rv[i] : rv[i];
+            }
+            rp[i] -= lr * d;
+          }
+        }
+        for (int i = 0; i < 3; ++i) REQUIRE(p[i] == Approx(rp[i]).epsilon(1e-5));
+      }
+    }
+  }
+  nn::sgd opt(3);
+  std::vector<float> p(4), g(3);
+  REQUIRE_THROWS_WITH(opt.step(p, g, 0.1f), Catch::Contains("4 parameters"));
+  REQUIRE_THROWS_AS(nn::sgd(3, {0.0f, true, 0.0f}), std::invalid_argument);
+}
+
+TEST_CASE("learning-rate schedules: step, cosine, warmup", "[nn]") {
+  auto c = nn::lr_schedule::constant(0.1f);
+  REQUIRE(c(0) == 0.1f);
+  REQUIRE(c(1000) == 0.1f);
+  auto s = nn::lr_schedule::step(1.0f, 10, 0.5f);
+  REQUIRE(s(0) == 1.0f);
+  REQUIRE(s(9) == 1.0f);
+  REQUIRE(s(10) == 0.5f);
+  REQUIRE(s(25) == 0.25f);
+  auto cos = nn::lr_schedule::cosine(1.0f, 100, 0.1f);
+  REQUIRE(cos(0) == Approx(1.0f));
+  REQUIRE(cos(50) == Approx(0.55f));
+  REQUIRE(cos(100) == Approx(0.1f));
+  REQUIRE(cos(500) == Approx(0.1f));
+  auto w = cos.with_warmup(4);
+  REQUIRE(w(0) == Approx(0.25f * cos(0)));
+  REQUIRE(w(3) == Approx(cos(3)));
+  REQUIRE(w(10) == Approx(cos(10)));
+  REQUIRE_THROWS_AS(nn::lr_schedule::step(1.0f, 0, 0.5f), std::invalid_argument);
+  REQUIRE_THROWS_AS(nn::lr_schedule::cosine(1.0f, 0), std::invalid_argument);
+}
