@@ -3,7 +3,6 @@
 //   mpiexec -n 2 --oversubscribe build/release/bench/bench_mpi
 // Every rank runs the same fixed number of iterations (a collective loop must
 // not let ranks choose different counts); rank 0 reports.
-#include <mpi.h>
 
 #include <dpar/mpi.hpp>
 

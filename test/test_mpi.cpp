@@ -3,7 +3,6 @@
 // empty) slice of it, and compares its results with single-process references
 // computed on the whole array.
 #define CATCH_CONFIG_RUNNER
-#include <mpi.h>
 
 #include <dpar/mpi.hpp>
 

@@ -1,6 +1,7 @@
 #pragma once
 // dpar over MPI ranks (OpenMPI or any MPI-3 library): include this header,
-// which needs <mpi.h>, and link MPI (CMake: MPI::MPI_CXX or MPI::MPI_C).
+// which needs <mpi.h> (included here without the deprecated C++ bindings),
+// and link MPI (CMake: MPI::MPI_CXX or MPI::MPI_C).
 //
 //   auto policy = dpar::mpi(MPI_COMM_WORLD, dpar::par);   // inner policy: seq (default) or par
 //   double total = dpar::reduce(policy, local.begin(), local.end(), 0.0);
@@ -17,7 +18,7 @@
 // all_reduce throw dpar::collective_error on every rank. Values that cross
 // ranks through a user op must be trivially copyable.
 
-#include <mpi.h>
+#include "detail/mpi/mpi_h.hpp"
 
 #include <stdexcept>
 #include <type_traits>

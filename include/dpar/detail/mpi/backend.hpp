@@ -8,7 +8,7 @@
 // standard op use MPI's built-in datatypes and ops; anything else goes through
 // an ordered (non-commutative) user op, so the order guarantee holds.
 
-#include <mpi.h>
+#include "mpi_h.hpp"
 
 #include <algorithm>
 #include <climits>

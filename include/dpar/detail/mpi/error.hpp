@@ -4,7 +4,7 @@
 // handler afterwards) and turns every error code into dpar::mpi_error, whose
 // message names the MPI function and carries MPI's own error string.
 
-#include <mpi.h>
+#include "mpi_h.hpp"
 
 #include <string>
 

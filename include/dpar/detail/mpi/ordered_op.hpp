@@ -10,7 +10,7 @@
 // must not cross MPI's C frames, so the trampoline catches it, and after the
 // MPI call one MPI_LOR reduction tells every rank whether some op threw.
 
-#include <mpi.h>
+#include "mpi_h.hpp"
 
 #include <cstring>
 #include <exception>

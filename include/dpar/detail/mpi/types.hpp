@@ -3,7 +3,7 @@
 // arithmetic types, built-in ops for the standard function objects. Anything
 // else goes through an ordered user op (ordered_op.hpp).
 
-#include <mpi.h>
+#include "mpi_h.hpp"
 
 #include <functional>
 #include <limits>
