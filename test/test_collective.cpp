@@ -134,3 +134,14 @@ TEST_CASE("an op that throws reaches the caller and the pool stays usable", "[co
   CHECK_THROWS_WITH(dpar::all_reduce(dpar::par.on(pool), buffers, throwing), "op failed");
   check_all_policies(random_buffers<double>(4, 20011, 6), std::plus<>{}, "after exception");
 }
+
+TEST_CASE("all_reduce called from inside a pool job runs inline", "[collective][nested]") {
+  dpar::thread_pool& pool = dpar_test::pool(3);
+  std::vector<std::vector<std::vector<double>>> per_job(3);
+  for (std::size_t j = 0; j < 3; ++j) per_job[j] = random_buffers<double>(4, 50000, 40 + j);
+  std::vector<std::vector<double>> expected;
+  for (auto& buffers : per_job) expected.push_back(dpar_test::reference_all_reduce(buffers, std::plus<>{}));
+  pool.run([&](std::size_t thread, std::size_t) { dpar::all_reduce(dpar::par.on(pool), per_job[thread]); });
+  for (std::size_t j = 0; j < 3; ++j)
+    for (auto& b : per_job[j]) CHECK(b == expected[j]);
+}

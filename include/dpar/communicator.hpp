@@ -22,7 +22,12 @@
 //     wait in a collective (they get collective_error, nobody hangs).
 //   - communicator::abort_guard g(comm, rank): aborts if the scope is left by
 //     an exception.
-// A poisoned communicator stays poisoned; make a new one to start over.
+// A collective that fails after round 1 still waits for every participant
+// before returning, so no buffer is released while another participant writes
+// it; the buffers then hold partial results. A poisoned communicator stays
+// poisoned; make a new one to start over. Each rank must be used by one
+// thread at a time, and with pool.run directly check pool.concurrency() == K
+// (a nested pool.run runs only rank 0, which would wait for the others).
 
 #include <atomic>
 #include <cstddef>

@@ -56,8 +56,9 @@ std::vector<buffer_span_t<Buffers>> checked_spans(Buffers& buffers, const char* 
   return spans;
 }
 
-// Below this many bytes per buffer and thread, forking costs more than it saves.
-inline constexpr std::size_t min_slice_bytes = 32 * 1024;
+// Below this many bytes per thread (summed over the K buffers), forking costs
+// more than it saves.
+inline constexpr std::size_t min_slice_bytes = 128 * 1024;
 
 // All-reduce of the K spans on up to `threads` threads of `pool` (none if null).
 template <class T, class Op, class Finish>
@@ -66,7 +67,7 @@ void all_reduce_spans(thread_pool* pool, std::vector<std::span<T>>& spans, Op& o
   if (k == 0) return;
   const std::size_t n = spans[0].size();
   auto buffer = [&](std::size_t r) { return spans[r].data(); };
-  std::size_t parts = pool ? std::min(pool->concurrency(), n * sizeof(T) / min_slice_bytes) : 1;
+  std::size_t parts = pool ? std::min(pool->concurrency(), k * n * sizeof(T) / min_slice_bytes) : 1;
   if (parts <= 1) {
     all_reduce_slice<T>(k, buffer, 0, n, op, finish);
     return;

@@ -1,0 +1,135 @@
+// dpar::all_reduce over MPI ranks against raw MPI_Allreduce on the same
+// buffers (float sum, in place). Run under mpiexec, e.g.
+//   mpiexec -n 2 --oversubscribe build/release/bench/bench_mpi
+// Every rank runs the same fixed number of iterations (a collective loop must
+// not let ranks choose different counts); rank 0 reports.
+
+#include <dpar/mpi.hpp>
+
+#include <benchmark/benchmark.h>
+
+#include <algorithm>
+#include <vector>
+
+namespace {
+
+constexpr std::int64_t KB = 1024, MB = 1024 * KB;
+
+void set_counters(benchmark::State& state, std::size_t bytes) {
+  int ranks = 1;
+  MPI_Comm_size(MPI_COMM_WORLD, &ranks);
+  state.counters["ranks"] = ranks;
+  state.counters["busBW"] = benchmark::Counter(static_cast<double>(bytes) * 2.0 * (ranks - 1) / ranks,
+                                               benchmark::Counter::kIsIterationInvariantRate, benchmark::Counter::kIs1024);
+}
+
+void BM_raw_MPI_Allreduce(benchmark::State& state) {
+  const auto bytes = static_cast<std::size_t>(state.range(0));
+  std::vector<float> buffer(bytes / sizeof(float), 0.0f);
+  MPI_Allreduce(MPI_IN_PLACE, buffer.data(), static_cast<int>(buffer.size()), MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+  MPI_Barrier(MPI_COMM_WORLD);
+  for (auto _ : state)
+    MPI_Allreduce(MPI_IN_PLACE, buffer.data(), static_cast<int>(buffer.size()), MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+  set_counters(state, bytes);
+}
+
+void BM_dpar_all_reduce(benchmark::State& state) {
+  const auto bytes = static_cast<std::size_t>(state.range(0));
+  std::vector<float> buffer(bytes / sizeof(float), 0.0f);
+  auto policy = dpar::mpi(MPI_COMM_WORLD);
+  dpar::all_reduce(policy, buffer);  // warm-up: pages, MPI connections
+  MPI_Barrier(MPI_COMM_WORLD);
+  for (auto _ : state) dpar::all_reduce(policy, buffer);
+  set_counters(state, bytes);
+}
+
+// Both on the same buffer size in one loop, alternating which goes first, each
+// timed between barriers: load from other processes then hits both alike, so
+// the ratio raw/dpar stays meaningful on a noisy machine.
+void BM_interleaved_raw_vs_dpar(benchmark::State& state) {
+  const auto bytes = static_cast<std::size_t>(state.range(0));
+  std::vector<float> raw_buffer(bytes / sizeof(float), 0.0f), dpar_buffer(bytes / sizeof(float), 0.0f);
+  const int count = static_cast<int>(raw_buffer.size());
+  auto policy = dpar::mpi(MPI_COMM_WORLD);
+  auto raw = [&] { MPI_Allreduce(MPI_IN_PLACE, raw_buffer.data(), count, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD); };
+  auto with_dpar = [&] { dpar::all_reduce(policy, dpar_buffer); };
+  raw();
+  with_dpar();
+  double raw_seconds = 0, dpar_seconds = 0;
+  bool raw_first = true;
+  for (auto _ : state) {
+    for (int turn = 0; turn < 2; ++turn) {
+      bool run_raw = (turn == 0) == raw_first;
+      MPI_Barrier(MPI_COMM_WORLD);
+      double start = MPI_Wtime();
+      if (run_raw) raw();
+      else with_dpar();
+      (run_raw ? raw_seconds : dpar_seconds) += MPI_Wtime() - start;
+    }
+    raw_first = !raw_first;
+  }
+  // the slowest rank's totals: a collective finishes when its last rank does
+  double mine[2] = {raw_seconds, dpar_seconds}, slowest[2] = {0, 0};
+  MPI_Allreduce(mine, slowest, 2, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+  const double n = static_cast<double>(state.iterations());
+  state.counters["raw_us"] = slowest[0] / n * 1e6;
+  state.counters["dpar_us"] = slowest[1] / n * 1e6;
+  state.counters["raw_over_dpar"] = slowest[0] / slowest[1];
+}
+
+// dpar::reduce over ranks (local reduce, then one MPI_Allreduce of the partials).
+void BM_dpar_reduce(benchmark::State& state) {
+  const auto bytes = static_cast<std::size_t>(state.range(0));
+  std::vector<float> local(bytes / sizeof(float), 1.0f);
+  auto policy = dpar::mpi(MPI_COMM_WORLD);
+  benchmark::DoNotOptimize(dpar::reduce(policy, local, 0.0f));
+  MPI_Barrier(MPI_COMM_WORLD);
+  for (auto _ : state) benchmark::DoNotOptimize(dpar::reduce(policy, local, 0.0f));
+  state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations()) * static_cast<std::int64_t>(bytes));
+}
+
+class null_reporter : public benchmark::BenchmarkReporter {
+ public:
+  bool ReportContext(const Context&) override { return true; }
+  void ReportRuns(const std::vector<Run>&) override {}
+};
+
+}  // namespace
+
+// Registers raw and dpar side by side for every size, with fixed iteration
+// counts (the same on every rank: about 256 MB moved per repetition) and
+// 5 repetitions, reporting mean/median/stddev.
+void register_benchmarks() {
+  for (std::int64_t bytes : {1 * KB, 64 * KB, 1 * MB, 4 * MB, 16 * MB, 64 * MB}) {
+    std::int64_t iterations = std::max<std::int64_t>(10, std::min<std::int64_t>(20000, 256 * MB / bytes));
+    auto add = [&](const char* name, void (*fn)(benchmark::State&)) {
+      benchmark::RegisterBenchmark(name, fn)
+          ->Arg(bytes)
+          ->Iterations(iterations)
+          ->Repetitions(5)
+          ->ReportAggregatesOnly(true)
+          ->UseRealTime();
+    };
+    add("BM_interleaved_raw_vs_dpar", BM_interleaved_raw_vs_dpar);
+    add("BM_raw_MPI_Allreduce", BM_raw_MPI_Allreduce);
+    add("BM_dpar_all_reduce", BM_dpar_all_reduce);
+    add("BM_dpar_reduce", BM_dpar_reduce);
+  }
+}
+
+int main(int argc, char** argv) {
+  MPI_Init(&argc, &argv);
+  int rank = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  benchmark::Initialize(&argc, argv);
+  register_benchmarks();
+  if (rank == 0) {
+    benchmark::RunSpecifiedBenchmarks();
+  } else {
+    null_reporter quiet;
+    benchmark::RunSpecifiedBenchmarks(&quiet);
+  }
+  benchmark::Shutdown();
+  MPI_Finalize();
+  return 0;
+}
