@@ -3,6 +3,7 @@
 // GPU policies come from <dpar/cuda.hpp>.
 
 #include "algorithm.hpp"
+#include "collective.hpp"
 #include "concepts.hpp"
 #include "execution.hpp"
 #include "functional.hpp"

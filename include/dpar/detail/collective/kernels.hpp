@@ -1,0 +1,79 @@
+#pragma once
+// The shared-memory all-reduce kernel behind the K-buffer form (seq and par)
+// and the SPMD communicator. Each worker owns one slice of the element range
+// and, chunk by chunk, folds the K buffers into buffer 0 in replica order
+// (reduce-scatter), then copies the result into the other K-1 buffers
+// (all-gather). Every element is op(...op(op(b0, b1), b2)..., b[K-1]) however
+// the range is sliced, so the result does not depend on the thread count.
+
+#include <algorithm>
+#include <cstddef>
+#include <functional>
+#include <stdexcept>
+#include <string>
+#include <type_traits>
+#include <utility>
+
+namespace dpar::detail::collective {
+
+// Slice boundaries fall on multiples of a cache line's worth of elements, so
+// two workers never write the same line (for 64-byte aligned buffers).
+template <class T>
+inline constexpr std::size_t line_elements = sizeof(T) >= 64 ? 1 : 64 / sizeof(T);
+
+// Chunk small enough that buffer 0's part stays in L1 while the other K-1
+// buffers stream past it.
+template <class T>
+inline constexpr std::size_t chunk_elements = sizeof(T) >= 8192 ? 1 : 8192 / sizeof(T);
+
+// [0, n) cut into `parts` slices of whole cache lines, in order.
+template <class T>
+struct slices {
+  std::size_t n;
+  std::size_t parts;
+  std::size_t begin(std::size_t s) const noexcept {
+    std::size_t lines = (n + line_elements<T> - 1) / line_elements<T>;
+    std::size_t line = s * (lines / parts) + std::min(s, lines % parts);
+    return std::min(n, line * line_elements<T>);
+  }
+};
+
+// acc[i] = op(acc[i], in[i]) for i in [0, count).
+template <class T, class Op>
+void combine(T* __restrict acc, const T* __restrict in, std::size_t count, Op& op) {
+  if constexpr (std::is_arithmetic_v<T>) {
+    for (std::size_t i = 0; i < count; ++i) acc[i] = static_cast<T>(op(acc[i], in[i]));
+  } else {
+    for (std::size_t i = 0; i < count; ++i) acc[i] = op(std::move(acc[i]), in[i]);
+  }
+}
+
+// No transformation of the reduced values (plain all-reduce).
+struct keep {
+  template <class T>
+  void operator()(T*, std::size_t) const noexcept {}
+};
+
+// Divides the reduced values by K (mean of the replicas' values).
+struct divide_by {
+  std::size_t k;
+  template <class T>
+  void operator()(T* data, std::size_t count) const {
+    const T divisor = static_cast<T>(k);
+    for (std::size_t i = 0; i < count; ++i) data[i] = static_cast<T>(data[i] / divisor);
+  }
+};
+
+// All-reduce of elements [lo, hi) over K buffers; buffer(r) gives replica r's T*.
+template <class T, class Buffer, class Op, class Finish>
+void all_reduce_slice(std::size_t k, Buffer& buffer, std::size_t lo, std::size_t hi, Op& op, Finish& finish) {
+  T* acc = buffer(0);
+  for (std::size_t c = lo; c < hi; c += chunk_elements<T>) {
+    std::size_t count = std::min(hi - c, chunk_elements<T>);
+    for (std::size_t r = 1; r < k; ++r) combine(acc + c, static_cast<const T*>(buffer(r)) + c, count, op);
+    finish(acc + c, count);
+    for (std::size_t r = 1; r < k; ++r) std::copy(acc + c, acc + c + count, buffer(r) + c);
+  }
+}
+
+}  // namespace dpar::detail::collective

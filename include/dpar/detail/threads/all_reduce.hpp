@@ -1,0 +1,131 @@
+#pragma once
+// K-buffer all-reduce for CPU replicas (dpar::seq and dpar::par): the element
+// range is cut into one slice per pool thread and every thread runs the
+// reduce-scatter / all-gather kernel on its slice of all K buffers.
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <ranges>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "../../execution.hpp"
+#include "../../thread_pool.hpp"
+#include "../collective/kernels.hpp"
+
+namespace dpar::detail::collective {
+
+// The std::span type that an element of the buffer range converts to.
+template <class Buffers>
+using buffer_span_t =
+    std::span<typename decltype(std::span(std::declval<std::ranges::range_reference_t<Buffers>>()))::element_type>;
+
+template <class Buffers>
+concept buffer_range = std::ranges::input_range<Buffers> &&
+                       requires { typename buffer_span_t<Buffers>; } &&
+                       !std::is_const_v<typename buffer_span_t<Buffers>::element_type>;
+
+// The buffers as spans, checked: equal lengths and no two overlapping (an
+// element must belong to exactly one replica).
+template <class Buffers>
+std::vector<buffer_span_t<Buffers>> checked_spans(Buffers& buffers, const char* who) {
+  static_assert(buffer_range<Buffers>,
+                "dpar::all_reduce on CPU replicas takes a range of buffers that convert to std::span<T> of non-const T");
+  using span_t = buffer_span_t<Buffers>;
+  std::vector<span_t> spans;
+  for (auto&& b : buffers) spans.push_back(span_t(std::span(b)));
+  for (std::size_t r = 1; r < spans.size(); ++r)
+    if (spans[r].size() != spans[0].size())
+      throw std::invalid_argument(std::string(who) + ": buffer " + std::to_string(r) + " has " +
+                                  std::to_string(spans[r].size()) + " elements but buffer 0 has " +
+                                  std::to_string(spans[0].size()) + "; all buffers must have the same length");
+  auto address = [](const auto* p) { return reinterpret_cast<std::uintptr_t>(p); };
+  for (std::size_t r = 0; r < spans.size() && !spans[0].empty(); ++r)
+    for (std::size_t s = r + 1; s < spans.size(); ++s) {
+      auto r_lo = address(spans[r].data()), r_hi = address(spans[r].data() + spans[r].size());
+      auto s_lo = address(spans[s].data()), s_hi = address(spans[s].data() + spans[s].size());
+      if (r_lo < s_hi && s_lo < r_hi)
+        throw std::invalid_argument(std::string(who) + ": buffers " + std::to_string(r) + " and " +
+                                    std::to_string(s) + " overlap; each replica needs its own buffer");
+    }
+  return spans;
+}
+
+// Below this many bytes per buffer and thread, forking costs more than it saves.
+inline constexpr std::size_t min_slice_bytes = 32 * 1024;
+
+// All-reduce of the K spans on up to `threads` threads of `pool` (none if null).
+template <class T, class Op, class Finish>
+void all_reduce_spans(thread_pool* pool, std::vector<std::span<T>>& spans, Op& op, Finish finish) {
+  const std::size_t k = spans.size();
+  if (k == 0) return;
+  const std::size_t n = spans[0].size();
+  auto buffer = [&](std::size_t r) { return spans[r].data(); };
+  std::size_t parts = pool ? std::min(pool->concurrency(), n * sizeof(T) / min_slice_bytes) : 1;
+  if (parts <= 1) {
+    all_reduce_slice<T>(k, buffer, 0, n, op, finish);
+    return;
+  }
+  slices<T> cut{n, parts};
+  pool->run([&](std::size_t thread, std::size_t threads) {
+    for (std::size_t s = thread; s < parts; s += threads)
+      all_reduce_slice<T>(k, buffer, cut.begin(s), cut.begin(s + 1), op, finish);
+  });
+}
+
+// all_reduce and all_reduce_mean for the CPU policies; `pool` is null for seq.
+struct host_all_reduce {
+  template <class Buffers, class Op>
+  static void all_reduce(thread_pool* pool, Buffers& buffers, Op& op) {
+    auto spans = checked_spans(buffers, "dpar::all_reduce");
+    all_reduce_spans(pool, spans, op, keep{});
+  }
+
+  template <class Buffers>
+  static void all_reduce_mean(thread_pool* pool, Buffers& buffers) {
+    auto spans = checked_spans(buffers, "dpar::all_reduce_mean");
+    std::plus<> op;
+    all_reduce_spans(pool, spans, op, divide_by{spans.size()});
+  }
+};
+
+}  // namespace dpar::detail::collective
+
+namespace dpar::detail {
+
+// Collective operations per policy type. The front doors in collective.hpp
+// use a policy's backend::all_reduce when it has one, else this trait; the
+// CPU policies are specialized here, other backends add theirs.
+template <class Policy>
+struct collective_backend;
+
+template <>
+struct collective_backend<sequenced_policy> {
+  template <class Buffers, class Op>
+  static void all_reduce(const sequenced_policy&, Buffers& buffers, Op& op) {
+    collective::host_all_reduce::all_reduce(nullptr, buffers, op);
+  }
+  template <class Buffers>
+  static void all_reduce_mean(const sequenced_policy&, Buffers& buffers) {
+    collective::host_all_reduce::all_reduce_mean(nullptr, buffers);
+  }
+};
+
+template <>
+struct collective_backend<parallel_policy> {
+  template <class Buffers, class Op>
+  static void all_reduce(const parallel_policy& policy, Buffers& buffers, Op& op) {
+    collective::host_all_reduce::all_reduce(&policy.pool(), buffers, op);
+  }
+  template <class Buffers>
+  static void all_reduce_mean(const parallel_policy& policy, Buffers& buffers) {
+    collective::host_all_reduce::all_reduce_mean(&policy.pool(), buffers);
+  }
+};
+
+}  // namespace dpar::detail

@@ -1,0 +1,281 @@
+// dpar::communicator: K participants in their own threads call the collectives
+// together. Results must match the replica-order reference; failures (throws,
+// early returns, mismatched calls) must reach every participant, never hang.
+#include "collective_common.hpp"
+#include "common.hpp"
+
+#include <atomic>
+#include <mutex>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+using dpar_test::mat2;
+using dpar_test::mat2_mul;
+using dpar_test::within_seconds;
+
+namespace {
+
+const std::vector<std::size_t> replica_counts = {1, 2, 3, 4, 8};
+const std::vector<std::size_t> lengths = {0, 1, 2, 13, 97, 1009, 10007, 65537};
+
+// Every participant's error message, indexed by rank ("" if it did not throw).
+struct messages {
+  std::mutex m;
+  std::vector<std::string> by_rank;
+  explicit messages(std::size_t k) : by_rank(k) {}
+  void record(std::size_t rank, const std::string& what) {
+    std::lock_guard lock(m);
+    by_rank[rank] = what;
+  }
+};
+
+// Catch2's assertions are not thread-safe, so participants check with this:
+// a failed expectation throws, and run() / pool.run rethrow it to the test.
+inline void expect(bool ok, const std::string& what) {
+  if (!ok) throw std::logic_error("expectation failed: " + what);
+}
+
+// The message of the exception that f throws, or "" if it returns.
+template <class F>
+std::string thrown_message(F&& f) {
+  try {
+    f();
+  } catch (const std::exception& e) {
+    return e.what();
+  }
+  return "";
+}
+
+}  // namespace
+
+TEST_CASE("communicator rejects zero participants", "[communicator][errors]") {
+  CHECK_THROWS_AS(dpar::communicator(0), std::invalid_argument);
+  CHECK(dpar::communicator(3).size() == 3);
+}
+
+TEST_CASE("communicator::all_reduce equals the rank-order reference", "[communicator]") {
+  for (std::size_t k : replica_counts) {
+    dpar::thread_pool pool(k);
+    dpar::communicator comm(k);
+    for (std::size_t n : lengths) {
+      std::vector<std::vector<double>> sums, prods;
+      std::vector<std::vector<int>> mins;
+      std::vector<std::vector<mat2>> mats(k, std::vector<mat2>(n));
+      std::uint64_t state = n * 17 + k;
+      for (std::size_t r = 0; r < k; ++r) {
+        sums.push_back(dpar_test::random_vector<double>(n, 3 * n + r));
+        prods.push_back(dpar_test::random_vector<double>(n, 5 * n + r));
+        mins.push_back(dpar_test::random_vector<int>(n, 7 * n + r));
+        for (auto& m : mats[r]) m = dpar_test::random_mat2(state);
+      }
+      auto sum_ref = dpar_test::reference_all_reduce(sums, std::plus<>{});
+      auto prod_ref = dpar_test::reference_all_reduce(prods, std::multiplies<>{});
+      auto min_ref = dpar_test::reference_all_reduce(mins, dpar::minimum<>{});
+      auto mat_ref = dpar_test::reference_all_reduce(mats, mat2_mul{});
+      within_seconds(60, "communicator all_reduce", [&] {
+        comm.run(pool, [&](std::size_t rank, std::size_t size) {
+          expect(size == k, "size");
+          comm.all_reduce(rank, std::span<double>(sums[rank]));
+          comm.all_reduce(rank, std::span<double>(prods[rank]), std::multiplies<>{});
+          comm.all_reduce(rank, std::span<int>(mins[rank]), dpar::minimum<>{});
+          comm.all_reduce(rank, std::span<mat2>(mats[rank]), mat2_mul{});
+        });
+      });
+      for (std::size_t r = 0; r < k; ++r) {
+        INFO("K=" << k << " n=" << n << " rank " << r);
+        REQUIRE(sums[r] == sum_ref);
+        REQUIRE(prods[r] == prod_ref);
+        REQUIRE(mins[r] == min_ref);
+        REQUIRE(mats[r] == mat_ref);
+      }
+    }
+  }
+}
+
+TEST_CASE("communicator: many rounds of all_reduce, broadcast and barrier", "[communicator]") {
+  for (std::size_t k : replica_counts) {
+    dpar::thread_pool pool(k);
+    dpar::communicator comm(k);
+    const std::size_t n = 1000;
+    std::vector<std::vector<float>> data(k, std::vector<float>(n));
+    std::vector<int> after_barrier(k, 0);
+    std::atomic<int> phase{0};
+    within_seconds(60, "communicator rounds", [&] {
+      comm.run(pool, [&](std::size_t rank, std::size_t) {
+        std::vector<float>& mine = data[rank];
+        for (int round = 0; round < 50; ++round) {
+          // broadcast the root's values, then sum: everyone ends with k * root's values
+          std::size_t root = static_cast<std::size_t>(round) % k;
+          for (std::size_t i = 0; i < n; ++i) mine[i] = static_cast<float>(rank == root ? round + i : -1.0f);
+          comm.broadcast(rank, std::span<float>(mine), root);
+          comm.all_reduce(rank, std::span<float>(mine));
+          for (std::size_t i = 0; i < n; ++i)
+            expect(mine[i] == static_cast<float>(k) * static_cast<float>(round + i), "broadcast + all_reduce value");
+          // barrier: nobody sees the phase counter before everyone bumped it
+          phase.fetch_add(1);
+          comm.barrier(rank);
+          expect(phase.load() >= static_cast<int>(k) * (round + 1), "barrier lets nobody through early");
+          comm.barrier(rank);
+        }
+      });
+    });
+  }
+}
+
+TEST_CASE("communicator works with pool.run and abort_guard, the trainer's pattern", "[communicator]") {
+  const std::size_t k = 4;
+  dpar::thread_pool pool(k);
+  dpar::communicator comm(k);
+  std::vector<std::vector<float>> grads(k, std::vector<float>(333));
+  pool.run([&](std::size_t rank, std::size_t threads) {
+    expect(threads == k, "threads");
+    dpar::communicator::abort_guard guard(comm, rank);
+    std::fill(grads[rank].begin(), grads[rank].end(), static_cast<float>(rank + 1));
+    comm.all_reduce(rank, std::span<float>(grads[rank]), std::plus<>{});
+  });
+  for (auto& g : grads) CHECK(g == std::vector<float>(333, 10.0f));
+}
+
+TEST_CASE("communicator: mismatched lengths are reported on every rank, naming the ranks", "[communicator][errors]") {
+  for (std::size_t k : {2, 3, 4}) {
+    dpar::thread_pool pool(k);
+    dpar::communicator comm(k);
+    messages seen(k);
+    within_seconds(30, "mismatched lengths", [&] {
+      comm.run(pool, [&](std::size_t rank, std::size_t) {
+        std::vector<double> mine(rank == k - 1 ? 5 : 7, 1.0);
+        try {
+          comm.all_reduce(rank, std::span<double>(mine));
+        } catch (const dpar::collective_error& e) {
+          seen.record(rank, e.what());
+        }
+        // The communicator is still usable after a consistent error.
+        std::vector<double> ok(3, 1.0);
+        comm.all_reduce(rank, std::span<double>(ok));
+        expect(ok == std::vector<double>(3, static_cast<double>(k)), "all_reduce after a mismatch");
+      });
+    });
+    for (std::size_t r = 0; r < k; ++r) {
+      INFO("rank " << r);
+      CHECK_THAT(seen.by_rank[r], Catch::Contains("rank " + std::to_string(k - 1) + " passed 5 elements but rank 0 passed 7"));
+    }
+  }
+}
+
+TEST_CASE("communicator: mismatched collectives and roots are errors, not hangs", "[communicator][errors]") {
+  dpar::thread_pool pool(3);
+  dpar::communicator comm(3);
+  messages seen(3);
+  within_seconds(30, "mismatched collectives", [&] {
+    comm.run(pool, [&](std::size_t rank, std::size_t) {
+      std::vector<int> v(4, 1);
+      try {
+        if (rank == 1) comm.barrier(rank);
+        else comm.all_reduce(rank, std::span<int>(v));
+      } catch (const dpar::collective_error& e) {
+        seen.record(rank, e.what());
+      }
+      std::string roots = thrown_message([&] { comm.broadcast(rank, std::span<int>(v), rank == 2 ? 1 : 0); });
+      expect(roots.find("rank 2 named root 1 but rank 0 named root 0") != std::string::npos, roots);
+      std::string range = thrown_message([&] { comm.broadcast(rank, std::span<int>(v), 7); });
+      expect(range.find("root 7 is out of range") != std::string::npos, range);
+    });
+  });
+  for (auto& m : seen.by_rank) CHECK_THAT(m, Catch::Contains("rank 1 called barrier while rank 0 called all_reduce"));
+}
+
+TEST_CASE("communicator: a participant that throws releases the others", "[communicator][exceptions]") {
+  for (std::size_t k : {2, 3, 4, 8})
+    for (std::size_t thrower = 0; thrower < k; thrower += k - 1) {
+      dpar::thread_pool pool(k);
+      dpar::communicator comm(k);
+      messages seen(k);
+      within_seconds(30, "throwing participant", [&] {
+        CHECK_THROWS_WITH(comm.run(pool,
+                                   [&](std::size_t rank, std::size_t) {
+                                     std::vector<float> g(100, 1.0f);
+                                     comm.all_reduce(rank, std::span<float>(g));  // one good round first
+                                     if (rank == thrower) throw std::runtime_error("bad batch");
+                                     try {
+                                       comm.all_reduce(rank, std::span<float>(g));
+                                     } catch (const dpar::collective_error& e) {
+                                       seen.record(rank, e.what());
+                                       throw;
+                                     }
+                                   }),
+                          "bad batch");  // run() rethrows the original error
+      });
+      CHECK(comm.aborted());
+      for (std::size_t r = 0; r < k; ++r) {
+        if (r == thrower) continue;
+        INFO("K=" << k << " rank " << r);
+        CHECK_THAT(seen.by_rank[r], Catch::Contains("rank " + std::to_string(thrower) + " failed: bad batch"));
+      }
+      // Later calls fail at once too.
+      std::vector<float> g(1);
+      CHECK_THROWS_AS(comm.all_reduce(0, std::span<float>(g)), dpar::collective_error);
+    }
+}
+
+TEST_CASE("communicator: a throwing op inside all_reduce aborts the others", "[communicator][exceptions]") {
+  dpar::thread_pool pool(4);
+  dpar::communicator comm(4);
+  within_seconds(30, "throwing op", [&] {
+    CHECK_THROWS_AS(comm.run(pool,
+                             [&](std::size_t rank, std::size_t) {
+                               std::vector<int> v(4000, static_cast<int>(rank));
+                               comm.all_reduce(rank, std::span<int>(v), [rank](int a, int b) {
+                                 if (rank == 2) throw std::domain_error("op on rank 2");
+                                 return a + b;
+                               });
+                             }),
+                    std::domain_error);
+  });
+  CHECK(comm.aborted());
+}
+
+TEST_CASE("communicator: pool.run with abort_guard releases the others", "[communicator][exceptions]") {
+  dpar::thread_pool pool(3);
+  dpar::communicator comm(3);
+  within_seconds(30, "abort_guard", [&] {
+    CHECK_THROWS(pool.run([&](std::size_t rank, std::size_t) {
+      dpar::communicator::abort_guard guard(comm, rank);
+      if (rank == 0) throw std::runtime_error("rank 0 gives up");
+      comm.barrier(rank);
+    }));
+  });
+  CHECK(comm.aborted());
+  // explicit abort from outside wakes nobody twice and keeps the first error
+  comm.abort(1, std::make_exception_ptr(std::runtime_error("second")));
+  CHECK_THROWS_WITH(comm.barrier(1), Catch::Contains("rank 0 left by an exception"));
+}
+
+TEST_CASE("communicator: a participant that returns early does not hang the others", "[communicator][exceptions]") {
+  dpar::thread_pool pool(3);
+  dpar::communicator comm(3);
+  within_seconds(30, "early return", [&] {
+    CHECK_THROWS_WITH(comm.run(pool,
+                               [&](std::size_t rank, std::size_t) {
+                                 if (rank == 1) return;  // forgets the collective
+                                 comm.barrier(rank);
+                               }),
+                      Catch::Contains("rank(s) 1 returned"));
+  });
+  // After a clean run (every rank returns) the communicator is reusable.
+  dpar::communicator fresh(3);
+  for (int i = 0; i < 3; ++i)
+    fresh.run(pool, [&](std::size_t rank, std::size_t) { fresh.barrier(rank); });
+  CHECK_FALSE(fresh.aborted());
+}
+
+TEST_CASE("communicator: bad rank and wrong pool size are clear errors", "[communicator][errors]") {
+  dpar::thread_pool pool(2);
+  dpar::communicator comm(3);
+  CHECK_THROWS_WITH(comm.run(pool, [](std::size_t, std::size_t) {}),
+                    Catch::Contains("the pool runs 2 threads concurrently here but the communicator has 3"));
+  std::vector<int> v(1);
+  CHECK_THROWS_WITH(comm.all_reduce(5, std::span<int>(v)), Catch::Contains("rank 5 is out of range for 3"));
+  CHECK(comm.aborted());
+}

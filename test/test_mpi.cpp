@@ -1,0 +1,247 @@
+// dpar over MPI ranks, run by CTest under mpiexec -n 2 and -n 4. Every rank
+// builds the same global data from a fixed seed, owns an uneven (sometimes
+// empty) slice of it, and compares its results with single-process references
+// computed on the whole array.
+#define CATCH_CONFIG_RUNNER
+#include <mpi.h>
+
+#include <dpar/mpi.hpp>
+
+#include "collective_common.hpp"
+#include "common.hpp"
+
+#include <algorithm>
+#include <numeric>
+#include <span>
+#include <string>
+#include <vector>
+
+using dpar_test::mat2;
+using dpar_test::mat2_mul;
+
+namespace {
+
+int world_rank() {
+  int r = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &r);
+  return r;
+}
+int world_size() {
+  int n = 0;
+  MPI_Comm_size(MPI_COMM_WORLD, &n);
+  return n;
+}
+
+const std::vector<std::size_t> global_sizes = {0, 1, 2, 13, 1009, 100003};
+
+// Rank r owns [cut[r], cut[r+1]) of n elements: uneven, rank 1 empty when there are 3+ ranks.
+std::vector<std::size_t> uneven_cut(std::size_t n, int ranks) {
+  std::vector<std::size_t> cut{0};
+  for (int r = 0; r < ranks; ++r) {
+    std::size_t share = (r == 1 && ranks > 2) ? 0 : n * static_cast<std::size_t>(r + 1) * 2 / (static_cast<std::size_t>(ranks) * (ranks + 1));
+    cut.push_back(std::min(n, cut.back() + share));
+  }
+  cut.back() = n;
+  return cut;
+}
+
+template <class T>
+std::vector<T> my_part(const std::vector<T>& global, const std::vector<std::size_t>& cut) {
+  int r = world_rank();
+  return std::vector<T>(global.begin() + static_cast<std::ptrdiff_t>(cut[r]),
+                        global.begin() + static_cast<std::ptrdiff_t>(cut[r + 1]));
+}
+
+std::vector<mat2> random_mats(std::size_t n, std::uint64_t seed) {
+  std::vector<mat2> v(n);
+  for (auto& m : v) m = dpar_test::random_mat2(seed);
+  return v;
+}
+
+// Calls body(policy, name) for MPI over seq and over par.
+template <class Body>
+void for_each_mpi_policy(Body&& body) {
+  body(dpar::mpi(MPI_COMM_WORLD), std::string("mpi(seq)"));
+  body(dpar::mpi(MPI_COMM_WORLD, dpar::par), std::string("mpi(par)"));
+}
+
+}  // namespace
+
+TEST_CASE("mpi reduce and transform_reduce equal the single-process result", "[mpi]") {
+  for (std::size_t n : global_sizes) {
+    auto cut = uneven_cut(n, world_size());
+    auto ints = dpar_test::random_vector<long long>(n, n + 1);
+    auto reals = dpar_test::random_vector<double>(n, n + 2);
+    auto mats = random_mats(n, n + 3);
+    auto my_ints = my_part(ints, cut);
+    auto my_reals = my_part(reals, cut);
+    auto my_mats = my_part(mats, cut);
+    for_each_mpi_policy([&](auto policy, const std::string& name) {
+      INFO(name << " n=" << n);
+      CHECK(dpar::reduce(policy, my_ints, 5LL) == std::accumulate(ints.begin(), ints.end(), 5LL));
+      CHECK(dpar::reduce(policy, my_ints, 1000LL, dpar::minimum<>{}) ==
+            std::accumulate(ints.begin(), ints.end(), 1000LL, dpar::minimum<>{}));
+      CHECK(dpar::reduce(policy, my_ints, -1000LL, dpar::maximum<>{}) ==
+            std::accumulate(ints.begin(), ints.end(), -1000LL, dpar::maximum<>{}));
+      double sum = std::accumulate(reals.begin(), reals.end(), 0.5);
+      CHECK(dpar_test::close(dpar::reduce(policy, my_reals, 0.5), sum, static_cast<double>(n), 1e-12));
+      // user ops: non-commutative, and a lambda (not a built-in MPI op)
+      mat2 seed{2, 3, 5, 7};
+      CHECK(dpar::reduce(policy, my_mats, seed, mat2_mul{}) == std::accumulate(mats.begin(), mats.end(), seed, mat2_mul{}));
+      auto lambda_plus = [](long long a, long long b) { return a + b; };
+      CHECK(dpar::reduce(policy, my_ints, 0LL, lambda_plus) == std::accumulate(ints.begin(), ints.end(), 0LL));
+      // transform_reduce, unary and the two-range dot product
+      auto square = [](long long x) { return x * x; };
+      long long squares = 0;
+      for (auto x : ints) squares += x * x;
+      CHECK(dpar::transform_reduce(policy, my_ints, 3LL, std::plus<>{}, square) == squares + 3);
+      CHECK(dpar::transform_reduce(policy, my_ints.begin(), my_ints.end(), my_ints.begin(), 3LL) == squares + 3);
+      auto as_mat = [](const mat2& m) { return mat2{m.d, m.c, m.b, m.a}; };
+      mat2 expected{};
+      for (auto& m : mats) expected = mat2_mul{}(expected, as_mat(m));
+      CHECK(dpar::transform_reduce(policy, my_mats, mat2{}, mat2_mul{}, as_mat) == expected);
+    });
+  }
+}
+
+TEST_CASE("mpi scans carry across ranks", "[mpi]") {
+  for (std::size_t n : global_sizes) {
+    auto cut = uneven_cut(n, world_size());
+    auto ints = dpar_test::random_vector<long long>(n, 7 * n + 1);
+    auto mats = random_mats(n, 7 * n + 2);
+    auto my_ints = my_part(ints, cut);
+    auto my_mats = my_part(mats, cut);
+    std::vector<long long> inc(n), inc_init(n), exc(n), inc_max(n);
+    std::vector<mat2> mat_inc(n), mat_exc(n);
+    std::inclusive_scan(ints.begin(), ints.end(), inc.begin());
+    std::inclusive_scan(ints.begin(), ints.end(), inc_init.begin(), std::plus<>{}, 100LL);
+    std::exclusive_scan(ints.begin(), ints.end(), exc.begin(), -7LL);
+    std::inclusive_scan(ints.begin(), ints.end(), inc_max.begin(), dpar::maximum<>{});
+    std::inclusive_scan(mats.begin(), mats.end(), mat_inc.begin(), mat2_mul{});
+    std::exclusive_scan(mats.begin(), mats.end(), mat_exc.begin(), mat2{1, 2, 3, 4}, mat2_mul{});
+    for_each_mpi_policy([&](auto policy, const std::string& name) {
+      INFO(name << " n=" << n);
+      std::vector<long long> out(my_ints.size());
+      std::vector<mat2> mat_out(my_mats.size());
+      dpar::inclusive_scan(policy, my_ints, out.begin());
+      CHECK(out == my_part(inc, cut));
+      dpar::inclusive_scan(policy, my_ints, out.begin(), std::plus<>{}, 100LL);
+      CHECK(out == my_part(inc_init, cut));
+      dpar::exclusive_scan(policy, my_ints, out.begin(), -7LL);
+      CHECK(out == my_part(exc, cut));
+      dpar::inclusive_scan(policy, my_ints, out.begin(), dpar::maximum<>{});
+      CHECK(out == my_part(inc_max, cut));
+      dpar::inclusive_scan(policy, my_mats, mat_out.begin(), mat2_mul{});
+      CHECK(mat_out == my_part(mat_inc, cut));
+      dpar::exclusive_scan(policy, my_mats, mat_out.begin(), mat2{1, 2, 3, 4}, mat2_mul{});
+      CHECK(mat_out == my_part(mat_exc, cut));
+      // in place
+      auto in_place = my_ints;
+      dpar::inclusive_scan(policy, in_place, in_place.begin());
+      CHECK(in_place == my_part(inc, cut));
+    });
+  }
+}
+
+TEST_CASE("mpi transform and for_each are rank-local", "[mpi]") {
+  auto local = dpar_test::random_vector<int>(1009 + static_cast<std::size_t>(world_rank()), 11);
+  for_each_mpi_policy([&](auto policy, const std::string& name) {
+    INFO(name);
+    std::vector<int> out(local.size()), expected(local.size());
+    dpar::transform(policy, local, out.begin(), [](int x) { return 2 * x + 1; });
+    std::transform(local.begin(), local.end(), expected.begin(), [](int x) { return 2 * x + 1; });
+    CHECK(out == expected);
+    dpar::transform(policy, local, out.begin(), out.begin(), std::plus<>{});
+    for (std::size_t i = 0; i < out.size(); ++i) expected[i] += local[i];
+    CHECK(out == expected);
+    dpar::for_each(policy, out, [](int& x) { x = -x; });
+    for (auto& x : expected) x = -x;
+    CHECK(out == expected);
+  });
+}
+
+TEST_CASE("mpi all_reduce over one buffer per rank", "[mpi][collective]") {
+  const int ranks = world_size(), me = world_rank();
+  for (std::size_t n : {std::size_t{0}, std::size_t{1}, std::size_t{97}, std::size_t{100003}}) {
+    std::vector<std::vector<double>> reals;
+    std::vector<std::vector<int>> ints;
+    std::vector<std::vector<mat2>> mats;
+    for (int r = 0; r < ranks; ++r) {
+      reals.push_back(dpar_test::random_vector<double>(n, 100 + static_cast<std::uint64_t>(r)));
+      ints.push_back(dpar_test::random_vector<int>(n, 200 + static_cast<std::uint64_t>(r)));
+      mats.push_back(random_mats(n, 300 + static_cast<std::uint64_t>(r)));
+    }
+    for_each_mpi_policy([&](auto policy, const std::string& name) {
+      INFO(name << " n=" << n);
+      auto sum = reals[me];
+      dpar::all_reduce(policy, sum);
+      auto sum_ref = dpar_test::reference_all_reduce(reals, std::plus<>{});
+      for (std::size_t i = 0; i < n; ++i) REQUIRE(dpar_test::close(sum[i], sum_ref[i], ranks, 1e-14));
+      auto mean = reals[me];
+      dpar::all_reduce_mean(policy, mean);
+      for (std::size_t i = 0; i < n; ++i) REQUIRE(dpar_test::close(mean[i], sum_ref[i] / ranks, ranks, 1e-14));
+      auto mins = ints[me], maxs = ints[me], prods = ints[me];
+      dpar::all_reduce(policy, mins, dpar::minimum<>{});
+      dpar::all_reduce(policy, maxs, dpar::maximum<>{});
+      dpar::all_reduce(policy, prods, std::multiplies<>{});
+      CHECK(mins == dpar_test::reference_all_reduce(ints, dpar::minimum<>{}));
+      CHECK(maxs == dpar_test::reference_all_reduce(ints, dpar::maximum<>{}));
+      CHECK(prods == dpar_test::reference_all_reduce(ints, std::multiplies<>{}));
+      auto product = mats[me];
+      dpar::all_reduce(policy, product, mat2_mul{});
+      CHECK(product == dpar_test::reference_all_reduce(mats, mat2_mul{}));
+      // "keep the left operand": associative, not commutative; gives rank 0's buffer
+      std::vector<int> first = ints[me];
+      dpar::all_reduce(policy, std::span<int>(first), [](int a, int) { return a; });
+      CHECK(first == ints[0]);
+    });
+  }
+}
+
+TEST_CASE("mpi all_reduce reports lengths that differ on every rank", "[mpi][errors]") {
+  const int me = world_rank();
+  std::vector<float> mine(me == world_size() - 1 ? 3 : 8, 1.0f);
+  CHECK_THROWS_WITH(dpar::all_reduce(dpar::mpi(MPI_COMM_WORLD), mine),
+                    Catch::Contains("rank " + std::to_string(world_size() - 1) + " has 3 elements but rank 0 has 8"));
+  CHECK_THROWS_AS(dpar::all_reduce_mean(dpar::mpi(MPI_COMM_WORLD), mine), dpar::collective_error);
+}
+
+TEST_CASE("mpi: a user op that throws on one rank is an error on every rank", "[mpi][errors]") {
+  std::vector<long long> mine(1000, world_rank() + 1);
+  auto throws_on_big = [](long long a, long long b) -> long long {
+    if (a + b > 2) throw std::overflow_error("too big");
+    return a + b;
+  };
+  // MPI runs the op wherever it combines; every rank must still throw.
+  CHECK_THROWS_AS(dpar::all_reduce(dpar::mpi(MPI_COMM_WORLD), mine, throws_on_big), std::exception);
+  CHECK_THROWS_AS(dpar::reduce(dpar::mpi(MPI_COMM_WORLD), mine, 0LL, throws_on_big), std::exception);
+  // and the communicator still works afterwards
+  std::vector<long long> ok(10, 1);
+  dpar::all_reduce(dpar::mpi(MPI_COMM_WORLD), ok);
+  CHECK(ok == std::vector<long long>(10, world_size()));
+}
+
+TEST_CASE("mpi errors carry MPI's message; a null communicator is rejected", "[mpi][errors]") {
+  CHECK_THROWS_AS(dpar::mpi(MPI_COMM_NULL), std::invalid_argument);
+  try {
+    dpar::detail::mpi::check(MPI_ERR_COUNT, "MPI_Allreduce");
+    FAIL("no exception");
+  } catch (const dpar::mpi_error& e) {
+    CHECK(e.code() == MPI_ERR_COUNT);
+    CHECK_THAT(e.what(), Catch::Contains("MPI_Allreduce failed: ") &&
+                             Catch::Contains(dpar::detail::mpi::error_string(MPI_ERR_COUNT)));
+  }
+  // A real failure from MPI itself: a negative count is caught by MPI's argument checks.
+  dpar::detail::mpi::errors_return guard(MPI_COMM_WORLD);
+  int x = 0;
+  CHECK_THROWS_AS(dpar::detail::mpi::check(MPI_Bcast(&x, -1, MPI_INT, 0, MPI_COMM_WORLD), "MPI_Bcast"), dpar::mpi_error);
+}
+
+int main(int argc, char** argv) {
+  MPI_Init(&argc, &argv);
+  int result = Catch::Session().run(argc, argv);
+  int worst = 0;
+  MPI_Allreduce(&result, &worst, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+  MPI_Finalize();
+  return worst;
+}
