@@ -123,13 +123,13 @@ void check_layout(const multi_gpu_policy& p, const sharded_vector<T>& v, const c
 }
 template <class T, class U>
 void check_same_layout(const multi_gpu_policy& p, const sharded_vector<T>& in, const sharded_vector<U>& out,
-                       const char* who) {
-  check_layout(p, in, who, "input");
-  check_layout(p, out, who, "output");
+                       const char* who, const char* in_name = "input", const char* out_name = "output") {
+  check_layout(p, in, who, in_name);
+  check_layout(p, out, who, out_name);
   if (in.size() != out.size())
-    throw std::invalid_argument(std::string(who) + ": the output sharded_vector has " + std::to_string(out.size()) +
-                                " elements but the input has " + std::to_string(in.size()) +
-                                "; they must have the same length (and so the same shards)");
+    throw std::invalid_argument(std::string(who) + ": the " + out_name + " sharded_vector has " +
+                                std::to_string(out.size()) + " elements but the " + in_name + " has " +
+                                std::to_string(in.size()) + "; they must have the same length (and so the same shards)");
 }
 
 // Host iterators only: device memory is the business of sharded_vector.
@@ -164,8 +164,8 @@ struct backend {
   template <class T1, class T2, class U, class F>
   static void sharded_transform(const multi_gpu_policy& p, const sharded_vector<T1>& in1, const sharded_vector<T2>& in2,
                         sharded_vector<U>& out, F f) {
-    check_same_layout(p, in1, out, "dpar::transform");
-    check_same_layout(p, in2, out, "dpar::transform");
+    check_same_layout(p, in1, out, "dpar::transform", "first input");
+    check_same_layout(p, in2, out, "dpar::transform", "second input");
     for (std::size_t i = 0; i < in1.shard_count(); ++i) {
       const auto& s = in1.shard_at(i);
       if (s.size)
@@ -175,7 +175,7 @@ struct backend {
 
   template <class T, class F>
   static void sharded_for_each(const multi_gpu_policy& p, sharded_vector<T>& v, F f) {
-    check_layout(p, v, "dpar::for_each", "");
+    check_layout(p, v, "dpar::for_each", "range");
     for (std::size_t i = 0; i < v.shard_count(); ++i) {
       const auto& s = v.shard_at(i);
       if (s.size) cuda::backend::for_each(p.entry(i), s.begin(), s.end(), f);
@@ -210,11 +210,10 @@ struct backend {
   template <class T1, class T2, class V, class R, class U>
   static V sharded_transform_reduce(const multi_gpu_policy& p, const sharded_vector<T1>& v1, const sharded_vector<T2>& v2,
                             V init, R r, U t) {
-    check_same_layout(p, v1, v2, "dpar::transform_reduce");
-    std::size_t i = 0;
+    check_same_layout(p, v1, v2, "dpar::transform_reduce", "first input", "second input");
     return combine_in_order<V>(p, v1.shards(), std::move(init), r, [&](const shard<T1>& s) {
       const T1* in1 = s.data;
-      const T2* in2 = v2.shard_at(i++).data;
+      const T2* in2 = v2.shard_at(static_cast<std::size_t>(&s - v1.shards().data())).data;
       using pair_at = cuda::transform2_at<const T1*, const T2*, U>;
       return queue_partial<V>(s.device, s.stream, s.size, r, pair_at{in1, in2, t},
                               [&](void* temp, std::size_t& bytes, V* out, auto count, V id) {

@@ -141,7 +141,7 @@ class sharded_vector {
     synchronize();
   }
   // Gathers into any random-access output; returns d_first + size().
-  template <class Out>
+  template <std::random_access_iterator Out>
   Out copy_to_host(Out d_first) const {
     if constexpr (std::is_same_v<Out, T*> ||
                   (std::contiguous_iterator<Out> && std::is_same_v<std::iter_value_t<Out>, T>)) {
