@@ -8,11 +8,11 @@
 // all_reduce against a host reference, and the errors. Run by gpu_main.cpp,
 // which skips (exit 77) without a CUDA device; the [nodevice] test runs
 // everywhere.
-#include <dpar/cuda.hpp>
-
 #include <catch2/catch.hpp>
-
+#include <cmath>
 #include <cstdint>
+#include <dpar/cuda.hpp>
+#include <limits>
 #include <numeric>
 #include <random>
 #include <string>
@@ -20,7 +20,24 @@
 
 namespace {
 
-const std::vector<std::vector<int>> lists = {{0}, {0, 0}, {0, 0, 0}, {0, 0, 0, 0}};
+// [0] to [0,0,0,0]; where there are several GPUs also distinct devices (the
+// NCCL path of all_reduce), a mix, and every device.
+std::vector<std::vector<int>> device_lists() {
+  std::vector<std::vector<int>> l = {{0}, {0, 0}, {0, 0, 0}, {0, 0, 0, 0}};
+  int count = 0;
+  if (cudaGetDeviceCount(&count) != cudaSuccess) {
+    (void)cudaGetLastError();
+    count = 0;
+  }
+  if (count >= 2) {
+    l.push_back({0, 1});
+    l.push_back({1, 0, 1});
+    std::vector<int> all(static_cast<std::size_t>(count));
+    std::iota(all.begin(), all.end(), 0);
+    if (count > 2) l.push_back(all);
+  }
+  return l;
+}
 const std::vector<std::size_t> sizes = {0, 1, 2, 3, 5, 7, 97, 1009, 65537};
 constexpr std::size_t big = std::size_t{1} << 24;
 
@@ -85,6 +102,41 @@ TEST_CASE("shard layout: n / k each, the remainder on the first shards", "[multi
     }
 }
 
+TEST_CASE("multi_gpu internals: identities, NCCL mapping", "[multi_gpu][nodevice]") {
+  namespace mg = dpar::detail::multi_gpu;
+  // -0.0 is the identity of floating-point +: -0.0 + -0.0 keeps the sign
+  CHECK(std::signbit(mg::op_identity<std::plus<>, float>::value()));
+  CHECK(mg::op_identity<std::plus<>, float>::value() == 0.0f);
+  CHECK(mg::op_identity<std::plus<>, int>::value() == 0);
+  CHECK(mg::op_identity<std::multiplies<>, double>::value() == 1.0);
+  CHECK(mg::op_identity<dpar::minimum<>, float>::value() == std::numeric_limits<float>::infinity());
+  CHECK(mg::op_identity<dpar::minimum<>, int>::value() == std::numeric_limits<int>::max());
+  CHECK(mg::op_identity<dpar::maximum<>, double>::value() == -std::numeric_limits<double>::infinity());
+  CHECK(mg::op_identity<dpar::maximum<int>, std::int64_t>::value() == std::numeric_limits<std::int64_t>::lowest());
+  // CUB with an identity only for known commutative ops on arithmetic types
+  STATIC_REQUIRE(mg::cub_partial_v<std::plus<>, float>);
+  STATIC_REQUIRE(mg::cub_partial_v<dpar::maximum<>, int>);
+  STATIC_REQUIRE_FALSE(mg::cub_partial_v<mat_mul, mat2>);
+  STATIC_REQUIRE_FALSE(mg::cub_partial_v<std::minus<>, int>);
+  STATIC_REQUIRE_FALSE(mg::cub_partial_v<std::plus<>, mat2>);
+  CHECK(mg::distinct_devices({0, 1, 2}));
+  CHECK_FALSE(mg::distinct_devices({0, 1, 0}));
+  CHECK_FALSE(mg::distinct_devices({0, 0}));
+#if defined(DPAR_HAVE_NCCL)
+  STATIC_REQUIRE(mg::nccl_op<std::plus<>, float>() == ncclSum);
+  STATIC_REQUIRE(mg::nccl_op<std::plus<int>, int>() == ncclSum);
+  STATIC_REQUIRE(mg::nccl_op<std::multiplies<>, double>() == ncclProd);
+  STATIC_REQUIRE(mg::nccl_op<dpar::minimum<>, int>() == ncclMin);
+  STATIC_REQUIRE(mg::nccl_op<dpar::maximum<float>, float>() == ncclMax);
+  STATIC_REQUIRE(mg::nccl_op<mat_mul, mat2>() < 0);
+  STATIC_REQUIRE(mg::nccl_type<float>() == ncclFloat32);
+  STATIC_REQUIRE(mg::nccl_type<std::int64_t>() == ncclInt64);
+  STATIC_REQUIRE(mg::nccl_type<unsigned>() == ncclUint32);
+  STATIC_REQUIRE(mg::nccl_type<bool>() < 0);
+  STATIC_REQUIRE(mg::nccl_type<mat2>() < 0);
+#endif
+}
+
 TEST_CASE("multi_gpu: bad device lists give clear errors", "[multi_gpu][nodevice]") {
   using Catch::Matchers::Contains;
   CHECK_THROWS_AS(dpar::multi_gpu({}), std::invalid_argument);
@@ -97,14 +149,15 @@ TEST_CASE("multi_gpu: bad device lists give clear errors", "[multi_gpu][nodevice
     CHECK_THROWS_WITH(dpar::multi_gpu({0, 0}), Contains("no CUDA device"));
     CHECK_THROWS_WITH(dpar::multi_gpu_all(), Contains("no CUDA device"));
   } else {
-    CHECK_THROWS_WITH(dpar::multi_gpu({0, count}), Contains("entry 1") && Contains("invalid device " + std::to_string(count)));
+    CHECK_THROWS_WITH(dpar::multi_gpu({0, count}),
+                      Contains("entry 1") && Contains("invalid device " + std::to_string(count)));
     CHECK_THROWS_AS(dpar::multi_gpu({-1}), dpar::cuda_error);
     CHECK(dpar::multi_gpu_all().size() == static_cast<std::size_t>(count));
   }
 }
 
 TEST_CASE("sharded_vector: layout, shards, round trip", "[multi_gpu][gpu]") {
-  for (const auto& list : lists) {
+  for (const auto& list : device_lists()) {
     auto p = dpar::multi_gpu(list);
     for (std::size_t n : sizes) {
       INFO(name_of(list) << " n = " << n);
@@ -132,7 +185,7 @@ TEST_CASE("sharded_vector: layout, shards, round trip", "[multi_gpu][gpu]") {
 }
 
 TEST_CASE("multi_gpu transform, for_each, reduce, transform_reduce match seq and gpu", "[multi_gpu][gpu]") {
-  for (const auto& list : lists) {
+  for (const auto& list : device_lists()) {
     auto p = dpar::multi_gpu(list);
     for (std::size_t n : sizes) {
       INFO(name_of(list) << " n = " << n);
@@ -176,7 +229,7 @@ TEST_CASE("multi_gpu transform, for_each, reduce, transform_reduce match seq and
 }
 
 TEST_CASE("multi_gpu non-commutative reduce and scans keep shard order", "[multi_gpu][gpu]") {
-  for (const auto& list : lists) {
+  for (const auto& list : device_lists()) {
     auto p = dpar::multi_gpu(list);
     for (std::size_t n : sizes) {
       INFO(name_of(list) << " n = " << n);
@@ -223,7 +276,7 @@ TEST_CASE("multi_gpu non-commutative reduce and scans keep shard order", "[multi
 }
 
 TEST_CASE("multi_gpu on host iterators: scatter, compute, gather", "[multi_gpu][gpu]") {
-  for (const auto& list : lists) {
+  for (const auto& list : device_lists()) {
     auto p = dpar::multi_gpu(list);
     for (std::size_t n : sizes) {
       INFO(name_of(list) << " n = " << n);
@@ -258,7 +311,7 @@ TEST_CASE("multi_gpu at 2^24 matches gpu and seq", "[multi_gpu][gpu][big]") {
   dpar::inclusive_scan(dpar::seq, a.begin(), a.end(), want.begin());
   dpar::inclusive_scan(dpar::gpu, da, ds.begin());
   CHECK(ds.to_host() == want);
-  for (const auto& list : lists) {
+  for (const auto& list : device_lists()) {
     INFO(name_of(list));
     auto p = dpar::multi_gpu(list);
     dpar::sharded_vector<std::int64_t> va(p, a), vs(p, big);
@@ -285,7 +338,7 @@ TEST_CASE("multi_gpu errors: layouts, host pointers", "[multi_gpu][gpu]") {
 }
 
 TEST_CASE("multi_gpu all_reduce matches a host reference", "[multi_gpu][gpu]") {
-  for (const auto& list : lists) {
+  for (const auto& list : device_lists()) {
     auto p = dpar::multi_gpu(list);
     const std::size_t k = list.size();
     for (std::size_t n : {std::size_t{0}, std::size_t{1}, std::size_t{1009}, std::size_t{65537}}) {

@@ -6,13 +6,12 @@
 //
 // Times are wall-clock per call including the wait for all shards
 // (UseRealTime); bytes are bytes read + written, as in bench_gpu.
-#include <dpar/cuda.hpp>
-
 #include <benchmark/benchmark.h>
 
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <dpar/cuda.hpp>
 #include <vector>
 
 namespace {
@@ -111,9 +110,10 @@ void all_reduce(benchmark::State& state) {
   for (auto _ : state) dpar::all_reduce(p, buffers, std::plus<>{});
   const double k = static_cast<double>(p.size());
   const double b = static_cast<double>(count * sizeof(float));
-  state.counters["algBW"] = benchmark::Counter(b * static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
-  state.counters["busBW"] = benchmark::Counter(b * static_cast<double>(state.iterations()) * 2 * (k - 1) / k,
-                                               benchmark::Counter::kIsRate);
+  state.counters["algBW"] =
+      benchmark::Counter(b * static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
+  state.counters["busBW"] =
+      benchmark::Counter(b * static_cast<double>(state.iterations()) * 2 * (k - 1) / k, benchmark::Counter::kIsRate);
   state.counters["K"] = k;
 }
 

@@ -40,14 +40,13 @@ void for_each(P&& policy, sharded_vector<T>& v, F f) {
 }
 
 template <multi_gpu_execution_policy P, class T, class V, class Op = std::plus<>>
-  requires reduction_op<Op, V, const T&>
-V reduce(P&& policy, const sharded_vector<T>& v, V init, Op op = {}) {
+requires reduction_op<Op, V, const T&> V reduce(P&& policy, const sharded_vector<T>& v, V init, Op op = {}) {
   return detail::multi_gpu::backend::sharded_reduce(policy, v, std::move(init), op);
 }
 
 template <multi_gpu_execution_policy P, class T, class V, class R, class U>
-  requires std::invocable<U&, const T&> && reduction_op<R, V, std::invoke_result_t<U&, const T&>>
-V transform_reduce(P&& policy, const sharded_vector<T>& v, V init, R r, U t) {
+requires std::invocable<U&, const T&> && reduction_op<R, V, std::invoke_result_t<U&, const T&>> V
+transform_reduce(P&& policy, const sharded_vector<T>& v, V init, R r, U t) {
   return detail::multi_gpu::backend::sharded_transform_reduce(policy, v, std::move(init), r, t);
 }
 
@@ -59,23 +58,22 @@ V transform_reduce(P&& policy, const sharded_vector<T1>& v1, const sharded_vecto
 }
 
 template <multi_gpu_execution_policy P, class T, class V, class Op = std::plus<>>
-  requires reduction_op<Op, V, const T&>
-sharded_vector<V>& inclusive_scan(P&& policy, const sharded_vector<T>& in, sharded_vector<V>& out, Op op = {}) {
+requires reduction_op<Op, V, const T&> sharded_vector<V>
+&inclusive_scan(P&& policy, const sharded_vector<T>& in, sharded_vector<V>& out, Op op = {}) {
   detail::multi_gpu::backend::sharded_inclusive_scan<V>(policy, in, out, op, std::optional<V>());
   return out;
 }
 
 template <multi_gpu_execution_policy P, class T, class V, class Op>
-  requires reduction_op<Op, V, const T&>
-sharded_vector<V>& inclusive_scan(P&& policy, const sharded_vector<T>& in, sharded_vector<V>& out, Op op, V init) {
+requires reduction_op<Op, V, const T&> sharded_vector<V>
+&inclusive_scan(P&& policy, const sharded_vector<T>& in, sharded_vector<V>& out, Op op, V init) {
   detail::multi_gpu::backend::sharded_inclusive_scan<V>(policy, in, out, op, std::optional<V>(std::move(init)));
   return out;
 }
 
 template <multi_gpu_execution_policy P, class T, class V, class Op = std::plus<>>
-  requires reduction_op<Op, V, const T&>
-sharded_vector<V>& exclusive_scan(P&& policy, const sharded_vector<T>& in, sharded_vector<V>& out, V init,
-                                  Op op = {}) {
+requires reduction_op<Op, V, const T&> sharded_vector<V>
+&exclusive_scan(P&& policy, const sharded_vector<T>& in, sharded_vector<V>& out, V init, Op op = {}) {
   detail::multi_gpu::backend::sharded_exclusive_scan<V>(policy, in, out, std::move(init), op);
   return out;
 }

@@ -79,8 +79,8 @@ auto device_spans(const multi_gpu_policy& p, Buffers& buffers, const char* who) 
       cuda::check(cudaPointerGetAttributes(&a, spans[r].data()), "cudaPointerGetAttributes", p.device(r));
       if (a.type != cudaMemoryTypeDevice || a.device != p.device(r))
         throw std::invalid_argument(std::string(who) + ": buffer " + std::to_string(r) +
-                                    " is not device memory of device " + std::to_string(p.device(r)) +
-                                    " (entry " + std::to_string(r) + " of the policy)");
+                                    " is not device memory of device " + std::to_string(p.device(r)) + " (entry " +
+                                    std::to_string(r) + " of the policy)");
     }
     auto address = [](const auto* q) { return reinterpret_cast<std::uintptr_t>(q); };
     for (std::size_t r = 0; r < spans.size(); ++r)
@@ -121,15 +121,18 @@ inline const std::vector<ncclComm_t>& communicators(const std::vector<int>& devi
 
 template <class T>
 constexpr int nccl_type() {  // -1: NCCL has no such type
-  if constexpr (std::is_same_v<T, float>) return ncclFloat32;
-  else if constexpr (std::is_same_v<T, double>) return ncclFloat64;
+  if constexpr (std::is_same_v<T, float>)
+    return ncclFloat32;
+  else if constexpr (std::is_same_v<T, double>)
+    return ncclFloat64;
   else if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool> && sizeof(T) == 1)
     return std::is_signed_v<T> ? ncclInt8 : ncclUint8;
   else if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool> && sizeof(T) == 4)
     return std::is_signed_v<T> ? ncclInt32 : ncclUint32;
   else if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool> && sizeof(T) == 8)
     return std::is_signed_v<T> ? ncclInt64 : ncclUint64;
-  else return -1;
+  else
+    return -1;
 }
 
 // The NCCL op for Op on T (std::plus, std::multiplies, dpar::minimum,
@@ -137,11 +140,16 @@ constexpr int nccl_type() {  // -1: NCCL has no such type
 template <class Op, class T>
 constexpr int nccl_op() {
   using O = std::remove_cvref_t<Op>;
-  if constexpr (std::is_same_v<O, std::plus<>> || std::is_same_v<O, std::plus<T>>) return ncclSum;
-  else if constexpr (std::is_same_v<O, std::multiplies<>> || std::is_same_v<O, std::multiplies<T>>) return ncclProd;
-  else if constexpr (std::is_same_v<O, minimum<>> || std::is_same_v<O, minimum<T>>) return ncclMin;
-  else if constexpr (std::is_same_v<O, maximum<>> || std::is_same_v<O, maximum<T>>) return ncclMax;
-  else return -1;
+  if constexpr (std::is_same_v<O, std::plus<>> || std::is_same_v<O, std::plus<T>>)
+    return ncclSum;
+  else if constexpr (std::is_same_v<O, std::multiplies<>> || std::is_same_v<O, std::multiplies<T>>)
+    return ncclProd;
+  else if constexpr (std::is_same_v<O, minimum<>> || std::is_same_v<O, minimum<T>>)
+    return ncclMin;
+  else if constexpr (std::is_same_v<O, maximum<>> || std::is_same_v<O, maximum<T>>)
+    return ncclMax;
+  else
+    return -1;
 }
 
 template <class T, class Op>
@@ -179,8 +187,7 @@ void staged_all_reduce(const multi_gpu_policy& p, std::vector<std::span<T>>& spa
     const T* src = spans[r].data();
     if (p.device(r) != d0) {
       if (!scratch) scratch = std::make_unique<cuda::temp_buffer>(d0, bytes, s0);
-      cuda::check(cudaMemcpyPeerAsync(scratch->as<T>(), d0, src, p.device(r), bytes, s0), "cudaMemcpyPeerAsync",
-                  d0);
+      cuda::check(cudaMemcpyPeerAsync(scratch->as<T>(), d0, src, p.device(r), bytes, s0), "cudaMemcpyPeerAsync", d0);
       src = scratch->as<T>();
     }
     cuda::backend::transform(p.entry(0), acc, acc + n, src, acc, op);

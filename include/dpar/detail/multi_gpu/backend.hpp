@@ -16,10 +16,10 @@
 // The same functions on host iterators scatter the input into a
 // sharded_vector, compute, and gather the output.
 
-#include <cub/device/device_reduce.cuh>
 #include <thrust/iterator/counting_iterator.h>
 
 #include <cstddef>
+#include <cub/device/device_reduce.cuh>
 #include <iterator>
 #include <limits>
 #include <memory>
@@ -45,30 +45,32 @@ namespace dpar::detail::multi_gpu {
 // (which wants an init) without putting the caller's init in every shard.
 // -0.0 for floating-point sums: -0.0 + x == x for every x, +0.0 included.
 template <class Op, class T>
-struct identity {};
+struct op_identity {};
 template <class U, class T>
-struct identity<std::plus<U>, T> {
+struct op_identity<std::plus<U>, T> {
   static constexpr T value() { return std::is_floating_point_v<T> ? T(-0.0) : T(0); }
 };
 template <class U, class T>
-struct identity<std::multiplies<U>, T> {
+struct op_identity<std::multiplies<U>, T> {
   static constexpr T value() { return T(1); }
 };
 template <class U, class T>
-struct identity<minimum<U>, T> {
+struct op_identity<minimum<U>, T> {
   static constexpr T value() {
     return std::numeric_limits<T>::has_infinity ? std::numeric_limits<T>::infinity() : std::numeric_limits<T>::max();
   }
 };
 template <class U, class T>
-struct identity<maximum<U>, T> {
+struct op_identity<maximum<U>, T> {
   static constexpr T value() {
     return std::numeric_limits<T>::has_infinity ? -std::numeric_limits<T>::infinity()
                                                 : std::numeric_limits<T>::lowest();
   }
 };
 template <class Op, class T>
-inline constexpr bool cub_partial_v = reorderable_v<Op, T> && requires { identity<std::remove_cvref_t<Op>, T>::value(); };
+inline constexpr bool cub_partial_v = reorderable_v<Op, T>&& requires {
+  op_identity<std::remove_cvref_t<Op>, T>::value();
+};
 
 // A shard's partial reduction, queued on its stream: the value lands at
 // storage->as<T>().
@@ -86,7 +88,7 @@ queued_partial queue_partial(int device, cudaStream_t stream, std::size_t n, con
   cuda::device_scope scope(device);
   queued_partial q{nullptr, device, stream};
   if constexpr (cub_partial_v<Op, T>) {
-    const T id = identity<std::remove_cvref_t<Op>, T>::value();
+    const T id = op_identity<std::remove_cvref_t<Op>, T>::value();
     cuda::with_count(n, [&](auto count) {
       std::size_t bytes = 0;
       cuda::check(cub_call(nullptr, bytes, static_cast<T*>(nullptr), count, id), "cub::DeviceReduce", device);
@@ -129,7 +131,8 @@ void check_same_layout(const multi_gpu_policy& p, const sharded_vector<T>& in, c
   if (in.size() != out.size())
     throw std::invalid_argument(std::string(who) + ": the " + out_name + " sharded_vector has " +
                                 std::to_string(out.size()) + " elements but the " + in_name + " has " +
-                                std::to_string(in.size()) + "; they must have the same length (and so the same shards)");
+                                std::to_string(in.size()) +
+                                "; they must have the same length (and so the same shards)");
 }
 
 // Host iterators only: device memory is the business of sharded_vector.
@@ -141,7 +144,8 @@ void require_host(It it, const char* who) {
                 "device iterator");
   if constexpr (std::is_pointer_v<It>) {
     cudaPointerAttributes a{};
-    if (cudaPointerGetAttributes(&a, static_cast<const void*>(it)) != cudaSuccess) (void)cudaGetLastError();
+    if (cudaPointerGetAttributes(&a, static_cast<const void*>(it)) != cudaSuccess)
+      (void)cudaGetLastError();
     else if (a.type == cudaMemoryTypeDevice)
       throw std::invalid_argument(std::string(who) +
                                   ": a pointer to device memory was passed with a dpar::multi_gpu policy, which takes "
@@ -163,7 +167,7 @@ struct backend {
 
   template <class T1, class T2, class U, class F>
   static void sharded_transform(const multi_gpu_policy& p, const sharded_vector<T1>& in1, const sharded_vector<T2>& in2,
-                        sharded_vector<U>& out, F f) {
+                                sharded_vector<U>& out, F f) {
     check_same_layout(p, in1, out, "dpar::transform", "first input");
     check_same_layout(p, in2, out, "dpar::transform", "second input");
     for (std::size_t i = 0; i < in1.shard_count(); ++i) {
@@ -208,8 +212,8 @@ struct backend {
   }
 
   template <class T1, class T2, class V, class R, class U>
-  static V sharded_transform_reduce(const multi_gpu_policy& p, const sharded_vector<T1>& v1, const sharded_vector<T2>& v2,
-                            V init, R r, U t) {
+  static V sharded_transform_reduce(const multi_gpu_policy& p, const sharded_vector<T1>& v1,
+                                    const sharded_vector<T2>& v2, V init, R r, U t) {
     check_same_layout(p, v1, v2, "dpar::transform_reduce", "first input", "second input");
     return combine_in_order<V>(p, v1.shards(), std::move(init), r, [&](const shard<T1>& s) {
       const T1* in1 = s.data;
@@ -226,8 +230,8 @@ struct backend {
 
   // out = inclusive scan of in (in place allowed); init, if any, on the left.
   template <class V, class T, class Op>
-  static void sharded_inclusive_scan(const multi_gpu_policy& p, const sharded_vector<T>& in, sharded_vector<V>& out, Op op,
-                             std::optional<V> init) {
+  static void sharded_inclusive_scan(const multi_gpu_policy& p, const sharded_vector<T>& in, sharded_vector<V>& out,
+                                     Op op, std::optional<V> init) {
     check_same_layout(p, in, out, "dpar::inclusive_scan");
     std::vector<std::optional<V>> carry = carries<V>(p, in, op, std::move(init));
     for (std::size_t i = 0; i < in.shard_count(); ++i) {
@@ -238,8 +242,8 @@ struct backend {
   }
 
   template <class V, class T, class Op>
-  static void sharded_exclusive_scan(const multi_gpu_policy& p, const sharded_vector<T>& in, sharded_vector<V>& out, V init,
-                             Op op) {
+  static void sharded_exclusive_scan(const multi_gpu_policy& p, const sharded_vector<T>& in, sharded_vector<V>& out,
+                                     V init, Op op) {
     check_same_layout(p, in, out, "dpar::exclusive_scan");
     std::vector<std::optional<V>> carry = carries<V>(p, in, op, std::optional<V>(std::move(init)));
     for (std::size_t i = 0; i < in.shard_count(); ++i) {

@@ -121,9 +121,9 @@ class sharded_vector {
     for (auto& s : storage_.shards) {
       if (s.size == 0) continue;
       detail::cuda::device_scope scope(s.device);
-      detail::cuda::check(cudaMemcpyAsync(s.data, host.data() + s.offset, s.size * sizeof(T),
-                                          cudaMemcpyHostToDevice, s.stream),
-                          "cudaMemcpyAsync (host to shard)", s.device);
+      detail::cuda::check(
+          cudaMemcpyAsync(s.data, host.data() + s.offset, s.size * sizeof(T), cudaMemcpyHostToDevice, s.stream),
+          "cudaMemcpyAsync (host to shard)", s.device);
     }
     synchronize();
   }
@@ -134,9 +134,9 @@ class sharded_vector {
     for (auto& s : storage_.shards) {
       if (s.size == 0) continue;
       detail::cuda::device_scope scope(s.device);
-      detail::cuda::check(cudaMemcpyAsync(host.data() + s.offset, s.data, s.size * sizeof(T),
-                                          cudaMemcpyDeviceToHost, s.stream),
-                          "cudaMemcpyAsync (shard to host)", s.device);
+      detail::cuda::check(
+          cudaMemcpyAsync(host.data() + s.offset, s.data, s.size * sizeof(T), cudaMemcpyDeviceToHost, s.stream),
+          "cudaMemcpyAsync (shard to host)", s.device);
     }
     synchronize();
   }
