@@ -18,3 +18,11 @@
 #include "detail/cuda/device_vector.hpp"
 #include "detail/cuda/error.hpp"
 #include "detail/cuda/policy.hpp"
+
+// dpar::multi_gpu, dpar::sharded_vector and the device all_reduce. The NCCL
+// path of all_reduce needs DPAR_HAVE_NCCL and libnccl (CMake: dpar::nccl).
+#include "detail/multi_gpu/algorithms.hpp"
+#include "detail/multi_gpu/all_reduce.hpp"
+#include "detail/multi_gpu/backend.hpp"
+#include "detail/multi_gpu/policy.hpp"
+#include "detail/multi_gpu/sharded_vector.hpp"

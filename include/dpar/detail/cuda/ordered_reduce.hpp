@@ -17,6 +17,7 @@
 
 #include <algorithm>
 #include <cstddef>
+#include <memory>
 
 #include "allocator.hpp"
 #include "error.hpp"
@@ -89,34 +90,48 @@ __global__ void __launch_bounds__(ordered_threads)
   if (threadIdx.x == 0) out[blockIdx.x] = with_init ? T(op(init, running)) : running;
 }
 
-// init op elem(0) op ... op elem(n-1), in that order, for n > 0. Runs on
-// `stream` of `device` (already current) and waits for the result.
+// Queues (init op) elem(0) op ... op elem(n-1), in that order, for n > 0, on
+// `stream` of `device` (already current); without init (null) the result is
+// the elements' reduction alone. The result lands at ->as<T>() of the returned
+// storage once the stream gets there. The multi-GPU backend queues one per
+// shard before waiting for any.
 template <class T, class Elem, class Op>
-T ordered_reduce(int device, cudaStream_t stream, std::size_t n, const T& init, const Op& op, const Elem& elem) {
+std::unique_ptr<temp_buffer> ordered_reduce_enqueue(int device, cudaStream_t stream, std::size_t n, const T* init,
+                                                    const Op& op, const Elem& elem) {
   const std::size_t tiles = (n + ordered_tile - 1) / ordered_tile;
   const std::size_t max_blocks = std::size_t(4) * static_cast<std::size_t>(std::max(1, info(device).multiprocessors));
   std::size_t blocks = std::min(tiles, max_blocks);
   const std::size_t chunk = (tiles + blocks - 1) / blocks * ordered_tile;  // whole tiles per block
   blocks = (n + chunk - 1) / chunk;                                        // no empty block
 
+  const bool with_init = init != nullptr;
+  const T init_value = with_init ? *init : T{};
   const std::size_t slot = (sizeof(T) + 255) / 256 * 256;
-  temp_buffer buffer(device, slot + (blocks > 1 ? blocks * sizeof(T) : 0), stream);
-  T* result = buffer.as<T>();
+  auto buffer = std::make_unique<temp_buffer>(device, slot + (blocks > 1 ? blocks * sizeof(T) : 0), stream);
+  T* result = buffer->as<T>();
   if (blocks == 1) {
-    ordered_reduce_kernel<<<1, ordered_threads, 0, stream>>>(elem, n, n, op, result, init, true);
+    ordered_reduce_kernel<<<1, ordered_threads, 0, stream>>>(elem, n, n, op, result, init_value, with_init);
     check(cudaGetLastError(), "launching dpar's ordered reduction kernel", device);
   } else {
-    T* partials = buffer.as<T>(slot);
+    T* partials = buffer->as<T>(slot);
     ordered_reduce_kernel<<<static_cast<unsigned>(blocks), ordered_threads, 0, stream>>>(elem, n, chunk, op,
-                                                                                          partials, init, false);
+                                                                                          partials, init_value, false);
     check(cudaGetLastError(), "launching dpar's ordered reduction kernel", device);
     ordered_reduce_kernel<<<1, ordered_threads, 0, stream>>>(read_at<const T*>{partials}, blocks, blocks, op,
-                                                             result, init, true);
+                                                             result, init_value, with_init);
     check(cudaGetLastError(), "launching dpar's ordered reduction kernel (partials)", device);
   }
+  return buffer;
+}
+
+// init op elem(0) op ... op elem(n-1), in that order, for n > 0. Runs on
+// `stream` of `device` (already current) and waits for the result.
+template <class T, class Elem, class Op>
+T ordered_reduce(int device, cudaStream_t stream, std::size_t n, const T& init, const Op& op, const Elem& elem) {
+  auto buffer = ordered_reduce_enqueue(device, stream, n, &init, op, elem);
   T host = init;
-  check(cudaMemcpyAsync(&host, result, sizeof(T), cudaMemcpyDeviceToHost, stream), "cudaMemcpyAsync (result)",
-        device);
+  check(cudaMemcpyAsync(&host, buffer->template as<T>(), sizeof(T), cudaMemcpyDeviceToHost, stream),
+        "cudaMemcpyAsync (result)", device);
   check(cudaStreamSynchronize(stream), "cudaStreamSynchronize", device);
   return host;
 }

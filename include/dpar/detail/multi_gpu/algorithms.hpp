@@ -1,0 +1,97 @@
+#pragma once
+// The algorithms on dpar::sharded_vector, for a multi_gpu policy. The front
+// doors of algorithm.hpp take random-access ranges; a sharded_vector is not
+// one (its shards live on several devices), so it gets these thin overloads,
+// each forwarding to the multi-GPU backend. Outputs are sharded_vectors of the
+// same length made with the same policy (in place allowed); they are queued on
+// the shards' streams (policy.synchronize() or copy_to_host to wait).
+
+#include <concepts>
+#include <functional>
+#include <optional>
+#include <type_traits>
+
+#include "../../collective.hpp"  // collective_backend, specialized below
+#include "all_reduce.hpp"
+#include "backend.hpp"
+#include "sharded_vector.hpp"
+
+namespace dpar {
+
+template <class P>
+concept multi_gpu_execution_policy = std::same_as<std::remove_cvref_t<P>, multi_gpu_policy>;
+
+template <multi_gpu_execution_policy P, class T, class U, class F>
+sharded_vector<U>& transform(P&& policy, const sharded_vector<T>& in, sharded_vector<U>& out, F f) {
+  detail::multi_gpu::backend::sharded_transform(policy, in, out, f);
+  return out;
+}
+
+template <multi_gpu_execution_policy P, class T1, class T2, class U, class F>
+sharded_vector<U>& transform(P&& policy, const sharded_vector<T1>& in1, const sharded_vector<T2>& in2,
+                             sharded_vector<U>& out, F f) {
+  detail::multi_gpu::backend::sharded_transform(policy, in1, in2, out, f);
+  return out;
+}
+
+template <multi_gpu_execution_policy P, class T, class F>
+void for_each(P&& policy, sharded_vector<T>& v, F f) {
+  detail::multi_gpu::backend::sharded_for_each(policy, v, f);
+}
+
+template <multi_gpu_execution_policy P, class T, class V, class Op = std::plus<>>
+requires reduction_op<Op, V, const T&> V reduce(P&& policy, const sharded_vector<T>& v, V init, Op op = {}) {
+  return detail::multi_gpu::backend::sharded_reduce(policy, v, std::move(init), op);
+}
+
+template <multi_gpu_execution_policy P, class T, class V, class R, class U>
+requires std::invocable<U&, const T&> && reduction_op<R, V, std::invoke_result_t<U&, const T&>> V
+transform_reduce(P&& policy, const sharded_vector<T>& v, V init, R r, U t) {
+  return detail::multi_gpu::backend::sharded_transform_reduce(policy, v, std::move(init), r, t);
+}
+
+// Sum of products.
+template <multi_gpu_execution_policy P, class T1, class T2, class V>
+V transform_reduce(P&& policy, const sharded_vector<T1>& v1, const sharded_vector<T2>& v2, V init) {
+  return detail::multi_gpu::backend::sharded_transform_reduce(policy, v1, v2, std::move(init), std::plus<>{},
+                                                              std::multiplies<>{});
+}
+
+template <multi_gpu_execution_policy P, class T, class V, class Op = std::plus<>>
+requires reduction_op<Op, V, const T&> sharded_vector<V>
+&inclusive_scan(P&& policy, const sharded_vector<T>& in, sharded_vector<V>& out, Op op = {}) {
+  detail::multi_gpu::backend::sharded_inclusive_scan<V>(policy, in, out, op, std::optional<V>());
+  return out;
+}
+
+template <multi_gpu_execution_policy P, class T, class V, class Op>
+requires reduction_op<Op, V, const T&> sharded_vector<V>
+&inclusive_scan(P&& policy, const sharded_vector<T>& in, sharded_vector<V>& out, Op op, V init) {
+  detail::multi_gpu::backend::sharded_inclusive_scan<V>(policy, in, out, op, std::optional<V>(std::move(init)));
+  return out;
+}
+
+template <multi_gpu_execution_policy P, class T, class V, class Op = std::plus<>>
+requires reduction_op<Op, V, const T&> sharded_vector<V>
+&exclusive_scan(P&& policy, const sharded_vector<T>& in, sharded_vector<V>& out, V init, Op op = {}) {
+  detail::multi_gpu::backend::sharded_exclusive_scan<V>(policy, in, out, std::move(init), op);
+  return out;
+}
+
+}  // namespace dpar
+
+namespace dpar::detail {
+// dpar::all_reduce(multi_gpu_policy, buffers, op): one device buffer per entry
+// (dpar::device_vector<T>, std::span<T> over device memory, ...).
+template <>
+struct collective_backend<multi_gpu_policy> {
+  template <class Buffers, class Op>
+  static void all_reduce(const multi_gpu_policy& p, Buffers& buffers, Op& op) {
+    multi_gpu::device_all_reduce::all_reduce(p, buffers, op);
+  }
+  template <class Buffers>
+  static void all_reduce_mean(const multi_gpu_policy& p, Buffers& buffers) {
+    multi_gpu::device_all_reduce::all_reduce_mean(p, buffers);
+  }
+};
+}  // namespace dpar::detail

@@ -1,0 +1,240 @@
+#pragma once
+// dpar::all_reduce over one device buffer per multi_gpu entry.
+//
+// Distinct devices, an op NCCL has (sum, prod, min, max) and a type NCCL has:
+// one ncclAllReduce per entry in one group, on a communicator per device list
+// that is created once and cached. Needs DPAR_HAVE_NCCL (CMake target
+// dpar::nccl defines it and links libnccl).
+//
+// Otherwise (a device listed twice, which NCCL refuses with "Duplicate GPU
+// detected"; other ops; no NCCL): staged through buffer 0, in entry order:
+// buffer 0 = op(buffer 0, buffer r) for r = 1..K-1 (peer copy into a scratch
+// buffer when buffer r lives on another device), then buffer 0 is copied to
+// the others. Right for non-commutative ops too.
+//
+// Both return when every buffer holds the result.
+
+#include <cuda_runtime_api.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <ranges>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#if defined(DPAR_HAVE_NCCL)
+#include <nccl.h>
+#endif
+
+#include "../../functional.hpp"
+#include "../cuda/allocator.hpp"
+#include "../cuda/backend.hpp"
+#include "../cuda/error.hpp"
+#include "policy.hpp"
+
+namespace dpar {
+
+#if defined(DPAR_HAVE_NCCL)
+// A failed NCCL call: names the operation and carries ncclGetErrorString.
+class nccl_error : public std::runtime_error {
+ public:
+  nccl_error(const std::string& operation, ncclResult_t code)
+      : std::runtime_error("dpar::multi_gpu: " + operation + " failed: " + ncclGetErrorString(code)), code_(code) {}
+  ncclResult_t code() const noexcept { return code_; }
+
+ private:
+  ncclResult_t code_;
+};
+#endif
+
+namespace detail::multi_gpu {
+
+// The buffers as device spans, checked before any communication: one per
+// entry, equal lengths, each in memory of its entry's device, no two overlapping.
+template <class Buffers>
+auto device_spans(const multi_gpu_policy& p, Buffers& buffers, const char* who) {
+  using element = std::remove_reference_t<decltype(*std::ranges::data(*std::ranges::begin(buffers)))>;
+  static_assert(!std::is_const_v<element>, "dpar::all_reduce needs writable buffers");
+  std::vector<std::span<element>> spans;
+  for (auto&& b : buffers) spans.emplace_back(std::ranges::data(b), std::ranges::size(b));
+  if (spans.size() != p.size())
+    throw std::invalid_argument(std::string(who) + ": " + std::to_string(spans.size()) +
+                                " buffers for a multi_gpu policy of " + std::to_string(p.size()) +
+                                " entries; pass one device buffer per entry");
+  for (std::size_t r = 1; r < spans.size(); ++r)
+    if (spans[r].size() != spans[0].size())
+      throw std::invalid_argument(std::string(who) + ": buffer " + std::to_string(r) + " (device " +
+                                  std::to_string(p.device(r)) + ") has " + std::to_string(spans[r].size()) +
+                                  " elements but buffer 0 has " + std::to_string(spans[0].size()) +
+                                  "; all buffers must have the same length");
+  if (!spans.empty() && !spans[0].empty()) {
+    for (std::size_t r = 0; r < spans.size(); ++r) {
+      cudaPointerAttributes a{};
+      cuda::check(cudaPointerGetAttributes(&a, spans[r].data()), "cudaPointerGetAttributes", p.device(r));
+      if (a.type != cudaMemoryTypeDevice || a.device != p.device(r))
+        throw std::invalid_argument(std::string(who) + ": buffer " + std::to_string(r) +
+                                    " is not device memory of device " + std::to_string(p.device(r)) + " (entry " +
+                                    std::to_string(r) + " of the policy)");
+    }
+    auto address = [](const auto* q) { return reinterpret_cast<std::uintptr_t>(q); };
+    for (std::size_t r = 0; r < spans.size(); ++r)
+      for (std::size_t s = r + 1; s < spans.size(); ++s)
+        if (p.device(r) == p.device(s) && address(spans[r].data()) < address(spans[s].data() + spans[s].size()) &&
+            address(spans[s].data()) < address(spans[r].data() + spans[r].size()))
+          throw std::invalid_argument(std::string(who) + ": buffers " + std::to_string(r) + " and " +
+                                      std::to_string(s) + " overlap; each entry needs its own buffer");
+  }
+  return spans;
+}
+
+inline bool distinct_devices(const std::vector<int>& devices) {
+  for (std::size_t i = 0; i < devices.size(); ++i)
+    for (std::size_t j = i + 1; j < devices.size(); ++j)
+      if (devices[i] == devices[j]) return false;
+  return true;
+}
+
+#if defined(DPAR_HAVE_NCCL)
+inline void nccl_check(ncclResult_t r, const char* operation) {
+  if (r != ncclSuccess) throw nccl_error(operation, r);
+}
+
+// One communicator per device of a list of distinct devices, created once per
+// list (ncclCommInitAll) and kept for the life of the process: destroying
+// them at exit may run after the CUDA runtime is gone.
+inline const std::vector<ncclComm_t>& communicators(const std::vector<int>& devices) {
+  static std::mutex m;
+  static auto* cache = new std::map<std::vector<int>, std::vector<ncclComm_t>>();
+  std::lock_guard lock(m);
+  auto it = cache->find(devices);
+  if (it != cache->end()) return it->second;
+  std::vector<ncclComm_t> comms(devices.size());
+  nccl_check(ncclCommInitAll(comms.data(), static_cast<int>(devices.size()), devices.data()), "ncclCommInitAll");
+  return cache->emplace(devices, std::move(comms)).first->second;
+}
+
+template <class T>
+constexpr int nccl_type() {  // -1: NCCL has no such type
+  if constexpr (std::is_same_v<T, float>)
+    return ncclFloat32;
+  else if constexpr (std::is_same_v<T, double>)
+    return ncclFloat64;
+  else if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool> && sizeof(T) == 1)
+    return std::is_signed_v<T> ? ncclInt8 : ncclUint8;
+  else if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool> && sizeof(T) == 4)
+    return std::is_signed_v<T> ? ncclInt32 : ncclUint32;
+  else if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool> && sizeof(T) == 8)
+    return std::is_signed_v<T> ? ncclInt64 : ncclUint64;
+  else
+    return -1;
+}
+
+// The NCCL op for Op on T (std::plus, std::multiplies, dpar::minimum,
+// dpar::maximum, as <> or <T>); -1: none.
+template <class Op, class T>
+constexpr int nccl_op() {
+  using O = std::remove_cvref_t<Op>;
+  if constexpr (std::is_same_v<O, std::plus<>> || std::is_same_v<O, std::plus<T>>)
+    return ncclSum;
+  else if constexpr (std::is_same_v<O, std::multiplies<>> || std::is_same_v<O, std::multiplies<T>>)
+    return ncclProd;
+  else if constexpr (std::is_same_v<O, minimum<>> || std::is_same_v<O, minimum<T>>)
+    return ncclMin;
+  else if constexpr (std::is_same_v<O, maximum<>> || std::is_same_v<O, maximum<T>>)
+    return ncclMax;
+  else
+    return -1;
+}
+
+template <class T, class Op>
+void nccl_all_reduce(const multi_gpu_policy& p, std::vector<std::span<T>>& spans) {
+  const auto& comms = communicators(p.devices());
+  const std::size_t n = spans[0].size();
+  // One thread drives every GPU: the calls must be one group, or the first
+  // would wait for peers that are never launched.
+  nccl_check(ncclGroupStart(), "ncclGroupStart");
+  ncclResult_t failed = ncclSuccess;
+  for (std::size_t r = 0; r < spans.size() && failed == ncclSuccess; ++r)
+    failed = ncclAllReduce(spans[r].data(), spans[r].data(), n, static_cast<ncclDataType_t>(nccl_type<T>()),
+                           static_cast<ncclRedOp_t>(nccl_op<Op, T>()), comms[r], p.stream(r));
+  ncclResult_t ended = ncclGroupEnd();
+  nccl_check(failed, "ncclAllReduce");
+  nccl_check(ended, "ncclGroupEnd");
+  p.synchronize();
+}
+#endif
+
+// buffer 0 = op(...op(op(b0, b1), b2)..., b[K-1]), then copied to the others;
+// all on entry 0's stream.
+template <class T, class Op>
+void staged_all_reduce(const multi_gpu_policy& p, std::vector<std::span<T>>& spans, Op& op) {
+  const std::size_t n = spans[0].size();
+  if (n == 0 || spans.size() == 1) return;
+  p.synchronize();  // work already queued on any entry's buffer comes first
+  const int d0 = p.device(0);
+  cudaStream_t s0 = p.stream(0);
+  const std::size_t bytes = n * sizeof(T);
+  cuda::device_scope scope(d0);
+  std::unique_ptr<cuda::temp_buffer> scratch;
+  T* acc = spans[0].data();
+  for (std::size_t r = 1; r < spans.size(); ++r) {
+    const T* src = spans[r].data();
+    if (p.device(r) != d0) {
+      if (!scratch) scratch = std::make_unique<cuda::temp_buffer>(d0, bytes, s0);
+      cuda::check(cudaMemcpyPeerAsync(scratch->as<T>(), d0, src, p.device(r), bytes, s0), "cudaMemcpyPeerAsync", d0);
+      src = scratch->as<T>();
+    }
+    cuda::backend::transform(p.entry(0), acc, acc + n, src, acc, op);
+  }
+  for (std::size_t r = 1; r < spans.size(); ++r)
+    cuda::check(cudaMemcpyPeerAsync(spans[r].data(), p.device(r), acc, d0, bytes, s0), "cudaMemcpyPeerAsync", d0);
+  cuda::check(cudaStreamSynchronize(s0), "cudaStreamSynchronize", d0);
+}
+
+template <class T>
+struct divide_by_count {
+  T k;
+  __host__ __device__ T operator()(const T& x) const { return static_cast<T>(x / k); }
+};
+
+struct device_all_reduce {
+  template <class Buffers, class Op>
+  static void all_reduce(const multi_gpu_policy& p, Buffers& buffers, Op& op) {
+    auto spans = device_spans(p, buffers, "dpar::all_reduce");
+    using T = typename decltype(spans)::value_type::element_type;
+    cuda::require_device_value<T>();
+    if (spans[0].empty()) return;
+#if defined(DPAR_HAVE_NCCL)
+    if constexpr (nccl_type<T>() >= 0 && nccl_op<Op, T>() >= 0) {
+      if (distinct_devices(p.devices())) {
+        nccl_all_reduce<T, Op>(p, spans);
+        return;
+      }
+    }
+#endif
+    staged_all_reduce(p, spans, op);
+  }
+
+  template <class Buffers>
+  static void all_reduce_mean(const multi_gpu_policy& p, Buffers& buffers) {
+    std::plus<> sum;
+    all_reduce(p, buffers, sum);
+    auto spans = device_spans(p, buffers, "dpar::all_reduce_mean");
+    using T = typename decltype(spans)::value_type::element_type;
+    const T k = static_cast<T>(spans.size());
+    for (std::size_t r = 0; r < spans.size(); ++r)
+      if (!spans[r].empty())
+        cuda::backend::transform(p.entry(r), spans[r].data(), spans[r].data() + spans[r].size(), spans[r].data(),
+                                 divide_by_count<T>{k});
+    p.synchronize();
+  }
+};
+
+}  // namespace detail::multi_gpu
+}  // namespace dpar

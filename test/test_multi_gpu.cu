@@ -1,0 +1,405 @@
+// dpar::multi_gpu and dpar::sharded_vector against dpar::seq (the CPU) and
+// dpar::gpu (one device), on the device lists [0], [0,0], [0,0,0], [0,0,0,0]
+// (each entry its own shard and stream, so this runs on one GPU), sizes 0,
+// smaller than the shard count, primes and (tag [big]) 2^24. Ops include 2x2
+// matrix products mod p (associative, not commutative), so a scan that put a
+// shard's carry on the wrong side, or a reduce that combined partials out of
+// order, fails. Also host iterators (scatter, compute, gather), the device
+// all_reduce against a host reference, and the errors. Run by gpu_main.cpp,
+// which skips (exit 77) without a CUDA device; the [nodevice] test runs
+// everywhere.
+#include <catch2/catch.hpp>
+#include <cmath>
+#include <cstdint>
+#include <dpar/cuda.hpp>
+#include <limits>
+#include <numeric>
+#include <random>
+#include <string>
+#include <vector>
+
+namespace {
+
+// [0] to [0,0,0,0]; where there are several GPUs also distinct devices (the
+// NCCL path of all_reduce), a mix, and every device.
+std::vector<std::vector<int>> device_lists() {
+  std::vector<std::vector<int>> l = {{0}, {0, 0}, {0, 0, 0}, {0, 0, 0, 0}};
+  int count = 0;
+  if (cudaGetDeviceCount(&count) != cudaSuccess) {
+    (void)cudaGetLastError();
+    count = 0;
+  }
+  if (count >= 2) {
+    l.push_back({0, 1});
+    l.push_back({1, 0, 1});
+    std::vector<int> all(static_cast<std::size_t>(count));
+    std::iota(all.begin(), all.end(), 0);
+    if (count > 2) l.push_back(all);
+  }
+  return l;
+}
+const std::vector<std::size_t> sizes = {0, 1, 2, 3, 5, 7, 97, 1009, 65537};
+constexpr std::size_t big = std::size_t{1} << 24;
+
+std::vector<std::int64_t> random_ints(std::size_t n, std::uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::uniform_int_distribution<int> d(-1000, 1000);
+  std::vector<std::int64_t> v(n);
+  for (auto& x : v) x = d(rng);
+  return v;
+}
+
+constexpr std::uint64_t prime = 1000003;
+struct mat2 {
+  std::uint64_t a, b, c, d;
+  friend bool operator==(const mat2&, const mat2&) = default;
+};
+struct mat_mul {
+  __host__ __device__ mat2 operator()(const mat2& x, const mat2& y) const {
+    return {(x.a * y.a + x.b * y.c) % prime, (x.a * y.b + x.b * y.d) % prime, (x.c * y.a + x.d * y.c) % prime,
+            (x.c * y.b + x.d * y.d) % prime};
+  }
+};
+constexpr mat2 identity{1, 0, 0, 1};
+
+std::vector<mat2> random_matrices(std::size_t n, std::uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::uniform_int_distribution<std::uint64_t> d(0, prime - 1);
+  std::vector<mat2> v(n);
+  for (auto& m : v) m = {d(rng), d(rng), d(rng), d(rng)};
+  return v;
+}
+
+struct affine {  // x -> 3x + 1, exact in int64 for these inputs
+  __host__ __device__ std::int64_t operator()(std::int64_t x) const { return 3 * x + 1; }
+};
+struct negate_in_place {
+  __host__ __device__ void operator()(std::int64_t& x) const { x = -x; }
+};
+
+std::string name_of(const std::vector<int>& list) {
+  std::string s = "[";
+  for (std::size_t i = 0; i < list.size(); ++i) {
+    if (i) s += ',';
+    s += std::to_string(list[i]);
+  }
+  return s + "]";
+}
+
+}  // namespace
+
+TEST_CASE("shard layout: n / k each, the remainder on the first shards", "[multi_gpu][nodevice]") {
+  using dpar::detail::multi_gpu::shard_begin;
+  for (std::size_t k = 1; k <= 5; ++k)
+    for (std::size_t n : {0, 1, 2, 3, 4, 7, 10, 1009}) {
+      INFO("n = " << n << ", k = " << k);
+      CHECK(shard_begin(n, k, 0) == 0);
+      CHECK(shard_begin(n, k, k) == n);
+      for (std::size_t i = 0; i < k; ++i) {
+        std::size_t size = shard_begin(n, k, i + 1) - shard_begin(n, k, i);
+        CHECK(size == n / k + (i < n % k ? 1 : 0));
+      }
+    }
+}
+
+TEST_CASE("multi_gpu internals: identities, NCCL mapping", "[multi_gpu][nodevice]") {
+  namespace mg = dpar::detail::multi_gpu;
+  // -0.0 is the identity of floating-point +: -0.0 + -0.0 keeps the sign
+  CHECK(std::signbit(mg::op_identity<std::plus<>, float>::value()));
+  CHECK(mg::op_identity<std::plus<>, float>::value() == 0.0f);
+  CHECK(mg::op_identity<std::plus<>, int>::value() == 0);
+  CHECK(mg::op_identity<std::multiplies<>, double>::value() == 1.0);
+  CHECK(mg::op_identity<dpar::minimum<>, float>::value() == std::numeric_limits<float>::infinity());
+  CHECK(mg::op_identity<dpar::minimum<>, int>::value() == std::numeric_limits<int>::max());
+  CHECK(mg::op_identity<dpar::maximum<>, double>::value() == -std::numeric_limits<double>::infinity());
+  CHECK(mg::op_identity<dpar::maximum<int>, std::int64_t>::value() == std::numeric_limits<std::int64_t>::lowest());
+  // CUB with an identity only for known commutative ops on arithmetic types
+  STATIC_REQUIRE(mg::cub_partial_v<std::plus<>, float>);
+  STATIC_REQUIRE(mg::cub_partial_v<dpar::maximum<>, int>);
+  STATIC_REQUIRE_FALSE(mg::cub_partial_v<mat_mul, mat2>);
+  STATIC_REQUIRE_FALSE(mg::cub_partial_v<std::minus<>, int>);
+  STATIC_REQUIRE_FALSE(mg::cub_partial_v<std::plus<>, mat2>);
+  CHECK(mg::distinct_devices({0, 1, 2}));
+  CHECK_FALSE(mg::distinct_devices({0, 1, 0}));
+  CHECK_FALSE(mg::distinct_devices({0, 0}));
+#if defined(DPAR_HAVE_NCCL)
+  STATIC_REQUIRE(mg::nccl_op<std::plus<>, float>() == ncclSum);
+  STATIC_REQUIRE(mg::nccl_op<std::plus<int>, int>() == ncclSum);
+  STATIC_REQUIRE(mg::nccl_op<std::multiplies<>, double>() == ncclProd);
+  STATIC_REQUIRE(mg::nccl_op<dpar::minimum<>, int>() == ncclMin);
+  STATIC_REQUIRE(mg::nccl_op<dpar::maximum<float>, float>() == ncclMax);
+  STATIC_REQUIRE(mg::nccl_op<mat_mul, mat2>() < 0);
+  STATIC_REQUIRE(mg::nccl_type<float>() == ncclFloat32);
+  STATIC_REQUIRE(mg::nccl_type<std::int64_t>() == ncclInt64);
+  STATIC_REQUIRE(mg::nccl_type<unsigned>() == ncclUint32);
+  STATIC_REQUIRE(mg::nccl_type<bool>() < 0);
+  STATIC_REQUIRE(mg::nccl_type<mat2>() < 0);
+#endif
+}
+
+TEST_CASE("multi_gpu: bad device lists give clear errors", "[multi_gpu][nodevice]") {
+  using Catch::Matchers::Contains;
+  CHECK_THROWS_AS(dpar::multi_gpu({}), std::invalid_argument);
+  CHECK_THROWS_WITH(dpar::multi_gpu({}), Contains("device list is empty"));
+  int count = 0;
+  bool have_device = cudaGetDeviceCount(&count) == cudaSuccess && count > 0;
+  (void)cudaGetLastError();
+  if (!have_device) {
+    CHECK_THROWS_AS(dpar::multi_gpu({0}), dpar::cuda_error);
+    CHECK_THROWS_WITH(dpar::multi_gpu({0, 0}), Contains("no CUDA device"));
+    CHECK_THROWS_WITH(dpar::multi_gpu_all(), Contains("no CUDA device"));
+  } else {
+    CHECK_THROWS_WITH(dpar::multi_gpu({0, count}),
+                      Contains("entry 1") && Contains("invalid device " + std::to_string(count)));
+    CHECK_THROWS_AS(dpar::multi_gpu({-1}), dpar::cuda_error);
+    CHECK(dpar::multi_gpu_all().size() == static_cast<std::size_t>(count));
+  }
+}
+
+TEST_CASE("sharded_vector: layout, shards, round trip", "[multi_gpu][gpu]") {
+  for (const auto& list : device_lists()) {
+    auto p = dpar::multi_gpu(list);
+    for (std::size_t n : sizes) {
+      INFO(name_of(list) << " n = " << n);
+      auto a = random_ints(n, n + 1);
+      dpar::sharded_vector<std::int64_t> v(p, a);
+      REQUIRE(v.shard_count() == list.size());
+      std::size_t total = 0;
+      for (std::size_t i = 0; i < v.shard_count(); ++i) {
+        const auto& s = v.shard_at(i);
+        CHECK(s.device == list[i]);
+        CHECK(s.stream == p.stream(i));
+        CHECK(s.offset == total);
+        CHECK(s.size == n / list.size() + (i < n % list.size() ? 1 : 0));
+        total += s.size;
+      }
+      CHECK(total == n);
+      CHECK(v.to_host() == a);
+      dpar::sharded_vector<std::int64_t> zeros(p, n);
+      CHECK(zeros.to_host() == std::vector<std::int64_t>(n, 0));
+      // entries on one device have distinct streams
+      for (std::size_t i = 0; i < p.size(); ++i)
+        for (std::size_t j = i + 1; j < p.size(); ++j) CHECK(p.stream(i) != p.stream(j));
+    }
+  }
+}
+
+TEST_CASE("multi_gpu transform, for_each, reduce, transform_reduce match seq and gpu", "[multi_gpu][gpu]") {
+  for (const auto& list : device_lists()) {
+    auto p = dpar::multi_gpu(list);
+    for (std::size_t n : sizes) {
+      INFO(name_of(list) << " n = " << n);
+      auto a = random_ints(n, n + 2), b = random_ints(n, n + 3);
+      dpar::sharded_vector<std::int64_t> va(p, a), vb(p, b), out(p, n);
+      dpar::device_vector<std::int64_t> da(a);
+
+      std::vector<std::int64_t> want(n);
+      dpar::transform(dpar::seq, a.begin(), a.end(), want.begin(), affine{});
+      dpar::transform(p, va, out, affine{});
+      CHECK(out.to_host() == want);
+      dpar::transform(dpar::seq, a.begin(), a.end(), b.begin(), want.begin(), std::minus<>{});
+      dpar::transform(p, va, vb, out, std::minus<>{});
+      CHECK(out.to_host() == want);
+
+      dpar::sharded_vector<std::int64_t> neg(p, a);
+      dpar::for_each(p, neg, negate_in_place{});
+      for (auto& x : want = a) x = -x;
+      CHECK(neg.to_host() == want);
+
+      const auto sum = dpar::reduce(dpar::seq, a, std::int64_t{7});
+      CHECK(dpar::reduce(p, va, std::int64_t{7}) == sum);
+      CHECK(dpar::reduce(dpar::gpu, da, std::int64_t{7}) == sum);
+      CHECK(dpar::reduce(p, va, std::int64_t{-5000}, dpar::maximum<>{}) ==
+            dpar::reduce(dpar::seq, a, std::int64_t{-5000}, dpar::maximum<>{}));
+      CHECK(dpar::reduce(p, va, std::int64_t{5000}, dpar::minimum<>{}) ==
+            dpar::reduce(dpar::seq, a, std::int64_t{5000}, dpar::minimum<>{}));
+      // a lambda is not known to be commutative: the ordered per-shard path
+      auto add = [] __host__ __device__(std::int64_t x, std::int64_t y) { return x + y; };
+      CHECK(dpar::reduce(p, va, std::int64_t{7}, add) == sum);
+      CHECK(dpar::transform_reduce(p, va, std::int64_t{1}, std::plus<>{}, affine{}) ==
+            dpar::transform_reduce(dpar::seq, a, std::int64_t{1}, std::plus<>{}, affine{}));
+      CHECK(dpar::transform_reduce(p, va, vb, std::int64_t{2}) ==
+            dpar::transform_reduce(dpar::seq, a.begin(), a.end(), b.begin(), std::int64_t{2}));
+      // float sums: -0.0 is the identity of the shards without init
+      std::vector<float> minus_zero(n, -0.0f);
+      dpar::sharded_vector<float> vz(p, minus_zero);
+      CHECK(std::signbit(dpar::reduce(p, vz, -0.0f)));
+    }
+  }
+}
+
+TEST_CASE("multi_gpu non-commutative reduce and scans keep shard order", "[multi_gpu][gpu]") {
+  for (const auto& list : device_lists()) {
+    auto p = dpar::multi_gpu(list);
+    for (std::size_t n : sizes) {
+      INFO(name_of(list) << " n = " << n);
+      auto m = random_matrices(n, n + 4);
+      const mat2 init{2, 1, 1, 1};
+      dpar::sharded_vector<mat2> vm(p, m), out(p, n);
+      dpar::device_vector<mat2> dm(m);
+
+      const mat2 want_reduce = std::accumulate(m.begin(), m.end(), init, mat_mul{});
+      CHECK(dpar::reduce(p, vm, init, mat_mul{}) == want_reduce);
+      CHECK(dpar::reduce(dpar::gpu, dm, init, mat_mul{}) == want_reduce);
+
+      std::vector<mat2> want(n);
+      std::inclusive_scan(m.begin(), m.end(), want.begin(), mat_mul{});
+      dpar::inclusive_scan(p, vm, out, mat_mul{});
+      CHECK(out.to_host() == want);
+
+      std::inclusive_scan(m.begin(), m.end(), want.begin(), mat_mul{}, init);
+      dpar::inclusive_scan(p, vm, out, mat_mul{}, init);
+      CHECK(out.to_host() == want);
+
+      std::exclusive_scan(m.begin(), m.end(), want.begin(), init, mat_mul{});
+      dpar::exclusive_scan(p, vm, out, init, mat_mul{});
+      CHECK(out.to_host() == want);
+
+      // in place
+      dpar::sharded_vector<mat2> inplace(p, m);
+      dpar::exclusive_scan(p, inplace, inplace, identity, mat_mul{});
+      std::exclusive_scan(m.begin(), m.end(), want.begin(), identity, mat_mul{});
+      CHECK(inplace.to_host() == want);
+
+      // arithmetic scans (CUB's fast paths for the totals) match seq and gpu
+      auto a = random_ints(n, n + 5);
+      dpar::sharded_vector<std::int64_t> va(p, a), vs(p, n);
+      std::vector<std::int64_t> want_int(n);
+      dpar::inclusive_scan(dpar::seq, a.begin(), a.end(), want_int.begin());
+      dpar::inclusive_scan(p, va, vs);
+      CHECK(vs.to_host() == want_int);
+      dpar::exclusive_scan(dpar::seq, a.begin(), a.end(), want_int.begin(), std::int64_t{-3});
+      dpar::exclusive_scan(p, va, vs, std::int64_t{-3});
+      CHECK(vs.to_host() == want_int);
+    }
+  }
+}
+
+TEST_CASE("multi_gpu on host iterators: scatter, compute, gather", "[multi_gpu][gpu]") {
+  for (const auto& list : device_lists()) {
+    auto p = dpar::multi_gpu(list);
+    for (std::size_t n : sizes) {
+      INFO(name_of(list) << " n = " << n);
+      auto a = random_ints(n, n + 6);
+      auto m = random_matrices(n, n + 7);
+      std::vector<std::int64_t> got(n), want(n);
+      CHECK(dpar::reduce(p, a.begin(), a.end(), std::int64_t{3}) == dpar::reduce(dpar::seq, a, std::int64_t{3}));
+      CHECK(dpar::reduce(p, a, std::int64_t{3}) == dpar::reduce(dpar::seq, a, std::int64_t{3}));  // range overload
+      CHECK(dpar::reduce(p, m, identity, mat_mul{}) == std::accumulate(m.begin(), m.end(), identity, mat_mul{}));
+      CHECK(dpar::transform(p, a.begin(), a.end(), got.begin(), affine{}) == got.end());
+      dpar::transform(dpar::seq, a.begin(), a.end(), want.begin(), affine{});
+      CHECK(got == want);
+      CHECK(dpar::inclusive_scan(p, a.begin(), a.end(), got.begin()) == got.end());
+      dpar::inclusive_scan(dpar::seq, a.begin(), a.end(), want.begin());
+      CHECK(got == want);
+      std::vector<mat2> gotm(n), wantm(n);
+      dpar::exclusive_scan(p, m.begin(), m.end(), gotm.begin(), identity, mat_mul{});
+      std::exclusive_scan(m.begin(), m.end(), wantm.begin(), identity, mat_mul{});
+      CHECK(gotm == wantm);
+      auto c = a;
+      dpar::for_each(p, c.begin(), c.end(), negate_in_place{});
+      for (std::size_t i = 0; i < n; ++i) CHECK(c[i] == -a[i]);
+    }
+  }
+}
+
+TEST_CASE("multi_gpu at 2^24 matches gpu and seq", "[multi_gpu][gpu][big]") {
+  auto a = random_ints(big, 11);
+  dpar::device_vector<std::int64_t> da(a), ds(big);
+  const auto sum = dpar::reduce(dpar::seq, a, std::int64_t{0});
+  std::vector<std::int64_t> want(big);
+  dpar::inclusive_scan(dpar::seq, a.begin(), a.end(), want.begin());
+  dpar::inclusive_scan(dpar::gpu, da, ds.begin());
+  CHECK(ds.to_host() == want);
+  for (const auto& list : device_lists()) {
+    INFO(name_of(list));
+    auto p = dpar::multi_gpu(list);
+    dpar::sharded_vector<std::int64_t> va(p, a), vs(p, big);
+    CHECK(dpar::reduce(p, va, std::int64_t{0}) == sum);
+    dpar::inclusive_scan(p, va, vs);
+    CHECK(vs.to_host() == want);
+  }
+}
+
+TEST_CASE("multi_gpu errors: layouts, host pointers", "[multi_gpu][gpu]") {
+  using Catch::Matchers::Contains;
+  auto p = dpar::multi_gpu({0, 0});
+  auto q = dpar::multi_gpu({0, 0});
+  dpar::sharded_vector<int> a(p, 10), b(p, 11), c(q, 10);
+  CHECK_THROWS_WITH(dpar::transform(p, a, b, std::negate<>{}), Contains("11 elements") && Contains("10"));
+  CHECK_THROWS_WITH(dpar::reduce(p, c, 0), Contains("another dpar::multi_gpu policy"));
+  CHECK_THROWS_WITH(dpar::inclusive_scan(p, a, c), Contains("another dpar::multi_gpu policy"));
+  auto copy = p;  // copies share the streams
+  CHECK(dpar::reduce(copy, a, 0) == 0);
+  std::vector<int> host(9);
+  CHECK_THROWS_WITH(a.copy_to_host(std::span<int>(host)), Contains("9 host elements"));
+  dpar::device_vector<int> d(10);
+  CHECK_THROWS_WITH(dpar::reduce(p, d.begin(), d.end(), 0), Contains("device memory"));
+}
+
+TEST_CASE("multi_gpu all_reduce matches a host reference", "[multi_gpu][gpu]") {
+  for (const auto& list : device_lists()) {
+    auto p = dpar::multi_gpu(list);
+    const std::size_t k = list.size();
+    for (std::size_t n : {std::size_t{0}, std::size_t{1}, std::size_t{1009}, std::size_t{65537}}) {
+      INFO(name_of(list) << " n = " << n);
+      std::vector<std::vector<std::int64_t>> host(k);
+      for (std::size_t r = 0; r < k; ++r) host[r] = random_ints(n, 100 * r + n);
+      auto check_op = [&](auto op, const char* what) {
+        INFO(what);
+        std::vector<dpar::device_vector<std::int64_t>> buffers;
+        for (std::size_t r = 0; r < k; ++r) buffers.emplace_back(host[r], list[r]);
+        dpar::all_reduce(p, buffers, op);
+        std::vector<std::int64_t> want = host[0];
+        for (std::size_t r = 1; r < k; ++r)
+          for (std::size_t i = 0; i < n; ++i) want[i] = op(want[i], host[r][i]);
+        for (std::size_t r = 0; r < k; ++r) CHECK(buffers[r].to_host() == want);
+      };
+      check_op(std::plus<>{}, "sum");
+      check_op(std::multiplies<>{}, "prod");
+      check_op(dpar::minimum<>{}, "min");
+      check_op(dpar::maximum<>{}, "max");
+
+      // non-commutative: combined in entry order
+      std::vector<std::vector<mat2>> hm(k);
+      std::vector<dpar::device_vector<mat2>> bm;
+      for (std::size_t r = 0; r < k; ++r) bm.emplace_back(hm[r] = random_matrices(n, 7 * r + n), list[r]);
+      dpar::all_reduce(p, bm, mat_mul{});
+      std::vector<mat2> want = hm[0];
+      for (std::size_t r = 1; r < k; ++r)
+        for (std::size_t i = 0; i < n; ++i) want[i] = mat_mul{}(want[i], hm[r][i]);
+      for (std::size_t r = 0; r < k; ++r) CHECK(bm[r].to_host() == want);
+
+      // mean of floats (small integers: exact)
+      std::vector<dpar::device_vector<float>> bf;
+      std::vector<float> want_mean(n, 0.0f);
+      for (std::size_t r = 0; r < k; ++r) {
+        std::vector<float> h(n, static_cast<float>(4 * (r + 1)));
+        for (std::size_t i = 0; i < n; ++i) want_mean[i] += h[i];
+        bf.emplace_back(h, list[r]);
+      }
+      for (auto& x : want_mean) x /= static_cast<float>(k);
+      dpar::all_reduce_mean(p, bf);
+      for (std::size_t r = 0; r < k; ++r) CHECK(bf[r].to_host() == want_mean);
+    }
+  }
+}
+
+TEST_CASE("multi_gpu all_reduce rejects bad buffers before communicating", "[multi_gpu][gpu]") {
+  using Catch::Matchers::Contains;
+  auto p = dpar::multi_gpu({0, 0});
+  std::vector<dpar::device_vector<int>> uneven;
+  uneven.emplace_back(std::vector<int>(10, 1), 0);
+  uneven.emplace_back(std::vector<int>(11, 2), 0);
+  CHECK_THROWS_WITH(dpar::all_reduce(p, uneven), Contains("buffer 1") && Contains("11 elements") && Contains("10"));
+  CHECK(uneven[0].to_host() == std::vector<int>(10, 1));  // untouched
+  std::vector<dpar::device_vector<int>> three;
+  for (int r = 0; r < 3; ++r) three.emplace_back(std::vector<int>(4, r), 0);
+  CHECK_THROWS_WITH(dpar::all_reduce(p, three), Contains("3 buffers") && Contains("2 entries"));
+  std::vector<int> h0(4), h1(4);
+  std::vector<std::span<int>> host_spans{h0, h1};
+  CHECK_THROWS_WITH(dpar::all_reduce(p, host_spans), Contains("not device memory"));
+  dpar::device_vector<int> one(std::vector<int>(4, 1), 0);
+  std::vector<std::span<int>> same{std::span<int>(one.data(), 4), std::span<int>(one.data(), 4)};
+  CHECK_THROWS_WITH(dpar::all_reduce(p, same), Contains("overlap"));
+}
