@@ -2,11 +2,12 @@
 // dpar::thread_pool: persistent workers behind dpar::par.
 //
 // A pool of size n runs a job on n threads: the calling thread plus n-1 workers.
-// Fork and join go through two atomic counters; idle workers spin briefly and then
-// block on the counter (futex), so an idle pool burns no CPU.
+// Fork and join go through two atomic counters; idle workers spin for about
+// 100 us and then block on the counter (futex), so an idle pool burns no CPU.
 
 #include <atomic>
 #include <charconv>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -46,15 +47,24 @@ inline void cpu_relax() noexcept {
 #endif
 }
 
-// Spins a little, then yields, then blocks until `word` differs from `old`.
-// Returns the new value.
+// Waits until `word` differs from `old` and returns the new value: spins for
+// about 20 us (back-to-back calls find their workers awake), yields until about
+// 100 us (on an oversubscribed machine, lets the thread we wait for run), then
+// blocks on the word (futex), so an idle pool burns no CPU.
 template <class U>
 U wait_while_equal(const std::atomic<U>& word, U old) noexcept {
-  for (int i = 0; i < 4096; ++i) {
+  using clock = std::chrono::steady_clock;
+  const auto start = clock::now();
+  for (unsigned i = 1;; ++i) {
     U now = word.load(std::memory_order_acquire);
     if (now != old) return now;
-    if (i < 256) cpu_relax();
-    else std::this_thread::yield();
+    if (i % 32 != 0) {
+      cpu_relax();
+      continue;
+    }
+    auto waited = clock::now() - start;
+    if (waited > std::chrono::microseconds(100)) break;
+    if (waited > std::chrono::microseconds(20)) std::this_thread::yield();
   }
   for (;;) {
     word.wait(old, std::memory_order_acquire);

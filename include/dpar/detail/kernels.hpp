@@ -4,7 +4,9 @@
 
 #include <cstddef>
 #include <iterator>
+#include <functional>
 #include <optional>
+#include <type_traits>
 #include <utility>
 
 #include "../functional.hpp"
@@ -17,12 +19,46 @@ constexpr decltype(auto) at(const It& it, std::size_t i) {
   return it[static_cast<std::iter_difference_t<It>>(i)];
 }
 
+// Sums of arithmetic values (std::plus) are folded in vector registers: GCC and
+// Clang do not vectorize an unrolled array of scalar accumulators when elem()
+// does arithmetic of its own (a dot product), but they keep vector-extension
+// accumulators in registers and fuse the multiply-add.
+template <class Op, class T>
+inline constexpr bool vector_sum_v =
+    (std::is_same_v<std::remove_cvref_t<Op>, std::plus<>> || std::is_same_v<std::remove_cvref_t<Op>, std::plus<T>>) &&
+    std::is_arithmetic_v<T> && !std::is_same_v<T, bool> && (sizeof(T) == 4 || sizeof(T) == 8);
+
+// init + elem(lo) + ... + elem(hi-1), reassociated over 4 vector accumulators of 64 bytes.
+template <class T, class Elem>
+T vector_sum(T init, std::size_t lo, std::size_t hi, Elem& elem) {
+  constexpr std::size_t width = 64 / sizeof(T), chains = 4;
+  typedef T vec __attribute__((vector_size(64)));
+  std::size_t i = lo;
+  if (hi - lo >= chains * width) {
+    vec acc[chains] = {};
+    for (; i + chains * width <= hi; i += chains * width)
+      for (std::size_t c = 0; c < chains; ++c) {
+        vec v;
+        for (std::size_t k = 0; k < width; ++k) v[k] = static_cast<T>(elem(i + c * width + k));
+        acc[c] += v;
+      }
+    vec total = (acc[0] + acc[1]) + (acc[2] + acc[3]);
+    T sum = total[0];
+    for (std::size_t k = 1; k < width; ++k) sum = static_cast<T>(sum + total[k]);
+    init = static_cast<T>(init + sum);
+  }
+  for (; i < hi; ++i) init = static_cast<T>(init + static_cast<T>(elem(i)));
+  return init;
+}
+
 // op(...op(op(init, elem(lo)), elem(lo+1))..., elem(hi-1)).
 // For reorderable ops on arithmetic types it keeps many independent partial
 // results, which the compiler turns into vector registers.
 template <class T, class Op, class Elem>
 T fold(T init, std::size_t lo, std::size_t hi, Op& op, Elem& elem) {
-  if constexpr (reorderable_v<Op, T>) {
+  if constexpr (vector_sum_v<Op, T>) {
+    return vector_sum(std::move(init), lo, hi, elem);
+  } else if constexpr (reorderable_v<Op, T>) {
     constexpr std::size_t lanes = sizeof(T) >= 8 ? 16 : 32;
     if (hi - lo >= 2 * lanes) {
       T acc[lanes];
@@ -83,6 +119,43 @@ void exclusive_scan_range(In first, Out d_first, std::size_t lo, std::size_t hi,
     at(d_first, i) = std::move(carry);
     carry = std::move(next);
   }
+}
+
+// Scan of [lo, hi) for cheap arithmetic values, carry on the left; returns the
+// running value after hi-1 (the carry for what follows). A sequential scan is
+// one dependent chain (an add's latency per element), so the range is cut into
+// `segments` pieces whose totals are folded first (vectorized, and from cache
+// when the range is a cache-sized tile); then the pieces are scanned together,
+// interleaved, as independent chains. Only reassociates op: carries still
+// combine on the left, in sequence order. In-place is fine: all totals are read
+// before any output is written, and each input before its output.
+template <bool Inclusive, class V, class In, class Out, class Op>
+V interleaved_scan_range(In first, Out d_first, std::size_t lo, std::size_t hi, Op& op, V carry) {
+  constexpr std::size_t segments = 8;
+  const std::size_t len = (hi - lo) / segments;
+  std::size_t i = lo;
+  if (len >= 64) {
+    auto elem = [&](std::size_t j) -> decltype(auto) { return at(first, j); };
+    V run[segments];
+    run[0] = carry;
+    for (std::size_t k = 1; k < segments; ++k)
+      run[k] = static_cast<V>(op(run[k - 1], fold_nonempty<V>(lo + (k - 1) * len, lo + k * len, op, elem)));
+    for (std::size_t j = 0; j < len; ++j)
+      for (std::size_t k = 0; k < segments; ++k) {
+        const std::size_t at_j = lo + k * len + j;
+        V next = static_cast<V>(op(run[k], at(first, at_j)));
+        at(d_first, at_j) = Inclusive ? next : run[k];
+        run[k] = next;
+      }
+    carry = run[segments - 1];
+    i = lo + segments * len;
+  }
+  for (; i < hi; ++i) {
+    V next = static_cast<V>(op(carry, at(first, i)));
+    at(d_first, i) = Inclusive ? next : carry;
+    carry = next;
+  }
+  return carry;
 }
 
 }  // namespace dpar::detail
