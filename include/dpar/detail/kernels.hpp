@@ -3,6 +3,7 @@
 // them over a whole range, the thread backend over one block per thread.
 
 #include <cstddef>
+#include <cstring>
 #include <iterator>
 #include <functional>
 #include <optional>
@@ -38,8 +39,10 @@ T vector_sum(T init, std::size_t lo, std::size_t hi, Elem& elem) {
     vec acc[chains] = {};
     for (; i + chains * width <= hi; i += chains * width)
       for (std::size_t c = 0; c < chains; ++c) {
+        T lane[width];  // a plain array first: inserting into v lane by lane vectorizes badly
+        for (std::size_t k = 0; k < width; ++k) lane[k] = static_cast<T>(elem(i + c * width + k));
         vec v;
-        for (std::size_t k = 0; k < width; ++k) v[k] = static_cast<T>(elem(i + c * width + k));
+        std::memcpy(&v, lane, sizeof v);
         acc[c] += v;
       }
     vec total = (acc[0] + acc[1]) + (acc[2] + acc[3]);

@@ -1,8 +1,8 @@
 #pragma once
-// CPU-thread backend: each algorithm cuts its range into one contiguous block
-// per pool thread, runs the sequential kernel on every block, and combines the
-// blocks' results in block order, so non-commutative ops give the sequential
-// answer.
+// CPU-thread backend: each algorithm cuts its range into a few contiguous
+// blocks per pool thread, which threads claim in turn and run the sequential
+// kernel on, and combines the blocks' results in block order, so
+// non-commutative ops give the sequential answer.
 
 #include <algorithm>
 #include <atomic>
@@ -11,6 +11,7 @@
 #include <memory>
 #include <optional>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 #include "../../execution.hpp"
@@ -18,8 +19,20 @@
 
 namespace dpar::detail::threads {
 
-// Below this many elements per block, forking costs more than it saves.
+// Below this many elements per block, forking costs more than it saves. A
+// fork-join costs a few microseconds, in which a vectorized loop over
+// arithmetic values gets through tens of thousands of elements; elements of
+// other types (or user functions on them) are assumed to cost more.
 inline constexpr std::size_t min_block = 2048;
+inline constexpr std::size_t min_block_arithmetic = 16384;
+
+template <class... T>
+inline constexpr std::size_t min_block_for =
+    (std::is_arithmetic_v<std::remove_cvref_t<T>> && ...) ? min_block_arithmetic : min_block;
+
+// Blocks per thread: threads claim blocks as they come, so a thread that the OS
+// delays (or that started late) leaves its share to the others.
+inline constexpr std::size_t blocks_per_thread = 4;
 
 // [0, n) cut into `count` contiguous blocks whose sizes differ by at most one.
 struct blocks {
@@ -28,27 +41,31 @@ struct blocks {
   std::size_t begin(std::size_t b) const noexcept { return b * (n / count) + std::min(b, n % count); }
 };
 
-inline blocks split(const thread_pool& pool, std::size_t n) {
-  std::size_t count = std::min(pool.concurrency(), n / min_block);
+inline blocks split(const thread_pool& pool, std::size_t n, std::size_t smallest = min_block) {
+  std::size_t threads = pool.concurrency();
+  std::size_t count = threads == 1 ? 1 : std::min(threads * blocks_per_thread, n / smallest);
   return {n, count == 0 ? 1 : count};
 }
 
-// Calls body(block, lo, hi) for every block, concurrently on the pool.
+// Calls body(block, lo, hi) for every block, on whichever pool threads are free
+// (the caller always among them), each claiming the next block from a counter.
 template <class Body>
 void for_each_block(thread_pool& pool, const blocks& cut, Body&& body) {
   if (cut.count == 1) {
     body(std::size_t{0}, std::size_t{0}, cut.n);
     return;
   }
-  pool.run([&](std::size_t thread, std::size_t threads) {
-    for (std::size_t b = thread; b < cut.count; b += threads) body(b, cut.begin(b), cut.begin(b + 1));
+  std::atomic<std::size_t> next{0};
+  pool.run_available([&](std::size_t, std::size_t) {
+    for (std::size_t b; (b = next.fetch_add(1, std::memory_order_relaxed)) < cut.count;)
+      body(b, cut.begin(b), cut.begin(b + 1));
   });
 }
 
 // op(init, elem(0), ..., elem(n-1)) with one partial result per block.
 template <class T, class Op, class Elem>
 T parallel_fold(thread_pool& pool, T init, std::size_t n, Op& op, Elem& elem) {
-  blocks cut = split(pool, n);
+  blocks cut = split(pool, n, reorderable_v<Op, T> ? min_block_arithmetic : min_block);
   if (cut.count == 1) return detail::fold(std::move(init), 0, n, op, elem);
   std::vector<std::optional<T>> partial(cut.count);
   for_each_block(pool, cut, [&](std::size_t b, std::size_t lo, std::size_t hi) {
@@ -62,7 +79,9 @@ struct backend {
   template <class In, class Out, class F>
   static Out transform(const parallel_policy& policy, In first, In last, Out d_first, F f) {
     thread_pool& pool = policy.pool();
-    for_each_block(pool, split(pool, static_cast<std::size_t>(last - first)),
+    for_each_block(pool,
+                   split(pool, static_cast<std::size_t>(last - first),
+                         min_block_for<std::iter_reference_t<In>, std::invoke_result_t<F&, std::iter_reference_t<In>>>),
                    [&](std::size_t, std::size_t lo, std::size_t hi) { transform_range(first, d_first, lo, hi, f); });
     return d_first + (last - first);
   }
@@ -70,7 +89,10 @@ struct backend {
   template <class In1, class In2, class Out, class F>
   static Out transform(const parallel_policy& policy, In1 first1, In1 last1, In2 first2, Out d_first, F f) {
     thread_pool& pool = policy.pool();
-    for_each_block(pool, split(pool, static_cast<std::size_t>(last1 - first1)),
+    for_each_block(pool,
+                   split(pool, static_cast<std::size_t>(last1 - first1),
+                         min_block_for<std::iter_reference_t<In1>, std::iter_reference_t<In2>,
+                                       std::invoke_result_t<F&, std::iter_reference_t<In1>, std::iter_reference_t<In2>>>),
                    [&](std::size_t, std::size_t lo, std::size_t hi) {
                      transform_range(first1, first2, d_first, lo, hi, f);
                    });
@@ -146,7 +168,7 @@ struct backend {
       lo = 1;
     }
     const std::size_t threads = pool.concurrency();
-    if (threads == 1 || n < 2 * min_block) {
+    if (threads == 1 || n < 2 * min_block_arithmetic) {
       interleaved_scan_range<Inclusive, V>(first, d_first, lo, n, op, *init);
       return;
     }
@@ -165,7 +187,7 @@ struct backend {
     const V carry0 = *init;
     auto elem = [&](std::size_t i) -> decltype(auto) { return at(first, i); };
 
-    pool.run([&](std::size_t, std::size_t) {
+    pool.run_available([&](std::size_t, std::size_t) {
       try {
         for (std::size_t t; (t = next_tile.fetch_add(1, std::memory_order_relaxed)) < tiles;) {
           const std::size_t begin = lo + t * tile, end = std::min(n, begin + tile);
