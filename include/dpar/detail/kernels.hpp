@@ -135,7 +135,18 @@ void exclusive_scan_range(In first, Out d_first, std::size_t lo, std::size_t hi,
 template <bool Inclusive, class V, class In, class Out, class Op>
 V interleaved_scan_range(In first, Out d_first, std::size_t lo, std::size_t hi, Op& op, V carry) {
   constexpr std::size_t segments = 8;
-  const std::size_t len = (hi - lo) / segments;
+  std::size_t len = (hi - lo) / segments;
+  // Segments whose starts lie a multiple of 4 KiB apart (as with power-of-two
+  // lengths) make each store look like it may feed a load of another segment
+  // ("4K aliasing"), which stalls the loop several-fold; shorten them a little.
+  auto aliases = [](std::size_t bytes) {
+    for (std::size_t k = 1; k < segments; ++k) {
+      std::size_t offset = (k * bytes) % 4096;
+      if (offset < 128 || offset > 4096 - 128) return true;
+    }
+    return false;
+  };
+  while (len > 64 && aliases(len * sizeof(V))) len -= (64 + sizeof(V) - 1) / sizeof(V);
   std::size_t i = lo;
   if (len >= 64) {
     auto elem = [&](std::size_t j) -> decltype(auto) { return at(first, j); };
