@@ -48,7 +48,7 @@ inline void cpu_relax() noexcept {
 }
 
 // Waits until `word` differs from `old` and returns the new value: spins for
-// about 20 us (back-to-back calls find their workers awake), yields until about
+// about 2 us (back-to-back calls find their workers awake), yields until about
 // 100 us (on an oversubscribed machine, lets the thread we wait for run), then
 // blocks on the word (futex), so an idle pool burns no CPU.
 template <class U>
@@ -64,7 +64,7 @@ U wait_while_equal(const std::atomic<U>& word, U old) noexcept {
     }
     auto waited = clock::now() - start;
     if (waited > std::chrono::microseconds(100)) break;
-    if (waited > std::chrono::microseconds(20)) std::this_thread::yield();
+    if (waited > std::chrono::microseconds(2)) std::this_thread::yield();
   }
   for (;;) {
     word.wait(old, std::memory_order_acquire);
