@@ -2,11 +2,12 @@
 // dpar::thread_pool: persistent workers behind dpar::par.
 //
 // A pool of size n runs a job on n threads: the calling thread plus n-1 workers.
-// Fork and join go through two atomic counters; idle workers spin briefly and then
-// block on the counter (futex), so an idle pool burns no CPU.
+// Fork and join go through two atomic counters; idle workers spin for about
+// 100 us and then block on the counter (futex), so an idle pool burns no CPU.
 
 #include <atomic>
 #include <charconv>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -46,15 +47,24 @@ inline void cpu_relax() noexcept {
 #endif
 }
 
-// Spins a little, then yields, then blocks until `word` differs from `old`.
-// Returns the new value.
+// Waits until `word` differs from `old` and returns the new value: spins for
+// about 2 us (back-to-back calls find their workers awake), yields until about
+// 100 us (on an oversubscribed machine, lets the thread we wait for run), then
+// blocks on the word (futex), so an idle pool burns no CPU.
 template <class U>
 U wait_while_equal(const std::atomic<U>& word, U old) noexcept {
-  for (int i = 0; i < 4096; ++i) {
+  using clock = std::chrono::steady_clock;
+  const auto start = clock::now();
+  for (unsigned i = 1;; ++i) {
     U now = word.load(std::memory_order_acquire);
     if (now != old) return now;
-    if (i < 256) cpu_relax();
-    else std::this_thread::yield();
+    if (i % 32 != 0) {
+      cpu_relax();
+      continue;
+    }
+    auto waited = clock::now() - start;
+    if (waited > std::chrono::microseconds(100)) break;
+    if (waited > std::chrono::microseconds(2)) std::this_thread::yield();
   }
   for (;;) {
     word.wait(old, std::memory_order_acquire);
@@ -128,6 +138,32 @@ class thread_pool {
   // exceptions is rethrown here after all have finished.
   template <class F>
   void run(F&& f) {
+    submit(std::forward<F>(f), /*every_thread=*/true);
+  }
+
+  // Like run, but only the caller is sure to take part: a worker joins if it
+  // wakes before the caller's own call returns, and one that comes later skips
+  // the job. For work that threads claim from a shared counter, so that a
+  // worker the OS has not scheduled yet delays nothing. `thread` is unique per
+  // call, the caller's is 0; `threads` is an upper bound.
+  template <class F>
+  void run_available(F&& f) {
+    submit(std::forward<F>(f), /*every_thread=*/false);
+  }
+
+ private:
+  struct job {
+    void (*invoke)(void*, std::size_t, std::size_t) = nullptr;
+    void* fn = nullptr;
+  };
+
+  // entry_ says which job workers may enter and how many did: the job's epoch
+  // in the high half, a "closed" bit and the count of entered workers below.
+  static constexpr std::uint64_t closed_bit = std::uint64_t{1} << 31;
+  static constexpr std::uint64_t count_mask = closed_bit - 1;
+
+  template <class F>
+  void submit(F&& f, bool every_thread) {
     if (concurrency() == 1) {
       f(std::size_t{0}, std::size_t{1});
       return;
@@ -138,26 +174,26 @@ class thread_pool {
                const_cast<void*>(static_cast<const void*>(std::addressof(f)))};
     error_ = nullptr;
     failed_.store(false, std::memory_order_relaxed);
-    pending_.store(static_cast<std::uint32_t>(size_ - 1), std::memory_order_relaxed);
-    epoch_.fetch_add(1, std::memory_order_release);
+    finished_.store(0, std::memory_order_relaxed);
+    const std::uint32_t epoch = epoch_.load(std::memory_order_relaxed) + 1;
+    entry_.store(std::uint64_t{epoch} << 32, std::memory_order_relaxed);
+    epoch_.store(epoch, std::memory_order_release);
     epoch_.notify_all();
 
     detail::this_thread_in_pool() = true;
     execute(0);
     detail::this_thread_in_pool() = false;
 
-    for (std::uint32_t left = pending_.load(std::memory_order_acquire); left != 0;
-         left = pending_.load(std::memory_order_acquire))
-      detail::wait_while_equal(pending_, left);
+    // Every worker must run the job, or only those that entered before it closes.
+    std::uint32_t expected = static_cast<std::uint32_t>(size_ - 1);
+    if (!every_thread)
+      expected = static_cast<std::uint32_t>(entry_.fetch_or(closed_bit, std::memory_order_acq_rel) & count_mask);
+    for (std::uint32_t done = finished_.load(std::memory_order_acquire); done != expected;
+         done = finished_.load(std::memory_order_acquire))
+      detail::wait_while_equal(finished_, done);
 
     if (failed_.load(std::memory_order_relaxed)) std::rethrow_exception(std::exchange(error_, nullptr));
   }
-
- private:
-  struct job {
-    void (*invoke)(void*, std::size_t, std::size_t) = nullptr;
-    void* fn = nullptr;
-  };
 
   void execute(std::size_t index) noexcept {
     try {
@@ -167,14 +203,27 @@ class thread_pool {
     }
   }
 
+  // Enters the job of `epoch` unless it closed or a newer one replaced it;
+  // returns the worker's thread index in the job, 0 if it may not enter.
+  std::size_t enter(std::uint32_t epoch, std::size_t own_index) noexcept {
+    std::uint64_t state = entry_.load(std::memory_order_acquire);
+    for (;;) {
+      if ((state >> 32) != epoch || (state & closed_bit)) return 0;
+      if (entry_.compare_exchange_weak(state, state + 1, std::memory_order_acq_rel, std::memory_order_acquire))
+        return own_index;
+    }
+  }
+
   void worker_loop(std::size_t index) {
     detail::this_thread_in_pool() = true;
     std::uint32_t seen = 0;
     for (;;) {
       seen = detail::wait_while_equal(epoch_, seen);
       if (stopping_.load(std::memory_order_relaxed)) return;
+      if (enter(seen, index) == 0) continue;  // too late for that job
       execute(index);
-      if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) pending_.notify_one();
+      finished_.fetch_add(1, std::memory_order_acq_rel);
+      finished_.notify_one();
     }
   }
 
@@ -193,9 +242,11 @@ class thread_pool {
   std::exception_ptr error_;
   std::atomic<bool> failed_{false};
   std::atomic<bool> stopping_{false};
-  // Separate cache lines: workers poll epoch_ while the last one to finish writes pending_.
+  // Separate cache lines: workers poll epoch_, enter through entry_, and count
+  // themselves out in finished_, which the caller polls.
   alignas(64) std::atomic<std::uint32_t> epoch_{0};
-  alignas(64) std::atomic<std::uint32_t> pending_{0};
+  alignas(64) std::atomic<std::uint64_t> entry_{0};
+  alignas(64) std::atomic<std::uint32_t> finished_{0};
 };
 
 }  // namespace dpar

@@ -3,8 +3,12 @@
 // them over a whole range, the thread backend over one block per thread.
 
 #include <cstddef>
+#include <cstdint>
+#include <cstring>
 #include <iterator>
+#include <functional>
 #include <optional>
+#include <type_traits>
 #include <utility>
 
 #include "../functional.hpp"
@@ -17,12 +21,60 @@ constexpr decltype(auto) at(const It& it, std::size_t i) {
   return it[static_cast<std::iter_difference_t<It>>(i)];
 }
 
+// Width of the vector registers this translation unit is compiled for. Vector
+// types wider than that would still work, but trigger ABI warnings.
+#if defined(__AVX512F__)
+inline constexpr std::size_t vector_bytes = 64;
+#elif defined(__AVX__)
+inline constexpr std::size_t vector_bytes = 32;
+#else
+inline constexpr std::size_t vector_bytes = 16;
+#endif
+
+// Sums of arithmetic values (std::plus) are folded in vector registers: GCC and
+// Clang do not vectorize an unrolled array of scalar accumulators when elem()
+// does arithmetic of its own (a dot product), but they keep vector-extension
+// accumulators in registers and fuse the multiply-add.
+template <class Op, class T>
+inline constexpr bool vector_sum_v =
+    (std::is_same_v<std::remove_cvref_t<Op>, std::plus<>> || std::is_same_v<std::remove_cvref_t<Op>, std::plus<T>>) &&
+    std::is_arithmetic_v<T> && !std::is_same_v<T, bool> && (sizeof(T) == 4 || sizeof(T) == 8);
+
+// init + elem(lo) + ... + elem(hi-1), reassociated over 4 vector accumulators
+// of 64 bytes (which the compiler splits into registers of vector_bytes).
+template <class T, class Elem>
+T vector_sum(T init, std::size_t lo, std::size_t hi, Elem& elem) {
+  constexpr std::size_t width = 64 / sizeof(T), chains = 4;
+  typedef T vec __attribute__((vector_size(64)));
+  std::size_t i = lo;
+  if (hi - lo >= chains * width) {
+    vec acc[chains] = {};
+    const std::size_t vectors_end = lo + (hi - lo) / (chains * width) * (chains * width);
+    for (; i < vectors_end; i += chains * width)
+      for (std::size_t c = 0; c < chains; ++c) {
+        T lane[width];  // a plain array first: inserting into v lane by lane vectorizes badly
+        for (std::size_t k = 0; k < width; ++k) lane[k] = static_cast<T>(elem(i + c * width + k));
+        vec v;
+        std::memcpy(&v, lane, sizeof v);
+        acc[c] += v;
+      }
+    vec total = (acc[0] + acc[1]) + (acc[2] + acc[3]);
+    T sum = total[0];
+    for (std::size_t k = 1; k < width; ++k) sum = static_cast<T>(sum + total[k]);
+    init = static_cast<T>(init + sum);
+  }
+  for (; i < hi; ++i) init = static_cast<T>(init + static_cast<T>(elem(i)));
+  return init;
+}
+
 // op(...op(op(init, elem(lo)), elem(lo+1))..., elem(hi-1)).
 // For reorderable ops on arithmetic types it keeps many independent partial
 // results, which the compiler turns into vector registers.
 template <class T, class Op, class Elem>
 T fold(T init, std::size_t lo, std::size_t hi, Op& op, Elem& elem) {
-  if constexpr (reorderable_v<Op, T>) {
+  if constexpr (vector_sum_v<Op, T>) {
+    return vector_sum(std::move(init), lo, hi, elem);
+  } else if constexpr (reorderable_v<Op, T>) {
     constexpr std::size_t lanes = sizeof(T) >= 8 ? 16 : 32;
     if (hi - lo >= 2 * lanes) {
       T acc[lanes];
@@ -83,6 +135,117 @@ void exclusive_scan_range(In first, Out d_first, std::size_t lo, std::size_t hi,
     at(d_first, i) = std::move(carry);
     carry = std::move(next);
   }
+}
+
+// In-register prefix sums of one vector register: log2(lanes) steps of "add
+// the vector shifted up by k lanes", zeros shifted in.
+template <class T>
+struct vector_scan {
+  static constexpr std::size_t lanes = vector_bytes / sizeof(T);
+  typedef T vec __attribute__((vector_size(vector_bytes)));
+  using mask_elem = std::conditional_t<sizeof(T) == 4, std::int32_t, std::int64_t>;
+  typedef mask_elem mask __attribute__((vector_size(vector_bytes)));
+
+  template <std::size_t K, std::size_t... I>
+  static vec shift_up(vec v, std::index_sequence<I...>) {
+    const vec zero = {};
+#if defined(__clang__)
+    return __builtin_shufflevector(v, zero, (I >= K ? I - K : lanes + I)...);
+#else
+    return __builtin_shuffle(v, zero, mask{static_cast<mask_elem>(I >= K ? I - K : lanes + I)...});
+#endif
+  }
+  template <std::size_t K>
+  static vec shift_up(vec v) {
+    return shift_up<K>(v, std::make_index_sequence<lanes>{});
+  }
+  static vec inclusive(vec v) {
+    v += shift_up<1>(v);
+    if constexpr (lanes > 2) v += shift_up<2>(v);
+    if constexpr (lanes > 4) v += shift_up<4>(v);
+    if constexpr (lanes > 8) v += shift_up<8>(v);
+    return v;
+  }
+};
+
+// Sum scan of [lo, hi) with carry on the left, one vector register at a time; returns the running sum after hi-1. Reads each vector's inputs
+// before writing its outputs, so in-place is fine.
+template <bool Inclusive, class V, class In, class Out>
+V vector_scan_range(In first, Out d_first, std::size_t lo, std::size_t hi, V carry) {
+  using scan = vector_scan<V>;
+  constexpr std::size_t lanes = scan::lanes;
+  std::size_t i = lo;
+  const std::size_t vectors_end = lo + (hi - lo) / lanes * lanes;
+  for (; i < vectors_end; i += lanes) {
+    V lane[lanes];
+    for (std::size_t k = 0; k < lanes; ++k) lane[k] = static_cast<V>(at(first, i + k));
+    typename scan::vec v;
+    std::memcpy(&v, lane, sizeof v);
+    typename scan::vec sums = scan::inclusive(v);
+    typename scan::vec out = Inclusive ? sums : scan::template shift_up<1>(sums);
+    out += carry;
+    std::memcpy(lane, &out, sizeof out);
+    for (std::size_t k = 0; k < lanes; ++k) at(d_first, i + k) = lane[k];
+    carry = static_cast<V>(carry + sums[lanes - 1]);
+  }
+  for (; i < hi; ++i) {
+    V next = static_cast<V>(carry + static_cast<V>(at(first, i)));
+    at(d_first, i) = Inclusive ? next : carry;
+    carry = next;
+  }
+  return carry;
+}
+
+// Scan of [lo, hi) for cheap arithmetic values, carry on the left; returns the
+// running value after hi-1 (the carry for what follows). Sums go through
+// vector_scan_range; other ops run as independent chains: A sequential scan is
+// one dependent chain (an add's latency per element), so the range is cut into
+// `segments` pieces whose totals are folded first (vectorized, and from cache
+// when the range is a cache-sized tile); then the pieces are scanned together,
+// interleaved, as independent chains. Only reassociates op: carries still
+// combine on the left, in sequence order. In-place is fine: all totals are read
+// before any output is written, and each input before its output.
+template <bool Inclusive, class V, class In, class Out, class Op>
+V interleaved_scan_range(In first, Out d_first, std::size_t lo, std::size_t hi, Op& op, V carry) {
+#if !defined(__clang__)  // Clang 14 compiles vector_scan_range to slower code than the chains below
+  if constexpr (vector_sum_v<Op, V>) return vector_scan_range<Inclusive, V>(first, d_first, lo, hi, carry);
+#endif
+  constexpr std::size_t segments = 8;
+  std::size_t len = (hi - lo) / segments;
+  // Segments whose starts lie a multiple of 4 KiB apart (as with power-of-two
+  // lengths) make each store look like it may feed a load of another segment
+  // ("4K aliasing"), which stalls the loop several-fold; shorten them a little.
+  auto aliases = [](std::size_t bytes) {
+    for (std::size_t k = 1; k < segments; ++k) {
+      std::size_t offset = (k * bytes) % 4096;
+      if (offset < 128 || offset > 4096 - 128) return true;
+    }
+    return false;
+  };
+  while (len > 64 && aliases(len * sizeof(V))) len -= (64 + sizeof(V) - 1) / sizeof(V);
+  std::size_t i = lo;
+  if (len >= 64) {
+    auto elem = [&](std::size_t j) -> decltype(auto) { return at(first, j); };
+    V run[segments];
+    run[0] = carry;
+    for (std::size_t k = 1; k < segments; ++k)
+      run[k] = static_cast<V>(op(run[k - 1], fold_nonempty<V>(lo + (k - 1) * len, lo + k * len, op, elem)));
+    for (std::size_t j = 0; j < len; ++j)
+      for (std::size_t k = 0; k < segments; ++k) {
+        const std::size_t at_j = lo + k * len + j;
+        V next = static_cast<V>(op(run[k], at(first, at_j)));
+        at(d_first, at_j) = Inclusive ? next : run[k];
+        run[k] = next;
+      }
+    carry = run[segments - 1];
+    i = lo + segments * len;
+  }
+  for (; i < hi; ++i) {
+    V next = static_cast<V>(op(carry, at(first, i)));
+    at(d_first, i) = Inclusive ? next : carry;
+    carry = next;
+  }
+  return carry;
 }
 
 }  // namespace dpar::detail

@@ -1,11 +1,17 @@
 #pragma once
-// CPU-thread backend: each algorithm cuts its range into one contiguous block
-// per pool thread, runs the sequential kernel on every block, and combines the
-// blocks' results in block order, so non-commutative ops give the sequential
-// answer.
+// CPU-thread backend: each algorithm cuts its range into a few contiguous
+// blocks per pool thread, which threads claim in turn and run the sequential
+// kernel on, and combines the blocks' results in block order, so
+// non-commutative ops give the sequential answer.
 
+#include <algorithm>
+#include <atomic>
+#include <exception>
 #include <iterator>
+#include <memory>
 #include <optional>
+#include <thread>
+#include <type_traits>
 #include <vector>
 
 #include "../../execution.hpp"
@@ -13,8 +19,20 @@
 
 namespace dpar::detail::threads {
 
-// Below this many elements per block, forking costs more than it saves.
+// Below this many elements per block, forking costs more than it saves. A
+// fork-join costs a few microseconds, in which a vectorized loop over
+// arithmetic values gets through tens of thousands of elements; elements of
+// other types (or user functions on them) are assumed to cost more.
 inline constexpr std::size_t min_block = 2048;
+inline constexpr std::size_t min_block_arithmetic = 16384;
+
+template <class... T>
+inline constexpr std::size_t min_block_for =
+    (std::is_arithmetic_v<std::remove_cvref_t<T>> && ...) ? min_block_arithmetic : min_block;
+
+// Blocks per thread: threads claim blocks as they come, so a thread that the OS
+// delays (or that started late) leaves its share to the others.
+inline constexpr std::size_t blocks_per_thread = 4;
 
 // [0, n) cut into `count` contiguous blocks whose sizes differ by at most one.
 struct blocks {
@@ -23,27 +41,31 @@ struct blocks {
   std::size_t begin(std::size_t b) const noexcept { return b * (n / count) + std::min(b, n % count); }
 };
 
-inline blocks split(const thread_pool& pool, std::size_t n) {
-  std::size_t count = std::min(pool.concurrency(), n / min_block);
+inline blocks split(const thread_pool& pool, std::size_t n, std::size_t smallest = min_block) {
+  std::size_t threads = pool.concurrency();
+  std::size_t count = threads == 1 ? 1 : std::min(threads * blocks_per_thread, n / smallest);
   return {n, count == 0 ? 1 : count};
 }
 
-// Calls body(block, lo, hi) for every block, concurrently on the pool.
+// Calls body(block, lo, hi) for every block, on whichever pool threads are free
+// (the caller always among them), each claiming the next block from a counter.
 template <class Body>
 void for_each_block(thread_pool& pool, const blocks& cut, Body&& body) {
   if (cut.count == 1) {
     body(std::size_t{0}, std::size_t{0}, cut.n);
     return;
   }
-  pool.run([&](std::size_t thread, std::size_t threads) {
-    for (std::size_t b = thread; b < cut.count; b += threads) body(b, cut.begin(b), cut.begin(b + 1));
+  std::atomic<std::size_t> next{0};
+  pool.run_available([&](std::size_t, std::size_t) {
+    for (std::size_t b; (b = next.fetch_add(1, std::memory_order_relaxed)) < cut.count;)
+      body(b, cut.begin(b), cut.begin(b + 1));
   });
 }
 
 // op(init, elem(0), ..., elem(n-1)) with one partial result per block.
 template <class T, class Op, class Elem>
 T parallel_fold(thread_pool& pool, T init, std::size_t n, Op& op, Elem& elem) {
-  blocks cut = split(pool, n);
+  blocks cut = split(pool, n, reorderable_v<Op, T> ? min_block_arithmetic : min_block);
   if (cut.count == 1) return detail::fold(std::move(init), 0, n, op, elem);
   std::vector<std::optional<T>> partial(cut.count);
   for_each_block(pool, cut, [&](std::size_t b, std::size_t lo, std::size_t hi) {
@@ -57,7 +79,9 @@ struct backend {
   template <class In, class Out, class F>
   static Out transform(const parallel_policy& policy, In first, In last, Out d_first, F f) {
     thread_pool& pool = policy.pool();
-    for_each_block(pool, split(pool, static_cast<std::size_t>(last - first)),
+    for_each_block(pool,
+                   split(pool, static_cast<std::size_t>(last - first),
+                         min_block_for<std::iter_reference_t<In>, std::invoke_result_t<F&, std::iter_reference_t<In>>>),
                    [&](std::size_t, std::size_t lo, std::size_t hi) { transform_range(first, d_first, lo, hi, f); });
     return d_first + (last - first);
   }
@@ -65,7 +89,10 @@ struct backend {
   template <class In1, class In2, class Out, class F>
   static Out transform(const parallel_policy& policy, In1 first1, In1 last1, In2 first2, Out d_first, F f) {
     thread_pool& pool = policy.pool();
-    for_each_block(pool, split(pool, static_cast<std::size_t>(last1 - first1)),
+    for_each_block(pool,
+                   split(pool, static_cast<std::size_t>(last1 - first1),
+                         min_block_for<std::iter_reference_t<In1>, std::iter_reference_t<In2>,
+                                       std::invoke_result_t<F&, std::iter_reference_t<In1>, std::iter_reference_t<In2>>>),
                    [&](std::size_t, std::size_t lo, std::size_t hi) {
                      transform_range(first1, first2, d_first, lo, hi, f);
                    });
@@ -103,19 +130,99 @@ struct backend {
   template <class V, class In, class Out, class Op>
   static Out inclusive_scan(const parallel_policy& policy, In first, In last, Out d_first, Op op,
                             std::optional<V> init) {
-    scan<true>(policy.pool(), first, static_cast<std::size_t>(last - first), d_first, op, std::move(init));
+    auto n = static_cast<std::size_t>(last - first);
+    if constexpr (reorderable_v<Op, V>)
+      single_pass_scan<true>(policy.pool(), first, n, d_first, op, std::move(init));
+    else
+      scan<true>(policy.pool(), first, n, d_first, op, std::move(init));
     return d_first + (last - first);
   }
 
   template <class In, class Out, class T, class Op>
   static Out exclusive_scan(const parallel_policy& policy, In first, In last, Out d_first, T init, Op op) {
-    scan<false>(policy.pool(), first, static_cast<std::size_t>(last - first), d_first, op,
-                std::optional<T>(std::move(init)));
+    auto n = static_cast<std::size_t>(last - first);
+    if constexpr (reorderable_v<Op, T>)
+      single_pass_scan<false>(policy.pool(), first, n, d_first, op, std::optional<T>(std::move(init)));
+    else
+      scan<false>(policy.pool(), first, n, d_first, op, std::optional<T>(std::move(init)));
     return d_first + (last - first);
   }
 
  private:
-  // Reduce-then-scan: the blocks' totals, then each block's carry in block
+  // Scan of cheap arithmetic values in one pass over memory and one fork-join
+  // (a CPU take on the decoupled look-back of Merrill and Garland). Threads
+  // claim cache-sized tiles in order; each folds its tile (which brings it into
+  // cache) and publishes the tile's total, then walks back over the preceding
+  // tiles, combining their totals until it meets one whose inclusive prefix is
+  // known, publishes its own inclusive prefix, and scans the tile from cache.
+  // Memory traffic is one read and one write per element, against two reads
+  // and a write for reduce-then-scan.
+  template <bool Inclusive, class V, class In, class Out, class Op>
+  static void single_pass_scan(thread_pool& pool, In first, std::size_t n, Out d_first, Op& op,
+                               std::optional<V> init) {
+    if (n == 0) return;
+    std::size_t lo = 0;
+    if (!init) {  // an inclusive scan without init starts from the first element
+      init.emplace(at(first, 0));
+      at(d_first, 0) = *init;
+      lo = 1;
+    }
+    const std::size_t threads = pool.concurrency();
+    if (threads == 1 || n < 2 * min_block_arithmetic) {
+      interleaved_scan_range<Inclusive, V>(first, d_first, lo, n, op, *init);
+      return;
+    }
+    // About 8 tiles per thread to balance, of 4K to 32K elements (in L2).
+    const std::size_t tile = std::clamp<std::size_t>((n / (8 * threads) + 63) / 64 * 64, 4096, 32768);
+    const std::size_t tiles = (n - lo + tile - 1) / tile;
+    enum : int { nothing = 0, total_known = 1, prefix_known = 2 };
+    struct alignas(64) tile_state {
+      std::atomic<int> flag{nothing};
+      V total{};
+      V inclusive{};
+    };
+    std::unique_ptr<tile_state[]> state(new tile_state[tiles]);
+    std::atomic<std::size_t> next_tile{0};
+    std::atomic<bool> failed{false};
+    const V carry0 = *init;
+    auto elem = [&](std::size_t i) -> decltype(auto) { return at(first, i); };
+
+    pool.run_available([&](std::size_t, std::size_t) {
+      try {
+        for (std::size_t t; (t = next_tile.fetch_add(1, std::memory_order_relaxed)) < tiles;) {
+          const std::size_t begin = lo + t * tile, end = std::min(n, begin + tile);
+          const V total = fold_nonempty<V>(begin, end, op, elem);
+          V carry = carry0;
+          if (t > 0) {
+            state[t].total = total;
+            state[t].flag.store(total_known, std::memory_order_release);
+            // Tiles before t are all claimed, so each publishes its total soon.
+            std::optional<V> behind;  // combination of the tiles between j and t
+            for (std::size_t j = t; j-- > 0;) {
+              int flag;
+              for (int spins = 0; (flag = state[j].flag.load(std::memory_order_acquire)) == nothing; ++spins) {
+                if (failed.load(std::memory_order_relaxed)) return;  // its owner threw
+                if (spins < 64) cpu_relax();
+                else std::this_thread::yield();
+              }
+              const V& known = flag == prefix_known ? state[j].inclusive : state[j].total;
+              behind = behind ? static_cast<V>(op(known, *behind)) : known;
+              if (flag == prefix_known) break;
+            }
+            carry = *behind;
+          }
+          state[t].inclusive = static_cast<V>(op(carry, total));
+          state[t].flag.store(prefix_known, std::memory_order_release);
+          interleaved_scan_range<Inclusive, V>(first, d_first, begin, end, op, carry);
+        }
+      } catch (...) {
+        failed.store(true, std::memory_order_relaxed);
+        throw;
+      }
+    });
+  }
+
+  // Reduce-then-scan, for any associative op and value type: the blocks' totals, then each block's carry in block
   // order, then every block scans with its carry on the left, op(carry, x).
   template <bool Inclusive, class V, class In, class Out, class Op>
   static void scan(thread_pool& pool, In first, std::size_t n, Out d_first, Op& op, std::optional<V> init) {

@@ -1,0 +1,64 @@
+#pragma once
+// Shared pieces of the CPU benchmark: the thread count every peer uses, the
+// input buffers, and the registration of one (algorithm, type, implementation)
+// row over the size sweep. Each peer lives in its own file and registers its
+// rows from a register_*() function that main() calls when the peer was found.
+
+#include <benchmark/benchmark.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <string>
+
+namespace bench {
+
+// The thread count of every peer: DPAR_BENCH_THREADS, else the hardware threads.
+std::size_t threads();
+
+// Largest benchmark size, elements.
+inline constexpr std::size_t max_size = std::size_t{1} << 26;
+
+// Three arrays of n elements: inputs x and y, output z. The values are chosen so
+// that every sum, dot product and prefix sum is exact in float and double
+// (x cycles through -1.5, -0.5, 0.5, 1.5; y through -1, 0, 1), so results can
+// be checked exactly whatever the order of summation.
+template <class T>
+struct arrays {
+  T* x;
+  T* y;
+  T* z;
+  std::size_t n;
+};
+template <class T>
+arrays<T> prepare(std::size_t n);
+
+inline double x_value(std::size_t i) { return static_cast<double>(i % 4) - 1.5; }
+inline double y_value(std::size_t i) { return static_cast<double>(i % 3) - 1.0; }
+
+// Algorithms of the sweep; bytes_per_element is the minimal memory traffic.
+enum class algo { transform, reduce, dot, inclusive_scan, exclusive_scan, read, copy };
+const char* name_of(algo a);
+double bytes_per_element(algo a);
+
+// A call of one implementation; returns the scalar result (0 for
+// transforms and scans, which write z).
+template <class T>
+using call = std::function<T(const arrays<T>&)>;
+
+// Registers "algo/type/impl/size" for the sizes of the sweep. The body runs
+// call per iteration; afterwards the result is checked exactly.
+template <class T>
+void add(algo a, const std::string& impl, call<T> body);
+
+// Fork-join latency of an empty parallel call, one row per peer.
+void add_latency(const std::string& impl, std::function<void()> empty_call);
+
+void register_dpar();
+void register_openmp();
+void register_tbb();
+void register_std_par();
+void register_thrust();
+void register_baseline();
+
+}  // namespace bench

@@ -1,0 +1,118 @@
+// OpenMP peer ("parallel for simd" with reduction and inscan reductions, as
+// the OpenMP 5 specification writes them) and the memory-bandwidth baseline.
+
+#include "bench_common.hpp"
+
+#include <omp.h>
+
+#include <cstring>
+
+namespace bench {
+namespace {
+
+template <class T>
+void add_openmp() {
+  add<T>(algo::transform, "openmp", [](const arrays<T>& d) {
+    const T* x = d.x;
+    T* z = d.z;
+    const auto n = static_cast<std::ptrdiff_t>(d.n);
+#pragma omp parallel for simd schedule(static)
+    for (std::ptrdiff_t i = 0; i < n; ++i) z[i] = x[i] * T(2) + T(1);
+    return T{};
+  });
+  add<T>(algo::reduce, "openmp", [](const arrays<T>& d) {
+    const T* x = d.x;
+    const auto n = static_cast<std::ptrdiff_t>(d.n);
+    T sum{};
+#pragma omp parallel for simd schedule(static) reduction(+ : sum)
+    for (std::ptrdiff_t i = 0; i < n; ++i) sum += x[i];
+    return sum;
+  });
+  add<T>(algo::dot, "openmp", [](const arrays<T>& d) {
+    const T* x = d.x;
+    const T* y = d.y;
+    const auto n = static_cast<std::ptrdiff_t>(d.n);
+    T sum{};
+#pragma omp parallel for simd schedule(static) reduction(+ : sum)
+    for (std::ptrdiff_t i = 0; i < n; ++i) sum += x[i] * y[i];
+    return sum;
+  });
+  add<T>(algo::inclusive_scan, "openmp", [](const arrays<T>& d) {
+    const T* x = d.x;
+    T* z = d.z;
+    const auto n = static_cast<std::ptrdiff_t>(d.n);
+    T sum{};
+#pragma omp parallel for simd reduction(inscan, + : sum)
+    for (std::ptrdiff_t i = 0; i < n; ++i) {
+      sum += x[i];
+#pragma omp scan inclusive(sum)
+      z[i] = sum;
+    }
+    return T{};
+  });
+  add<T>(algo::exclusive_scan, "openmp", [](const arrays<T>& d) {
+    const T* x = d.x;
+    T* z = d.z;
+    const auto n = static_cast<std::ptrdiff_t>(d.n);
+    T sum{};
+#pragma omp parallel for simd reduction(inscan, + : sum)
+    for (std::ptrdiff_t i = 0; i < n; ++i) {
+      z[i] = sum;
+#pragma omp scan exclusive(sum)
+      sum += x[i];
+    }
+    return T{};
+  });
+}
+
+// The physical limit: one static block per thread, a plain vectorized sum
+// (read bandwidth) and memcpy (copy bandwidth), nothing else.
+template <class T>
+void add_baseline() {
+  add<T>(algo::read, "baseline", [](const arrays<T>& d) {
+    const T* x = d.x;
+    const auto n = static_cast<std::ptrdiff_t>(d.n);
+    T sum{};
+#pragma omp parallel reduction(+ : sum)
+    {
+      const std::ptrdiff_t t = omp_get_thread_num(), nt = omp_get_num_threads();
+      const std::ptrdiff_t lo = n * t / nt, hi = n * (t + 1) / nt;
+      T local{};
+#pragma omp simd reduction(+ : local)
+      for (std::ptrdiff_t i = lo; i < hi; ++i) local += x[i];
+      sum += local;
+    }
+    return sum;
+  });
+  add<T>(algo::copy, "baseline", [](const arrays<T>& d) {
+    const T* x = d.x;
+    T* z = d.z;
+    const auto n = static_cast<std::ptrdiff_t>(d.n);
+#pragma omp parallel
+    {
+      const std::ptrdiff_t t = omp_get_thread_num(), nt = omp_get_num_threads();
+      const std::ptrdiff_t lo = n * t / nt, hi = n * (t + 1) / nt;
+      std::memcpy(z + lo, x + lo, static_cast<std::size_t>(hi - lo) * sizeof(T));
+    }
+    return T{};
+  });
+}
+
+}  // namespace
+
+void register_openmp() {
+  omp_set_num_threads(static_cast<int>(threads()));
+  add_openmp<float>();
+  add_openmp<double>();
+  add_latency("openmp", [] {
+#pragma omp parallel num_threads(2)
+    { benchmark::ClobberMemory(); }
+  });
+}
+
+void register_baseline() {
+  add_baseline<float>();
+  add_baseline<double>();
+}
+
+}  // namespace bench

@@ -1,0 +1,129 @@
+// The paths the thread backend takes for speed: thread_pool::run_available,
+// the single-pass (look-back) scan of arithmetic values, and vector-register sums.
+
+#include "common.hpp"
+
+#include <atomic>
+#include <cstdint>
+#include <numeric>
+#include <stdexcept>
+#include <vector>
+
+namespace {
+
+// A commutative op that throws on one chosen operand, to break a scan mid-way.
+struct throwing_plus {
+  long long poison;
+  long long operator()(long long a, long long b) const {
+    if (b == poison) throw std::runtime_error("poisoned operand");
+    return a + b;
+  }
+};
+
+}  // namespace
+
+template <>
+struct dpar::is_commutative<throwing_plus> : std::true_type {};
+
+TEST_CASE("run_available: the caller always runs, workers that join get unique ids", "[thread_pool][fast]") {
+  for (std::size_t n : {1, 2, 3, 8}) {
+    dpar::thread_pool& pool = dpar_test::pool(n);
+    for (int rep = 0; rep < 200; ++rep) {
+      constexpr std::size_t items = 1000;
+      std::vector<std::atomic<int>> claimed(items);
+      std::vector<std::atomic<int>> ids(n);
+      std::atomic<std::size_t> next{0};
+      bool caller_ran = false;
+      std::atomic<bool> bad_ids{false};  // Catch2's macros are not for worker threads
+      pool.run_available([&](std::size_t thread, std::size_t threads) {
+        if (thread >= threads || threads != n) {
+          bad_ids = true;
+          return;
+        }
+        ids[thread].fetch_add(1);
+        if (thread == 0) caller_ran = true;
+        for (std::size_t i; (i = next.fetch_add(1)) < items;) claimed[i].fetch_add(1);
+      });
+      REQUIRE(caller_ran);
+      REQUIRE(!bad_ids);
+      for (auto& c : claimed) REQUIRE(c.load() == 1);
+      for (auto& id : ids) REQUIRE(id.load() <= 1);
+    }
+    // An exception on any thread reaches the caller, and the pool still works.
+    CHECK_THROWS_WITH(pool.run_available([](std::size_t, std::size_t) { throw std::runtime_error("boom"); }), "boom");
+    std::atomic<int> calls{0};
+    pool.run([&](std::size_t, std::size_t) { ++calls; });
+    CHECK(calls.load() == static_cast<int>(n));
+  }
+}
+
+TEST_CASE("single-pass scan equals std's scans across tile boundaries", "[scan][fast]") {
+  // Sizes around the sequential cutoff (2 x 16384) and the tile sizes (4K..32K).
+  const std::vector<std::size_t> sizes = {32767, 32768, 32769, 65536 + 7, 262144 - 1, 1000003};
+  for (std::size_t n : sizes) {
+    auto a = dpar_test::random_vector<int>(n, n);
+    for (std::size_t threads : {2, 3, 8}) {
+      auto policy = dpar::par.on(dpar_test::pool(threads));
+      INFO("n = " << n << ", threads = " << threads);
+      std::vector<long long> want(n), got(n, -1);
+      std::inclusive_scan(a.begin(), a.end(), want.begin(), std::plus<>{}, 0LL);
+      dpar::inclusive_scan(policy, a.begin(), a.end(), got.begin(), std::plus<>{}, 0LL);
+      CHECK(got == want);
+      std::vector<int> want_i(n), got_i(a);
+      std::inclusive_scan(a.begin(), a.end(), want_i.begin(), dpar::maximum<>{});
+      dpar::inclusive_scan(policy, got_i.begin(), got_i.end(), got_i.begin(), dpar::maximum<>{});  // in place
+      CHECK(got_i == want_i);
+      std::exclusive_scan(a.begin(), a.end(), want.begin(), 5LL);
+      dpar::exclusive_scan(policy, a.begin(), a.end(), got.begin(), 5LL);
+      CHECK(got == want);
+      std::vector<double> d(a.begin(), a.end()), want_d(n), got_d(n);
+      std::inclusive_scan(d.begin(), d.end(), want_d.begin());
+      dpar::inclusive_scan(policy, d.begin(), d.end(), got_d.begin());
+      for (std::size_t i = 0; i < n; i += 997) REQUIRE(got_d[i] == Approx(want_d[i]).margin(1e-6));
+      REQUIRE(got_d.back() == Approx(want_d.back()).margin(1e-6));
+    }
+  }
+}
+
+TEST_CASE("an op that throws inside the single-pass scan reaches the caller, no hang", "[scan][fast][exceptions]") {
+  const std::size_t n = 500000;
+  std::vector<long long> a(n, 1);
+  for (std::size_t where : {std::size_t{10}, n / 2, n - 1}) {
+    a[where] = -99;
+    for (std::size_t threads : {2, 3, 8}) {
+      auto policy = dpar::par.on(dpar_test::pool(threads));
+      std::vector<long long> out(n);
+      CHECK_THROWS_WITH(dpar::inclusive_scan(policy, a.begin(), a.end(), out.begin(), throwing_plus{-99}),
+                        "poisoned operand");
+      CHECK_THROWS_WITH(dpar::exclusive_scan(policy, a.begin(), a.end(), out.begin(), 0LL, throwing_plus{-99}),
+                        "poisoned operand");
+      // The pool is still usable.
+      CHECK(dpar::reduce(policy, out.begin(), out.begin() + 10, 0LL) >= 0);
+    }
+    a[where] = 1;
+  }
+}
+
+TEST_CASE("vector-register sums equal exact and higher-precision references", "[reduce][fast]") {
+  for (std::size_t n : dpar_test::sizes) {
+    INFO("n = " << n);
+    auto ints = dpar_test::random_vector<int>(n, 3 * n + 1);
+    std::vector<std::int64_t> wide(ints.begin(), ints.end());
+    std::vector<unsigned> uns(ints.begin(), ints.end());
+    long double exact = 0;
+    for (int v : ints) exact += v;
+    dpar_test::for_each_policy([&](auto policy, const std::string& name) {
+      INFO(name);
+      CHECK(dpar::reduce(policy, wide.begin(), wide.end(), std::int64_t{7}) ==
+            std::accumulate(wide.begin(), wide.end(), std::int64_t{7}));
+      CHECK(dpar::reduce(policy, uns.begin(), uns.end(), 1u) == std::accumulate(uns.begin(), uns.end(), 1u));
+      std::vector<double> d(ints.begin(), ints.end());
+      std::vector<float> f(ints.begin(), ints.end());
+      CHECK(dpar::reduce(policy, d.begin(), d.end(), 0.5) == Approx(static_cast<double>(exact) + 0.5));
+      CHECK(dpar::reduce(policy, f.begin(), f.end(), 0.0f) ==
+            Approx(static_cast<double>(exact)).epsilon(1e-4).margin(1e-2 * static_cast<double>(n)));
+      CHECK(dpar::transform_reduce(policy, d.begin(), d.end(), d.begin(), 0.0) ==
+            Approx(std::inner_product(d.begin(), d.end(), d.begin(), 0.0L)));
+    });
+  }
+}
