@@ -74,22 +74,24 @@ template <class T, class Op, class Elem>
 T fold(T init, std::size_t lo, std::size_t hi, Op& op, Elem& elem) {
   if constexpr (vector_sum_v<Op, T>) {
     return vector_sum(std::move(init), lo, hi, elem);
-  } else if constexpr (reorderable_v<Op, T>) {
-    constexpr std::size_t lanes = sizeof(T) >= 8 ? 16 : 32;
-    if (hi - lo >= 2 * lanes) {
-      T acc[lanes];
-      for (std::size_t k = 0; k < lanes; ++k) acc[k] = static_cast<T>(elem(lo + k));
-      std::size_t i = lo + lanes;
-      for (; i + lanes <= hi; i += lanes)
-        for (std::size_t k = 0; k < lanes; ++k) acc[k] = static_cast<T>(op(acc[k], elem(i + k)));
-      for (std::size_t width = lanes / 2; width > 0; width /= 2)
-        for (std::size_t k = 0; k < width; ++k) acc[k] = static_cast<T>(op(acc[k], acc[k + width]));
-      for (; i < hi; ++i) acc[0] = static_cast<T>(op(acc[0], elem(i)));
-      return static_cast<T>(op(std::move(init), acc[0]));
+  } else {
+    if constexpr (reorderable_v<Op, T>) {
+      constexpr std::size_t lanes = sizeof(T) >= 8 ? 16 : 32;
+      if (hi - lo >= 2 * lanes) {
+        T acc[lanes];
+        for (std::size_t k = 0; k < lanes; ++k) acc[k] = static_cast<T>(elem(lo + k));
+        std::size_t i = lo + lanes;
+        for (; i + lanes <= hi; i += lanes)
+          for (std::size_t k = 0; k < lanes; ++k) acc[k] = static_cast<T>(op(acc[k], elem(i + k)));
+        for (std::size_t width = lanes / 2; width > 0; width /= 2)
+          for (std::size_t k = 0; k < width; ++k) acc[k] = static_cast<T>(op(acc[k], acc[k + width]));
+        for (; i < hi; ++i) acc[0] = static_cast<T>(op(acc[0], elem(i)));
+        return static_cast<T>(op(std::move(init), acc[0]));
+      }
     }
+    for (std::size_t i = lo; i < hi; ++i) init = op(std::move(init), elem(i));
+    return init;
   }
-  for (std::size_t i = lo; i < hi; ++i) init = op(std::move(init), elem(i));
-  return init;
 }
 
 // The reduction of a non-empty range, with no init.
