@@ -11,20 +11,11 @@
 #include <thread>
 #include <vector>
 
+#include "mat2.hpp"
+
 namespace dpar_test {
 
-// 2x2 matrices modulo a prime under multiplication: associative, not commutative.
-struct mat2 {
-  static constexpr std::uint64_t p = 1'000'003;
-  std::uint64_t a = 1, b = 0, c = 0, d = 1;
-  friend bool operator==(const mat2&, const mat2&) = default;
-};
-struct mat2_mul {
-  mat2 operator()(const mat2& x, const mat2& y) const {
-    return {(x.a * y.a + x.b * y.c) % mat2::p, (x.a * y.b + x.b * y.d) % mat2::p,
-            (x.c * y.a + x.d * y.c) % mat2::p, (x.c * y.b + x.d * y.d) % mat2::p};
-  }
-};
+// A random 2x2 matrix (mat2.hpp) from a caller-held generator state.
 inline mat2 random_mat2(std::uint64_t& state) {
   auto next = [&] {
     state = state * 6364136223846793005ULL + 1442695040888963407ULL;

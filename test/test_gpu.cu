@@ -12,6 +12,8 @@
 
 #include <catch2/catch.hpp>
 
+#include "mat2.hpp"
+
 #include <thrust/device_vector.h>
 #include <thrust/iterator/counting_iterator.h>
 #include <thrust/iterator/transform_iterator.h>
@@ -48,26 +50,10 @@ struct point_add {
 };
 
 // 2x2 matrices mod p: associative, not commutative.
-constexpr std::uint64_t prime = 1000003;
-struct mat2 {
-  std::uint64_t a, b, c, d;
-  friend bool operator==(const mat2&, const mat2&) = default;
-};
-struct mat_mul {
-  __host__ __device__ mat2 operator()(const mat2& x, const mat2& y) const {
-    return {(x.a * y.a + x.b * y.c) % prime, (x.a * y.b + x.b * y.d) % prime, (x.c * y.a + x.d * y.c) % prime,
-            (x.c * y.b + x.d * y.d) % prime};
-  }
-};
-constexpr mat2 identity{1, 0, 0, 1};
-
-std::vector<mat2> random_matrices(std::size_t n, std::uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::uniform_int_distribution<std::uint64_t> d(0, prime - 1);
-  std::vector<mat2> v(n);
-  for (auto& m : v) m = {d(rng), d(rng), d(rng), d(rng)};
-  return v;
-}
+using dpar_test::mat2;
+using mat_mul = dpar_test::mat2_mul;
+constexpr mat2 identity = dpar_test::mat2_identity;
+inline std::vector<mat2> random_matrices(std::size_t n, std::uint64_t seed) { return dpar_test::random_mat2s(n, seed); }
 
 struct square_int {
   __host__ __device__ int operator()(int x) const { return x * x; }

@@ -96,9 +96,9 @@ TEST_CASE("mpi reduce and transform_reduce equal the single-process result", "[m
       CHECK(dpar::transform_reduce(policy, my_ints, 3LL, std::plus<>{}, square) == squares + 3);
       CHECK(dpar::transform_reduce(policy, my_ints.begin(), my_ints.end(), my_ints.begin(), 3LL) == squares + 3);
       auto as_mat = [](const mat2& m) { return mat2{m.d, m.c, m.b, m.a}; };
-      mat2 expected{};
+      mat2 expected = dpar_test::mat2_identity;
       for (auto& m : mats) expected = mat2_mul{}(expected, as_mat(m));
-      CHECK(dpar::transform_reduce(policy, my_mats, mat2{}, mat2_mul{}, as_mat) == expected);
+      CHECK(dpar::transform_reduce(policy, my_mats, dpar_test::mat2_identity, mat2_mul{}, as_mat) == expected);
     });
   }
 }

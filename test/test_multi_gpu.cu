@@ -9,6 +9,8 @@
 // which skips (exit 77) without a CUDA device; the [nodevice] test runs
 // everywhere.
 #include <catch2/catch.hpp>
+
+#include "mat2.hpp"
 #include <cmath>
 #include <cstdint>
 #include <dpar/cuda.hpp>
@@ -49,26 +51,10 @@ std::vector<std::int64_t> random_ints(std::size_t n, std::uint64_t seed) {
   return v;
 }
 
-constexpr std::uint64_t prime = 1000003;
-struct mat2 {
-  std::uint64_t a, b, c, d;
-  friend bool operator==(const mat2&, const mat2&) = default;
-};
-struct mat_mul {
-  __host__ __device__ mat2 operator()(const mat2& x, const mat2& y) const {
-    return {(x.a * y.a + x.b * y.c) % prime, (x.a * y.b + x.b * y.d) % prime, (x.c * y.a + x.d * y.c) % prime,
-            (x.c * y.b + x.d * y.d) % prime};
-  }
-};
-constexpr mat2 identity{1, 0, 0, 1};
-
-std::vector<mat2> random_matrices(std::size_t n, std::uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::uniform_int_distribution<std::uint64_t> d(0, prime - 1);
-  std::vector<mat2> v(n);
-  for (auto& m : v) m = {d(rng), d(rng), d(rng), d(rng)};
-  return v;
-}
+using dpar_test::mat2;
+using mat_mul = dpar_test::mat2_mul;
+constexpr mat2 identity = dpar_test::mat2_identity;
+inline std::vector<mat2> random_matrices(std::size_t n, std::uint64_t seed) { return dpar_test::random_mat2s(n, seed); }
 
 struct affine {  // x -> 3x + 1, exact in int64 for these inputs
   __host__ __device__ std::int64_t operator()(std::int64_t x) const { return 3 * x + 1; }

@@ -1,6 +1,7 @@
 // Non-trivial element types, non-commutative ops, non-contiguous iterators,
 // exceptions from user code, and nested parallel calls.
 #include "common.hpp"
+#include "mat2.hpp"
 
 #include <array>
 #include <deque>
@@ -11,29 +12,10 @@ using dpar_test::for_each_policy;
 
 namespace {
 
-// 2x2 matrices mod a prime under multiplication: associative, not commutative.
-struct mat2 {
-  static constexpr std::uint64_t p = 1'000'000'007;
-  std::array<std::uint64_t, 4> m;
-  friend bool operator==(const mat2&, const mat2&) = default;
-};
-struct mat_mul {
-  mat2 operator()(const mat2& a, const mat2& b) const {
-    auto f = [](std::uint64_t x, std::uint64_t y, std::uint64_t z, std::uint64_t w) {
-      return (x * y % mat2::p + z * w % mat2::p) % mat2::p;
-    };
-    return {{f(a.m[0], b.m[0], a.m[1], b.m[2]), f(a.m[0], b.m[1], a.m[1], b.m[3]), f(a.m[2], b.m[0], a.m[3], b.m[2]),
-             f(a.m[2], b.m[1], a.m[3], b.m[3])}};
-  }
-};
-const mat2 identity{{1, 0, 0, 1}};
-
-std::vector<mat2> random_matrices(std::size_t n, std::uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::vector<mat2> v(n);
-  for (auto& x : v) x = {{rng() % mat2::p, rng() % mat2::p, rng() % mat2::p, rng() % mat2::p}};
-  return v;
-}
+using dpar_test::mat2;
+using mat_mul = dpar_test::mat2_mul;
+constexpr mat2 identity = dpar_test::mat2_identity;
+std::vector<mat2> random_matrices(std::size_t n, std::uint64_t seed) { return dpar_test::random_mat2s(n, seed); }
 
 // No default constructor: algorithms must never need one.
 struct money {

@@ -40,25 +40,31 @@ inline constexpr bool vector_sum_v =
     (std::is_same_v<std::remove_cvref_t<Op>, std::plus<>> || std::is_same_v<std::remove_cvref_t<Op>, std::plus<T>>) &&
     std::is_arithmetic_v<T> && !std::is_same_v<T, bool> && (sizeof(T) == 4 || sizeof(T) == 8);
 
-// init + elem(lo) + ... + elem(hi-1), reassociated over 4 vector accumulators
-// of 64 bytes (which the compiler splits into registers of vector_bytes).
+// init + elem(lo) + ... + elem(hi-1), reassociated over 8 independent vector
+// accumulators, each one register of vector_bytes.
 template <class T, class Elem>
 T vector_sum(T init, std::size_t lo, std::size_t hi, Elem& elem) {
-  constexpr std::size_t width = 64 / sizeof(T), chains = 4;
-  typedef T vec __attribute__((vector_size(64)));
+  constexpr std::size_t width = vector_bytes / sizeof(T), chains = 8;
+  typedef T vec __attribute__((vector_size(vector_bytes)));
   std::size_t i = lo;
   if (hi - lo >= chains * width) {
+    // Adds elem(at .. at+width-1) to acc. A plain array first: inserting into
+    // a vector lane by lane vectorizes badly.
+    auto add = [&](vec& acc, std::size_t at) {
+      T lane[width];
+      for (std::size_t k = 0; k < width; ++k) lane[k] = static_cast<T>(elem(at + k));
+      vec v;
+      std::memcpy(&v, lane, sizeof v);
+      acc += v;
+    };
     vec acc[chains] = {};
     const std::size_t vectors_end = lo + (hi - lo) / (chains * width) * (chains * width);
-    for (; i < vectors_end; i += chains * width)
-      for (std::size_t c = 0; c < chains; ++c) {
-        T lane[width];  // a plain array first: inserting into v lane by lane vectorizes badly
-        for (std::size_t k = 0; k < width; ++k) lane[k] = static_cast<T>(elem(i + c * width + k));
-        vec v;
-        std::memcpy(&v, lane, sizeof v);
-        acc[c] += v;
-      }
-    vec total = (acc[0] + acc[1]) + (acc[2] + acc[3]);
+    // The chains are unrolled with constant indices, so the accumulators stay
+    // in registers (a runtime loop over them puts them on the stack, and every
+    // add then waits on store forwarding).
+    auto step = [&]<std::size_t... c>(std::index_sequence<c...>) { (add(acc[c], i + c * width), ...); };
+    for (; i < vectors_end; i += chains * width) step(std::make_index_sequence<chains>{});
+    vec total = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
     T sum = total[0];
     for (std::size_t k = 1; k < width; ++k) sum = static_cast<T>(sum + total[k]);
     init = static_cast<T>(init + sum);
