@@ -52,6 +52,15 @@ void run_cub(int device, cudaStream_t stream, const char* name, Call call) {
   check(call(buffer.data(), bytes), name, device);
 }
 
+// The iterator as CUB takes it (a raw pointer where it can be), after checking
+// that it points to memory the policy's device can use.
+template <class It>
+auto device_arg(It it, int device, const char* operation, const char* argument) {
+  auto raw = unwrap(it);
+  check_accessible(raw, device, operation, argument);
+  return raw;
+}
+
 template <class T>
 void require_device_value() {
   static_assert(std::is_trivially_copyable_v<T> && std::is_default_constructible_v<T>,
@@ -73,10 +82,8 @@ struct backend {
     const int device = p.device();
     if (n == 0) return d_first;
     device_scope scope(device);
-    auto in = unwrap(first);
-    auto out = unwrap(d_first);
-    check_accessible(in, device, "dpar::transform", "input");
-    check_accessible(out, device, "dpar::transform", "output");
+    auto in = device_arg(first, device, "dpar::transform", "input");
+    auto out = device_arg(d_first, device, "dpar::transform", "output");
     with_count(n, [&](auto count) {
       check(cub::DeviceTransform::Transform(in, out, count, f, p.stream()), "cub::DeviceTransform::Transform",
             device);
@@ -93,12 +100,9 @@ struct backend {
     const int device = p.device();
     if (n == 0) return d_first;
     device_scope scope(device);
-    auto in1 = unwrap(first1);
-    auto in2 = unwrap(first2);
-    auto out = unwrap(d_first);
-    check_accessible(in1, device, "dpar::transform", "first input");
-    check_accessible(in2, device, "dpar::transform", "second input");
-    check_accessible(out, device, "dpar::transform", "output");
+    auto in1 = device_arg(first1, device, "dpar::transform", "first input");
+    auto in2 = device_arg(first2, device, "dpar::transform", "second input");
+    auto out = device_arg(d_first, device, "dpar::transform", "output");
     with_count(n, [&](auto count) {
       check(cub::DeviceTransform::Transform(::cuda::std::make_tuple(in1, in2), out, count, f, p.stream()),
             "cub::DeviceTransform::Transform", device);
@@ -113,8 +117,7 @@ struct backend {
     const int device = p.device();
     if (n == 0) return;
     device_scope scope(device);
-    auto it = unwrap(first);
-    check_accessible(it, device, "dpar::for_each", "range");
+    auto it = device_arg(first, device, "dpar::for_each", "range");
     with_count(n, [&](auto count) {
       check(cub::DeviceFor::ForEachN(it, count, f, p.stream()), "cub::DeviceFor::ForEachN", device);
     });
@@ -128,8 +131,7 @@ struct backend {
     const int device = p.device();
     if (n == 0) return init;
     device_scope scope(device);
-    auto in = unwrap(first);
-    check_accessible(in, device, "dpar::reduce", "input");
+    auto in = device_arg(first, device, "dpar::reduce", "input");
     if constexpr (reorderable_v<Op, T>) {
       return fast_reduce<T>(device, p.stream(), n, "cub::DeviceReduce::Reduce",
                             [&](auto count, void* temp, std::size_t& bytes, T* out) {
@@ -148,8 +150,7 @@ struct backend {
     const int device = p.device();
     if (n == 0) return init;
     device_scope scope(device);
-    auto in = unwrap(first);
-    check_accessible(in, device, "dpar::transform_reduce", "input");
+    auto in = device_arg(first, device, "dpar::transform_reduce", "input");
     if constexpr (reorderable_v<R, T>) {
       return fast_reduce<T>(device, p.stream(), n, "cub::DeviceReduce::TransformReduce",
                             [&](auto count, void* temp, std::size_t& bytes, T* out) {
@@ -171,10 +172,8 @@ struct backend {
     const int device = p.device();
     if (n == 0) return init;
     device_scope scope(device);
-    auto in1 = unwrap(first1);
-    auto in2 = unwrap(first2);
-    check_accessible(in1, device, "dpar::transform_reduce", "first input");
-    check_accessible(in2, device, "dpar::transform_reduce", "second input");
+    auto in1 = device_arg(first1, device, "dpar::transform_reduce", "first input");
+    auto in2 = device_arg(first2, device, "dpar::transform_reduce", "second input");
     using pair_at = transform2_at<decltype(in1), decltype(in2), U>;
     if constexpr (reorderable_v<R, T>) {
       // CUB reduces f(a[i], b[i]) over the indices i of a counting iterator.
@@ -200,10 +199,8 @@ struct backend {
     const int device = p.device();
     if (n == 0) return d_first;
     device_scope scope(device);
-    auto in = unwrap(first);
-    auto out = unwrap(d_first);
-    check_accessible(in, device, "dpar::inclusive_scan", "input");
-    check_accessible(out, device, "dpar::inclusive_scan", "output");
+    auto in = device_arg(first, device, "dpar::inclusive_scan", "input");
+    auto out = device_arg(d_first, device, "dpar::inclusive_scan", "output");
     cudaStream_t s = p.stream();
     with_count(n, [&](auto count) {
       if (init) {
@@ -228,10 +225,8 @@ struct backend {
     const int device = p.device();
     if (n == 0) return d_first;
     device_scope scope(device);
-    auto in = unwrap(first);
-    auto out = unwrap(d_first);
-    check_accessible(in, device, "dpar::exclusive_scan", "input");
-    check_accessible(out, device, "dpar::exclusive_scan", "output");
+    auto in = device_arg(first, device, "dpar::exclusive_scan", "input");
+    auto out = device_arg(d_first, device, "dpar::exclusive_scan", "output");
     cudaStream_t s = p.stream();
     with_count(n, [&](auto count) {
       run_cub(device, s, "cub::DeviceScan::ExclusiveScan", [&](void* temp, std::size_t& bytes) {
