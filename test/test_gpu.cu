@@ -2,7 +2,9 @@
 // algorithm, sizes 0, 1, small primes, 2^20 and (tag [big]) 2^27, types int,
 // float, double, a custom struct, and 2x2 matrices mod p as a non-commutative
 // op. Also in-place scans, thrust and fancy iterators, a user stream, device 0
-// named explicitly, and the errors. Run by gpu_main.cpp, which skips (exit 77)
+// named explicitly, the errors, a 288-byte element type (6x6 matrices) in the
+// ordered reduce, T& functions on thrust::device_vector, and
+// cudaStreamPerThread from several host threads. Run by gpu_main.cpp, which skips (exit 77)
 // when there is no CUDA device.
 //
 // Inputs of float and double are small integers, so that every partial sum is

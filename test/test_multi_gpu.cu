@@ -5,7 +5,9 @@
 // matrix products mod p (associative, not commutative), so a scan that put a
 // shard's carry on the wrong side, or a reduce that combined partials out of
 // order, fails. Also host iterators (scatter, compute, gather), the device
-// all_reduce against a host reference, and the errors. Run by gpu_main.cpp,
+// all_reduce against a host reference (also after slow kernels on the devices'
+// default streams, and from several host threads), int-in/int64-out scans
+// across shards, and the errors. Run by gpu_main.cpp,
 // which skips (exit 77) without a CUDA device; the [nodevice] test runs
 // everywhere.
 #include <catch2/catch.hpp>
