@@ -1,6 +1,7 @@
 // IDX reader error cases and checkpoint files.
 #include <dpar/nn/checkpoint.hpp>
 #include <dpar/nn/idx.hpp>
+#include <dpar/nn/trainer.hpp>
 
 #include <catch2/catch.hpp>
 #include <sys/resource.h>
@@ -380,4 +381,40 @@ TEST_CASE("idx: the size cap bounds the float images, and loading holds the byte
   REQUIRE_THROWS_WITH(nn::idx_load_dataset(images, labels, floats / 2), Catch::Contains("more than the limit"));
   REQUIRE(nn::idx_load_dataset(images, labels, floats).images.size() == bytes);
   fs::remove_all(scratch_dir());
+}
+
+// A label equal to the class count is the first bad one (labels are
+// 0..classes-1): refused before any replica takes a step, whether it is in the
+// first batch or a later one, so the replicas stay equal and untouched.
+TEST_CASE("trainer: a label equal to the class count is refused before any replica runs", "[nn][trainer]") {
+  const std::size_t classes = 3;
+  dpar::thread_pool pool(2);
+  nn::sequential model = nn::make_mlp({4, 5, classes});
+  model.initialize(1);
+  nn::train_options options;
+  options.batch = 4;
+  nn::data_parallel_trainer trainer(dpar::par.on(pool), model, options);
+  nn::dataset data;
+  data.images.resize(8, 4);
+  for (std::size_t i = 0; i < data.images.size(); ++i) data.images.data()[i] = static_cast<float>(i % 5) / 5.0f;
+  data.labels = {0, 1, 2, 0, 1, 2, 0, 2};
+  auto untouched = std::vector<float>(model.parameters().begin(), model.parameters().end());
+  for (std::size_t bad_at : {std::size_t{7}, std::size_t{0}}) {
+    auto labels = data.labels;
+    data.labels[bad_at] = static_cast<std::int32_t>(classes);
+    bool progressed = false;
+    REQUIRE_THROWS_WITH(trainer.train_epoch(data, [&](std::size_t, std::size_t, double) { progressed = true; }),
+                        Catch::Contains("label 3"));
+    REQUIRE_THROWS_WITH(trainer.train_step(data.images, data.labels), Catch::Contains("label 3"));
+    data.labels = labels;
+    CHECK_FALSE(progressed);
+    CHECK(trainer.steps() == 0);
+    for (std::size_t r = 0; r < trainer.replicas(); ++r) {
+      auto p = trainer.model(r).parameters();
+      CHECK(std::vector<float>(p.begin(), p.end()) == untouched);
+    }
+  }
+  // The largest good label trains.
+  trainer.train_epoch(data);
+  CHECK(trainer.steps() == 2);
 }

@@ -219,8 +219,8 @@ inline dataset idx_make_dataset(const idx_array& images, const std::string& imag
 inline dataset idx_load_dataset(const std::string& images_file, const std::string& labels_file,
                                 std::size_t max_bytes = idx_default_max_bytes) {
   constexpr std::size_t longest_header = 4 + 4 * 255;
-  idx_array labels = idx_load(labels_file, max_bytes);
   idx_array images = idx_load(images_file, max_bytes / sizeof(float) + longest_header);
+  idx_array labels = idx_load(labels_file, max_bytes);
   if (images.values.size() > max_bytes / sizeof(float))
     throw idx_error(images_file, std::to_string(images.values.size()) + " pixels need more than the limit of " +
                                      std::to_string(max_bytes) + " bytes as floats");
