@@ -1,8 +1,10 @@
+cmake_minimum_required(VERSION 3.25)  # policies: IN_LIST
 # Installs dpar into a scratch prefix, then configures, builds and runs the
 # consumer project against it, asking for COMPONENTS (nn, mpi; ";"-separated
 # as "," here). MPIEXEC, if given, runs the MPI consumer on 2 ranks. Any failing
 # step fails the test.
 file(REMOVE_RECURSE ${WORK_DIR})
+set(COMPONENTS_COMMAS "${COMPONENTS}")
 string(REPLACE "," ";" COMPONENTS "${COMPONENTS}")
 function(step)
   execute_process(COMMAND ${ARGN} RESULT_VARIABLE rc)
@@ -15,7 +17,7 @@ step(${CMAKE_COMMAND} -S ${SOURCE_DIR} -B ${WORK_DIR}/dpar-build -G ${GENERATOR}
      -DCMAKE_INSTALL_PREFIX=${WORK_DIR}/prefix)
 step(${CMAKE_COMMAND} --install ${WORK_DIR}/dpar-build)
 step(${CMAKE_COMMAND} -S ${SOURCE_DIR}/test/consumer -B ${WORK_DIR}/consumer-build -G ${GENERATOR}
-     -DCMAKE_PREFIX_PATH=${WORK_DIR}/prefix "-DDPAR_COMPONENTS=${COMPONENTS}")
+     -DCMAKE_PREFIX_PATH=${WORK_DIR}/prefix -DDPAR_COMPONENTS=${COMPONENTS_COMMAS})
 step(${CMAKE_COMMAND} --build ${WORK_DIR}/consumer-build)
 step(${WORK_DIR}/consumer-build/consumer)
 if("nn" IN_LIST COMPONENTS)
