@@ -28,8 +28,9 @@
 // before returning, so no buffer is released while another participant writes
 // it; the buffers then hold partial results. A poisoned communicator stays
 // poisoned; make a new one to start over. Each rank must be used by one
-// thread at a time, and with pool.run directly check pool.concurrency() == K
-// (a nested pool.run runs only rank 0, which would wait for the others).
+// thread at a time. Prefer comm.run to pool.run: pool.run runs inline, on one
+// thread, when nested or when the pool is busy with another thread's job, and
+// rank 0 alone would then wait for the others (check its `threads` == K).
 
 #include <atomic>
 #include <cstddef>

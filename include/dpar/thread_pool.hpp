@@ -18,7 +18,6 @@
 #include <cstdlib>
 #include <exception>
 #include <memory>
-#include <mutex>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -165,8 +164,8 @@ class thread_pool {
 
   // How many threads a job submitted from this thread runs on: 1 inside a pool
   // job (nested calls run inline) or in a fork() child of the process that
-  // made the pool, size() otherwise (or 1, if another thread's job occupies the
-  // pool when the job starts).
+  // made the pool, else size(); but a job that finds the pool busy with
+  // another thread's job runs inline all the same (run passes `threads`).
   std::size_t concurrency() const noexcept { return detail::this_thread_in_pool() || forked() ? 1 : size_; }
 
   // Calls f(thread, threads) once for every thread in [0, threads), all running
