@@ -8,10 +8,11 @@
 // Prints a progress bar per epoch (samples/s, running loss) and the test
 // accuracy after each epoch. Bad options are usage errors (exit 2); the data,
 // the --save location and --resume are checked before the first step, and a
-// loss that stops being finite ends the run with exit 1. --save writes a checkpoint after every epoch;
-// --resume continues from one exactly as if the run had not stopped (give it
-// the same options: the learning-rate schedule spans --epochs). --stop-after N
-// ends the run after epoch N, as an interrupted run would.
+// loss that stops being finite ends the run with exit 1. --save writes a
+// checkpoint after every epoch; --resume continues from one exactly as if the
+// run had not stopped (give it the same options: the learning-rate schedule
+// spans --epochs). --stop-after N ends the run after epoch N, as an
+// interrupted run would.
 #include <dpar/nn.hpp>
 
 #include <unistd.h>
