@@ -1,0 +1,141 @@
+#pragma once
+// dpar::nn over MPI ranks: include this header (it brings <dpar/mpi.hpp> and
+// <dpar/nn.hpp>) and link dpar::nn and MPI, then
+//
+//   dpar::thread_pool pool(2);
+//   dpar::nn::data_parallel_trainer t(dpar::mpi(MPI_COMM_WORLD, dpar::par.on(pool)), model, options);
+//
+// Every rank runs a group of its own replicas (the inner policy's: seq, or one
+// per pool thread); replicas are numbered rank-major. A sum over replicas is
+// hierarchical: inside the rank first (dpar::communicator), then one MPI
+// all-reduce of the whole buffer by the rank's replica 0, combining the ranks
+// in rank order (a non-commutative MPI op, so every rank gets the same bits),
+// then a broadcast back to the rank's replicas. MPI is called only from the
+// thread that called the trainer (replica 0 runs there), so MPI_THREAD_FUNNELED
+// is enough.
+
+#include "../mpi.hpp"
+#include "../nn.hpp"
+
+#include <algorithm>
+#include <memory>
+#include <vector>
+
+namespace dpar::nn {
+
+namespace detail {
+// a + b as a user op: dpar::all_reduce over MPI then keeps rank order
+// (MPI's built-in MPI_SUM may group the ranks differently on each of them).
+struct in_rank_order_plus {
+  template <class T>
+  T operator()(const T& a, const T& b) const {
+    return a + b;
+  }
+};
+}  // namespace detail
+
+class mpi_group final : public replica_group {
+ public:
+  // The ranks of `comm`, each running the replicas of `local`.
+  mpi_group(MPI_Comm comm, std::unique_ptr<replica_group> local)
+      : mpi_group(comm, std::move(local), layout_of(comm, *local)) {}
+
+  int process_of(std::size_t g) const override {
+    if (g >= size())
+      throw std::out_of_range("dpar::nn::mpi_group: replica " + std::to_string(g) + " of " + std::to_string(size()));
+    return static_cast<int>(std::upper_bound(firsts_.begin(), firsts_.end(), g) - firsts_.begin()) - 1;
+  }
+
+  void run(const std::function<void(std::size_t)>& f) override { local_->run(f); }
+
+  void all_reduce(std::size_t local, std::span<float> data) override {
+    reduce(local, data, detail::in_rank_order_plus{});
+  }
+  void all_reduce(std::size_t local, std::span<double> data) override {
+    reduce(local, data, detail::in_rank_order_plus{});
+  }
+  void all_reduce(std::size_t local, std::span<std::uint64_t> data) override {
+    reduce(local, data, std::plus<>{});  // integers: exact in any order
+  }
+
+  void broadcast(std::size_t local, std::span<std::byte> data, std::size_t root) override {
+    int owner = process_of(root);
+    bool here = owner == process_rank();
+    if (here) local_->broadcast(local, data, root - first());
+    if (local == 0) {
+      dpar::detail::mpi::errors_return guard(comm_);
+      dpar::detail::mpi::for_each_piece(data.size(), [&](std::size_t offset, int count) {
+        dpar::detail::mpi::check(MPI_Bcast(data.data() + offset, count, MPI_BYTE, owner, comm_), "MPI_Bcast");
+      });
+    }
+    if (!here) local_->broadcast(local, data, 0);
+  }
+
+  void barrier(std::size_t local) override {
+    local_->barrier(local);
+    if (local == 0) {
+      dpar::detail::mpi::errors_return guard(comm_);
+      dpar::detail::mpi::check(MPI_Barrier(comm_), "MPI_Barrier");
+    }
+    local_->barrier(local);
+  }
+
+ private:
+  struct layout {
+    std::vector<std::size_t> firsts;  // global number of each rank's replica 0
+    std::size_t size = 0;
+    int rank = 0;
+  };
+
+  static layout layout_of(MPI_Comm comm, const replica_group& local) {
+    if (local.local_size() > 1) {
+      int level = MPI_THREAD_SINGLE;
+      dpar::detail::mpi::check(MPI_Query_thread(&level), "MPI_Query_thread");
+      if (level < MPI_THREAD_FUNNELED)
+        throw std::invalid_argument(
+            "dpar::nn: " + std::to_string(local.local_size()) +
+            " replicas per rank need MPI initialized with at least MPI_THREAD_FUNNELED (use MPI_Init_thread)");
+    }
+    dpar::detail::mpi::errors_return guard(comm);
+    int ranks = dpar::detail::mpi::size_of(comm);
+    std::vector<unsigned long long> sizes(static_cast<std::size_t>(ranks));
+    unsigned long long mine = local.local_size();
+    dpar::detail::mpi::check(
+        MPI_Allgather(&mine, 1, MPI_UNSIGNED_LONG_LONG, sizes.data(), 1, MPI_UNSIGNED_LONG_LONG, comm), "MPI_Allgather");
+    layout l;
+    l.rank = dpar::detail::mpi::rank_of(comm);
+    for (auto s : sizes) {
+      l.firsts.push_back(l.size);
+      l.size += s;
+    }
+    return l;
+  }
+
+  // `local` is an rvalue reference: nothing moves out of it before layout_of has read it.
+  mpi_group(MPI_Comm comm, std::unique_ptr<replica_group>&& local, layout l)
+      : replica_group(l.size, local->local_size(), l.firsts[static_cast<std::size_t>(l.rank)], l.rank),
+        comm_(comm),
+        local_(std::move(local)),
+        firsts_(std::move(l.firsts)) {}
+
+  // Inside the rank, then across ranks (by local replica 0), then back.
+  template <class T, class Op>
+  void reduce(std::size_t local, std::span<T> data, Op op) {
+    local_->all_reduce(local, data);
+    if (local == 0) dpar::all_reduce(dpar::mpi(comm_), data, op);
+    local_->broadcast(local, std::as_writable_bytes(data), 0);
+  }
+
+  MPI_Comm comm_;
+  std::unique_ptr<replica_group> local_;
+  std::vector<std::size_t> firsts_;
+};
+
+template <class Inner>
+struct replica_group_for<mpi_policy<Inner>> {
+  static std::unique_ptr<replica_group> make(const mpi_policy<Inner>& p) {
+    return std::make_unique<mpi_group>(p.comm(), make_replica_group(p.inner()));
+  }
+};
+
+}  // namespace dpar::nn
