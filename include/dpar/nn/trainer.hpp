@@ -326,10 +326,10 @@ class data_parallel_trainer {
   // Runs f(local, replica) on every local replica, then raises what stopped it.
   template <class F>
   void run(F&& f) const {
-    outcome_ = {};
     group_->run([&](std::size_t local) {
       replica& r = *replicas_[local];
       r.error = nullptr;
+      if (local == 0) outcome_ = {};  // written by local replica 0 only, read after the run
       f(local, r);
     });
     for (auto& r : replicas_)
