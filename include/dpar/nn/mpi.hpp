@@ -8,9 +8,9 @@
 // Every rank runs a group of its own replicas (the inner policy's: seq, or one
 // per pool thread); replicas are numbered rank-major. A sum over replicas is
 // hierarchical: inside the rank first (dpar::communicator), then one MPI
-// all-reduce of the whole buffer by the rank's replica 0, combining the ranks
-// in rank order (a non-commutative MPI op, so every rank gets the same bits),
-// then a broadcast back to the rank's replicas. MPI is called only from the
+// all-reduce of the whole buffer by the rank's replica 0, adding the ranks in
+// rank order (every rank gets the same bits), then a broadcast back to the
+// rank's replicas. MPI is called only from the
 // thread that called the trainer (replica 0 runs there), so MPI_THREAD_FUNNELED
 // is enough.
 
@@ -18,20 +18,54 @@
 #include "../nn.hpp"
 
 #include <algorithm>
+#include <climits>
 #include <memory>
+#include <span>
+#include <stdexcept>
+#include <string>
 #include <vector>
 
 namespace dpar::nn {
 
 namespace detail {
-// a + b as a user op: dpar::all_reduce over MPI then keeps rank order
-// (MPI's built-in MPI_SUM may group the ranks differently on each of them).
-struct in_rank_order_plus {
-  template <class T>
-  T operator()(const T& a, const T& b) const {
-    return a + b;
+// Element-wise sum of every rank's `data`, added in rank order, into every
+// rank's `data`, bitwise the same on all of them. A reduce-scatter by hand
+// (MPI_Alltoallv, then each rank adds its slice of the ranks' buffers in rank
+// order) and an MPI_Allgatherv: the traffic of a ring all-reduce. MPI_SUM
+// would leave the grouping to MPI, and a non-commutative user op that keeps
+// the order makes OpenMPI fall back to a far slower algorithm (9 ms against
+// 1.5 ms for 1 MB on 2 ranks). Every rank passes the same length.
+template <class T>
+void all_reduce_in_rank_order(MPI_Comm comm, std::span<T> data, std::vector<T>& scratch) {
+  namespace m = dpar::detail::mpi;
+  m::errors_return guard(comm);
+  const int ranks = m::size_of(comm), me = m::rank_of(comm);
+  if (ranks == 1 || data.empty()) return;
+  if (data.size() > static_cast<std::size_t>(INT_MAX))
+    throw std::length_error("dpar::nn over MPI: " + std::to_string(data.size()) + " elements in one all-reduce; at most " +
+                            std::to_string(INT_MAX));
+  const std::size_t n = data.size(), p = static_cast<std::size_t>(ranks);
+  std::vector<int> counts(p), offsets(p), mine(p), at(p);
+  for (std::size_t r = 0; r < p; ++r) {
+    offsets[r] = static_cast<int>(n * r / p);
+    counts[r] = static_cast<int>(n * (r + 1) / p) - offsets[r];
   }
-};
+  const std::size_t c = static_cast<std::size_t>(counts[static_cast<std::size_t>(me)]);
+  for (std::size_t r = 0; r < p; ++r) mine[r] = static_cast<int>(c), at[r] = static_cast<int>(r * c);
+  scratch.resize(c * p);
+  m::check(MPI_Alltoallv(data.data(), counts.data(), offsets.data(), m::datatype<T>(), scratch.data(), mine.data(),
+                         at.data(), m::datatype<T>(), comm),
+           "MPI_Alltoallv");
+  T* slice = data.data() + offsets[static_cast<std::size_t>(me)];
+  std::copy(scratch.begin(), scratch.begin() + static_cast<std::ptrdiff_t>(c), slice);
+  for (std::size_t r = 1; r < p; ++r) {
+    const T* from = scratch.data() + r * c;
+    for (std::size_t i = 0; i < c; ++i) slice[i] += from[i];
+  }
+  m::check(MPI_Allgatherv(MPI_IN_PLACE, 0, m::datatype<T>(), data.data(), counts.data(), offsets.data(),
+                          m::datatype<T>(), comm),
+           "MPI_Allgatherv");
+}
 }  // namespace detail
 
 class mpi_group final : public replica_group {
@@ -48,15 +82,9 @@ class mpi_group final : public replica_group {
 
   void run(const std::function<void(std::size_t)>& f) override { local_->run(f); }
 
-  void all_reduce(std::size_t local, std::span<float> data) override {
-    reduce(local, data, detail::in_rank_order_plus{});
-  }
-  void all_reduce(std::size_t local, std::span<double> data) override {
-    reduce(local, data, detail::in_rank_order_plus{});
-  }
-  void all_reduce(std::size_t local, std::span<std::uint64_t> data) override {
-    reduce(local, data, std::plus<>{});  // integers: exact in any order
-  }
+  void all_reduce(std::size_t local, std::span<float> data) override { reduce(local, data, floats_); }
+  void all_reduce(std::size_t local, std::span<double> data) override { reduce(local, data, doubles_); }
+  void all_reduce(std::size_t local, std::span<std::uint64_t> data) override { reduce(local, data, integers_); }
 
   void broadcast(std::size_t local, std::span<std::byte> data, std::size_t root) override {
     int owner = process_of(root);
@@ -119,16 +147,19 @@ class mpi_group final : public replica_group {
         firsts_(std::move(l.firsts)) {}
 
   // Inside the rank, then across ranks (by local replica 0), then back.
-  template <class T, class Op>
-  void reduce(std::size_t local, std::span<T> data, Op op) {
+  template <class T>
+  void reduce(std::size_t local, std::span<T> data, std::vector<T>& scratch) {
     local_->all_reduce(local, data);
-    if (local == 0) dpar::all_reduce(dpar::mpi(comm_), data, op);
+    if (local == 0) detail::all_reduce_in_rank_order(comm_, data, scratch);
     local_->broadcast(local, std::as_writable_bytes(data), 0);
   }
 
   MPI_Comm comm_;
   std::unique_ptr<replica_group> local_;
   std::vector<std::size_t> firsts_;
+  std::vector<float> floats_;  // all_reduce's receive buffers, kept between steps (local replica 0's)
+  std::vector<double> doubles_;
+  std::vector<std::uint64_t> integers_;
 };
 
 template <class Inner>
