@@ -180,10 +180,10 @@ int train_and_report(const args& a, const mpi_session& mpi) {
   }
   if (root)
     std::printf("Fashion-MNIST: %zu training / %zu test images; MLP 784-256-128-10 (%zu parameters); "
-                "%d rank%s x %zu replicas = %zu replicas, batch %zu, lr %g (cosine), momentum %g (Nesterov), "
+                "%d rank%s x %zu replica%s = %zu replicas, batch %zu, lr %g (cosine), momentum %g (Nesterov), "
                 "weight decay %g\n",
                 train.size(), test.size(), model.parameters().size(), mpi.ranks, mpi.ranks == 1 ? "" : "s",
-                trainer.local_replicas(), trainer.replicas(), a.batch, a.lr, a.momentum, a.weight_decay);
+                trainer.local_replicas(), trainer.local_replicas() == 1 ? "" : "s", trainer.replicas(), a.batch, a.lr, a.momentum, a.weight_decay);
 
   std::ofstream csv;
   if (root && !a.metrics.empty()) {
