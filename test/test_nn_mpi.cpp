@@ -195,7 +195,9 @@ TEST_CASE("nn over MPI: a failure on one rank raises on every rank, and the trai
     {
       auto t = mpi_trainer(pool, model(), options(16));
       auto before = params(t);
-      auto [x, y] = batch_of(data, 16, 0);
+      auto batch = batch_of(data, 16, 0);  // not a structured binding: lambdas capture x and y
+      const nn::tensor& x = batch.first;
+      auto y = batch.second;
       std::vector<std::int32_t> labels(y.begin(), y.end());
       if (world_rank() == last) std::fill(labels.begin(), labels.end(), 9);
       require_fails_everywhere(last, "label 9 of sample", [&] { t.train_step(x, labels); });
@@ -216,7 +218,9 @@ TEST_CASE("nn over MPI: a failure on one rank raises on every rank, and the trai
       m.add(failing_on_rank()).add(nn::dense(12, 5));
       m.initialize(2);
       auto t = mpi_trainer(pool, m, options(16));
-      auto [x, y] = batch_of(data, 16, 0);
+      auto batch = batch_of(data, 16, 0);  // not a structured binding: lambdas capture x and y
+      const nn::tensor& x = batch.first;
+      auto y = batch.second;
       failing_on_rank::fail_on = 0;
       require_fails_everywhere(0, "user layer failed on rank 0", [&] { t.train_step(x, y); });
       require_fails_everywhere(0, "user layer failed on rank 0", [&] { t.train_epoch(data); });
