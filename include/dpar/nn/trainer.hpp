@@ -129,7 +129,10 @@ class data_parallel_trainer {
       };
       totals t{};
       if (!replica_step(local, r, x.rows(), lr, shard, t)) return;
-      if (local == 0) result = t, step_ = after;
+      if (local == 0) {
+        result = t;
+        step_ = after;
+      }
       if (options_.check_replicas) check_lockstep(local, r, after);
     });
     return to_result(result);
@@ -161,6 +164,8 @@ class data_parallel_trainer {
     auto order = epoch_order(data, epoch_);
     std::size_t n = data.size(), features = data.images.cols(), batch = options_.batch;
     std::size_t steps = (n + batch - 1) / batch, step0 = step_;
+    std::vector<float> rates(steps);  // the schedule runs here, in the calling thread, not on every replica
+    for (std::size_t j = 0; j < steps; ++j) rates[j] = options_.schedule(step0 + j);
     totals sum{};
     // One run for the whole epoch (SPMD): the replicas meet only in the
     // collectives, not in a fork and a join per step as well.
@@ -181,11 +186,14 @@ class data_parallel_trainer {
           return std::pair{tensor::view(rep.batch_x.data(), c, features), std::span<const std::int32_t>(rep.batch_y)};
         };
         totals t{};
-        if (!replica_step(local, r, count, options_.schedule(step0 + j), gather, t)) return;
+        if (!replica_step(local, r, count, rates[j], gather, t)) return;
         // Every replica holds the same global totals (t came out of an
         // all-reduce): local replica 0 keeps the count and reports progress.
         for (std::size_t i = 1; i < t.size(); ++i) done[i] += t[i];
-        if (local == 0) step_ = step0 + j + 1, sum = done;
+        if (local == 0) {
+          step_ = step0 + j + 1;
+          sum = done;
+        }
         if (options_.check_replicas && !check_lockstep(local, r, step0 + j + 1)) return;
         if (local == 0 && progress) {
           try {
@@ -288,7 +296,10 @@ class data_parallel_trainer {
       if (!sync(local, r, t)) return;  // the others read c only once local replica 0 is known to have loaded it
       std::copy(c.parameters.begin(), c.parameters.end(), r.model.parameters().begin());
       std::copy(c.velocity.begin(), c.velocity.end(), r.opt.velocity().begin());
-      if (local == 0) epoch_ = c.epoch, step_ = c.step;
+      if (local == 0) {
+        epoch_ = c.epoch;
+        step_ = c.step;
+      }
     });
   }
 
