@@ -149,7 +149,7 @@ void libtorch_mlp(benchmark::State& state) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  int rank = 0, ranks = 1;
+  [[maybe_unused]] int rank = 0, ranks = 1;
 #ifdef DPAR_BENCH_MPI
   int provided = 0;
   MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided);
