@@ -278,6 +278,12 @@ TEST_CASE("nn over MPI: ranks with different models are refused on every rank", 
   REQUIRE_THROWS_WITH(mpi_trainer(pool, m, options(16)), Catch::Contains("has another model than replica 0"));
 }
 
+// Hidden (run by name only): proves the watchdog ends a hung job.
+//   DPAR_TEST_WATCHDOG_SECONDS=3 mpiexec -n 2 test_nn_mpi "[.hang]"   -> exit code 3 after 3 s
+TEST_CASE("nn over MPI: a rank left waiting is ended by the watchdog", "[.hang]") {
+  if (world_rank() == 0) MPI_Barrier(MPI_COMM_WORLD);  // the others never come
+}
+
 int main(int argc, char** argv) {
   int provided = 0;
   MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided);
@@ -286,10 +292,12 @@ int main(int argc, char** argv) {
   std::mutex m;
   std::condition_variable cv;
   bool finished = false;
+  const char* limit_text = std::getenv("DPAR_TEST_WATCHDOG_SECONDS");
+  const int limit = limit_text ? std::atoi(limit_text) : 120;
   std::thread watchdog([&] {
     std::unique_lock lock(m);
-    if (!cv.wait_for(lock, std::chrono::seconds(120), [&] { return finished; })) {
-      std::fprintf(stderr, "test_nn_mpi: rank %d still running after 120 s: aborting (a hang)\n", world_rank());
+    if (!cv.wait_for(lock, std::chrono::seconds(limit), [&] { return finished; })) {
+      std::fprintf(stderr, "test_nn_mpi: rank %d still running after %d s: aborting (a hang)\n", world_rank(), limit);
       MPI_Abort(MPI_COMM_WORLD, 3);
       std::_Exit(3);
     }
