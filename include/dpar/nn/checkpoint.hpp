@@ -127,8 +127,8 @@ inline checkpoint load_checkpoint(const std::string& file) {
   if (detail::crc(bytes.data(), n) != stored) throw checkpoint_error(file, "checksum mismatch (file is corrupt)");
   c.parameters.resize(np);
   c.velocity.resize(nv);
-  std::memcpy(c.parameters.data(), bytes.data() + header, np * sizeof(float));
-  std::memcpy(c.velocity.data(), bytes.data() + header + np * sizeof(float), nv * sizeof(float));
+  if (np) std::memcpy(c.parameters.data(), bytes.data() + header, np * sizeof(float));
+  if (nv) std::memcpy(c.velocity.data(), bytes.data() + header + np * sizeof(float), nv * sizeof(float));
   return c;
 }
 
