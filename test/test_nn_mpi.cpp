@@ -104,6 +104,49 @@ void require_fails_everywhere(int failing, const std::string& original, F&& f) {
 
 }  // namespace
 
+TEST_CASE("nn over MPI: the replica group's all-reduce sums every replica of every rank, short and long buffers",
+          "[nn][mpi]") {
+  const std::size_t ranks = static_cast<std::size_t>(world_size());
+  for (std::size_t threads : {1, 2}) {
+    dpar::thread_pool pool(threads);
+    std::unique_ptr<nn::replica_group> group =
+        threads == 1 ? nn::make_replica_group(dpar::mpi(MPI_COMM_WORLD, dpar::seq))
+                     : nn::make_replica_group(dpar::mpi(MPI_COMM_WORLD, dpar::par.on(pool)));
+    REQUIRE(group->size() == ranks * threads);
+    REQUIRE(group->first() == static_cast<std::size_t>(world_rank()) * threads);
+    REQUIRE(group->process_of(group->size() - 1) == world_size() - 1);
+    // 0, 1, a prime, and long buffers that take the reduce-scatter path (> 4096 elements gathered).
+    for (std::size_t n : {0, 1, 7, 1031, 10007}) {
+      INFO(threads << " threads per rank, " << n << " elements");
+      std::vector<std::vector<float>> buffers(threads, std::vector<float>(n));
+      std::vector<std::vector<double>> sums(threads, std::vector<double>(n));
+      group->run([&](std::size_t local) {
+        std::size_t g = group->first() + local;
+        for (std::size_t i = 0; i < n; ++i) buffers[local][i] = float((g + 1) * (i % 13 + 1));  // small integers: exact
+        for (std::size_t i = 0; i < n; ++i) sums[local][i] = double(g) + double(i);
+        group->all_reduce(local, std::span<float>(buffers[local]));
+        group->all_reduce(local, std::span<double>(sums[local]));
+      });
+      const std::size_t k = group->size();
+      for (std::size_t local = 0; local < threads; ++local)
+        for (std::size_t i = 0; i < n; ++i) {
+          REQUIRE(buffers[local][i] == float(k * (k + 1) / 2 * (i % 13 + 1)));
+          REQUIRE(sums[local][i] == double(k * (k - 1) / 2) + double(k) * double(i));
+        }
+      REQUIRE(buffers[0] == from_rank0(buffers[0]));
+    }
+    // Broadcast from the last replica of the last rank reaches everyone.
+    std::vector<std::vector<std::uint64_t>> values(threads, std::vector<std::uint64_t>(5));
+    group->run([&](std::size_t local) {
+      std::size_t g = group->first() + local;
+      for (auto& v : values[local]) v = g;
+      group->broadcast(local, std::as_writable_bytes(std::span(values[local])), group->size() - 1);
+      group->barrier(local);
+    });
+    for (auto& v : values) REQUIRE(v == std::vector<std::uint64_t>(5, group->size() - 1));
+  }
+}
+
 TEST_CASE("nn over MPI: ranks x 1 and 2 threads match one replica over 20 steps; ranks stay bitwise identical",
           "[nn][mpi]") {
   auto data = blobs(103, 12, 5, 1);
