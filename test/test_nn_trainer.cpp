@@ -1,5 +1,7 @@
-// The data-parallel trainer: K replicas match one replica, runs are
-// reproducible, training learns, and checkpoints resume exactly.
+// The data-parallel trainer on threads: K replicas match one replica, runs are
+// reproducible, training learns, checkpoints resume exactly, a failing replica
+// stops all of them, progress reports whole batches (run under TSan), losses,
+// schedules, predict and model files. Over MPI ranks: test_nn_mpi.cpp.
 #include <dpar/nn.hpp>
 
 #include <catch2/catch.hpp>
@@ -9,7 +11,6 @@
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
-#include <random>
 #include <string>
 #include <vector>
 
