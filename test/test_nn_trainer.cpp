@@ -156,7 +156,7 @@ namespace {
 // it nudges its own parameter during forward, so replicas' parameters drift apart.
 class drifting final : public nn::layer {
  public:
-  explicit drifting(std::size_t features) : features_(features) {}
+  drifting() = default;
   std::string name() const override { return "Drifting"; }
   std::size_t out_features(std::size_t in) const override { return in; }
   std::size_t parameter_count() const override { return 1; }
@@ -176,7 +176,6 @@ class drifting final : public nn::layer {
   }
 
  private:
-  std::size_t features_;
   float *p_ = nullptr, *g_ = nullptr;
   int id_ = 0;
   static inline int copies_ = 0;
@@ -186,7 +185,7 @@ class drifting final : public nn::layer {
 TEST_CASE("trainer: the debug check catches replicas whose parameters diverge", "[nn][trainer]") {
   auto data = blobs(64, 12, 5, 3);
   nn::sequential m(12);
-  m.add(nn::dense(12, 5)).add(drifting(5));
+  m.add(nn::dense(12, 5)).add(drifting());
   m.initialize(1);
   dpar::thread_pool pool(2);
   auto x = data.images.rows_view(0, 16);
