@@ -5,9 +5,16 @@
 // iteration; dpar shuffles and gathers its batches, libtorch takes contiguous
 // slices). items_per_second is samples/s.
 //
-//   bench_nn --benchmark_filter=. [--benchmark_repetitions=5]
+//   bench_nn [--benchmark_repetitions=5]          1 rank x 1, 2 (and all hardware) threads; libtorch
+//   mpiexec -n 2 bench_nn                         2 ranks x 1 thread, and the cross-rank gradient
+//                                                 all-reduce alone (time per call = per step)
+//
+// Under mpiexec every rank runs the same fixed iteration counts; rank 0 reports.
 #include <benchmark/benchmark.h>
 #include <dpar/nn.hpp>
+#ifdef DPAR_BENCH_MPI
+#include <dpar/nn/mpi.hpp>
+#endif
 
 #ifdef DPAR_BENCH_TORCH
 #include <torch/torch.h>
@@ -15,8 +22,10 @@
 
 #include <time.h>
 
+#include <algorithm>
 #include <random>
 #include <thread>
+#include <vector>
 
 namespace nn = dpar::nn;
 
@@ -51,17 +60,21 @@ const nn::dataset& data() {
   return d;
 }
 
-void dpar_mlp(benchmark::State& state) {
-  std::size_t threads = static_cast<std::size_t>(state.range(0));
-  if (openblas_set_num_threads) openblas_set_num_threads(1);  // replicas are the parallelism
+nn::sequential mlp() {
   auto model = nn::make_mlp({features, 256, 128, classes});
   model.initialize(1);
+  return model;
+}
+
+nn::train_options options() {
   nn::train_options o;
   o.batch = batch;
   o.schedule = nn::lr_schedule::constant(0.01f);
   o.sgd = {0.9f, false, 0.0f};
-  dpar::thread_pool pool(threads);
-  nn::data_parallel_trainer t(dpar::par.on(pool), model, o);
+  return o;
+}
+
+void train(benchmark::State& state, nn::data_parallel_trainer& t) {
   const auto& d = data();
   double cpu = process_cpu_seconds();
   for (auto _ : state) {
@@ -69,7 +82,41 @@ void dpar_mlp(benchmark::State& state) {
     benchmark::DoNotOptimize(r.loss_sum);
   }
   report(state, cpu);
+  state.counters["replicas"] = static_cast<double>(t.replicas());
 }
+
+// 1 rank x state.range(0) threads.
+void dpar_mlp(benchmark::State& state) {
+  dpar::thread_pool pool(static_cast<std::size_t>(state.range(0)));
+  nn::data_parallel_trainer t(dpar::par.on(pool), mlp(), options());
+  train(state, t);
+}
+
+#ifdef DPAR_BENCH_MPI
+// All ranks x state.range(0) threads each.
+void dpar_mlp_mpi(benchmark::State& state) {
+  dpar::thread_pool pool(static_cast<std::size_t>(state.range(0)));
+  nn::data_parallel_trainer t(dpar::mpi(MPI_COMM_WORLD, dpar::par.on(pool)), mlp(), options());
+  train(state, t);
+}
+
+// The cross-rank part of one step alone: the MLP's whole gradient buffer
+// through the MPI replica group's all-reduce (1 thread per rank).
+void nn_mpi_gradient_all_reduce(benchmark::State& state) {
+  dpar::nn::mpi_group group(MPI_COMM_WORLD, std::make_unique<dpar::nn::sequential_group>());
+  std::vector<float> gradient(mlp().parameters().size(), 1.0f);
+  group.all_reduce(0, std::span<float>(gradient));  // warm-up: pages, connections
+  MPI_Barrier(MPI_COMM_WORLD);
+  for (auto _ : state) group.all_reduce(0, std::span<float>(gradient));
+  state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * gradient.size() * sizeof(float)));
+}
+
+class null_reporter : public benchmark::BenchmarkReporter {  // ranks other than 0
+ public:
+  bool ReportContext(const Context&) override { return true; }
+  void ReportRuns(const std::vector<Run>&) override {}
+};
+#endif
 
 #ifdef DPAR_BENCH_TORCH
 void libtorch_mlp(benchmark::State& state) {
@@ -99,13 +146,46 @@ void libtorch_mlp(benchmark::State& state) {
 }
 #endif
 
-const int hw = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-
 }  // namespace
 
-BENCHMARK(dpar_mlp)->Arg(1)->Arg(hw)->UseRealTime()->MinTime(2.0);
-#ifdef DPAR_BENCH_TORCH
-BENCHMARK(libtorch_mlp)->Arg(1)->Arg(hw)->UseRealTime()->MinTime(2.0);
+int main(int argc, char** argv) {
+  [[maybe_unused]] int rank = 0, ranks = 1;
+#ifdef DPAR_BENCH_MPI
+  int provided = 0;
+  MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided);
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &ranks);
 #endif
-
-BENCHMARK_MAIN();
+  benchmark::Initialize(&argc, argv);
+  if (openblas_set_num_threads) openblas_set_num_threads(1);  // replicas are the parallelism
+  if (ranks == 1) {
+    std::vector<int> threads{1, 2};
+    int hw = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    if (hw > 2) threads.push_back(hw);
+    for (int t : threads) {
+      benchmark::RegisterBenchmark("dpar_mlp", dpar_mlp)->Arg(t)->UseRealTime()->MinTime(2.0);
+#ifdef DPAR_BENCH_TORCH
+      benchmark::RegisterBenchmark("libtorch_mlp", libtorch_mlp)->Arg(t)->UseRealTime()->MinTime(2.0);
+#endif
+    }
+  }
+#ifdef DPAR_BENCH_MPI
+  else {
+    // Fixed iteration counts: every rank must make the same collective calls.
+    benchmark::RegisterBenchmark("dpar_mlp_mpi", dpar_mlp_mpi)->Arg(1)->Iterations(30)->UseRealTime();
+    benchmark::RegisterBenchmark("nn_mpi_gradient_all_reduce", nn_mpi_gradient_all_reduce)
+        ->Iterations(500)
+        ->UseRealTime();
+  }
+  if (rank != 0) {
+    null_reporter quiet;
+    benchmark::RunSpecifiedBenchmarks(&quiet);
+  } else
+#endif
+    benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+#ifdef DPAR_BENCH_MPI
+  MPI_Finalize();
+#endif
+  return 0;
+}

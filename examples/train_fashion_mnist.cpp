@@ -1,19 +1,25 @@
 // Trains an MLP (784-256-128-10) on Fashion-MNIST with data-parallel SGD: one
-// replica per thread, a gradient all-reduce per step.
+// replica per thread, a gradient all-reduce per step; under mpiexec, one such
+// group of replicas per MPI rank (replicas = ranks x --replicas).
 //
 //   train_fashion_mnist [--epochs 20] [--batch 128] [--lr 0.05] [--momentum 0.9]
 //                       [--weight-decay 1e-4] [--replicas N] [--seed 1] [--data DIR]
 //                       [--metrics FILE.csv] [--save FILE] [--resume FILE] [--stop-after N]
+//   mpiexec -n 2 train_fashion_mnist --replicas 1
 //
 // Prints a progress bar per epoch (samples/s, running loss) and the test
-// accuracy after each epoch. Bad options are usage errors (exit 2); the data,
-// the --save location and --resume are checked before the first step, and a
-// loss that stops being finite ends the run with exit 1. --save writes a
-// checkpoint after every epoch; --resume continues from one exactly as if the
-// run had not stopped (give it the same options: the learning-rate schedule
-// spans --epochs). --stop-after N ends the run after epoch N, as an
-// interrupted run would.
+// accuracy after each epoch (rank 0 prints and writes the metrics). Bad
+// options are usage errors (exit 2); the data, the --save location and
+// --resume are checked before the first step, and a loss that stops being
+// finite ends the run with exit 1. --save writes a checkpoint after every
+// epoch; --resume continues from one exactly as if the run had not stopped
+// (give it the same options: the learning-rate schedule spans --epochs).
+// --stop-after N ends the run after epoch N, as an interrupted run would.
+// --help lists the options.
 #include <dpar/nn.hpp>
+#ifdef DPAR_EXAMPLE_MPI
+#include <dpar/nn/mpi.hpp>
+#endif
 
 #include <unistd.h>
 
@@ -40,16 +46,24 @@ struct args {
   std::string data = "/usr/share/datasets/fashion-mnist", metrics, save, resume;
 };
 
+const char* const options_help =
+    "usage: train_fashion_mnist [options]     (under MPI: mpiexec -n N train_fashion_mnist [options])\n"
+    "  --epochs N         passes over the training set, at least 1 (default 20)\n"
+    "  --batch N          global batch size, split over all replicas (default 128)\n"
+    "  --lr X             peak learning rate of the cosine schedule, finite and > 0 (default 0.05)\n"
+    "  --momentum X       Nesterov momentum in [0, 1); 0 for plain SGD (default 0.9)\n"
+    "  --weight-decay X   L2 weight decay, finite and >= 0 (default 1e-4)\n"
+    "  --replicas N       replicas (threads) per process; 0 = one per hardware thread (default 0)\n"
+    "  --seed N           model initialization and data order (default 1)\n"
+    "  --data DIR         directory of the Fashion-MNIST .gz files (default /usr/share/datasets/fashion-mnist)\n"
+    "  --metrics FILE     per-epoch CSV: losses, accuracies, time (default: none)\n"
+    "  --save FILE        checkpoint after every epoch (default: none)\n"
+    "  --resume FILE      continue from a checkpoint, with the same options (default: none)\n"
+    "  --stop-after N     stop after epoch N, as an interrupted run would (default: run all epochs)\n"
+    "  --help             this text\n";
+
 [[noreturn]] void usage(const std::string& problem) {
-  std::cerr << "train_fashion_mnist: " << problem << "\n"
-            << "usage: train_fashion_mnist [--epochs N] [--batch N] [--lr X] [--momentum X] [--weight-decay X]\n"
-               "                           [--replicas N] [--seed N] [--data DIR] [--metrics FILE.csv]\n"
-               "                           [--save FILE] [--resume FILE] [--stop-after N]\n"
-               "  --epochs N        epochs to train, N >= 1 (default 20)\n"
-               "  --lr X            peak learning rate, finite and > 0 (default 0.05)\n"
-               "  --momentum X      Nesterov momentum in [0, 1); 0 turns it off (default 0.9)\n"
-               "  --weight-decay X  finite and >= 0 (default 1e-4)\n"
-               "  --replicas N      data-parallel replicas (threads); 0 means one per hardware thread (default 0)\n";
+  std::cerr << "train_fashion_mnist: " << problem << "\n" << options_help;
   std::exit(2);
 }
 
@@ -74,7 +88,10 @@ args parse(int argc, char** argv) {
   args a;
   for (int i = 1; i < argc; ++i) {
     std::string f = argv[i];
-    if (f == "--help" || f == "-h") usage("help");
+    if (f == "--help" || f == "-h") {
+      std::cout << options_help;
+      std::exit(0);
+    }
     if (i + 1 >= argc) usage("missing value after " + f);
     std::string v = argv[++i];
     if (f == "--epochs") a.epochs = number<std::size_t>(f, v);
@@ -153,10 +170,38 @@ void progress_bar(std::size_t epoch, std::size_t epochs, std::size_t done, std::
   std::fflush(stdout);
 }
 
-}  // namespace
+// MPI for the life of main when the example is built with it: one process
+// without mpiexec, N ranks under mpiexec -n N.
+struct mpi_session {
+  int rank = 0, ranks = 1;
+#ifdef DPAR_EXAMPLE_MPI
+  mpi_session(int& argc, char**& argv) {
+    int provided = 0;
+    MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided);
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &ranks);
+  }
+  ~mpi_session() { MPI_Finalize(); }
+  // An error that may not have reached every rank: end them all, none waits.
+  void abort(int code) const { MPI_Abort(MPI_COMM_WORLD, code); }
+#else
+  mpi_session(int&, char**&) {}
+  void abort(int) const {}
+#endif
+};
 
-int main(int argc, char** argv) try {
-  args a = parse(argc, argv);
+// Replicas on the pool's threads; under MPI, on every rank's pool.
+nn::data_parallel_trainer make_trainer(const mpi_session& mpi, dpar::thread_pool& pool, const nn::sequential& model,
+                                       const nn::train_options& o) {
+#ifdef DPAR_EXAMPLE_MPI
+  if (mpi.ranks > 1) return nn::data_parallel_trainer(dpar::mpi(MPI_COMM_WORLD, dpar::par.on(pool)), model, o);
+#endif
+  (void)mpi;
+  return nn::data_parallel_trainer(dpar::par.on(pool), model, o);
+}
+
+// Loads the data, trains, evaluates after every epoch; rank 0 reports.
+int train_and_report(const args& a, const mpi_session& mpi) {
   if (!a.save.empty()) check_save_target(a.save);
   auto train = nn::idx_load_dataset(a.data + "/train-images-idx3-ubyte.gz", a.data + "/train-labels-idx1-ubyte.gz");
   auto test = nn::idx_load_dataset(a.data + "/t10k-images-idx3-ubyte.gz", a.data + "/t10k-labels-idx1-ubyte.gz");
@@ -183,18 +228,22 @@ int main(int argc, char** argv) try {
   o.schedule = nn::lr_schedule::cosine(a.lr, a.epochs * steps_per_epoch).with_warmup(steps_per_epoch / 2);
 
   dpar::thread_pool pool(a.replicas);
-  nn::data_parallel_trainer trainer(dpar::par.on(pool), model, o);
+  nn::data_parallel_trainer trainer = make_trainer(mpi, pool, model, o);
+  const bool root = trainer.rank() == 0;  // rank 0 prints and writes the metrics
   if (!a.resume.empty()) {
     trainer.resume(a.resume);
-    std::printf("resumed from %s after epoch %zu (step %zu)\n", a.resume.c_str(), trainer.epochs(), trainer.steps());
+    if (root)
+      std::printf("resumed from %s after epoch %zu (step %zu)\n", a.resume.c_str(), trainer.epochs(), trainer.steps());
   }
-  std::printf("Fashion-MNIST: %zu training / %zu test images; MLP 784-256-128-10 (%zu parameters); "
-              "%zu replicas, batch %zu, lr %g (cosine), momentum %g (Nesterov), weight decay %g\n",
-              train.size(), test.size(), model.parameters().size(), trainer.replicas(), a.batch, a.lr, a.momentum,
-              a.weight_decay);
+  if (root)
+    std::printf("Fashion-MNIST: %zu training / %zu test images; MLP 784-256-128-10 (%zu parameters); "
+                "%d rank%s x %zu replica%s = %zu replicas, batch %zu, lr %g (cosine), momentum %g (Nesterov), "
+                "weight decay %g\n",
+                train.size(), test.size(), model.parameters().size(), mpi.ranks, mpi.ranks == 1 ? "" : "s",
+                trainer.local_replicas(), trainer.local_replicas() == 1 ? "" : "s", trainer.replicas(), a.batch, a.lr, a.momentum, a.weight_decay);
 
   std::ofstream csv;
-  if (!a.metrics.empty()) {
+  if (root && !a.metrics.empty()) {
     bool append = !a.resume.empty() && std::ifstream(a.metrics).good();
     csv.open(a.metrics, append ? std::ios::app : std::ios::trunc);
     if (!csv) throw std::runtime_error("cannot write the metrics file '" + a.metrics + "'");
@@ -209,7 +258,7 @@ int main(int argc, char** argv) try {
     std::size_t shown = 0;
     auto r = trainer.train_epoch(train, [&](std::size_t done, std::size_t total, double loss) {
       check_loss(loss, epoch);
-      if (done - shown >= 4096 || done == total) {
+      if (root && (done - shown >= 4096 || done == total)) {
         shown = done;
         progress_bar(epoch, a.epochs, done, total, done / seconds(), loss);
       }
@@ -218,7 +267,8 @@ int main(int argc, char** argv) try {
     check_loss(r.loss_sum, epoch);
     auto t = trainer.evaluate(test);
     accuracy = double(t.correct) / t.samples;
-    std::printf("\repoch %zu/%zu  train loss %.4f acc %.4f | test loss %.4f acc %.4f | %.1fs, %.1fk samples/s\n",
+    if (root)
+      std::printf("\repoch %zu/%zu  train loss %.4f acc %.4f | test loss %.4f acc %.4f | %.1fs, %.1fk samples/s\n",
                 epoch, a.epochs, r.loss_sum / r.samples, double(r.correct) / r.samples, t.loss_sum / t.samples,
                 accuracy, elapsed, r.samples / elapsed / 1000);
     if (csv) {
@@ -228,13 +278,28 @@ int main(int argc, char** argv) try {
     }
     if (!a.save.empty()) trainer.save(a.save);
     if (a.stop_after != 0 && trainer.epochs() >= a.stop_after) {
-      std::printf("stopping after epoch %zu (--stop-after)\n", trainer.epochs());
+      if (root) std::printf("stopping after epoch %zu (--stop-after)\n", trainer.epochs());
       return 0;
     }
   }
-  std::printf("final test accuracy %.4f\n", accuracy);
+  if (root) std::printf("final test accuracy %.4f\n", accuracy);
   return 0;
-} catch (const std::exception& e) {
-  std::fprintf(stderr, "\ntrain_fashion_mnist: %s\n", e.what());
-  return 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  args a = parse(argc, argv);  // before MPI starts: a usage error or --help just exits
+  mpi_session mpi(argc, argv);
+  try {
+    return train_and_report(a, mpi);
+  } catch (const std::exception& e) {
+    if (mpi.ranks == 1) {
+      std::fprintf(stderr, "\ntrain_fashion_mnist: %s\n", e.what());
+      return 1;
+    }
+    std::fprintf(stderr, "\ntrain_fashion_mnist (rank %d): %s\n", mpi.rank, e.what());
+    mpi.abort(1);  // in case the error did not reach every rank
+    return 1;
+  }
 }

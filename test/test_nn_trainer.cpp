@@ -1,5 +1,7 @@
-// The data-parallel trainer: K replicas match one replica, runs are
-// reproducible, training learns, and checkpoints resume exactly.
+// The data-parallel trainer on threads: K replicas match one replica, runs are
+// reproducible, training learns, checkpoints resume exactly, a failing replica
+// stops all of them, progress reports whole batches (run under TSan), losses,
+// schedules, predict and model files. Over MPI ranks: test_nn_mpi.cpp.
 #include <dpar/nn.hpp>
 
 #include <catch2/catch.hpp>
@@ -9,51 +11,14 @@
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
-#include <random>
 #include <string>
 #include <vector>
 
-namespace nn = dpar::nn;
+#include "nn_test_problem.hpp"
+
+using namespace nn_test;
 
 namespace {
-
-// Gaussian blobs: `classes` centres in `features` dimensions, with noise.
-nn::dataset blobs(std::size_t n, std::size_t features, std::size_t classes, std::uint64_t seed, float noise = 0.6f) {
-  std::mt19937_64 g(seed);
-  std::normal_distribution<float> d(0.0f, 1.0f);
-  std::vector<float> centres(classes * features);
-  std::mt19937_64 cg(1234);  // same centres for every seed: train and test share the problem
-  for (auto& c : centres) c = d(cg);
-  nn::dataset data;
-  data.images.resize(n, features);
-  for (std::size_t i = 0; i < n; ++i) {
-    auto y = static_cast<std::int32_t>(g() % classes);
-    data.labels.push_back(y);
-    for (std::size_t f = 0; f < features; ++f) data.images(i, f) = centres[y * features + f] + noise * d(g);
-  }
-  return data;
-}
-
-nn::train_options options(std::size_t batch) {
-  nn::train_options o;
-  o.batch = batch;
-  o.seed = 9;
-  o.schedule = nn::lr_schedule::cosine(0.1f, 40).with_warmup(3);
-  o.sgd = {0.9f, true, 1e-3f};
-  o.check_replicas = true;
-  return o;
-}
-
-nn::sequential model() {
-  auto m = nn::make_mlp({12, 16, 8, 5});
-  m.initialize(3);
-  return m;
-}
-
-std::vector<float> params(const nn::data_parallel_trainer& t) {
-  auto p = t.model().parameters();
-  return {p.begin(), p.end()};
-}
 
 // Runs `steps` steps of the given global batches on K replicas (K = 1: dpar::seq).
 std::vector<float> run(std::size_t k, const nn::dataset& data, std::size_t batch, std::size_t steps) {
@@ -62,19 +27,11 @@ std::vector<float> run(std::size_t k, const nn::dataset& data, std::size_t batch
                   : nn::data_parallel_trainer(dpar::par.on(pool), model(), options(batch));
   REQUIRE(t.replicas() == k);
   for (std::size_t s = 0; s < steps; ++s) {
-    std::size_t first = (s * batch) % data.size();
-    std::size_t count = std::min(batch, data.size() - first);
-    auto x = data.images.rows_view(first, count);
-    auto r = t.train_step(x, std::span<const std::int32_t>(data.labels).subspan(first, count));
-    REQUIRE(r.samples == count);
+    auto [x, y] = batch_of(data, batch, s);
+    auto r = t.train_step(x, y);
+    REQUIRE(r.samples == y.size());
   }
   return params(t);
-}
-
-double max_abs(const std::vector<float>& v) {
-  double m = 0;
-  for (float x : v) m = std::max(m, double(std::abs(x)));
-  return m;
 }
 
 }  // namespace
@@ -87,8 +44,7 @@ TEST_CASE("trainer: K = 2, 3, 4 replicas match one replica over 20 steps (1e-5 r
     auto one = run(1, data, batch, 20);
     for (std::size_t k : {2, 3, 4}) {
       auto many = run(k, data, batch, 20);
-      double diff = 0;
-      for (std::size_t i = 0; i < one.size(); ++i) diff = std::max(diff, double(std::abs(one[i] - many[i])));
+      double diff = max_abs_difference(one, many);
       INFO("batch " << batch << ", K = " << k << ": max |difference| " << diff << ", max |parameter| " << max_abs(one));
       REQUIRE(diff <= 1e-5 * max_abs(one));
       if (std::getenv("DPAR_NN_SHOW_DIFF")) WARN("batch " << batch << ", K = " << k << ": max |difference| " << diff << " of max |parameter| " << max_abs(one));
@@ -171,7 +127,7 @@ TEST_CASE("trainer: resuming from a checkpoint continues exactly", "[nn][trainer
   std::filesystem::remove(file);
 }
 
-TEST_CASE("trainer: bad input is refused before the replicas start; the trainer stays usable", "[nn][trainer]") {
+TEST_CASE("trainer: bad input is refused before any update; the trainer stays usable", "[nn][trainer]") {
   auto data = blobs(40, 12, 5, 3);
   dpar::thread_pool pool(2);
   nn::data_parallel_trainer t(dpar::par.on(pool), model(), options(8));
@@ -200,7 +156,7 @@ namespace {
 // it nudges its own parameter during forward, so replicas' parameters drift apart.
 class drifting final : public nn::layer {
  public:
-  explicit drifting(std::size_t features) : features_(features) {}
+  drifting() = default;
   std::string name() const override { return "Drifting"; }
   std::size_t out_features(std::size_t in) const override { return in; }
   std::size_t parameter_count() const override { return 1; }
@@ -220,7 +176,6 @@ class drifting final : public nn::layer {
   }
 
  private:
-  std::size_t features_;
   float *p_ = nullptr, *g_ = nullptr;
   int id_ = 0;
   static inline int copies_ = 0;
@@ -230,7 +185,7 @@ class drifting final : public nn::layer {
 TEST_CASE("trainer: the debug check catches replicas whose parameters diverge", "[nn][trainer]") {
   auto data = blobs(64, 12, 5, 3);
   nn::sequential m(12);
-  m.add(nn::dense(12, 5)).add(drifting(5));
+  m.add(nn::dense(12, 5)).add(drifting());
   m.initialize(1);
   dpar::thread_pool pool(2);
   auto x = data.images.rows_view(0, 16);
@@ -252,4 +207,190 @@ TEST_CASE("trainer: the debug check catches replicas whose parameters diverge", 
     t.train_step(x, y);  // unchecked: no error during the step
     REQUIRE_THROWS_AS(t.check_replicas(), std::logic_error);
   }
+}
+
+namespace {
+// Passes its input through, but throws on a sample whose first feature is
+// huge: a user layer that fails on one replica's shard only.
+class throwing final : public nn::layer {
+ public:
+  std::string name() const override { return "Throwing"; }
+  std::size_t out_features(std::size_t in) const override { return in; }
+  void forward(const nn::tensor& x, nn::tensor& y) override {
+    for (std::size_t r = 0; r < x.rows(); ++r)
+      if (x(r, 0) > 1e6f) throw std::runtime_error("throwing layer: poisoned sample");
+    std::copy(x.data(), x.data() + x.size(), y.data());
+  }
+  void backward(const nn::tensor&, const nn::tensor&, const nn::tensor& dy, nn::tensor* dx) override {
+    if (dx) std::copy(dy.data(), dy.data() + dy.size(), dx->data());
+  }
+  std::unique_ptr<nn::layer> clone() const override { return std::make_unique<throwing>(*this); }
+};
+}  // namespace
+
+TEST_CASE("trainer: a replica that throws stops every replica before the update; the error reaches the caller",
+          "[nn][trainer]") {
+  auto data = blobs(64, 12, 5, 3);
+  nn::sequential m(12);
+  m.add(throwing()).add(nn::dense(12, 5));
+  m.initialize(1);
+  for (std::size_t k : {1, 2, 3}) {
+    dpar::thread_pool pool(k);
+    nn::data_parallel_trainer t(dpar::par.on(pool), m, options(16));
+    auto before = params(t);
+    nn::tensor x = data.images.rows_view(0, 16);
+    x(15, 0) = 1e7f;  // in the last replica's shard
+    auto y = std::span<const std::int32_t>(data.labels).first(16);
+    REQUIRE_THROWS_WITH(t.train_step(x, y), "throwing layer: poisoned sample");
+    REQUIRE(params(t) == before);
+    REQUIRE(t.steps() == 0);
+    t.check_replicas();
+    x(15, 0) = 0.0f;
+    REQUIRE(t.train_step(x, y).samples == 16);  // usable afterwards
+    REQUIRE(t.steps() == 1);
+
+    // In an epoch: replica 0's progress callback throws at step 2.
+    int calls = 0;
+    REQUIRE_THROWS_WITH(t.train_epoch(data, [&](std::size_t, std::size_t, double) {
+      if (++calls == 2) throw std::runtime_error("progress failed");
+    }),
+                        "progress failed");
+    REQUIRE(calls == 2);
+    REQUIRE(t.epochs() == 0);
+    t.check_replicas();
+  }
+}
+
+TEST_CASE("trainer: progress reports whole batches in order and ends at the data size (run under TSan)",
+          "[nn][trainer][progress]") {
+  auto data = blobs(250, 12, 5, 12);
+  for (std::size_t k : {2, 3}) {
+    dpar::thread_pool pool(k);
+    auto o = options(32);
+    o.check_replicas = false;
+    nn::data_parallel_trainer t(dpar::par.on(pool), model(), o);
+    for (int epoch = 0; epoch < 3; ++epoch) {
+      std::vector<std::size_t> done;
+      std::vector<double> loss;
+      auto r = t.train_epoch(data, [&](std::size_t d, std::size_t total, double mean) {
+        REQUIRE(total == 250);  // the calling thread: Catch may assert here
+        done.push_back(d);
+        loss.push_back(mean);
+      });
+      REQUIRE(done.size() == 8);  // ceil(250 / 32)
+      for (std::size_t j = 0; j < done.size(); ++j) REQUIRE(done[j] == std::min<std::size_t>(32 * (j + 1), 250));
+      REQUIRE(r.samples == 250);
+      REQUIRE(loss.back() == Approx(r.loss_sum / 250).epsilon(1e-12));
+      for (double l : loss) REQUIRE(std::isfinite(l));
+    }
+  }
+}
+
+TEST_CASE("trainer: MSE on one-hot targets trains, and K replicas match one", "[nn][trainer]") {
+  auto train = blobs(2000, 12, 5, 7), test = blobs(300, 12, 5, 8);
+  auto o = options(50);
+  o.loss = nn::loss_kind::mse;
+  o.schedule = nn::lr_schedule::constant(0.1f);
+  o.sgd = {};  // MSE's small gradients: plain SGD learns steadily
+  o.check_replicas = false;
+  dpar::thread_pool pool(3);
+  nn::data_parallel_trainer one(dpar::seq, model(), o), three(dpar::par.on(pool), model(), o);
+  auto before = one.evaluate(test);
+  for (int e = 0; e < 10; ++e) {
+    one.train_epoch(train);
+    three.train_epoch(train);
+  }
+  auto after = one.evaluate(test);
+  INFO("MSE test loss " << before.loss_sum / 300 << " -> " << after.loss_sum / 300 << ", correct " << after.correct);
+  REQUIRE(after.loss_sum < 0.5 * before.loss_sum);
+  REQUIRE(after.correct > 0.8 * 300);
+  REQUIRE(max_abs_difference(params(one), params(three)) <= 1e-5 * max_abs(params(one)));
+  // The gradient is that of the mean over columns of (out - onehot)^2.
+  nn::label_loss mse(nn::loss_kind::mse);
+  nn::tensor out(2, 3), grad(2, 3);
+  out(0, 0) = 1.0f, out(1, 2) = 0.5f;
+  std::vector<std::int32_t> y{0, 1};
+  REQUIRE(mse(out, y, &grad) == Approx((0.0 + (1.0 + 0.25) / 3)));
+  REQUIRE(grad(1, 1) == Approx(2.0 * (0 - 1) / (3 * 2)));
+  y[1] = 3;
+  REQUIRE_THROWS_WITH(mse(out, y), Catch::Contains("label 3"));
+}
+
+TEST_CASE("trainer: any callable is a schedule, and the schedule can change between epochs", "[nn][trainer]") {
+  auto data = blobs(100, 12, 5, 5);
+  auto o = options(25);
+  std::vector<std::size_t> asked;
+  o.schedule = [&](std::size_t step) {
+    asked.push_back(step);  // called once per step, in the calling thread (TSan would see a race otherwise)
+    return 0.0f;            // no movement at all
+  };
+  dpar::thread_pool pool(2);
+  nn::data_parallel_trainer t(dpar::par.on(pool), model(), o);
+  auto before = params(t);
+  t.train_epoch(data);
+  REQUIRE(params(t) == before);
+  REQUIRE(asked == std::vector<std::size_t>{0, 1, 2, 3});
+  t.set_schedule(nn::lr_schedule::constant(0.1f));
+  t.train_epoch(data);
+  REQUIRE(params(t) != before);
+  REQUIRE(asked.size() == 4);
+  REQUIRE_THROWS_AS(t.set_schedule(nn::lr_function{}), std::invalid_argument);
+  o.schedule = nullptr;
+  REQUIRE_THROWS_WITH(nn::data_parallel_trainer(dpar::seq, model(), o), Catch::Contains("schedule is empty"));
+}
+
+TEST_CASE("trainer: the trained model predicts and classifies without being copied; model files round-trip",
+          "[nn][trainer]") {
+  auto train = blobs(500, 12, 5, 7), test = blobs(200, 12, 5, 8);
+  dpar::thread_pool pool(2);
+  nn::data_parallel_trainer t(dpar::par.on(pool), model(), options(50));
+  for (int e = 0; e < 3; ++e) t.train_epoch(train);
+  const nn::sequential& m = t.model();
+  nn::tensor logits = m.predict(test.images);
+  auto classes = m.classify(test.images);
+  REQUIRE(classes == nn::argmax(logits));
+  REQUIRE(logits.rows() == 200);
+  REQUIRE(logits.cols() == 5);
+  std::size_t right = 0;
+  for (std::size_t i = 0; i < 200; ++i) right += classes[i] == test.labels[i];
+  REQUIRE(right == t.evaluate(test).correct);
+  auto one = m.classify(test.images.rows_view(7, 1));  // one image, a view
+  REQUIRE(one == std::vector<std::int32_t>{classes[7]});
+  nn::sequential copy = m;  // predict leaves the state for backward alone: it equals forward bitwise
+  const nn::tensor& forward = copy.forward(test.images);
+  REQUIRE(std::equal(forward.data(), forward.data() + forward.size(), logits.data()));
+  REQUIRE_THROWS_WITH(m.predict(nn::tensor(1, 11)), Catch::Contains("11 features"));
+
+  std::string file = (std::filesystem::temp_directory_path() / ("dpar_nn_model_" + std::to_string(::getpid()))).string();
+  nn::save_model(file, m);
+  auto loaded = model();
+  loaded.initialize(77);
+  nn::load_model(file, loaded);
+  REQUIRE(std::equal(loaded.parameters().begin(), loaded.parameters().end(), m.parameters().begin(),
+                     m.parameters().end()));
+  auto other = nn::make_mlp({12, 10, 5});
+  REQUIRE_THROWS_WITH(nn::load_model(file, other), Catch::Contains("different model"));
+  std::filesystem::remove(file);
+}
+
+TEST_CASE("trainer: a checkpoint of another replica count is accepted and continues the same run", "[nn][trainer]") {
+  auto data = blobs(250, 12, 5, 11);
+  std::string file = (std::filesystem::temp_directory_path() / ("dpar_nn_k_" + std::to_string(::getpid()))).string();
+  dpar::thread_pool pool(2);
+  nn::data_parallel_trainer straight(dpar::par.on(pool), model(), options(40));
+  for (int e = 0; e < 3; ++e) straight.train_epoch(data);
+  nn::data_parallel_trainer two(dpar::par.on(pool), model(), options(40));
+  two.train_epoch(data);
+  two.save(file);
+  nn::data_parallel_trainer one(dpar::seq, model(), options(40));
+  one.resume(file);
+  REQUIRE(one.epochs() == 1);
+  one.train_epoch(data);
+  one.train_epoch(data);
+  REQUIRE(one.steps() == straight.steps());
+  double diff = max_abs_difference(params(one), params(straight));
+  INFO("max |difference| " << diff);
+  REQUIRE(diff <= 1e-5 * max_abs(params(straight)));
+  REQUIRE(params(one) != params(straight));  // not bitwise: the sums are grouped differently
+  std::filesystem::remove(file);
 }

@@ -10,6 +10,8 @@
 #include "nn/idx.hpp"
 #include "nn/layers.hpp"
 #include "nn/loss.hpp"
+#include "nn/model_file.hpp"
 #include "nn/optim.hpp"
+#include "nn/replica_group.hpp"
 #include "nn/tensor.hpp"
 #include "nn/trainer.hpp"

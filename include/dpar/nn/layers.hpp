@@ -12,6 +12,7 @@
 #include <span>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "../algorithm.hpp"
@@ -267,6 +268,27 @@ class sequential {
     }
     return layers_.empty() ? x : acts_.back();
   }
+
+  // The outputs (logits) for the batch x, computed in buffers of its own: the
+  // state kept for backward is left alone, so a const (trained, shared) model
+  // can classify, from several threads at once. It assumes, as the built-in
+  // layers do, that a layer's forward does not modify the layer.
+  tensor predict(const tensor& x) const {
+    if (x.cols() != in_)
+      throw std::invalid_argument("dpar::nn::sequential::predict: input has " + std::to_string(x.cols()) +
+                                  " features, the model takes " + std::to_string(in_));
+    tensor out, next;
+    const tensor* in = &x;
+    for (auto& l : layers_) {
+      next.resize(in->rows(), l->out_features(in->cols()));
+      l->forward(*in, next);
+      std::swap(out, next);
+      in = &out;
+    }
+    return layers_.empty() ? x : out;
+  }
+  // The predicted class of each row of x: the argmax of its logits.
+  std::vector<std::int32_t> classify(const tensor& x) const { return argmax(predict(x)); }
 
   // Backpropagates dL/d(output) through the last forward's batch, overwriting
   // the gradient buffer.

@@ -4,6 +4,7 @@
 // summing the replicas' gradients (the all-reduce) gives the gradient of the
 // global-batch mean, however unevenly the batch was split.
 
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -97,15 +98,45 @@ struct mse {
 // Number of rows whose largest logit is at the label.
 inline std::size_t count_correct(const tensor& logits, std::span<const std::int32_t> labels) {
   detail::check_batch("count_correct", logits, labels.size(), logits.rows());
-  std::size_t k = logits.cols();
-  std::vector<std::int32_t> predicted(logits.rows());
-  for (std::size_t r = 0; r < logits.rows(); ++r) {
-    const float* z = logits.row(r);
-    predicted[r] = static_cast<std::int32_t>(std::max_element(z, z + k) - z);
-  }
+  std::vector<std::int32_t> predicted = argmax(logits);
   dpar::transform(dpar::seq, predicted.begin(), predicted.end(), labels.begin(), predicted.begin(),
                   [](std::int32_t p, std::int32_t y) { return std::int32_t(p == y); });
   return static_cast<std::size_t>(dpar::reduce(dpar::seq, predicted.begin(), predicted.end(), std::int64_t{0}));
 }
+
+// The losses a classifier can train with from integer labels.
+enum class loss_kind {
+  softmax_cross_entropy,  // on the logits
+  mse,                    // of the outputs against one-hot targets
+};
+
+// A loss_kind as a loss over (outputs, labels), with the signature of
+// softmax_cross_entropy: returns the sum, writes the gradient of sum / total.
+class label_loss {
+ public:
+  explicit label_loss(loss_kind kind = loss_kind::softmax_cross_entropy) : kind_(kind) {}
+  loss_kind kind() const noexcept { return kind_; }
+
+  double operator()(const tensor& out, std::span<const std::int32_t> labels, tensor* grad = nullptr,
+                    std::size_t total = 0) const {
+    if (kind_ == loss_kind::softmax_cross_entropy) return cross_entropy_(out, labels, grad, total);
+    detail::check_batch("mse", out, labels.size(), total == 0 ? out.rows() : total);
+    target_.resize(out.rows(), out.cols());
+    std::fill(target_.data(), target_.data() + target_.size(), 0.0f);
+    for (std::size_t r = 0; r < labels.size(); ++r) {
+      if (labels[r] < 0 || static_cast<std::size_t>(labels[r]) >= out.cols())
+        throw std::out_of_range("dpar::nn::mse: label " + std::to_string(labels[r]) + " at row " + std::to_string(r) +
+                                " is outside [0, " + std::to_string(out.cols()) + ")");
+      target_(r, static_cast<std::size_t>(labels[r])) = 1.0f;
+    }
+    return mse_(out, target_, grad, total);
+  }
+
+ private:
+  loss_kind kind_;
+  softmax_cross_entropy cross_entropy_;
+  mse mse_;
+  mutable tensor target_;  // one-hot targets, reused between calls
+};
 
 }  // namespace dpar::nn

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstddef>
 #include <compare>
+#include <functional>
 #include <iterator>
 #include <numbers>
 #include <span>
@@ -100,6 +101,10 @@ class lr_schedule {
   std::size_t every_ = 1, total_ = 1, warmup_ = 0;
   float gamma_ = 1.0f, min_ = 0.0f;
 };
+
+// Any learning-rate schedule: a callable from the step (0-based) to the rate,
+// such as an lr_schedule or a lambda.
+using lr_function = std::function<float(std::size_t step)>;
 
 struct sgd_options {
   float momentum = 0.0f;

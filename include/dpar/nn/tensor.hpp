@@ -5,10 +5,12 @@
 
 #include <algorithm>
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <span>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 namespace dpar::nn {
 
@@ -89,5 +91,14 @@ class tensor {
   float* data_ = nullptr;
   std::size_t rows_ = 0, cols_ = 0;
 };
+
+// The column of each row's largest value (the first one on ties): the classes
+// a classifier's logits predict.
+inline std::vector<std::int32_t> argmax(const tensor& t) {
+  std::vector<std::int32_t> best(t.rows());
+  for (std::size_t r = 0; r < t.rows(); ++r)
+    best[r] = static_cast<std::int32_t>(std::max_element(t.row(r), t.row(r) + t.cols()) - t.row(r));
+  return best;
+}
 
 }  // namespace dpar::nn

@@ -1,19 +1,32 @@
 #pragma once
-// Data-parallel SGD. One replica per thread of the policy's pool, each with its
-// own copy of the model (parameters, gradient buffer, activations) and of the
-// optimizer state. Per step every replica runs forward/backward on its shard of
-// the global batch, the gradient buffers are all-reduced in one call, and every
-// replica applies the same update, so the replicas stay bitwise identical.
+// Data-parallel SGD on the replicas of any policy (replica_group.hpp): dpar::seq
+// (one), dpar::par.on(pool) (one per pool thread), dpar::mpi(comm, inner)
+// (ranks x the inner policy's replicas; include <dpar/nn/mpi.hpp>). Each
+// replica has its own copy of the model (parameters, gradient buffer,
+// activations) and of the optimizer state. Per step every replica runs
+// forward/backward on its shard of the global batch, the gradient buffers are
+// all-reduced, and every replica applies the same update, so the replicas stay
+// bitwise identical.
 //
-// K replicas versus one: the all-reduce adds the replicas' gradients in rank
+// K replicas versus one: the all-reduce adds the replicas' gradients in replica
 // order, and each replica's GEMM sums its own shard, so K changes only how the
 // batch sum is grouped. In float32 that moves parameters by about 1e-7
-// relative over 20 steps (test_nn_trainer checks 1e-5 for K = 2, 3, 4). The
-// same K and seed give bitwise-identical runs.
+// relative over 20 steps (the tests check 1e-5). The same K and seed give
+// bitwise-identical runs.
+//
+// Failures. Every step ends in a collective that carries each replica's
+// status with its loss and counts: a replica that failed (bad labels, a
+// throwing layer) still joins it, no replica updates, and every replica of
+// every process stops at the same point. The caller then gets the original
+// exception in the process where it happened and a dpar::collective_error
+// naming the replica and rank everywhere else, so no rank is left waiting.
 
 #include <algorithm>
+#include <array>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
+#include <exception>
 #include <functional>
 #include <memory>
 #include <numeric>
@@ -24,22 +37,25 @@
 #include <type_traits>
 #include <vector>
 
-#include "../collective.hpp"
+#include "../communicator.hpp"
 #include "../execution.hpp"
 #include "checkpoint.hpp"
 #include "idx.hpp"
 #include "layers.hpp"
 #include "loss.hpp"
+#include "model_file.hpp"
 #include "optim.hpp"
+#include "replica_group.hpp"
 #include "tensor.hpp"
 
 namespace dpar::nn {
 
 struct train_options {
-  std::size_t batch = 128;
-  std::uint64_t seed = 1;  // data order (model initialization is the caller's)
-  lr_schedule schedule = lr_schedule::constant(0.05f);
+  std::size_t batch = 128;  // global batch: split over all replicas of all ranks
+  std::uint64_t seed = 1;   // data order (model initialization is the caller's)
+  lr_function schedule = lr_schedule::constant(0.05f);  // an lr_schedule or any float(std::size_t step)
   sgd_options sgd{};
+  loss_kind loss = loss_kind::softmax_cross_entropy;
   // Debug check: after every step, verify all replicas hold identical parameters.
   bool check_replicas = false;
 };
@@ -50,48 +66,81 @@ struct step_result {
   std::size_t samples = 0;
 };
 
-// Hash of a model's layer list, stored in checkpoints to refuse a mismatched model.
-inline std::uint64_t layout_hash(const sequential& m) {
-  std::uint64_t h = 1469598103934665603ull;
-  auto mix = [&](const std::string& s) {
-    for (unsigned char c : s) h = (h ^ c) * 1099511628211ull;
-    h = (h ^ '|') * 1099511628211ull;
-  };
-  mix(std::to_string(m.in_features()));
-  for (std::size_t i = 0; i < m.size(); ++i) mix(m[i].name());
-  return h;
-}
-
 class data_parallel_trainer {
  public:
-  // Replicas come from the policy: dpar::seq gives one, dpar::par.on(pool) one
-  // per pool thread. Initial parameters are broadcast from replica 0.
-  data_parallel_trainer(dpar::sequenced_policy, const sequential& model, train_options options)
-      : data_parallel_trainer(nullptr, model, std::move(options)) {}
-  data_parallel_trainer(const dpar::parallel_policy& policy, const sequential& model, train_options options)
-      : data_parallel_trainer(&policy.pool(), model, std::move(options)) {}
+  // Replicas come from the policy (replica_group_for<Policy>). Initial
+  // parameters are broadcast from replica 0. Under MPI, every rank constructs
+  // the trainer with the same model layout and options.
+  template <execution_policy Policy>
+  data_parallel_trainer(const Policy& policy, const sequential& model, train_options options)
+      : data_parallel_trainer(make_replica_group(policy), model, std::move(options)) {}
 
-  std::size_t replicas() const noexcept { return replicas_.size(); }
+  // Over a group built by hand (a new kind of replica, tests).
+  data_parallel_trainer(std::unique_ptr<replica_group> group, const sequential& model, train_options options)
+      : group_(std::move(group)), options_(std::move(options)) {
+    if (!group_) throw std::invalid_argument("dpar::nn::data_parallel_trainer: no replica group");
+    if (options_.batch == 0) throw std::invalid_argument("dpar::nn::data_parallel_trainer: batch size must be positive");
+    check_schedule(options_.schedule);
+    for (std::size_t r = 0; r < group_->local_size(); ++r)
+      replicas_.push_back(std::make_unique<replica>(model, options_.sgd, options_.loss));
+    std::uint64_t layout = layout_hash(model) ^ model.parameters().size();
+    run([&](std::size_t local, replica& r) {
+      std::size_t odd = first_different(local, layout);
+      if (odd != group_->size()) {
+        if (local == 0)
+          outcome_ = {"dpar::nn::data_parallel_trainer: replica " + who(odd) + " has another model than replica 0",
+                      outcome::kind::invalid};
+        return;
+      }
+      group_->broadcast(local, std::as_writable_bytes(r.model.parameters()), 0);
+    });
+  }
+
+  std::size_t replicas() const noexcept { return group_->size(); }             // of all ranks
+  std::size_t local_replicas() const noexcept { return group_->local_size(); }  // of this rank
+  int rank() const noexcept { return group_->process_rank(); }                  // MPI rank; 0 without MPI
   std::size_t steps() const noexcept { return step_; }
   std::size_t epochs() const noexcept { return epoch_; }
   const train_options& options() const noexcept { return options_; }
-  // Replica `r`'s model (all replicas hold the same parameters).
-  const sequential& model(std::size_t r = 0) const { return replicas_.at(r)->model; }
+  // The trained model: this rank's local replica `local` (all replicas hold the same parameters).
+  const sequential& model(std::size_t local = 0) const { return replicas_.at(local)->model; }
+
+  // Changes the learning-rate schedule from the next step on (every rank alike).
+  void set_schedule(lr_function schedule) {
+    check_schedule(schedule);
+    options_.schedule = std::move(schedule);
+  }
 
   // One SGD step on a global batch (x's rows with their labels), split evenly
-  // over the replicas.
+  // over the replicas. Under MPI every rank passes the same batch.
   step_result train_step(const tensor& x, std::span<const std::int32_t> labels) {
     if (labels.size() != x.rows())
       throw std::invalid_argument("dpar::nn::data_parallel_trainer: " + std::to_string(x.rows()) + " samples but " +
                                   std::to_string(labels.size()) + " labels");
-    check_batch(x.cols(), labels);
-    return step(x.rows(), [&](replica&, std::size_t first, std::size_t count) {
-      return std::pair{x.rows_view(first, count), labels.subspan(first, count)};
+    if (x.rows() == 0) throw std::invalid_argument("dpar::nn::data_parallel_trainer: empty batch");
+    check_features(x.cols());
+    float lr = options_.schedule(step_);
+    std::size_t after = step_ + 1;
+    totals result{};
+    run([&](std::size_t local, replica& r) {
+      auto shard = [&](replica&, std::size_t first, std::size_t count) {
+        check_labels(labels.subspan(first, count), first);
+        return std::pair{x.rows_view(first, count), labels.subspan(first, count)};
+      };
+      totals t{};
+      if (!replica_step(local, r, x.rows(), lr, shard, t)) return;
+      if (local == 0) {
+        result = t;
+        step_ = after;
+      }
+      if (options_.check_replicas) check_lockstep(local, r, after);
     });
+    return to_result(result);
   }
 
   // The order of the samples in epoch e: a permutation drawn from (seed, e),
-  // so a resumed run sees the same batches as an uninterrupted one.
+  // so a resumed run sees the same batches as an uninterrupted one, and all
+  // ranks agree without communicating.
   std::vector<std::size_t> epoch_order(const dataset& data, std::size_t epoch) const {
     std::vector<std::size_t> order(data.size());
     std::iota(order.begin(), order.end(), std::size_t{0});
@@ -100,255 +149,354 @@ class data_parallel_trainer {
     return order;
   }
 
-  // One pass over the data in batches of options().batch (the last may be short).
-  // progress(samples_done, samples_total, mean_loss_so_far) is called after each step.
+  // One pass over the data in batches of options().batch (the last may be
+  // short); under MPI every rank passes the same data set. Labels are checked
+  // before the first step. progress(samples_done, samples_total,
+  // mean_loss_so_far), global figures, is called after each step on every rank
+  // (in the calling thread).
   step_result train_epoch(const dataset& data,
                           const std::function<void(std::size_t, std::size_t, double)>& progress = {}) {
-    if (data.labels.size() != data.images.rows())
-      throw std::invalid_argument("dpar::nn::data_parallel_trainer: data set has " +
-                                  std::to_string(data.images.rows()) + " samples but " +
-                                  std::to_string(data.labels.size()) + " labels");
-    check_batch(data.images.cols(), data.labels);
-    step_result total;
+    check_dataset(data);
     if (data.size() == 0) {
       ++epoch_;
-      return total;
+      return {};
     }
     auto order = epoch_order(data, epoch_);
-    std::size_t features = data.images.cols(), batch = options_.batch;
-    std::size_t steps = (data.size() + batch - 1) / batch, step0 = step_;
-    // One pool job for the whole epoch (SPMD): the replicas meet only in the
-    // gradient all-reduce, not in a fork and a join per step as well.
-    for (auto& r : replicas_) r->epoch_results.assign(steps, step_result{});
-    run_replicas([&](std::size_t rank, std::size_t k) {
-      replica& rep = *replicas_[rank];
+    std::size_t n = data.size(), features = data.images.cols(), batch = options_.batch;
+    std::size_t steps = (n + batch - 1) / batch, step0 = step_;
+    std::vector<float> rates(steps);  // the schedule runs here, in the calling thread, not on every replica
+    for (std::size_t j = 0; j < steps; ++j) rates[j] = options_.schedule(step0 + j);
+    totals sum{};
+    // One run for the whole epoch (SPMD): the replicas meet only in the
+    // collectives, not in a fork and a join per step as well.
+    run([&](std::size_t local, replica& r) {
+      if (!check_share(local, r, data.labels)) return;
+      totals done{};
       for (std::size_t j = 0; j < steps; ++j) {
-        std::size_t begin = j * batch, count = std::min(batch, data.size() - begin);
+        std::size_t begin = j * batch, count = std::min(batch, n - begin);
         // Each replica gathers its own shard's samples.
-        replica_step(rank, k, count, options_.schedule(step0 + j), [&](replica& r, std::size_t first, std::size_t n) {
-          r.batch_x.resize(n, features);
-          r.batch_y.resize(n);
-          for (std::size_t i = 0; i < n; ++i) {
+        auto gather = [&](replica& rep, std::size_t first, std::size_t c) {
+          rep.batch_x.resize(c, features);
+          rep.batch_y.resize(c);
+          for (std::size_t i = 0; i < c; ++i) {
             std::size_t s = order[begin + first + i];
-            std::copy(data.images.row(s), data.images.row(s) + features, r.batch_x.row(i));
-            r.batch_y[i] = data.labels[s];
+            std::copy(data.images.row(s), data.images.row(s) + features, rep.batch_x.row(i));
+            rep.batch_y[i] = data.labels[s];
           }
-          return std::pair{tensor::view(r.batch_x.data(), n, features), std::span<const std::int32_t>(r.batch_y)};
-        });
-        // Each step's result has its own slot, written before the all-reduce:
-        // replica 0 may read every replica's slot j once its all-reduce j is done.
-        rep.epoch_results[j] = rep.result;
-        if (options_.check_replicas) {
-          if (comm_) comm_->barrier(rank);
-          if (rank == 0) check_replicas(step0 + j + 1);
-          if (comm_) comm_->barrier(rank);
+          return std::pair{tensor::view(rep.batch_x.data(), c, features), std::span<const std::int32_t>(rep.batch_y)};
+        };
+        totals t{};
+        if (!replica_step(local, r, count, rates[j], gather, t)) return;
+        // Every replica holds the same global totals (t came out of an
+        // all-reduce): local replica 0 keeps the count and reports progress.
+        for (std::size_t i = 1; i < t.size(); ++i) done[i] += t[i];
+        if (local == 0) {
+          step_ = step0 + j + 1;
+          sum = done;
         }
-        if (rank == 0 && progress) {
-          for (auto& r : replicas_) {
-            total.loss_sum += r->epoch_results[j].loss_sum;
-            total.samples += r->epoch_results[j].samples;
+        if (options_.check_replicas && !check_lockstep(local, r, step0 + j + 1)) return;
+        if (local == 0 && progress) {
+          try {
+            progress(static_cast<std::size_t>(done[samples_at]), n, done[loss_at] / done[samples_at]);
+          } catch (...) {
+            r.error = std::current_exception();  // reported by the next status collective
           }
-          progress(total.samples, data.size(), total.loss_sum / static_cast<double>(total.samples));
         }
       }
+      totals last{};
+      if (sync(local, r, last) && local == 0) ++epoch_;  // a failed progress call of the last step
     });
-    step_ = step0 + steps;
-    total = {};
-    for (std::size_t j = 0; j < steps; ++j)
-      for (auto& r : replicas_) {  // step by step, in rank order: deterministic
-        total.loss_sum += r->epoch_results[j].loss_sum;
-        total.correct += r->epoch_results[j].correct;
-        total.samples += r->epoch_results[j].samples;
-      }
-    ++epoch_;
-    return total;
+    return to_result(sum);
   }
 
   // Loss sum and correct count over a data set, evaluated in parallel: each
-  // replica takes a contiguous part, in chunks.
+  // replica of each rank takes a contiguous part, in chunks. Under MPI every
+  // rank passes the same data set; the totals are global.
   step_result evaluate(const dataset& data, std::size_t chunk = 1000) {
+    check_dataset(data);
+    if (chunk == 0) throw std::invalid_argument("dpar::nn::data_parallel_trainer::evaluate: chunk must be positive");
     std::size_t n = data.size();
-    run_replicas([&](std::size_t rank, std::size_t k) {
-      replica& r = *replicas_[rank];
-      r.result = {};
-      std::size_t first = n * rank / k, last = n * (rank + 1) / k;
-      for (std::size_t b = first; b < last; b += chunk) {
-        std::size_t c = std::min(chunk, last - b);
-        const tensor& logits = r.model.forward(data.images.rows_view(b, c));
-        auto ys = std::span<const std::int32_t>(data.labels).subspan(b, c);
-        r.result.loss_sum += loss_(r.loss, logits, ys, nullptr, c);
-        r.result.correct += count_correct(logits, ys);
-        r.result.samples += c;
+    totals result{};
+    run([&](std::size_t local, replica& r) {
+      auto [first, last] = share(local, n);
+      totals t{};
+      try {
+        for (std::size_t b = first; b < last; b += chunk) {
+          std::size_t c = std::min(chunk, last - b);
+          auto ys = std::span<const std::int32_t>(data.labels).subspan(b, c);
+          check_labels(ys, b);
+          const tensor& logits = r.model.forward(data.images.rows_view(b, c));
+          t[loss_at] += r.loss(logits, ys, nullptr, c);
+          t[correct_at] += static_cast<double>(count_correct(logits, ys));
+          t[samples_at] += static_cast<double>(c);
+        }
+      } catch (...) {
+        r.error = std::current_exception();
+      }
+      if (sync(local, r, t) && local == 0) result = t;
+    });
+    return to_result(result);
+  }
+
+  // Throws std::logic_error naming the first replica (and its rank) whose
+  // parameters differ from replica 0's. Collective under MPI.
+  void check_replicas() const {
+    run([&](std::size_t local, replica& r) { check_lockstep(local, r, step_); });
+  }
+
+  // Collective: replica 0 (rank 0) writes the checkpoint atomically, the
+  // others wait; an error writing it (a full disk) raises on every rank.
+  void save(const std::string& file) const {
+    run([&](std::size_t local, replica& r) {
+      if (group_->first() + local == 0) {
+        try {
+          checkpoint c;
+          c.epoch = epoch_;
+          c.step = step_;
+          c.seed = options_.seed;
+          c.replicas = replicas();
+          c.layout = layout_hash(r.model);
+          c.parameters.assign(r.model.parameters().begin(), r.model.parameters().end());
+          c.velocity.assign(r.opt.velocity().begin(), r.opt.velocity().end());
+          save_checkpoint(file, c);
+        } catch (...) {
+          r.error = std::current_exception();
+        }
+      }
+      totals t{};
+      sync(local, r, t);
+    });
+  }
+
+  // Collective: every rank reads the file and restores parameters, optimizer
+  // state and progress into its replicas. A checkpoint of another model or
+  // seed is refused (on every rank). One written with another replica count is
+  // accepted: the replicas hold one shared state, so training continues the
+  // same run, bitwise only with the same replica count (another count groups
+  // the gradient sums differently, about 1e-7 relative per step).
+  void resume(const std::string& file) {
+    checkpoint c;
+    run([&](std::size_t local, replica& r) {
+      if (local == 0) {
+        try {
+          c = load_checkpoint(file);
+          if (c.layout != layout_hash(r.model) || c.parameters.size() != r.model.parameters().size() ||
+              c.velocity.size() != c.parameters.size())
+            throw checkpoint_error(file, "written for a different model (" + std::to_string(c.parameters.size()) +
+                                             " parameters; this model has " +
+                                             std::to_string(r.model.parameters().size()) + ")");
+          if (c.seed != options_.seed)
+            throw checkpoint_error(file, "written by a run with seed " + std::to_string(c.seed) +
+                                             ", this run has seed " + std::to_string(options_.seed));
+        } catch (...) {
+          r.error = std::current_exception();
+        }
+      }
+      totals t{};
+      if (!sync(local, r, t)) return;  // the others read c only once local replica 0 is known to have loaded it
+      std::copy(c.parameters.begin(), c.parameters.end(), r.model.parameters().begin());
+      std::copy(c.velocity.begin(), c.velocity.end(), r.opt.velocity().begin());
+      if (local == 0) {
+        epoch_ = c.epoch;
+        step_ = c.step;
       }
     });
-    step_result total;
-    for (auto& r : replicas_) {
-      total.loss_sum += r->result.loss_sum;
-      total.correct += r->result.correct;
-      total.samples += r->result.samples;
-    }
-    return total;
-  }
-
-  // Throws std::logic_error if any replica's parameters differ from replica 0's.
-  void check_replicas() const { check_replicas(step_); }
-
-
-  void save(const std::string& file) const {
-    checkpoint c;
-    c.epoch = epoch_;
-    c.step = step_;
-    c.seed = options_.seed;
-    c.replicas = replicas_.size();
-    c.layout = layout_hash(replicas_[0]->model);
-    auto p = replicas_[0]->model.parameters();
-    auto v = replicas_[0]->opt.velocity();
-    c.parameters.assign(p.begin(), p.end());
-    c.velocity.assign(v.begin(), v.end());
-    save_checkpoint(file, c);
-  }
-
-  // Restores parameters, optimizer state and progress into every replica.
-  void resume(const std::string& file) {
-    checkpoint c = load_checkpoint(file);
-    const sequential& m = replicas_[0]->model;
-    if (c.layout != layout_hash(m) || c.parameters.size() != m.parameters().size() ||
-        c.velocity.size() != c.parameters.size())
-      throw checkpoint_error(file, "written for a different model (" + std::to_string(c.parameters.size()) +
-                                       " parameters; this model has " + std::to_string(m.parameters().size()) + ")");
-    if (c.seed != options_.seed)
-      throw checkpoint_error(file, "written by a run with seed " + std::to_string(c.seed) + ", this run has seed " +
-                                       std::to_string(options_.seed));
-    for (auto& r : replicas_) {
-      std::copy(c.parameters.begin(), c.parameters.end(), r->model.parameters().begin());
-      std::copy(c.velocity.begin(), c.velocity.end(), r->opt.velocity().begin());
-    }
-    epoch_ = c.epoch;
-    step_ = c.step;
   }
 
  private:
   struct replica {
-    replica(const sequential& m, sgd_options o) : model(m), opt(m.parameters().size(), o) {}
+    replica(const sequential& m, sgd_options o, loss_kind l) : model(m), opt(m.parameters().size(), o), loss(l) {}
     sequential model;
     sgd opt;
+    label_loss loss;
     tensor grad_out;
-    softmax_cross_entropy loss;
-    step_result result;
-    std::vector<step_result> epoch_results;  // per step of the current epoch
     tensor batch_x;  // this replica's shard, gathered by train_epoch
     std::vector<std::int32_t> batch_y;
+    std::exception_ptr error;  // this replica's failure in the current run
   };
 
-  data_parallel_trainer(dpar::thread_pool* pool, const sequential& model, train_options options)
-      : pool_(pool), options_(std::move(options)) {
-    if (options_.batch == 0) throw std::invalid_argument("dpar::nn::data_parallel_trainer: batch size must be positive");
-    std::size_t k = pool_ ? pool_->size() : 1;
-    for (std::size_t r = 0; r < k; ++r) replicas_.push_back(std::make_unique<replica>(model, options_.sgd));
-    if (k > 1) comm_ = std::make_unique<dpar::communicator>(k);
-    run_replicas([&](std::size_t rank, std::size_t) {
-      if (comm_) comm_->broadcast(rank, replicas_[rank]->model.parameters(), 0);
-    });
+  // What stopped the last run, as every replica agreed (written by local replica 0).
+  struct outcome {
+    enum class kind { ok, failed, diverged, invalid };
+    std::string message;
+    kind what = kind::ok;
+  };
+
+  // The status collective's payload: [failed replicas, loss sum, correct, samples].
+  using totals = std::array<double, 4>;
+  static constexpr std::size_t failed_at = 0, loss_at = 1, correct_at = 2, samples_at = 3;
+
+  static step_result to_result(const totals& t) {
+    return {t[loss_at], static_cast<std::size_t>(t[correct_at]), static_cast<std::size_t>(t[samples_at])};
   }
 
-  void check_replicas(std::size_t after_step) const {
-    auto p0 = replicas_[0]->model.parameters();
-    for (std::size_t r = 1; r < replicas_.size(); ++r) {
-      auto pr = replicas_[r]->model.parameters();
-      auto diff = std::mismatch(p0.begin(), p0.end(), pr.begin());
-      if (diff.first != p0.end())
-        throw std::logic_error("dpar::nn::data_parallel_trainer: replica " + std::to_string(r) +
-                               " diverged from replica 0 at parameter " + std::to_string(diff.first - p0.begin()) +
-                               " after step " + std::to_string(after_step));
+  static void check_schedule(const lr_function& f) {
+    if (!f) throw std::invalid_argument("dpar::nn::data_parallel_trainer: the learning-rate schedule is empty");
+  }
+
+  // Runs f(local, replica) on every local replica, then raises what stopped it.
+  template <class F>
+  void run(F&& f) const {
+    group_->run([&](std::size_t local) {
+      replica& r = *replicas_[local];
+      r.error = nullptr;
+      if (local == 0) outcome_ = {};  // written by local replica 0 only, read after the run
+      f(local, r);
+    });
+    for (auto& r : replicas_)
+      if (r->error) std::rethrow_exception(r->error);  // the original error, where it happened
+    switch (outcome_.what) {
+      case outcome::kind::ok: return;
+      case outcome::kind::failed: throw collective_error(outcome_.message);
+      case outcome::kind::diverged: throw std::logic_error(outcome_.message);
+      case outcome::kind::invalid: throw std::invalid_argument(outcome_.message);
     }
   }
-  // Validates labels and features before the replicas start: a replica that
-  // threw would abort the others' all-reduce and leave the replicas unequal.
-  void check_batch(std::size_t features, std::span<const std::int32_t> labels) const {
-    std::size_t classes = replicas_[0]->model.out_features();
-    if (features != replicas_[0]->model.in_features())
+
+  // "3 (rank 1)": global replica g and the MPI rank that runs it.
+  std::string who(std::size_t g) const {
+    return std::to_string(g) + " (rank " + std::to_string(group_->process_of(g)) + ")";
+  }
+
+  // [first, last) of n items for local replica `local` among all replicas.
+  std::pair<std::size_t, std::size_t> share(std::size_t local, std::size_t n) const {
+    std::size_t g = group_->first() + local, k = group_->size();
+    return {n * g / k, n * (g + 1) / k};
+  }
+
+  // The status collective, by every replica: sums t over all replicas, with
+  // this replica's failure in t[failed_at]. False, on every replica alike, if
+  // any failed; then outcome_ names the first failed replica and its error.
+  bool sync(std::size_t local, replica& r, totals& t) const {
+    t[failed_at] = r.error ? 1.0 : 0.0;
+    group_->all_reduce(local, std::span<double>(t));
+    if (t[failed_at] == 0) return true;
+    // Rare path: which replica failed first, and its message, for everyone.
+    std::size_t k = group_->size(), g = group_->first() + local;
+    std::vector<std::uint64_t> failed(k, 0);
+    if (r.error) failed[g] = 1;
+    group_->all_reduce(local, std::span<std::uint64_t>(failed));
+    std::size_t root = static_cast<std::size_t>(std::find(failed.begin(), failed.end(), 1u) - failed.begin());
+    std::string text = g == root ? message_of(r.error) : std::string();
+    std::uint64_t length = text.size();
+    group_->broadcast(local, std::as_writable_bytes(std::span(&length, 1)), root);
+    text.resize(length);
+    group_->broadcast(local, std::as_writable_bytes(std::span(text.data(), text.size())), root);
+    if (local == 0)
+      outcome_ = {"dpar::nn::data_parallel_trainer: replica " + who(root) + " failed: " + text, outcome::kind::failed};
+    return false;
+  }
+
+  static std::string message_of(const std::exception_ptr& e) {
+    try {
+      std::rethrow_exception(e);
+    } catch (const std::exception& x) {
+      return x.what();
+    } catch (...) {
+      return "unknown exception";
+    }
+  }
+
+  // The first global replica whose `value` differs from replica 0's (size() if
+  // none), the same on every replica: one all-reduce of a slot per replica.
+  std::size_t first_different(std::size_t local, std::uint64_t value) const {
+    std::vector<std::uint64_t> values(group_->size(), 0);
+    values[group_->first() + local] = value;
+    group_->all_reduce(local, std::span<std::uint64_t>(values));
+    return static_cast<std::size_t>(std::find_if(values.begin(), values.end(), [&](auto v) { return v != values[0]; }) -
+                                    values.begin());
+  }
+
+  // Compares a hash of every replica's parameters with replica 0's.
+  bool check_lockstep(std::size_t local, replica& r, std::size_t after_step) const {
+    std::uint64_t h = 1469598103934665603ull;
+    for (float p : r.model.parameters()) {
+      std::uint32_t bits;
+      std::memcpy(&bits, &p, sizeof bits);
+      h = (h ^ bits) * 1099511628211ull;
+    }
+    std::size_t odd = first_different(local, h);
+    if (odd == group_->size()) return true;
+    if (local == 0)
+      outcome_ = {"dpar::nn::data_parallel_trainer: replica " + who(odd) + " diverged from replica 0 after step " +
+                      std::to_string(after_step),
+                  outcome::kind::diverged};
+    return false;
+  }
+
+  void check_features(std::size_t features) const {
+    std::size_t in = replicas_[0]->model.in_features();
+    if (features != in)
       throw std::invalid_argument("dpar::nn::data_parallel_trainer: samples have " + std::to_string(features) +
-                                  " features, the model takes " + std::to_string(replicas_[0]->model.in_features()));
+                                  " features, the model takes " + std::to_string(in));
+  }
+  void check_dataset(const dataset& data) const {
+    if (data.labels.size() != data.images.rows())
+      throw std::invalid_argument("dpar::nn::data_parallel_trainer: data set has " +
+                                  std::to_string(data.images.rows()) + " samples but " +
+                                  std::to_string(data.labels.size()) + " labels");
+    if (data.size() != 0) check_features(data.images.cols());
+  }
+  // Labels of samples [first, first + labels.size()) of a batch or data set.
+  void check_labels(std::span<const std::int32_t> labels, std::size_t first) const {
+    std::size_t classes = replicas_[0]->model.out_features();
     for (std::size_t i = 0; i < labels.size(); ++i)
       if (labels[i] < 0 || static_cast<std::size_t>(labels[i]) >= classes)
         throw std::out_of_range("dpar::nn::data_parallel_trainer: label " + std::to_string(labels[i]) +
-                                " of sample " + std::to_string(i) + " is outside [0, " + std::to_string(classes) + ")");
+                                " of sample " + std::to_string(first + i) + " is outside [0, " +
+                                std::to_string(classes) + ")");
   }
-
-  // One step on a global batch of n samples; shard(replica, first, count)
-  // gives a replica its samples [first, first + count) as (tensor, labels).
-  template <class Shard>
-  step_result step(std::size_t n, Shard shard) {
-    if (n == 0) throw std::invalid_argument("dpar::nn::data_parallel_trainer: empty batch");
-    float lr = options_.schedule(step_);
-    run_replicas([&](std::size_t rank, std::size_t k) { replica_step(rank, k, n, lr, shard); });
-    ++step_;
-    if (options_.check_replicas) check_replicas();
-    step_result total;
-    for (auto& r : replicas_) {  // rank order: deterministic
-      total.loss_sum += r->result.loss_sum;
-      total.correct += r->result.correct;
-      total.samples += r->result.samples;
-    }
-    return total;
-  }
-
-  // Replica `rank`'s part of one step on a global batch of n samples:
-  // forward/backward on its shard, the gradient all-reduce, the update.
-  template <class Shard>
-  void replica_step(std::size_t rank, std::size_t k, std::size_t n, float lr, Shard&& shard) {
-    replica& r = *replicas_[rank];
-    std::size_t first = n * rank / k, last = n * (rank + 1) / k;
-    r.result = {};
-    auto grads = r.model.gradients();
-    if (first == last) {
-      std::fill(grads.begin(), grads.end(), 0.0f);  // an empty shard adds nothing
-    } else {
-      auto [xs, ys] = shard(r, first, last - first);
-      const tensor& logits = r.model.forward(xs);
-      r.grad_out.resize(logits.rows(), logits.cols());
-      // Gradient of (shard loss sum) / n: the all-reduced sum is the global-batch mean.
-      r.result.loss_sum = r.loss(logits, ys, &r.grad_out, n);
-      r.result.correct = count_correct(logits, ys);
-      r.result.samples = ys.size();
-      r.model.backward(r.grad_out);
-    }
-    if (comm_) comm_->all_reduce(rank, grads);
-    r.opt.step(r.model.parameters(), grads, lr);
-  }
-
-  static double loss_(const softmax_cross_entropy& l, const tensor& logits, std::span<const std::int32_t> ys,
-                      tensor* grad, std::size_t total) {
-    return l(logits, ys, grad, total);
-  }
-
-  // Runs f(rank, K) on K concurrent threads, one per replica. The
-  // communicator's run makes a replica that throws abort the others' pending
-  // collectives instead of leaving them waiting; it is then replaced by a fresh
-  // one (a poisoned communicator stays poisoned) and the error reaches the caller.
-  template <class F>
-  void run_replicas(F&& f) {
-    std::size_t k = replicas_.size();
-    if (k == 1) {
-      f(std::size_t{0}, std::size_t{1});
-      return;
-    }
-    if (pool_->concurrency() != k)
-      throw std::logic_error("dpar::nn::data_parallel_trainer: its " + std::to_string(k) +
-                             " replicas need the pool's threads, but it was called from inside a pool job");
+  // Each replica checks its share of a data set's labels; false everywhere if any is bad.
+  bool check_share(std::size_t local, replica& r, const std::vector<std::int32_t>& labels) const {
+    auto [first, last] = share(local, labels.size());
     try {
-      comm_->run(*pool_, f);
+      check_labels(std::span<const std::int32_t>(labels).subspan(first, last - first), first);
     } catch (...) {
-      comm_ = std::make_unique<dpar::communicator>(k);
-      throw;
+      r.error = std::current_exception();
     }
+    totals t{};
+    return sync(local, r, t);
   }
 
-  dpar::thread_pool* pool_;
+  // Replica `local`'s part of one step on a global batch of n samples:
+  // forward/backward on its shard (shard(replica, first, count) gives its
+  // samples [first, first + count) as (tensor, labels)), the status
+  // collective, the gradient all-reduce, the update. t gets the global totals.
+  // False, with no update anywhere, if any replica failed.
+  template <class Shard>
+  bool replica_step(std::size_t local, replica& r, std::size_t n, float lr, Shard&& shard, totals& t) const {
+    auto [first, last] = share(local, n);
+    auto grads = r.model.gradients();
+    t = {};
+    if (!r.error) {
+      try {
+        if (first == last) {
+          std::fill(grads.begin(), grads.end(), 0.0f);  // an empty shard adds nothing
+        } else {
+          auto [xs, ys] = shard(r, first, last - first);
+          const tensor& logits = r.model.forward(xs);
+          r.grad_out.resize(logits.rows(), logits.cols());
+          // Gradient of (shard loss sum) / n: the all-reduced sum is the global-batch mean.
+          t[loss_at] = r.loss(logits, ys, &r.grad_out, n);
+          t[correct_at] = static_cast<double>(count_correct(logits, ys));
+          t[samples_at] = static_cast<double>(ys.size());
+          r.model.backward(r.grad_out);
+        }
+      } catch (...) {
+        r.error = std::current_exception();
+      }
+    }
+    if (!sync(local, r, t)) return false;
+    group_->all_reduce(local, grads);
+    r.opt.step(r.model.parameters(), grads, lr);
+    return true;
+  }
+
+  std::unique_ptr<replica_group> group_;
   train_options options_;
-  std::vector<std::unique_ptr<replica>> replicas_;
-  std::unique_ptr<dpar::communicator> comm_;
+  std::vector<std::unique_ptr<replica>> replicas_;  // this rank's
   std::size_t step_ = 0, epoch_ = 0;
+  mutable outcome outcome_;
 };
 
 }  // namespace dpar::nn

@@ -1,0 +1,152 @@
+#pragma once
+// Replica groups: the replicas of data-parallel training and the collectives
+// among them, behind one small interface, so the trainer does not care where
+// its replicas run. One implementation per kind:
+//   - sequential_group: one replica in the calling thread (dpar::seq);
+//   - thread_group: one replica per thread of a pool, over dpar::communicator
+//     (dpar::par, dpar::par.on(pool));
+//   - mpi_group (nn/mpi.hpp): MPI ranks, each running a group of its own.
+// Replicas are numbered globally, rank-major: this process runs replicas
+// [first(), first() + local_size()) of size().
+//
+// replica_group_for<Policy>::make(policy) builds the group a policy stands for;
+// a new kind of replica (a deterministic wrapper, GPUs) plugs in by
+// specializing it, without touching the trainer.
+//
+// Collectives are called from inside run(f), by every local replica, in the
+// same order on every process. Sums combine replicas in replica order, so
+// every replica gets the same bits.
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "../communicator.hpp"
+#include "../execution.hpp"
+#include "../thread_pool.hpp"
+
+namespace dpar::nn {
+
+class replica_group {
+ public:
+  virtual ~replica_group() = default;
+
+  std::size_t size() const noexcept { return size_; }              // replicas of all processes
+  std::size_t local_size() const noexcept { return local_size_; }  // replicas of this process
+  std::size_t first() const noexcept { return first_; }            // global number of local replica 0
+  int process_rank() const noexcept { return process_rank_; }      // MPI rank; 0 without MPI
+  // The MPI rank that runs global replica g.
+  virtual int process_of(std::size_t g) const { return static_cast<int>(g / local_size_); }
+
+  // Runs f(local) for every local replica concurrently and returns when all
+  // have returned. An exception from any of them reaches the caller; replicas
+  // waiting in a collective are released with an error (within this process:
+  // a failure that other processes must learn of has to travel through a
+  // collective, as the trainer's steps do).
+  virtual void run(const std::function<void(std::size_t local)>& f) = 0;
+
+  // Element-wise sum over all replicas, in replica order, into every replica's data.
+  virtual void all_reduce(std::size_t local, std::span<float> data) = 0;
+  virtual void all_reduce(std::size_t local, std::span<double> data) = 0;
+  virtual void all_reduce(std::size_t local, std::span<std::uint64_t> data) = 0;
+  // Every replica's data becomes a copy of global replica root's.
+  virtual void broadcast(std::size_t local, std::span<std::byte> data, std::size_t root) = 0;
+  virtual void barrier(std::size_t local) = 0;
+
+ protected:
+  replica_group(std::size_t size, std::size_t local_size, std::size_t first, int process_rank)
+      : size_(size), local_size_(local_size), first_(first), process_rank_(process_rank) {}
+
+ private:
+  std::size_t size_, local_size_, first_;
+  int process_rank_;
+};
+
+// One replica, in the calling thread: every collective is the identity.
+class sequential_group final : public replica_group {
+ public:
+  sequential_group() : replica_group(1, 1, 0, 0) {}
+  void run(const std::function<void(std::size_t)>& f) override { f(0); }
+  void all_reduce(std::size_t, std::span<float>) override {}
+  void all_reduce(std::size_t, std::span<double>) override {}
+  void all_reduce(std::size_t, std::span<std::uint64_t>) override {}
+  void broadcast(std::size_t, std::span<std::byte>, std::size_t) override {}
+  void barrier(std::size_t) override {}
+};
+
+// One replica per thread of `pool`, all in this process, meeting in a
+// dpar::communicator. A replica that throws aborts the others' pending
+// collectives; the communicator is then replaced (a poisoned one stays
+// poisoned) and the first error reaches the caller of run.
+class thread_group final : public replica_group {
+ public:
+  explicit thread_group(thread_pool& pool)
+      : replica_group(pool.size(), pool.size(), 0, 0), pool_(pool), comm_(make_comm()) {}
+
+  void run(const std::function<void(std::size_t)>& f) override {
+    if (local_size() == 1) return f(0);
+    if (pool_.concurrency() != local_size())
+      throw std::logic_error("dpar::nn: " + std::to_string(local_size()) +
+                             " replicas need the pool's threads, but they were started from inside a pool job");
+    try {
+      comm_->run(pool_, [&](std::size_t rank, std::size_t) { f(rank); });
+    } catch (...) {
+      comm_ = make_comm();
+      throw;
+    }
+  }
+  void all_reduce(std::size_t local, std::span<float> data) override { reduce(local, data); }
+  void all_reduce(std::size_t local, std::span<double> data) override { reduce(local, data); }
+  void all_reduce(std::size_t local, std::span<std::uint64_t> data) override { reduce(local, data); }
+  void broadcast(std::size_t local, std::span<std::byte> data, std::size_t root) override {
+    if (comm_) comm_->broadcast(local, data, root);
+  }
+  void barrier(std::size_t local) override {
+    if (comm_) comm_->barrier(local);
+  }
+
+ private:
+  std::unique_ptr<communicator> make_comm() const {
+    return local_size() > 1 ? std::make_unique<communicator>(local_size()) : nullptr;
+  }
+  template <class T>
+  void reduce(std::size_t local, std::span<T> data) {
+    if (comm_) comm_->all_reduce(local, data);
+  }
+
+  thread_pool& pool_;
+  std::unique_ptr<communicator> comm_;
+};
+
+// The group a policy's replicas form. Specialize for new kinds of policy.
+template <class Policy>
+struct replica_group_for {
+  static_assert(sizeof(Policy) == 0,
+                "dpar::nn: no replica group for this policy (for dpar::mpi(...) include <dpar/nn/mpi.hpp>)");
+};
+
+template <>
+struct replica_group_for<sequenced_policy> {
+  static std::unique_ptr<replica_group> make(const sequenced_policy&) { return std::make_unique<sequential_group>(); }
+};
+
+template <>
+struct replica_group_for<parallel_policy> {
+  static std::unique_ptr<replica_group> make(const parallel_policy& p) {
+    return std::make_unique<thread_group>(p.pool());
+  }
+};
+
+template <execution_policy Policy>
+std::unique_ptr<replica_group> make_replica_group(const Policy& policy) {
+  return replica_group_for<std::remove_cvref_t<Policy>>::make(policy);
+}
+
+}  // namespace dpar::nn

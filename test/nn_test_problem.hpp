@@ -1,0 +1,74 @@
+#pragma once
+// The small problem the trainer tests share: Gaussian blobs, a 12-16-8-5 MLP
+// and options with momentum, weight decay and a warmed-up cosine schedule.
+#include <dpar/nn.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <random>
+#include <vector>
+
+namespace nn_test {
+
+namespace nn = dpar::nn;
+
+// `classes` centres in `features` dimensions, with noise.
+inline nn::dataset blobs(std::size_t n, std::size_t features, std::size_t classes, std::uint64_t seed,
+                         float noise = 0.6f) {
+  std::mt19937_64 g(seed);
+  std::normal_distribution<float> d(0.0f, 1.0f);
+  std::vector<float> centres(classes * features);
+  std::mt19937_64 cg(1234);  // same centres for every seed: train and test share the problem
+  for (auto& c : centres) c = d(cg);
+  nn::dataset data;
+  data.images.resize(n, features);
+  for (std::size_t i = 0; i < n; ++i) {
+    auto y = static_cast<std::int32_t>(g() % classes);
+    data.labels.push_back(y);
+    for (std::size_t f = 0; f < features; ++f) data.images(i, f) = centres[y * features + f] + noise * d(g);
+  }
+  return data;
+}
+
+inline nn::train_options options(std::size_t batch) {
+  nn::train_options o;
+  o.batch = batch;
+  o.seed = 9;
+  o.schedule = nn::lr_schedule::cosine(0.1f, 40).with_warmup(3);
+  o.sgd = {0.9f, true, 1e-3f};
+  o.check_replicas = true;
+  return o;
+}
+
+inline nn::sequential model() {
+  auto m = nn::make_mlp({12, 16, 8, 5});
+  m.initialize(3);
+  return m;
+}
+
+inline std::vector<float> params(const nn::data_parallel_trainer& t) {
+  auto p = t.model().parameters();
+  return {p.begin(), p.end()};
+}
+
+inline double max_abs(const std::vector<float>& v) {
+  double m = 0;
+  for (float x : v) m = std::max(m, double(std::abs(x)));
+  return m;
+}
+
+inline double max_abs_difference(const std::vector<float>& a, const std::vector<float>& b) {
+  double d = 0;
+  for (std::size_t i = 0; i < std::min(a.size(), b.size()); ++i) d = std::max(d, double(std::abs(a[i] - b[i])));
+  return d;
+}
+
+// The global batch of step s: consecutive rows, wrapping around.
+inline std::pair<nn::tensor, std::span<const std::int32_t>> batch_of(const nn::dataset& data, std::size_t batch,
+                                                                     std::size_t s) {
+  std::size_t first = (s * batch) % data.size(), count = std::min(batch, data.size() - first);
+  return {data.images.rows_view(first, count), std::span<const std::int32_t>(data.labels).subspan(first, count)};
+}
+
+}  // namespace nn_test

@@ -1,0 +1,359 @@
+// The data-parallel trainer over MPI ranks (run under mpiexec -n 2 and -n 4):
+// ranks x threads match one replica, totals are global, ranks stay bitwise
+// identical, checkpoints resume exactly, and a failure on one rank raises on
+// every rank. Every rank runs the same test cases in the same order; a
+// watchdog aborts the job if a case hangs.
+#include <dpar/nn/mpi.hpp>
+
+#define CATCH_CONFIG_RUNNER
+#include <catch2/catch.hpp>
+#include <unistd.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "nn_test_problem.hpp"
+
+using namespace nn_test;
+
+namespace {
+
+int world_rank() { return dpar::detail::mpi::rank_of(MPI_COMM_WORLD); }
+int world_size() { return dpar::detail::mpi::size_of(MPI_COMM_WORLD); }
+
+// Rank 0's copy of v, on every rank.
+template <class T>
+std::vector<T> from_rank0(std::vector<T> v) {
+  MPI_Bcast(v.data(), static_cast<int>(v.size() * sizeof(T)), MPI_BYTE, 0, MPI_COMM_WORLD);
+  return v;
+}
+
+// A trainer over all ranks with `threads` replicas per rank (1: seq inside the rank).
+nn::data_parallel_trainer mpi_trainer(dpar::thread_pool& pool, const nn::sequential& m, nn::train_options o) {
+  if (pool.size() == 1) return nn::data_parallel_trainer(dpar::mpi(MPI_COMM_WORLD, dpar::seq), m, std::move(o));
+  return nn::data_parallel_trainer(dpar::mpi(MPI_COMM_WORLD, dpar::par.on(pool)), m, std::move(o));
+}
+
+// A file name every rank agrees on (rank 0's pid).
+std::string shared_temp(const std::string& stem) {
+  std::vector<int> pid{static_cast<int>(::getpid())};
+  return (std::filesystem::temp_directory_path() / (stem + std::to_string(from_rank0(pid)[0]))).string();
+}
+
+// Passes its input through; throws in forward on the ranks listed in `fail_on`.
+class failing_on_rank final : public nn::layer {
+ public:
+  std::string name() const override { return "FailingOnRank"; }
+  std::size_t out_features(std::size_t in) const override { return in; }
+  void forward(const nn::tensor& x, nn::tensor& y) override {
+    if (fail_on == world_rank()) throw std::runtime_error("user layer failed on rank " + std::to_string(fail_on));
+    std::copy(x.data(), x.data() + x.size(), y.data());
+  }
+  void backward(const nn::tensor&, const nn::tensor&, const nn::tensor& dy, nn::tensor* dx) override {
+    if (dx) std::copy(dy.data(), dy.data() + dy.size(), dx->data());
+  }
+  std::unique_ptr<nn::layer> clone() const override { return std::make_unique<failing_on_rank>(*this); }
+  static inline int fail_on = -1;
+};
+
+// Nudges its parameter in forward on one rank only: that rank's replicas drift.
+class drifting_on_rank final : public nn::layer {
+ public:
+  std::string name() const override { return "DriftingOnRank"; }
+  std::size_t out_features(std::size_t in) const override { return in; }
+  std::size_t parameter_count() const override { return 1; }
+  void bind(float* params, float* grads) override { p_ = params, g_ = grads; }
+  void forward(const nn::tensor& x, nn::tensor& y) override {
+    std::copy(x.data(), x.data() + x.size(), y.data());
+    if (world_rank() == 1) *p_ += 1.0f;
+  }
+  void backward(const nn::tensor&, const nn::tensor&, const nn::tensor& dy, nn::tensor* dx) override {
+    *g_ = 0.0f;
+    if (dx) std::copy(dy.data(), dy.data() + dy.size(), dx->data());
+  }
+  std::unique_ptr<nn::layer> clone() const override { return std::make_unique<drifting_on_rank>(*this); }
+
+ private:
+  float *p_ = nullptr, *g_ = nullptr;
+};
+
+// On the failing rank the original error; on the others a collective_error naming it.
+template <class F>
+void require_fails_everywhere(int failing, const std::string& original, F&& f) {
+  try {
+    f();
+    FAIL("no exception on rank " << world_rank());
+  } catch (const dpar::collective_error& e) {
+    INFO(e.what());
+    REQUIRE(world_rank() != failing);
+    REQUIRE_THAT(e.what(), Catch::Contains("(rank " + std::to_string(failing) + ") failed: ") &&
+                               Catch::Contains(original));
+  } catch (const std::exception& e) {
+    INFO(e.what());
+    REQUIRE(world_rank() == failing);
+    REQUIRE_THAT(e.what(), Catch::Contains(original));
+  }
+}
+
+}  // namespace
+
+TEST_CASE("nn over MPI: the replica group's all-reduce sums every replica of every rank, short and long buffers",
+          "[nn][mpi]") {
+  const std::size_t ranks = static_cast<std::size_t>(world_size());
+  for (std::size_t threads : {1, 2}) {
+    dpar::thread_pool pool(threads);
+    std::unique_ptr<nn::replica_group> group =
+        threads == 1 ? nn::make_replica_group(dpar::mpi(MPI_COMM_WORLD, dpar::seq))
+                     : nn::make_replica_group(dpar::mpi(MPI_COMM_WORLD, dpar::par.on(pool)));
+    REQUIRE(group->size() == ranks * threads);
+    REQUIRE(group->first() == static_cast<std::size_t>(world_rank()) * threads);
+    REQUIRE(group->process_of(group->size() - 1) == world_size() - 1);
+    // 0, 1, a prime, and long buffers that take the reduce-scatter path (> 4096 elements gathered).
+    for (std::size_t n : {0, 1, 7, 1031, 10007}) {
+      INFO(threads << " threads per rank, " << n << " elements");
+      std::vector<std::vector<float>> buffers(threads, std::vector<float>(n));
+      std::vector<std::vector<double>> sums(threads, std::vector<double>(n));
+      group->run([&](std::size_t local) {
+        std::size_t g = group->first() + local;
+        for (std::size_t i = 0; i < n; ++i) buffers[local][i] = float((g + 1) * (i % 13 + 1));  // small integers: exact
+        for (std::size_t i = 0; i < n; ++i) sums[local][i] = double(g) + double(i);
+        group->all_reduce(local, std::span<float>(buffers[local]));
+        group->all_reduce(local, std::span<double>(sums[local]));
+      });
+      const std::size_t k = group->size();
+      for (std::size_t local = 0; local < threads; ++local)
+        for (std::size_t i = 0; i < n; ++i) {
+          REQUIRE(buffers[local][i] == float(k * (k + 1) / 2 * (i % 13 + 1)));
+          REQUIRE(sums[local][i] == double(k * (k - 1) / 2) + double(k) * double(i));
+        }
+      REQUIRE(buffers[0] == from_rank0(buffers[0]));
+    }
+    // Broadcast from the last replica of the last rank reaches everyone.
+    std::vector<std::vector<std::uint64_t>> values(threads, std::vector<std::uint64_t>(5));
+    group->run([&](std::size_t local) {
+      std::size_t g = group->first() + local;
+      for (auto& v : values[local]) v = g;
+      group->broadcast(local, std::as_writable_bytes(std::span(values[local])), group->size() - 1);
+      group->barrier(local);
+    });
+    for (auto& v : values) REQUIRE(v == std::vector<std::uint64_t>(5, group->size() - 1));
+  }
+}
+
+TEST_CASE("nn over MPI: ranks x 1 and 2 threads match one replica over 20 steps; ranks stay bitwise identical",
+          "[nn][mpi]") {
+  auto data = blobs(103, 12, 5, 1);
+  for (std::size_t batch : {37, 3}) {  // batch 3: some replicas get empty shards
+    nn::data_parallel_trainer one(dpar::seq, model(), options(batch));
+    for (std::size_t threads : {1, 2}) {
+      dpar::thread_pool pool(threads);
+      nn::data_parallel_trainer single(dpar::seq, model(), options(batch));
+      auto t = mpi_trainer(pool, model(), options(batch));
+      REQUIRE(t.replicas() == threads * static_cast<std::size_t>(world_size()));
+      REQUIRE(t.local_replicas() == threads);
+      REQUIRE(t.rank() == world_rank());
+      for (std::size_t s = 0; s < 20; ++s) {
+        auto [x, y] = batch_of(data, batch, s);
+        auto want = single.train_step(x, y);
+        auto got = t.train_step(x, y);  // every rank passes the same global batch
+        REQUIRE(got.samples == want.samples);  // global totals
+        REQUIRE(got.correct == want.correct);
+        REQUIRE(got.loss_sum == Approx(want.loss_sum).epsilon(1e-5));
+        auto p = params(t);
+        REQUIRE(p == from_rank0(p));  // bitwise identical on every rank after every step
+      }
+      double diff = max_abs_difference(params(single), params(t));
+      INFO("batch " << batch << ", " << threads << " threads per rank: max |difference| " << diff);
+      REQUIRE(diff <= 1e-5 * max_abs(params(single)));
+      REQUIRE(t.steps() == 20);
+    }
+  }
+}
+
+TEST_CASE("nn over MPI: epoch totals, progress and evaluate are global and equal one replica's", "[nn][mpi]") {
+  auto train = blobs(250, 12, 5, 12), test = blobs(101, 12, 5, 13);
+  dpar::thread_pool pool(2);
+  nn::data_parallel_trainer single(dpar::seq, model(), options(32));
+  auto t = mpi_trainer(pool, model(), options(32));
+  auto e0 = t.evaluate(test), s0 = single.evaluate(test);
+  REQUIRE(e0.samples == 101);
+  REQUIRE(e0.correct == s0.correct);
+  REQUIRE(e0.loss_sum == Approx(s0.loss_sum).epsilon(1e-6));
+  for (int epoch = 0; epoch < 2; ++epoch) {
+    std::vector<std::size_t> done;
+    auto r = t.train_epoch(train, [&](std::size_t d, std::size_t, double) { done.push_back(d); });
+    auto w = single.train_epoch(train);
+    REQUIRE(done.size() == 8);
+    for (std::size_t j = 0; j < done.size(); ++j) REQUIRE(done[j] == std::min<std::size_t>(32 * (j + 1), 250));
+    REQUIRE(r.samples == 250);
+    REQUIRE(r.correct == w.correct);
+    REQUIRE(r.loss_sum == Approx(w.loss_sum).epsilon(1e-5));
+  }
+  REQUIRE(t.epochs() == 2);
+  auto e = t.evaluate(test), s = single.evaluate(test);
+  REQUIRE(e.samples == 101);
+  REQUIRE(e.correct == s.correct);
+  REQUIRE(e.loss_sum == Approx(s.loss_sum).epsilon(1e-5));
+  t.check_replicas();
+}
+
+TEST_CASE("nn over MPI: save on every rank, resume on every rank, bitwise-identical continuation", "[nn][mpi]") {
+  auto data = blobs(250, 12, 5, 11);
+  std::string file = shared_temp("dpar_nn_mpi_resume_");
+  dpar::thread_pool pool(2);
+  auto straight = mpi_trainer(pool, model(), options(40));
+  for (int e = 0; e < 3; ++e) straight.train_epoch(data);
+  {
+    auto first = mpi_trainer(pool, model(), options(40));
+    first.train_epoch(data);
+    first.save(file);
+  }
+  auto fresh = model();
+  fresh.initialize(99);
+  auto resumed = mpi_trainer(pool, fresh, options(40));
+  resumed.resume(file);
+  REQUIRE(resumed.epochs() == 1);
+  resumed.train_epoch(data);
+  resumed.train_epoch(data);
+  REQUIRE(resumed.steps() == straight.steps());
+  REQUIRE(params(resumed) == params(straight));
+  MPI_Barrier(MPI_COMM_WORLD);
+  if (world_rank() == 0) std::filesystem::remove(file);
+}
+
+TEST_CASE("nn over MPI: a failure on one rank raises on every rank, and the trainer stays usable", "[nn][mpi]") {
+  auto data = blobs(64, 12, 5, 3);
+  const int last = world_size() - 1;
+  for (std::size_t threads : {1, 2}) {
+    dpar::thread_pool pool(threads);
+    INFO(threads << " threads per rank");
+    // Bad labels on the last rank only (each replica checks its own shard).
+    {
+      auto t = mpi_trainer(pool, model(), options(16));
+      auto before = params(t);
+      auto batch = batch_of(data, 16, 0);  // not a structured binding: lambdas capture x and y
+      const nn::tensor& x = batch.first;
+      auto y = batch.second;
+      std::vector<std::int32_t> labels(y.begin(), y.end());
+      if (world_rank() == last) std::fill(labels.begin(), labels.end(), 9);
+      require_fails_everywhere(last, "label 9 of sample", [&] { t.train_step(x, labels); });
+      REQUIRE(params(t) == before);  // nobody updated
+      std::vector<std::int32_t> bad(data.labels);
+      if (world_rank() == last) bad[63] = -1;  // the last sample: the last rank's share
+      nn::dataset bad_data{data.images, bad};
+      require_fails_everywhere(last, "label -1 of sample 63", [&] { t.train_epoch(bad_data); });
+      require_fails_everywhere(last, "label -1 of sample 63", [&] { t.evaluate(bad_data); });
+      REQUIRE(params(t) == before);
+      REQUIRE(t.train_step(x, y).samples == 16);
+      auto p = params(t);
+      REQUIRE(p == from_rank0(p));
+    }
+    // An exception in a user layer on rank 0, in a step and in an epoch.
+    {
+      nn::sequential m(12);
+      m.add(failing_on_rank()).add(nn::dense(12, 5));
+      m.initialize(2);
+      auto t = mpi_trainer(pool, m, options(16));
+      auto batch = batch_of(data, 16, 0);  // not a structured binding: lambdas capture x and y
+      const nn::tensor& x = batch.first;
+      auto y = batch.second;
+      failing_on_rank::fail_on = 0;
+      require_fails_everywhere(0, "user layer failed on rank 0", [&] { t.train_step(x, y); });
+      require_fails_everywhere(0, "user layer failed on rank 0", [&] { t.train_epoch(data); });
+      failing_on_rank::fail_on = -1;
+      REQUIRE(t.steps() == 0);
+      t.train_epoch(data);
+      REQUIRE(t.epochs() == 1);
+    }
+    // A progress callback that throws on the last rank only.
+    {
+      auto t = mpi_trainer(pool, model(), options(16));
+      require_fails_everywhere(last, "progress failed", [&] {
+        t.train_epoch(data, [&](std::size_t done, std::size_t, double) {
+          if (world_rank() == last && done == 32) throw std::runtime_error("progress failed");
+        });
+      });
+      t.check_replicas();
+    }
+    // Saving where rank 0 cannot write; resuming a file one rank cannot read.
+    {
+      auto t = mpi_trainer(pool, model(), options(16));
+      require_fails_everywhere(0, "cannot create", [&] { t.save("/nonexistent-dpar-dir/checkpoint"); });
+      std::string file = shared_temp("dpar_nn_mpi_missing_");
+      t.save(file);
+      MPI_Barrier(MPI_COMM_WORLD);
+      std::string mine = world_rank() == last ? file + ".not-there" : file;
+      require_fails_everywhere(last, "cannot open", [&] { t.resume(mine); });
+      MPI_Barrier(MPI_COMM_WORLD);
+      if (world_rank() == 0) std::filesystem::remove(file);
+    }
+  }
+}
+
+TEST_CASE("nn over MPI: check_replicas names the first rank that diverged", "[nn][mpi]") {
+  auto data = blobs(64, 12, 5, 3);
+  nn::sequential m(12);
+  m.add(nn::dense(12, 5)).add(drifting_on_rank());
+  m.initialize(1);
+  dpar::thread_pool pool(2);
+  auto o = options(16);
+  auto t = mpi_trainer(pool, m, o);
+  auto [x, y] = batch_of(data, 16, 0);
+  std::size_t first_of_rank1 = t.local_replicas();  // replicas are numbered rank-major
+  REQUIRE_THROWS_WITH(t.train_step(x, y), Catch::Contains("replica " + std::to_string(first_of_rank1) +
+                                                           " (rank 1) diverged from replica 0 after step 1"));
+  o.check_replicas = false;
+  auto unchecked = mpi_trainer(pool, m, o);
+  unchecked.train_step(x, y);
+  REQUIRE_THROWS_AS(unchecked.check_replicas(), std::logic_error);
+}
+
+TEST_CASE("nn over MPI: ranks with different models are refused on every rank", "[nn][mpi]") {
+  dpar::thread_pool pool(1);
+  auto m = world_rank() == 1 ? nn::make_mlp({12, 7, 5}) : model();
+  REQUIRE_THROWS_WITH(mpi_trainer(pool, m, options(16)), Catch::Contains("has another model than replica 0"));
+}
+
+// Hidden (run by name only): proves the watchdog ends a hung job.
+//   DPAR_TEST_WATCHDOG_SECONDS=3 mpiexec -n 2 test_nn_mpi "[.hang]"   -> exit code 3 after 3 s
+TEST_CASE("nn over MPI: a rank left waiting is ended by the watchdog", "[.hang]") {
+  if (world_rank() == 0) MPI_Barrier(MPI_COMM_WORLD);  // the others never come
+}
+
+int main(int argc, char** argv) {
+  int provided = 0;
+  MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided);
+  // The watchdog: a case that hangs (a rank left waiting in MPI) aborts the
+  // whole job instead of stalling until CTest's timeout.
+  std::mutex m;
+  std::condition_variable cv;
+  bool finished = false;
+  const char* limit_text = std::getenv("DPAR_TEST_WATCHDOG_SECONDS");
+  const int limit = limit_text ? std::atoi(limit_text) : 120;
+  std::thread watchdog([&] {
+    std::unique_lock lock(m);
+    if (!cv.wait_for(lock, std::chrono::seconds(limit), [&] { return finished; })) {
+      std::fprintf(stderr, "test_nn_mpi: rank %d still running after %d s: aborting (a hang)\n", world_rank(), limit);
+      MPI_Abort(MPI_COMM_WORLD, 3);
+      std::_Exit(3);
+    }
+  });
+  int result = Catch::Session().run(argc, argv);
+  int worst = 0;
+  MPI_Allreduce(&result, &worst, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+  {
+    std::lock_guard lock(m);
+    finished = true;
+  }
+  cv.notify_one();
+  watchdog.join();
+  MPI_Finalize();
+  return worst;
+}
