@@ -142,6 +142,7 @@ TEST_CASE("checkpoint: round trip, atomic replace, corruption and truncation det
   c.seed = 42;
   c.replicas = 2;
   c.layout = 0xabcdef;
+  c.schedule = 0x5eed;
   c.parameters = {1.5f, -2.0f, 3.25f};
   c.velocity = {0.1f, 0.2f, 0.3f};
   nn::save_checkpoint(path, c);
@@ -151,6 +152,7 @@ TEST_CASE("checkpoint: round trip, atomic replace, corruption and truncation det
   REQUIRE(r.seed == 42);
   REQUIRE(r.replicas == 2);
   REQUIRE(r.layout == 0xabcdef);
+  REQUIRE(r.schedule == 0x5eed);
   REQUIRE(r.parameters == c.parameters);
   REQUIRE(r.velocity == c.velocity);
   // Saving again replaces the file and leaves no temporary behind.
@@ -162,7 +164,7 @@ TEST_CASE("checkpoint: round trip, atomic replace, corruption and truncation det
 
   auto bytes = read_all(path);
   auto flipped = bytes;
-  flipped[8 + 7 * 8 + 2] ^= 1;  // one bit of a parameter
+  flipped[8 + 8 * 8 + 2] ^= 1;  // one bit of a parameter
   REQUIRE_THROWS_WITH(nn::load_checkpoint(write_file("flip.bin", flipped)), Catch::Contains("checksum mismatch"));
   // The checksum covers the header too: one bit of the epoch.
   flipped = bytes;
@@ -173,6 +175,18 @@ TEST_CASE("checkpoint: round trip, atomic replace, corruption and truncation det
   REQUIRE_THROWS_WITH(nn::load_checkpoint(write_file("cut.bin", cut)), Catch::Contains("size mismatch"));
   cut.resize(10);
   REQUIRE_THROWS_WITH(nn::load_checkpoint(write_file("short.bin", cut)), Catch::Contains("truncated"));
+  // Format 01 (no schedule field) still loads, with the schedule "not recorded".
+  auto format_01 = bytes;
+  format_01[7] = '1';
+  format_01.erase(format_01.begin() + 8 + 5 * 8, format_01.begin() + 8 + 6 * 8);
+  format_01.resize(format_01.size() - 4);
+  std::uint32_t sum = static_cast<std::uint32_t>(crc32(0, format_01.data(), static_cast<uInt>(format_01.size())));
+  for (int i = 0; i < 4; ++i) format_01.push_back(static_cast<unsigned char>(sum >> (8 * i)));
+  nn::checkpoint old = nn::load_checkpoint(write_file("format_01.bin", format_01));
+  REQUIRE(old.schedule == 0);
+  REQUIRE(old.layout == 0xabcdef);
+  REQUIRE(old.parameters == c.parameters);
+  REQUIRE(old.velocity == c.velocity);
   auto magic = bytes;
   magic[0] = 'X';
   REQUIRE_THROWS_WITH(nn::load_checkpoint(write_file("magic.bin", magic)), Catch::Contains("wrong magic"));
@@ -257,7 +271,7 @@ TEST_CASE("checkpoint: devices, directories and FIFOs are refused at once, namin
   std::string path = (scratch_dir() / "big_claim.bin").string();
   nn::save_checkpoint(path, c);
   auto bytes = read_all(path);
-  bytes[8 + 5 * 8 + 7] = 0x40;  // parameter count ~ 2^62
+  bytes[8 + 6 * 8 + 7] = 0x40;  // parameter count ~ 2^62
   REQUIRE_THROWS_WITH(nn::load_checkpoint(write_file("big_claim.bin", bytes)), Catch::Contains("size mismatch"));
   fs::remove_all(scratch_dir());
 }

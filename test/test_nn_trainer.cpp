@@ -124,6 +124,33 @@ TEST_CASE("trainer: resuming from a checkpoint continues exactly", "[nn][trainer
   o.seed = 1;
   nn::data_parallel_trainer wrong_seed(dpar::par.on(pool), model(), o);
   REQUIRE_THROWS_WITH(wrong_seed.resume(file), Catch::Contains("seed 9"));
+
+  // Another schedule (a cosine over another epoch count, another warmup) is refused, and the
+  // refused trainer is untouched; resuming with the writer's options, then set_schedule, works.
+  auto cosine = [](std::size_t total, std::size_t warmup) {
+    auto o = options(40);
+    o.schedule = nn::lr_schedule::cosine(0.1f, total).with_warmup(warmup);
+    return o;
+  };
+  {
+    nn::data_parallel_trainer writer(dpar::par.on(pool), model(), cosine(3 * 7, 3));
+    writer.train_epoch(data);
+    writer.save(file);
+  }
+  for (auto [total, warmup] : {std::pair<std::size_t, std::size_t>{4 * 7, 3}, {3 * 7, 4}}) {
+    nn::data_parallel_trainer other_schedule(dpar::par.on(pool), fresh, cosine(total, warmup));
+    REQUIRE_THROWS_WITH(other_schedule.resume(file), Catch::Contains("another learning-rate schedule"));
+    REQUIRE(other_schedule.epochs() == 0);
+    REQUIRE(params(other_schedule) == std::vector<float>(fresh.parameters().begin(), fresh.parameters().end()));
+  }
+  nn::data_parallel_trainer same_schedule(dpar::par.on(pool), fresh, cosine(3 * 7, 3));
+  same_schedule.resume(file);
+  REQUIRE(same_schedule.epochs() == 1);
+  same_schedule.set_schedule(nn::lr_schedule::constant(0.01f));  // a change on purpose
+  same_schedule.train_epoch(data);
+  same_schedule.save(file);
+  nn::data_parallel_trainer after_change(dpar::par.on(pool), fresh, cosine(3 * 7, 3));
+  REQUIRE_THROWS_WITH(after_change.resume(file), Catch::Contains("another learning-rate schedule"));
   std::filesystem::remove(file);
 }
 

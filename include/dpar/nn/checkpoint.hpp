@@ -35,12 +35,15 @@ struct checkpoint {
   std::uint64_t seed = 0;      // the run's seed (data order derives from it)
   std::uint64_t replicas = 0;  // K of the run that wrote it (bitwise resumption needs the same K)
   std::uint64_t layout = 0;    // hash of the model's layer list
+  std::uint64_t schedule = 0;  // fingerprint of the learning-rate schedule (0: not recorded)
   std::vector<float> parameters;
   std::vector<float> velocity;
 };
 
 namespace detail {
-inline constexpr char checkpoint_magic[8] = {'D', 'P', 'A', 'R', 'N', 'N', '0', '1'};
+// Format 02 added the schedule fingerprint; files of format 01 still load.
+inline constexpr char checkpoint_magic[8] = {'D', 'P', 'A', 'R', 'N', 'N', '0', '2'};
+inline constexpr char checkpoint_magic_01[8] = {'D', 'P', 'A', 'R', 'N', 'N', '0', '1'};
 
 inline void put_u64(std::vector<unsigned char>& out, std::uint64_t v) {
   for (int i = 0; i < 8; ++i) out.push_back(static_cast<unsigned char>(v >> (8 * i)));
@@ -72,7 +75,7 @@ inline std::uint32_t crc(const unsigned char* p, std::size_t n, std::uint32_t so
 // save reuses and removes it. Concurrent saves to one file take turns (flock).
 inline void save_checkpoint(const std::string& file, const checkpoint& c) {
   std::vector<unsigned char> bytes(detail::checkpoint_magic, detail::checkpoint_magic + 8);
-  for (auto v : {c.epoch, c.step, c.seed, c.replicas, c.layout, std::uint64_t(c.parameters.size()),
+  for (auto v : {c.epoch, c.step, c.seed, c.replicas, c.layout, c.schedule, std::uint64_t(c.parameters.size()),
                  std::uint64_t(c.velocity.size())})
     detail::put_u64(bytes, v);
   detail::put_floats(bytes, c.parameters);
@@ -119,21 +122,29 @@ inline void save_checkpoint(const std::string& file, const checkpoint& c) {
 // bounded by the file's real size, checked against the sizes in its header.
 inline checkpoint load_checkpoint(const std::string& file) {
   detail::input_file<checkpoint_error> in(file);
-  constexpr std::size_t header = 8 + 7 * 8, trailer = 4;
+  constexpr std::size_t header_01 = 8 + 7 * 8, trailer = 4;
+  if (in.size() < header_01 + trailer)
+    throw checkpoint_error(file, "truncated: " + std::to_string(in.size()) + " bytes is shorter than the header");
+  unsigned char head[8 + 8 * 8];
+  in.read(head, 8);
+  const bool format_01 = std::memcmp(head, detail::checkpoint_magic_01, 8) == 0;
+  if (!format_01 && std::memcmp(head, detail::checkpoint_magic, 8) != 0)
+    throw checkpoint_error(file, "not a dpar::nn checkpoint (wrong magic)");
+  const std::size_t header = format_01 ? header_01 : header_01 + 8;
   if (in.size() < header + trailer)
     throw checkpoint_error(file, "truncated: " + std::to_string(in.size()) + " bytes is shorter than the header");
-  unsigned char head[header];
-  in.read(head, header);
-  if (std::memcmp(head, detail::checkpoint_magic, 8) != 0)
-    throw checkpoint_error(file, "not a dpar::nn checkpoint (wrong magic)");
+  in.read(head + 8, header - 8);
   const unsigned char* p = head + 8;
   checkpoint c;
-  c.epoch = detail::get_u64(p);
-  c.step = detail::get_u64(p + 8);
-  c.seed = detail::get_u64(p + 16);
-  c.replicas = detail::get_u64(p + 24);
-  c.layout = detail::get_u64(p + 32);
-  std::uint64_t np = detail::get_u64(p + 40), nv = detail::get_u64(p + 48);
+  for (std::uint64_t* field : {&c.epoch, &c.step, &c.seed, &c.replicas, &c.layout}) {
+    *field = detail::get_u64(p);
+    p += 8;
+  }
+  if (!format_01) {
+    c.schedule = detail::get_u64(p);
+    p += 8;
+  }
+  std::uint64_t np = detail::get_u64(p), nv = detail::get_u64(p + 8);
   std::size_t body = in.size() - header - trailer;
   if (np > body / sizeof(float) || nv > body / sizeof(float) || (np + nv) * sizeof(float) != body)
     throw checkpoint_error(file, "size mismatch: header promises " + std::to_string(np) + " parameters and " +

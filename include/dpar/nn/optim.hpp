@@ -4,6 +4,8 @@
 
 #include <cmath>
 #include <cstddef>
+#include <cstdint>
+#include <cstring>
 #include <compare>
 #include <functional>
 #include <iterator>
@@ -105,6 +107,25 @@ class lr_schedule {
 // Any learning-rate schedule: a callable from the step (0-based) to the rate,
 // such as an lr_schedule or a lambda.
 using lr_function = std::function<float(std::size_t step)>;
+
+// A fingerprint of a schedule: a hash of its rates at steps 0, 1, 2, 3, 4, 6,
+// 8, 12, ... up to 2^40, where any warmup, decay or total length shows. A
+// checkpoint keeps it, so that resuming with another schedule (another epoch
+// count, say) is caught. Never 0, which means "not recorded".
+inline std::uint64_t schedule_fingerprint(const lr_function& schedule) {
+  std::uint64_t h = 1469598103934665603ull;
+  auto mix = [&](float lr) {
+    std::uint32_t bits;
+    std::memcpy(&bits, &lr, sizeof bits);
+    for (int i = 0; i < 4; ++i) h = (h ^ ((bits >> (8 * i)) & 0xff)) * 1099511628211ull;
+  };
+  mix(schedule(0));
+  for (std::size_t p = 1; p <= (std::size_t{1} << 40); p *= 2) {
+    mix(schedule(p));
+    if (p >= 2) mix(schedule(p + p / 2));
+  }
+  return h == 0 ? 1 : h;
+}
 
 struct sgd_options {
   float momentum = 0.0f;

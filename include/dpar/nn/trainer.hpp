@@ -256,6 +256,7 @@ class data_parallel_trainer {
           c.seed = options_.seed;
           c.replicas = replicas();
           c.layout = layout_hash(r.model);
+          c.schedule = schedule_fingerprint(options_.schedule);
           c.parameters.assign(r.model.parameters().begin(), r.model.parameters().end());
           c.velocity.assign(r.opt.velocity().begin(), r.opt.velocity().end());
           save_checkpoint(file, c);
@@ -269,8 +270,9 @@ class data_parallel_trainer {
   }
 
   // Collective: every rank reads the file and restores parameters, optimizer
-  // state and progress into its replicas. A checkpoint of another model or
-  // seed is refused (on every rank). One written with another replica count is
+  // state and progress into its replicas. A checkpoint of another model, seed
+  // or learning-rate schedule (the one in effect when it was saved) is refused
+  // (on every rank). One written with another replica count is
   // accepted: the replicas hold one shared state, so training continues the
   // same run, bitwise only with the same replica count (another count groups
   // the gradient sums differently, about 1e-7 relative per step).
@@ -288,6 +290,12 @@ class data_parallel_trainer {
           if (c.seed != options_.seed)
             throw checkpoint_error(file, "written by a run with seed " + std::to_string(c.seed) +
                                              ", this run has seed " + std::to_string(options_.seed));
+          // 0: a checkpoint of format 01, which did not record the schedule.
+          if (c.schedule != 0 && c.schedule != schedule_fingerprint(options_.schedule))
+            throw checkpoint_error(file,
+                                   "written by a run with another learning-rate schedule (another epoch count, "
+                                   "warmup or rate?); resume with the options that wrote it, then call "
+                                   "set_schedule() to change the schedule on purpose");
         } catch (...) {
           r.error = std::current_exception();
         }
