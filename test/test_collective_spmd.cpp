@@ -5,10 +5,12 @@
 #include "common.hpp"
 
 #include <atomic>
+#include <chrono>
 #include <mutex>
 #include <span>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 using dpar_test::mat2;
@@ -278,4 +280,117 @@ TEST_CASE("communicator: bad rank and wrong pool size are clear errors", "[commu
   std::vector<int> v(1);
   CHECK_THROWS_WITH(comm.all_reduce(5, std::span<int>(v)), Catch::Contains("rank 5 is out of range for 3"));
   CHECK(comm.aborted());
+}
+
+// Issue 14, fault 6: the poison of a bad rank carries the original error, so
+// run() rethrows invalid_argument every time, not collective_error.
+TEST_CASE("communicator::run rethrows a participant's out-of-range rank error, every time", "[communicator][errors]") {
+  dpar::thread_pool pool(3);
+  for (int round = 0; round < 100; ++round) {
+    dpar::communicator comm(3);
+    within_seconds(30, "out-of-range rank in run", [&] {
+      CHECK_THROWS_AS(comm.run(pool,
+                               [&](std::size_t rank, std::size_t) {
+                                 std::vector<int> v(8, 1);
+                                 comm.all_reduce(rank == 1 ? 99 : rank, std::span<int>(v));
+                               }),
+                      std::invalid_argument);
+    });
+  }
+}
+
+// Issue 14, fault 7: participants on threads of their own, each with an
+// abort_guard. One returns without joining the collective: the others are
+// released with collective_error naming it instead of waiting forever.
+TEST_CASE("abort_guard: a participant on a raw thread that returns early releases the others", "[communicator][exceptions]") {
+  for (std::size_t leaver : {0, 2}) {
+    dpar::communicator comm(3);
+    messages seen(3);
+    within_seconds(30, "raw threads, one returns early", [&] {
+      std::vector<std::thread> threads;
+      for (std::size_t rank = 0; rank < 3; ++rank)
+        threads.emplace_back([&, rank] {
+          dpar::communicator::abort_guard guard(comm, rank);
+          if (rank == leaver) return;
+          try {
+            comm.barrier(rank);
+          } catch (const dpar::collective_error& e) {
+            seen.record(rank, e.what());
+          }
+        });
+      for (auto& t : threads) t.join();
+    });
+    for (std::size_t r = 0; r < 3; ++r) {
+      INFO("leaver " << leaver << ", rank " << r);
+      if (r == leaver) CHECK(seen.by_rank[r].empty());
+      else CHECK_THAT(seen.by_rank[r], Catch::Contains("rank(s) " + std::to_string(leaver) + " returned"));
+    }
+  }
+}
+
+TEST_CASE("abort_guard: raw threads that all finish normally leave the communicator reusable", "[communicator]") {
+  dpar::communicator comm(4);
+  std::vector<std::vector<int>> data(4, std::vector<int>(1000));
+  within_seconds(30, "raw threads, clean runs", [&] {
+    for (int run = 0; run < 20; ++run) {
+      std::vector<std::thread> threads;
+      for (std::size_t rank = 0; rank < 4; ++rank)
+        threads.emplace_back([&, rank] {
+          dpar::communicator::abort_guard guard(comm, rank);
+          std::fill(data[rank].begin(), data[rank].end(), static_cast<int>(rank));
+          comm.all_reduce(rank, std::span<int>(data[rank]));
+          comm.barrier(rank);
+        });
+      for (auto& t : threads) t.join();
+    }
+  });
+  CHECK_FALSE(comm.aborted());
+  for (auto& d : data) CHECK(d == std::vector<int>(1000, 6));
+  CHECK_THROWS_WITH(dpar::communicator::abort_guard(comm, 4), Catch::Contains("rank 4 is out of range for 4"));
+}
+
+TEST_CASE("abort_guard inside communicator::run defers to run", "[communicator]") {
+  dpar::thread_pool pool(3);
+  dpar::communicator comm(3);
+  within_seconds(30, "abort_guard inside run", [&] {
+    for (int i = 0; i < 10; ++i)
+      comm.run(pool, [&](std::size_t rank, std::size_t) {
+        dpar::communicator::abort_guard guard(comm, rank);
+        comm.barrier(rank);
+      });
+    CHECK_FALSE(comm.aborted());
+    // run still rethrows the original error, not the guard's.
+    CHECK_THROWS_WITH(comm.run(pool,
+                               [&](std::size_t rank, std::size_t) {
+                                 dpar::communicator::abort_guard guard(comm, rank);
+                                 if (rank == 2) throw std::runtime_error("original");
+                                 comm.barrier(rank);
+                               }),
+                      "original");
+  });
+}
+
+TEST_CASE("communicator::run waits for a pool that another thread's job occupies", "[communicator]") {
+  dpar::thread_pool pool(2);
+  dpar::communicator comm(2);
+  std::atomic<bool> occupied{false}, release{false};
+  std::thread holder([&] {
+    pool.run([&](std::size_t i, std::size_t) {
+      if (i != 0) return;
+      occupied = true;
+      while (!release) std::this_thread::yield();
+    });
+  });
+  while (!occupied) std::this_thread::yield();
+  std::thread releaser([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    release = true;
+  });
+  std::vector<std::vector<int>> data(2, std::vector<int>(10, 1));
+  within_seconds(30, "run on a busy pool", [&] {
+    comm.run(pool, [&](std::size_t rank, std::size_t) { comm.all_reduce(rank, std::span<int>(data[rank])); });
+  });
+  releaser.join();
+  holder.join();
+  for (auto& d : data) CHECK(d == std::vector<int>(10, 2));
 }

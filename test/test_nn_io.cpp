@@ -1,16 +1,25 @@
 // IDX reader error cases and checkpoint files.
 #include <dpar/nn/checkpoint.hpp>
 #include <dpar/nn/idx.hpp>
+#include <dpar/nn/trainer.hpp>
 
 #include <catch2/catch.hpp>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <zlib.h>
 
+#include <csignal>
 #include <cstdint>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <thread>
 #include <vector>
+
+#include "collective_common.hpp"  // within_seconds: a hang fails the test
 
 namespace nn = dpar::nn;
 namespace fs = std::filesystem;
@@ -76,6 +85,7 @@ TEST_CASE("idx: malformed input is an idx_error naming the file and the problem"
   using Catch::Contains;
   REQUIRE_THROWS_WITH(parse({}), Contains("'f.idx'") && Contains("truncated header"));
   REQUIRE_THROWS_WITH(parse({1, 0, 8, 1, 0, 0, 0, 0}), Contains("wrong magic"));
+  REQUIRE_THROWS_WITH(parse({0, 1, 8, 1, 0, 0, 0, 0}), Contains("wrong magic"));  // the second byte counts too
   REQUIRE_THROWS_WITH(parse(idx_bytes(0x0d, {2}, 8)), Contains("unsupported element type 0x0d"));
   REQUIRE_THROWS_WITH(parse(idx_bytes(0x08, {}, 0)), Contains("zero dimensions"));
   REQUIRE_THROWS_WITH(parse({0, 0, 8, 3, 0, 0, 0, 1}), Contains("3 dimensions need 16 bytes"));
@@ -148,12 +158,16 @@ TEST_CASE("checkpoint: round trip, atomic replace, corruption and truncation det
   nn::save_checkpoint(path, c);
   REQUIRE(nn::load_checkpoint(path).epoch == 4);
   for (auto& e : fs::directory_iterator(scratch_dir()))
-    REQUIRE(e.path().filename().string().find(".tmp.") == std::string::npos);
+    REQUIRE(e.path().filename().string().find(".tmp") == std::string::npos);
 
   auto bytes = read_all(path);
   auto flipped = bytes;
   flipped[8 + 7 * 8 + 2] ^= 1;  // one bit of a parameter
   REQUIRE_THROWS_WITH(nn::load_checkpoint(write_file("flip.bin", flipped)), Catch::Contains("checksum mismatch"));
+  // The checksum covers the header too: one bit of the epoch.
+  flipped = bytes;
+  flipped[8] ^= 1;
+  REQUIRE_THROWS_WITH(nn::load_checkpoint(write_file("flip_epoch.bin", flipped)), Catch::Contains("checksum mismatch"));
   auto cut = bytes;
   cut.resize(bytes.size() - 5);
   REQUIRE_THROWS_WITH(nn::load_checkpoint(write_file("cut.bin", cut)), Catch::Contains("size mismatch"));
@@ -165,4 +179,242 @@ TEST_CASE("checkpoint: round trip, atomic replace, corruption and truncation det
   REQUIRE_THROWS_WITH(nn::load_checkpoint("/nonexistent/ck"), Catch::Contains("cannot open"));
   REQUIRE_THROWS_WITH(nn::save_checkpoint("/nonexistent/dir/ck", c), Catch::Contains("cannot create"));
   fs::remove_all(scratch_dir());
+}
+
+namespace {
+
+// True when built with a sanitizer, whose allocator and shadow memory make
+// resident-memory figures meaningless.
+constexpr bool sanitized =
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+    true;
+#else
+    false;
+#endif
+
+std::string make_fifo(const std::string& name) {
+  std::string path = (scratch_dir() / name).string();
+  fs::remove(path);
+  REQUIRE(::mkfifo(path.c_str(), 0600) == 0);
+  return path;
+}
+
+// Runs body in a fork() child; returns its exit status (or 128 + signal).
+template <class Body>
+int in_child(Body&& body) {
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    ::alarm(60);  // the child's own watchdog
+    int rc = body();
+    std::fflush(nullptr);
+    std::_Exit(rc);
+  }
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+long resident_kib() {
+  long pages = 0, resident = 0;
+  std::FILE* f = std::fopen("/proc/self/statm", "r");
+  if (f) {
+    if (std::fscanf(f, "%ld %ld", &pages, &resident) != 2) resident = 0;
+    std::fclose(f);
+  }
+  return resident * (::sysconf(_SC_PAGESIZE) / 1024);
+}
+
+// Resets this process's peak resident size to its current one (Linux 4.0+);
+// a fork() child otherwise starts from its parent's peak.
+bool reset_peak() {
+  std::FILE* f = std::fopen("/proc/self/clear_refs", "w");
+  if (!f) return false;
+  bool ok = std::fputs("5", f) >= 0;
+  return std::fclose(f) == 0 && ok;
+}
+
+long peak_kib() {
+  rusage u{};
+  ::getrusage(RUSAGE_SELF, &u);
+  return u.ru_maxrss;
+}
+
+}  // namespace
+
+TEST_CASE("checkpoint: devices, directories and FIFOs are refused at once, naming the file", "[nn][checkpoint]") {
+  dpar_test::within_seconds(30, "load_checkpoint of a non-regular file", [&] {
+    REQUIRE_THROWS_WITH(nn::load_checkpoint("/dev/zero"),
+                        Catch::Contains("'/dev/zero'") && Catch::Contains("not a regular file"));
+    std::string dir = scratch_dir().string();
+    REQUIRE_THROWS_AS(nn::load_checkpoint(dir), nn::checkpoint_error);
+    REQUIRE_THROWS_WITH(nn::load_checkpoint(dir), Catch::Contains(dir) && Catch::Contains("is a directory"));
+    std::string fifo = make_fifo("ck.fifo");
+    REQUIRE_THROWS_WITH(nn::load_checkpoint(fifo), Catch::Contains("not a regular file"));
+  });
+  // A header promising more than the file holds reads nothing beyond the file.
+  nn::checkpoint c;
+  c.parameters.assign(10, 1.0f);
+  std::string path = (scratch_dir() / "big_claim.bin").string();
+  nn::save_checkpoint(path, c);
+  auto bytes = read_all(path);
+  bytes[8 + 5 * 8 + 7] = 0x40;  // parameter count ~ 2^62
+  REQUIRE_THROWS_WITH(nn::load_checkpoint(write_file("big_claim.bin", bytes)), Catch::Contains("size mismatch"));
+  fs::remove_all(scratch_dir());
+}
+
+TEST_CASE("checkpoint: saves killed mid-write leave no temporary files behind", "[nn][checkpoint]") {
+  std::string path = (scratch_dir() / "killed.bin").string();
+  nn::checkpoint big;
+  big.parameters.assign(100000, 0.5f);  // 400 KB: more than the child may write
+  for (int kill = 0; kill < 5; ++kill) {
+    int status = in_child([&] {
+      rlimit limit{64 * 1024, 64 * 1024}, no_core{0, 0};  // writing past 64 KB raises SIGXFSZ: killed mid-save
+      ::setrlimit(RLIMIT_FSIZE, &limit);
+      ::setrlimit(RLIMIT_CORE, &no_core);
+      nn::save_checkpoint(path, big);
+      return 0;
+    });
+    REQUIRE(status == 128 + SIGXFSZ);
+  }
+  std::size_t leftovers = 0;
+  for (auto& e : fs::directory_iterator(scratch_dir())) leftovers += e.path().filename() != "killed.bin.tmp";
+  REQUIRE(leftovers == 0);  // the killed saves share one temporary file
+  nn::checkpoint c;
+  c.epoch = 7;
+  c.parameters = {1, 2, 3};
+  nn::save_checkpoint(path, c);
+  REQUIRE(nn::load_checkpoint(path).epoch == 7);
+  std::vector<std::string> names;
+  for (auto& e : fs::directory_iterator(scratch_dir())) names.push_back(e.path().filename().string());
+  REQUIRE(names == std::vector<std::string>{"killed.bin"});
+  fs::remove_all(scratch_dir());
+}
+
+TEST_CASE("checkpoint: concurrent saves to one file take turns and leave a valid checkpoint", "[nn][checkpoint]") {
+  std::string path = (scratch_dir() / "shared.bin").string();
+  std::vector<std::thread> savers;
+  std::atomic<int> failures{0};
+  for (int t = 0; t < 4; ++t)
+    savers.emplace_back([&, t] {
+      nn::checkpoint c;
+      c.epoch = static_cast<std::uint64_t>(t);
+      c.parameters.assign(5000, static_cast<float>(t));
+      for (int i = 0; i < 10; ++i) {
+        try {
+          nn::save_checkpoint(path, c);
+        } catch (...) {
+          ++failures;
+        }
+      }
+    });
+  for (auto& s : savers) s.join();
+  REQUIRE(failures == 0);
+  nn::checkpoint r = nn::load_checkpoint(path);
+  REQUIRE(r.epoch < 4);
+  REQUIRE(r.parameters == std::vector<float>(5000, static_cast<float>(r.epoch)));
+  fs::remove_all(scratch_dir());
+}
+
+TEST_CASE("idx: directories and FIFOs are clear errors, not a size limit or a hang", "[nn][idx]") {
+  dpar_test::within_seconds(30, "idx_load of a non-regular file", [&] {
+    std::string dir = scratch_dir().string();
+    REQUIRE_THROWS_WITH(nn::idx_load(dir), Catch::Contains(dir) && Catch::Contains("is a directory"));
+    REQUIRE_THROWS_WITH(nn::idx_load(make_fifo("idx.fifo")), Catch::Contains("not a regular file"));
+    REQUIRE_THROWS_WITH(nn::idx_load("/dev/zero"), Catch::Contains("not a regular file"));
+  });
+  fs::remove_all(scratch_dir());
+}
+
+TEST_CASE("idx: every member of a multi-member gzip file is read, as gunzip does", "[nn][idx]") {
+  auto whole = idx_bytes(0x08, {6, 5}, 30);
+  std::vector<std::uint8_t> first(whole.begin(), whole.begin() + 11), second(whole.begin() + 11, whole.end());
+  auto a = read_all(write_gz("part1.gz", first)), b = read_all(write_gz("part2.gz", second));
+  std::vector<std::uint8_t> joined = a;  // cat part1.gz part2.gz
+  joined.insert(joined.end(), b.begin(), b.end());
+  std::string path = write_file("joined.gz", joined);
+  nn::idx_array arr = nn::idx_load(path);
+  REQUIRE(arr.dims == std::vector<std::size_t>{6, 5});
+  REQUIRE(arr.values == std::vector<std::uint8_t>(whole.begin() + 12, whole.end()));
+  // Bytes after the last member that are not another member: an error, not ignored.
+  joined.push_back(0x42);
+  REQUIRE_THROWS_WITH(nn::idx_gunzip(joined, "garbage.gz"), Catch::Contains("1 bytes after the end of the gzip stream"));
+  fs::remove_all(scratch_dir());
+}
+
+TEST_CASE("idx: the size cap bounds the float images, and loading holds the bytes once", "[nn][idx]") {
+  // 20000 images of 32x32 (20 MB of bytes, 80 MB of floats), gzipped.
+  const std::uint32_t n = 20000;
+  std::string images = write_gz("big-images.gz", idx_bytes(0x08, {n, 32, 32}, std::size_t{n} * 1024));
+  std::string labels = write_gz("big-labels.gz", idx_bytes(0x08, {n}, n));
+  const std::size_t bytes = std::size_t{n} * 1024, floats = bytes * sizeof(float);
+  if (sanitized) {
+    WARN("peak-memory checks skipped under a sanitizer");
+  } else {
+    // In a child, so that the peak is this load's: idx_load holds the
+    // decompressed bytes once (growing or copying them would double it), and
+    // idx_load_dataset the floats plus those bytes.
+    int status = in_child([&] {
+      if (!reset_peak()) return 77;
+      long before = resident_kib();
+      auto arr = nn::idx_load(images);
+      long grew = peak_kib() - before;
+      std::printf("idx_load: %zu bytes decompressed, peak grew by %ld KiB\n", arr.values.size(), grew);
+      return arr.values.size() == bytes && grew < static_cast<long>(bytes * 14 / 10 / 1024) ? 0 : 1;
+    });
+    if (status == 77) {
+      WARN("cannot reset the peak resident size (/proc/self/clear_refs); peak-memory checks skipped");
+    } else {
+      REQUIRE(status == 0);
+      status = in_child([&] {
+        reset_peak();
+        long before = resident_kib();
+        auto d = nn::idx_load_dataset(images, labels);
+        long grew = peak_kib() - before;
+        std::printf("idx_load_dataset: %zu floats, peak grew by %ld KiB\n", d.images.size(), grew);
+        return grew < static_cast<long>(floats * 14 / 10 / 1024) ? 0 : 1;
+      });
+      REQUIRE(status == 0);
+    }
+  }
+  REQUIRE_THROWS_WITH(nn::idx_load_dataset(images, labels, floats - 4),
+                      Catch::Contains("more than the limit of " + std::to_string(floats - 4) + " bytes as floats"));
+  REQUIRE_THROWS_WITH(nn::idx_load_dataset(images, labels, floats / 2), Catch::Contains("more than the limit"));
+  REQUIRE(nn::idx_load_dataset(images, labels, floats).images.size() == bytes);
+  fs::remove_all(scratch_dir());
+}
+
+// A label equal to the class count is the first bad one (labels are
+// 0..classes-1): refused before any replica takes a step, whether it is in the
+// first batch or a later one, so the replicas stay equal and untouched.
+TEST_CASE("trainer: a label equal to the class count is refused before any replica runs", "[nn][trainer]") {
+  const std::size_t classes = 3;
+  dpar::thread_pool pool(2);
+  nn::sequential model = nn::make_mlp({4, 5, classes});
+  model.initialize(1);
+  nn::train_options options;
+  options.batch = 4;
+  nn::data_parallel_trainer trainer(dpar::par.on(pool), model, options);
+  nn::dataset data;
+  data.images.resize(8, 4);
+  for (std::size_t i = 0; i < data.images.size(); ++i) data.images.data()[i] = static_cast<float>(i % 5) / 5.0f;
+  data.labels = {0, 1, 2, 0, 1, 2, 0, 2};
+  auto untouched = std::vector<float>(model.parameters().begin(), model.parameters().end());
+  for (std::size_t bad_at : {std::size_t{7}, std::size_t{0}}) {
+    auto labels = data.labels;
+    data.labels[bad_at] = static_cast<std::int32_t>(classes);
+    bool progressed = false;
+    REQUIRE_THROWS_WITH(trainer.train_epoch(data, [&](std::size_t, std::size_t, double) { progressed = true; }),
+                        Catch::Contains("label 3"));
+    REQUIRE_THROWS_WITH(trainer.train_step(data.images, data.labels), Catch::Contains("label 3"));
+    data.labels = labels;
+    CHECK_FALSE(progressed);
+    CHECK(trainer.steps() == 0);
+    for (std::size_t r = 0; r < trainer.replicas(); ++r) {
+      auto p = trainer.model(r).parameters();
+      CHECK(std::vector<float>(p.begin(), p.end()) == untouched);
+    }
+  }
+  // The largest good label trains.
+  trainer.train_epoch(data);
+  CHECK(trainer.steps() == 2);
 }

@@ -1,6 +1,9 @@
+#include "collective_common.hpp"
 #include "common.hpp"
 
 #include <atomic>
+#include <future>
+#include <numeric>
 #include <set>
 #include <stdexcept>
 #include <thread>
@@ -67,7 +70,7 @@ TEST_CASE("nested pool calls run inline instead of deadlocking", "[thread_pool][
   CHECK(pool.concurrency() == 3);
 }
 
-TEST_CASE("jobs from several outside threads take turns on one pool", "[thread_pool]") {
+TEST_CASE("jobs from several outside threads on one pool all give correct results", "[thread_pool]") {
   dpar::thread_pool pool(2);
   std::vector<long> v(100000, 1);
   std::vector<std::thread> callers;
@@ -91,4 +94,62 @@ TEST_CASE("DPAR_NUM_THREADS parsing names the bad value", "[thread_pool][env]") 
   CHECK_THROWS_WITH(parse_thread_count("3 ", "V"), Catch::Contains("not a positive integer"));
   CHECK_THROWS_WITH(parse_thread_count("99999999999999999999999", "V"), Catch::Contains("too large"));
   CHECK_THROWS_WITH(parse_thread_count("5000", "V"), Catch::Contains("too large"));
+  // The limit itself: 4096 is the largest accepted.
+  CHECK(parse_thread_count("4096", "V") == 4096);
+  CHECK_THROWS_WITH(parse_thread_count("4097", "V"), Catch::Contains("V='4097' is too large; at most 4096"));
+  CHECK_THROWS_WITH(dpar::thread_pool(4097), Catch::Contains("size 4097 is out of range [1, 4096]"));
+}
+
+// Issue 14, fault 1: a job that waits for a new thread which calls dpar::par
+// on the same (busy) pool. The new thread must not wait for the pool.
+TEST_CASE("a pool job waiting on a new thread that uses the same pool does not deadlock", "[thread_pool][nested]") {
+  std::vector<long> v(100000);
+  std::iota(v.begin(), v.end(), 1L);
+  const long want = 100000L * 100001L / 2;
+  dpar::thread_pool own(3);
+  for (dpar::thread_pool* pool : {&dpar::thread_pool::global(), &own}) {
+    std::atomic<long> got{0};
+    std::atomic<std::size_t> inner_threads{0};
+    dpar_test::within_seconds(30, "job waiting on a thread that uses the busy pool", [&] {
+      for (int round = 0; round < 20; ++round)
+        pool->run([&](std::size_t i, std::size_t) {
+          if (i != 0) return;
+          got = std::async(std::launch::async, [&] { return dpar::reduce(dpar::par.on(*pool), v, 0L); }).get();
+          // pool.run from that thread runs inline too: one thread, index 0.
+          std::async(std::launch::async, [&] {
+            pool->run([&](std::size_t, std::size_t threads) { inner_threads = threads; });
+          }).get();
+        });
+    });
+    CHECK(got == want);
+    CHECK(inner_threads == 1);
+  }
+}
+
+TEST_CASE("an outside thread finding the pool busy runs its job inline, with correct results", "[thread_pool]") {
+  dpar::thread_pool pool(2);
+  std::atomic<bool> release{false}, occupied{false};
+  std::thread holder([&] {
+    pool.run([&](std::size_t i, std::size_t) {
+      if (i != 0) return;
+      occupied = true;
+      while (!release) std::this_thread::yield();
+    });
+  });
+  while (!occupied) std::this_thread::yield();
+  std::vector<double> v(50000, 0.5), out(v.size());
+  std::size_t threads_seen = 0;
+  pool.run([&](std::size_t, std::size_t threads) { threads_seen = threads; });
+  double sum = dpar::reduce(dpar::par.on(pool), v, 0.0);
+  dpar::inclusive_scan(dpar::par.on(pool), v, out.begin());
+  release = true;
+  holder.join();
+  CHECK(threads_seen == 1);
+  CHECK(sum == 25000.0);
+  CHECK(out.back() == 25000.0);
+  // Free again: jobs use every thread.
+  pool.run([&](std::size_t i, std::size_t threads) {
+    if (i == 0) threads_seen = threads;
+  });
+  CHECK(threads_seen == 2);
 }

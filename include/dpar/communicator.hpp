@@ -20,14 +20,17 @@
 //     for any participant whose f throws; it rethrows the first original
 //     error. It also catches a participant that returns while others still
 //     wait in a collective (they get collective_error, nobody hangs).
-//   - communicator::abort_guard g(comm, rank): aborts if the scope is left by
-//     an exception.
+//   - communicator::abort_guard g(comm, rank), spanning the participant's
+//     whole use of the communicator: aborts if the scope is left by an
+//     exception, and marks the rank gone if it is left normally, so that
+//     others waiting for it in a collective throw instead of hanging.
 // A collective that fails after round 1 still waits for every participant
 // before returning, so no buffer is released while another participant writes
 // it; the buffers then hold partial results. A poisoned communicator stays
 // poisoned; make a new one to start over. Each rank must be used by one
-// thread at a time, and with pool.run directly check pool.concurrency() == K
-// (a nested pool.run runs only rank 0, which would wait for the others).
+// thread at a time. Prefer comm.run to pool.run: pool.run runs inline, on one
+// thread, when nested or when the pool is busy with another thread's job, and
+// rank 0 alone would then wait for the others (check its `threads` == K).
 
 #include <atomic>
 #include <cstddef>
@@ -110,16 +113,24 @@ class communicator {
 
   bool aborted() const noexcept { return poisoned_.load(std::memory_order_acquire); }
 
-  // Aborts the communicator for `rank` if the scope is left by an exception.
+  // For participants on threads of your own: put one around everything a
+  // participant does with the communicator. Left by an exception, it aborts
+  // the communicator for `rank`; left normally, it marks `rank` gone, like a
+  // participant of run() that returns: others that wait for it in a
+  // collective then throw collective_error (once every rank is gone the
+  // communicator is clean again). Inside run() it does nothing; run does both.
   class abort_guard {
    public:
-    abort_guard(communicator& comm, std::size_t rank) noexcept
-        : comm_(comm), rank_(rank), exceptions_(std::uncaught_exceptions()) {}
+    abort_guard(communicator& comm, std::size_t rank)
+        : comm_(comm), rank_(comm.checked_rank(rank, "abort_guard")), exceptions_(std::uncaught_exceptions()) {}
     abort_guard(const abort_guard&) = delete;
     abort_guard& operator=(const abort_guard&) = delete;
     ~abort_guard() {
+      if (running_participant() == &comm_) return;
       if (std::uncaught_exceptions() > exceptions_)
         comm_.poison("dpar::communicator: rank " + std::to_string(rank_) + " left by an exception", nullptr);
+      else
+        comm_.depart(rank_);
     }
 
    private:
@@ -132,7 +143,8 @@ class communicator {
   // which must run size() threads here (pool.size() == size(), not nested).
   // A participant that throws aborts the communicator; the first original
   // error is rethrown here. A participant that returns while others wait in a
-  // collective makes them throw collective_error.
+  // collective makes them throw collective_error. It needs all K threads, so
+  // it waits while another thread's job occupies the pool.
   template <class F>
   void run(thread_pool& pool, F&& f) {
     if (pool.concurrency() != size_)
@@ -140,7 +152,12 @@ class communicator {
                                   " threads concurrently here but the communicator has " + std::to_string(size_) +
                                   " participants");
     try {
-      pool.run([&](std::size_t rank, std::size_t) {
+      pool.submit_waiting([&](std::size_t rank, std::size_t) {
+        struct participant_marker {
+          const communicator* outer;
+          explicit participant_marker(const communicator* comm) : outer(std::exchange(running_participant(), comm)) {}
+          ~participant_marker() { running_participant() = outer; }
+        } marker(this);
         try {
           f(rank, size_);
         } catch (...) {
@@ -192,14 +209,29 @@ class communicator {
     return participants;
   }
 
+  // The communicator run() is running a participant of on this thread, if any.
+  static const communicator*& running_participant() noexcept {
+    thread_local const communicator* comm = nullptr;
+    return comm;
+  }
+
+  std::size_t checked_rank(std::size_t rank, const char* what) const {
+    if (rank >= size_)
+      throw std::invalid_argument("dpar::communicator::" + std::string(what) + ": rank " + std::to_string(rank) +
+                                  " is out of range for " + std::to_string(size_) + " participants");
+    return rank;
+  }
+
   template <class Work>
   void collective(std::size_t rank, kind op, const std::type_info& type, void* data, std::size_t length,
                   std::size_t root, Work&& work) {
-    if (rank >= size_) {
-      std::string message = "dpar::communicator::" + std::string(name(op)) + ": rank " + std::to_string(rank) +
-                            " is out of range for " + std::to_string(size_) + " participants";
-      poison(message, nullptr);
-      throw std::invalid_argument(message);
+    try {
+      checked_rank(rank, name(op));
+    } catch (const std::invalid_argument&) {
+      // The others would wait for the right rank forever: abort with this
+      // error, which run() then rethrows.
+      abort(rank, std::current_exception());
+      throw;
     }
     throw_if_poisoned();
     slots_[rank] = slot{op, &type, data, length, root, false};

@@ -2,6 +2,8 @@
 // dpar: generic data-parallel algorithms. This umbrella needs no CUDA compiler;
 // GPU policies come from <dpar/cuda.hpp>.
 
+#include "detail/cxx20.hpp"  // first: a clear error below C++20
+
 #include "algorithm.hpp"
 #include "collective.hpp"
 #include "concepts.hpp"

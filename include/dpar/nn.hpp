@@ -3,6 +3,8 @@
 // Matrix products go through CBLAS (OpenBLAS); everything elementwise, the
 // reductions and the gradient all-reduce go through dpar. Link dpar::nn.
 
+#include "detail/cxx20.hpp"  // first: a clear error below C++20
+
 #include "nn/blas.hpp"
 #include "nn/checkpoint.hpp"
 #include "nn/idx.hpp"

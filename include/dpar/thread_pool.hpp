@@ -4,6 +4,11 @@
 // A pool of size n runs a job on n threads: the calling thread plus n-1 workers.
 // Fork and join go through two atomic counters; idle workers spin for about
 // 100 us and then block on the counter (futex), so an idle pool burns no CPU.
+//
+// A job never waits for the pool: a call made inside a pool job, while another
+// thread's job occupies the pool (that job may be waiting for this very
+// thread), in a fork() child (the workers stayed in the parent) or after the
+// global pool was destroyed at exit runs inline on the calling thread.
 
 #include <atomic>
 #include <charconv>
@@ -13,7 +18,6 @@
 #include <cstdlib>
 #include <exception>
 #include <memory>
-#include <mutex>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -21,6 +25,8 @@
 #include <thread>
 #include <type_traits>
 #include <vector>
+
+#include <pthread.h>
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -91,6 +97,22 @@ inline std::size_t parse_thread_count(const char* text, const char* what) {
   return value;
 }
 
+// Counts the fork() children this process descends from, so that a pool made
+// before a fork knows, in the child, that its workers are gone.
+inline std::atomic<std::uint64_t> fork_generation{0};
+
+inline std::uint64_t current_fork_generation() noexcept {
+  static const bool registered = [] {
+    ::pthread_atfork(nullptr, nullptr, [] { fork_generation.fetch_add(1, std::memory_order_relaxed); });
+    return true;
+  }();
+  (void)registered;
+  return fork_generation.load(std::memory_order_relaxed);
+}
+
+// Set when the global pool is destroyed at exit; dpar::par then runs inline.
+inline std::atomic<bool> global_pool_destroyed{false};
+
 inline std::size_t default_thread_count() {
   if (const char* env = std::getenv("DPAR_NUM_THREADS")) return parse_thread_count(env, "DPAR_NUM_THREADS");
   unsigned hw = std::thread::hardware_concurrency();
@@ -99,10 +121,12 @@ inline std::size_t default_thread_count() {
 
 }  // namespace detail
 
+class communicator;
+
 class thread_pool {
  public:
   // A pool that runs each job on `threads` threads, the caller included.
-  explicit thread_pool(std::size_t threads) : size_(threads) {
+  explicit thread_pool(std::size_t threads) : size_(threads), fork_generation_(detail::current_fork_generation()) {
     if (threads == 0 || threads > detail::max_pool_threads)
       throw std::invalid_argument("dpar::thread_pool: size " + std::to_string(threads) +
                                   " is out of range [1, " + std::to_string(detail::max_pool_threads) + "]");
@@ -123,19 +147,33 @@ class thread_pool {
 
   // The pool behind dpar::par: DPAR_NUM_THREADS threads if set, else one per
   // hardware thread. A bad DPAR_NUM_THREADS throws std::invalid_argument here.
+  // Once it is destroyed at exit (a static object's destructor calling
+  // dpar::par), this returns a pool of size 1, which runs jobs inline.
   static thread_pool& global() {
-    static thread_pool pool(detail::default_thread_count());
-    return pool;
+    struct owner {
+      thread_pool pool{detail::default_thread_count()};
+      ~owner() { detail::global_pool_destroyed.store(true, std::memory_order_release); }
+    };
+    if (!detail::global_pool_destroyed.load(std::memory_order_acquire)) {
+      static owner global;
+      return global.pool;
+    }
+    static thread_pool* const after_exit = new thread_pool(1);  // never destroyed: usable until the end
+    return *after_exit;
   }
 
   // How many threads a job submitted from this thread runs on: 1 inside a pool
-  // job (nested calls run inline), size() otherwise.
-  std::size_t concurrency() const noexcept { return detail::this_thread_in_pool() ? 1 : size_; }
+  // job (nested calls run inline) or in a fork() child of the process that
+  // made the pool, else size(); but a job that finds the pool busy with
+  // another thread's job runs inline all the same (run passes `threads`).
+  std::size_t concurrency() const noexcept { return detail::this_thread_in_pool() || forked() ? 1 : size_; }
 
   // Calls f(thread, threads) once for every thread in [0, threads), all running
-  // concurrently, the caller as thread 0; returns when all have returned. Inside
-  // a pool job it calls f(0, 1) inline. If any call throws, one of the
-  // exceptions is rethrown here after all have finished.
+  // concurrently, the caller as thread 0; returns when all have returned.
+  // threads is size(), or 1 where the job runs inline (f(0, 1)): inside a pool
+  // job, in a fork() child, or while another thread's job occupies the pool.
+  // If any call throws, one of the exceptions is rethrown here after all have
+  // finished.
   template <class F>
   void run(F&& f) {
     submit(std::forward<F>(f), /*every_thread=*/true);
@@ -162,13 +200,50 @@ class thread_pool {
   static constexpr std::uint64_t closed_bit = std::uint64_t{1} << 31;
   static constexpr std::uint64_t count_mask = closed_bit - 1;
 
+  // communicator::run needs all size() threads: it waits for a busy pool
+  // instead of running inline.
+  friend class communicator;
+
   template <class F>
   void submit(F&& f, bool every_thread) {
-    if (concurrency() == 1) {
+    // An outside thread that finds the pool busy runs its job inline: waiting
+    // could deadlock, since the busy job may be waiting for this thread.
+    if (concurrency() == 1 || !try_occupy()) {
       f(std::size_t{0}, std::size_t{1});
       return;
     }
-    std::lock_guard submit(submit_);  // jobs from different outside threads take turns
+    submit_occupied(std::forward<F>(f), every_thread);
+  }
+
+  // Waits until the pool is free, then runs the job on all size() threads.
+  // For callers that need every thread (communicator::run).
+  template <class F>
+  void submit_waiting(F&& f) {
+    if (forked())
+      throw std::logic_error("dpar::thread_pool: this pool was made before fork(); its threads are not in this process");
+    for (bool busy = true; !try_occupy();) busy_.wait(busy, std::memory_order_relaxed);
+    submit_occupied(std::forward<F>(f), /*every_thread=*/true);
+  }
+
+  bool forked() const noexcept {
+    return detail::fork_generation.load(std::memory_order_relaxed) != fork_generation_;
+  }
+
+  bool try_occupy() noexcept {
+    bool free = false;
+    return busy_.compare_exchange_strong(free, true, std::memory_order_acquire, std::memory_order_relaxed);
+  }
+
+  // Runs the job with the pool occupied by this thread, then frees the pool.
+  template <class F>
+  void submit_occupied(F&& f, bool every_thread) {
+    struct vacate {
+      std::atomic<bool>& busy;
+      ~vacate() {
+        busy.store(false, std::memory_order_release);
+        busy.notify_all();
+      }
+    } vacate_on_exit{busy_};
     using Fn = std::remove_reference_t<F>;
     job_ = job{[](void* fn, std::size_t i, std::size_t n) { (*static_cast<Fn*>(fn))(i, n); },
                const_cast<void*>(static_cast<const void*>(std::addressof(f)))};
@@ -231,13 +306,16 @@ class thread_pool {
     stopping_.store(true, std::memory_order_relaxed);
     epoch_.fetch_add(1, std::memory_order_release);
     epoch_.notify_all();
-    for (auto& t : workers_) t.join();
+    // In a fork() child the workers never existed: joining would wait forever.
+    const bool forked_child = forked();
+    for (auto& t : workers_) forked_child ? t.detach() : t.join();
     workers_.clear();
   }
 
   std::size_t size_;
+  std::uint64_t fork_generation_;  // detail::fork_generation when the pool was made
   std::vector<std::thread> workers_;
-  std::mutex submit_;
+  std::atomic<bool> busy_{false};  // a job occupies the pool (one outside caller at a time)
   job job_;
   std::exception_ptr error_;
   std::atomic<bool> failed_{false};

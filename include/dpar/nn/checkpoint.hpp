@@ -1,22 +1,25 @@
 #pragma once
 // Training checkpoints: parameters, optimizer state and progress in one file,
-// written atomically (temp file, fsync, rename) and guarded by a CRC-32, so a
-// crash mid-write leaves the previous checkpoint intact and a corrupt or
-// mismatched file is refused with a clear error.
+// written atomically (temp file, fsync, rename) and guarded by a CRC-32 of
+// the whole file, so a crash mid-write leaves the previous checkpoint intact
+// and a corrupt or mismatched file is refused with a clear error.
 
 #include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdint>
 #include <cstring>
-#include <fstream>
-#include <iterator>
 #include <stdexcept>
 #include <string>
 #include <system_error>
 #include <vector>
+
+#include "detail/input_file.hpp"
 
 namespace dpar::nn {
 
@@ -51,8 +54,9 @@ inline void put_floats(std::vector<unsigned char>& out, const std::vector<float>
   auto* p = reinterpret_cast<const unsigned char*>(v.data());
   out.insert(out.end(), p, p + v.size() * sizeof(float));
 }
-inline std::uint32_t crc(const unsigned char* p, std::size_t n) {
-  uLong c = crc32(0L, Z_NULL, 0);
+// CRC-32 of n bytes, continuing from `c` (a CRC so far).
+inline std::uint32_t crc(const unsigned char* p, std::size_t n, std::uint32_t so_far = 0) {
+  uLong c = so_far;
   while (n > 0) {
     uInt chunk = static_cast<uInt>(std::min<std::size_t>(n, 1u << 30));
     c = crc32(c, p, chunk);
@@ -63,6 +67,9 @@ inline std::uint32_t crc(const unsigned char* p, std::size_t n) {
 }
 }  // namespace detail
 
+// Writes `c` to `file` atomically. The temporary file is `file`.tmp, one per
+// target: a save that was killed leaves at most that one behind, and the next
+// save reuses and removes it. Concurrent saves to one file take turns (flock).
 inline void save_checkpoint(const std::string& file, const checkpoint& c) {
   std::vector<unsigned char> bytes(detail::checkpoint_magic, detail::checkpoint_magic + 8);
   for (auto v : {c.epoch, c.step, c.seed, c.replicas, c.layout, std::uint64_t(c.parameters.size()),
@@ -73,42 +80,53 @@ inline void save_checkpoint(const std::string& file, const checkpoint& c) {
   std::uint32_t sum = detail::crc(bytes.data(), bytes.size());
   for (int i = 0; i < 4; ++i) bytes.push_back(static_cast<unsigned char>(sum >> (8 * i)));
 
-  std::string tmp = file + ".tmp." + std::to_string(::getpid());
+  const std::string tmp = file + ".tmp";
+  int fd = -1;
+  bool locked = false;
   auto fail = [&](const char* what) {
     int err = errno;
-    ::unlink(tmp.c_str());
+    if (locked) ::unlink(tmp.c_str());  // ours while we hold the lock
+    if (fd >= 0) ::close(fd);
     throw checkpoint_error(file, std::string(what) + ": " + std::strerror(err));
   };
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) fail("cannot create the temporary file");
+  // Lock the temporary file, then make sure it is still the one at `tmp`: a
+  // save that held the lock before may have renamed it to `file` meanwhile.
+  for (;;) {
+    fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) fail("cannot create the temporary file");
+    if (::flock(fd, LOCK_EX) != 0) fail("cannot lock the temporary file");
+    struct stat ours {}, named {};
+    if (::fstat(fd, &ours) == 0 && ::stat(tmp.c_str(), &named) == 0 && ours.st_dev == named.st_dev &&
+        ours.st_ino == named.st_ino)
+      break;
+    ::close(fd);
+  }
+  locked = true;
+  if (::ftruncate(fd, 0) != 0) fail("cannot truncate the temporary file");
   std::size_t done = 0;
   while (done < bytes.size()) {
     ssize_t w = ::write(fd, bytes.data() + done, bytes.size() - done);
     if (w < 0 && errno == EINTR) continue;
-    if (w <= 0) {
-      ::close(fd);
-      fail("write failed");
-    }
+    if (w <= 0) fail("write failed");
     done += static_cast<std::size_t>(w);
   }
-  if (::fsync(fd) != 0) {
-    ::close(fd);
-    fail("fsync failed");
-  }
-  if (::close(fd) != 0) fail("close failed");
+  if (::fsync(fd) != 0) fail("fsync failed");
   if (::rename(tmp.c_str(), file.c_str()) != 0) fail("rename failed");
+  ::close(fd);  // releases the lock; the file is now `file`
 }
 
+// Reads a checkpoint, refusing anything but a regular file; every read is
+// bounded by the file's real size, checked against the sizes in its header.
 inline checkpoint load_checkpoint(const std::string& file) {
-  std::ifstream in(file, std::ios::binary);
-  if (!in) throw checkpoint_error(file, "cannot open the file");
-  std::vector<unsigned char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  constexpr std::size_t header = 8 + 7 * 8;
-  if (bytes.size() < header + 4)
-    throw checkpoint_error(file, "truncated: " + std::to_string(bytes.size()) + " bytes is shorter than the header");
-  if (std::memcmp(bytes.data(), detail::checkpoint_magic, 8) != 0)
+  detail::input_file<checkpoint_error> in(file);
+  constexpr std::size_t header = 8 + 7 * 8, trailer = 4;
+  if (in.size() < header + trailer)
+    throw checkpoint_error(file, "truncated: " + std::to_string(in.size()) + " bytes is shorter than the header");
+  unsigned char head[header];
+  in.read(head, header);
+  if (std::memcmp(head, detail::checkpoint_magic, 8) != 0)
     throw checkpoint_error(file, "not a dpar::nn checkpoint (wrong magic)");
-  const unsigned char* p = bytes.data() + 8;
+  const unsigned char* p = head + 8;
   checkpoint c;
   c.epoch = detail::get_u64(p);
   c.step = detail::get_u64(p + 8);
@@ -116,19 +134,25 @@ inline checkpoint load_checkpoint(const std::string& file) {
   c.replicas = detail::get_u64(p + 24);
   c.layout = detail::get_u64(p + 32);
   std::uint64_t np = detail::get_u64(p + 40), nv = detail::get_u64(p + 48);
-  std::size_t body = bytes.size() - header - 4;
+  std::size_t body = in.size() - header - trailer;
   if (np > body / sizeof(float) || nv > body / sizeof(float) || (np + nv) * sizeof(float) != body)
     throw checkpoint_error(file, "size mismatch: header promises " + std::to_string(np) + " parameters and " +
                                      std::to_string(nv) + " velocities, file holds " + std::to_string(body) +
                                      " payload bytes (truncated or corrupt)");
-  std::size_t n = bytes.size() - 4;
-  std::uint32_t stored = 0;
-  for (int i = 0; i < 4; ++i) stored |= std::uint32_t{bytes[n + i]} << (8 * i);
-  if (detail::crc(bytes.data(), n) != stored) throw checkpoint_error(file, "checksum mismatch (file is corrupt)");
   c.parameters.resize(np);
   c.velocity.resize(nv);
-  std::memcpy(c.parameters.data(), bytes.data() + header, np * sizeof(float));
-  std::memcpy(c.velocity.data(), bytes.data() + header + np * sizeof(float), nv * sizeof(float));
+  in.read(c.parameters.data(), np * sizeof(float));
+  in.read(c.velocity.data(), nv * sizeof(float));
+  unsigned char tail[trailer];
+  in.read(tail, trailer);
+  std::uint32_t stored = 0;
+  for (std::size_t i = 0; i < trailer; ++i) stored |= std::uint32_t{tail[i]} << (8 * i);
+  // The checksum covers the header too, not just the payload.
+  auto as_bytes = [](const std::vector<float>& v) { return reinterpret_cast<const unsigned char*>(v.data()); };
+  std::uint32_t sum = detail::crc(head, header);
+  sum = detail::crc(as_bytes(c.parameters), np * sizeof(float), sum);
+  sum = detail::crc(as_bytes(c.velocity), nv * sizeof(float), sum);
+  if (sum != stored) throw checkpoint_error(file, "checksum mismatch (file is corrupt)");
   return c;
 }
 

@@ -2,19 +2,20 @@
 // Reader for IDX files (the MNIST / Fashion-MNIST format), plain or gzip.
 // Malformed input raises dpar::nn::idx_error naming the file and the problem;
 // allocations are bounded by the bytes actually present (and a size cap), never
-// by what a header claims.
+// by what a header claims. Only regular files are read.
 
 #include <zlib.h>
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
-#include <fstream>
 #include <limits>
 #include <span>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
+#include "detail/input_file.hpp"
 #include "tensor.hpp"
 
 namespace dpar::nn {
@@ -31,22 +32,44 @@ struct idx_array {
   std::vector<std::uint8_t> values;
 };
 
-// Largest decompressed file accepted (Fashion-MNIST's training images are 47 MB).
+// Largest file accepted, after decompression; idx_load_dataset applies it to
+// the float images it returns (Fashion-MNIST's training images are 47 MB, 188 MB
+// as floats).
 inline constexpr std::size_t idx_default_max_bytes = std::size_t{1} << 30;
 
-// Gunzips `bytes` if they start with the gzip magic, else returns them as they are.
+namespace detail {
+
+inline bool is_gzip(std::span<const std::uint8_t> bytes) noexcept {
+  return bytes.size() >= 2 && bytes[0] == 0x1f && bytes[1] == 0x8b;
+}
+
+// The size the last gzip member says it decompresses to (mod 2^32): a hint to
+// reserve the output at once instead of growing it (which peaks at 1.5-2x).
+inline std::size_t gzip_size_hint(std::span<const std::uint8_t> bytes) noexcept {
+  if (bytes.size() < 18) return 0;
+  const std::uint8_t* t = bytes.data() + bytes.size() - 4;
+  return std::size_t{t[0]} | std::size_t{t[1]} << 8 | std::size_t{t[2]} << 16 | std::size_t{t[3]} << 24;
+}
+
+}  // namespace detail
+
+// Gunzips `bytes` if they start with the gzip magic, else returns them as they
+// are. Every member of a multi-member file is read, as gunzip does.
 inline std::vector<std::uint8_t> idx_gunzip(std::span<const std::uint8_t> bytes, const std::string& file,
                                             std::size_t max_bytes = idx_default_max_bytes) {
-  if (bytes.size() < 2 || bytes[0] != 0x1f || bytes[1] != 0x8b) {
+  if (!detail::is_gzip(bytes)) {
     if (bytes.size() > max_bytes) throw idx_error(file, "larger than the limit of " + std::to_string(max_bytes) + " bytes");
     return {bytes.begin(), bytes.end()};
   }
   z_stream z{};
   if (inflateInit2(&z, 15 + 16) != Z_OK) throw idx_error(file, "zlib could not start inflating");
+  auto fail = [&](const std::string& problem) {
+    inflateEnd(&z);
+    throw idx_error(file, problem);
+  };
   std::vector<std::uint8_t> out;
-  z.next_in = const_cast<Bytef*>(bytes.data());
-  std::size_t consumed = 0;
-  int rc = Z_OK;
+  out.reserve(std::min(detail::gzip_size_hint(bytes), max_bytes));
+  std::size_t consumed = 0;  // bytes handed to zlib so far; z.avail_in of them are still unread
   std::uint8_t chunk[1 << 16];
   for (;;) {
     // avail_in is 32-bit: feed at most 1 GiB at a time.
@@ -58,36 +81,38 @@ inline std::vector<std::uint8_t> idx_gunzip(std::span<const std::uint8_t> bytes,
     }
     z.next_out = chunk;
     z.avail_out = sizeof chunk;
-    rc = inflate(&z, Z_NO_FLUSH);
+    int rc = inflate(&z, Z_NO_FLUSH);
     std::size_t produced = sizeof chunk - z.avail_out;
-    if (out.size() + produced > max_bytes) {
-      inflateEnd(&z);
-      throw idx_error(file, "decompresses to more than the limit of " + std::to_string(max_bytes) + " bytes");
-    }
+    if (out.size() + produced > max_bytes)
+      fail("decompresses to more than the limit of " + std::to_string(max_bytes) + " bytes");
     out.insert(out.end(), chunk, chunk + produced);
-    if (rc == Z_STREAM_END) break;
-    if (rc != Z_OK && rc != Z_BUF_ERROR) {
-      std::string msg = z.msg ? z.msg : "error " + std::to_string(rc);
-      inflateEnd(&z);
-      throw idx_error(file, "unreadable gzip data (" + msg + ")");
+    if (rc == Z_STREAM_END) {
+      // Another member may follow (cat a.gz b.gz): read it too.
+      std::size_t next = consumed - z.avail_in;
+      if (next == bytes.size()) break;
+      if (!detail::is_gzip(bytes.subspan(next)))
+        fail("unreadable gzip data (" + std::to_string(bytes.size() - next) + " bytes after the end of the gzip stream)");
+      if (inflateReset(&z) != Z_OK) fail("zlib could not restart inflating");
+      continue;
     }
-    if (z.avail_in == 0 && consumed == bytes.size() && produced == 0) {
-      inflateEnd(&z);
-      throw idx_error(file, "gzip stream is truncated");
-    }
+    if (rc != Z_OK && rc != Z_BUF_ERROR) fail("unreadable gzip data (" + std::string(z.msg ? z.msg : "error " + std::to_string(rc)) + ")");
+    if (z.avail_in == 0 && consumed == bytes.size() && produced == 0) fail("gzip stream is truncated");
   }
   inflateEnd(&z);
+  if (out.capacity() > out.size() + out.size() / 8) out.shrink_to_fit();  // the size hint was wrong
   return out;
 }
 
-// Parses decompressed IDX bytes: magic 0x00 0x00 type ndims, big-endian
-// 32-bit dims, then the values. Only unsigned bytes (type 0x08) are accepted.
-inline idx_array idx_parse(std::span<const std::uint8_t> bytes, const std::string& file) {
+namespace detail {
+
+// Checks an IDX header against the bytes: magic 0x00 0x00 type ndims,
+// big-endian 32-bit dims, then exactly the values. Returns the dims and the
+// header's length. Only unsigned bytes (type 0x08) are accepted.
+inline std::size_t idx_check(std::span<const std::uint8_t> bytes, const std::string& file, std::vector<std::size_t>& dims) {
   if (bytes.size() < 4) throw idx_error(file, "truncated header: " + std::to_string(bytes.size()) + " bytes");
   if (bytes[0] != 0 || bytes[1] != 0)
     throw idx_error(file, "wrong magic number (first bytes must be 0x00 0x00; not an IDX file?)");
-  if (bytes[2] != 0x08)
-    {
+  if (bytes[2] != 0x08) {
     const char* hex = "0123456789abcdef";
     throw idx_error(file, std::string("unsupported element type 0x") + hex[bytes[2] >> 4] + hex[bytes[2] & 15] +
                               " (only unsigned byte, 0x08)");
@@ -98,13 +123,13 @@ inline idx_array idx_parse(std::span<const std::uint8_t> bytes, const std::strin
   if (bytes.size() < header)
     throw idx_error(file, "truncated header: " + std::to_string(ndims) + " dimensions need " + std::to_string(header) +
                               " bytes, file has " + std::to_string(bytes.size()));
-  idx_array a;
+  dims.clear();
   std::size_t count = 1;
   bool overflow = false;
   for (std::size_t d = 0; d < ndims; ++d) {
     const std::uint8_t* p = bytes.data() + 4 + 4 * d;
     std::size_t n = (std::size_t{p[0]} << 24) | (std::size_t{p[1]} << 16) | (std::size_t{p[2]} << 8) | p[3];
-    a.dims.push_back(n);
+    dims.push_back(n);
     if (n != 0 && count > std::numeric_limits<std::size_t>::max() / n) overflow = true;
     else count *= n;
   }
@@ -113,7 +138,7 @@ inline idx_array idx_parse(std::span<const std::uint8_t> bytes, const std::strin
     std::string s;
     for (std::size_t d = 0; d < ndims; ++d) {
       if (d) s.push_back('x');
-      s.append(std::to_string(a.dims[d]));
+      s.append(std::to_string(dims[d]));
     }
     return s;
   };
@@ -124,27 +149,41 @@ inline idx_array idx_parse(std::span<const std::uint8_t> bytes, const std::strin
   if (count < have)
     throw idx_error(file, "dimensions " + shape() + " disagree with the size: " + std::to_string(have - count) +
                               " bytes left over after " + std::to_string(count) + " values");
+  return header;
+}
+
+}  // namespace detail
+
+// Parses decompressed IDX bytes (see detail::idx_check) into a copy.
+inline idx_array idx_parse(std::span<const std::uint8_t> bytes, const std::string& file) {
+  idx_array a;
+  std::size_t header = detail::idx_check(bytes, file, a.dims);
   a.values.assign(bytes.begin() + static_cast<std::ptrdiff_t>(header), bytes.end());
   return a;
 }
 
-inline std::vector<std::uint8_t> idx_read_file_bytes(const std::string& file) {
-  std::ifstream in(file, std::ios::binary);
-  if (!in) throw idx_error(file, "cannot open the file");
-  in.seekg(0, std::ios::end);
-  std::streamoff size = in.tellg();
-  if (size < 0) throw idx_error(file, "cannot determine the file size");
-  if (static_cast<std::size_t>(size) > idx_default_max_bytes)
-    throw idx_error(file, "larger than the limit of " + std::to_string(idx_default_max_bytes) + " bytes");
-  in.seekg(0);
-  std::vector<std::uint8_t> bytes(static_cast<std::size_t>(size));
-  if (!in.read(reinterpret_cast<char*>(bytes.data()), size)) throw idx_error(file, "read failed");
+// Reads a whole regular file of at most max_bytes (a directory, device or
+// FIFO is refused at once).
+inline std::vector<std::uint8_t> idx_read_file_bytes(const std::string& file,
+                                                     std::size_t max_bytes = idx_default_max_bytes) {
+  dpar::nn::detail::input_file<idx_error> in(file);
+  if (in.size() > max_bytes)
+    throw idx_error(file, "larger than the limit of " + std::to_string(max_bytes) + " bytes");
+  std::vector<std::uint8_t> bytes(in.size());
+  in.read(bytes.data(), bytes.size());
   return bytes;
 }
 
-inline idx_array idx_load(const std::string& file) {
-  auto raw = idx_read_file_bytes(file);
-  return idx_parse(idx_gunzip(raw, file), file);
+// Loads an IDX file, plain or gzip, of at most max_bytes once decompressed.
+// The values are parsed in place: the decompressed bytes are held once.
+inline idx_array idx_load(const std::string& file, std::size_t max_bytes = idx_default_max_bytes) {
+  auto bytes = idx_read_file_bytes(file, max_bytes);
+  if (detail::is_gzip(bytes)) bytes = idx_gunzip(bytes, file, max_bytes);
+  idx_array a;
+  std::size_t header = detail::idx_check(bytes, file, a.dims);
+  bytes.erase(bytes.begin(), bytes.begin() + static_cast<std::ptrdiff_t>(header));
+  a.values = std::move(bytes);
+  return a;
 }
 
 // A labelled image set: images as rows of floats in [0, 1], labels as ints.
@@ -174,8 +213,18 @@ inline dataset idx_make_dataset(const idx_array& images, const std::string& imag
   return d;
 }
 
-inline dataset idx_load_dataset(const std::string& images_file, const std::string& labels_file) {
-  return idx_make_dataset(idx_load(images_file), images_file, idx_load(labels_file), labels_file);
+// Loads images and labels. max_bytes bounds the float images returned (so the
+// bytes they decode from are at most a quarter of it); the peak memory is the
+// float images plus their bytes, 1.25x that.
+inline dataset idx_load_dataset(const std::string& images_file, const std::string& labels_file,
+                                std::size_t max_bytes = idx_default_max_bytes) {
+  constexpr std::size_t longest_header = 4 + 4 * 255;
+  idx_array images = idx_load(images_file, max_bytes / sizeof(float) + longest_header);
+  idx_array labels = idx_load(labels_file, max_bytes);
+  if (images.values.size() > max_bytes / sizeof(float))
+    throw idx_error(images_file, std::to_string(images.values.size()) + " pixels need more than the limit of " +
+                                     std::to_string(max_bytes) + " bytes as floats");
+  return idx_make_dataset(images, images_file, labels, labels_file);
 }
 
 }  // namespace dpar::nn
