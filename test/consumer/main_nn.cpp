@@ -1,4 +1,4 @@
-// Built against an installed dpar with COMPONENTS nn: dpar::nn must bring the
+// Built against an installed dpar with COMPONENTS nn: dpar::nn must bring
 // its GEMM library (a dense layer's forward pass) and zlib (a gzip IDX file) with it.
 #include <dpar/nn.hpp>
 
