@@ -7,6 +7,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <array>
 #include <cmath>
 #include <functional>
 #include <random>
@@ -143,6 +144,37 @@ TEST_CASE("tensor: owning, views, resize keeps capacity", "[nn]") {
   REQUIRE(copy.owning());
   REQUIRE(copy(1, 3) == 7.0f);
   REQUIRE(copy.data() != v.data());
+}
+
+TEST_CASE("gemm: every transpose combination and odd shapes against a float64 product", "[nn]") {
+  INFO("GEMM library: " << nn::blas::implementation());
+  std::mt19937_64 g(7);
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  for (auto [m, n, k] : {std::array<std::size_t, 3>{1, 1, 1}, {3, 5, 7}, {17, 1, 31}, {64, 256, 784}, {13, 10, 128}})
+    for (bool ta : {false, true})
+      for (bool tb : {false, true}) {
+        // Leading dimensions wider than the rows, to catch a seam that ignores them.
+        std::size_t lda = (ta ? m : k) + 3, ldb = (tb ? k : n) + 2, ldc = n + 1;
+        std::vector<float> a((ta ? k : m) * lda), b((tb ? n : k) * ldb), c(m * ldc);
+        for (auto* v : {&a, &b, &c})
+          for (auto& x : *v) x = u(g);
+        std::vector<float> c0 = c;
+        const float alpha = 0.75f, beta = -0.5f;
+        nn::blas::gemm(ta, tb, m, n, k, alpha, a.data(), lda, b.data(), ldb, beta, c.data(), ldc);
+        double worst = 0;
+        for (std::size_t i = 0; i < m; ++i)
+          for (std::size_t j = 0; j < n; ++j) {
+            double sum = 0;
+            for (std::size_t p = 0; p < k; ++p)
+              sum += double(ta ? a[p * lda + i] : a[i * lda + p]) * double(tb ? b[j * ldb + p] : b[p * ldb + j]);
+            double want = alpha * sum + beta * double(c0[i * ldc + j]);
+            worst = std::max(worst, std::abs(want - double(c[i * ldc + j])) / (1.0 + std::abs(want)));
+          }
+        INFO(m << "x" << n << "x" << k << " trans_a=" << ta << " trans_b=" << tb);
+        REQUIRE(worst < 1e-5);
+        // The padding between rows of C is left alone.
+        for (std::size_t i = 0; i < m; ++i) REQUIRE(c[i * ldc + n] == c0[i * ldc + n]);
+      }
 }
 
 TEST_CASE("dense + activations: gradients match float64 finite differences", "[nn]") {

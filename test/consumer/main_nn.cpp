@@ -1,5 +1,5 @@
-// Built against an installed dpar with COMPONENTS nn: dpar::nn must bring the
-// CBLAS (a dense layer's forward pass) and zlib (a gzip IDX file) with it.
+// Built against an installed dpar with COMPONENTS nn: dpar::nn must bring
+// its GEMM library (a dense layer's forward pass) and zlib (a gzip IDX file) with it.
 #include <dpar/nn.hpp>
 
 #include <zlib.h>
