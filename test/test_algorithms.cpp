@@ -102,6 +102,17 @@ TEMPLATE_TEST_CASE("reduce and transform_reduce match a long double reference", 
       CHECK(dpar::reduce(policy, a, std::numeric_limits<T>::lowest(), dpar::maximum<T>{}) == mx);
       CHECK(dpar::reduce(policy, a, std::numeric_limits<T>::lowest(),
                          [](T x, T y) { return std::max(x, y); }) == mx);
+      // std::reduce without init: from T{} with +
+      check_scalar(dpar::reduce(policy, a.begin(), a.end()), sum - 5, n);
+      check_scalar(dpar::reduce(policy, a), sum - 5, n);
+      // the two-range transform_reduce with ops of the caller's choosing
+      T max_diff = std::numeric_limits<T>::lowest();
+      for (std::size_t i = 0; i < n; ++i) max_diff = std::max(max_diff, static_cast<T>(a[i] - b[i]));
+      auto diff = [](T x, T y) { return static_cast<T>(x - y); };
+      CHECK(dpar::transform_reduce(policy, a.begin(), a.end(), b.begin(), std::numeric_limits<T>::lowest(),
+                                   dpar::maximum<>{}, diff) == max_diff);
+      CHECK(dpar::transform_reduce(policy, a, b.begin(), std::numeric_limits<T>::lowest(), dpar::maximum<>{}, diff) ==
+            max_diff);
       check_scalar(dpar::transform_reduce(policy, a.begin(), a.end(), b.begin(), T(5)), dot, n);
       check_scalar(dpar::transform_reduce(policy, a, b.begin(), T(5)), dot, n);
       auto square = [](T x) { return x * x; };
@@ -173,6 +184,8 @@ TEST_CASE("empty input: reduce returns init and scans write nothing", "[algorith
     std::vector<int> empty;
     std::vector<int> out{42};
     CHECK(dpar::reduce(policy, empty, 17) == 17);
+    CHECK(dpar::reduce(policy, empty) == 0);
+    CHECK(dpar::transform_reduce(policy, empty, empty.begin(), 3, std::plus<>{}, std::minus<>{}) == 3);
     CHECK(dpar::transform_reduce(policy, empty, empty.begin(), 3) == 3);
     CHECK(dpar::inclusive_scan(policy, empty, out.begin()) == out.begin());
     CHECK(dpar::exclusive_scan(policy, empty, out.begin(), 5) == out.begin());

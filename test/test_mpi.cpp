@@ -10,6 +10,13 @@
 #include "common.hpp"
 
 #include <algorithm>
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <cstdlib>
+#include <mutex>
+#include <stdexcept>
+#include <thread>
 #include <numeric>
 #include <span>
 #include <string>
@@ -215,6 +222,92 @@ TEST_CASE("mpi: a user op that throws on one rank is an error on every rank", "[
   CHECK_THROWS_AS(dpar::all_reduce(dpar::mpi(MPI_COMM_WORLD), mine, throws_on_big), std::exception);
   CHECK_THROWS_AS(dpar::reduce(dpar::mpi(MPI_COMM_WORLD), mine, 0LL, throws_on_big), std::exception);
   // and the communicator still works afterwards
+  std::vector<long long> ok(10, 1);
+  dpar::all_reduce(dpar::mpi(MPI_COMM_WORLD), ok);
+  CHECK(ok == std::vector<long long>(10, world_size()));
+}
+
+// A number whose product throws on rank fragile_rank (for the sum of products).
+int fragile_rank = -1;
+struct fragile {
+  long long v;
+  operator long long() const { return v; }
+  friend fragile operator*(fragile a, fragile b) {
+    if (world_rank() == fragile_rank) throw std::domain_error("poisoned");
+    return {a.v * b.v};
+  }
+};
+
+// Ends the process if a test has not finished in time: a hang in MPI must fail fast.
+class watchdog {
+ public:
+  explicit watchdog(std::chrono::seconds limit)
+      : thread_([this, limit] {
+          std::unique_lock<std::mutex> lock(mutex_);
+          if (!done_changed_.wait_for(lock, limit, [this] { return done_; })) {
+            std::fprintf(stderr, "watchdog: rank %d still running after %llds; a collective hangs\n", world_rank(),
+                         static_cast<long long>(limit.count()));
+            std::_Exit(124);
+          }
+        }) {}
+  ~watchdog() {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      done_ = true;
+    }
+    done_changed_.notify_one();
+    thread_.join();
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable done_changed_;
+  bool done_ = false;
+  std::thread thread_;
+};
+
+TEST_CASE("mpi: a user function that throws in one rank's local phase is an error on every rank", "[mpi][errors]") {
+  watchdog dog(std::chrono::seconds(60));
+  const int me = world_rank();
+  for (int bad : {0, world_size() - 1}) {
+    std::vector<long long> mine(1000, 1), out(1000);
+    auto poisoned = [&](long long x) {
+      if (me == bad) throw std::domain_error("poisoned");
+      return x;
+    };
+    // The throwing rank gets its own exception, every other one a collective_error naming it.
+    auto fails_everywhere = [&](const char* what, auto&& call) {
+      INFO(what << ", throwing on rank " << bad << ", this is rank " << me);
+      try {
+        call();
+        FAIL("no exception");
+      } catch (const std::domain_error&) {
+        CHECK(me == bad);
+      } catch (const dpar::collective_error& e) {
+        CHECK(me != bad);
+        CHECK_THAT(e.what(), Catch::Contains("threw on rank " + std::to_string(bad)));
+      }
+    };
+    auto poisoned_plus = [&](long long a, long long b) { return poisoned(a) + b; };
+    for_each_mpi_policy([&](auto policy, const std::string& name) {
+      INFO(name);
+      // built-in MPI op (+ on long long) and an ordered user op
+      fails_everywhere("transform_reduce", [&] { dpar::transform_reduce(policy, mine, 0LL, std::plus<>{}, poisoned); });
+      fails_everywhere("transform_reduce, two ranges", [&] {
+        dpar::transform_reduce(policy, mine.begin(), mine.end(), mine.begin(), 0LL, std::plus<>{},
+                               [&](long long a, long long b) { return poisoned(a) * b; });
+      });
+      fails_everywhere("transform_reduce, sum of products", [&] {
+        fragile_rank = bad;
+        std::vector<fragile> f(100, fragile{2});
+        dpar::transform_reduce(policy, f.begin(), f.end(), f.begin(), 0LL);
+      });
+      fails_everywhere("reduce", [&] { dpar::reduce(policy, mine, 0LL, poisoned_plus); });
+      fails_everywhere("inclusive_scan", [&] { dpar::inclusive_scan(policy, mine, out.begin(), poisoned_plus); });
+      fails_everywhere("exclusive_scan", [&] { dpar::exclusive_scan(policy, mine, out.begin(), 0LL, poisoned_plus); });
+    });
+  }
+  // every rank is back in step: the communicator still works
   std::vector<long long> ok(10, 1);
   dpar::all_reduce(dpar::mpi(MPI_COMM_WORLD), ok);
   CHECK(ok == std::vector<long long>(10, world_size()));

@@ -54,6 +54,12 @@ TEST_CASE("non-commutative op: 2x2 matrix products give the sequential answer", 
       mat2 sq = identity;
       for (auto& x : a) sq = mat_mul{}(sq, square(x));
       CHECK(dpar::transform_reduce(policy, a, identity, mat_mul{}, square) == sq);
+      // two ranges, both ops non-commutative: the product of a[i] * b[i] in order
+      auto b = random_matrices(n, n + 1);
+      mat2 pairs = identity;
+      for (std::size_t i = 0; i < n; ++i) pairs = mat_mul{}(pairs, mat_mul{}(a[i], b[i]));
+      CHECK(dpar::transform_reduce(policy, a.begin(), a.end(), b.begin(), identity, mat_mul{}, mat_mul{}) == pairs);
+      CHECK(dpar::transform_reduce(policy, a, b.begin(), identity, mat_mul{}, mat_mul{}) == pairs);
     }
   });
 }
@@ -66,6 +72,7 @@ TEST_CASE("strings: concatenation keeps sequence order", "[types][order]") {
       for (std::size_t i = 0; i < n; ++i) words[i] = std::to_string(i) + ",";
       std::string want = std::accumulate(words.begin(), words.end(), std::string(">"));
       CHECK(dpar::reduce(policy, words, std::string(">")) == want);
+      CHECK(dpar::reduce(policy, words) == want.substr(1));  // from std::string{}
       std::vector<std::string> got(n, "x"), expected(n);
       std::inclusive_scan(words.begin(), words.end(), expected.begin());
       dpar::inclusive_scan(policy, words, got.begin());

@@ -24,6 +24,7 @@
 #include <type_traits>
 
 #include "dpar.hpp"
+#include "detail/collective/backend.hpp"
 #include "detail/mpi/backend.hpp"
 #include "detail/mpi/error.hpp"
 
@@ -51,6 +52,11 @@ class mpi_policy {
 
 template <class Inner>
 struct is_execution_policy<mpi_policy<Inner>> : std::true_type {};
+
+template <class Inner>
+struct detail::collective_backend<mpi_policy<Inner>> : detail::mpi::collectives {};
+
+static_assert(detail::backend_for<detail::mpi::backend, mpi_policy<sequenced_policy>>);
 
 // A policy over the ranks of `comm`, each running its local part on `inner`.
 template <execution_policy Inner>

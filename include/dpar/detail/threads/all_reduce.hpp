@@ -16,6 +16,7 @@
 
 #include "../../execution.hpp"
 #include "../../thread_pool.hpp"
+#include "../collective/backend.hpp"
 #include "../collective/kernels.hpp"
 
 namespace dpar::detail::collective {
@@ -99,12 +100,7 @@ struct host_all_reduce {
 
 namespace dpar::detail {
 
-// Collective operations per policy type. The front doors in collective.hpp
-// use a policy's backend::all_reduce when it has one, else this trait; the
-// CPU policies are specialized here, other backends add theirs.
-template <class Policy>
-struct collective_backend;
-
+// The CPU policies' collectives (detail/collective/backend.hpp).
 template <>
 struct collective_backend<sequenced_policy> {
   template <class Buffers, class Op>
