@@ -8,17 +8,12 @@
 
 #include "collective_common.hpp"
 #include "common.hpp"
+#include "conformance.hpp"
 
 #include <algorithm>
-#include <chrono>
-#include <condition_variable>
-#include <cstdio>
-#include <cstdlib>
-#include <mutex>
-#include <stdexcept>
-#include <thread>
 #include <numeric>
 #include <span>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -71,100 +66,31 @@ void for_each_mpi_policy(Body&& body) {
   body(dpar::mpi(MPI_COMM_WORLD, dpar::par), std::string("mpi(par)"));
 }
 
+// The conformance suite with each rank holding an uneven slice of the data.
+struct mpi_adaptor {
+  static constexpr bool any_value_type = false;  // values cross ranks as bytes
+  static inline const std::vector<std::size_t> sizes = global_sizes;
+  template <class Body>
+  static void for_each_policy(Body&& body) {
+    dpar_test::within_seconds(120, "an MPI conformance case", [&] { for_each_mpi_policy(body); });
+  }
+  template <class T>
+  static std::vector<T> place(const std::vector<T>& global) {
+    return my_part(global, uneven_cut(global.size(), world_size()));
+  }
+  template <class T>
+  static const std::vector<T>& host(const std::vector<T>& part) {
+    return part;
+  }
+  static bool is_failure_elsewhere(const std::exception& e) {
+    return dynamic_cast<const dpar::collective_error*>(&e) != nullptr;
+  }
+};
+
 }  // namespace
 
-TEST_CASE("mpi reduce and transform_reduce equal the single-process result", "[mpi]") {
-  for (std::size_t n : global_sizes) {
-    auto cut = uneven_cut(n, world_size());
-    auto ints = dpar_test::random_vector<long long>(n, n + 1);
-    auto reals = dpar_test::random_vector<double>(n, n + 2);
-    auto mats = random_mats(n, n + 3);
-    auto my_ints = my_part(ints, cut);
-    auto my_reals = my_part(reals, cut);
-    auto my_mats = my_part(mats, cut);
-    for_each_mpi_policy([&](auto policy, const std::string& name) {
-      INFO(name << " n=" << n);
-      CHECK(dpar::reduce(policy, my_ints, 5LL) == std::accumulate(ints.begin(), ints.end(), 5LL));
-      CHECK(dpar::reduce(policy, my_ints, 1000LL, dpar::minimum<>{}) ==
-            std::accumulate(ints.begin(), ints.end(), 1000LL, dpar::minimum<>{}));
-      CHECK(dpar::reduce(policy, my_ints, -1000LL, dpar::maximum<>{}) ==
-            std::accumulate(ints.begin(), ints.end(), -1000LL, dpar::maximum<>{}));
-      double sum = std::accumulate(reals.begin(), reals.end(), 0.5);
-      CHECK(dpar_test::close(dpar::reduce(policy, my_reals, 0.5), sum, static_cast<double>(n), 1e-12));
-      // user ops: non-commutative, and a lambda (not a built-in MPI op)
-      mat2 seed{2, 3, 5, 7};
-      CHECK(dpar::reduce(policy, my_mats, seed, mat2_mul{}) == std::accumulate(mats.begin(), mats.end(), seed, mat2_mul{}));
-      auto lambda_plus = [](long long a, long long b) { return a + b; };
-      CHECK(dpar::reduce(policy, my_ints, 0LL, lambda_plus) == std::accumulate(ints.begin(), ints.end(), 0LL));
-      // transform_reduce, unary and the two-range dot product
-      auto square = [](long long x) { return x * x; };
-      long long squares = 0;
-      for (auto x : ints) squares += x * x;
-      CHECK(dpar::transform_reduce(policy, my_ints, 3LL, std::plus<>{}, square) == squares + 3);
-      CHECK(dpar::transform_reduce(policy, my_ints.begin(), my_ints.end(), my_ints.begin(), 3LL) == squares + 3);
-      auto as_mat = [](const mat2& m) { return mat2{m.d, m.c, m.b, m.a}; };
-      mat2 expected = dpar_test::mat2_identity;
-      for (auto& m : mats) expected = mat2_mul{}(expected, as_mat(m));
-      CHECK(dpar::transform_reduce(policy, my_mats, dpar_test::mat2_identity, mat2_mul{}, as_mat) == expected);
-    });
-  }
-}
-
-TEST_CASE("mpi scans carry across ranks", "[mpi]") {
-  for (std::size_t n : global_sizes) {
-    auto cut = uneven_cut(n, world_size());
-    auto ints = dpar_test::random_vector<long long>(n, 7 * n + 1);
-    auto mats = random_mats(n, 7 * n + 2);
-    auto my_ints = my_part(ints, cut);
-    auto my_mats = my_part(mats, cut);
-    std::vector<long long> inc(n), inc_init(n), exc(n), inc_max(n);
-    std::vector<mat2> mat_inc(n), mat_exc(n);
-    std::inclusive_scan(ints.begin(), ints.end(), inc.begin());
-    std::inclusive_scan(ints.begin(), ints.end(), inc_init.begin(), std::plus<>{}, 100LL);
-    std::exclusive_scan(ints.begin(), ints.end(), exc.begin(), -7LL);
-    std::inclusive_scan(ints.begin(), ints.end(), inc_max.begin(), dpar::maximum<>{});
-    std::inclusive_scan(mats.begin(), mats.end(), mat_inc.begin(), mat2_mul{});
-    std::exclusive_scan(mats.begin(), mats.end(), mat_exc.begin(), mat2{1, 2, 3, 4}, mat2_mul{});
-    for_each_mpi_policy([&](auto policy, const std::string& name) {
-      INFO(name << " n=" << n);
-      std::vector<long long> out(my_ints.size());
-      std::vector<mat2> mat_out(my_mats.size());
-      dpar::inclusive_scan(policy, my_ints, out.begin());
-      CHECK(out == my_part(inc, cut));
-      dpar::inclusive_scan(policy, my_ints, out.begin(), std::plus<>{}, 100LL);
-      CHECK(out == my_part(inc_init, cut));
-      dpar::exclusive_scan(policy, my_ints, out.begin(), -7LL);
-      CHECK(out == my_part(exc, cut));
-      dpar::inclusive_scan(policy, my_ints, out.begin(), dpar::maximum<>{});
-      CHECK(out == my_part(inc_max, cut));
-      dpar::inclusive_scan(policy, my_mats, mat_out.begin(), mat2_mul{});
-      CHECK(mat_out == my_part(mat_inc, cut));
-      dpar::exclusive_scan(policy, my_mats, mat_out.begin(), mat2{1, 2, 3, 4}, mat2_mul{});
-      CHECK(mat_out == my_part(mat_exc, cut));
-      // in place
-      auto in_place = my_ints;
-      dpar::inclusive_scan(policy, in_place, in_place.begin());
-      CHECK(in_place == my_part(inc, cut));
-    });
-  }
-}
-
-TEST_CASE("mpi transform and for_each are rank-local", "[mpi]") {
-  auto local = dpar_test::random_vector<int>(1009 + static_cast<std::size_t>(world_rank()), 11);
-  for_each_mpi_policy([&](auto policy, const std::string& name) {
-    INFO(name);
-    std::vector<int> out(local.size()), expected(local.size());
-    dpar::transform(policy, local, out.begin(), [](int x) { return 2 * x + 1; });
-    std::transform(local.begin(), local.end(), expected.begin(), [](int x) { return 2 * x + 1; });
-    CHECK(out == expected);
-    dpar::transform(policy, local, out.begin(), out.begin(), std::plus<>{});
-    for (std::size_t i = 0; i < out.size(); ++i) expected[i] += local[i];
-    CHECK(out == expected);
-    dpar::for_each(policy, out, [](int& x) { x = -x; });
-    for (auto& x : expected) x = -x;
-    CHECK(out == expected);
-  });
-}
+DPAR_CONFORMANCE_ALGORITHMS(mpi_adaptor, "mpi")
+DPAR_CONFORMANCE_TYPES(mpi_adaptor, "mpi")
 
 TEST_CASE("mpi all_reduce over one buffer per rank", "[mpi][collective]") {
   const int ranks = world_size(), me = world_rank();
@@ -227,6 +153,7 @@ TEST_CASE("mpi: a user op that throws on one rank is an error on every rank", "[
   CHECK(ok == std::vector<long long>(10, world_size()));
 }
 
+namespace {
 // A number whose product throws on rank fragile_rank (for the sum of products).
 int fragile_rank = -1;
 struct fragile {
@@ -238,79 +165,58 @@ struct fragile {
   }
 };
 
-// Ends the process if a test has not finished in time: a hang in MPI must fail fast.
-class watchdog {
- public:
-  explicit watchdog(std::chrono::seconds limit)
-      : thread_([this, limit] {
-          std::unique_lock<std::mutex> lock(mutex_);
-          if (!done_changed_.wait_for(lock, limit, [this] { return done_; })) {
-            std::fprintf(stderr, "watchdog: rank %d still running after %llds; a collective hangs\n", world_rank(),
-                         static_cast<long long>(limit.count()));
-            std::_Exit(124);
-          }
-        }) {}
-  ~watchdog() {
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      done_ = true;
+// Each form, throwing on rank `bad` only: that rank gets its own exception,
+// every other one a collective_error naming it.
+void check_local_throw_fails_everywhere(int bad) {
+  const int me = world_rank();
+  std::vector<long long> mine(1000, 1), out(1000);
+  auto poisoned = [&](long long x) {
+    if (me == bad) throw std::domain_error("poisoned");
+    return x;
+  };
+  auto poisoned_plus = [&](long long a, long long b) { return poisoned(a) + b; };
+  auto fails_everywhere = [&](const char* what, auto&& call) {
+    INFO(what << ", throwing on rank " << bad << ", this is rank " << me);
+    try {
+      call();
+      FAIL("no exception");
+    } catch (const std::domain_error&) {
+      CHECK(me == bad);
+    } catch (const dpar::collective_error& e) {
+      CHECK(me != bad);
+      CHECK_THAT(e.what(), Catch::Contains("threw on rank " + std::to_string(bad)));
     }
-    done_changed_.notify_one();
-    thread_.join();
-  }
-
- private:
-  std::mutex mutex_;
-  std::condition_variable done_changed_;
-  bool done_ = false;
-  std::thread thread_;
-};
+  };
+  for_each_mpi_policy([&](auto policy, const std::string& name) {
+    INFO(name);
+    // built-in MPI op (+ on long long) and ordered user ops
+    fails_everywhere("transform_reduce", [&] { dpar::transform_reduce(policy, mine, 0LL, std::plus<>{}, poisoned); });
+    fails_everywhere("transform_reduce, two ranges", [&] {
+      dpar::transform_reduce(policy, mine.begin(), mine.end(), mine.begin(), 0LL, std::plus<>{},
+                             [&](long long a, long long b) { return poisoned(a) * b; });
+    });
+    fails_everywhere("transform_reduce, sum of products", [&] {
+      fragile_rank = bad;
+      std::vector<fragile> f(100, fragile{2});
+      dpar::transform_reduce(policy, f.begin(), f.end(), f.begin(), 0LL);
+    });
+    fails_everywhere("reduce", [&] { dpar::reduce(policy, mine, 0LL, poisoned_plus); });
+    fails_everywhere("inclusive_scan", [&] { dpar::inclusive_scan(policy, mine, out.begin(), poisoned_plus); });
+    fails_everywhere("exclusive_scan", [&] { dpar::exclusive_scan(policy, mine, out.begin(), 0LL, poisoned_plus); });
+  });
+}
+}  // namespace
 
 TEST_CASE("mpi: a user function that throws in one rank's local phase is an error on every rank", "[mpi][errors]") {
-  watchdog dog(std::chrono::seconds(60));
-  const int me = world_rank();
-  for (int bad : {0, world_size() - 1}) {
-    std::vector<long long> mine(1000, 1), out(1000);
-    auto poisoned = [&](long long x) {
-      if (me == bad) throw std::domain_error("poisoned");
-      return x;
-    };
-    // The throwing rank gets its own exception, every other one a collective_error naming it.
-    auto fails_everywhere = [&](const char* what, auto&& call) {
-      INFO(what << ", throwing on rank " << bad << ", this is rank " << me);
-      try {
-        call();
-        FAIL("no exception");
-      } catch (const std::domain_error&) {
-        CHECK(me == bad);
-      } catch (const dpar::collective_error& e) {
-        CHECK(me != bad);
-        CHECK_THAT(e.what(), Catch::Contains("threw on rank " + std::to_string(bad)));
-      }
-    };
-    auto poisoned_plus = [&](long long a, long long b) { return poisoned(a) + b; };
-    for_each_mpi_policy([&](auto policy, const std::string& name) {
-      INFO(name);
-      // built-in MPI op (+ on long long) and an ordered user op
-      fails_everywhere("transform_reduce", [&] { dpar::transform_reduce(policy, mine, 0LL, std::plus<>{}, poisoned); });
-      fails_everywhere("transform_reduce, two ranges", [&] {
-        dpar::transform_reduce(policy, mine.begin(), mine.end(), mine.begin(), 0LL, std::plus<>{},
-                               [&](long long a, long long b) { return poisoned(a) * b; });
-      });
-      fails_everywhere("transform_reduce, sum of products", [&] {
-        fragile_rank = bad;
-        std::vector<fragile> f(100, fragile{2});
-        dpar::transform_reduce(policy, f.begin(), f.end(), f.begin(), 0LL);
-      });
-      fails_everywhere("reduce", [&] { dpar::reduce(policy, mine, 0LL, poisoned_plus); });
-      fails_everywhere("inclusive_scan", [&] { dpar::inclusive_scan(policy, mine, out.begin(), poisoned_plus); });
-      fails_everywhere("exclusive_scan", [&] { dpar::exclusive_scan(policy, mine, out.begin(), 0LL, poisoned_plus); });
-    });
-  }
-  // every rank is back in step: the communicator still works
-  std::vector<long long> ok(10, 1);
-  dpar::all_reduce(dpar::mpi(MPI_COMM_WORLD), ok);
-  CHECK(ok == std::vector<long long>(10, world_size()));
+  // Before the fix the other ranks waited in MPI_Allreduce forever: fail fast instead.
+  dpar_test::within_seconds(60, "a throw in one rank's local phase", [] {
+    check_local_throw_fails_everywhere(0);
+    check_local_throw_fails_everywhere(world_size() - 1);
+    // every rank is back in step: the communicator still works
+    std::vector<long long> ok(10, 1);
+    dpar::all_reduce(dpar::mpi(MPI_COMM_WORLD), ok);
+    CHECK(ok == std::vector<long long>(10, world_size()));
+  });
 }
 
 TEST_CASE("mpi errors carry MPI's message; a null communicator is rejected", "[mpi][errors]") {

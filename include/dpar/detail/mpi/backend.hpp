@@ -146,17 +146,21 @@ struct backend {
 
   template <class V, class P, class In, class Out, class Op>
   static Out inclusive_scan(const P& policy, In first, In last, Out d_first, Op op, std::optional<V> init) {
-    std::optional<V> carry = join(init, carry_from_lower_ranks<V>(policy, first, last, op), op);
-    return backend_of<typename P::inner_type>::inclusive_scan(policy.inner(), first, last, d_first, op,
-                                                              std::move(carry));
+    std::optional<V> below = carry_from_lower_ranks<V>(policy, first, last, op);
+    return scan_locally(policy, [&] {
+      return backend_of<typename P::inner_type>::inclusive_scan(policy.inner(), first, last, d_first, op,
+                                                                join(init, std::move(below), op));
+    });
   }
 
   template <class P, class In, class Out, class T, class Op>
   static Out exclusive_scan(const P& policy, In first, In last, Out d_first, T init, Op op) {
     std::optional<T> below = carry_from_lower_ranks<T>(policy, first, last, op);
-    T carry = below ? T(op(std::move(init), std::move(*below))) : std::move(init);
-    return backend_of<typename P::inner_type>::exclusive_scan(policy.inner(), first, last, d_first,
-                                                              std::move(carry), op);
+    return scan_locally(policy, [&] {
+      T carry = below ? T(op(std::move(init), std::move(*below))) : std::move(init);
+      return backend_of<typename P::inner_type>::exclusive_scan(policy.inner(), first, last, d_first,
+                                                                std::move(carry), op);
+    });
   }
 
  private:
@@ -179,6 +183,23 @@ struct backend {
     std::optional<V> below = across_ranks(MPI_Exscan, "MPI_Exscan", policy.comm(), std::move(mine), error, op);
     if (rank_of(policy.comm()) == 0) return std::nullopt;  // MPI leaves rank 0's result undefined
     return below;
+  }
+
+  // A scan's last phase, from the carry: it calls op on other values than the
+  // first phase (the carry; a range's first element), so it may throw where
+  // that did not. One more agreement keeps the ranks in step.
+  template <class P, class Scan>
+  static auto scan_locally(const P& policy, Scan&& scan) {
+    errors_return guard(policy.comm());
+    std::exception_ptr error;
+    std::optional<decltype(scan())> end;
+    try {
+      end.emplace(scan());
+    } catch (...) {
+      error = std::current_exception();
+    }
+    agree_on_failure(policy.comm(), error, nullptr);
+    return *end;
   }
 
   template <class V, class P, class In, class Op>
