@@ -22,6 +22,10 @@
 #include <type_traits>
 #include <vector>
 
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#endif
+
 #include "detail/sync.hpp"
 
 namespace dpar {
