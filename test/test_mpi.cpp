@@ -1,14 +1,12 @@
-// dpar over MPI ranks, run by CTest under mpiexec -n 2 and -n 4. Every rank
-// builds the same global data from a fixed seed, owns an uneven (sometimes
-// empty) slice of it, and compares its results with single-process references
-// computed on the whole array.
+// dpar over MPI ranks, run by CTest under mpiexec -n 2 and -n 4: all_reduce
+// and failures across ranks (the conformance suite is in
+// test_mpi_conformance.cpp). Every rank compares its results with
+// single-process references computed on the whole array (mpi_common.hpp).
 #define CATCH_CONFIG_RUNNER
 
 #include <dpar/mpi.hpp>
 
-#include "collective_common.hpp"
-#include "common.hpp"
-#include "conformance.hpp"
+#include "mpi_common.hpp"
 
 #include <algorithm>
 #include <numeric>
@@ -20,77 +18,20 @@
 using dpar_test::mat2;
 using dpar_test::mat2_mul;
 
-namespace {
+using namespace dpar_test_mpi;
 
-int world_rank() {
-  int r = 0;
-  MPI_Comm_rank(MPI_COMM_WORLD, &r);
-  return r;
-}
-int world_size() {
-  int n = 0;
-  MPI_Comm_size(MPI_COMM_WORLD, &n);
-  return n;
-}
-
-const std::vector<std::size_t> global_sizes = {0, 1, 2, 13, 1009, 100003};
-
-// Rank r owns [cut[r], cut[r+1]) of n elements: uneven, rank 1 empty when there are 3+ ranks.
-std::vector<std::size_t> uneven_cut(std::size_t n, int ranks) {
-  std::vector<std::size_t> cut{0};
-  for (int r = 0; r < ranks; ++r) {
-    std::size_t share = (r == 1 && ranks > 2) ? 0 : n * static_cast<std::size_t>(r + 1) * 2 / (static_cast<std::size_t>(ranks) * (ranks + 1));
-    cut.push_back(std::min(n, cut.back() + share));
+// The suite runs its algorithms on long long; reals take MPI_DOUBLE.
+TEST_CASE("mpi reduce of doubles equals the single-process sum", "[mpi]") {
+  for (std::size_t n : global_sizes) {
+    auto reals = dpar_test::random_vector<double>(n, n + 2);
+    auto mine = mpi_adaptor::place(reals);
+    for_each_mpi_policy([&](auto policy, const std::string& name) {
+      INFO(name << " n=" << n);
+      double sum = std::accumulate(reals.begin(), reals.end(), 0.5);
+      CHECK(dpar_test::close(dpar::reduce(policy, mine, 0.5), sum, static_cast<double>(n), 1e-12));
+    });
   }
-  cut.back() = n;
-  return cut;
 }
-
-template <class T>
-std::vector<T> my_part(const std::vector<T>& global, const std::vector<std::size_t>& cut) {
-  int r = world_rank();
-  return std::vector<T>(global.begin() + static_cast<std::ptrdiff_t>(cut[r]),
-                        global.begin() + static_cast<std::ptrdiff_t>(cut[r + 1]));
-}
-
-std::vector<mat2> random_mats(std::size_t n, std::uint64_t seed) {
-  std::vector<mat2> v(n);
-  for (auto& m : v) m = dpar_test::random_mat2(seed);
-  return v;
-}
-
-// Calls body(policy, name) for MPI over seq and over par.
-template <class Body>
-void for_each_mpi_policy(Body&& body) {
-  body(dpar::mpi(MPI_COMM_WORLD), std::string("mpi(seq)"));
-  body(dpar::mpi(MPI_COMM_WORLD, dpar::par), std::string("mpi(par)"));
-}
-
-// The conformance suite with each rank holding an uneven slice of the data.
-struct mpi_adaptor {
-  static constexpr bool any_value_type = false;  // values cross ranks as bytes
-  static inline const std::vector<std::size_t> sizes = global_sizes;
-  template <class Body>
-  static void for_each_policy(Body&& body) {
-    dpar_test::within_seconds(120, "an MPI conformance case", [&] { for_each_mpi_policy(body); });
-  }
-  template <class T>
-  static std::vector<T> place(const std::vector<T>& global) {
-    return my_part(global, uneven_cut(global.size(), world_size()));
-  }
-  template <class T>
-  static const std::vector<T>& host(const std::vector<T>& part) {
-    return part;
-  }
-  static bool is_failure_elsewhere(const std::exception& e) {
-    return dynamic_cast<const dpar::collective_error*>(&e) != nullptr;
-  }
-};
-
-}  // namespace
-
-DPAR_CONFORMANCE_ALGORITHMS(mpi_adaptor, "mpi")
-DPAR_CONFORMANCE_TYPES(mpi_adaptor, "mpi")
 
 TEST_CASE("mpi all_reduce over one buffer per rank", "[mpi][collective]") {
   const int ranks = world_size(), me = world_rank();

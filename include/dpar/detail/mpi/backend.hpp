@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "../../execution.hpp"
+#include "../collective/checks.hpp"
 #include "../collective/kernels.hpp"
 #include "../kernels.hpp"
 #include "error.hpp"
@@ -87,11 +88,7 @@ inline void check_same_length(MPI_Comm comm, std::size_t length, const char* who
   unsigned long long mine = length;
   check(MPI_Allgather(&mine, 1, MPI_UNSIGNED_LONG_LONG, lengths.data(), 1, MPI_UNSIGNED_LONG_LONG, comm),
         "MPI_Allgather");
-  for (std::size_t r = 1; r < lengths.size(); ++r)
-    if (lengths[r] != lengths[0])
-      throw collective_error(std::string(who) + ": rank " + std::to_string(r) + " has " + std::to_string(lengths[r]) +
-                             " elements but rank 0 has " + std::to_string(lengths[0]) +
-                             "; every rank must pass the same length");
+  collective::check_same_lengths<collective_error>(lengths, who, "rank");
 }
 
 template <class Buffer>
