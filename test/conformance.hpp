@@ -234,7 +234,7 @@ void empty_input() {
   A::for_each_policy([](const auto& policy, const std::string& name) {
     INFO(name);
     auto empty = A::place(std::vector<int>{});
-    auto out = A::place(std::vector<int>{});
+    auto out = A::place(std::vector<int>{42});
     CHECK(dpar::reduce(policy, empty, 17) == 17);
     CHECK(dpar::reduce(policy, empty) == 0);
     CHECK(dpar::transform_reduce(policy, empty, empty.begin(), 3) == 3);
@@ -242,6 +242,7 @@ void empty_input() {
     CHECK(dpar::inclusive_scan(policy, empty, out.begin()) == out.begin());
     CHECK(dpar::exclusive_scan(policy, empty, out.begin(), 5) == out.begin());
     CHECK(dpar::transform(policy, empty, out.begin(), [](int x) { return x; }) == out.begin());
+    CHECK(A::host(out) == mine<A>(std::vector<int>{42}));  // nothing written
   });
 }
 
