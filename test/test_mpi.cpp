@@ -1,162 +1,36 @@
-// dpar over MPI ranks, run by CTest under mpiexec -n 2 and -n 4. Every rank
-// builds the same global data from a fixed seed, owns an uneven (sometimes
-// empty) slice of it, and compares its results with single-process references
-// computed on the whole array.
+// dpar over MPI ranks, run by CTest under mpiexec -n 2 and -n 4: all_reduce
+// and failures across ranks (the conformance suite is in
+// test_mpi_conformance.cpp). Every rank compares its results with
+// single-process references computed on the whole array (mpi_common.hpp).
 #define CATCH_CONFIG_RUNNER
 
 #include <dpar/mpi.hpp>
 
-#include "collective_common.hpp"
-#include "common.hpp"
+#include "mpi_common.hpp"
 
 #include <algorithm>
 #include <numeric>
 #include <span>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
 using dpar_test::mat2;
 using dpar_test::mat2_mul;
 
-namespace {
+using namespace dpar_test_mpi;
 
-int world_rank() {
-  int r = 0;
-  MPI_Comm_rank(MPI_COMM_WORLD, &r);
-  return r;
-}
-int world_size() {
-  int n = 0;
-  MPI_Comm_size(MPI_COMM_WORLD, &n);
-  return n;
-}
-
-const std::vector<std::size_t> global_sizes = {0, 1, 2, 13, 1009, 100003};
-
-// Rank r owns [cut[r], cut[r+1]) of n elements: uneven, rank 1 empty when there are 3+ ranks.
-std::vector<std::size_t> uneven_cut(std::size_t n, int ranks) {
-  std::vector<std::size_t> cut{0};
-  for (int r = 0; r < ranks; ++r) {
-    std::size_t share = (r == 1 && ranks > 2) ? 0 : n * static_cast<std::size_t>(r + 1) * 2 / (static_cast<std::size_t>(ranks) * (ranks + 1));
-    cut.push_back(std::min(n, cut.back() + share));
-  }
-  cut.back() = n;
-  return cut;
-}
-
-template <class T>
-std::vector<T> my_part(const std::vector<T>& global, const std::vector<std::size_t>& cut) {
-  int r = world_rank();
-  return std::vector<T>(global.begin() + static_cast<std::ptrdiff_t>(cut[r]),
-                        global.begin() + static_cast<std::ptrdiff_t>(cut[r + 1]));
-}
-
-std::vector<mat2> random_mats(std::size_t n, std::uint64_t seed) {
-  std::vector<mat2> v(n);
-  for (auto& m : v) m = dpar_test::random_mat2(seed);
-  return v;
-}
-
-// Calls body(policy, name) for MPI over seq and over par.
-template <class Body>
-void for_each_mpi_policy(Body&& body) {
-  body(dpar::mpi(MPI_COMM_WORLD), std::string("mpi(seq)"));
-  body(dpar::mpi(MPI_COMM_WORLD, dpar::par), std::string("mpi(par)"));
-}
-
-}  // namespace
-
-TEST_CASE("mpi reduce and transform_reduce equal the single-process result", "[mpi]") {
+// The suite runs its algorithms on long long; reals take MPI_DOUBLE.
+TEST_CASE("mpi reduce of doubles equals the single-process sum", "[mpi]") {
   for (std::size_t n : global_sizes) {
-    auto cut = uneven_cut(n, world_size());
-    auto ints = dpar_test::random_vector<long long>(n, n + 1);
     auto reals = dpar_test::random_vector<double>(n, n + 2);
-    auto mats = random_mats(n, n + 3);
-    auto my_ints = my_part(ints, cut);
-    auto my_reals = my_part(reals, cut);
-    auto my_mats = my_part(mats, cut);
+    auto mine = mpi_adaptor::place(reals);
     for_each_mpi_policy([&](auto policy, const std::string& name) {
       INFO(name << " n=" << n);
-      CHECK(dpar::reduce(policy, my_ints, 5LL) == std::accumulate(ints.begin(), ints.end(), 5LL));
-      CHECK(dpar::reduce(policy, my_ints, 1000LL, dpar::minimum<>{}) ==
-            std::accumulate(ints.begin(), ints.end(), 1000LL, dpar::minimum<>{}));
-      CHECK(dpar::reduce(policy, my_ints, -1000LL, dpar::maximum<>{}) ==
-            std::accumulate(ints.begin(), ints.end(), -1000LL, dpar::maximum<>{}));
       double sum = std::accumulate(reals.begin(), reals.end(), 0.5);
-      CHECK(dpar_test::close(dpar::reduce(policy, my_reals, 0.5), sum, static_cast<double>(n), 1e-12));
-      // user ops: non-commutative, and a lambda (not a built-in MPI op)
-      mat2 seed{2, 3, 5, 7};
-      CHECK(dpar::reduce(policy, my_mats, seed, mat2_mul{}) == std::accumulate(mats.begin(), mats.end(), seed, mat2_mul{}));
-      auto lambda_plus = [](long long a, long long b) { return a + b; };
-      CHECK(dpar::reduce(policy, my_ints, 0LL, lambda_plus) == std::accumulate(ints.begin(), ints.end(), 0LL));
-      // transform_reduce, unary and the two-range dot product
-      auto square = [](long long x) { return x * x; };
-      long long squares = 0;
-      for (auto x : ints) squares += x * x;
-      CHECK(dpar::transform_reduce(policy, my_ints, 3LL, std::plus<>{}, square) == squares + 3);
-      CHECK(dpar::transform_reduce(policy, my_ints.begin(), my_ints.end(), my_ints.begin(), 3LL) == squares + 3);
-      auto as_mat = [](const mat2& m) { return mat2{m.d, m.c, m.b, m.a}; };
-      mat2 expected = dpar_test::mat2_identity;
-      for (auto& m : mats) expected = mat2_mul{}(expected, as_mat(m));
-      CHECK(dpar::transform_reduce(policy, my_mats, dpar_test::mat2_identity, mat2_mul{}, as_mat) == expected);
+      CHECK(dpar_test::close(dpar::reduce(policy, mine, 0.5), sum, static_cast<double>(n), 1e-12));
     });
   }
-}
-
-TEST_CASE("mpi scans carry across ranks", "[mpi]") {
-  for (std::size_t n : global_sizes) {
-    auto cut = uneven_cut(n, world_size());
-    auto ints = dpar_test::random_vector<long long>(n, 7 * n + 1);
-    auto mats = random_mats(n, 7 * n + 2);
-    auto my_ints = my_part(ints, cut);
-    auto my_mats = my_part(mats, cut);
-    std::vector<long long> inc(n), inc_init(n), exc(n), inc_max(n);
-    std::vector<mat2> mat_inc(n), mat_exc(n);
-    std::inclusive_scan(ints.begin(), ints.end(), inc.begin());
-    std::inclusive_scan(ints.begin(), ints.end(), inc_init.begin(), std::plus<>{}, 100LL);
-    std::exclusive_scan(ints.begin(), ints.end(), exc.begin(), -7LL);
-    std::inclusive_scan(ints.begin(), ints.end(), inc_max.begin(), dpar::maximum<>{});
-    std::inclusive_scan(mats.begin(), mats.end(), mat_inc.begin(), mat2_mul{});
-    std::exclusive_scan(mats.begin(), mats.end(), mat_exc.begin(), mat2{1, 2, 3, 4}, mat2_mul{});
-    for_each_mpi_policy([&](auto policy, const std::string& name) {
-      INFO(name << " n=" << n);
-      std::vector<long long> out(my_ints.size());
-      std::vector<mat2> mat_out(my_mats.size());
-      dpar::inclusive_scan(policy, my_ints, out.begin());
-      CHECK(out == my_part(inc, cut));
-      dpar::inclusive_scan(policy, my_ints, out.begin(), std::plus<>{}, 100LL);
-      CHECK(out == my_part(inc_init, cut));
-      dpar::exclusive_scan(policy, my_ints, out.begin(), -7LL);
-      CHECK(out == my_part(exc, cut));
-      dpar::inclusive_scan(policy, my_ints, out.begin(), dpar::maximum<>{});
-      CHECK(out == my_part(inc_max, cut));
-      dpar::inclusive_scan(policy, my_mats, mat_out.begin(), mat2_mul{});
-      CHECK(mat_out == my_part(mat_inc, cut));
-      dpar::exclusive_scan(policy, my_mats, mat_out.begin(), mat2{1, 2, 3, 4}, mat2_mul{});
-      CHECK(mat_out == my_part(mat_exc, cut));
-      // in place
-      auto in_place = my_ints;
-      dpar::inclusive_scan(policy, in_place, in_place.begin());
-      CHECK(in_place == my_part(inc, cut));
-    });
-  }
-}
-
-TEST_CASE("mpi transform and for_each are rank-local", "[mpi]") {
-  auto local = dpar_test::random_vector<int>(1009 + static_cast<std::size_t>(world_rank()), 11);
-  for_each_mpi_policy([&](auto policy, const std::string& name) {
-    INFO(name);
-    std::vector<int> out(local.size()), expected(local.size());
-    dpar::transform(policy, local, out.begin(), [](int x) { return 2 * x + 1; });
-    std::transform(local.begin(), local.end(), expected.begin(), [](int x) { return 2 * x + 1; });
-    CHECK(out == expected);
-    dpar::transform(policy, local, out.begin(), out.begin(), std::plus<>{});
-    for (std::size_t i = 0; i < out.size(); ++i) expected[i] += local[i];
-    CHECK(out == expected);
-    dpar::for_each(policy, out, [](int& x) { x = -x; });
-    for (auto& x : expected) x = -x;
-    CHECK(out == expected);
-  });
 }
 
 TEST_CASE("mpi all_reduce over one buffer per rank", "[mpi][collective]") {
@@ -218,6 +92,72 @@ TEST_CASE("mpi: a user op that throws on one rank is an error on every rank", "[
   std::vector<long long> ok(10, 1);
   dpar::all_reduce(dpar::mpi(MPI_COMM_WORLD), ok);
   CHECK(ok == std::vector<long long>(10, world_size()));
+}
+
+namespace {
+// A number whose product throws on rank fragile_rank (for the sum of products).
+int fragile_rank = -1;
+struct fragile {
+  long long v;
+  operator long long() const { return v; }
+  friend fragile operator*(fragile a, fragile b) {
+    if (world_rank() == fragile_rank) throw std::domain_error("poisoned");
+    return {a.v * b.v};
+  }
+};
+
+// Each form, throwing on rank `bad` only: that rank gets its own exception,
+// every other one a collective_error naming it.
+void check_local_throw_fails_everywhere(int bad) {
+  const int me = world_rank();
+  std::vector<long long> mine(1000, 1), out(1000);
+  auto poisoned = [&](long long x) {
+    if (me == bad) throw std::domain_error("poisoned");
+    return x;
+  };
+  auto poisoned_plus = [&](long long a, long long b) { return poisoned(a) + b; };
+  auto fails_everywhere = [&](const char* what, auto&& call) {
+    INFO(what << ", throwing on rank " << bad << ", this is rank " << me);
+    try {
+      call();
+      FAIL("no exception");
+    } catch (const std::domain_error&) {
+      CHECK(me == bad);
+    } catch (const dpar::collective_error& e) {
+      CHECK(me != bad);
+      CHECK_THAT(e.what(), Catch::Contains("threw on rank " + std::to_string(bad)));
+    }
+  };
+  for_each_mpi_policy([&](auto policy, const std::string& name) {
+    INFO(name);
+    // built-in MPI op (+ on long long) and ordered user ops
+    fails_everywhere("transform_reduce", [&] { dpar::transform_reduce(policy, mine, 0LL, std::plus<>{}, poisoned); });
+    fails_everywhere("transform_reduce, two ranges", [&] {
+      dpar::transform_reduce(policy, mine.begin(), mine.end(), mine.begin(), 0LL, std::plus<>{},
+                             [&](long long a, long long b) { return poisoned(a) * b; });
+    });
+    fails_everywhere("transform_reduce, sum of products", [&] {
+      fragile_rank = bad;
+      std::vector<fragile> f(100, fragile{2});
+      dpar::transform_reduce(policy, f.begin(), f.end(), f.begin(), 0LL);
+    });
+    fails_everywhere("reduce", [&] { dpar::reduce(policy, mine, 0LL, poisoned_plus); });
+    fails_everywhere("inclusive_scan", [&] { dpar::inclusive_scan(policy, mine, out.begin(), poisoned_plus); });
+    fails_everywhere("exclusive_scan", [&] { dpar::exclusive_scan(policy, mine, out.begin(), 0LL, poisoned_plus); });
+  });
+}
+}  // namespace
+
+TEST_CASE("mpi: a user function that throws in one rank's local phase is an error on every rank", "[mpi][errors]") {
+  // Before the fix the other ranks waited in MPI_Allreduce forever: fail fast instead.
+  dpar_test::within_seconds(60, "a throw in one rank's local phase", [] {
+    check_local_throw_fails_everywhere(0);
+    check_local_throw_fails_everywhere(world_size() - 1);
+    // every rank is back in step: the communicator still works
+    std::vector<long long> ok(10, 1);
+    dpar::all_reduce(dpar::mpi(MPI_COMM_WORLD), ok);
+    CHECK(ok == std::vector<long long>(10, world_size()));
+  });
 }
 
 TEST_CASE("mpi errors carry MPI's message; a null communicator is rejected", "[mpi][errors]") {

@@ -12,6 +12,7 @@
 #include <utility>
 
 #include "concepts.hpp"
+#include "detail/backend_concept.hpp"
 #include "detail/seq/backend.hpp"
 #include "detail/threads/backend.hpp"
 #include "execution.hpp"
@@ -76,13 +77,25 @@ void for_each(P&& policy, R&& r, F f) {
 template <execution_policy P, std::random_access_iterator It, class T, class Op>
   requires reduction_op<Op, T, std::iter_reference_t<It>>
 T reduce(P&& policy, It first, It last, T init, Op op) {
-  return detail::backend_of<P>::reduce(policy, first, last, std::move(init), std::move(op));
+  using backend = detail::backend_of<P>;
+  if constexpr (detail::has_reduce<backend, std::remove_cvref_t<P>, It, T, Op>)
+    return backend::reduce(policy, first, last, std::move(init), std::move(op));
+  else  // a reduction is a transform_reduce that transforms nothing
+    return backend::transform_reduce(policy, first, last, std::move(init), std::move(op), std::identity{});
 }
 
 template <execution_policy P, std::random_access_iterator It, class T>
   requires reduction_op<std::plus<>, T, std::iter_reference_t<It>>
 T reduce(P&& policy, It first, It last, T init) {
   return dpar::reduce(policy, first, last, std::move(init), std::plus<>{});
+}
+
+// std::reduce without init: from a value-initialized element, with +.
+template <execution_policy P, std::random_access_iterator It>
+  requires std::default_initializable<std::iter_value_t<It>> &&
+           reduction_op<std::plus<>, std::iter_value_t<It>, std::iter_reference_t<It>>
+std::iter_value_t<It> reduce(P&& policy, It first, It last) {
+  return dpar::reduce(policy, first, last, std::iter_value_t<It>{}, std::plus<>{});
 }
 
 template <execution_policy P, sized_random_access_range R, class T, class Op>
@@ -97,6 +110,13 @@ T reduce(P&& policy, R&& r, T init) {
   return dpar::reduce(policy, std::ranges::begin(r), detail::range_end(r), std::move(init), std::plus<>{});
 }
 
+template <execution_policy P, sized_random_access_range R>
+  requires std::default_initializable<std::ranges::range_value_t<R>> &&
+           reduction_op<std::plus<>, std::ranges::range_value_t<R>, std::ranges::range_reference_t<R>>
+std::ranges::range_value_t<R> reduce(P&& policy, R&& r) {
+  return dpar::reduce(policy, std::ranges::begin(r), detail::range_end(r));
+}
+
 // ---- transform_reduce ------------------------------------------------------
 
 template <execution_policy P, std::random_access_iterator It, class T, class ReduceOp, class TransformOp>
@@ -107,13 +127,23 @@ T transform_reduce(P&& policy, It first, It last, T init, ReduceOp reduce, Trans
                                                  std::move(transform));
 }
 
-// init + the sum of first1[i] * first2[i].
+// init reduce transform(first1[0], first2[0]) reduce ... in order.
+template <execution_policy P, std::random_access_iterator It1, std::random_access_iterator It2, class T,
+          class ReduceOp, class TransformOp>
+  requires std::invocable<TransformOp&, std::iter_reference_t<It1>, std::iter_reference_t<It2>> &&
+           reduction_op<ReduceOp, T,
+                        std::invoke_result_t<TransformOp&, std::iter_reference_t<It1>, std::iter_reference_t<It2>>>
+T transform_reduce(P&& policy, It1 first1, It1 last1, It2 first2, T init, ReduceOp reduce, TransformOp transform) {
+  return detail::backend_of<P>::transform_reduce(policy, first1, last1, first2, std::move(init), std::move(reduce),
+                                                 std::move(transform));
+}
+
+// init + the sum of first1[i] * first2[i]: the form above with + and *.
 template <execution_policy P, std::random_access_iterator It1, std::random_access_iterator It2, class T>
   requires reduction_op<std::plus<>, T,
                         std::invoke_result_t<std::multiplies<>&, std::iter_reference_t<It1>, std::iter_reference_t<It2>>>
 T transform_reduce(P&& policy, It1 first1, It1 last1, It2 first2, T init) {
-  return detail::backend_of<P>::transform_reduce(policy, first1, last1, first2, std::move(init), std::plus<>{},
-                                                 std::multiplies<>{});
+  return dpar::transform_reduce(policy, first1, last1, first2, std::move(init), std::plus<>{}, std::multiplies<>{});
 }
 
 template <execution_policy P, sized_random_access_range R, class T, class ReduceOp, class TransformOp>
@@ -121,6 +151,16 @@ template <execution_policy P, sized_random_access_range R, class T, class Reduce
            reduction_op<ReduceOp, T, std::invoke_result_t<TransformOp&, std::ranges::range_reference_t<R>>>
 T transform_reduce(P&& policy, R&& r, T init, ReduceOp reduce, TransformOp transform) {
   return dpar::transform_reduce(policy, std::ranges::begin(r), detail::range_end(r), std::move(init),
+                                std::move(reduce), std::move(transform));
+}
+
+template <execution_policy P, sized_random_access_range R, std::random_access_iterator It2, class T, class ReduceOp,
+          class TransformOp>
+  requires std::invocable<TransformOp&, std::ranges::range_reference_t<R>, std::iter_reference_t<It2>> &&
+           reduction_op<ReduceOp, T,
+                        std::invoke_result_t<TransformOp&, std::ranges::range_reference_t<R>, std::iter_reference_t<It2>>>
+T transform_reduce(P&& policy, R&& r, It2 first2, T init, ReduceOp reduce, TransformOp transform) {
+  return dpar::transform_reduce(policy, std::ranges::begin(r), detail::range_end(r), first2, std::move(init),
                                 std::move(reduce), std::move(transform));
 }
 

@@ -6,10 +6,10 @@
 //                                           element-wise reduction in replica order.
 //   dpar::all_reduce_mean(policy, buffers)  the same with +, then divided by K.
 //
-// The policy's type picks the backend at compile time: a policy whose
-// `backend` struct has a static all_reduce / all_reduce_mean uses it, any
-// other policy uses detail::collective_backend<Policy> (specialized for seq
-// and par in detail/threads/all_reduce.hpp, for MPI in detail/mpi/). What
+// The policy's type picks the backend at compile time through
+// detail::collective_backend<Policy> (detail/collective/backend.hpp),
+// specialized for seq and par in detail/threads/all_reduce.hpp, for MPI in
+// mpi.hpp and for multi_gpu in detail/multi_gpu/algorithms.hpp. What
 // `buffers` is depends on the backend: for CPU replicas any range whose
 // elements convert to std::span<T> (vectors, spans, arrays); for MPI ranks
 // the one local buffer of this rank.
@@ -32,21 +32,13 @@ namespace dpar {
 
 template <execution_policy P, class Buffers, class Op = std::plus<>>
 void all_reduce(P&& policy, Buffers&& buffers, Op op = {}) {
-  using backend = detail::backend_of<P>;
-  if constexpr (requires { backend::all_reduce(policy, buffers, op); })
-    backend::all_reduce(policy, buffers, op);
-  else
-    detail::collective_backend<std::remove_cvref_t<P>>::all_reduce(policy, buffers, op);
+  detail::collective_backend<std::remove_cvref_t<P>>::all_reduce(policy, buffers, op);
 }
 
 // Gradient averaging: the sum over replicas divided by their number.
 template <execution_policy P, class Buffers>
 void all_reduce_mean(P&& policy, Buffers&& buffers) {
-  using backend = detail::backend_of<P>;
-  if constexpr (requires { backend::all_reduce_mean(policy, buffers); })
-    backend::all_reduce_mean(policy, buffers);
-  else
-    detail::collective_backend<std::remove_cvref_t<P>>::all_reduce_mean(policy, buffers);
+  detail::collective_backend<std::remove_cvref_t<P>>::all_reduce_mean(policy, buffers);
 }
 
 }  // namespace dpar

@@ -47,16 +47,10 @@
 #include <vector>
 
 #include "detail/collective/kernels.hpp"
+#include "errors.hpp"
 #include "thread_pool.hpp"
 
 namespace dpar {
-
-// A collective operation failed: a participant aborted or left, or the
-// participants called it inconsistently (lengths, types, roots).
-class collective_error : public std::runtime_error {
- public:
-  using std::runtime_error::runtime_error;
-};
 
 class communicator {
  public:

@@ -15,8 +15,11 @@
 // once); scans give each rank its part of the global scan. Ops are combined in
 // rank order, so they need to be associative, not commutative. MPI failures
 // throw dpar::mpi_error with MPI's message; ranks passing different lengths to
-// all_reduce throw dpar::collective_error on every rank. Values that cross
-// ranks through a user op must be trivially copyable.
+// all_reduce throw dpar::collective_error on every rank. A user function that
+// throws on one rank in reduce, transform_reduce or a scan before the ranks
+// combine makes the call throw on every rank: that rank gets its exception,
+// the others a dpar::collective_error naming it (nobody waits forever).
+// Values that cross ranks through a user op must be trivially copyable.
 
 #include "detail/mpi/mpi_h.hpp"
 
@@ -24,6 +27,7 @@
 #include <type_traits>
 
 #include "dpar.hpp"
+#include "detail/collective/backend.hpp"
 #include "detail/mpi/backend.hpp"
 #include "detail/mpi/error.hpp"
 
@@ -51,6 +55,11 @@ class mpi_policy {
 
 template <class Inner>
 struct is_execution_policy<mpi_policy<Inner>> : std::true_type {};
+
+template <class Inner>
+struct detail::collective_backend<mpi_policy<Inner>> : detail::mpi::collectives {};
+
+static_assert(detail::backend_for<detail::mpi::backend, mpi_policy<sequenced_policy>>);
 
 // A policy over the ranks of `comm`, each running its local part on `inner`.
 template <execution_policy Inner>

@@ -32,6 +32,8 @@
 #include <immintrin.h>
 #endif
 
+#include "detail/sync.hpp"
+
 namespace dpar {
 
 namespace detail {
@@ -43,40 +45,6 @@ inline constexpr std::size_t max_pool_threads = 4096;
 inline bool& this_thread_in_pool() noexcept {
   thread_local bool inside = false;
   return inside;
-}
-
-inline void cpu_relax() noexcept {
-#if defined(__x86_64__) || defined(__i386__)
-  _mm_pause();
-#else
-  std::this_thread::yield();
-#endif
-}
-
-// Waits until `word` differs from `old` and returns the new value: spins for
-// about 2 us (back-to-back calls find their workers awake), yields until about
-// 100 us (on an oversubscribed machine, lets the thread we wait for run), then
-// blocks on the word (futex), so an idle pool burns no CPU.
-template <class U>
-U wait_while_equal(const std::atomic<U>& word, U old) noexcept {
-  using clock = std::chrono::steady_clock;
-  const auto start = clock::now();
-  for (unsigned i = 1;; ++i) {
-    U now = word.load(std::memory_order_acquire);
-    if (now != old) return now;
-    if (i % 32 != 0) {
-      cpu_relax();
-      continue;
-    }
-    auto waited = clock::now() - start;
-    if (waited > std::chrono::microseconds(100)) break;
-    if (waited > std::chrono::microseconds(2)) std::this_thread::yield();
-  }
-  for (;;) {
-    word.wait(old, std::memory_order_acquire);
-    U now = word.load(std::memory_order_acquire);
-    if (now != old) return now;
-  }
 }
 
 // Parses a thread count such as the value of DPAR_NUM_THREADS. `what` names the

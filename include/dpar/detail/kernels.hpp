@@ -2,6 +2,7 @@
 // Sequential kernels over index ranges [lo, hi). The sequential backend runs
 // them over a whole range, the thread backend over one block per thread.
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -10,6 +11,7 @@
 #include <optional>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 #include "../functional.hpp"
 
@@ -104,6 +106,28 @@ T fold(T init, std::size_t lo, std::size_t hi, Op& op, Elem& elem) {
 template <class T, class Op, class Elem>
 T fold_nonempty(std::size_t lo, std::size_t hi, Op& op, Elem& elem) {
   return fold(T(elem(lo)), lo + 1, hi, op, elem);
+}
+
+// op(left, right) where either may be absent (an empty part, or no init).
+template <class T, class Op>
+std::optional<T> join(const std::optional<T>& left, std::optional<T> right, Op& op) {
+  if (!left) return right;
+  if (!right) return left;
+  return std::optional<T>(std::in_place, op(*left, std::move(*right)));
+}
+
+// Reduce-then-scan's middle step, in place: on entry part[0] is the carry into
+// part 0 (none: nothing on its left) and part[b] the total of part b-1 (none:
+// empty); on return part[b] is the carry into part b, all on its left in order.
+template <class T, class Op>
+void totals_to_carries(std::vector<std::optional<T>>& part, Op& op) {
+  for (std::size_t b = 1; b < part.size(); ++b) part[b] = join(part[b - 1], std::move(part[b]), op);
+}
+
+// First index of part i when [0, n) is cut into k contiguous parts whose sizes
+// differ by at most one (the first n % k parts are one longer).
+constexpr std::size_t even_split_begin(std::size_t n, std::size_t k, std::size_t i) noexcept {
+  return i * (n / k) + std::min(i, n % k);
 }
 
 template <class In, class Out, class F>

@@ -14,6 +14,8 @@
 #include <type_traits>
 #include <utility>
 
+#include "../kernels.hpp"
+
 namespace dpar::detail::collective {
 
 // Slice boundaries fall on multiples of a cache line's worth of elements, so
@@ -33,8 +35,7 @@ struct slices {
   std::size_t parts;
   std::size_t begin(std::size_t s) const noexcept {
     std::size_t lines = (n + line_elements<T> - 1) / line_elements<T>;
-    std::size_t line = s * (lines / parts) + std::min(s, lines % parts);
-    return std::min(n, line * line_elements<T>);
+    return std::min(n, even_split_begin(lines, parts, s) * line_elements<T>);
   }
 };
 
@@ -58,9 +59,12 @@ struct keep {
 struct divide_by {
   std::size_t k;
   template <class T>
+  void operator()(T& x) const {
+    x = static_cast<T>(x / static_cast<T>(k));
+  }
+  template <class T>
   void operator()(T* data, std::size_t count) const {
-    const T divisor = static_cast<T>(k);
-    for (std::size_t i = 0; i < count; ++i) data[i] = static_cast<T>(data[i] / divisor);
+    for (std::size_t i = 0; i < count; ++i) (*this)(data[i]);
   }
 };
 

@@ -14,6 +14,7 @@
 #include <climits>
 #include <cstddef>
 #include <cstdint>
+#include <exception>
 #include <functional>
 #include <iterator>
 #include <optional>
@@ -25,6 +26,9 @@
 #include <vector>
 
 #include "../../execution.hpp"
+#include "../collective/checks.hpp"
+#include "../collective/kernels.hpp"
+#include "../kernels.hpp"
 #include "error.hpp"
 #include "ordered_op.hpp"
 #include "types.hpp"
@@ -38,81 +42,43 @@ void for_each_piece(std::size_t n, Body&& body) {
   for (std::size_t offset = 0; offset < n; offset += most) body(offset, static_cast<int>(std::min(most, n - offset)));
 }
 
-inline int rank_of(MPI_Comm comm) {
-  int rank = 0;
-  check(MPI_Comm_rank(comm, &rank), "MPI_Comm_rank");
-  return rank;
-}
-inline int size_of(MPI_Comm comm) {
-  int size = 0;
-  check(MPI_Comm_size(comm, &size), "MPI_Comm_size");
-  return size;
-}
-
-// The reduction of the ranks' partial results in rank order; an empty local
-// range contributes nothing (nullopt). nullopt if all are empty (user ops).
+// One value per rank through `collective` (MPI_Allreduce: the ranks' values in
+// rank order; MPI_Exscan: those of the ranks below), each value absent where a
+// rank's local range is empty. Every rank joins even when its local phase
+// failed (local_error), and then every rank throws (agree_on_failure).
 template <class T, class Op>
-std::optional<T> combine_partials(MPI_Comm comm, std::optional<T> local, Op& op) {
+std::optional<T> across_ranks(decltype(&MPI_Allreduce) collective, const char* name, MPI_Comm comm,
+                              std::optional<T> local, std::exception_ptr local_error, Op& op) {
   if constexpr (builtin_v<Op, T>) {
-    using b = builtin<std::remove_cvref_t<Op>, T>;
     // Empty ranges contribute the identity, which changes nothing.
-    T mine = local ? *local : b::identity(), all = mine;
-    check(MPI_Allreduce(&mine, &all, 1, datatype<T>(), b::op(), comm), "MPI_Allreduce");
+    T mine = local ? *local : op_identity<std::remove_cvref_t<Op>, T>::value(), all = mine;
+    int code = collective(&mine, &all, 1, datatype<T>(), builtin_op(op_kind_v<Op, T>), comm);
+    agree_on_failure(comm, local_error, nullptr);
+    check(code, name);
     return all;
   } else {
     static_assert(std::is_trivially_copyable_v<T>,
-                  "dpar::mpi: partial results combined across ranks with a user op must be trivially copyable");
-    auto combine = [&](const std::optional<T>& a, const std::optional<T>& b) -> std::optional<T> {
-      if (!a) return b;
-      if (!b) return a;
-      return std::optional<T>(std::in_place, op(*a, *b));
-    };
-    std::optional<T> all = local;
+                  "dpar::mpi: values combined across ranks with a user op must be trivially copyable");
+    auto combine = [&](const std::optional<T>& a, const std::optional<T>& b) { return join(a, b, op); };
+    std::optional<T> all;
     byte_type<std::optional<T>> type;
     ordered_op<std::optional<T>, decltype(combine)> ordered(combine);
-    int code = MPI_Allreduce(&local, &all, 1, type.get(), ordered.get(), comm);
-    ordered.rethrow_any(comm);
-    check(code, "MPI_Allreduce");
+    int code = collective(&local, &all, 1, type.get(), ordered.get(), comm);
+    agree_on_failure(comm, local_error, ordered.take_failure());
+    check(code, name);
     return all;
   }
 }
 
-// The reduction of the partial results of the ranks below this one, in rank
-// order (nullopt on rank 0 and when all of them are empty).
-template <class T, class Op>
-std::optional<T> carry_from_lower_ranks(MPI_Comm comm, std::optional<T> local, Op& op) {
-  const bool first = rank_of(comm) == 0;
-  if constexpr (builtin_v<Op, T>) {
-    using b = builtin<std::remove_cvref_t<Op>, T>;
-    T mine = local ? *local : b::identity(), below = mine;
-    check(MPI_Exscan(&mine, &below, 1, datatype<T>(), b::op(), comm), "MPI_Exscan");
-    if (first) return std::nullopt;  // MPI leaves rank 0's result undefined
-    return below;
-  } else {
-    static_assert(std::is_trivially_copyable_v<T>,
-                  "dpar::mpi: scan carries passed across ranks with a user op must be trivially copyable");
-    auto combine = [&](const std::optional<T>& a, const std::optional<T>& b) -> std::optional<T> {
-      if (!a) return b;
-      if (!b) return a;
-      return std::optional<T>(std::in_place, op(*a, *b));
-    };
-    std::optional<T> below;
-    byte_type<std::optional<T>> type;
-    ordered_op<std::optional<T>, decltype(combine)> ordered(combine);
-    int code = MPI_Exscan(&local, &below, 1, type.get(), ordered.get(), comm);
-    ordered.rethrow_any(comm);
-    check(code, "MPI_Exscan");
-    if (first) return std::nullopt;
-    return below;
+// Runs a rank's local phase, which may throw: its result, or its exception.
+template <class T, class Local>
+std::optional<T> run_local(Local&& local, std::exception_ptr& error) {
+  try {
+    return local();
+  } catch (...) {
+    error = std::current_exception();
+    return std::nullopt;
   }
-}
-
-// op(left, right) where either may be absent.
-template <class T, class Op>
-std::optional<T> join(std::optional<T> left, std::optional<T> right, Op& op) {
-  if (!left) return right;
-  if (!right) return left;
-  return std::optional<T>(std::in_place, op(std::move(*left), std::move(*right)));
 }
 
 // Throws collective_error on every rank if the ranks' lengths differ, naming
@@ -122,11 +88,7 @@ inline void check_same_length(MPI_Comm comm, std::size_t length, const char* who
   unsigned long long mine = length;
   check(MPI_Allgather(&mine, 1, MPI_UNSIGNED_LONG_LONG, lengths.data(), 1, MPI_UNSIGNED_LONG_LONG, comm),
         "MPI_Allgather");
-  for (std::size_t r = 1; r < lengths.size(); ++r)
-    if (lengths[r] != lengths[0])
-      throw collective_error(std::string(who) + ": rank " + std::to_string(r) + " has " + std::to_string(lengths[r]) +
-                             " elements but rank 0 has " + std::to_string(lengths[0]) +
-                             "; every rank must pass the same length");
+  collective::check_same_lengths<collective_error>(lengths, who, "rank");
 }
 
 template <class Buffer>
@@ -156,53 +118,98 @@ struct backend {
 
   template <class P, class It, class T, class Op>
   static T reduce(const P& policy, It first, It last, T init, Op op) {
-    errors_return guard(policy.comm());
-    std::optional<T> local;
-    if (first != last)
-      local.emplace(backend_of<typename P::inner_type>::reduce(policy.inner(), first + 1, last, T(*first), op));
-    return finish(policy.comm(), std::move(init), std::move(local), op);
+    return reduce_across(policy, std::move(init), op, [&] {
+      return local_total<T>(policy, first, last, op);
+    });
   }
 
   template <class P, class It, class T, class R, class U>
   static T transform_reduce(const P& policy, It first, It last, T init, R reduce, U transform) {
-    errors_return guard(policy.comm());
-    std::optional<T> local;
-    if (first != last)
-      local.emplace(backend_of<typename P::inner_type>::transform_reduce(policy.inner(), first + 1, last,
-                                                                         T(transform(*first)), reduce, transform));
-    return finish(policy.comm(), std::move(init), std::move(local), reduce);
+    return reduce_across(policy, std::move(init), reduce, [&]() -> std::optional<T> {
+      if (first == last) return std::nullopt;
+      return backend_of<typename P::inner_type>::transform_reduce(policy.inner(), first + 1, last,
+                                                                  T(transform(*first)), reduce, transform);
+    });
   }
 
   template <class P, class It1, class It2, class T, class R, class U>
   static T transform_reduce(const P& policy, It1 first1, It1 last1, It2 first2, T init, R reduce, U transform) {
-    errors_return guard(policy.comm());
-    std::optional<T> local;
-    if (first1 != last1)
-      local.emplace(backend_of<typename P::inner_type>::transform_reduce(
-          policy.inner(), first1 + 1, last1, first2 + 1, T(transform(*first1, *first2)), reduce, transform));
-    return finish(policy.comm(), std::move(init), std::move(local), reduce);
+    return reduce_across(policy, std::move(init), reduce, [&]() -> std::optional<T> {
+      if (first1 == last1) return std::nullopt;
+      return backend_of<typename P::inner_type>::transform_reduce(
+          policy.inner(), first1 + 1, last1, first2 + 1, T(transform(*first1, *first2)), reduce, transform);
+    });
   }
 
   template <class V, class P, class In, class Out, class Op>
   static Out inclusive_scan(const P& policy, In first, In last, Out d_first, Op op, std::optional<V> init) {
-    errors_return guard(policy.comm());
-    std::optional<V> carry =
-        join(std::move(init), carry_from_lower_ranks(policy.comm(), local_total<V>(policy, first, last, op), op), op);
-    return backend_of<typename P::inner_type>::inclusive_scan(policy.inner(), first, last, d_first, op,
-                                                              std::move(carry));
+    std::optional<V> below = carry_from_lower_ranks<V>(policy, first, last, op);
+    return scan_locally(policy, [&] {
+      return backend_of<typename P::inner_type>::inclusive_scan(policy.inner(), first, last, d_first, op,
+                                                                join(init, std::move(below), op));
+    });
   }
 
   template <class P, class In, class Out, class T, class Op>
   static Out exclusive_scan(const P& policy, In first, In last, Out d_first, T init, Op op) {
-    errors_return guard(policy.comm());
-    std::optional<T> below = carry_from_lower_ranks(policy.comm(), local_total<T>(policy, first, last, op), op);
-    T carry = below ? T(op(std::move(init), std::move(*below))) : std::move(init);
-    return backend_of<typename P::inner_type>::exclusive_scan(policy.inner(), first, last, d_first,
-                                                              std::move(carry), op);
+    std::optional<T> below = carry_from_lower_ranks<T>(policy, first, last, op);
+    return scan_locally(policy, [&] {
+      T carry = below ? T(op(std::move(init), std::move(*below))) : std::move(init);
+      return backend_of<typename P::inner_type>::exclusive_scan(policy.inner(), first, last, d_first,
+                                                                std::move(carry), op);
+    });
   }
 
-  // One buffer per rank; afterwards every rank's holds the element-wise
-  // reduction over the ranks in rank order.
+ private:
+  // init op (the ranks' local results in rank order); local() is this rank's.
+  template <class P, class T, class Op, class Local>
+  static T reduce_across(const P& policy, T init, Op& op, Local&& local) {
+    errors_return guard(policy.comm());
+    std::exception_ptr error;
+    std::optional<T> mine = run_local<T>(local, error);
+    std::optional<T> all = across_ranks(MPI_Allreduce, "MPI_Allreduce", policy.comm(), std::move(mine), error, op);
+    return all ? T(op(std::move(init), std::move(*all))) : init;
+  }
+
+  // The reduction of the local ranges of the ranks below this one (none on rank 0 or if they are all empty).
+  template <class V, class P, class In, class Op>
+  static std::optional<V> carry_from_lower_ranks(const P& policy, In first, In last, Op& op) {
+    errors_return guard(policy.comm());
+    std::exception_ptr error;
+    std::optional<V> mine = run_local<V>([&] { return local_total<V>(policy, first, last, op); }, error);
+    std::optional<V> below = across_ranks(MPI_Exscan, "MPI_Exscan", policy.comm(), std::move(mine), error, op);
+    if (rank_of(policy.comm()) == 0) return std::nullopt;  // MPI leaves rank 0's result undefined
+    return below;
+  }
+
+  // A scan's last phase, from the carry: it calls op on other values than the
+  // first phase (the carry; a range's first element), so it may throw where
+  // that did not. One more agreement keeps the ranks in step.
+  template <class P, class Scan>
+  static auto scan_locally(const P& policy, Scan&& scan) {
+    errors_return guard(policy.comm());
+    std::exception_ptr error;
+    std::optional<decltype(scan())> end;
+    try {
+      end.emplace(scan());
+    } catch (...) {
+      error = std::current_exception();
+    }
+    agree_on_failure(policy.comm(), error, nullptr);
+    return *end;
+  }
+
+  template <class V, class P, class In, class Op>
+  static std::optional<V> local_total(const P& policy, In first, In last, Op& op) {
+    if (first == last) return std::nullopt;
+    return backend_of<typename P::inner_type>::reduce(policy.inner(), first + 1, last, V(*first), op);
+  }
+};
+
+// The collectives over MPI ranks (detail/collective/backend.hpp), one buffer
+// per rank; afterwards every rank's holds the element-wise reduction over the
+// ranks in rank order.
+struct collectives {
   template <class P, class Buffer, class Op>
   static void all_reduce(const P& policy, Buffer& buffer, Op& op) {
     auto data = local_span(buffer);
@@ -212,7 +219,7 @@ struct backend {
     if constexpr (builtin_v<Op, T>) {
       for_each_piece(data.size(), [&](std::size_t offset, int count) {
         check(MPI_Allreduce(MPI_IN_PLACE, data.data() + offset, count, datatype<T>(),
-                            builtin<std::remove_cvref_t<Op>, T>::op(), policy.comm()),
+                            builtin_op(op_kind_v<Op, T>), policy.comm()),
               "MPI_Allreduce");
       });
     } else {
@@ -224,7 +231,7 @@ struct backend {
         if (code == MPI_SUCCESS)
           code = MPI_Allreduce(MPI_IN_PLACE, data.data() + offset, count, type.get(), ordered.get(), policy.comm());
       });
-      ordered.rethrow_any(policy.comm());
+      agree_on_failure(policy.comm(), nullptr, ordered.take_failure());
       check(code, "MPI_Allreduce");
     }
   }
@@ -232,26 +239,13 @@ struct backend {
   template <class P, class Buffer>
   static void all_reduce_mean(const P& policy, Buffer& buffer) {
     auto data = local_span(buffer);
-    using T = typename decltype(data)::element_type;
     std::plus<> sum;
     all_reduce(policy, buffer, sum);
-    const T ranks = static_cast<T>(size_of(policy.comm()));
-    backend_of<typename P::inner_type>::for_each(policy.inner(), data.begin(), data.end(),
-                                                 [ranks](T& x) { x = static_cast<T>(x / ranks); });
+    backend_of<typename P::inner_type>::for_each(
+        policy.inner(), data.begin(), data.end(),
+        collective::divide_by{static_cast<std::size_t>(size_of(policy.comm()))});
   }
 
- private:
-  template <class T, class Op>
-  static T finish(MPI_Comm comm, T init, std::optional<T> local, Op& op) {
-    std::optional<T> all = combine_partials(comm, std::move(local), op);
-    return all ? T(op(std::move(init), std::move(*all))) : init;
-  }
-
-  template <class V, class P, class In, class Op>
-  static std::optional<V> local_total(const P& policy, In first, In last, Op& op) {
-    if (first == last) return std::nullopt;
-    return backend_of<typename P::inner_type>::reduce(policy.inner(), first + 1, last, V(*first), op);
-  }
 };
 
 }  // namespace dpar::detail::mpi

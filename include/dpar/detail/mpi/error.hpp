@@ -6,21 +6,13 @@
 
 #include "mpi_h.hpp"
 
+#include <climits>
+#include <exception>
 #include <string>
 
-#include "../../communicator.hpp"  // dpar::collective_error
+#include "../../errors.hpp"
 
 namespace dpar {
-
-class mpi_error : public collective_error {
- public:
-  mpi_error(const std::string& what, int code) : collective_error(what), code_(code) {}
-  // MPI's error code (MPI_SUCCESS when the failure was detected by dpar itself).
-  int code() const noexcept { return code_; }
-
- private:
-  int code_;
-};
 
 namespace detail::mpi {
 
@@ -35,6 +27,34 @@ inline std::string error_string(int code) {
 inline void check(int code, const char* function) {
   if (code != MPI_SUCCESS)
     throw mpi_error(std::string("dpar::mpi: ") + function + " failed: " + error_string(code), code);
+}
+
+inline int rank_of(MPI_Comm comm) {
+  int rank = 0;
+  check(MPI_Comm_rank(comm, &rank), "MPI_Comm_rank");
+  return rank;
+}
+inline int size_of(MPI_Comm comm) {
+  int size = 0;
+  check(MPI_Comm_size(comm, &size), "MPI_Comm_size");
+  return size;
+}
+
+// Collective, after a step that every rank joined even if it failed: a rank
+// whose local phase threw (local_error) or whose user op threw inside MPI
+// (op_error) rethrows its own exception; every other rank throws naming the
+// lowest rank that failed. So nobody is left waiting in a later collective.
+inline void agree_on_failure(MPI_Comm comm, std::exception_ptr local_error, std::exception_ptr op_error) {
+  const int size = size_of(comm), me = rank_of(comm), none = INT_MAX;
+  int mine = local_error ? me : op_error ? size + me : none, lowest = none;
+  check(MPI_Allreduce(&mine, &lowest, 1, MPI_INT, MPI_MIN, comm), "MPI_Allreduce");
+  if (local_error) std::rethrow_exception(local_error);
+  if (op_error) std::rethrow_exception(op_error);
+  if (lowest < size)
+    throw collective_error("dpar::mpi: a user function threw on rank " + std::to_string(lowest) +
+                           ", so this collective call failed on every rank");
+  if (lowest != none)
+    throw mpi_error("dpar::mpi: the reduction op threw on rank " + std::to_string(lowest - size), MPI_SUCCESS);
 }
 
 // MPI_ERRORS_RETURN on `comm` while it lives, so failures come back as codes.

@@ -8,7 +8,7 @@
 // MPI calls the op from inside MPI_Allreduce / MPI_Exscan in the calling
 // thread; a thread_local pointer hands it the C++ op object. An exception
 // must not cross MPI's C frames, so the trampoline catches it, and after the
-// MPI call one MPI_LOR reduction tells every rank whether some op threw.
+// MPI call agree_on_failure (error.hpp) tells every rank whether some op threw.
 
 #include "mpi_h.hpp"
 
@@ -68,15 +68,9 @@ class ordered_op {
 
   MPI_Op get() const noexcept { return op_; }
 
-  // After the MPI call: rethrows the op's exception if it threw here, throws
-  // mpi_error if it threw on another rank. Collective (one MPI_Allreduce).
-  void rethrow_any(MPI_Comm comm) {
-    std::exception_ptr error = std::exchange(failure(), nullptr);
-    int failed_here = error ? 1 : 0, failed_anywhere = 0;
-    check(MPI_Allreduce(&failed_here, &failed_anywhere, 1, MPI_INT, MPI_LOR, comm), "MPI_Allreduce");
-    if (error) std::rethrow_exception(error);
-    if (failed_anywhere) throw mpi_error("dpar::mpi: the reduction op threw on another rank", MPI_SUCCESS);
-  }
+  // After the MPI call: the op's exception if it threw in this rank (pass it
+  // to agree_on_failure, which tells every rank).
+  std::exception_ptr take_failure() noexcept { return std::exchange(failure(), nullptr); }
 
  private:
   static Combine*& current() noexcept {

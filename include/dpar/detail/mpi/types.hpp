@@ -1,12 +1,10 @@
 #pragma once
 // Which C++ types and ops MPI can reduce by itself: built-in datatypes for
-// arithmetic types, built-in ops for the standard function objects. Anything
+// arithmetic types, built-in ops for the known kinds of op. Anything
 // else goes through an ordered user op (ordered_op.hpp).
 
 #include "mpi_h.hpp"
 
-#include <functional>
-#include <limits>
 #include <type_traits>
 
 #include "../../functional.hpp"
@@ -35,44 +33,24 @@ MPI_Datatype datatype() {
 template <class T>
 inline constexpr bool has_datatype_v = std::is_arithmetic_v<T> && !std::is_same_v<std::remove_cv_t<T>, bool>;
 
-// builtin<Op, T>: whether MPI has Op for T (value), its MPI_Op (op()) and the
-// op's identity (what an empty local range contributes).
-template <class Op, class T, class = void>
-struct builtin {
-  static constexpr bool value = false;
-};
-
-#define DPAR_DETAIL_MPI_BUILTIN(Functor, Condition, MpiOp, Identity)                                   \
-  template <class T>                                                                                   \
-  struct builtin<Functor<>, T, std::enable_if_t<has_datatype_v<T> && (Condition)>> {                    \
-    static constexpr bool value = true;                                                                \
-    static MPI_Op op() { return MpiOp; }                                                               \
-    static T identity() { return Identity; }                                                           \
-  };                                                                                                   \
-  template <class T>                                                                                   \
-  struct builtin<Functor<T>, T, std::enable_if_t<has_datatype_v<T> && (Condition)>> : builtin<Functor<>, T> {};
-
-template <class T>
-constexpr T largest() {
-  if constexpr (std::numeric_limits<T>::has_infinity) return std::numeric_limits<T>::infinity();
-  else return std::numeric_limits<T>::max();
-}
-template <class T>
-constexpr T smallest() {
-  if constexpr (std::numeric_limits<T>::has_infinity) return -std::numeric_limits<T>::infinity();
-  else return std::numeric_limits<T>::lowest();
-}
-
-DPAR_DETAIL_MPI_BUILTIN(std::plus, true, MPI_SUM, T(0))
-DPAR_DETAIL_MPI_BUILTIN(std::multiplies, true, MPI_PROD, T(1))
-DPAR_DETAIL_MPI_BUILTIN(dpar::minimum, true, MPI_MIN, largest<T>())
-DPAR_DETAIL_MPI_BUILTIN(dpar::maximum, true, MPI_MAX, smallest<T>())
-DPAR_DETAIL_MPI_BUILTIN(std::bit_and, std::is_integral_v<T>, MPI_BAND, static_cast<T>(~T(0)))
-DPAR_DETAIL_MPI_BUILTIN(std::bit_or, std::is_integral_v<T>, MPI_BOR, T(0))
-DPAR_DETAIL_MPI_BUILTIN(std::bit_xor, std::is_integral_v<T>, MPI_BXOR, T(0))
-#undef DPAR_DETAIL_MPI_BUILTIN
-
+// The MPI op for a kind of op (functional.hpp): MPI reduces T with Op by itself
+// when T has a datatype and dpar knows Op's kind and identity on T (the
+// identity is what an empty local range contributes).
 template <class Op, class T>
-inline constexpr bool builtin_v = builtin<std::remove_cvref_t<Op>, std::remove_cv_t<T>>::value;
+inline constexpr bool builtin_v =
+    has_datatype_v<std::remove_cv_t<T>> && op_kind_v<Op, T> != op_kind::other && has_identity<Op, T>;
+
+inline MPI_Op builtin_op(op_kind kind) {
+  switch (kind) {
+    case op_kind::sum: return MPI_SUM;
+    case op_kind::product: return MPI_PROD;
+    case op_kind::min: return MPI_MIN;
+    case op_kind::max: return MPI_MAX;
+    case op_kind::bit_and: return MPI_BAND;
+    case op_kind::bit_or: return MPI_BOR;
+    case op_kind::bit_xor: return MPI_BXOR;
+    default: return MPI_OP_NULL;
+  }
+}
 
 }  // namespace dpar::detail::mpi

@@ -138,21 +138,16 @@ constexpr int nccl_type() {  // -1: NCCL has no such type
     return -1;
 }
 
-// The NCCL op for Op on T (std::plus, std::multiplies, dpar::minimum,
-// dpar::maximum, as <> or <T>); -1: none.
+// The NCCL op for Op's kind on T (functional.hpp); -1: none.
 template <class Op, class T>
 constexpr int nccl_op() {
-  using O = std::remove_cvref_t<Op>;
-  if constexpr (std::is_same_v<O, std::plus<>> || std::is_same_v<O, std::plus<T>>)
-    return ncclSum;
-  else if constexpr (std::is_same_v<O, std::multiplies<>> || std::is_same_v<O, std::multiplies<T>>)
-    return ncclProd;
-  else if constexpr (std::is_same_v<O, minimum<>> || std::is_same_v<O, minimum<T>>)
-    return ncclMin;
-  else if constexpr (std::is_same_v<O, maximum<>> || std::is_same_v<O, maximum<T>>)
-    return ncclMax;
-  else
-    return -1;
+  switch (op_kind_v<Op, T>) {
+    case op_kind::sum: return ncclSum;
+    case op_kind::product: return ncclProd;
+    case op_kind::min: return ncclMin;
+    case op_kind::max: return ncclMax;
+    default: return -1;
+  }
 }
 
 // Holds one lock per device of a list, taken in increasing device order (so

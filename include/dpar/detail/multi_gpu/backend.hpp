@@ -41,36 +41,10 @@
 
 namespace dpar::detail::multi_gpu {
 
-// An identity of op on T, where dpar knows one: lets a shard reduce with CUB
-// (which wants an init) without putting the caller's init in every shard.
-// -0.0 for floating-point sums: -0.0 + x == x for every x, +0.0 included.
+// A shard reduces with CUB (which wants an init) where dpar knows op's identity
+// on T (functional.hpp), without putting the caller's init in every shard.
 template <class Op, class T>
-struct op_identity {};
-template <class U, class T>
-struct op_identity<std::plus<U>, T> {
-  static constexpr T value() { return std::is_floating_point_v<T> ? T(-0.0) : T(0); }
-};
-template <class U, class T>
-struct op_identity<std::multiplies<U>, T> {
-  static constexpr T value() { return T(1); }
-};
-template <class U, class T>
-struct op_identity<minimum<U>, T> {
-  static constexpr T value() {
-    return std::numeric_limits<T>::has_infinity ? std::numeric_limits<T>::infinity() : std::numeric_limits<T>::max();
-  }
-};
-template <class U, class T>
-struct op_identity<maximum<U>, T> {
-  static constexpr T value() {
-    return std::numeric_limits<T>::has_infinity ? -std::numeric_limits<T>::infinity()
-                                                : std::numeric_limits<T>::lowest();
-  }
-};
-template <class Op, class T>
-inline constexpr bool cub_partial_v = reorderable_v<Op, T>&& requires {
-  op_identity<std::remove_cvref_t<Op>, T>::value();
-};
+inline constexpr bool cub_partial_v = reorderable_v<Op, T> && has_identity<Op, T>;
 
 // A shard's partial reduction, queued on its stream: the value lands at
 // storage->as<T>().

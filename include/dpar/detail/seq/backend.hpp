@@ -5,6 +5,7 @@
 #include <optional>
 
 #include "../../execution.hpp"
+#include "../backend_concept.hpp"
 #include "../kernels.hpp"
 
 namespace dpar::detail::seq {
@@ -61,5 +62,7 @@ struct backend {
     return d_first + (last - first);
   }
 };
+
+static_assert(backend_for<backend, sequenced_policy>);
 
 }  // namespace dpar::detail::seq

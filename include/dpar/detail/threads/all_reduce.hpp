@@ -4,7 +4,6 @@
 // reduce-scatter / all-gather kernel on its slice of all K buffers.
 
 #include <cstddef>
-#include <cstdint>
 #include <functional>
 #include <ranges>
 #include <span>
@@ -16,6 +15,8 @@
 
 #include "../../execution.hpp"
 #include "../../thread_pool.hpp"
+#include "../collective/backend.hpp"
+#include "../collective/checks.hpp"
 #include "../collective/kernels.hpp"
 
 namespace dpar::detail::collective {
@@ -39,20 +40,10 @@ std::vector<buffer_span_t<Buffers>> checked_spans(Buffers& buffers, const char* 
   using span_t = buffer_span_t<Buffers>;
   std::vector<span_t> spans;
   for (auto&& b : buffers) spans.push_back(span_t(std::span(b)));
-  for (std::size_t r = 1; r < spans.size(); ++r)
-    if (spans[r].size() != spans[0].size())
-      throw std::invalid_argument(std::string(who) + ": buffer " + std::to_string(r) + " has " +
-                                  std::to_string(spans[r].size()) + " elements but buffer 0 has " +
-                                  std::to_string(spans[0].size()) + "; all buffers must have the same length");
-  auto address = [](const auto* p) { return reinterpret_cast<std::uintptr_t>(p); };
-  for (std::size_t r = 0; r < spans.size() && !spans[0].empty(); ++r)
-    for (std::size_t s = r + 1; s < spans.size(); ++s) {
-      auto r_lo = address(spans[r].data()), r_hi = address(spans[r].data() + spans[r].size());
-      auto s_lo = address(spans[s].data()), s_hi = address(spans[s].data() + spans[s].size());
-      if (r_lo < s_hi && s_lo < r_hi)
-        throw std::invalid_argument(std::string(who) + ": buffers " + std::to_string(r) + " and " +
-                                    std::to_string(s) + " overlap; each replica needs its own buffer");
-    }
+  std::vector<std::size_t> lengths;
+  for (const auto& s : spans) lengths.push_back(s.size());
+  check_same_lengths<std::invalid_argument>(lengths, who, "buffer");
+  check_disjoint<std::invalid_argument>(spans, who);
   return spans;
 }
 
@@ -99,12 +90,7 @@ struct host_all_reduce {
 
 namespace dpar::detail {
 
-// Collective operations per policy type. The front doors in collective.hpp
-// use a policy's backend::all_reduce when it has one, else this trait; the
-// CPU policies are specialized here, other backends add theirs.
-template <class Policy>
-struct collective_backend;
-
+// The CPU policies' collectives (detail/collective/backend.hpp).
 template <>
 struct collective_backend<sequenced_policy> {
   template <class Buffers, class Op>

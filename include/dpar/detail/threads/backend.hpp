@@ -15,7 +15,9 @@
 #include <vector>
 
 #include "../../execution.hpp"
+#include "../backend_concept.hpp"
 #include "../kernels.hpp"
+#include "../sync.hpp"
 
 namespace dpar::detail::threads {
 
@@ -38,7 +40,7 @@ inline constexpr std::size_t blocks_per_thread = 4;
 struct blocks {
   std::size_t n;
   std::size_t count;
-  std::size_t begin(std::size_t b) const noexcept { return b * (n / count) + std::min(b, n % count); }
+  std::size_t begin(std::size_t b) const noexcept { return even_split_begin(n, count, b); }
 };
 
 inline blocks split(const thread_pool& pool, std::size_t n, std::size_t smallest = min_block) {
@@ -235,8 +237,7 @@ struct backend {
       for_each_block(pool, cut, [&](std::size_t b, std::size_t lo, std::size_t hi) {
         if (b + 1 < cut.count) carry[b + 1].emplace(fold_nonempty<V>(lo, hi, op, elem));
       });
-      for (std::size_t b = 1; b < cut.count; ++b)
-        if (carry[b - 1]) carry[b] = op(*carry[b - 1], std::move(*carry[b]));
+      totals_to_carries(carry, op);
     }
     for_each_block(pool, cut, [&](std::size_t b, std::size_t lo, std::size_t hi) {
       if constexpr (Inclusive)
@@ -246,5 +247,7 @@ struct backend {
     });
   }
 };
+
+static_assert(backend_for<backend, parallel_policy>);
 
 }  // namespace dpar::detail::threads
