@@ -28,10 +28,6 @@
 
 #include <pthread.h>
 
-#if defined(__x86_64__) || defined(__i386__)
-#include <immintrin.h>
-#endif
-
 #include "detail/sync.hpp"
 
 namespace dpar {
