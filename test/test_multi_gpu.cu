@@ -115,14 +115,16 @@ TEST_CASE("shard layout: n / k each, the remainder on the first shards", "[multi
 TEST_CASE("multi_gpu internals: identities, NCCL mapping", "[multi_gpu][nodevice]") {
   namespace mg = dpar::detail::multi_gpu;
   // -0.0 is the identity of floating-point +: -0.0 + -0.0 keeps the sign
-  CHECK(std::signbit(mg::op_identity<std::plus<>, float>::value()));
-  CHECK(mg::op_identity<std::plus<>, float>::value() == 0.0f);
-  CHECK(mg::op_identity<std::plus<>, int>::value() == 0);
-  CHECK(mg::op_identity<std::multiplies<>, double>::value() == 1.0);
-  CHECK(mg::op_identity<dpar::minimum<>, float>::value() == std::numeric_limits<float>::infinity());
-  CHECK(mg::op_identity<dpar::minimum<>, int>::value() == std::numeric_limits<int>::max());
-  CHECK(mg::op_identity<dpar::maximum<>, double>::value() == -std::numeric_limits<double>::infinity());
-  CHECK(mg::op_identity<dpar::maximum<int>, std::int64_t>::value() == std::numeric_limits<std::int64_t>::lowest());
+  CHECK(std::signbit(dpar::op_identity<std::plus<>, float>::value()));
+  CHECK(dpar::op_identity<std::plus<>, float>::value() == 0.0f);
+  CHECK(dpar::op_identity<std::plus<>, int>::value() == 0);
+  CHECK(dpar::op_identity<std::multiplies<>, double>::value() == 1.0);
+  CHECK(dpar::op_identity<dpar::minimum<>, float>::value() == std::numeric_limits<float>::infinity());
+  CHECK(dpar::op_identity<dpar::minimum<>, int>::value() == std::numeric_limits<int>::max());
+  CHECK(dpar::op_identity<dpar::maximum<>, double>::value() == -std::numeric_limits<double>::infinity());
+  CHECK(dpar::op_identity<dpar::maximum<std::int64_t>, std::int64_t>::value() == std::numeric_limits<std::int64_t>::lowest());
+  // maximum<int> on int64 values truncates: no kind, no identity, no CUB partials.
+  STATIC_REQUIRE_FALSE(dpar::has_identity<dpar::maximum<int>, std::int64_t>);
   // CUB with an identity only for known commutative ops on arithmetic types
   STATIC_REQUIRE(mg::cub_partial_v<std::plus<>, float>);
   STATIC_REQUIRE(mg::cub_partial_v<dpar::maximum<>, int>);
