@@ -1,0 +1,397 @@
+#pragma once
+// Backend of dpar::deterministic(policy) (deterministic.hpp). Float and double
+// sums go through exact accumulators (exact_sum.hpp) and are rounded once;
+// everything else runs over blocks whose bounds depend on the length only
+// (never on the thread count) and combines their results in block order.
+// Element-wise algorithms have nothing to reorder and run on the inner policy.
+
+#include <atomic>
+#include <cstddef>
+#include <functional>
+#include <iterator>
+#include <optional>
+#include <span>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "../../collective.hpp"
+#include "../../deterministic.hpp"
+#include "../../execution.hpp"
+#include "../../thread_pool.hpp"
+#include "../collective/kernels.hpp"
+#include "../kernels.hpp"
+#include "../threads/all_reduce.hpp"
+#include "../threads/backend.hpp"
+#include "exact_sum.hpp"
+
+namespace dpar::detail::deterministic {
+
+// ---- which sums are exact --------------------------------------------------
+
+template <class Op, class T>
+inline constexpr bool is_plus_v =
+    std::is_same_v<std::remove_cvref_t<Op>, std::plus<>> || std::is_same_v<std::remove_cvref_t<Op>, std::plus<T>>;
+
+// A sum of values of type V (after any transform) into T with op: correctly
+// rounded when T and V are float or double and op is +.
+template <class Op, class T, class V>
+inline constexpr bool exact_sum_v = is_plus_v<Op, T> && is_float_or_double_v<T> &&
+                                    is_float_or_double_v<std::remove_cvref_t<V>>;
+
+// The type each term is added as: std::plus<T> converts it to T first.
+template <class Op, class T, class V>
+using summand_t =
+    std::conditional_t<std::is_same_v<std::remove_cvref_t<Op>, std::plus<T>>, T, std::remove_cvref_t<V>>;
+
+// ---- one process: seq and par ----------------------------------------------
+
+template <>
+struct site<sequenced_policy> {
+  static constexpr bool supported = true, distributed = false;
+  static thread_pool* pool(const sequenced_policy&) { return nullptr; }
+  static void combine(const sequenced_policy&, exact_sum&) {}
+};
+
+template <>
+struct site<parallel_policy> {
+  static constexpr bool supported = true, distributed = false;
+  static thread_pool* pool(const parallel_policy& policy) { return &policy.pool(); }
+  static void combine(const parallel_policy&, exact_sum&) {}
+};
+
+// Calls body(block, lo, hi) for every block of `cut`: in the calling thread
+// without a pool, else on whichever pool threads are free.
+template <class Body>
+void for_each_block(thread_pool* pool, const threads::blocks& cut, Body&& body) {
+  if (pool == nullptr) {
+    for (std::size_t b = 0; b < cut.count; ++b) body(b, cut.begin(b), cut.begin(b + 1));
+  } else {
+    threads::for_each_block(*pool, cut, body);
+  }
+}
+
+// [0, n) cut into ceil(n / block) blocks: a function of n alone.
+inline threads::blocks fixed_blocks(std::size_t n, std::size_t block) {
+  return {n, n <= block ? 1 : (n + block - 1) / block};
+}
+
+template <class Op, class T>
+inline constexpr std::size_t fixed_block = reorderable_v<Op, T> ? threads::min_block_arithmetic : threads::min_block;
+
+// op(init, elem(0), ..., elem(n-1)) over fixed blocks, combined in order.
+template <class T, class Op, class Elem>
+T fixed_fold(thread_pool* pool, T init, std::size_t n, Op& op, Elem& elem) {
+  const threads::blocks cut = fixed_blocks(n, fixed_block<Op, T>);
+  if (cut.count == 1) return detail::fold(std::move(init), 0, n, op, elem);
+  std::vector<std::optional<T>> partial(cut.count);
+  for_each_block(pool, cut, [&](std::size_t b, std::size_t lo, std::size_t hi) {
+    partial[b].emplace(fold_nonempty<T>(lo, hi, op, elem));
+  });
+  for (auto& p : partial) init = op(std::move(init), std::move(*p));
+  return init;
+}
+
+// Reduce-then-scan over fixed blocks: each block's total, the carries in
+// block order, then every block scans from its carry. All totals are read
+// before any output is written, so in-place is fine.
+template <bool Inclusive, class V, class In, class Out, class Op>
+void fixed_scan(thread_pool* pool, In first, std::size_t n, Out d_first, Op& op, std::optional<V> init) {
+  if (n == 0) return;
+  std::size_t start = 0;
+  if (!init) {  // an inclusive scan without init starts from the first element
+    init.emplace(at(first, 0));
+    at(d_first, 0) = *init;
+    start = 1;
+  }
+  const threads::blocks cut = fixed_blocks(n - start, fixed_block<Op, V>);
+  std::vector<std::optional<V>> carry(cut.count);
+  carry[0] = std::move(init);
+  auto elem = [&](std::size_t i) -> decltype(auto) { return at(first, i); };
+  if (cut.count > 1) {
+    for_each_block(pool, cut, [&](std::size_t b, std::size_t lo, std::size_t hi) {
+      if (b + 1 < cut.count) carry[b + 1].emplace(fold_nonempty<V>(start + lo, start + hi, op, elem));
+    });
+    for (std::size_t b = 1; b < cut.count; ++b) carry[b] = op(*carry[b - 1], std::move(*carry[b]));
+  }
+  for_each_block(pool, cut, [&](std::size_t b, std::size_t lo, std::size_t hi) {
+    if constexpr (reorderable_v<Op, V>)
+      interleaved_scan_range<Inclusive, V>(first, d_first, start + lo, start + hi, op, *carry[b]);
+    else if constexpr (Inclusive)
+      inclusive_scan_range<V>(first, d_first, start + lo, start + hi, op, std::move(carry[b]));
+    else
+      exclusive_scan_range<V>(first, d_first, start + lo, start + hi, op, std::move(*carry[b]));
+  });
+}
+
+// ---- exact sums -----------------------------------------------------------
+
+// Blocks of terms that a thread claims at a time: a function of nothing.
+inline constexpr std::size_t exact_block = 16384;
+
+// The exact sum of the terms that feed(table, lo, hi, into) adds for every
+// block of [0, n), one binned table and one exact_sum per thread.
+template <class S, class Feed>
+exact_sum local_exact_sum(thread_pool* pool, std::size_t n, Feed&& feed) {
+  const std::size_t blocks = (n + exact_block - 1) / exact_block;
+  if (pool == nullptr || pool->concurrency() == 1 || blocks < 4) {
+    exact_sum total;
+    binned_loan<S> table;
+    for (std::size_t lo = 0; lo < n; lo += exact_block) feed(*table, lo, std::min(n, lo + exact_block), total);
+    table->flush(total);
+    return total;
+  }
+  std::vector<exact_sum> part(pool->size());
+  std::atomic<std::size_t> next{0};
+  pool->run_available([&](std::size_t thread, std::size_t) {
+    binned_loan<S> table;
+    for (std::size_t b; (b = next.fetch_add(1, std::memory_order_relaxed)) < blocks;)
+      feed(*table, b * exact_block, std::min(n, (b + 1) * exact_block), part[thread]);
+    table->flush(part[thread]);
+  });
+  for (std::size_t t = 1; t < part.size(); ++t) part[0].merge(part[t]);
+  return std::move(part[0]);
+}
+
+// init + the exact sum, combined over the ranks if any, rounded once to T.
+template <class T, class Inner>
+T round_total(const Inner& inner, exact_sum& total, const T& init) {
+  site<Inner>::combine(inner, total);
+  total.add(static_cast<double>(init));
+  return total.template round<T>();
+}
+
+// The K-buffer exact all-reduce kernel: out[i] = the correctly rounded sum of
+// column(r)[i] over r in [0, k), for i in [lo, hi). out may be column(0).
+// Fast path: the sum in double with TwoSum error terms, exact when no error
+// term (float: in double, the sum itself; double: the errors' own sum) was
+// rounded; any other element goes through exact_sum.
+template <class T, class Column>
+void exact_columns(std::size_t k, Column& column, T* out, std::size_t lo, std::size_t hi, exact_sum& scratch) {
+  constexpr std::size_t chunk = 256;
+  double sum[chunk];
+  unsigned char inexact[chunk];
+  for (std::size_t c = lo; c < hi; c += chunk) {
+    const std::size_t count = std::min(chunk, hi - c);
+    const T* first = column(0) + c;
+    for (std::size_t i = 0; i < count; ++i) sum[i] = first[i];
+    std::fill(inexact, inexact + count, 0);
+    if constexpr (std::is_same_v<T, double>) {
+      if (k == 2) {
+        // one rounding of the exact sum: correctly rounded already
+        const double* second = column(1) + c;
+        for (std::size_t i = 0; i < count; ++i) sum[i] += second[i];
+      } else if (k > 2) {
+        double error[chunk] = {};
+        for (std::size_t r = 1; r < k; ++r) {
+          const double* in = column(r) + c;
+          for (std::size_t i = 0; i < count; ++i) {
+            const double s = sum[i], x = in[i], t = s + x, bp = t - s;
+            const double e = (s - (t - bp)) + (x - bp);
+            const double u = error[i] + e, bq = u - error[i];
+            const double f = (error[i] - (u - bq)) + (e - bq);
+            inexact[i] |= f != 0;
+            sum[i] = t;
+            error[i] = u;
+          }
+        }
+        for (std::size_t i = 0; i < count; ++i) sum[i] += error[i];
+      }
+    } else {
+      for (std::size_t r = 1; r < k; ++r) {
+        const T* in = column(r) + c;
+        for (std::size_t i = 0; i < count; ++i) {
+          const double s = sum[i], x = in[i], t = s + x, bp = t - s;
+          inexact[i] |= (s - (t - bp)) + (x - bp) != 0;
+          sum[i] = t;
+        }
+      }
+    }
+    for (std::size_t i = 0; i < count; ++i) {
+      if (inexact[i]) {  // also for inf and NaN (their error terms are NaN)
+        scratch.clear();
+        for (std::size_t r = 0; r < k; ++r) scratch.add(static_cast<double>(column(r)[c + i]));
+        out[c + i] = scratch.round<T>();
+      } else {
+        out[c + i] = static_cast<T>(sum[i]);
+      }
+    }
+  }
+}
+
+// Runs exact_columns over [0, n) in slices on the pool (if any), then
+// after(lo, hi) on each slice.
+template <class T, class Column, class After>
+void exact_all_reduce(thread_pool* pool, std::size_t k, std::size_t n, Column column, T* out, After after) {
+  if (k == 0 || n == 0) return;
+  std::size_t parts = pool ? std::min(pool->concurrency(), k * n * sizeof(T) / collective::min_slice_bytes) : 1;
+  if (parts <= 1) {
+    exact_sum scratch;
+    exact_columns<T>(k, column, out, 0, n, scratch);
+    after(std::size_t{0}, n);
+    return;
+  }
+  collective::slices<T> cut{n, parts};
+  pool->run([&](std::size_t thread, std::size_t threads) {
+    exact_sum scratch;
+    for (std::size_t s = thread; s < parts; s += threads) {
+      exact_columns<T>(k, column, out, cut.begin(s), cut.begin(s + 1), scratch);
+      after(cut.begin(s), cut.begin(s + 1));
+    }
+  });
+}
+
+// K host buffers: buffer 0 gets the sums (then divided by K for the mean),
+// then the others get copies.
+template <class Buffers>
+void host_exact_all_reduce(thread_pool* pool, Buffers& buffers, bool mean, const char* who) {
+  auto spans = collective::checked_spans(buffers, who);
+  using T = typename decltype(spans)::value_type::element_type;
+  const std::size_t k = spans.size();
+  if (k == 0) return;
+  auto column = [&](std::size_t r) -> const T* { return spans[r].data(); };
+  exact_all_reduce<T>(pool, k, spans[0].size(), column, spans[0].data(), [&](std::size_t lo, std::size_t hi) {
+    if (mean) collective::divide_by{k}(spans[0].data() + lo, hi - lo);
+    for (std::size_t r = 1; r < k; ++r) std::copy(spans[0].data() + lo, spans[0].data() + hi, spans[r].data() + lo);
+  });
+}
+
+template <class Buffers>
+using host_element_t = typename collective::buffer_span_t<Buffers>::element_type;
+
+// ---- the backend ------------------------------------------------------------
+
+struct backend {
+  template <class P, class In, class Out, class F>
+  static Out transform(const P& policy, In first, In last, Out d_first, F f) {
+    return backend_of<typename P::inner_type>::transform(policy.inner(), first, last, d_first, std::move(f));
+  }
+
+  template <class P, class In1, class In2, class Out, class F>
+  static Out transform(const P& policy, In1 first1, In1 last1, In2 first2, Out d_first, F f) {
+    return backend_of<typename P::inner_type>::transform(policy.inner(), first1, last1, first2, d_first,
+                                                         std::move(f));
+  }
+
+  template <class P, class It, class F>
+  static void for_each(const P& policy, It first, It last, F f) {
+    backend_of<typename P::inner_type>::for_each(policy.inner(), first, last, std::move(f));
+  }
+
+  template <class P, class It, class T, class Op>
+  static T reduce(const P& policy, It first, It last, T init, Op op) {
+    return transform_reduce(policy, first, last, std::move(init), std::move(op),
+                            [](auto&& x) -> decltype(auto) { return std::forward<decltype(x)>(x); });
+  }
+
+  template <class P, class It, class T, class R, class U>
+  static T transform_reduce(const P& policy, It first, It last, T init, R reduce, U transform) {
+    using Inner = typename P::inner_type;
+    using V = std::invoke_result_t<U&, std::iter_reference_t<It>>;
+    const auto n = static_cast<std::size_t>(last - first);
+    if constexpr (exact_sum_v<R, T, V>) {
+      using S = summand_t<R, T, V>;
+      auto term = [&](std::size_t i) { return static_cast<S>(transform(at(first, i))); };
+      exact_sum total = local_exact_sum<S>(site<Inner>::pool(policy.inner()), n,
+                                           [&](binned_sum<S>& table, std::size_t lo, std::size_t hi,
+                                               exact_sum& into) { table.add_range(lo, hi, term, into); });
+      return round_total(policy.inner(), total, init);
+    } else if constexpr (site<Inner>::distributed) {
+      auto ranks = site<Inner>::over_ranks(policy.inner());
+      return backend_of<decltype(ranks)>::transform_reduce(ranks, first, last, std::move(init), std::move(reduce),
+                                                           std::move(transform));
+    } else {
+      auto elem = [&](std::size_t i) -> decltype(auto) { return transform(at(first, i)); };
+      return fixed_fold(site<Inner>::pool(policy.inner()), std::move(init), n, reduce, elem);
+    }
+  }
+
+  // The two-range form (sum of products): exact products when summed exactly.
+  template <class P, class It1, class It2, class T, class R, class U>
+  static T transform_reduce(const P& policy, It1 first1, It1 last1, It2 first2, T init, R reduce, U transform) {
+    using Inner = typename P::inner_type;
+    using A = std::iter_value_t<It1>;
+    using B = std::iter_value_t<It2>;
+    const auto n = static_cast<std::size_t>(last1 - first1);
+    if constexpr (exact_sum_v<R, T, A> && exact_sum_v<R, T, B> &&
+                  std::is_same_v<std::remove_cvref_t<U>, std::multiplies<>>) {
+      // products of floats stay floats, any double makes both doubles
+      using F = std::conditional_t<std::is_same_v<A, float> && std::is_same_v<B, float>, float, double>;
+      auto factors = [&](std::size_t i) {
+        return std::pair<F, F>(static_cast<F>(at(first1, i)), static_cast<F>(at(first2, i)));
+      };
+      exact_sum total = local_exact_sum<double>(site<Inner>::pool(policy.inner()), n,
+                                                [&](binned_sum<double>& table, std::size_t lo, std::size_t hi,
+                                                    exact_sum& into) { table.add_products(lo, hi, factors, into); });
+      return round_total(policy.inner(), total, init);
+    } else if constexpr (site<Inner>::distributed) {
+      auto ranks = site<Inner>::over_ranks(policy.inner());
+      return backend_of<decltype(ranks)>::transform_reduce(ranks, first1, last1, first2, std::move(init),
+                                                           std::move(reduce), std::move(transform));
+    } else {
+      auto elem = [&](std::size_t i) -> decltype(auto) { return transform(at(first1, i), at(first2, i)); };
+      return fixed_fold(site<Inner>::pool(policy.inner()), std::move(init), n, reduce, elem);
+    }
+  }
+
+  template <class V, class P, class In, class Out, class Op>
+  static Out inclusive_scan(const P& policy, In first, In last, Out d_first, Op op, std::optional<V> init) {
+    using Inner = typename P::inner_type;
+    if constexpr (site<Inner>::distributed) {
+      auto ranks = site<Inner>::over_ranks(policy.inner());
+      return backend_of<decltype(ranks)>::inclusive_scan(ranks, first, last, d_first, std::move(op), std::move(init));
+    } else {
+      fixed_scan<true, V>(site<Inner>::pool(policy.inner()), first, static_cast<std::size_t>(last - first), d_first,
+                          op, std::move(init));
+      return d_first + (last - first);
+    }
+  }
+
+  template <class P, class In, class Out, class T, class Op>
+  static Out exclusive_scan(const P& policy, In first, In last, Out d_first, T init, Op op) {
+    using Inner = typename P::inner_type;
+    if constexpr (site<Inner>::distributed) {
+      auto ranks = site<Inner>::over_ranks(policy.inner());
+      return backend_of<decltype(ranks)>::exclusive_scan(ranks, first, last, d_first, std::move(init), std::move(op));
+    } else {
+      fixed_scan<false, T>(site<Inner>::pool(policy.inner()), first, static_cast<std::size_t>(last - first), d_first,
+                           op, std::optional<T>(std::move(init)));
+      return d_first + (last - first);
+    }
+  }
+
+  // all_reduce with + on float or double buffers is exact; any other op or
+  // type already combines in replica order on the inner policy.
+  template <class P, class Buffers, class Op>
+  static void all_reduce(const P& policy, Buffers& buffers, Op& op) {
+    using Inner = typename P::inner_type;
+    if constexpr (site<Inner>::distributed) {
+      if constexpr (exact_sum_v<Op, typename site<Inner>::template element_t<Buffers>,
+                                typename site<Inner>::template element_t<Buffers>>)
+        site<Inner>::exact_all_reduce(policy.inner(), buffers, false);
+      else
+        dpar::all_reduce(policy.inner(), buffers, op);
+    } else if constexpr (exact_sum_v<Op, host_element_t<Buffers>, host_element_t<Buffers>>) {
+      host_exact_all_reduce(site<Inner>::pool(policy.inner()), buffers, false, "dpar::all_reduce");
+    } else {
+      dpar::all_reduce(policy.inner(), buffers, op);
+    }
+  }
+
+  template <class P, class Buffers>
+  static void all_reduce_mean(const P& policy, Buffers& buffers) {
+    using Inner = typename P::inner_type;
+    if constexpr (site<Inner>::distributed) {
+      if constexpr (is_float_or_double_v<typename site<Inner>::template element_t<Buffers>>)
+        site<Inner>::exact_all_reduce(policy.inner(), buffers, true);
+      else
+        dpar::all_reduce_mean(policy.inner(), buffers);
+    } else if constexpr (is_float_or_double_v<host_element_t<Buffers>>) {
+      host_exact_all_reduce(site<Inner>::pool(policy.inner()), buffers, true, "dpar::all_reduce_mean");
+    } else {
+      dpar::all_reduce_mean(policy.inner(), buffers);
+    }
+  }
+};
+
+}  // namespace dpar::detail::deterministic
