@@ -255,7 +255,8 @@ class binned_sum {
     if (pending_ + (hi - lo) > capacity) flush(into);
     pending_ += hi - lo;
     std::size_t i = lo;
-    for (; i + copies <= hi; i += copies)
+    const std::size_t unrolled_end = lo + (hi - lo) / copies * copies;
+    for (; i < unrolled_end; i += copies)
       [&]<int... c>(std::integer_sequence<int, c...>) {
         (add<c>(static_cast<S>(term(i + c)), into), ...);
       }(std::make_integer_sequence<int, copies>{});
