@@ -222,7 +222,7 @@ void exact_columns(std::size_t k, Column& column, T* out, std::size_t lo, std::s
 // Runs exact_columns over [0, n) in slices on the pool (if any), then
 // after(lo, hi) on each slice.
 template <class T, class Column, class After>
-void exact_all_reduce(thread_pool* pool, std::size_t k, std::size_t n, Column column, T* out, After after) {
+void exact_column_sums(thread_pool* pool, std::size_t k, std::size_t n, Column column, T* out, After after) {
   if (k == 0 || n == 0) return;
   std::size_t parts = pool ? std::min(pool->concurrency(), k * n * sizeof(T) / collective::min_slice_bytes) : 1;
   if (parts <= 1) {
@@ -250,7 +250,7 @@ void host_exact_all_reduce(thread_pool* pool, Buffers& buffers, bool mean, const
   const std::size_t k = spans.size();
   if (k == 0) return;
   auto column = [&](std::size_t r) -> const T* { return spans[r].data(); };
-  exact_all_reduce<T>(pool, k, spans[0].size(), column, spans[0].data(), [&](std::size_t lo, std::size_t hi) {
+  exact_column_sums<T>(pool, k, spans[0].size(), column, spans[0].data(), [&](std::size_t lo, std::size_t hi) {
     if (mean) collective::divide_by{k}(spans[0].data() + lo, hi - lo);
     for (std::size_t r = 1; r < k; ++r) std::copy(spans[0].data() + lo, spans[0].data() + hi, spans[r].data() + lo);
   });

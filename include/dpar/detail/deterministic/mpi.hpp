@@ -69,7 +69,7 @@ struct site<mpi_policy<Inner>> {
                                static_cast<int>(count), mpi::datatype<T>(), comm),
                  "MPI_Allgather");
       auto column = [&](std::size_t r) -> const T* { return gathered.data() + r * count; };
-      exact_all_reduce<T>(pool(policy), ranks, count, column, data.data() + offset, [&](std::size_t lo, std::size_t hi) {
+      exact_column_sums<T>(pool(policy), ranks, count, column, data.data() + offset, [&](std::size_t lo, std::size_t hi) {
         if (mean) collective::divide_by{ranks}(data.data() + offset + lo, hi - lo);
       });
     }
