@@ -24,6 +24,7 @@
 #include "../threads/all_reduce.hpp"
 #include "../threads/backend.hpp"
 #include "exact_sum.hpp"
+#include "extraction.hpp"
 
 namespace dpar::detail::deterministic {
 
@@ -294,7 +295,7 @@ struct backend {
       auto term = [&](std::size_t i) { return static_cast<S>(transform(at(first, i))); };
       exact_sum total = local_exact_sum<S>(site<Inner>::pool(policy.inner()), n,
                                            [&](binned_sum<S>& table, std::size_t lo, std::size_t hi,
-                                               exact_sum& into) { table.add_range(lo, hi, term, into); });
+                                               exact_sum& into) { add_terms(lo, hi, term, table, into); });
       return round_total(policy.inner(), total, init);
     } else if constexpr (site<Inner>::distributed) {
       auto ranks = site<Inner>::over_ranks(policy.inner());
@@ -322,7 +323,7 @@ struct backend {
       };
       exact_sum total = local_exact_sum<double>(site<Inner>::pool(policy.inner()), n,
                                                 [&](binned_sum<double>& table, std::size_t lo, std::size_t hi,
-                                                    exact_sum& into) { table.add_products(lo, hi, factors, into); });
+                                                    exact_sum& into) { add_products(lo, hi, factors, table, into); });
       return round_total(policy.inner(), total, init);
     } else if constexpr (site<Inner>::distributed) {
       auto ranks = site<Inner>::over_ranks(policy.inner());

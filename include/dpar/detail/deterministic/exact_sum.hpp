@@ -8,10 +8,11 @@
 // whatever the split; round<T>() then rounds that value once to T, to nearest
 // even. Inf and NaN are kept aside as flags, as a sequential sum would see them.
 //
-// binned_sum is the fast front end for long ranges: a float is a multiple of
-// the unit of its exponent field and below 2^24 such units, so 2^29 of them
-// add exactly in a double; one double accumulator per exponent ("bin") adds
-// them at a few cycles per element and goes into exact_sum only at the end.
+// binned_sum takes what the fast path (extraction.hpp) does not: a float is a
+// multiple of the unit of its exponent field and below 2^24 such units, so
+// 2^29 of them add exactly in a double; one double accumulator per exponent
+// ("bin") adds them at a few cycles per element and goes into exact_sum only
+// at the end.
 // A double is cut into two halves of at most 27 significant bits, each added
 // to the bin of its own unit, where 2^26 of them add exactly; doubles of
 // 2^967 and above (rare) go straight to exact_sum, so no bin can overflow.
@@ -241,13 +242,17 @@ class binned_sum {
   static constexpr int bins = is_float ? 256 : direct_field + 27;
   static constexpr int special_bin = is_float ? 255 : -1;
   static constexpr int page = 64;  // bins per bit of `touched_`
+  // Rows one cache line longer than a whole number of lines, so the copies of a
+  // bin are never a multiple of 4 KiB apart: a load would wait on the store to
+  // another copy ("4K aliasing") and cost several times the add.
+  static constexpr int row = (bins + 7) / 8 * 8 + 8;
   static_assert(bins / page <= 64);
 
  public:
   // Adds per bin that stay exact.
   static constexpr std::size_t capacity = is_float ? std::size_t{1} << 29 : std::size_t{1} << 26;
 
-  binned_sum() { std::fill(&bin_[0][0], &bin_[0][0] + copies * bins, -0.0); }
+  binned_sum() { std::fill(&bin_[0][0], &bin_[0][0] + copies * row, -0.0); }
 
   // Adds term(i) for i in [lo, hi); term(i) converts to S.
   template <class Term>
@@ -256,38 +261,21 @@ class binned_sum {
     pending_ += hi - lo;
     std::size_t i = lo;
     const std::size_t unrolled_end = lo + (hi - lo) / copies * copies;
-    for (; i < unrolled_end; i += copies)
+    for (; i < unrolled_end; i += copies) {
+      // Terms (and, for floats, their double values) first, in a loop the
+      // compiler vectorizes: a scalar float-to-double conversion merges into
+      // its destination register and would chain every add to the one before.
+      S x[copies];
+      for (int c = 0; c < copies; ++c) x[c] = static_cast<S>(term(i + c));
+      double wide[copies];
+      for (int c = 0; c < copies; ++c) wide[c] = static_cast<double>(x[c]);
       [&]<int... c>(std::integer_sequence<int, c...>) {
-        (add<c>(static_cast<S>(term(i + c)), into), ...);
+        (add<c>(x[c], wide[c], into), ...);
       }(std::make_integer_sequence<int, copies>{});
-    for (; i < hi; ++i) add<0>(static_cast<S>(term(i)), into);
-  }
-
-  // Adds a[i] * b[i] for i in [lo, hi), exactly (S = double only): products of
-  // floats are exact in double; a product of doubles is p + e with
-  // e = fma(a, b, -p) when nothing underflows or overflows, else it goes
-  // straight into `into`.
-  template <class Factors>
-  void add_products(std::size_t lo, std::size_t hi, Factors& factors, exact_sum& into) {
-    static_assert(!is_float);
-    if (pending_ + 2 * (hi - lo) > capacity) flush(into);
-    pending_ += 2 * (hi - lo);
-    for (std::size_t i = lo; i < hi; ++i) {
-      const auto [a, b] = factors(i);
-      if constexpr (std::is_same_v<std::remove_cv_t<decltype(a)>, float> &&
-                    std::is_same_v<std::remove_cv_t<decltype(b)>, float>) {
-        add<0>(static_cast<double>(a) * static_cast<double>(b), into);
-      } else {
-        const double x = a, y = b, p = x * y, magnitude = std::fabs(p);
-        if (magnitude >= 0x1p-960 && magnitude <= std::numeric_limits<double>::max()) {
-          add<0>(p, into);
-          add<1>(std::fma(x, y, -p), into);
-        } else if (p == 0 && (x == 0 || y == 0)) {
-          add<0>(p, into);
-        } else {
-          into.add_product(x, y);
-        }
-      }
+    }
+    for (; i < hi; ++i) {
+      const S x = static_cast<S>(term(i));
+      add<0>(x, static_cast<double>(x), into);
     }
   }
 
@@ -315,11 +303,12 @@ class binned_sum {
   }
 
  private:
+  // Adds x, whose value as a double is `wide`.
   template <int c>
-  void add(S x, exact_sum& into) {
+  void add(S x, double wide, exact_sum& into) {
     if constexpr (is_float) {
       const int field = static_cast<int>((std::bit_cast<std::uint32_t>(x) >> 23) & 0xff);
-      bin_[c][field] += static_cast<double>(x);
+      bin_[c][field] += wide;
       touched_ |= std::uint64_t{1} << (field / page);
     } else {
       const std::uint64_t bits = std::bit_cast<std::uint64_t>(x);
@@ -339,7 +328,7 @@ class binned_sum {
     }
   }
 
-  alignas(64) double bin_[copies][bins];
+  alignas(64) double bin_[copies][row];
   std::uint64_t touched_ = 0;  // pages of bins that may hold values
   std::size_t pending_ = 0;    // adds per bin since the last flush, at most
 };
