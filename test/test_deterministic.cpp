@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <limits>
 #include <numeric>
+#include <ranges>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -157,6 +158,20 @@ TEST_CASE("deterministic sums of products are correctly rounded with exact produ
   }
 }
 
+TEST_CASE("deterministic sums of exact products (no error terms)", "[deterministic]") {
+  std::vector<double> a(300007), b(300007);
+  for (std::size_t i = 0; i < a.size(); ++i) a[i] = static_cast<double>(i % 4) - 1.5, b[i] = static_cast<double>(i % 3) - 1;
+  std::vector<double> zeros(5000, 0.0), negative(5000, -1.0);
+  for_each_deterministic([&](auto p, const std::string& name) {
+    INFO(name);
+    double expected = 0;
+    for (std::size_t i = 0; i < a.size(); ++i) expected += a[i] * b[i];  // exact: small multiples of 1/2
+    CHECK_BITS(dpar::transform_reduce(p, a.begin(), a.end(), b.begin(), 0.0), expected);
+    CHECK(std::signbit(dpar::transform_reduce(p, zeros.begin(), zeros.end(), negative.begin(), -0.0)));
+    CHECK(!std::signbit(dpar::transform_reduce(p, zeros.begin(), zeros.end(), negative.begin(), 0.0)));
+  });
+}
+
 TEST_CASE("deterministic transform_reduce sums what the transform returns", "[deterministic]") {
   auto v = dpar_test::wide_range<double>(200003, 9);
   auto to_float = [](double x) { return static_cast<float>(x * 3); };
@@ -192,6 +207,10 @@ TEST_CASE("deterministic: other ops and types give the same bits for seq and eve
       CHECK_BITS(dpar::reduce(p, doubles, 0.0, lambda_sum), user_sum);
       CHECK_BITS(dpar::transform_reduce(p, doubles, 0.0, lambda_sum, [](double x) { return x * x; }), squares);
       CHECK(dpar::reduce(p, ints, 7LL) == std::accumulate(ints.begin(), ints.end(), 7LL));
+      // ranges whose elements are prvalues
+      CHECK(dpar::reduce(p, std::views::iota(std::size_t{0}, n), std::size_t{3}) == n * (n - (n > 0)) / 2 + 3);
+      auto halves = std::views::transform(doubles, [](double x) { return x / 2; });
+      CHECK_BITS(dpar::reduce(p, halves, 0.0), dpar::reduce(seq, doubles, 0.0) / 2);
       CHECK(dpar::reduce(p, mats, dpar_test::mat2_identity, mat2_mul{}) == expected_mat);
       std::vector<double> twice(n);
       dpar::transform(p, doubles, twice.begin(), [](double x) { return 2 * x; });

@@ -208,15 +208,17 @@ void exact_columns(std::size_t k, Column& column, T* out, std::size_t lo, std::s
         }
       }
     }
-    for (std::size_t i = 0; i < count; ++i) {
-      if (inexact[i]) {  // also for inf and NaN (their error terms are NaN)
+    unsigned char any = 0;
+    for (std::size_t i = 0; i < count; ++i) any |= inexact[i];
+    if (any) {  // rare: these elements again, exactly (also inf and NaN: their error terms are NaN)
+      for (std::size_t i = 0; i < count; ++i) {
+        if (!inexact[i]) continue;
         scratch.clear();
         for (std::size_t r = 0; r < k; ++r) scratch.add(static_cast<double>(column(r)[c + i]));
-        out[c + i] = scratch.round<T>();
-      } else {
-        out[c + i] = static_cast<T>(sum[i]);
+        sum[i] = static_cast<double>(scratch.round<T>());
       }
     }
+    for (std::size_t i = 0; i < count; ++i) out[c + i] = static_cast<T>(sum[i]);
   }
 }
 
@@ -281,30 +283,21 @@ struct backend {
 
   template <class P, class It, class T, class Op>
   static T reduce(const P& policy, It first, It last, T init, Op op) {
-    return transform_reduce(policy, first, last, std::move(init), std::move(op),
-                            [](auto&& x) -> decltype(auto) { return std::forward<decltype(x)>(x); });
+    auto elem = [&](std::size_t i) -> decltype(auto) { return at(first, i); };
+    return sum_or_fold(policy, static_cast<std::size_t>(last - first), std::move(init), op, elem,
+                       [&](const auto& ranks, T init) {
+                         return backend_of<decltype(ranks)>::reduce(ranks, first, last, std::move(init), op);
+                       });
   }
 
   template <class P, class It, class T, class R, class U>
   static T transform_reduce(const P& policy, It first, It last, T init, R reduce, U transform) {
-    using Inner = typename P::inner_type;
-    using V = std::invoke_result_t<U&, std::iter_reference_t<It>>;
-    const auto n = static_cast<std::size_t>(last - first);
-    if constexpr (exact_sum_v<R, T, V>) {
-      using S = summand_t<R, T, V>;
-      auto term = [&](std::size_t i) { return static_cast<S>(transform(at(first, i))); };
-      exact_sum total = local_exact_sum<S>(site<Inner>::pool(policy.inner()), n,
-                                           [&](binned_sum<S>& table, std::size_t lo, std::size_t hi,
-                                               exact_sum& into) { add_terms(lo, hi, term, table, into); });
-      return round_total(policy.inner(), total, init);
-    } else if constexpr (site<Inner>::distributed) {
-      auto ranks = site<Inner>::over_ranks(policy.inner());
-      return backend_of<decltype(ranks)>::transform_reduce(ranks, first, last, std::move(init), std::move(reduce),
-                                                           std::move(transform));
-    } else {
-      auto elem = [&](std::size_t i) -> decltype(auto) { return transform(at(first, i)); };
-      return fixed_fold(site<Inner>::pool(policy.inner()), std::move(init), n, reduce, elem);
-    }
+    auto elem = [&](std::size_t i) -> decltype(auto) { return transform(at(first, i)); };
+    return sum_or_fold(policy, static_cast<std::size_t>(last - first), std::move(init), reduce, elem,
+                       [&](const auto& ranks, T init) {
+                         return backend_of<decltype(ranks)>::transform_reduce(ranks, first, last, std::move(init),
+                                                                              reduce, transform);
+                       });
   }
 
   // The two-range form (sum of products): exact products when summed exactly.
@@ -325,13 +318,12 @@ struct backend {
                                                 [&](binned_sum<double>& table, std::size_t lo, std::size_t hi,
                                                     exact_sum& into) { add_products(lo, hi, factors, table, into); });
       return round_total(policy.inner(), total, init);
-    } else if constexpr (site<Inner>::distributed) {
-      auto ranks = site<Inner>::over_ranks(policy.inner());
-      return backend_of<decltype(ranks)>::transform_reduce(ranks, first1, last1, first2, std::move(init),
-                                                           std::move(reduce), std::move(transform));
     } else {
       auto elem = [&](std::size_t i) -> decltype(auto) { return transform(at(first1, i), at(first2, i)); };
-      return fixed_fold(site<Inner>::pool(policy.inner()), std::move(init), n, reduce, elem);
+      return sum_or_fold(policy, n, std::move(init), reduce, elem, [&](const auto& ranks, T init) {
+        return backend_of<decltype(ranks)>::transform_reduce(ranks, first1, last1, first2, std::move(init), reduce,
+                                                             transform);
+      });
     }
   }
 
@@ -391,6 +383,26 @@ struct backend {
       host_exact_all_reduce(site<Inner>::pool(policy.inner()), buffers, true, "dpar::all_reduce_mean");
     } else {
       dpar::all_reduce_mean(policy.inner(), buffers);
+    }
+  }
+
+ private:
+  // init + elem(0) + ... + elem(n-1) with op: exact for float and double sums;
+  // else over_ranks(policy, init) under MPI, else fixed blocks on this process.
+  template <class P, class T, class Op, class Elem, class OverRanks>
+  static T sum_or_fold(const P& policy, std::size_t n, T init, Op& op, Elem& elem, OverRanks over_ranks) {
+    using Inner = typename P::inner_type;
+    using V = decltype(elem(std::size_t{}));
+    if constexpr (exact_sum_v<Op, T, V>) {
+      using S = summand_t<Op, T, V>;
+      exact_sum total = local_exact_sum<S>(site<Inner>::pool(policy.inner()), n,
+                                           [&](binned_sum<S>& table, std::size_t lo, std::size_t hi,
+                                               exact_sum& into) { add_terms<S>(lo, hi, elem, table, into); });
+      return round_total(policy.inner(), total, init);
+    } else if constexpr (site<Inner>::distributed) {
+      return over_ranks(site<Inner>::over_ranks(policy.inner()), std::move(init));
+    } else {
+      return fixed_fold(site<Inner>::pool(policy.inner()), std::move(init), n, op, elem);
     }
   }
 };

@@ -130,6 +130,10 @@ class exact_sum {
     const double magnitude = std::ldexp(static_cast<double>(significand), unit);  // exact, or inf
     T result = magnitude > static_cast<double>(std::numeric_limits<T>::max()) ? std::numeric_limits<T>::infinity()
                                                                                : static_cast<T>(magnitude);
+    if (negative) {  // the value back as it was
+      for (int i = lo_; i <= hi_; ++i) limb_[i] = -limb_[i];
+      normalize();
+    }
     return negative ? -result : result;
   }
 
