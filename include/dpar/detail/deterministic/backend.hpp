@@ -162,62 +162,67 @@ T round_total(const Inner& inner, exact_sum& total, const T& init) {
   return total.template round<T>();
 }
 
+// sum[i] = in[0][i] + ... + in[k-1][i] in double, for i in [0, count); returns
+// true if that may not be the correctly rounded sum of some element: with
+// TwoSum, a float sum is exact when no error term is nonzero; a double sum of
+// k > 2 is s + (the error terms' sum), correctly rounded when that sum was
+// exact. K is k when known at compile time (the loop then keeps everything in
+// registers), else 0.
+template <std::size_t K, class T>
+bool sum_in_double(std::size_t k, const T* const* in, double* sum, std::size_t count) {
+  if constexpr (K != 0) k = K;
+  unsigned maybe_inexact = 0;
+  for (std::size_t i = 0; i < count; ++i) {
+    double s = in[0][i], errors = 0;
+    for (std::size_t r = 1; r < k; ++r) {
+      const double x = in[r][i], t = s + x, bp = t - s, e = (s - (t - bp)) + (x - bp);
+      if constexpr (std::is_same_v<T, float>) {
+        maybe_inexact |= e != 0;  // also NaN, from inf and NaN terms
+      } else {
+        const double u = errors + e, bq = u - errors;
+        maybe_inexact |= ((errors - (u - bq)) + (e - bq)) != 0;
+        errors = u;
+      }
+      s = t;
+    }
+    sum[i] = s + errors;  // k == 2 (doubles): errors is 0 and s correctly rounded
+  }
+  return maybe_inexact != 0;
+}
+
 // The K-buffer exact all-reduce kernel: out[i] = the correctly rounded sum of
 // column(r)[i] over r in [0, k), for i in [lo, hi). out may be column(0).
-// Fast path: the sum in double with TwoSum error terms, exact when no error
-// term (float: in double, the sum itself; double: the errors' own sum) was
-// rounded; any other element goes through exact_sum.
+// Fast path: sum_in_double; an element it cannot vouch for goes through
+// exact_sum.
 template <class T, class Column>
 void exact_columns(std::size_t k, Column& column, T* out, std::size_t lo, std::size_t hi, exact_sum& scratch) {
-  constexpr std::size_t chunk = 256;
+  constexpr std::size_t chunk = 512;
   double sum[chunk];
-  unsigned char inexact[chunk];
+  std::vector<const T*> in(k);
   for (std::size_t c = lo; c < hi; c += chunk) {
     const std::size_t count = std::min(chunk, hi - c);
-    const T* first = column(0) + c;
-    for (std::size_t i = 0; i < count; ++i) sum[i] = first[i];
-    std::fill(inexact, inexact + count, 0);
-    if constexpr (std::is_same_v<T, double>) {
-      if (k == 2) {
-        // one rounding of the exact sum: correctly rounded already
-        const double* second = column(1) + c;
-        for (std::size_t i = 0; i < count; ++i) sum[i] += second[i];
-      } else if (k > 2) {
-        double error[chunk] = {};
-        for (std::size_t r = 1; r < k; ++r) {
-          const double* in = column(r) + c;
-          for (std::size_t i = 0; i < count; ++i) {
-            const double s = sum[i], x = in[i], t = s + x, bp = t - s;
-            const double e = (s - (t - bp)) + (x - bp);
-            const double u = error[i] + e, bq = u - error[i];
-            const double f = (error[i] - (u - bq)) + (e - bq);
-            inexact[i] |= f != 0;
-            sum[i] = t;
-            error[i] = u;
-          }
-        }
-        for (std::size_t i = 0; i < count; ++i) sum[i] += error[i];
-      }
-    } else {
-      for (std::size_t r = 1; r < k; ++r) {
-        const T* in = column(r) + c;
-        for (std::size_t i = 0; i < count; ++i) {
-          const double s = sum[i], x = in[i], t = s + x, bp = t - s;
-          inexact[i] |= (s - (t - bp)) + (x - bp) != 0;
-          sum[i] = t;
-        }
-      }
+    for (std::size_t r = 0; r < k; ++r) in[r] = column(r) + c;
+    bool check = false;
+    switch (k) {
+      case 1: check = sum_in_double<1>(k, in.data(), sum, count); break;
+      case 2: check = sum_in_double<2>(k, in.data(), sum, count); break;
+      case 3: check = sum_in_double<3>(k, in.data(), sum, count); break;
+      case 4: check = sum_in_double<4>(k, in.data(), sum, count); break;
+      case 8: check = sum_in_double<8>(k, in.data(), sum, count); break;
+      default: check = sum_in_double<0>(k, in.data(), sum, count);
     }
-    unsigned char any = 0;
-    for (std::size_t i = 0; i < count; ++i) any |= inexact[i];
-    if (any) {  // rare: these elements again, exactly (also inf and NaN: their error terms are NaN)
+    if (check)  // rare: find the elements, and sum them exactly
       for (std::size_t i = 0; i < count; ++i) {
-        if (!inexact[i]) continue;
+        const T* one[64];
+        if (k <= 64) {
+          for (std::size_t r = 0; r < k; ++r) one[r] = in[r] + i;
+          double again;
+          if (!sum_in_double<0>(k, one, &again, 1)) continue;
+        }
         scratch.clear();
-        for (std::size_t r = 0; r < k; ++r) scratch.add(static_cast<double>(column(r)[c + i]));
+        for (std::size_t r = 0; r < k; ++r) scratch.add(static_cast<double>(in[r][i]));
         sum[i] = static_cast<double>(scratch.round<T>());
       }
-    }
     for (std::size_t i = 0; i < count; ++i) out[c + i] = static_cast<T>(sum[i]);
   }
 }
