@@ -247,8 +247,8 @@ class binned_sum {
   static constexpr int special_bin = is_float ? 255 : -1;
   static constexpr int page = 64;  // bins per bit of `touched_`
   // Rows one cache line longer than a whole number of lines, so the copies of a
-  // bin are never a multiple of 4 KiB apart: a load would wait on the store to
-  // another copy ("4K aliasing") and cost several times the add.
+  // bin are never a multiple of 4 KiB apart (a load may then wait on a store
+  // to another copy: "4K aliasing").
   static constexpr int row = (bins + 7) / 8 * 8 + 8;
   static_assert(bins / page <= 64);
 
