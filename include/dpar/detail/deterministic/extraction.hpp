@@ -30,101 +30,190 @@ namespace dpar::detail::deterministic {
 inline constexpr int tile_log2 = 11;
 inline constexpr std::size_t tile = std::size_t{1} << tile_log2;
 
-// Adds x[0], ..., x[m-1] (m <= tile) exactly to `into`, through `table` where
-// needed. With zeros_matter false, a tile of zeros adds nothing (their signs
-// cannot decide the sign of a zero total).
 template <class S>
-void add_tile(const S* x, std::size_t m, binned_sum<S>& table, exact_sum& into, bool zeros_matter = true) {
-  constexpr bool is_float = std::is_same_v<S, float>;
-  using bits_t = std::conditional_t<is_float, std::uint32_t, std::uint64_t>;
-  constexpr int fraction_bits = std::numeric_limits<S>::digits - 1;
-  constexpr int bias = std::numeric_limits<S>::max_exponent - 1;
-  constexpr bits_t magnitude_mask = ~bits_t{0} >> 1;
-  constexpr int special_field = 2 * bias + 1;
+struct tile_format {
+  static constexpr bool is_float = std::is_same_v<S, float>;
+  using bits = std::conditional_t<is_float, std::uint32_t, std::uint64_t>;
+  static constexpr int fraction_bits = std::numeric_limits<S>::digits - 1;
+  static constexpr int bias = std::numeric_limits<S>::max_exponent - 1;
+  static constexpr bits magnitude_mask = ~bits{0} >> 1;
+  static constexpr int special_field = 2 * bias + 1;
+  static constexpr int no_bound = std::numeric_limits<int>::min();
 
-  bits_t top = 0;
-  for (std::size_t i = 0; i < m; ++i) top = std::max(top, static_cast<bits_t>(std::bit_cast<bits_t>(x[i]) & magnitude_mask));
-  if (top == 0 && !zeros_matter) return;
-  const int field = static_cast<int>(top >> fraction_bits);
-  const int e = std::max(field, 1) - bias;  // every |x[i]| < 2^(e+1)
-  // doubles: C1 finite, and C2 normal
-  const bool in_range = is_float || (e + tile_log2 <= 1000 && e - 31 >= -990);
-  if (top == 0 || field == special_field || !in_range) {
-    auto term = [&](std::size_t i) { return x[i]; };
-    table.add_range(0, m, term, into);
-    return;
+  // e with every |x| < 2^(e+1) for magnitude bits `top`, or no_bound if the
+  // tile cannot be extracted: all zeros, inf or NaN, or (doubles) magnitudes
+  // near the ends of the range (C1 must be finite and C2 normal).
+  static int bound(bits top) {
+    const int field = static_cast<int>(top >> fraction_bits);
+    const int e = std::max(field, 1) - bias;
+    if (top == 0 || field == special_field) return no_bound;
+    if (!is_float && (e + tile_log2 > 1000 || e - 31 < -990)) return no_bound;
+    return e;
   }
-  const double c1 = std::ldexp(1.5, e + tile_log2);
-  const double c2 = std::ldexp(1.5, e - 31);  // doubles: the remainders are below 2^(e-42)
+};
 
-  constexpr std::size_t lanes = vector_bytes / sizeof(double), chains = 4;
+// What one extraction pass found.
+struct extracted {
+  double high = 0, low = 0;  // sums of the first and (doubles) second parts
+  bool left = false;         // some remainder is not zero
+};
+
+// One extraction pass with bound e (every |x| < 2^(e+1); the caller checks),
+// fed in pieces: run(x, count) for each piece, then result().
+template <class S>
+class extractor {
+  static constexpr bool is_float = tile_format<S>::is_float;
+  static constexpr std::size_t lanes = vector_bytes / sizeof(double), chains = 4;
   typedef double vec __attribute__((vector_size(vector_bytes)));
   typedef std::int64_t mask __attribute__((vector_size(vector_bytes)));
-  const vec c1v = vec{} + c1, c2v = vec{} + c2;
-  vec high[chains] = {}, low[chains] = {};
-  mask left = {};
-  std::size_t i = 0;
-  const std::size_t vectors_end = m / (chains * lanes) * (chains * lanes);
-  for (; i < vectors_end; i += chains * lanes)
-    [&]<std::size_t... c>(std::index_sequence<c...>) {
-      (
-          [&] {
-            double lane[lanes];
-            for (std::size_t k = 0; k < lanes; ++k) lane[k] = static_cast<double>(x[i + c * lanes + k]);
-            vec t;
-            std::memcpy(&t, lane, sizeof t);
-            const vec h = (t + c1v) - c1v;
-            vec r = t - h;
-            high[c] += h;
-            if constexpr (!is_float) {
-              const vec h2 = (r + c2v) - c2v;
-              r -= h2;
-              low[c] += h2;
-            }
-            left |= r != 0;
-          }(),
-          ...);
-    }(std::make_index_sequence<chains>{});
-  double high_sum = 0, low_sum = 0;
-  bool any_left = false;
-  for (; i < m; ++i) {
-    const double t = static_cast<double>(x[i]), h = (t + c1) - c1;
-    double r = t - h;
-    high_sum += h;
-    if constexpr (!is_float) {
-      const double h2 = (r + c2) - c2;
-      r -= h2;
-      low_sum += h2;
+
+ public:
+  explicit extractor(int e)
+      : c1_(std::ldexp(1.5, e + tile_log2)),
+        c2_(std::ldexp(1.5, e - 31)),  // doubles: the remainders are below 2^(e-42)
+        c1v_(vec{} + c1_),
+        c2v_(vec{} + c2_) {}
+
+  void run(const S* x, std::size_t count) {
+    std::size_t i = 0;
+    const std::size_t vectors_end = count / (chains * lanes) * (chains * lanes);
+    for (; i < vectors_end; i += chains * lanes)
+      [&]<std::size_t... c>(std::index_sequence<c...>) {
+        (
+            [&] {
+              double lane[lanes];
+              for (std::size_t k = 0; k < lanes; ++k) lane[k] = static_cast<double>(x[i + c * lanes + k]);
+              vec t;
+              std::memcpy(&t, lane, sizeof t);
+              const vec h = (t + c1v_) - c1v_;
+              vec r = t - h;
+              high_[c] += h;
+              if constexpr (!is_float) {
+                const vec h2 = (r + c2v_) - c2v_;
+                r -= h2;
+                low_[c] += h2;
+              }
+              left_ |= r != 0;
+            }(),
+            ...);
+      }(std::make_index_sequence<chains>{});
+    for (; i < count; ++i) {
+      const double t = static_cast<double>(x[i]), r = remainder(t, tail_.high);
+      tail_.left |= r != 0;
     }
-    any_left |= r != 0;
   }
-  for (std::size_t c = 0; c < chains; ++c)
-    for (std::size_t k = 0; k < lanes; ++k) high_sum += high[c][k], low_sum += low[c][k], any_left |= left[k] != 0;
-  into.add(high_sum);
-  if constexpr (!is_float) into.add(low_sum);
-  if (any_left) {  // rare: the remainders, again from x, into the table
-    S rest[tile];
-    std::size_t count = 0;
-    for (std::size_t j = 0; j < m; ++j) {
-      const double t = static_cast<double>(x[j]);
-      double r = t - ((t + c1) - c1);
-      if constexpr (!is_float) r -= (r + c2) - c2;
-      if (r != 0) rest[count++] = static_cast<S>(r);  // exact: r has no more bits than x
+
+  extracted result() const {
+    extracted out = tail_;
+    for (std::size_t c = 0; c < chains; ++c)
+      for (std::size_t k = 0; k < lanes; ++k) out.high += high_[c][k], out.low += low_[c][k], out.left |= left_[k] != 0;
+    return out;
+  }
+
+  // t's remainder after the pass; adds the extracted parts to high (and to
+  // the second-level sum).
+  double remainder(double t, double& high) {
+    const double h = (t + c1_) - c1_;
+    double r = t - h;
+    high += h;
+    if constexpr (!is_float) {
+      const double h2 = (r + c2_) - c2_;
+      r -= h2;
+      tail_.low += h2;
     }
-    auto term = [&](std::size_t j) { return rest[j]; };
-    table.add_range(0, count, term, into);
+    return r;
+  }
+
+ private:
+  double c1_, c2_;
+  vec c1v_, c2v_;
+  vec high_[chains] = {}, low_[chains] = {};
+  mask left_ = {};
+  extracted tail_;
+};
+
+// Adds the sums of a pass with bound e over x[0..m) to `into`, and the
+// remainders (rare; recomputed from x) through `table`.
+template <class S>
+void commit(const extracted& pass, const S* x, std::size_t m, int e, binned_sum<S>& table, exact_sum& into) {
+  into.add(pass.high);
+  if constexpr (!tile_format<S>::is_float) into.add(pass.low);
+  if (!pass.left) return;
+  extractor<S> again(e);
+  double ignored = 0;
+  S rest[tile];
+  std::size_t count = 0;
+  for (std::size_t j = 0; j < m; ++j) {
+    const double r = again.remainder(static_cast<double>(x[j]), ignored);
+    if (r != 0) rest[count++] = static_cast<S>(r);  // exact: r has no more bits than x
+  }
+  auto term = [&](std::size_t j) { return rest[j]; };
+  table.add_range(0, count, term, into);
+}
+
+// Adds x[0], ..., x[m-1] (m <= tile), whose largest magnitude bits are `top`,
+// exactly to `into`, through `table` where needed. Returns the tile's bound.
+template <class S>
+int add_tile(const S* x, std::size_t m, typename tile_format<S>::bits top, binned_sum<S>& table, exact_sum& into) {
+  const int e = tile_format<S>::bound(top);
+  if (e == tile_format<S>::no_bound) {
+    auto term = [&](std::size_t i) { return x[i]; };
+    table.add_range(0, m, term, into);
+  } else {
+    extractor<S> pass(e);
+    pass.run(x, m);
+    commit(pass.result(), x, m, e, table, into);
+  }
+  return e;
+}
+
+// Adds term(i) for i in [lo, hi) as S values, exactly, tile by tile. Each tile
+// is read once: extracted with the previous tile's bound while it is copied
+// and its own bound found; only if that bound does not fit (or leaves
+// remainders a tighter one would not) is the copy extracted again.
+template <class S, class Term>
+void add_terms(std::size_t lo, std::size_t hi, Term& term, binned_sum<S>& table, exact_sum& into) {
+  using format = tile_format<S>;
+  S buffer[tile];
+  int guess = format::no_bound;
+  constexpr std::size_t piece = 256;  // copied, then extracted from L1, so loads and arithmetic overlap
+  for (std::size_t start = lo; start < hi; start += tile) {
+    const std::size_t m = std::min(tile, hi - start);
+    typename format::bits top = 0;
+    auto copy = [&](std::size_t from, std::size_t to) {
+      for (std::size_t j = from; j < to; ++j) buffer[j] = static_cast<S>(term(start + j));
+      for (std::size_t j = from; j < to; ++j)
+        top = std::max(top, static_cast<typename format::bits>(std::bit_cast<typename format::bits>(buffer[j]) &
+                                                                format::magnitude_mask));
+    };
+    if (guess != format::no_bound) {
+      extractor<S> pass(guess);
+      for (std::size_t j = 0; j < m; j += piece) {
+        const std::size_t to = std::min(m, j + piece);
+        copy(j, to);
+        pass.run(buffer + j, to - j);
+      }
+      const extracted result = pass.result();
+      const int e = format::bound(top);
+      if (e != format::no_bound && e <= guess && !(result.left && e < guess)) {
+        commit(result, buffer, m, guess, table, into);
+        guess = e;
+        continue;
+      }
+    } else {
+      copy(0, m);
+    }
+    guess = add_tile(buffer, m, top, table, into);
   }
 }
 
-// Adds term(i) for i in [lo, hi) as S values, tile by tile.
-template <class S, class Term>
-void add_terms(std::size_t lo, std::size_t hi, Term& term, binned_sum<S>& table, exact_sum& into) {
-  S buffer[tile];
-  for (std::size_t start = lo; start < hi; start += tile) {
-    const std::size_t m = std::min(tile, hi - start);
-    for (std::size_t j = 0; j < m; ++j) buffer[j] = static_cast<S>(term(start + j));
-    add_tile(buffer, m, table, into);
-  }
+template <class S>
+typename tile_format<S>::bits largest_magnitude(const S* x, std::size_t m) {
+  typename tile_format<S>::bits top = 0;
+  for (std::size_t i = 0; i < m; ++i)
+    top = std::max(top, static_cast<typename tile_format<S>::bits>(std::bit_cast<typename tile_format<S>::bits>(x[i]) &
+                                                                    tile_format<S>::magnitude_mask));
+  return top;
 }
 
 // Adds a * b for (a, b) = factors(i), i in [lo, hi), exactly. Products of
@@ -157,8 +246,13 @@ void add_products(std::size_t lo, std::size_t hi, Factors& factors, binned_sum<d
         }
       }
     }
-    add_tile(product, m, table, into);
-    if (has_error) add_tile(error, m, table, into, /*zeros_matter=*/false);
+    add_tile(product, m, largest_magnitude(product, m), table, into);
+    if (has_error) {
+      // error terms of 0 only (exact products) add nothing: their signs cannot
+      // decide the sign of a zero total
+      const auto top = largest_magnitude(error, m);
+      if (top != 0) add_tile(error, m, top, table, into);
+    }
   }
 }
 
