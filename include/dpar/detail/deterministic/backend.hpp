@@ -9,6 +9,7 @@
 #include <cstddef>
 #include <functional>
 #include <iterator>
+#include <memory>
 #include <optional>
 #include <span>
 #include <type_traits>
@@ -289,10 +290,15 @@ struct backend {
   template <class P, class It, class T, class Op>
   static T reduce(const P& policy, It first, It last, T init, Op op) {
     auto elem = [&](std::size_t i) -> decltype(auto) { return at(first, i); };
-    return sum_or_fold(policy, static_cast<std::size_t>(last - first), std::move(init), op, elem,
-                       [&](const auto& ranks, T init) {
-                         return backend_of<decltype(ranks)>::reduce(ranks, first, last, std::move(init), op);
-                       });
+    auto over_ranks = [&](const auto& ranks, T init) {
+      return backend_of<decltype(ranks)>::reduce(ranks, first, last, std::move(init), op);
+    };
+    const auto n = static_cast<std::size_t>(last - first);
+    if constexpr (std::contiguous_iterator<It>)
+      return sum_or_fold(policy, n, std::move(init), op, elem, over_ranks,
+                         n ? static_cast<const std::iter_value_t<It>*>(std::to_address(first)) : nullptr);
+    else
+      return sum_or_fold(policy, n, std::move(init), op, elem, over_ranks);
   }
 
   template <class P, class It, class T, class R, class U>
@@ -394,15 +400,20 @@ struct backend {
  private:
   // init + elem(0) + ... + elem(n-1) with op: exact for float and double sums;
   // else over_ranks(policy, init) under MPI, else fixed blocks on this process.
-  template <class P, class T, class Op, class Elem, class OverRanks>
-  static T sum_or_fold(const P& policy, std::size_t n, T init, Op& op, Elem& elem, OverRanks over_ranks) {
+  // data: the elements in contiguous memory, if they are (else nullptr).
+  template <class P, class T, class Op, class Elem, class OverRanks, class Data = std::nullptr_t>
+  static T sum_or_fold(const P& policy, std::size_t n, T init, Op& op, Elem& elem, OverRanks over_ranks,
+                       Data data = nullptr) {
     using Inner = typename P::inner_type;
     using V = decltype(elem(std::size_t{}));
     if constexpr (exact_sum_v<Op, T, V>) {
       using S = summand_t<Op, T, V>;
+      // terms that are S values in contiguous memory are read in place
+      const S* values = nullptr;
+      if constexpr (std::is_same_v<Data, const S*>) values = data;
       exact_sum total = local_exact_sum<S>(site<Inner>::pool(policy.inner()), n,
                                            [&](binned_sum<S>& table, std::size_t lo, std::size_t hi,
-                                               exact_sum& into) { add_terms<S>(lo, hi, elem, table, into); });
+                                               exact_sum& into) { add_terms<S>(lo, hi, elem, table, into, values); });
       return round_total(policy.inner(), total, init);
     } else if constexpr (site<Inner>::distributed) {
       return over_ranks(site<Inner>::over_ranks(policy.inner()), std::move(init));

@@ -168,42 +168,51 @@ int add_tile(const S* x, std::size_t m, typename tile_format<S>::bits top, binne
 }
 
 // Adds term(i) for i in [lo, hi) as S values, exactly, tile by tile. Each tile
-// is read once: extracted with the previous tile's bound while it is copied
-// and its own bound found; only if that bound does not fit (or leaves
-// remainders a tighter one would not) is the copy extracted again.
+// is read once: extracted with the previous tile's bound, in pieces small
+// enough to stay in L1 while the tile's own bound is found from them; only if
+// that bound does not fit (or leaves remainders a tighter one would not) is
+// the tile extracted again. `values`, when given, holds the terms (values[i] ==
+// term(i)); else they are copied to a buffer as they are read.
 template <class S, class Term>
-void add_terms(std::size_t lo, std::size_t hi, Term& term, binned_sum<S>& table, exact_sum& into) {
+void add_terms(std::size_t lo, std::size_t hi, Term& term, binned_sum<S>& table, exact_sum& into,
+               const S* values = nullptr) {
   using format = tile_format<S>;
   S buffer[tile];
   int guess = format::no_bound;
-  constexpr std::size_t piece = 256;  // copied, then extracted from L1, so loads and arithmetic overlap
+  constexpr std::size_t piece = 256;
   for (std::size_t start = lo; start < hi; start += tile) {
     const std::size_t m = std::min(tile, hi - start);
+    const S* x = values ? values + start : buffer;
     typename format::bits top = 0;
-    auto copy = [&](std::size_t from, std::size_t to) {
-      for (std::size_t j = from; j < to; ++j) buffer[j] = static_cast<S>(term(start + j));
+    auto read = [&](std::size_t from, std::size_t to) {
+      if (!values)
+        for (std::size_t j = from; j < to; ++j) buffer[j] = static_cast<S>(term(start + j));
+    };
+    auto find_top = [&](std::size_t from, std::size_t to) {
       for (std::size_t j = from; j < to; ++j)
-        top = std::max(top, static_cast<typename format::bits>(std::bit_cast<typename format::bits>(buffer[j]) &
+        top = std::max(top, static_cast<typename format::bits>(std::bit_cast<typename format::bits>(x[j]) &
                                                                 format::magnitude_mask));
     };
     if (guess != format::no_bound) {
       extractor<S> pass(guess);
       for (std::size_t j = 0; j < m; j += piece) {
         const std::size_t to = std::min(m, j + piece);
-        copy(j, to);
-        pass.run(buffer + j, to - j);
+        read(j, to);
+        pass.run(x + j, to - j);
+        find_top(j, to);
       }
       const extracted result = pass.result();
       const int e = format::bound(top);
       if (e != format::no_bound && e <= guess && !(result.left && e < guess)) {
-        commit(result, buffer, m, guess, table, into);
+        commit(result, x, m, guess, table, into);
         guess = e;
         continue;
       }
     } else {
-      copy(0, m);
+      read(0, m);
+      find_top(0, m);
     }
-    guess = add_tile(buffer, m, top, table, into);
+    guess = add_tile(x, m, top, table, into);
   }
 }
 
