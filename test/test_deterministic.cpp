@@ -345,6 +345,14 @@ TEST_CASE("deterministic all_reduce: other ops as before, bad input named", "[de
     CHECK(got == expected);
     std::vector<std::vector<double>> uneven = {std::vector<double>(10), std::vector<double>(11)};
     CHECK_THROWS_WITH(dpar::all_reduce(p, uneven), Catch::Contains("buffer 1 has 11 elements"));
+    // exact zeros: -0 only when every replica's value is -0
+    std::vector<std::vector<double>> zeros(3, std::vector<double>(1000, -0.0));
+    zeros[1][7] = 0.0;
+    dpar::all_reduce(p, zeros);
+    CHECK((std::signbit(zeros[2][0]) && !std::signbit(zeros[2][7])));
+    std::vector<std::vector<float>> float_zeros(2, std::vector<float>(1000, -0.0f));
+    dpar::all_reduce(p, float_zeros);
+    CHECK(std::signbit(float_zeros[1][999]));
   });
 }
 

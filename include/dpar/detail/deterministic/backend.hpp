@@ -7,8 +7,10 @@
 
 #include <atomic>
 #include <cstddef>
+#include <cstring>
 #include <functional>
 #include <iterator>
+#include <limits>
 #include <memory>
 #include <optional>
 #include <span>
@@ -172,23 +174,53 @@ T round_total(const Inner& inner, exact_sum& total, const T& init) {
 template <std::size_t K, class T>
 bool sum_in_double(std::size_t k, const T* const* in, double* sum, std::size_t count) {
   if constexpr (K != 0) k = K;
-  unsigned maybe_inexact = 0;
-  for (std::size_t i = 0; i < count; ++i) {
-    double s = in[0][i], errors = 0;
-    for (std::size_t r = 1; r < k; ++r) {
-      const double x = in[r][i], t = s + x, bp = t - s, e = (s - (t - bp)) + (x - bp);
-      if constexpr (std::is_same_v<T, float>) {
-        maybe_inexact |= e != 0;  // also NaN, from inf and NaN terms
-      } else {
-        const double u = errors + e, bq = u - errors;
-        maybe_inexact |= ((errors - (u - bq)) + (e - bq)) != 0;
-        errors = u;
-      }
-      s = t;
+  constexpr bool is_float = std::is_same_v<T, float>;
+  // One step: s + x, its error term checked (float) or summed and the sum of
+  // error terms checked (double).
+  auto step = [](auto& s, auto x, auto& errors, auto& flagged) {
+    const auto t = s + x, bp = t - s, e = (s - (t - bp)) + (x - bp);
+    if constexpr (is_float) {
+      flagged |= e != 0;  // also NaN, from inf and NaN terms
+    } else {
+      const auto u = errors + e, bq = u - errors;
+      flagged |= ((errors - (u - bq)) + (e - bq)) != 0;
+      errors = u;
     }
-    sum[i] = s + errors;  // k == 2 (doubles): errors is 0 and s correctly rounded
+    s = t;
+  };
+  constexpr std::size_t lanes = vector_bytes / sizeof(double);
+  typedef double vec __attribute__((vector_size(vector_bytes)));
+  typedef std::int64_t mask __attribute__((vector_size(vector_bytes)));
+  auto load = [&](std::size_t r, std::size_t at) {
+    double lane[lanes];
+    for (std::size_t j = 0; j < lanes; ++j) lane[j] = static_cast<double>(in[r][at + j]);
+    vec v;
+    std::memcpy(&v, lane, sizeof v);
+    return v;
+  };
+  mask flagged = {};
+  std::size_t i = 0;
+  for (; i + lanes <= count; i += lanes) {
+    vec s = load(0, i), errors = {};
+    for (std::size_t r = 1; r < k; ++r) step(s, load(r, i), errors, flagged);
+    if constexpr (!is_float) {
+      // a zero sum of error terms, made -0, leaves s (and the sign of a zero s) alone
+      mask bits;
+      std::memcpy(&bits, &errors, sizeof bits);
+      bits |= (errors == 0) & std::numeric_limits<std::int64_t>::min();
+      std::memcpy(&errors, &bits, sizeof bits);
+      s += errors;
+    }
+    std::memcpy(sum + i, &s, sizeof s);
   }
-  return maybe_inexact != 0;
+  bool tail_flagged = false;
+  for (; i < count; ++i) {
+    double s = in[0][i], errors = 0;
+    for (std::size_t r = 1; r < k; ++r) step(s, static_cast<double>(in[r][i]), errors, tail_flagged);
+    sum[i] = is_float || errors == 0 ? s : s + errors;
+  }
+  for (std::size_t j = 0; j < lanes; ++j) tail_flagged |= flagged[j] != 0;
+  return tail_flagged;
 }
 
 // The K-buffer exact all-reduce kernel: out[i] = the correctly rounded sum of
