@@ -1,6 +1,6 @@
 #pragma once
 // Backend of dpar::deterministic(policy) (deterministic.hpp). Float and double
-// sums go through exact accumulators (exact_sum.hpp) and are rounded once;
+// sums are summed exactly (extraction.hpp, then exact_sum.hpp) and rounded once;
 // everything else runs over blocks whose bounds depend on the length only
 // (never on the thread count) and combines their results in block order.
 // Element-wise algorithms have nothing to reorder and run on the inner policy.
