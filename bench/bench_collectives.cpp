@@ -12,6 +12,7 @@
 
 #include <benchmark/benchmark.h>
 
+#include <cstdint>
 #include <cstring>
 #include <span>
 #include <vector>
@@ -67,6 +68,27 @@ void BM_all_reduce(benchmark::State& state) {
   set_counters(state, static_cast<double>(bytes), static_cast<double>(k));
 }
 
+// all_reduce_mean of K buffers of random floats, default against
+// dpar::deterministic (correctly rounded sums). The mean keeps the values
+// bounded over the iterations (after the first, the K buffers are equal).
+template <bool Deterministic>
+void BM_all_reduce_mean(benchmark::State& state) {
+  const auto k = static_cast<std::size_t>(state.range(0));
+  const auto bytes = static_cast<std::size_t>(state.range(1));
+  std::vector<std::vector<float>> buffers(k, std::vector<float>(bytes / sizeof(float)));
+  std::uint32_t seed = 12345;
+  for (auto& b : buffers)
+    for (auto& x : b) x = static_cast<float>((seed = seed * 1664525u + 1013904223u) >> 8) * 0x1p-24f - 0.5f;
+  for (auto _ : state) {
+    if constexpr (Deterministic)
+      dpar::all_reduce_mean(dpar::deterministic(dpar::par), buffers);
+    else
+      dpar::all_reduce_mean(dpar::par, buffers);
+    benchmark::ClobberMemory();
+  }
+  set_counters(state, static_cast<double>(bytes), static_cast<double>(k));
+}
+
 // SPMD form: K replicas on a pool of K threads, each calling comm.all_reduce.
 void BM_communicator_all_reduce(benchmark::State& state) {
   const auto k = static_cast<std::size_t>(state.range(0));
@@ -99,6 +121,8 @@ void sizes(benchmark::internal::Benchmark* b) {
 BENCHMARK(BM_memcpy)->Arg(1 * KB)->Arg(64 * KB)->Arg(1 * MB)->Arg(16 * MB)->Arg(64 * MB)->Arg(256 * MB)->UseRealTime();
 BENCHMARK(BM_memcpy_k_buffers)->Apply(sizes)->UseRealTime();
 BENCHMARK(BM_all_reduce)->Apply(sizes)->UseRealTime();
+BENCHMARK_TEMPLATE(BM_all_reduce_mean, false)->Args({2, 8 * MB})->Args({4, 8 * MB})->UseRealTime()->Name("BM_all_reduce_mean/default");
+BENCHMARK_TEMPLATE(BM_all_reduce_mean, true)->Args({2, 8 * MB})->Args({4, 8 * MB})->UseRealTime()->Name("BM_all_reduce_mean/deterministic");
 BENCHMARK(BM_communicator_all_reduce)->Args({2, 1 * KB})->Args({2, 1 * MB})->Args({2, 16 * MB})->Args({4, 1 * KB})
     ->Args({4, 16 * MB})->UseRealTime();
 

@@ -1,4 +1,5 @@
-// dpar::par (the global pool, DPAR_NUM_THREADS = the bench thread count) and dpar::seq.
+// dpar::par (the global pool, DPAR_NUM_THREADS = the bench thread count), dpar::seq,
+// and dpar::deterministic(dpar::par).
 
 #include "bench_common.hpp"
 
@@ -33,6 +34,9 @@ void register_dpar() {
   add_all<double>("dpar_par", dpar::par);
   add_all<float>("dpar_seq", dpar::seq);
   add_all<double>("dpar_seq", dpar::seq);
+  // Reproducible mode: correctly rounded sums, fixed-order scans (issue 11).
+  add_all<float>("dpar_deterministic", dpar::deterministic(dpar::par));
+  add_all<double>("dpar_deterministic", dpar::deterministic(dpar::par));
   static dpar::thread_pool two(2);
   add_latency("dpar", [] { two.run([](std::size_t, std::size_t) {}); });
 }

@@ -7,6 +7,7 @@
 #include "algorithm.hpp"
 #include "collective.hpp"
 #include "concepts.hpp"
+#include "deterministic.hpp"
 #include "execution.hpp"
 #include "functional.hpp"
 #include "thread_pool.hpp"

@@ -71,3 +71,5 @@ mpi_policy<std::remove_cvref_t<Inner>> mpi(MPI_Comm comm, Inner&& inner) {
 inline mpi_policy<sequenced_policy> mpi(MPI_Comm comm) { return {comm, seq}; }
 
 }  // namespace dpar
+
+#include "detail/deterministic/mpi.hpp"  // dpar::deterministic(dpar::mpi(...))

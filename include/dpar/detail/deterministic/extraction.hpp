@@ -1,0 +1,268 @@
+#pragma once
+// The fast path of exact sums: error-free extraction in vector registers.
+//
+// A tile of at most 2^11 values whose magnitudes are below 2^(e+1) is cut,
+// value by value, into h = (x + C) - C and the remainder r = x - h, with
+// C = 1.5 * 2^(e+11): h is x rounded to a multiple of u = 2^(e-41), and 2^11
+// such h add exactly in a double, in any order. Floats within 2^18 of the
+// tile's largest are multiples of u, so r is 0. Doubles get a second level for
+// r (the next 41 bits), which leaves nothing for values within 2^31 of the
+// largest. The few nonzero remainders, and the tiles this cannot take (inf or
+// NaN, all zeros, magnitudes near the ends of the double range), go to a
+// binned_sum; the tile's sums go to exact_sum. This relies on IEEE arithmetic
+// as written: do not build it with -ffast-math or -fassociative-math.
+
+#include <algorithm>
+#include <bit>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <type_traits>
+#include <utility>
+
+#include "../kernels.hpp"
+#include "exact_sum.hpp"
+
+namespace dpar::detail::deterministic {
+
+inline constexpr int tile_log2 = 11;
+inline constexpr std::size_t tile = std::size_t{1} << tile_log2;
+
+template <class S>
+struct tile_format {
+  static constexpr bool is_float = std::is_same_v<S, float>;
+  using bits = std::conditional_t<is_float, std::uint32_t, std::uint64_t>;
+  static constexpr int fraction_bits = std::numeric_limits<S>::digits - 1;
+  static constexpr int bias = std::numeric_limits<S>::max_exponent - 1;
+  static constexpr bits magnitude_mask = ~bits{0} >> 1;
+  static constexpr int special_field = 2 * bias + 1;
+  static constexpr int no_bound = std::numeric_limits<int>::min();
+
+  // e with every |x| < 2^(e+1) for magnitude bits `top`, or no_bound if the
+  // tile cannot be extracted: all zeros, inf or NaN, or (doubles) magnitudes
+  // near the ends of the range (C1 must be finite and C2 normal).
+  static int bound(bits top) {
+    const int field = static_cast<int>(top >> fraction_bits);
+    const int e = std::max(field, 1) - bias;
+    if (top == 0 || field == special_field) return no_bound;
+    if (!is_float && (e + tile_log2 > 1000 || e - 31 < -990)) return no_bound;
+    return e;
+  }
+};
+
+// What one extraction pass found.
+struct extracted {
+  double high = 0, low = 0;  // sums of the first and (doubles) second parts
+  bool left = false;         // some remainder is not zero
+};
+
+// One extraction pass with bound e (every |x| < 2^(e+1); the caller checks),
+// fed in pieces: run(x, count) for each piece, then result().
+template <class S>
+class extractor {
+  static constexpr bool is_float = tile_format<S>::is_float;
+  static constexpr std::size_t lanes = vector_bytes / sizeof(double), chains = 4;
+  typedef double vec __attribute__((vector_size(vector_bytes)));
+  typedef std::int64_t mask __attribute__((vector_size(vector_bytes)));
+
+ public:
+  explicit extractor(int e)
+      : c1_(std::ldexp(1.5, e + tile_log2)),
+        c2_(std::ldexp(1.5, e - 31)),  // doubles: the remainders are below 2^(e-42)
+        c1v_(vec{} + c1_),
+        c2v_(vec{} + c2_) {}
+
+  void run(const S* x, std::size_t count) {
+    std::size_t i = 0;
+    const std::size_t vectors_end = count / (chains * lanes) * (chains * lanes);
+    for (; i < vectors_end; i += chains * lanes)
+      [&]<std::size_t... c>(std::index_sequence<c...>) {
+        (
+            [&] {
+              double lane[lanes];
+              for (std::size_t k = 0; k < lanes; ++k) lane[k] = static_cast<double>(x[i + c * lanes + k]);
+              vec t;
+              std::memcpy(&t, lane, sizeof t);
+              const vec h = (t + c1v_) - c1v_;
+              vec r = t - h;
+              high_[c] += h;
+              if constexpr (!is_float) {
+                const vec h2 = (r + c2v_) - c2v_;
+                r -= h2;
+                low_[c] += h2;
+              }
+              left_ |= r != 0;
+            }(),
+            ...);
+      }(std::make_index_sequence<chains>{});
+    for (; i < count; ++i) {
+      const double t = static_cast<double>(x[i]), r = remainder(t, tail_.high);
+      tail_.left |= r != 0;
+    }
+  }
+
+  extracted result() const {
+    extracted out = tail_;
+    for (std::size_t c = 0; c < chains; ++c)
+      for (std::size_t k = 0; k < lanes; ++k) out.high += high_[c][k], out.low += low_[c][k], out.left |= left_[k] != 0;
+    return out;
+  }
+
+  // t's remainder after the pass; adds the extracted parts to high (and to
+  // the second-level sum).
+  double remainder(double t, double& high) {
+    const double h = (t + c1_) - c1_;
+    double r = t - h;
+    high += h;
+    if constexpr (!is_float) {
+      const double h2 = (r + c2_) - c2_;
+      r -= h2;
+      tail_.low += h2;
+    }
+    return r;
+  }
+
+ private:
+  double c1_, c2_;
+  vec c1v_, c2v_;
+  vec high_[chains] = {}, low_[chains] = {};
+  mask left_ = {};
+  extracted tail_;
+};
+
+// Adds the sums of a pass with bound e over x[0..m) to `into`, and the
+// remainders (rare; recomputed from x) through `table`.
+template <class S>
+void commit(const extracted& pass, const S* x, std::size_t m, int e, binned_sum<S>& table, exact_sum& into) {
+  into.add(pass.high);
+  if constexpr (!tile_format<S>::is_float) into.add(pass.low);
+  if (!pass.left) return;
+  extractor<S> again(e);
+  double ignored = 0;
+  S rest[tile];
+  std::size_t count = 0;
+  for (std::size_t j = 0; j < m; ++j) {
+    const double r = again.remainder(static_cast<double>(x[j]), ignored);
+    if (r != 0) rest[count++] = static_cast<S>(r);  // exact: r has no more bits than x
+  }
+  auto term = [&](std::size_t j) { return rest[j]; };
+  table.add_range(0, count, term, into);
+}
+
+// Adds x[0], ..., x[m-1] (m <= tile), whose largest magnitude bits are `top`,
+// exactly to `into`, through `table` where needed. Returns the tile's bound.
+template <class S>
+int add_tile(const S* x, std::size_t m, typename tile_format<S>::bits top, binned_sum<S>& table, exact_sum& into) {
+  const int e = tile_format<S>::bound(top);
+  if (e == tile_format<S>::no_bound) {
+    auto term = [&](std::size_t i) { return x[i]; };
+    table.add_range(0, m, term, into);
+  } else {
+    extractor<S> pass(e);
+    pass.run(x, m);
+    commit(pass.result(), x, m, e, table, into);
+  }
+  return e;
+}
+
+// Adds term(i) for i in [lo, hi) as S values, exactly, tile by tile. Each tile
+// is read once: extracted with the previous tile's bound, in pieces small
+// enough to stay in L1 while the tile's own bound is found from them; only if
+// that bound does not fit (or leaves remainders a tighter one would not) is
+// the tile extracted again. `values`, when given, holds the terms (values[i] ==
+// term(i)); else they are copied to a buffer as they are read.
+template <class S, class Term>
+void add_terms(std::size_t lo, std::size_t hi, Term& term, binned_sum<S>& table, exact_sum& into,
+               const S* values = nullptr) {
+  using format = tile_format<S>;
+  S buffer[tile];
+  int guess = format::no_bound;
+  constexpr std::size_t piece = 256;
+  for (std::size_t start = lo; start < hi; start += tile) {
+    const std::size_t m = std::min(tile, hi - start);
+    const S* x = values ? values + start : buffer;
+    typename format::bits top = 0;
+    auto read = [&](std::size_t from, std::size_t to) {
+      if (!values)
+        for (std::size_t j = from; j < to; ++j) buffer[j] = static_cast<S>(term(start + j));
+    };
+    auto find_top = [&](std::size_t from, std::size_t to) {
+      for (std::size_t j = from; j < to; ++j)
+        top = std::max(top, static_cast<typename format::bits>(std::bit_cast<typename format::bits>(x[j]) &
+                                                                format::magnitude_mask));
+    };
+    if (guess != format::no_bound) {
+      extractor<S> pass(guess);
+      for (std::size_t j = 0; j < m; j += piece) {
+        const std::size_t to = std::min(m, j + piece);
+        read(j, to);
+        pass.run(x + j, to - j);
+        find_top(j, to);
+      }
+      const extracted result = pass.result();
+      const int e = format::bound(top);
+      if (e != format::no_bound && e <= guess && !(result.left && e < guess)) {
+        commit(result, x, m, guess, table, into);
+        guess = e;
+        continue;
+      }
+    } else {
+      read(0, m);
+      find_top(0, m);
+    }
+    guess = add_tile(x, m, top, table, into);
+  }
+}
+
+template <class S>
+typename tile_format<S>::bits largest_magnitude(const S* x, std::size_t m) {
+  typename tile_format<S>::bits top = 0;
+  for (std::size_t i = 0; i < m; ++i)
+    top = std::max(top, static_cast<typename tile_format<S>::bits>(std::bit_cast<typename tile_format<S>::bits>(x[i]) &
+                                                                    tile_format<S>::magnitude_mask));
+  return top;
+}
+
+// Adds a * b for (a, b) = factors(i), i in [lo, hi), exactly. Products of
+// floats are exact in double; a product of doubles is p + e with
+// e = fma(a, b, -p) (both doubles) when nothing underflows or overflows, else
+// it goes straight into `into`.
+template <class Factors>
+void add_products(std::size_t lo, std::size_t hi, Factors& factors, binned_sum<double>& table, exact_sum& into) {
+  double product[tile], error[tile];
+  for (std::size_t start = lo; start < hi; start += tile) {
+    const std::size_t m = std::min(tile, hi - start);
+    bool has_error = false;
+    for (std::size_t j = 0; j < m; ++j) {
+      const auto [a, b] = factors(start + j);
+      if constexpr (std::is_same_v<std::remove_cv_t<decltype(a)>, float> &&
+                    std::is_same_v<std::remove_cv_t<decltype(b)>, float>) {
+        product[j] = static_cast<double>(a) * static_cast<double>(b);
+      } else {
+        const double x = a, y = b, p = x * y, magnitude = std::fabs(p);
+        error[j] = -0.0;
+        has_error = true;
+        if (magnitude >= 0x1p-960 && magnitude <= std::numeric_limits<double>::max()) {
+          product[j] = p;
+          error[j] = std::fma(x, y, -p);
+        } else if (p == 0 && (x == 0 || y == 0)) {
+          product[j] = p;
+        } else {  // underflow, overflow, inf or NaN
+          product[j] = -0.0;
+          into.add_product(x, y);
+        }
+      }
+    }
+    add_tile(product, m, largest_magnitude(product, m), table, into);
+    if (has_error) {
+      // error terms of 0 only (exact products) add nothing: their signs cannot
+      // decide the sign of a zero total
+      const auto top = largest_magnitude(error, m);
+      if (top != 0) add_tile(error, m, top, table, into);
+    }
+  }
+}
+
+}  // namespace dpar::detail::deterministic

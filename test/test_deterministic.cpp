@@ -1,0 +1,397 @@
+// dpar::deterministic: float and double sums are correctly rounded (equal to
+// an independent exact reference, bit for bit) for seq and every pool size;
+// other ops, scans and all_reduce give the same bits whatever the pool size.
+#include "collective_common.hpp"
+#include "common.hpp"
+#include "exact_reference.hpp"
+
+#include <algorithm>
+#include <bit>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <numeric>
+#include <ranges>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+using dpar_test::exact_reference;
+using dpar_test::mat2;
+using dpar_test::mat2_mul;
+
+namespace {
+
+const std::vector<std::size_t> sizes = {0, 1, 2, 3, 7, 13, 97, 1009, 16411, 65537, (std::size_t{1} << 20) + 3};
+
+// seq and every pool of common.hpp, each wrapped in dpar::deterministic.
+template <class Body>
+void for_each_deterministic(Body&& body) {
+  dpar_test::for_each_policy(
+      [&](auto policy, const std::string& name) { body(dpar::deterministic(policy), "deterministic(" + name + ")"); });
+}
+
+template <class T>
+auto bits(T x) {
+  return std::bit_cast<std::conditional_t<sizeof(T) == 4, std::uint32_t, std::uint64_t>>(x);
+}
+
+// NaNs compare by kind, everything else by bits.
+template <class T>
+bool same_bits(T a, T b) {
+  return (std::isnan(a) && std::isnan(b)) || bits(a) == bits(b);
+}
+
+#define CHECK_BITS(got, expected)                                                              \
+  do {                                                                                         \
+    auto got_ = (got);                                                                         \
+    auto expected_ = (expected);                                                               \
+    INFO("got " << got_ << " expected " << expected_);                                         \
+    CHECK(same_bits(got_, static_cast<decltype(got_)>(expected_)));                            \
+  } while (0)
+
+// Sums of v with init, as T, through every policy: correctly rounded.
+template <class T, class E>
+void check_sum(const std::vector<E>& v, T init, const std::string& what) {
+  exact_reference exact;
+  for (E x : v) exact.add(static_cast<double>(x));
+  exact.add(static_cast<double>(init));
+  for_each_deterministic([&](auto p, const std::string& name) {
+    INFO(what << " n=" << v.size() << " " << name);
+    T got = dpar::reduce(p, v, init);
+    CHECK_BITS(got, exact.rounded(got));
+    CHECK_BITS(dpar::reduce(p, v.begin(), v.end(), init, std::plus<T>{}), got);
+    // transform_reduce with the identity: the same terms
+    CHECK_BITS(dpar::transform_reduce(p, v, init, std::plus<>{}, [](E x) { return x; }), got);
+  });
+}
+
+template <class T>
+void check_sums_of(std::vector<T> (*make)(std::size_t, std::uint64_t), const std::string& what) {
+  for (std::size_t n : sizes) {
+    auto v = make(n, n + 11);
+    check_sum<T>(v, T(0), what);
+    check_sum<T>(v, T(1e-3), what + " init 1e-3");
+    if constexpr (std::is_same_v<T, float>) check_sum<double>(v, 0.5, what + " into double");
+  }
+}
+
+}  // namespace
+
+TEST_CASE("deterministic sums of wide-range floats and doubles are correctly rounded", "[deterministic]") {
+  check_sums_of<double>(dpar_test::random_vector<double>, "uniform doubles");
+  check_sums_of<float>(dpar_test::random_vector<float>, "uniform floats");
+  check_sums_of<double>(dpar_test::wide_range<double>, "wide-range doubles");
+  check_sums_of<float>(dpar_test::wide_range<float>, "wide-range floats");
+}
+
+TEST_CASE("deterministic sums with heavy cancellation and subnormals are correctly rounded", "[deterministic]") {
+  check_sums_of<double>(dpar_test::cancelling<double>, "cancelling doubles");
+  check_sums_of<float>(dpar_test::cancelling<float>, "cancelling floats");
+  check_sums_of<double>(dpar_test::subnormal<double>, "subnormal doubles");
+  check_sums_of<float>(dpar_test::subnormal<float>, "subnormal floats");
+  // the residue survives a huge cancellation
+  std::vector<double> v = {1e300, 1e-300, -1e300, 0x1p-1074};
+  CHECK_BITS(dpar::reduce(dpar::deterministic(dpar::seq), v, 0.0), 1e-300 + 0x1p-1074);
+  // ties go to even: 1 + 2^-53 + 2^-53 * 2^-60 rounds up, 1 + 2^-53 alone to 1
+  std::vector<double> tie = {1.0, 0x1p-53};
+  CHECK_BITS(dpar::reduce(dpar::deterministic(dpar::seq), tie, 0.0), 1.0);
+  tie.push_back(0x1p-113);
+  CHECK_BITS(dpar::reduce(dpar::deterministic(dpar::seq), tie, 0.0), 1.0 + 0x1p-52);
+}
+
+TEST_CASE("deterministic sums with inf, NaN, overflow and signed zeros", "[deterministic]") {
+  const double inf = std::numeric_limits<double>::infinity(), nan = std::numeric_limits<double>::quiet_NaN();
+  const double max = std::numeric_limits<double>::max();
+  auto big = dpar_test::wide_range<double>(100003, 5);
+  for_each_deterministic([&](auto p, const std::string& name) {
+    INFO(name);
+    auto with = [&](std::initializer_list<double> extra) {
+      auto v = big;
+      std::size_t at = 17;
+      for (double x : extra) v[at] = x, at += 40000;
+      return dpar::reduce(p, v, 0.0);
+    };
+    CHECK(with({inf}) == inf);
+    CHECK(with({-inf, -inf}) == -inf);
+    CHECK(std::isnan(with({inf, -inf})));
+    CHECK(std::isnan(with({nan})));
+    CHECK(std::isnan(with({1.0, nan, inf})));
+    // the exact sum overflows, or does not although a running sum would
+    CHECK(with({max, max}) == inf);
+    CHECK(with({-max, -max}) == -inf);
+    std::vector<double> back = {max, max, -max};
+    CHECK(dpar::reduce(p, back, 0.0) == max);
+    std::vector<float> floats = {3e38f, 3e38f, -3e38f, 1.0f};
+    CHECK(dpar::reduce(p, floats, 0.0f) == 3e38f);
+    // an exact zero is -0 only when every term is -0
+    std::vector<double> negative_zeros(70001, -0.0);
+    CHECK(std::signbit(dpar::reduce(p, negative_zeros, -0.0)));
+    CHECK(!std::signbit(dpar::reduce(p, negative_zeros, 0.0)));
+    std::vector<double> cancel = {1.5, -1.5};
+    CHECK(!std::signbit(dpar::reduce(p, cancel, -0.0)));
+  });
+}
+
+TEST_CASE("deterministic sums of products are correctly rounded with exact products", "[deterministic]") {
+  for (std::size_t n : sizes) {
+    auto a = dpar_test::wide_range<double>(n, 3 * n + 1), b = dpar_test::wide_range<double>(n, 3 * n + 2);
+    if (n > 10) a[3] = 0x1p-1000, b[3] = 0x1p-60;  // product underflows: e = fma(...) would not be exact
+    if (n > 10) a[5] = 0x1p600, b[5] = 0x1p500;    // product overflows, and comes back below
+    if (n > 10) a[7] = -0x1p600, b[7] = 0x1p500;
+    if (n > 100)  // uniform values in most tiles: the fast path
+      for (std::size_t i = 100; i < n; ++i) a[i] = std::ldexp(a[i], -std::ilogb(a[i])) - 1.5;
+    auto fa = dpar_test::wide_range<float>(n, 3 * n + 3), fb = dpar_test::cancelling<float>(n, 3 * n + 4);
+    exact_reference exact, exact_float;
+    for (std::size_t i = 0; i < n; ++i) exact.add_product(a[i], b[i]), exact_float.add_product(fa[i], fb[i]);
+    exact.add(0.25);
+    exact_float.add(0.25);
+    for_each_deterministic([&](auto p, const std::string& name) {
+      INFO("n=" << n << " " << name);
+      double got = dpar::transform_reduce(p, a.begin(), a.end(), b.begin(), 0.25);
+      CHECK_BITS(got, exact.rounded(got));
+      float got_float = dpar::transform_reduce(p, fa.begin(), fa.end(), fb.begin(), 0.25f);
+      CHECK_BITS(got_float, exact_float.rounded(got_float));
+      double got_wide = dpar::transform_reduce(p, fa, fb.begin(), 0.25);
+      CHECK_BITS(got_wide, exact_float.rounded(got_wide));
+    });
+  }
+}
+
+TEST_CASE("deterministic sums of exact products (no error terms)", "[deterministic]") {
+  std::vector<double> a(300007), b(300007);
+  for (std::size_t i = 0; i < a.size(); ++i) a[i] = static_cast<double>(i % 4) - 1.5, b[i] = static_cast<double>(i % 3) - 1;
+  std::vector<double> zeros(5000, 0.0), negative(5000, -1.0);
+  for_each_deterministic([&](auto p, const std::string& name) {
+    INFO(name);
+    double expected = 0;
+    for (std::size_t i = 0; i < a.size(); ++i) expected += a[i] * b[i];  // exact: small multiples of 1/2
+    CHECK_BITS(dpar::transform_reduce(p, a.begin(), a.end(), b.begin(), 0.0), expected);
+    CHECK(std::signbit(dpar::transform_reduce(p, zeros.begin(), zeros.end(), negative.begin(), -0.0)));
+    CHECK(!std::signbit(dpar::transform_reduce(p, zeros.begin(), zeros.end(), negative.begin(), 0.0)));
+  });
+}
+
+TEST_CASE("deterministic transform_reduce sums what the transform returns", "[deterministic]") {
+  auto v = dpar_test::wide_range<double>(200003, 9);
+  auto to_float = [](double x) { return static_cast<float>(x * 3); };
+  exact_reference exact;
+  for (double x : v) exact.add(static_cast<double>(to_float(x)));
+  exact.add(1.0);
+  for_each_deterministic([&](auto p, const std::string& name) {
+    INFO(name);
+    double got = dpar::transform_reduce(p, v, 1.0, std::plus<>{}, to_float);
+    CHECK_BITS(got, exact.rounded(got));
+  });
+}
+
+TEST_CASE("deterministic: other ops and types give the same bits for seq and every pool", "[deterministic]") {
+  for (std::size_t n : {std::size_t{0}, std::size_t{1}, std::size_t{1009}, std::size_t{40009}, std::size_t{300007}}) {
+    auto doubles = dpar_test::random_vector<double>(n, n + 1);
+    for (auto& x : doubles) x = 1 + x * 1e-3;  // products stay finite
+    auto ints = dpar_test::random_vector<long long>(n, n + 2);
+    auto mats = dpar_test::random_mat2s(n, n + 3);
+    const auto seq = dpar::deterministic(dpar::seq);
+    const double product = dpar::reduce(seq, doubles, 1.0, std::multiplies<>{});
+    const double smallest = dpar::reduce(seq, doubles, 2.0, dpar::minimum<>{});
+    auto lambda_sum = [](double a, double b) { return a + b; };  // not std::plus: a user op
+    const double user_sum = dpar::reduce(seq, doubles, 0.0, lambda_sum);
+    const double squares = dpar::transform_reduce(seq, doubles, 0.0, lambda_sum, [](double x) { return x * x; });
+    mat2 expected_mat = std::accumulate(mats.begin(), mats.end(), dpar_test::mat2_identity, mat2_mul{});
+    CHECK(dpar::reduce(seq, mats, dpar_test::mat2_identity, mat2_mul{}) == expected_mat);
+    CHECK(std::abs(user_sum - std::accumulate(doubles.begin(), doubles.end(), 0.0)) <= 1e-9 * (n + 1.0));
+    for_each_deterministic([&](auto p, const std::string& name) {
+      INFO("n=" << n << " " << name);
+      CHECK_BITS(dpar::reduce(p, doubles, 1.0, std::multiplies<>{}), product);
+      CHECK_BITS(dpar::reduce(p, doubles, 2.0, dpar::minimum<>{}), smallest);
+      CHECK_BITS(dpar::reduce(p, doubles, 0.0, lambda_sum), user_sum);
+      CHECK_BITS(dpar::transform_reduce(p, doubles, 0.0, lambda_sum, [](double x) { return x * x; }), squares);
+      CHECK(dpar::reduce(p, ints, 7LL) == std::accumulate(ints.begin(), ints.end(), 7LL));
+      // elements that are prvalues
+      std::vector<bool> flags(n);
+      for (std::size_t i = 0; i < n; i += 3) flags[i] = true;
+      CHECK(dpar::reduce(p, flags, 0) == static_cast<int>((n + 2) / 3));
+#if !(defined(__clang__) && __clang_major__ < 15)  // clang 14 cannot compile libstdc++ 12's views
+      CHECK(dpar::reduce(p, std::views::iota(std::size_t{0}, n), std::size_t{3}) == n * (n - (n > 0)) / 2 + 3);
+      auto halves = std::views::transform(doubles, [](double x) { return x / 2; });
+      CHECK_BITS(dpar::reduce(p, halves, 0.0), dpar::reduce(seq, doubles, 0.0) / 2);
+#endif
+      CHECK(dpar::reduce(p, mats, dpar_test::mat2_identity, mat2_mul{}) == expected_mat);
+      std::vector<double> twice(n);
+      dpar::transform(p, doubles, twice.begin(), [](double x) { return 2 * x; });
+      CHECK(twice == [&] {
+        std::vector<double> t(n);
+        std::transform(doubles.begin(), doubles.end(), t.begin(), [](double x) { return 2 * x; });
+        return t;
+      }());
+    });
+  }
+}
+
+TEST_CASE("deterministic scans give the same bits for seq and every pool", "[deterministic]") {
+  for (std::size_t n : sizes) {
+    auto doubles = dpar_test::wide_range<double>(n, n + 21);
+    auto floats = dpar_test::random_vector<float>(n, n + 22);
+    auto mats = dpar_test::random_mat2s(std::min<std::size_t>(n, 20000), n + 23);
+    const auto seq = dpar::deterministic(dpar::seq);
+    std::vector<double> inc(n), exc(n);
+    std::vector<float> inc_f(n), exc_f(n);
+    std::vector<mat2> inc_m(mats.size()), exc_m(mats.size());
+    dpar::inclusive_scan(seq, doubles, inc.begin());
+    dpar::exclusive_scan(seq, doubles, exc.begin(), 0.5);
+    dpar::inclusive_scan(seq, floats, inc_f.begin(), std::plus<>{}, 1.0f);
+    dpar::exclusive_scan(seq, floats, exc_f.begin(), 0.0f);
+    dpar::inclusive_scan(seq, mats, inc_m.begin(), mat2_mul{});
+    dpar::exclusive_scan(seq, mats, exc_m.begin(), mat2{1, 2, 3, 4}, mat2_mul{});
+    // close to the sequential scan, and exact for the matrices
+    std::vector<float> reference(n);
+    std::inclusive_scan(floats.begin(), floats.end(), reference.begin(), std::plus<>{}, 1.0f);
+    for (std::size_t i = 0; i < n; i += 997) CHECK(std::abs(inc_f[i] - reference[i]) <= 1e-3f * (1.0f + i * 1e-2f));
+    std::vector<mat2> reference_m(mats.size());
+    std::inclusive_scan(mats.begin(), mats.end(), reference_m.begin(), mat2_mul{});
+    CHECK(inc_m == reference_m);
+    std::exclusive_scan(mats.begin(), mats.end(), reference_m.begin(), mat2{1, 2, 3, 4}, mat2_mul{});
+    CHECK(exc_m == reference_m);
+    for_each_deterministic([&](auto p, const std::string& name) {
+      INFO("n=" << n << " " << name);
+      std::vector<double> out(n);
+      dpar::inclusive_scan(p, doubles, out.begin());
+      CHECK(std::equal(out.begin(), out.end(), inc.begin(), [](double a, double b) { return bits(a) == bits(b); }));
+      dpar::exclusive_scan(p, doubles, out.begin(), 0.5);
+      CHECK(std::equal(out.begin(), out.end(), exc.begin(), [](double a, double b) { return bits(a) == bits(b); }));
+      std::vector<float> in_place = floats;  // in place
+      dpar::inclusive_scan(p, in_place, in_place.begin(), std::plus<>{}, 1.0f);
+      CHECK(std::equal(in_place.begin(), in_place.end(), inc_f.begin(), [](float a, float b) { return bits(a) == bits(b); }));
+      std::vector<float> out_f(n);
+      dpar::exclusive_scan(p, floats, out_f.begin(), 0.0f);
+      CHECK(std::equal(out_f.begin(), out_f.end(), exc_f.begin(), [](float a, float b) { return bits(a) == bits(b); }));
+      std::vector<mat2> out_m(mats.size());
+      dpar::inclusive_scan(p, mats, out_m.begin(), mat2_mul{});
+      CHECK(out_m == inc_m);
+      dpar::exclusive_scan(p, mats, out_m.begin(), mat2{1, 2, 3, 4}, mat2_mul{});
+      CHECK(out_m == exc_m);
+    });
+  }
+}
+
+namespace {
+
+// all_reduce and all_reduce_mean of K buffers through every policy: each
+// element correctly rounded, every buffer the same.
+template <class T>
+void check_all_reduce(const std::vector<std::vector<T>>& buffers, const std::string& what) {
+  const std::size_t k = buffers.size(), n = buffers[0].size();
+  std::vector<exact_reference> exact(n);
+  for (std::size_t i = 0; i < n; ++i)
+    for (std::size_t r = 0; r < k; ++r) exact[i].add(static_cast<double>(buffers[r][i]));
+  for_each_deterministic([&](auto p, const std::string& name) {
+    INFO(what << " K=" << k << " n=" << n << " " << name);
+    auto sums = buffers;
+    dpar::all_reduce(p, sums);
+    auto means = buffers;
+    dpar::all_reduce_mean(p, means);
+    std::size_t wrong = 0, unequal = 0;
+    for (std::size_t i = 0; i < n; ++i) {
+      wrong += !same_bits(sums[0][i], exact[i].rounded(sums[0][i]));
+      for (std::size_t r = 0; r < k; ++r) {
+        unequal += !same_bits(sums[r][i], sums[0][i]);
+        unequal += !same_bits(means[r][i], static_cast<T>(sums[0][i] / static_cast<T>(k)));
+      }
+    }
+    CHECK(wrong == 0);
+    CHECK(unequal == 0);
+  });
+}
+
+template <class T>
+std::vector<std::vector<T>> buffers_of(std::size_t k, std::size_t n, std::uint64_t seed, bool adversarial) {
+  std::vector<std::vector<T>> b;
+  for (std::size_t r = 0; r < k; ++r)
+    b.push_back(adversarial ? dpar_test::wide_range<T>(n, seed + r) : dpar_test::random_vector<T>(n, seed + r));
+  if (adversarial && k >= 2)  // x, -x and a residue in some columns; specials in others
+    for (std::size_t i = 0; i + 7 < n; i += 7) {
+      b[1][i] = -b[0][i];
+      if (k >= 3) b[2][i] = std::numeric_limits<T>::denorm_min();
+      if (i % 5 == 0) b[0][i + 1] = std::numeric_limits<T>::infinity();
+      if (i % 35 == 0) b[k - 1][i + 1] = -std::numeric_limits<T>::infinity();
+      if (i % 77 == 0) b[k - 1][i + 2] = std::numeric_limits<T>::quiet_NaN();
+    }
+  return b;
+}
+
+}  // namespace
+
+TEST_CASE("deterministic all_reduce is correctly rounded for K = 1..5", "[deterministic][collective]") {
+  dpar_test::within_seconds(600, "deterministic all_reduce", [] {
+    for (std::size_t k = 1; k <= 5; ++k)
+      for (std::size_t n : {std::size_t{0}, std::size_t{1}, std::size_t{13}, std::size_t{1009}, std::size_t{70001}}) {
+        check_all_reduce(buffers_of<float>(k, n, 100 * k + n, false), "random floats");
+        check_all_reduce(buffers_of<double>(k, n, 200 * k + n, false), "random doubles");
+        check_all_reduce(buffers_of<float>(k, n, 300 * k + n, true), "adversarial floats");
+        check_all_reduce(buffers_of<double>(k, n, 400 * k + n, true), "adversarial doubles");
+      }
+  });
+}
+
+TEST_CASE("deterministic all_reduce: other ops as before, bad input named", "[deterministic][collective]") {
+  auto mats = std::vector<std::vector<mat2>>{dpar_test::random_mat2s(1009, 1), dpar_test::random_mat2s(1009, 2),
+                                             dpar_test::random_mat2s(1009, 3)};
+  auto expected = mats;
+  dpar::all_reduce(dpar::seq, expected, mat2_mul{});
+  for_each_deterministic([&](auto p, const std::string& name) {
+    INFO(name);
+    auto got = mats;
+    dpar::all_reduce(p, got, mat2_mul{});
+    CHECK(got == expected);
+    std::vector<std::vector<double>> uneven = {std::vector<double>(10), std::vector<double>(11)};
+    CHECK_THROWS_WITH(dpar::all_reduce(p, uneven), Catch::Contains("buffer 1 has 11 elements"));
+    // exact zeros: -0 only when every replica's value is -0
+    std::vector<std::vector<double>> zeros(3, std::vector<double>(1000, -0.0));
+    zeros[1][7] = 0.0;
+    dpar::all_reduce(p, zeros);
+    CHECK((std::signbit(zeros[2][0]) && !std::signbit(zeros[2][7])));
+    std::vector<std::vector<float>> float_zeros(2, std::vector<float>(1000, -0.0f));
+    dpar::all_reduce(p, float_zeros);
+    CHECK(std::signbit(float_zeros[1][999]));
+  });
+}
+
+TEST_CASE("deterministic: exceptions reach the caller; nested calls work", "[deterministic]") {
+  auto v = dpar_test::wide_range<double>(300007, 31);
+  exact_reference exact;
+  for (double x : v) exact.add(x);
+  for_each_deterministic([&](auto p, const std::string& name) {
+    INFO(name);
+    auto throwing = [](double x) {
+      if (x > 0 && std::ilogb(x) == 7) throw std::runtime_error("bad element");
+      return x;
+    };
+    CHECK_THROWS_WITH(dpar::transform_reduce(p, v, 0.0, std::plus<>{}, throwing), "bad element");
+    // the per-thread tables are clean again
+    double got = dpar::reduce(p, v, 0.0);
+    CHECK_BITS(got, exact.rounded(got));
+    // a transform that itself sums deterministically
+    std::vector<int> rows(40);
+    std::iota(rows.begin(), rows.end(), 0);
+    auto row_sum = [&](int r) {
+      return dpar::reduce(dpar::deterministic(dpar::par), v.begin() + r * 7000, v.begin() + r * 7000 + 7000, 0.0);
+    };
+    exact_reference nested;
+    for (std::size_t i = 0; i < 40 * 7000; ++i) nested.add(v[i]);
+    double total = 0;
+    for (int r : rows) total += row_sum(r);  // reference for the nested sum: row sums added in double
+    exact_reference of_rows;
+    for (int r : rows) of_rows.add(row_sum(r));
+    double got_nested = dpar::transform_reduce(p, rows, 0.0, std::plus<>{}, row_sum);
+    CHECK_BITS(got_nested, of_rows.rounded(got_nested));
+    (void)total;
+  });
+}
+
+TEST_CASE("deterministic wraps once", "[deterministic]") {
+  auto p = dpar::deterministic(dpar::deterministic(dpar::par));
+  static_assert(std::is_same_v<decltype(p), dpar::deterministic_policy<dpar::parallel_policy>>);
+  static_assert(dpar::execution_policy<decltype(p)>);
+  std::vector<double> v = {1, 2, 3};
+  CHECK(dpar::reduce(p, v, 0.0) == 6);
+}
