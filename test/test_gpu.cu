@@ -2,7 +2,9 @@
 // algorithm, sizes 0, 1, small primes, 2^20 and (tag [big]) 2^27, types int,
 // float, double, a custom struct, and 2x2 matrices mod p as a non-commutative
 // op. Also in-place scans, thrust and fancy iterators, a user stream, device 0
-// named explicitly, and the errors. Run by gpu_main.cpp, which skips (exit 77)
+// named explicitly, the errors, a 288-byte element type (6x6 matrices) in the
+// ordered reduce, T& functions on thrust::device_vector, and
+// cudaStreamPerThread from several host threads. Run by gpu_main.cpp, which skips (exit 77)
 // when there is no CUDA device.
 //
 // Inputs of float and double are small integers, so that every partial sum is
@@ -12,6 +14,7 @@
 
 #include <catch2/catch.hpp>
 
+#include "collective_common.hpp"  // within_seconds
 #include "mat2.hpp"
 
 #include <thrust/device_vector.h>
@@ -20,8 +23,10 @@
 
 #include <cmath>
 #include <cstdint>
+#include <exception>
 #include <random>
 #include <string>
+#include <thread>
 #include <type_traits>
 #include <vector>
 
@@ -57,6 +62,51 @@ inline std::vector<mat2> random_matrices(std::size_t n, std::uint64_t seed) { re
 
 struct square_int {
   __host__ __device__ int operator()(int x) const { return x * x; }
+};
+
+// 6x6 matrices mod 1009 held as doubles: 288 bytes, associative and exact
+// (entries below 1009, so sums of products stay far below 2^53), not
+// commutative. Too big for a reduction whose block reduce keeps one value per
+// thread in shared memory.
+struct mat6 {
+  static constexpr double p = 1009;
+  double m[6][6];
+  friend bool operator==(const mat6&, const mat6&) = default;
+};
+static_assert(sizeof(mat6) == 288);
+struct mat6_mul {
+  __host__ __device__ mat6 operator()(const mat6& x, const mat6& y) const {
+    mat6 z{};
+    for (int i = 0; i < 6; ++i)
+      for (int j = 0; j < 6; ++j) {
+        double sum = 0;
+        for (int k = 0; k < 6; ++k) sum += x.m[i][k] * y.m[k][j];
+        z.m[i][j] = fmod(sum, mat6::p);
+      }
+    return z;
+  }
+};
+struct mat6_transpose {
+  __host__ __device__ mat6 operator()(const mat6& x) const {
+    mat6 t{};
+    for (int i = 0; i < 6; ++i)
+      for (int j = 0; j < 6; ++j) t.m[i][j] = x.m[j][i];
+    return t;
+  }
+};
+std::vector<mat6> random_mat6s(std::size_t n, std::uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::uniform_int_distribution<int> d(0, 1008);
+  std::vector<mat6> v(n);
+  for (auto& x : v)
+    for (auto& row : x.m)
+      for (auto& e : row) e = d(rng);
+  return v;
+}
+
+struct add_in_place {
+  int k;
+  __host__ __device__ void operator()(int& x) const { x += k; }
 };
 
 template <class T>
@@ -280,6 +330,87 @@ TEST_CASE("gpu on device 0 and a user stream", "[gpu]") {
     CHECK(dpar::reduce(policy, out, 0) == dpar::reduce(dpar::seq, shifted, 0));
   }
   CHECK(cudaStreamDestroy(stream) == cudaSuccess);
+}
+
+TEST_CASE("gpu non-commutative reduce of a 288-byte type (6x6 matrices)", "[gpu]") {
+  mat6 identity6{};
+  for (int i = 0; i < 6; ++i) identity6.m[i][i] = 1;
+  const mat6 init = random_mat6s(1, 99)[0];
+  for (std::size_t n : {std::size_t{0}, std::size_t{1}, std::size_t{2}, std::size_t{31}, std::size_t{257},
+                        std::size_t{1031}, std::size_t{10007}, std::size_t{65537}}) {
+    INFO("n = " << n);
+    auto a = random_mat6s(n, n + 20);
+    dpar::device_vector<mat6> da(a);
+    CHECK(dpar::reduce(dpar::gpu, da, init, mat6_mul{}) == dpar::reduce(dpar::seq, a, init, mat6_mul{}));
+    CHECK(dpar::reduce(dpar::gpu, da, identity6, mat6_mul{}) == dpar::reduce(dpar::seq, a, identity6, mat6_mul{}));
+    CHECK(dpar::transform_reduce(dpar::gpu, da, init, mat6_mul{}, mat6_transpose{}) ==
+          dpar::transform_reduce(dpar::seq, a, init, mat6_mul{}, mat6_transpose{}));
+  }
+}
+
+TEST_CASE("gpu for_each with a T& function on thrust::device_vector iterators and ranges", "[gpu]") {
+  // thrust::device_vector's own reference type is thrust::device_reference<int>,
+  // which does not bind to int&; dpar::gpu passes the unwrapped element.
+  static_assert(std::is_same_v<std::iter_reference_t<thrust::device_vector<int>::iterator>,
+                               thrust::device_reference<int>>);
+  static_assert(std::is_same_v<dpar::detail::element_reference_t<dpar::gpu_policy, thrust::device_vector<int>::iterator>,
+                               int&>);
+  for (std::size_t n : {std::size_t{0}, std::size_t{1}, std::size_t{1009}, std::size_t{65537}}) {
+    INFO("n = " << n);
+    auto a = random_values<int>(n, n + 21);
+    thrust::device_vector<int> ta(a.begin(), a.end());
+    dpar::for_each(dpar::gpu, ta.begin(), ta.end(), add_in_place{3});
+    dpar::for_each(dpar::gpu, ta, [] __host__ __device__(int& x) { x *= 2; });  // as a range
+    dpar::for_each(dpar::gpu, ta.begin(), ta.end(), add_in_place{-1});
+    dpar::gpu.synchronize();
+    std::vector<int> want = a, got(n);
+    dpar::for_each(dpar::seq, want, [](int& x) { x = (x + 3) * 2 - 1; });
+    thrust::copy(ta.begin(), ta.end(), got.begin());
+    CHECK(got == want);
+  }
+}
+
+TEST_CASE("gpu cudaStreamPerThread from several host threads at once", "[gpu]") {
+  // Each scan frees its temporary storage right after queuing. With storage
+  // cached per stream handle, another thread's scan on "the same" handle
+  // (cudaStreamPerThread means a different stream in each thread) could take
+  // it while the first scan still runs, and both would read each other's
+  // tile states: wrong sums, or a hang, which the watchdog turns into a failure.
+  const std::size_t n = 300007, scans = 8;
+  const int threads = 4, rounds = 5;
+  std::vector<std::vector<int>> inputs, wants;
+  for (int t = 0; t < threads; ++t) {
+    inputs.push_back(random_values<int>(n, 100 + static_cast<std::uint64_t>(t)));
+    wants.emplace_back(n);
+    dpar::inclusive_scan(dpar::seq, inputs.back().begin(), inputs.back().end(), wants.back().begin());
+  }
+  std::vector<int> wrong(threads, 0);
+  std::vector<std::exception_ptr> errors(threads);
+  dpar_test::within_seconds(120, "gpu scans on cudaStreamPerThread from 4 threads", [&] {
+    std::vector<std::thread> pool;
+    for (int t = 0; t < threads; ++t)
+      pool.emplace_back([&, t] {
+        try {
+          auto policy = dpar::gpu.on(0, cudaStreamPerThread);
+          dpar::device_vector<int> in(inputs[t], 0);
+          std::vector<dpar::device_vector<int>> outs;
+          for (std::size_t i = 0; i < scans; ++i) outs.emplace_back(n, 0);
+          for (int round = 0; round < rounds; ++round) {
+            for (auto& out : outs) dpar::inclusive_scan(policy, in, out.begin());  // queued back to back
+            policy.synchronize();
+            for (auto& out : outs) wrong[t] += out.to_host() != wants[t];
+          }
+        } catch (...) {
+          errors[t] = std::current_exception();
+        }
+      });
+    for (auto& th : pool) th.join();
+  });
+  for (int t = 0; t < threads; ++t) {
+    INFO("thread " << t);
+    if (errors[t]) std::rethrow_exception(errors[t]);
+    CHECK(wrong[t] == 0);
+  }
 }
 
 TEST_CASE("gpu errors: bad device, host memory, device_vector sizes", "[gpu]") {

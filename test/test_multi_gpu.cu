@@ -5,19 +5,24 @@
 // matrix products mod p (associative, not commutative), so a scan that put a
 // shard's carry on the wrong side, or a reduce that combined partials out of
 // order, fails. Also host iterators (scatter, compute, gather), the device
-// all_reduce against a host reference, and the errors. Run by gpu_main.cpp,
+// all_reduce against a host reference (also after slow kernels on the devices'
+// default streams, and from several host threads), int-in/int64-out scans
+// across shards, and the errors. Run by gpu_main.cpp,
 // which skips (exit 77) without a CUDA device; the [nodevice] test runs
 // everywhere.
 #include <catch2/catch.hpp>
 
+#include "collective_common.hpp"  // within_seconds
 #include "mat2.hpp"
 #include <cmath>
 #include <cstdint>
 #include <dpar/cuda.hpp>
+#include <exception>
 #include <limits>
 #include <numeric>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace {
@@ -61,6 +66,25 @@ struct affine {  // x -> 3x + 1, exact in int64 for these inputs
 };
 struct negate_in_place {
   __host__ __device__ void operator()(std::int64_t& x) const { x = -x; }
+};
+
+// Sets x = value after spinning `cycles` clock cycles: device work that is
+// still running when the host moves on.
+struct slow_set {
+  std::int64_t value;
+  long long cycles;
+  __host__ __device__ void operator()(std::int64_t& x) const {
+#if defined(__CUDA_ARCH__)
+    const long long start = clock64();
+    while (clock64() - start < cycles) {
+    }
+#endif
+    x = value;
+  }
+};
+// A sum dpar does not know (so all_reduce takes the staged path on any list).
+struct user_sum {
+  __host__ __device__ std::int64_t operator()(std::int64_t x, std::int64_t y) const { return x + y; }
 };
 
 std::string name_of(const std::vector<int>& list) {
@@ -257,6 +281,89 @@ TEST_CASE("multi_gpu non-commutative reduce and scans keep shard order", "[multi
       dpar::exclusive_scan(dpar::seq, a.begin(), a.end(), want_int.begin(), std::int64_t{-3});
       dpar::exclusive_scan(p, va, vs, std::int64_t{-3});
       CHECK(vs.to_host() == want_int);
+    }
+  }
+}
+
+TEST_CASE("multi_gpu inclusive_scan without init accumulates in the output type on every shard",
+          "[multi_gpu][gpu]") {
+  // int in, int64 out: 2^30 per element overflows int from the second element
+  // on, in whichever shard accumulates in int.
+  for (const auto& list : device_lists()) {
+    auto p = dpar::multi_gpu(list);
+    for (std::size_t n : {std::size_t{1}, std::size_t{2}, std::size_t{7}, std::size_t{1009}}) {
+      INFO(name_of(list) << " n = " << n);
+      dpar::sharded_vector<int> in(p, std::vector<int>(n, 1 << 30));
+      dpar::sharded_vector<std::int64_t> out(p, n);
+      std::vector<std::int64_t> want(n);
+      for (std::size_t i = 0; i < n; ++i) want[i] = static_cast<std::int64_t>(i + 1) << 30;
+      dpar::inclusive_scan(p, in, out);
+      CHECK(out.to_host() == want);
+      dpar::inclusive_scan(p, in, out, user_sum{});  // dpar's ordered kernel for the totals
+      CHECK(out.to_host() == want);
+    }
+  }
+}
+
+TEST_CASE("multi_gpu staged all_reduce waits for work on the devices' default streams", "[multi_gpu][gpu]") {
+  // Each buffer gets its value from a slow kernel on its device's legacy
+  // default stream (dpar::gpu.on(d)), not yet finished when all_reduce starts.
+  // Peer copies from entry 0's stream are not ordered with another device's
+  // streams: without waiting, they would read the old zeros, or the slow
+  // kernel would overwrite the result.
+  const std::size_t n = 4096;
+  for (const auto& list : device_lists()) {
+    INFO(name_of(list));
+    auto p = dpar::multi_gpu(list);
+    const std::size_t k = list.size();
+    std::vector<dpar::device_vector<std::int64_t>> buffers;
+    for (std::size_t r = 0; r < k; ++r) buffers.emplace_back(n, list[r]);
+    for (std::size_t r = 0; r < k; ++r)
+      dpar::for_each(dpar::gpu.on(list[r]), buffers[r], slow_set{static_cast<std::int64_t>(r + 1), 20'000'000});
+    dpar::all_reduce(p, buffers, user_sum{});
+    const auto want = static_cast<std::int64_t>(k * (k + 1) / 2);
+    for (std::size_t r = 0; r < k; ++r) CHECK(buffers[r].to_host() == std::vector<std::int64_t>(n, want));
+  }
+}
+
+TEST_CASE("multi_gpu all_reduce from several host threads on the same device list", "[multi_gpu][gpu]") {
+  // NCCL forbids using a communicator from two threads at once (it can hang):
+  // dpar serialises calls that share devices. The watchdog turns a hang into
+  // a failure.
+  const std::size_t n = 65537;
+  const int threads = 3, rounds = 10;
+  for (const auto& list : device_lists()) {
+    INFO(name_of(list));
+    const std::size_t k = list.size();
+    std::vector<int> wrong(threads, 0);
+    std::vector<std::exception_ptr> errors(threads);
+    dpar_test::within_seconds(120, "all_reduce from 3 host threads", [&] {
+      std::vector<std::thread> pool;
+      for (int t = 0; t < threads; ++t)
+        pool.emplace_back([&, t] {
+          try {
+            auto p = dpar::multi_gpu(list);  // own streams, shared communicators
+            for (int round = 0; round < rounds; ++round) {
+              std::vector<dpar::device_vector<std::int64_t>> buffers;
+              std::int64_t want = 0;
+              for (std::size_t r = 0; r < k; ++r) {
+                const auto value = static_cast<std::int64_t>(1000 * t + 10 * round + static_cast<int>(r));
+                buffers.emplace_back(std::vector<std::int64_t>(n, value), list[r]);
+                want += value;
+              }
+              dpar::all_reduce(p, buffers, std::plus<>{});
+              for (const auto& b : buffers) wrong[t] += b.to_host() != std::vector<std::int64_t>(n, want);
+            }
+          } catch (...) {
+            errors[t] = std::current_exception();
+          }
+        });
+      for (auto& th : pool) th.join();
+    });
+    for (int t = 0; t < threads; ++t) {
+      INFO("thread " << t);
+      if (errors[t]) std::rethrow_exception(errors[t]);
+      CHECK(wrong[t] == 0);
     }
   }
 }

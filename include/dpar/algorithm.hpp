@@ -60,13 +60,13 @@ Out transform(P&& policy, R&& r, In2 first2, Out d_first, F f) {
 // ---- for_each --------------------------------------------------------------
 
 template <execution_policy P, std::random_access_iterator It, class F>
-  requires std::invocable<F&, std::iter_reference_t<It>>
+  requires std::invocable<F&, detail::element_reference_t<P, It>>
 void for_each(P&& policy, It first, It last, F f) {
   detail::backend_of<P>::for_each(policy, first, last, std::move(f));
 }
 
 template <execution_policy P, sized_random_access_range R, class F>
-  requires std::invocable<F&, std::ranges::range_reference_t<R>>
+  requires std::invocable<F&, detail::element_reference_t<P, std::ranges::iterator_t<R>>>
 void for_each(P&& policy, R&& r, F f) {
   dpar::for_each(policy, std::ranges::begin(r), detail::range_end(r), std::move(f));
 }

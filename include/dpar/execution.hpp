@@ -3,6 +3,7 @@
 // each policy names its backend as a nested type `backend`, a struct whose
 // static member functions implement the algorithms.
 
+#include <iterator>
 #include <type_traits>
 
 #include "thread_pool.hpp"
@@ -56,6 +57,17 @@ concept execution_policy = is_execution_policy_v<P>;
 namespace detail {
 template <execution_policy P>
 using backend_of = typename std::remove_cvref_t<P>::backend;
+
+// What a backend passes to user functions for an element of It: *it, unless
+// the backend unwraps proxy iterators first (the CUDA backend hands
+// thrust::device_vector elements over as T&, not thrust::device_reference<T>;
+// detail/cuda/iterators.hpp specializes this for it).
+template <class Backend, class It>
+struct element_reference {
+  using type = std::iter_reference_t<It>;
+};
+template <execution_policy P, class It>
+using element_reference_t = typename element_reference<backend_of<P>, It>::type;
 }
 
 }  // namespace dpar

@@ -19,6 +19,7 @@
 #include <cub/device/device_scan.cuh>
 #include <cub/device/device_transform.cuh>
 #include <thrust/iterator/counting_iterator.h>
+#include <thrust/iterator/transform_iterator.h>
 
 #include <cstddef>
 #include <cstdint>
@@ -67,6 +68,14 @@ void require_device_value() {
                 "dpar::gpu: values that cross between host and device (init, results, element types of "
                 "reductions) must be trivially copyable and default constructible");
 }
+
+template <class V>
+struct convert_to {
+  template <class X>
+  __host__ __device__ V operator()(const X& x) const {
+    return static_cast<V>(x);
+  }
+};
 
 template <class Out>
 Out advance(Out it, std::size_t n) {
@@ -208,8 +217,15 @@ struct backend {
           return cub::DeviceScan::InclusiveScanInit(temp, bytes, in, out, op, *init, count, s);
         });
       } else {
+        // CUB accumulates in the input's value type here; read the input as V
+        // so that the scan accumulates in V, as with an init (the multi-GPU
+        // backend scans shard 0 without init and the others with one).
+        auto in_v = [&] {
+          if constexpr (std::is_same_v<std::iter_value_t<decltype(in)>, V>) return in;
+          else return thrust::make_transform_iterator(in, convert_to<V>{});
+        }();
         run_cub(device, s, "cub::DeviceScan::InclusiveScan", [&](void* temp, std::size_t& bytes) {
-          return cub::DeviceScan::InclusiveScan(temp, bytes, in, out, op, count, s);
+          return cub::DeviceScan::InclusiveScan(temp, bytes, in_v, out, op, count, s);
         });
       }
     });

@@ -15,9 +15,12 @@
 
 #include <cstdint>
 #include <cstdio>
+#include <iterator>
 #include <string>
 #include <type_traits>
+#include <utility>
 
+#include "../../execution.hpp"
 #include "error.hpp"
 
 namespace dpar::detail::cuda {
@@ -65,4 +68,16 @@ void check_accessible(It it, int device, const char* operation, const char* argu
   }
 }
 
+struct backend;
+
 }  // namespace dpar::detail::cuda
+
+// The CUDA backend calls user functions on elements of the unwrapped iterator,
+// so a functor taking T& works on thrust::device_vector iterators and ranges
+// (whose own reference type is the proxy thrust::device_reference<T>).
+namespace dpar::detail {
+template <class It>
+struct element_reference<cuda::backend, It> {
+  using type = std::iter_reference_t<decltype(cuda::unwrap(std::declval<It>()))>;
+};
+}  // namespace dpar::detail

@@ -5,10 +5,15 @@
 //
 //  1. Block b reduces the contiguous chunk [b*chunk, (b+1)*chunk) tile by tile.
 //     In a tile, thread t folds items [t*items, (t+1)*items) left to right, and
-//     cub::BlockReduce with BLOCK_REDUCE_RAKING (documented to support
-//     non-commutative operators: it combines thread t's value before thread
-//     t+1's) joins the threads; thread 0 appends each tile's value to the
-//     block's running value. Blocks write one partial each, in block order.
+//     cub::BlockReduce with BLOCK_REDUCE_WARP_REDUCTIONS (documented to support
+//     non-commutative operators: each warp reduces its lanes in lane order by
+//     shuffles, then thread 0 appends the warps' totals in warp order) joins
+//     the threads; thread 0 appends each tile's value to the block's running
+//     value. Blocks write one partial each, in block order.
+//     WARP_REDUCTIONS needs shared memory for one value per warp (9 values),
+//     BLOCK_REDUCE_RAKING for about one per thread plus padding (288), which
+//     is past the 48 KiB of static shared memory for values over ~170 bytes
+//     (a 6x6 double matrix).
 //  2. One block reduces the partials the same way and puts init on the left.
 //
 // Only order is preserved, not a fixed tree, so ops must be associative.
@@ -67,7 +72,7 @@ inline constexpr std::size_t ordered_tile = std::size_t{ordered_threads} * order
 template <class T, class Elem, class Op>
 __global__ void __launch_bounds__(ordered_threads)
     ordered_reduce_kernel(Elem elem, std::size_t n, std::size_t chunk, Op op, T* out, T init, bool with_init) {
-  using block_reduce = cub::BlockReduce<T, ordered_threads, cub::BLOCK_REDUCE_RAKING>;
+  using block_reduce = cub::BlockReduce<T, ordered_threads, cub::BLOCK_REDUCE_WARP_REDUCTIONS>;
   __shared__ typename block_reduce::TempStorage shared;
   const std::size_t lo = blockIdx.x * chunk;
   const std::size_t hi = lo + chunk < n ? lo + chunk : n;

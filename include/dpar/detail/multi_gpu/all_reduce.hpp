@@ -16,16 +16,19 @@
 
 #include <cuda_runtime_api.h>
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <ranges>
 #include <span>
 #include <stdexcept>
 #include <string>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #if defined(DPAR_HAVE_NCCL)
@@ -152,10 +155,39 @@ constexpr int nccl_op() {
     return -1;
 }
 
+// Holds one lock per device of a list, taken in increasing device order (so
+// two holders never wait for each other), from before ncclGroupStart until the
+// streams are synchronized. NCCL forbids using a communicator from two host
+// threads at once, and kernels of two communicators that share devices (same
+// list, or {0,1} and {1,0}) could be queued in opposite orders on two devices
+// and wait for each other forever.
+class nccl_device_locks {
+ public:
+  explicit nccl_device_locks(std::vector<int> devices) : devices_(std::move(devices)) {
+    std::sort(devices_.begin(), devices_.end());
+    for (int d : devices_) mutex_of(d).lock();
+  }
+  nccl_device_locks(const nccl_device_locks&) = delete;
+  nccl_device_locks& operator=(const nccl_device_locks&) = delete;
+  ~nccl_device_locks() {
+    for (auto d = devices_.rbegin(); d != devices_.rend(); ++d) mutex_of(*d).unlock();
+  }
+
+ private:
+  static std::mutex& mutex_of(int device) {
+    static std::mutex m;
+    static auto* mutexes = new std::map<int, std::mutex>();  // nodes never move
+    std::lock_guard lock(m);
+    return (*mutexes)[device];
+  }
+  std::vector<int> devices_;
+};
+
 template <class T, class Op>
 void nccl_all_reduce(const multi_gpu_policy& p, std::vector<std::span<T>>& spans) {
   const auto& comms = communicators(p.devices());
   const std::size_t n = spans[0].size();
+  nccl_device_locks lock(p.devices());
   // One thread drives every GPU: the calls must be one group, or the first
   // would wait for peers that are never launched.
   nccl_check(ncclGroupStart(), "ncclGroupStart");
@@ -170,16 +202,42 @@ void nccl_all_reduce(const multi_gpu_policy& p, std::vector<std::span<T>>& spans
 }
 #endif
 
+// Makes `stream` wait for the work queued so far on the default streams of
+// each distinct device in `devices`: the legacy default stream (dpar::gpu.on(d)
+// and plain kernel launches) and the calling thread's per-thread default
+// stream (the same in --default-stream per-thread builds). The entries' own
+// streams are ordered with the legacy stream of their device only, and
+// cudaMemcpyPeerAsync with nothing on the other device.
+inline void wait_for_default_streams(const std::vector<int>& devices, cudaStream_t stream) {
+  std::vector<int> seen;
+  for (int d : devices) {
+    if (std::find(seen.begin(), seen.end(), d) != seen.end()) continue;
+    seen.push_back(d);
+    cuda::device_scope scope(d);  // the special handles below mean this device's streams
+    for (cudaStream_t s : {cudaStreamLegacy, cudaStreamPerThread}) {
+      cudaEvent_t e = nullptr;
+      cuda::check(cudaEventCreateWithFlags(&e, cudaEventDisableTiming), "cudaEventCreateWithFlags", d);
+      cudaError_t r = cudaEventRecord(e, s);
+      if (r == cudaSuccess) r = cudaStreamWaitEvent(stream, e, 0);
+      (void)cudaEventDestroy(e);  // released once the wait is done
+      cuda::check(r, "ordering dpar::all_reduce after the device's default streams", d);
+    }
+  }
+}
+
 // buffer 0 = op(...op(op(b0, b1), b2)..., b[K-1]), then copied to the others;
 // all on entry 0's stream.
 template <class T, class Op>
 void staged_all_reduce(const multi_gpu_policy& p, std::vector<std::span<T>>& spans, Op& op) {
   const std::size_t n = spans[0].size();
   if (n == 0 || spans.size() == 1) return;
-  p.synchronize();  // work already queued on any entry's buffer comes first
+  p.synchronize();  // work already queued on any entry's stream comes first
   const int d0 = p.device(0);
   cudaStream_t s0 = p.stream(0);
   const std::size_t bytes = n * sizeof(T);
+  // ... and so does work on the devices' default streams, which may still be
+  // writing (or reading) the buffers
+  wait_for_default_streams(p.devices(), s0);
   cuda::device_scope scope(d0);
   std::unique_ptr<cuda::temp_buffer> scratch;
   T* acc = spans[0].data();
@@ -192,6 +250,7 @@ void staged_all_reduce(const multi_gpu_policy& p, std::vector<std::span<T>>& spa
     }
     cuda::backend::transform(p.entry(0), acc, acc + n, src, acc, op);
   }
+  wait_for_default_streams(p.devices(), s0);  // again, for what was queued there meanwhile
   for (std::size_t r = 1; r < spans.size(); ++r)
     cuda::check(cudaMemcpyPeerAsync(spans[r].data(), p.device(r), acc, d0, bytes, s0), "cudaMemcpyPeerAsync", d0);
   cuda::check(cudaStreamSynchronize(s0), "cudaStreamSynchronize", d0);
