@@ -2,7 +2,9 @@
 // tensors and copies, the cuBLAS GEMM in every transpose combination, each
 // layer's forward and backward, both losses, count-correct, the SGD update,
 // 20 training steps against the CPU trainer, and parameters moving between a
-// GPU model and a CPU model both ways. Run by gpu_main.cpp, which skips (exit
+// GPU model and a CPU model both ways. Then the trainer on dpar::gpu and
+// dpar::multi_gpu({0, 0}) replicas: steps, epochs and evaluation against the
+// CPU trainer, checkpoints from GPU to CPU and back. Run by gpu_main.cpp, which skips (exit
 // 77) without a CUDA device; the [nodevice] cases run everywhere.
 #include <dpar/nn/cuda.hpp>
 
@@ -11,6 +13,8 @@
 #include "nn_test_problem.hpp"
 
 #include <algorithm>
+#include <cstdio>
+#include <filesystem>
 #include <cmath>
 #include <cstdint>
 #include <random>
@@ -266,4 +270,73 @@ TEST_CASE("nn gpu: bad input is refused with a clear message", "[nn]") {
   nn::device_tensor dy(2, 3, 0);
   REQUIRE_THROWS_AS(nn::gpu_model(nn::make_mlp({4, 3}), on).backward(dy), std::logic_error);
   REQUIRE_THROWS_AS(nn::gpu_model(nn::make_mlp({4, 3}), on, {0.0f, true, 0.0f}), std::invalid_argument);
+}
+
+namespace {
+// `steps` train_step calls on consecutive 32-sample batches of data.
+void train_steps(nn::data_parallel_trainer& t, const nn::dataset& data, std::size_t first_step, std::size_t steps) {
+  for (std::size_t s = first_step; s < first_step + steps; ++s) {
+    std::size_t first = (s * 32) % (data.size() - 32);
+    std::vector<std::int32_t> y(data.labels.begin() + first, data.labels.begin() + first + 32);
+    t.train_step(data.images.rows_view(first, 32), y);
+  }
+}
+}  // namespace
+
+TEST_CASE("nn gpu trainer: 20 steps on gpu, multi_gpu({0,0}) and the CPU agree within 1e-5", "[nn][trainer]") {
+  auto data = nn_test::blobs(300, 12, 5, 4);
+  auto options = nn_test::options(32);
+  nn::data_parallel_trainer cpu(dpar::seq, nn_test::model(), options);
+  dpar::thread_pool pool(2);
+  nn::data_parallel_trainer cpu2(dpar::par.on(pool), nn_test::model(), options);
+  nn::data_parallel_trainer one(dpar::gpu.on(0), nn_test::model(), options);
+  nn::data_parallel_trainer two(dpar::multi_gpu({0, 0}), nn_test::model(), options);
+  REQUIRE(one.replicas() == 1);
+  REQUIRE(two.replicas() == 2);
+  for (auto* t : {&cpu, &cpu2, &one, &two}) train_steps(*t, data, 0, 20);
+  auto expected = nn_test::params(cpu);
+  require_close(nn_test::params(cpu2), expected, 1e-5);
+  require_close(nn_test::params(one), expected, 1e-5);
+  require_close(nn_test::params(two), expected, 1e-5);
+  two.check_replicas();  // both device replicas hold the same bits
+
+  // An epoch (shards gathered into pinned staging) and an evaluation.
+  auto a = cpu.train_epoch(data), b = two.train_epoch(data);
+  REQUIRE(b.samples == a.samples);
+  REQUIRE(b.loss_sum == Approx(a.loss_sum).epsilon(1e-4));
+  require_close(nn_test::params(two), nn_test::params(cpu), 1e-5);
+  auto ea = cpu.evaluate(data, 64), eb = one.evaluate(data, 64);
+  REQUIRE(eb.samples == ea.samples);
+  REQUIRE(eb.loss_sum == Approx(ea.loss_sum).epsilon(1e-4));
+}
+
+TEST_CASE("nn gpu trainer: a checkpoint from the GPU resumes on the CPU, and the reverse", "[nn][trainer]") {
+  auto data = nn_test::blobs(300, 12, 5, 8);
+  auto options = nn_test::options(32);
+  auto dir = std::filesystem::temp_directory_path();
+  std::string from_gpu = (dir / "dpar_nn_gpu_from_gpu.ckpt").string(), from_cpu = (dir / "dpar_nn_gpu_from_cpu.ckpt").string();
+
+  nn::data_parallel_trainer gpu(dpar::multi_gpu({0, 0}), nn_test::model(), options);
+  nn::data_parallel_trainer cpu(dpar::seq, nn_test::model(), options);
+  train_steps(gpu, data, 0, 5);
+  train_steps(cpu, data, 0, 5);
+  gpu.save(from_gpu);
+  cpu.save(from_cpu);
+
+  nn::data_parallel_trainer cpu_resumed(dpar::seq, nn_test::model(), options);
+  cpu_resumed.resume(from_gpu);
+  REQUIRE(cpu_resumed.steps() == 5);
+  REQUIRE(nn_test::params(cpu_resumed) == nn_test::params(gpu));  // bits, as written
+  nn::data_parallel_trainer gpu_resumed(dpar::gpu.on(0), nn_test::model(), options);
+  gpu_resumed.resume(from_cpu);
+  REQUIRE(nn_test::params(gpu_resumed) == nn_test::params(cpu));
+
+  // Both continue as the uninterrupted CPU run does (momentum state included).
+  train_steps(cpu, data, 5, 5);
+  train_steps(cpu_resumed, data, 5, 5);
+  train_steps(gpu_resumed, data, 5, 5);
+  require_close(nn_test::params(cpu_resumed), nn_test::params(cpu), 1e-5);
+  require_close(nn_test::params(gpu_resumed), nn_test::params(cpu), 1e-5);
+  std::remove(from_gpu.c_str());
+  std::remove(from_cpu.c_str());
 }

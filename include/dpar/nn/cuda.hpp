@@ -1,6 +1,7 @@
 #pragma once
-// dpar::nn on a CUDA device: device tensors, the cuBLAS GEMM, and gpu_model,
-// a sequential model's forward/backward/loss/SGD on one device and stream.
+// dpar::nn on CUDA devices: device tensors, the cuBLAS GEMM, gpu_model (a
+// sequential model's forward/backward/loss/SGD on one device and stream), and
+// the trainer's replicas for dpar::gpu and dpar::multi_gpu({...}).
 // Needs a CUDA compiler and cuBLAS (CMake: CUDA::cublas). Reached only from
 // here: <dpar/nn.hpp> stays plain C++.
 //
@@ -27,6 +28,8 @@
 #include <thrust/iterator/counting_iterator.h>
 
 #include <climits>
+#include <cstring>
+#include <functional>
 #include <cstddef>
 #include <cstdint>
 #include <map>
@@ -44,6 +47,8 @@
 #include "loss.hpp"
 #include "ops.hpp"
 #include "optim.hpp"
+#include "replica_group.hpp"
+#include "replica_model.hpp"
 #include "tensor.hpp"
 
 namespace dpar::nn {
@@ -406,6 +411,187 @@ class gpu_model {
   std::vector<device_tensor> acts_, grad_acts_;  // acts_[i + 1] is layer i's output
   device_vector<double> row_loss_;
   const device_tensor* input_ = nullptr;
+};
+
+namespace detail {
+// Page-locked host memory (cudaMallocHost) that only grows: a replica's batch
+// staging, so that its upload is one truly asynchronous copy.
+class pinned_buffer {
+ public:
+  pinned_buffer() = default;
+  pinned_buffer(const pinned_buffer&) = delete;
+  pinned_buffer& operator=(const pinned_buffer&) = delete;
+  ~pinned_buffer() {
+    if (data_) (void)cudaFreeHost(data_);
+  }
+  // At least `floats` floats; the contents are lost when it grows.
+  float* reserve(std::size_t floats, int device) {
+    if (floats > size_) {
+      if (data_) (void)cudaFreeHost(data_);
+      data_ = nullptr;
+      size_ = 0;
+      void* p = nullptr;
+      dpar::detail::cuda::check(cudaMallocHost(&p, floats * sizeof(float)), "cudaMallocHost (batch staging)", device);
+      data_ = static_cast<float*>(p);
+      size_ = floats;
+    }
+    return data_;
+  }
+
+ private:
+  float* data_ = nullptr;
+  std::size_t size_ = 0;
+};
+}  // namespace detail
+
+// A data-parallel replica on one device and stream (replica_model.hpp): a
+// gpu_model plus the host mirror of its state. A step's shard is gathered on
+// the host into pinned memory, samples then labels, and reaches the device in
+// one cudaMemcpyAsync; the loss value waits for the stream, so the staging
+// buffer is free again when compute_gradients returns.
+class gpu_replica_model final : public replica_model {
+ public:
+  gpu_replica_model(const sequential& model, const gpu_policy& on, sgd_options opt, loss_kind loss)
+      : host_(model), velocity_(model.parameters().size(), 0.0f), device_(model, on, opt), loss_(loss) {}
+
+  tensor& input_buffer(std::size_t rows, std::size_t cols) override {
+    staged_ = tensor::view(staging_.reserve(rows * cols + rows, device()), rows, cols);
+    return staged_;
+  }
+  shard_totals compute_gradients(const tensor& x, std::span<const std::int32_t> labels, std::size_t total) override {
+    const device_tensor& out = device_.forward(upload(x, labels));
+    double loss = device_.loss(loss_, out, labels_, &grad_, total);
+    std::size_t correct = device_.count_correct(out, labels_);
+    device_.backward(grad_);
+    return {loss, correct};
+  }
+  shard_totals evaluate(const tensor& x, std::span<const std::int32_t> labels) override {
+    const device_tensor& out = device_.forward(upload(x, labels));
+    return {device_.loss(loss_, out, labels_, nullptr, x.rows()), device_.count_correct(out, labels_)};
+  }
+  void zero_gradients() override {
+    auto g = device_.gradients();
+    dpar::detail::cuda::device_scope scope(device());
+    dpar::detail::cuda::check(cudaMemsetAsync(g.data(), 0, g.size_bytes(), device_.place().stream()),
+                              "cudaMemsetAsync (gradients)", device());
+  }
+  std::span<float> gradients() override { return device_.gradients(); }
+  void update(float lr) override { device_.sgd_step(lr); }
+
+  sequential& host_model() override { return host_; }
+  std::span<float> host_velocity() override { return velocity_; }
+  void push() override {
+    device_.upload_parameters(host_);
+    detail::copy_bytes(device_.place().policy(), device_.velocity().data(), velocity_.data(),
+                       velocity_.size() * sizeof(float), cudaMemcpyHostToDevice, "cudaMemcpyAsync (velocity to device)");
+    device_.place().policy().synchronize();  // the host mirror may change as soon as this returns
+  }
+  void pull() override {
+    detail::copy_bytes(device_.place().policy(), velocity_.data(), device_.velocity().data(),
+                       velocity_.size() * sizeof(float), cudaMemcpyDeviceToHost, "cudaMemcpyAsync (velocity to host)");
+    device_.download_parameters(host_);  // waits for the stream
+  }
+
+ private:
+  int device() const { return device_.place().device(); }
+
+  // The shard and its labels to the device in one copy; labels_ points at them there.
+  const device_tensor& upload(const tensor& x, std::span<const std::int32_t> labels) {
+    const std::size_t n = x.rows(), f = x.cols(), floats = n * f + n;
+    if (x.data() != staged_.data() || x.rows() != staged_.rows() || x.cols() != staged_.cols()) {
+      tensor& stage = input_buffer(n, f);
+      std::copy(x.data(), x.data() + x.size(), stage.data());
+    }
+    // Labels after the samples, as int32 bits in float slots (same size).
+    static_assert(sizeof(std::int32_t) == sizeof(float));
+    std::memcpy(staged_.data() + n * f, labels.data(), n * sizeof(std::int32_t));
+    if (batch_.size() < floats) batch_ = device_vector<float>(floats, device());
+    detail::copy_bytes(device_.place().policy(), batch_.data(), staged_.data(), floats * sizeof(float),
+                       cudaMemcpyHostToDevice, "cudaMemcpyAsync (batch to device)");
+    x_ = device_tensor::view(batch_.data(), n, f, device());
+    labels_ = reinterpret_cast<const std::int32_t*>(batch_.data() + n * f);
+    return x_;
+  }
+
+  sequential host_;
+  std::vector<float> velocity_;
+  gpu_model device_;
+  loss_kind loss_;
+  detail::pinned_buffer staging_;
+  tensor staged_;                // a view of staging_
+  device_vector<float> batch_;   // the shard and its labels on the device
+  device_tensor x_, grad_;       // x_: a view of batch_
+  const std::int32_t* labels_ = nullptr;
+};
+
+// dpar::gpu: one replica on the policy's device and stream; collectives are
+// the identity.
+class gpu_group final : public replica_group {
+ public:
+  explicit gpu_group(const gpu_policy& p) : replica_group(1, 1, 0, 0), policy_(p.on(p.device(), p.stream())) {}
+  void run(const std::function<void(std::size_t)>& f) override { f(0); }
+  void all_reduce(std::size_t, std::span<float>) override {}
+  void all_reduce(std::size_t, std::span<double>) override {}
+  void all_reduce(std::size_t, std::span<std::uint64_t>) override {}
+  void broadcast(std::size_t, std::span<std::byte>, std::size_t) override {}
+  void barrier(std::size_t) override {}
+  std::unique_ptr<replica_model> make_model(std::size_t, const sequential& model, sgd_options opt,
+                                            loss_kind loss) override {
+    return std::make_unique<gpu_replica_model>(model, policy_, opt, loss);
+  }
+  bool device_replicas() const noexcept override { return true; }
+
+ private:
+  gpu_policy policy_;
+};
+
+// dpar::multi_gpu({d0, d1, ...}): one replica per entry, on the entry's
+// device and stream, each driven by a host thread of a pool of its own. Host
+// collectives (the trainer's status, hashes, broadcasts) go through those
+// threads (thread_group); the gradients through dpar::all_reduce on the
+// multi_gpu policy: NCCL where the devices are distinct, else staged through
+// entry 0 in entry order (which every replica then holds, bitwise).
+class multi_gpu_group final : public replica_group {
+ public:
+  explicit multi_gpu_group(const multi_gpu_policy& p)
+      : replica_group(p.size(), p.size(), 0, 0), policy_(p), pool_(p.size()), threads_(pool_), slots_(p.size()) {}
+
+  void run(const std::function<void(std::size_t)>& f) override { threads_.run(f); }
+  // Every replica posts its device buffer; local replica 0 reduces them all.
+  void all_reduce(std::size_t local, std::span<float> data) override {
+    slots_[local] = data;
+    threads_.barrier(local);
+    if (local == 0) dpar::all_reduce(policy_, slots_);
+    threads_.barrier(local);
+  }
+  void all_reduce(std::size_t local, std::span<double> data) override { threads_.all_reduce(local, data); }
+  void all_reduce(std::size_t local, std::span<std::uint64_t> data) override { threads_.all_reduce(local, data); }
+  void broadcast(std::size_t local, std::span<std::byte> data, std::size_t root) override {
+    threads_.broadcast(local, data, root);
+  }
+  void barrier(std::size_t local) override { threads_.barrier(local); }
+  std::unique_ptr<replica_model> make_model(std::size_t local, const sequential& model, sgd_options opt,
+                                            loss_kind loss) override {
+    return std::make_unique<gpu_replica_model>(model, policy_.entry(local), opt, loss);
+  }
+  bool device_replicas() const noexcept override { return true; }
+
+ private:
+  multi_gpu_policy policy_;
+  thread_pool pool_;
+  thread_group threads_;
+  std::vector<std::span<float>> slots_;  // each replica's gradient buffer, for the all-reduce
+};
+
+template <>
+struct replica_group_for<gpu_policy> {
+  static std::unique_ptr<replica_group> make(const gpu_policy& p) { return std::make_unique<gpu_group>(p); }
+};
+template <>
+struct replica_group_for<multi_gpu_policy> {
+  static std::unique_ptr<replica_group> make(const multi_gpu_policy& p) {
+    return std::make_unique<multi_gpu_group>(p);
+  }
 };
 
 }  // namespace dpar::nn

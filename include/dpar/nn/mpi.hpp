@@ -165,7 +165,12 @@ class mpi_group final : public replica_group {
 template <class Inner>
 struct replica_group_for<mpi_policy<Inner>> {
   static std::unique_ptr<replica_group> make(const mpi_policy<Inner>& p) {
-    return std::make_unique<mpi_group>(p.comm(), make_replica_group(p.inner()));
+    auto local = make_replica_group(p.inner());
+    // The MPI all-reduce takes host memory; device replicas over MPI are not built yet.
+    if (local->device_replicas())
+      throw std::invalid_argument("dpar::nn: mpi(comm, <GPU policy>) replicas are not supported yet; use CPU replicas "
+                                  "under MPI, or dpar::gpu / dpar::multi_gpu in one process");
+    return std::make_unique<mpi_group>(p.comm(), std::move(local));
   }
 };
 

@@ -11,7 +11,8 @@
 //
 // replica_group_for<Policy>::make(policy) builds the group a policy stands for;
 // a new kind of replica (a deterministic wrapper, GPUs) plugs in by
-// specializing it, without touching the trainer.
+// specializing it, without touching the trainer. A group also makes its
+// replicas' model copies (make_model): where they live is the group's business.
 //
 // Collectives are called from inside run(f), by every local replica, in the
 // same order on every process. Sums combine replicas in replica order, so
@@ -31,6 +32,7 @@
 #include "../communicator.hpp"
 #include "../execution.hpp"
 #include "../thread_pool.hpp"
+#include "replica_model.hpp"
 
 namespace dpar::nn {
 
@@ -59,6 +61,17 @@ class replica_group {
   // Every replica's data becomes a copy of global replica root's.
   virtual void broadcast(std::size_t local, std::span<std::byte> data, std::size_t root) = 0;
   virtual void barrier(std::size_t local) = 0;
+
+  // The model copy local replica `local` computes with: on the host unless a
+  // group says otherwise (GPU groups, nn/cuda.hpp). Called before run, in the
+  // calling thread.
+  virtual std::unique_ptr<replica_model> make_model(std::size_t /*local*/, const sequential& model, sgd_options opt,
+                                                    loss_kind loss) {
+    return std::make_unique<host_replica_model>(model, opt, loss);
+  }
+  // True where replicas compute on devices: all_reduce(span<float>) then takes
+  // their gradient buffers in device memory.
+  virtual bool device_replicas() const noexcept { return false; }
 
  protected:
   replica_group(std::size_t size, std::size_t local_size, std::size_t first, int process_rank)
