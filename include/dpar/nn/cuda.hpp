@@ -13,7 +13,8 @@
 //   bias gradients             dpar::for_each over columns, each summing its
 //                              column in row order: the CPU's bits exactly
 //                              (a cuBLAS GEMV with a ones vector would sum in
-//                              its own order); the dW GEMM dominates anyway
+//                              its own order); untimed, the dW GEMM of the
+//                              same layer does `in` times more work
 //   losses, count-correct      dpar::for_each over rows + dpar::reduce /
 //                              dpar::transform_reduce
 //   SGD                        dpar::transform / dpar::for_each
@@ -120,6 +121,7 @@ class gpu_place {
       : policy_(policy.on(policy.device(), policy.stream())),
         handle_(detail::cublas_handle(policy_.device(), policy_.stream())) {}
 
+  static constexpr bool walks_rows = false;
   const gpu_policy& policy() const noexcept { return policy_; }
   int device() const { return policy_.device(); }
   cudaStream_t stream() const noexcept { return policy_.stream(); }

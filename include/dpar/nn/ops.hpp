@@ -4,7 +4,10 @@
 // to run on them:
 //   policy()        the dpar policy elementwise work and reductions run on;
 //   indices(n)      a [begin, end) pair over 0..n-1 that the policy takes;
-//   gemm(...)       row-major C = alpha op(A) op(B) + beta C (a BLAS, cuBLAS).
+//   gemm(...)       row-major C = alpha op(A) op(B) + beta C (a BLAS, cuBLAS);
+//   walks_rows      true where a matrix is best walked row by row (a CPU
+//                   thread: contiguous, vectorizes, no index division), false
+//                   where by a flat index (a GPU: coalesced, one thread each).
 // host_place (below) is the CPU; gpu_place (nn/cuda.hpp) one device and
 // stream. Pointers passed to an op point into the place's memory.
 //
@@ -12,6 +15,7 @@
 // definition runs in CPU replicas and in GPU kernels, and the CPU tests cover
 // the formulas the GPU path uses.
 
+#include <algorithm>
 #include <cmath>
 #include <compare>
 #include <cstddef>
@@ -64,6 +68,7 @@ static_assert(std::random_access_iterator<index_iterator>);
 
 // The CPU: a replica's own thread, OpenBLAS for products.
 struct host_place {
+  static constexpr bool walks_rows = true;
   static constexpr sequenced_policy policy() noexcept { return dpar::seq; }
   static std::pair<detail::index_iterator, detail::index_iterator> indices(std::size_t n) noexcept {
     return {detail::index_iterator{0}, detail::index_iterator{n}};
@@ -109,14 +114,34 @@ struct bias_activate_at {
   F f;
   DPAR_NN_HOST_DEVICE void operator()(std::size_t i) const { y[i] = f(bias ? y[i] + bias[i % cols] : y[i]); }
 };
+// The same, a row at a time.
+template <class F>
+struct bias_activate_row {
+  float* y;
+  const float* bias;
+  std::size_t cols;
+  F f;
+  DPAR_NN_HOST_DEVICE void operator()(std::size_t r) const {
+    float* row = y + r * cols;
+    if (bias)
+      for (std::size_t c = 0; c < cols; ++c) row[c] = f(row[c] + bias[c]);
+    else
+      for (std::size_t c = 0; c < cols; ++c) row[c] = f(row[c]);
+  }
+};
 struct identity_fn {
   DPAR_NN_HOST_DEVICE float operator()(float v) const { return v; }
 };
 
 template <class Place, class F>
 void bias_activate(const Place& place, float* y, std::size_t rows, std::size_t cols, const float* bias, F f) {
-  auto [first, last] = place.indices(rows * cols);
-  dpar::for_each(place.policy(), first, last, bias_activate_at<F>{y, bias, cols, f});
+  if constexpr (Place::walks_rows) {
+    auto [first, last] = place.indices(rows);
+    dpar::for_each(place.policy(), first, last, bias_activate_row<F>{y, bias, cols, f});
+  } else {
+    auto [first, last] = place.indices(rows * cols);
+    dpar::for_each(place.policy(), first, last, bias_activate_at<F>{y, bias, cols, f});
+  }
 }
 
 // dx = grad(y, dy) elementwise over n values.
@@ -132,8 +157,9 @@ void dense_forward_linear(const Place& place, const float* x, std::size_t n, std
   place.gemm(false, true, n, out, in, 1.0f, x, in, w, in, 0.0f, y, out);
 }
 
-// db[c] = sum over rows r of dy[r][c], added in row order (so every place and
-// every column gets the same bits as a row-by-row accumulation).
+// db[c] = sum over rows r of dy[r][c], added in row order: a column per
+// index (a GPU thread each), or row by row into db (a CPU's contiguous
+// walk); the same bits either way.
 struct column_sum_at {
   const float* dy;
   std::size_t rows, cols;
@@ -150,8 +176,13 @@ template <class Place>
 void dense_backward(const Place& place, const float* x, const float* dy, std::size_t n, std::size_t in,
                     std::size_t out, const float* w, float* dw, float* db, float* dx) {
   place.gemm(true, false, out, in, n, 1.0f, dy, out, x, in, 0.0f, dw, in);
-  auto [first, last] = place.indices(out);
-  dpar::for_each(place.policy(), first, last, column_sum_at{dy, n, out, db});
+  if constexpr (Place::walks_rows) {
+    std::fill(db, db + out, 0.0f);
+    for (std::size_t r = 0; r < n; ++r) dpar::transform(place.policy(), db, db + out, dy + r * out, db, std::plus<>{});
+  } else {
+    auto [first, last] = place.indices(out);
+    dpar::for_each(place.policy(), first, last, column_sum_at{dy, n, out, db});
+  }
   if (dx) place.gemm(false, false, n, in, out, 1.0f, dy, out, w, in, 0.0f, dx, in);
 }
 

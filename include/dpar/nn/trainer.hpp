@@ -1,12 +1,14 @@
 #pragma once
 // Data-parallel SGD on the replicas of any policy (replica_group.hpp): dpar::seq
 // (one), dpar::par.on(pool) (one per pool thread), dpar::mpi(comm, inner)
-// (ranks x the inner policy's replicas; include <dpar/nn/mpi.hpp>). Each
+// (ranks x the inner policy's replicas; include <dpar/nn/mpi.hpp>),
+// dpar::gpu and dpar::multi_gpu({...}) (include <dpar/nn/cuda.hpp>). Each
 // replica has its own copy of the model (parameters, gradient buffer,
-// activations) and of the optimizer state. Per step every replica runs
-// forward/backward on its shard of the global batch, the gradient buffers are
-// all-reduced, and every replica applies the same update, so the replicas stay
-// bitwise identical.
+// activations) and of the optimizer state: a replica_model its group made,
+// which lives wherever the replica computes (replica_model.hpp). Per step
+// every replica runs forward/backward on its shard of the global batch, the
+// gradient buffers are all-reduced, and every replica applies the same
+// update, so the replicas stay bitwise identical.
 //
 // K replicas versus one: the all-reduce adds the replicas' gradients in replica
 // order, and each replica's GEMM sums its own shard, so K changes only how the
