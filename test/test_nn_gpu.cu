@@ -270,6 +270,9 @@ TEST_CASE("nn gpu: bad input is refused with a clear message", "[nn]") {
   REQUIRE_THROWS_WITH(gpu.forward(x), Catch::Contains("5 features"));
   nn::device_tensor dy(2, 3, 0);
   REQUIRE_THROWS_AS(nn::gpu_model(nn::make_mlp({4, 3}), on).backward(dy), std::logic_error);
+  nn::device_tensor x4(2, 4, 0), wrong(2, 4, 0);
+  gpu.forward(x4);
+  REQUIRE_THROWS_WITH(gpu.backward(wrong), Catch::Contains("2x4") && Catch::Contains("2x3"));
   REQUIRE_THROWS_AS(nn::gpu_model(nn::make_mlp({4, 3}), on, {0.0f, true, 0.0f}), std::invalid_argument);
 }
 

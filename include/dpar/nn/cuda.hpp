@@ -214,6 +214,11 @@ inline void copy_bytes(const gpu_policy& on, void* to, const void* from, std::si
   dpar::detail::cuda::device_scope scope(d);
   dpar::detail::cuda::check(cudaMemcpyAsync(to, from, bytes, kind, on.stream()), what, d);
 }
+// A replica group's copy_gradients: between device and host memory, finished on return.
+inline void copy_gradients(const gpu_policy& on, std::span<const float> from, std::span<float> to) {
+  copy_bytes(on, to.data(), from.data(), from.size_bytes(), cudaMemcpyDefault, "cudaMemcpyAsync (gradient staging)");
+  on.synchronize();
+}
 }  // namespace detail
 
 // Host -> device, resizing `to` (an owning tensor): queued on the policy's
@@ -221,13 +226,13 @@ inline void copy_bytes(const gpu_policy& on, void* to, const void* from, std::si
 inline void copy(const gpu_policy& on, const tensor& from, device_tensor& to) {
   to.resize(from.rows(), from.cols());
   detail::copy_bytes(on, to.data(), from.data(), from.size() * sizeof(float), cudaMemcpyHostToDevice,
-                           "cudaMemcpyAsync (host to device tensor)");
+                     "cudaMemcpyAsync (host to device tensor)");
 }
 // Device -> host, resizing `to`: waits for the policy's stream, so `to` is ready on return.
 inline void copy(const gpu_policy& on, const device_tensor& from, tensor& to) {
   to.resize(from.rows(), from.cols());
   detail::copy_bytes(on, to.data(), from.data(), from.size() * sizeof(float), cudaMemcpyDeviceToHost,
-                           "cudaMemcpyAsync (device tensor to host)");
+                     "cudaMemcpyAsync (device tensor to host)");
   on.synchronize();
 }
 
@@ -269,16 +274,18 @@ class gpu_model {
   std::span<float> gradients() noexcept { return {grads_.data(), grads_.size()}; }     // device memory
   std::span<float> velocity() noexcept { return {velocity_.data(), velocity_.size()}; }  // device memory
 
-  // The host model's parameters to the device, and back (waits for the stream).
+  // The host model's parameters to the device, queued on the stream (the
+  // host side may change on return: a copy from pageable memory is staged
+  // before the call returns); and back, waiting for the stream.
   void upload_parameters(const sequential& model) {
     check_same(model);
     detail::copy_bytes(place_.policy(), params_.data(), model.parameters().data(), params_.size() * sizeof(float),
-                             cudaMemcpyHostToDevice, "cudaMemcpyAsync (parameters to device)");
+                       cudaMemcpyHostToDevice, "cudaMemcpyAsync (parameters to device)");
   }
   void download_parameters(sequential& model) const {
     check_same(model);
     detail::copy_bytes(place_.policy(), model.parameters().data(), params_.data(), params_.size() * sizeof(float),
-                             cudaMemcpyDeviceToHost, "cudaMemcpyAsync (parameters to host)");
+                       cudaMemcpyDeviceToHost, "cudaMemcpyAsync (parameters to host)");
     place_.policy().synchronize();
   }
 
@@ -314,8 +321,12 @@ class gpu_model {
   // As sequential::backward: overwrites the gradients from dL/d(output).
   void backward(const device_tensor& grad_output) {
     if (!input_) throw std::logic_error("dpar::nn::gpu_model::backward called before forward");
-    const float* dy = grad_output.data();
     const std::size_t n = input_->rows();
+    if (grad_output.rows() != n || grad_output.cols() != out_features())
+      throw std::invalid_argument("dpar::nn::gpu_model::backward: gradient is " + std::to_string(grad_output.rows()) +
+                                  "x" + std::to_string(grad_output.cols()) + ", the last forward's output " +
+                                  std::to_string(n) + "x" + std::to_string(out_features()));
+    const float* dy = grad_output.data();
     for (std::size_t i = steps_.size(); i-- > 0;) {
       const step& s = steps_[i];
       const float* in = i == 0 ? input_->data() : acts_[i].data();
@@ -345,8 +356,7 @@ class gpu_model {
     if (grad) grad->resize(n, k);
     float* g = grad ? grad->data() : nullptr;
     if (what == loss_kind::mse)
-      return ops::onehot_mse(place_, out.data(), labels, n, k,
-                             static_cast<float>(2.0 / (static_cast<double>(k) * static_cast<double>(total))), g);
+      return ops::onehot_mse(place_, out.data(), labels, n, k, ops::mse_scale(k, total), g);
     if (row_loss_.size() < n) row_loss_ = device_vector<double>(n, place_.device());
     return ops::softmax_cross_entropy(place_, out.data(), labels, n, k, 1.0f / static_cast<float>(total), g,
                                       row_loss_.data());
@@ -527,7 +537,8 @@ class gpu_replica_model final : public replica_model {
 };
 
 // dpar::gpu: one replica on the policy's device and stream; collectives are
-// the identity.
+// the identity. Under dpar::mpi(comm, dpar::gpu.on(d)), one such group per
+// rank, the gradients host-staged across ranks (nn/mpi.hpp).
 class gpu_group final : public replica_group {
  public:
   explicit gpu_group(const gpu_policy& p) : replica_group(1, 1, 0, 0), policy_(p.on(p.device(), p.stream())) {}
@@ -542,6 +553,9 @@ class gpu_group final : public replica_group {
     return std::make_unique<gpu_replica_model>(model, policy_, opt, loss);
   }
   bool device_replicas() const noexcept override { return true; }
+  void copy_gradients(std::size_t, std::span<const float> from, std::span<float> to) override {
+    detail::copy_gradients(policy_, from, to);
+  }
 
  private:
   gpu_policy policy_;
@@ -577,6 +591,9 @@ class multi_gpu_group final : public replica_group {
     return std::make_unique<gpu_replica_model>(model, policy_.entry(local), opt, loss);
   }
   bool device_replicas() const noexcept override { return true; }
+  void copy_gradients(std::size_t local, std::span<const float> from, std::span<float> to) override {
+    detail::copy_gradients(policy_.entry(local), from, to);
+  }
 
  private:
   multi_gpu_policy policy_;

@@ -71,7 +71,7 @@ struct mse {
     double cols = static_cast<double>(out.cols());
     if (grad)
       dpar::transform(dpar::seq, out.data(), out.data() + out.size(), target.data(), grad->data(),
-                      ops::mse_grad{static_cast<float>(2.0 / (cols * static_cast<double>(total)))});
+                      ops::mse_grad{ops::mse_scale(out.cols(), total)});
     auto [first, last] = host_place::indices(out.size());
     const float *o = out.data(), *t = target.data();
     double sum = dpar::transform_reduce(dpar::seq, first, last, 0.0, std::plus<>{},
@@ -105,9 +105,8 @@ class label_loss {
     if (total == 0) total = out.rows();
     detail::check_batch("mse", out, labels.size(), total);
     detail::check_labels("mse", labels, out.cols());
-    float scale = static_cast<float>(2.0 / (static_cast<double>(out.cols()) * static_cast<double>(total)));
-    return ops::onehot_mse(host_place{}, out.data(), labels.data(), out.rows(), out.cols(), scale,
-                           grad ? grad->data() : nullptr);
+    return ops::onehot_mse(host_place{}, out.data(), labels.data(), out.rows(), out.cols(),
+                           ops::mse_scale(out.cols(), total), grad ? grad->data() : nullptr);
   }
 
  private:

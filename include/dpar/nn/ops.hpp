@@ -233,6 +233,10 @@ struct onehot_target {
     return static_cast<std::size_t>(labels[i / k]) == i % k ? 1.0f : 0.0f;
   }
 };
+// d(sum of per-sample MSEs)/d(out) / total = scale (out - t), per-sample MSE being the mean over k columns.
+inline float mse_scale(std::size_t k, std::size_t total) {
+  return static_cast<float>(2.0 / (static_cast<double>(k) * static_cast<double>(total)));
+}
 struct mse_grad {
   float scale;
   DPAR_NN_HOST_DEVICE float operator()(float o, float t) const { return scale * (o - t); }

@@ -18,6 +18,7 @@
 // same order on every process. Sums combine replicas in replica order, so
 // every replica gets the same bits.
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -72,6 +73,12 @@ class replica_group {
   // True where replicas compute on devices: all_reduce(span<float>) then takes
   // their gradient buffers in device memory.
   virtual bool device_replicas() const noexcept { return false; }
+  // Copies `from` to `to` (equal lengths) where one is gradient memory (what
+  // all_reduce(span<float>) takes) and the other host memory: a plain copy
+  // here, a device copy in GPU groups. Called by local replica `local` in run.
+  virtual void copy_gradients(std::size_t /*local*/, std::span<const float> from, std::span<float> to) {
+    std::copy(from.begin(), from.end(), to.begin());
+  }
 
  protected:
   replica_group(std::size_t size, std::size_t local_size, std::size_t first, int process_rank)
