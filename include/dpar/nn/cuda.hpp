@@ -28,18 +28,18 @@
 #include <cublas_v2.h>
 #include <thrust/iterator/counting_iterator.h>
 
+#include <algorithm>
 #include <climits>
-#include <cstring>
-#include <functional>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <span>
 #include <stdexcept>
 #include <string>
-#include <typeinfo>
 #include <utility>
 #include <vector>
 
