@@ -183,7 +183,6 @@ class data_parallel_trainer {
       totals done{};
       for (std::size_t j = 0; j < steps; ++j) {
         std::size_t begin = j * batch, count = std::min(batch, n - begin);
-        // Each replica gathers its own shard's samples.
         // Each replica gathers its own shard's samples, into the buffer its model computes from best.
         auto gather = [&](replica& rep, std::size_t first, std::size_t c) {
           tensor& xs = rep.model->input_buffer(c, features);
