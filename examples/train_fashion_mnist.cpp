@@ -6,7 +6,10 @@
 //                       [--weight-decay 1e-4] [--replicas N] [--seed 1] [--data DIR]
 //                       [--metrics FILE.csv] [--save FILE] [--resume FILE] [--stop-after N]
 //   mpiexec -n 2 train_fashion_mnist --replicas 1
+//   train_fashion_mnist_gpu --device gpu        one replica on GPU 0
+//   train_fashion_mnist_gpu --devices 0,0       one replica per listed device (a device may repeat)
 //
+// train_fashion_mnist_gpu is this file built by nvcc (train_fashion_mnist_gpu.cu).
 // Prints a progress bar per epoch (samples/s, running loss) and the test
 // accuracy after each epoch (rank 0 prints and writes the metrics). Bad
 // options are usage errors (exit 2); the data, the --save location and
@@ -17,6 +20,9 @@
 // --stop-after N ends the run after epoch N, as an interrupted run would.
 // --help lists the options.
 #include <dpar/nn.hpp>
+#ifdef DPAR_EXAMPLE_GPU
+#include <dpar/nn/cuda.hpp>
+#endif
 #ifdef DPAR_EXAMPLE_MPI
 #include <dpar/nn/mpi.hpp>
 #endif
@@ -34,6 +40,7 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <vector>
 
 namespace nn = dpar::nn;
 
@@ -44,6 +51,7 @@ struct args {
   float lr = 0.05f, momentum = 0.9f, weight_decay = 1e-4f;
   std::uint64_t seed = 1;
   std::string data = "/usr/share/datasets/fashion-mnist", metrics, save, resume;
+  std::vector<int> devices;  // GPU replicas, one per entry; empty: CPU threads
 };
 
 const char* const options_help =
@@ -54,6 +62,8 @@ const char* const options_help =
     "  --momentum X       Nesterov momentum in [0, 1); 0 for plain SGD (default 0.9)\n"
     "  --weight-decay X   L2 weight decay, finite and >= 0 (default 1e-4)\n"
     "  --replicas N       replicas (threads) per process; 0 = one per hardware thread (default 0)\n"
+    "  --device cpu|gpu   where replicas run; gpu: one replica on device 0 (default cpu)\n"
+    "  --devices LIST     GPU replicas, one per listed device, e.g. 0,1 or 0,0 (default: none)\n"
     "  --seed N           model initialization and data order (default 1)\n"
     "  --data DIR         directory of the Fashion-MNIST .gz files (default /usr/share/datasets/fashion-mnist)\n"
     "  --metrics FILE     per-epoch CSV: losses, accuracies, time (default: none)\n"
@@ -101,6 +111,16 @@ args parse(int argc, char** argv) {
     else if (f == "--weight-decay") a.weight_decay = number<float>(f, v);
     else if (f == "--replicas") a.replicas = number<std::size_t>(f, v);
     else if (f == "--seed") a.seed = number<std::uint64_t>(f, v);
+    else if (f == "--device" && (v == "cpu" || v == "gpu")) a.devices = v == "gpu" ? std::vector<int>{0} : std::vector<int>{};
+    else if (f == "--device") usage("--device expects cpu or gpu, got '" + v + "'");
+    else if (f == "--devices") {
+      a.devices.clear();
+      for (std::size_t at = 0; at <= v.size();) {
+        std::size_t comma = std::min(v.find(',', at), v.size());
+        a.devices.push_back(static_cast<int>(number<unsigned>(f, v.substr(at, comma - at))));
+        at = comma + 1;
+      }
+    }
     else if (f == "--data") a.data = v;
     else if (f == "--metrics") a.metrics = v;
     else if (f == "--save") a.save = v;
@@ -122,6 +142,9 @@ args parse(int argc, char** argv) {
                  "train_fashion_mnist: warning: %zu replicas on %u hardware threads; they take turns on the cores, "
                  "which is much slower than --replicas %u\n",
                  a.replicas, hardware, hardware);
+#ifndef DPAR_EXAMPLE_GPU
+  if (!a.devices.empty()) usage("this build has no GPU replicas: run train_fashion_mnist_gpu (built where nvcc is)");
+#endif
   return a;
 }
 
@@ -190,9 +213,14 @@ struct mpi_session {
 #endif
 };
 
-// Replicas on the pool's threads; under MPI, on every rank's pool.
-nn::data_parallel_trainer make_trainer(const mpi_session& mpi, dpar::thread_pool& pool, const nn::sequential& model,
-                                       const nn::train_options& o) {
+// Replicas on the pool's threads; under MPI, on every rank's pool; or on the GPUs.
+nn::data_parallel_trainer make_trainer(const args& a, const mpi_session& mpi, dpar::thread_pool& pool,
+                                       const nn::sequential& model, const nn::train_options& o) {
+#ifdef DPAR_EXAMPLE_GPU
+  if (a.devices.size() == 1) return nn::data_parallel_trainer(dpar::gpu.on(a.devices[0]), model, o);
+  if (!a.devices.empty()) return nn::data_parallel_trainer(dpar::multi_gpu(a.devices), model, o);
+#endif
+  (void)a;
 #ifdef DPAR_EXAMPLE_MPI
   if (mpi.ranks > 1) return nn::data_parallel_trainer(dpar::mpi(MPI_COMM_WORLD, dpar::par.on(pool)), model, o);
 #endif
@@ -227,8 +255,8 @@ int train_and_report(const args& a, const mpi_session& mpi) {
   o.sgd = {a.momentum, a.momentum > 0, a.weight_decay};
   o.schedule = nn::lr_schedule::cosine(a.lr, a.epochs * steps_per_epoch).with_warmup(steps_per_epoch / 2);
 
-  dpar::thread_pool pool(a.replicas);
-  nn::data_parallel_trainer trainer = make_trainer(mpi, pool, model, o);
+  dpar::thread_pool pool(a.devices.empty() ? a.replicas : 1);
+  nn::data_parallel_trainer trainer = make_trainer(a, mpi, pool, model, o);
   const bool root = trainer.rank() == 0;  // rank 0 prints and writes the metrics
   if (!a.resume.empty()) {
     trainer.resume(a.resume);
@@ -237,10 +265,10 @@ int train_and_report(const args& a, const mpi_session& mpi) {
   }
   if (root)
     std::printf("Fashion-MNIST: %zu training / %zu test images; MLP 784-256-128-10 (%zu parameters); "
-                "%d rank%s x %zu replica%s = %zu replicas, batch %zu, lr %g (cosine), momentum %g (Nesterov), "
+                "%d rank%s x %zu %s replica%s = %zu replicas, batch %zu, lr %g (cosine), momentum %g (Nesterov), "
                 "weight decay %g\n",
                 train.size(), test.size(), model.parameters().size(), mpi.ranks, mpi.ranks == 1 ? "" : "s",
-                trainer.local_replicas(), trainer.local_replicas() == 1 ? "" : "s", trainer.replicas(), a.batch, a.lr, a.momentum, a.weight_decay);
+                trainer.local_replicas(), a.devices.empty() ? "CPU" : "GPU", trainer.local_replicas() == 1 ? "" : "s", trainer.replicas(), a.batch, a.lr, a.momentum, a.weight_decay);
 
   std::ofstream csv;
   if (root && !a.metrics.empty()) {

@@ -9,12 +9,15 @@
 #include <catch2/catch.hpp>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <functional>
 #include <mutex>
+#include <span>
 #include <string>
 #include <thread>
 #include <vector>
@@ -295,6 +298,78 @@ TEST_CASE("nn over MPI: a failure on one rank raises on every rank, and the trai
       if (world_rank() == 0) std::filesystem::remove(file);
     }
   }
+}
+
+namespace {
+// A replica whose gradient buffer is its own, apart from the host model, as a
+// GPU replica's is: what reaches MPI must come through copy_gradients.
+class separate_gradients_model final : public nn::replica_model {
+ public:
+  separate_gradients_model(const nn::sequential& m, nn::sgd_options o, nn::loss_kind l)
+      : inner_(m, o, l), grads_(m.parameters().size()) {}
+  nn::tensor& input_buffer(std::size_t rows, std::size_t cols) override { return inner_.input_buffer(rows, cols); }
+  nn::shard_totals compute_gradients(const nn::tensor& x, std::span<const std::int32_t> y, std::size_t total) override {
+    auto r = inner_.compute_gradients(x, y, total);
+    std::copy(inner_.gradients().begin(), inner_.gradients().end(), grads_.begin());
+    return r;
+  }
+  nn::shard_totals evaluate(const nn::tensor& x, std::span<const std::int32_t> y) override {
+    return inner_.evaluate(x, y);
+  }
+  void zero_gradients() override { std::fill(grads_.begin(), grads_.end(), 0.0f); }
+  std::span<float> gradients() override { return grads_; }
+  void update(float lr) override {
+    std::copy(grads_.begin(), grads_.end(), inner_.gradients().begin());
+    inner_.update(lr);
+  }
+  nn::sequential& host_model() override { return inner_.host_model(); }
+  std::span<float> host_velocity() override { return inner_.host_velocity(); }
+
+ private:
+  nn::host_replica_model inner_;
+  std::vector<float> grads_;
+};
+
+// One replica per rank that says it computes on a device (as mpi(comm, gpu.on(d))'s do).
+class device_like_group final : public nn::replica_group {
+ public:
+  device_like_group() : replica_group(1, 1, 0, 0) {}
+  void run(const std::function<void(std::size_t)>& f) override { f(0); }
+  void all_reduce(std::size_t, std::span<float>) override {}
+  void all_reduce(std::size_t, std::span<double>) override {}
+  void all_reduce(std::size_t, std::span<std::uint64_t>) override {}
+  void broadcast(std::size_t, std::span<std::byte>, std::size_t) override {}
+  void barrier(std::size_t) override {}
+  std::unique_ptr<nn::replica_model> make_model(std::size_t, const nn::sequential& m, nn::sgd_options o,
+                                                nn::loss_kind l) override {
+    return std::make_unique<separate_gradients_model>(m, o, l);
+  }
+  bool device_replicas() const noexcept override { return true; }
+  void copy_gradients(std::size_t local, std::span<const float> from, std::span<float> to) override {
+    ++copies;
+    replica_group::copy_gradients(local, from, to);
+  }
+  int copies = 0;
+};
+}  // namespace
+
+TEST_CASE("nn over MPI: device replicas' gradients are host-staged across ranks, same bits as CPU replicas",
+          "[nn][mpi]") {
+  auto data = blobs(103, 12, 5, 3);
+  dpar::thread_pool pool(1);
+  auto cpu = mpi_trainer(pool, model(), options(10));
+  auto group = std::make_unique<device_like_group>();
+  auto* g = group.get();
+  nn::data_parallel_trainer staged(std::make_unique<nn::mpi_group>(MPI_COMM_WORLD, std::move(group)), model(),
+                                   options(10));
+  for (std::size_t s = 0; s < 12; ++s) {
+    auto [x, y] = batch_of(data, 10, s);
+    auto want = cpu.train_step(x, y);
+    auto got = staged.train_step(x, y);
+    REQUIRE(got.loss_sum == want.loss_sum);
+  }
+  REQUIRE(params(staged) == params(cpu));
+  REQUIRE(g->copies == 2 * 12);  // to the host and back, every step
 }
 
 TEST_CASE("nn over MPI: check_replicas names the first rank that diverged", "[nn][mpi]") {

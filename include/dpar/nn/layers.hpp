@@ -17,7 +17,7 @@
 
 #include "../algorithm.hpp"
 #include "../execution.hpp"
-#include "blas.hpp"
+#include "ops.hpp"
 #include "tensor.hpp"
 
 namespace dpar::nn {
@@ -54,58 +54,44 @@ class activation : public layer {
   }
 };
 
-namespace detail {
-// Applies f(v + bias[c]) across a tensor row by row, through dpar's transform.
-template <class F>
-void apply_rows(tensor& y, const float* bias, F f) {
-  for (std::size_t r = 0; r < y.rows(); ++r) {
-    float* row = y.row(r);
-    if (bias)
-      dpar::transform(dpar::seq, row, row + y.cols(), bias, row, [f](float v, float b) { return f(v + b); });
-    else
-      dpar::transform(dpar::seq, row, row + y.cols(), row, f);
-  }
-}
-}  // namespace detail
-
 class relu final : public activation {
  public:
+  using function = ops::relu_fn;    // f(v)
+  using gradient = ops::relu_grad;  // dL/dv from f(v) and dL/df
   std::string name() const override { return "ReLU"; }
   void forward_with_bias(tensor& y, const float* bias) const override {
-    detail::apply_rows(y, bias, [](float v) { return v > 0.0f ? v : 0.0f; });
+    ops::bias_activate(host_place{}, y.data(), y.rows(), y.cols(), bias, function{});
   }
   void backward(const tensor&, const tensor& y, const tensor& dy, tensor* dx) override {
-    if (dx)
-      dpar::transform(dpar::seq, y.data(), y.data() + y.size(), dy.data(), dx->data(),
-                      [](float out, float g) { return out > 0.0f ? g : 0.0f; });
+    if (dx) ops::activation_backward(host_place{}, y.data(), dy.data(), dx->data(), y.size(), gradient{});
   }
   std::unique_ptr<layer> clone() const override { return std::make_unique<relu>(*this); }
 };
 
 class tanh_layer final : public activation {
  public:
+  using function = ops::tanh_fn;    // f(v)
+  using gradient = ops::tanh_grad;  // dL/dv from f(v) and dL/df
   std::string name() const override { return "Tanh"; }
   void forward_with_bias(tensor& y, const float* bias) const override {
-    detail::apply_rows(y, bias, [](float v) { return std::tanh(v); });
+    ops::bias_activate(host_place{}, y.data(), y.rows(), y.cols(), bias, function{});
   }
   void backward(const tensor&, const tensor& y, const tensor& dy, tensor* dx) override {
-    if (dx)
-      dpar::transform(dpar::seq, y.data(), y.data() + y.size(), dy.data(), dx->data(),
-                      [](float out, float g) { return g * (1.0f - out * out); });
+    if (dx) ops::activation_backward(host_place{}, y.data(), dy.data(), dx->data(), y.size(), gradient{});
   }
   std::unique_ptr<layer> clone() const override { return std::make_unique<tanh_layer>(*this); }
 };
 
 class sigmoid final : public activation {
  public:
+  using function = ops::sigmoid_fn;    // f(v)
+  using gradient = ops::sigmoid_grad;  // dL/dv from f(v) and dL/df
   std::string name() const override { return "Sigmoid"; }
   void forward_with_bias(tensor& y, const float* bias) const override {
-    detail::apply_rows(y, bias, [](float v) { return 1.0f / (1.0f + std::exp(-v)); });
+    ops::bias_activate(host_place{}, y.data(), y.rows(), y.cols(), bias, function{});
   }
   void backward(const tensor&, const tensor& y, const tensor& dy, tensor* dx) override {
-    if (dx)
-      dpar::transform(dpar::seq, y.data(), y.data() + y.size(), dy.data(), dx->data(),
-                      [](float out, float g) { return g * out * (1.0f - out); });
+    if (dx) ops::activation_backward(host_place{}, y.data(), dy.data(), dx->data(), y.size(), gradient{});
   }
   std::unique_ptr<layer> clone() const override { return std::make_unique<sigmoid>(*this); }
 };
@@ -156,22 +142,14 @@ class dense final : public layer {
 
   // y = x W^T without the bias: the caller adds it (possibly fused with an activation).
   void forward_linear(const tensor& x, tensor& y) const {
-    blas::gemm(false, true, x.rows(), out_, in_, 1.0f, x.data(), in_, w_, in_, 0.0f, y.data(), out_);
+    ops::dense_forward_linear(host_place{}, x.data(), x.rows(), in_, out_, w_, y.data());
   }
   void forward(const tensor& x, tensor& y) override {
     forward_linear(x, y);
-    for (std::size_t r = 0; r < y.rows(); ++r)
-      dpar::transform(dpar::seq, y.row(r), y.row(r) + out_, b_, y.row(r), std::plus<>{});
+    ops::bias_activate(host_place{}, y.data(), y.rows(), out_, b_, ops::identity_fn{});
   }
   void backward(const tensor& x, const tensor&, const tensor& dy, tensor* dx) override {
-    std::size_t n = x.rows();
-    // dW[out,in] = dY^T[out,n] X[n,in]
-    blas::gemm(true, false, out_, in_, n, 1.0f, dy.data(), out_, x.data(), in_, 0.0f, dw_, in_);
-    // db = column sums of dY, accumulated row by row (contiguous, vectorizes).
-    std::fill(db_, db_ + out_, 0.0f);
-    for (std::size_t r = 0; r < n; ++r) dpar::transform(dpar::seq, db_, db_ + out_, dy.row(r), db_, std::plus<>{});
-    // dX[n,in] = dY[n,out] W[out,in]
-    if (dx) blas::gemm(false, false, n, in_, out_, 1.0f, dy.data(), out_, w_, in_, 0.0f, dx->data(), in_);
+    ops::dense_backward(host_place{}, x.data(), dy.data(), x.rows(), in_, out_, w_, dw_, db_, dx ? dx->data() : nullptr);
   }
   std::unique_ptr<layer> clone() const override { return std::make_unique<dense>(*this); }
 

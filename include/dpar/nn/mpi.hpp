@@ -97,7 +97,21 @@ class mpi_group final : public replica_group {
 
   void run(const std::function<void(std::size_t)>& f) override { local_->run(f); }
 
-  void all_reduce(std::size_t local, std::span<float> data) override { reduce(local, data, floats_); }
+  // Device replicas' gradients (mpi(comm, gpu.on(d))): summed inside the rank
+  // on the devices, then host-staged across ranks (dpar does not assume a
+  // CUDA-aware MPI): each local replica copies its (identical) sum to the host,
+  // replica 0 all-reduces it over MPI, the rank's replicas share the result and
+  // copy it back.
+  void all_reduce(std::size_t local, std::span<float> data) override {
+    if (!local_->device_replicas()) return reduce(local, data, floats_);
+    local_->all_reduce(local, data);
+    std::vector<float>& host = staged_[local];
+    host.resize(data.size());
+    local_->copy_gradients(local, data, host);
+    if (local == 0) detail::all_reduce_in_rank_order(comm_, std::span<float>(host), floats_);
+    local_->broadcast(local, std::as_writable_bytes(std::span<float>(host)), 0);
+    local_->copy_gradients(local, host, data);
+  }
   void all_reduce(std::size_t local, std::span<double> data) override { reduce(local, data, doubles_); }
   void all_reduce(std::size_t local, std::span<std::uint64_t> data) override { reduce(local, data, integers_); }
 
@@ -112,6 +126,15 @@ class mpi_group final : public replica_group {
       });
     }
     if (!here) local_->broadcast(local, data, 0);
+  }
+
+  std::unique_ptr<replica_model> make_model(std::size_t local, const sequential& model, sgd_options opt,
+                                            loss_kind loss) override {
+    return local_->make_model(local, model, opt, loss);
+  }
+  bool device_replicas() const noexcept override { return local_->device_replicas(); }
+  void copy_gradients(std::size_t local, std::span<const float> from, std::span<float> to) override {
+    local_->copy_gradients(local, from, to);
   }
 
   void barrier(std::size_t local) override {
@@ -159,7 +182,8 @@ class mpi_group final : public replica_group {
       : replica_group(l.size, local->local_size(), l.firsts[static_cast<std::size_t>(l.rank)], l.rank),
         comm_(comm),
         local_(std::move(local)),
-        firsts_(std::move(l.firsts)) {}
+        firsts_(std::move(l.firsts)),
+        staged_(local_size()) {}
 
   // Inside the rank, then across ranks (by local replica 0), then back.
   template <class T>
@@ -173,6 +197,7 @@ class mpi_group final : public replica_group {
   std::unique_ptr<replica_group> local_;
   std::vector<std::size_t> firsts_;
   std::vector<float> floats_;  // all_reduce's receive buffers, kept between steps (local replica 0's)
+  std::vector<std::vector<float>> staged_;  // device replicas' gradients on the host, one per local replica
   std::vector<double> doubles_;
   std::vector<std::uint64_t> integers_;
 };

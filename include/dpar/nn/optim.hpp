@@ -8,7 +8,6 @@
 #include <cstring>
 #include <compare>
 #include <functional>
-#include <iterator>
 #include <numbers>
 #include <span>
 #include <stdexcept>
@@ -17,38 +16,9 @@
 
 #include "../algorithm.hpp"
 #include "../execution.hpp"
+#include "ops.hpp"
 
 namespace dpar::nn {
-
-namespace detail {
-// A random-access iterator over the indices 0, 1, 2, ... (std::views::iota's
-// iterator, which clang 14 cannot use with libstdc++ 12's ranges).
-struct index_iterator {
-  using iterator_category = std::random_access_iterator_tag;
-  using value_type = std::size_t;
-  using difference_type = std::ptrdiff_t;
-  using reference = std::size_t;
-  using pointer = void;
-  std::size_t i = 0;
-  std::size_t operator*() const noexcept { return i; }
-  std::size_t operator[](difference_type n) const noexcept { return i + static_cast<std::size_t>(n); }
-  index_iterator& operator++() noexcept { ++i; return *this; }
-  index_iterator operator++(int) noexcept { return {i++}; }
-  index_iterator& operator--() noexcept { --i; return *this; }
-  index_iterator operator--(int) noexcept { return {i--}; }
-  index_iterator& operator+=(difference_type n) noexcept { i += static_cast<std::size_t>(n); return *this; }
-  index_iterator& operator-=(difference_type n) noexcept { i -= static_cast<std::size_t>(n); return *this; }
-  friend index_iterator operator+(index_iterator a, difference_type n) noexcept { return a += n; }
-  friend index_iterator operator+(difference_type n, index_iterator a) noexcept { return a += n; }
-  friend index_iterator operator-(index_iterator a, difference_type n) noexcept { return a -= n; }
-  friend difference_type operator-(index_iterator a, index_iterator b) noexcept {
-    return static_cast<difference_type>(a.i) - static_cast<difference_type>(b.i);
-  }
-  friend bool operator==(index_iterator, index_iterator) = default;
-  friend auto operator<=>(index_iterator, index_iterator) = default;
-};
-static_assert(std::random_access_iterator<index_iterator>);
-}  // namespace detail
 
 // Learning rate as a function of the step (0-based): constant, step decay or
 // cosine annealing, optionally after a linear warmup.
@@ -144,33 +114,14 @@ class sgd {
   std::span<float> velocity() noexcept { return velocity_; }
   std::span<const float> velocity() const noexcept { return velocity_; }
 
-  // One update of params from grads, in a single fused pass:
-  //   d = g + wd p;  v = mu v + d;  p -= lr (nesterov ? d + mu v : v)   (mu > 0)
-  //   p -= lr d                                                           (mu = 0)
+  // One update of params from grads, in a single fused pass (ops::sgd_step).
   void step(std::span<float> params, std::span<const float> grads, float lr) {
     if (params.size() != velocity_.size() || grads.size() != velocity_.size())
       throw std::invalid_argument("dpar::nn::sgd::step: " + std::to_string(params.size()) + " parameters and " +
                                   std::to_string(grads.size()) + " gradients for an optimizer of " +
                                   std::to_string(velocity_.size()));
-    const float mu = options_.momentum, wd = options_.weight_decay;
-    if (mu == 0.0f) {
-      dpar::transform(dpar::seq, params.begin(), params.end(), grads.begin(), params.begin(),
-                      [=](float p, float g) { return p - lr * (g + wd * p); });
-      return;
-    }
-    // Branch-free so that it vectorizes: step = a d + b v, with (a, b) = (1, mu)
-    // for Nesterov and (0, 1) for plain momentum.
-    const float a = options_.nesterov ? 1.0f : 0.0f, b = options_.nesterov ? mu : 1.0f;
-    float* p = params.data();
-    const float* g = grads.data();
-    float* v = velocity_.data();
-    // An index loop (it vectorizes; deriving the index from an element's address does not).
-    dpar::for_each(dpar::seq, detail::index_iterator{0}, detail::index_iterator{params.size()}, [=](std::size_t i) {
-      float d = g[i] + wd * p[i];
-      float vi = mu * v[i] + d;
-      v[i] = vi;
-      p[i] -= lr * (a * d + b * vi);
-    });
+    ops::sgd_step(host_place{}, params.data(), grads.data(), velocity_.data(), params.size(), lr, options_.momentum,
+                  options_.nesterov, options_.weight_decay);
   }
 
  private:

@@ -11,12 +11,14 @@
 //
 // replica_group_for<Policy>::make(policy) builds the group a policy stands for;
 // a new kind of replica (a deterministic wrapper, GPUs) plugs in by
-// specializing it, without touching the trainer.
+// specializing it, without touching the trainer. A group also makes its
+// replicas' model copies (make_model): where they live is the group's business.
 //
 // Collectives are called from inside run(f), by every local replica, in the
 // same order on every process. Sums combine replicas in replica order, so
 // every replica gets the same bits.
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -31,6 +33,7 @@
 #include "../communicator.hpp"
 #include "../execution.hpp"
 #include "../thread_pool.hpp"
+#include "replica_model.hpp"
 
 namespace dpar::nn {
 
@@ -59,6 +62,23 @@ class replica_group {
   // Every replica's data becomes a copy of global replica root's.
   virtual void broadcast(std::size_t local, std::span<std::byte> data, std::size_t root) = 0;
   virtual void barrier(std::size_t local) = 0;
+
+  // The model copy local replica `local` computes with: on the host unless a
+  // group says otherwise (GPU groups, nn/cuda.hpp). Called before run, in the
+  // calling thread.
+  virtual std::unique_ptr<replica_model> make_model(std::size_t /*local*/, const sequential& model, sgd_options opt,
+                                                    loss_kind loss) {
+    return std::make_unique<host_replica_model>(model, opt, loss);
+  }
+  // True where replicas compute on devices: all_reduce(span<float>) then takes
+  // their gradient buffers in device memory.
+  virtual bool device_replicas() const noexcept { return false; }
+  // Copies `from` to `to` (equal lengths) where one is gradient memory (what
+  // all_reduce(span<float>) takes) and the other host memory: a plain copy
+  // here, a device copy in GPU groups. Called by local replica `local` in run.
+  virtual void copy_gradients(std::size_t /*local*/, std::span<const float> from, std::span<float> to) {
+    std::copy(from.begin(), from.end(), to.begin());
+  }
 
  protected:
   replica_group(std::size_t size, std::size_t local_size, std::size_t first, int process_rank)

@@ -1,7 +1,7 @@
 #pragma once
 // dpar::nn::tensor: a row-major float matrix that owns its storage or views
-// someone else's. Storage is host memory today; the `device` tag leaves room
-// for GPU storage without changing the shape logic.
+// someone else's, in host memory. Its device twin, device_tensor, lives in
+// <dpar/nn/cuda.hpp> (CUDA only); where() tells them apart.
 
 #include <algorithm>
 #include <cstddef>
@@ -14,7 +14,7 @@
 
 namespace dpar::nn {
 
-enum class device { host };
+enum class device { host, cuda };
 
 class tensor {
  public:

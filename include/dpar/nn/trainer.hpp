@@ -1,12 +1,14 @@
 #pragma once
 // Data-parallel SGD on the replicas of any policy (replica_group.hpp): dpar::seq
 // (one), dpar::par.on(pool) (one per pool thread), dpar::mpi(comm, inner)
-// (ranks x the inner policy's replicas; include <dpar/nn/mpi.hpp>). Each
+// (ranks x the inner policy's replicas; include <dpar/nn/mpi.hpp>),
+// dpar::gpu and dpar::multi_gpu({...}) (include <dpar/nn/cuda.hpp>). Each
 // replica has its own copy of the model (parameters, gradient buffer,
-// activations) and of the optimizer state. Per step every replica runs
-// forward/backward on its shard of the global batch, the gradient buffers are
-// all-reduced, and every replica applies the same update, so the replicas stay
-// bitwise identical.
+// activations) and of the optimizer state: a replica_model its group made,
+// which lives wherever the replica computes (replica_model.hpp). Per step
+// every replica runs forward/backward on its shard of the global batch, the
+// gradient buffers are all-reduced, and every replica applies the same
+// update, so the replicas stay bitwise identical.
 //
 // K replicas versus one: the all-reduce adds the replicas' gradients in replica
 // order, and each replica's GEMM sums its own shard, so K changes only how the
@@ -46,6 +48,7 @@
 #include "model_file.hpp"
 #include "optim.hpp"
 #include "replica_group.hpp"
+#include "replica_model.hpp"
 #include "tensor.hpp"
 
 namespace dpar::nn {
@@ -82,7 +85,7 @@ class data_parallel_trainer {
     if (options_.batch == 0) throw std::invalid_argument("dpar::nn::data_parallel_trainer: batch size must be positive");
     check_schedule(options_.schedule);
     for (std::size_t r = 0; r < group_->local_size(); ++r)
-      replicas_.push_back(std::make_unique<replica>(model, options_.sgd, options_.loss));
+      replicas_.push_back(std::make_unique<replica>(group_->make_model(r, model, options_.sgd, options_.loss)));
     std::uint64_t layout = layout_hash(model) ^ model.parameters().size();
     run([&](std::size_t local, replica& r) {
       std::size_t odd = first_different(local, layout);
@@ -92,7 +95,8 @@ class data_parallel_trainer {
                       outcome::kind::invalid};
         return;
       }
-      group_->broadcast(local, std::as_writable_bytes(r.model.parameters()), 0);
+      group_->broadcast(local, std::as_writable_bytes(r.model->host_model().parameters()), 0);
+      r.model->push();
     });
   }
 
@@ -102,8 +106,13 @@ class data_parallel_trainer {
   std::size_t steps() const noexcept { return step_; }
   std::size_t epochs() const noexcept { return epoch_; }
   const train_options& options() const noexcept { return options_; }
-  // The trained model: this rank's local replica `local` (all replicas hold the same parameters).
-  const sequential& model(std::size_t local = 0) const { return replicas_.at(local)->model; }
+  // The trained model: this rank's local replica `local` (all replicas hold the
+  // same parameters), brought to the host if it computes on a device.
+  const sequential& model(std::size_t local = 0) const {
+    auto& m = *replicas_.at(local)->model;
+    m.pull();
+    return m.host_model();
+  }
 
   // Changes the learning-rate schedule from the next step on (every rank alike).
   void set_schedule(lr_function schedule) {
@@ -174,16 +183,16 @@ class data_parallel_trainer {
       totals done{};
       for (std::size_t j = 0; j < steps; ++j) {
         std::size_t begin = j * batch, count = std::min(batch, n - begin);
-        // Each replica gathers its own shard's samples.
+        // Each replica gathers its own shard's samples, into the buffer its model computes from best.
         auto gather = [&](replica& rep, std::size_t first, std::size_t c) {
-          rep.batch_x.resize(c, features);
+          tensor& xs = rep.model->input_buffer(c, features);
           rep.batch_y.resize(c);
           for (std::size_t i = 0; i < c; ++i) {
             std::size_t s = order[begin + first + i];
-            std::copy(data.images.row(s), data.images.row(s) + features, rep.batch_x.row(i));
+            std::copy(data.images.row(s), data.images.row(s) + features, xs.row(i));
             rep.batch_y[i] = data.labels[s];
           }
-          return std::pair{tensor::view(rep.batch_x.data(), c, features), std::span<const std::int32_t>(rep.batch_y)};
+          return std::pair{tensor::view(xs.data(), c, features), std::span<const std::int32_t>(rep.batch_y)};
         };
         totals t{};
         if (!replica_step(local, r, count, rates[j], gather, t)) return;
@@ -225,9 +234,9 @@ class data_parallel_trainer {
           std::size_t c = std::min(chunk, last - b);
           auto ys = std::span<const std::int32_t>(data.labels).subspan(b, c);
           check_labels(ys, b);
-          const tensor& logits = r.model.forward(data.images.rows_view(b, c));
-          t[loss_at] += r.loss(logits, ys, nullptr, c);
-          t[correct_at] += static_cast<double>(count_correct(logits, ys));
+          auto [loss, correct] = r.model->evaluate(data.images.rows_view(b, c), ys);
+          t[loss_at] += loss;
+          t[correct_at] += static_cast<double>(correct);
           t[samples_at] += static_cast<double>(c);
         }
       } catch (...) {
@@ -255,10 +264,12 @@ class data_parallel_trainer {
           c.step = step_;
           c.seed = options_.seed;
           c.replicas = replicas();
-          c.layout = layout_hash(r.model);
+          r.model->pull();
+          const sequential& m = r.model->host_model();
+          c.layout = layout_hash(m);
           c.schedule = schedule_fingerprint(options_.schedule);
-          c.parameters.assign(r.model.parameters().begin(), r.model.parameters().end());
-          c.velocity.assign(r.opt.velocity().begin(), r.opt.velocity().end());
+          c.parameters.assign(m.parameters().begin(), m.parameters().end());
+          c.velocity.assign(r.model->host_velocity().begin(), r.model->host_velocity().end());
           save_checkpoint(file, c);
         } catch (...) {
           r.error = std::current_exception();
@@ -282,11 +293,12 @@ class data_parallel_trainer {
       if (local == 0) {
         try {
           c = load_checkpoint(file);
-          if (c.layout != layout_hash(r.model) || c.parameters.size() != r.model.parameters().size() ||
+          const sequential& m = r.model->host_model();
+          if (c.layout != layout_hash(m) || c.parameters.size() != m.parameters().size() ||
               c.velocity.size() != c.parameters.size())
             throw checkpoint_error(file, "written for a different model (" + std::to_string(c.parameters.size()) +
                                              " parameters; this model has " +
-                                             std::to_string(r.model.parameters().size()) + ")");
+                                             std::to_string(m.parameters().size()) + ")");
           if (c.seed != options_.seed)
             throw checkpoint_error(file, "written by a run with seed " + std::to_string(c.seed) +
                                              ", this run has seed " + std::to_string(options_.seed));
@@ -302,8 +314,9 @@ class data_parallel_trainer {
       }
       totals t{};
       if (!sync(local, r, t)) return;  // the others read c only once local replica 0 is known to have loaded it
-      std::copy(c.parameters.begin(), c.parameters.end(), r.model.parameters().begin());
-      std::copy(c.velocity.begin(), c.velocity.end(), r.opt.velocity().begin());
+      std::copy(c.parameters.begin(), c.parameters.end(), r.model->host_model().parameters().begin());
+      std::copy(c.velocity.begin(), c.velocity.end(), r.model->host_velocity().begin());
+      r.model->push();
       if (local == 0) {
         epoch_ = c.epoch;
         step_ = c.step;
@@ -313,13 +326,9 @@ class data_parallel_trainer {
 
  private:
   struct replica {
-    replica(const sequential& m, sgd_options o, loss_kind l) : model(m), opt(m.parameters().size(), o), loss(l) {}
-    sequential model;
-    sgd opt;
-    label_loss loss;
-    tensor grad_out;
-    tensor batch_x;  // this replica's shard, gathered by train_epoch
-    std::vector<std::int32_t> batch_y;
+    explicit replica(std::unique_ptr<replica_model> m) : model(std::move(m)) {}
+    std::unique_ptr<replica_model> model;  // parameters, optimizer state, loss: wherever the group put them
+    std::vector<std::int32_t> batch_y;     // this replica's shard's labels, gathered by train_epoch
     std::exception_ptr error;  // this replica's failure in the current run
   };
 
@@ -418,7 +427,8 @@ class data_parallel_trainer {
   // Compares a hash of every replica's parameters with replica 0's.
   bool check_lockstep(std::size_t local, replica& r, std::size_t after_step) const {
     std::uint64_t h = 1469598103934665603ull;
-    for (float p : r.model.parameters()) {
+    r.model->pull();
+    for (float p : r.model->host_model().parameters()) {
       std::uint32_t bits;
       std::memcpy(&bits, &p, sizeof bits);
       h = (h ^ bits) * 1099511628211ull;
@@ -433,7 +443,7 @@ class data_parallel_trainer {
   }
 
   void check_features(std::size_t features) const {
-    std::size_t in = replicas_[0]->model.in_features();
+    std::size_t in = replicas_[0]->model->host_model().in_features();
     if (features != in)
       throw std::invalid_argument("dpar::nn::data_parallel_trainer: samples have " + std::to_string(features) +
                                   " features, the model takes " + std::to_string(in));
@@ -447,7 +457,7 @@ class data_parallel_trainer {
   }
   // Labels of samples [first, first + labels.size()) of a batch or data set.
   void check_labels(std::span<const std::int32_t> labels, std::size_t first) const {
-    std::size_t classes = replicas_[0]->model.out_features();
+    std::size_t classes = replicas_[0]->model->host_model().out_features();
     for (std::size_t i = 0; i < labels.size(); ++i)
       if (labels[i] < 0 || static_cast<std::size_t>(labels[i]) >= classes)
         throw std::out_of_range("dpar::nn::data_parallel_trainer: label " + std::to_string(labels[i]) +
@@ -474,29 +484,26 @@ class data_parallel_trainer {
   template <class Shard>
   bool replica_step(std::size_t local, replica& r, std::size_t n, float lr, Shard&& shard, totals& t) const {
     auto [first, last] = share(local, n);
-    auto grads = r.model.gradients();
     t = {};
     if (!r.error) {
       try {
         if (first == last) {
-          std::fill(grads.begin(), grads.end(), 0.0f);  // an empty shard adds nothing
+          r.model->zero_gradients();  // an empty shard adds nothing
         } else {
           auto [xs, ys] = shard(r, first, last - first);
-          const tensor& logits = r.model.forward(xs);
-          r.grad_out.resize(logits.rows(), logits.cols());
           // Gradient of (shard loss sum) / n: the all-reduced sum is the global-batch mean.
-          t[loss_at] = r.loss(logits, ys, &r.grad_out, n);
-          t[correct_at] = static_cast<double>(count_correct(logits, ys));
+          auto [loss, correct] = r.model->compute_gradients(xs, ys, n);
+          t[loss_at] = loss;
+          t[correct_at] = static_cast<double>(correct);
           t[samples_at] = static_cast<double>(ys.size());
-          r.model.backward(r.grad_out);
         }
       } catch (...) {
         r.error = std::current_exception();
       }
     }
     if (!sync(local, r, t)) return false;
-    group_->all_reduce(local, grads);
-    r.opt.step(r.model.parameters(), grads, lr);
+    group_->all_reduce(local, r.model->gradients());
+    r.model->update(lr);
     return true;
   }
 

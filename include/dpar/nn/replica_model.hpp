@@ -1,0 +1,92 @@
+#pragma once
+// One replica's copy of the model and optimizer state, wherever it computes.
+// The trainer drives every replica through this interface, so it has no
+// branch for where a replica runs: a replica group (replica_group.hpp) makes
+// the kind its replicas need (host_replica_model here; gpu_replica_model in
+// nn/cuda.hpp).
+//
+// The host mirror (host_model().parameters(), host_velocity()) is the state
+// the trainer broadcasts, hashes, saves and restores. push() sends the mirror
+// to where the replica computes; pull() brings that state back into it. For a
+// host replica both are no-ops: the mirror is the state.
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <utility>
+
+#include "layers.hpp"
+#include "loss.hpp"
+#include "optim.hpp"
+#include "tensor.hpp"
+
+namespace dpar::nn {
+
+// {loss sum, correct count} of a shard.
+using shard_totals = std::pair<double, std::size_t>;
+
+class replica_model {
+ public:
+  virtual ~replica_model() = default;
+
+  // A host tensor of rows x cols to gather a shard into (the cheapest one to
+  // compute from: pinned memory for a GPU replica), valid until the next call.
+  virtual tensor& input_buffer(std::size_t rows, std::size_t cols) = 0;
+  // Forward, loss and backward on a shard x (host memory; labels in range),
+  // leaving the gradient of (loss sum / total) in gradients().
+  virtual shard_totals compute_gradients(const tensor& x, std::span<const std::int32_t> labels,
+                                         std::size_t total) = 0;
+  // Loss sum and correct count of a shard; the gradients are left alone.
+  virtual shard_totals evaluate(const tensor& x, std::span<const std::int32_t> labels) = 0;
+  virtual void zero_gradients() = 0;
+  // The gradient buffer, in the memory its group's all_reduce(span<float>) takes.
+  virtual std::span<float> gradients() = 0;
+  // One SGD step from gradients().
+  virtual void update(float lr) = 0;
+
+  virtual sequential& host_model() = 0;
+  virtual std::span<float> host_velocity() = 0;
+  virtual void push() {}
+  virtual void pull() {}
+};
+
+// A replica on the CPU, in its own thread: the model, its optimizer and loss.
+class host_replica_model final : public replica_model {
+ public:
+  host_replica_model(const sequential& m, sgd_options o, loss_kind l)
+      : model_(m), opt_(m.parameters().size(), o), loss_(l) {}
+
+  tensor& input_buffer(std::size_t rows, std::size_t cols) override {
+    batch_.resize(rows, cols);
+    return batch_;
+  }
+  shard_totals compute_gradients(const tensor& x, std::span<const std::int32_t> labels,
+                                 std::size_t total) override {
+    const tensor& logits = model_.forward(x);
+    grad_out_.resize(logits.rows(), logits.cols());
+    double loss = loss_(logits, labels, &grad_out_, total);
+    std::size_t correct = count_correct(logits, labels);
+    model_.backward(grad_out_);
+    return {loss, correct};
+  }
+  shard_totals evaluate(const tensor& x, std::span<const std::int32_t> labels) override {
+    const tensor& logits = model_.forward(x);
+    return {loss_(logits, labels, nullptr, x.rows()), count_correct(logits, labels)};
+  }
+  void zero_gradients() override {
+    auto g = model_.gradients();
+    std::fill(g.begin(), g.end(), 0.0f);
+  }
+  std::span<float> gradients() override { return model_.gradients(); }
+  void update(float lr) override { opt_.step(model_.parameters(), model_.gradients(), lr); }
+  sequential& host_model() override { return model_; }
+  std::span<float> host_velocity() override { return opt_.velocity(); }
+
+ private:
+  sequential model_;
+  sgd opt_;
+  label_loss loss_;
+  tensor grad_out_, batch_;
+};
+
+}  // namespace dpar::nn
