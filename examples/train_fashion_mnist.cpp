@@ -61,7 +61,7 @@ const char* const options_help =
     "  --lr X             peak learning rate of the cosine schedule, finite and > 0 (default 0.05)\n"
     "  --momentum X       Nesterov momentum in [0, 1); 0 for plain SGD (default 0.9)\n"
     "  --weight-decay X   L2 weight decay, finite and >= 0 (default 1e-4)\n"
-    "  --replicas N       replicas (threads) per process; 0 = one per hardware thread (default 0)\n"
+    "  --replicas N       replicas (threads) per process; 0 means one per hardware thread (default 0)\n"
     "  --device cpu|gpu   where replicas run; gpu: one replica on device 0 (default cpu)\n"
     "  --devices LIST     GPU replicas, one per listed device, e.g. 0,1 or 0,0 (default: none)\n"
     "  --seed N           model initialization and data order (default 1)\n"
