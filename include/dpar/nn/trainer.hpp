@@ -45,6 +45,7 @@
 #include "loss.hpp"
 #include "model_file.hpp"
 #include "optim.hpp"
+#include "deterministic.hpp"
 #include "replica_group.hpp"
 #include "tensor.hpp"
 
@@ -53,6 +54,10 @@ namespace dpar::nn {
 struct train_options {
   std::size_t batch = 128;  // global batch: split over all replicas of all ranks
   std::uint64_t seed = 1;   // data order (model initialization is the caller's)
+  // dpar::deterministic(policy) only: gradients are computed per micro-batch
+  // of this many samples, at fixed positions of the global batch, so the run
+  // does not depend on the replica count (nn/deterministic.hpp).
+  std::size_t micro_batch = 32;
   lr_function schedule = lr_schedule::constant(0.05f);  // an lr_schedule or any float(std::size_t step)
   sgd_options sgd{};
   loss_kind loss = loss_kind::softmax_cross_entropy;
@@ -80,6 +85,8 @@ class data_parallel_trainer {
       : group_(std::move(group)), options_(std::move(options)) {
     if (!group_) throw std::invalid_argument("dpar::nn::data_parallel_trainer: no replica group");
     if (options_.batch == 0) throw std::invalid_argument("dpar::nn::data_parallel_trainer: batch size must be positive");
+    if (options_.micro_batch == 0)
+      throw std::invalid_argument("dpar::nn::data_parallel_trainer: micro-batch size must be positive");
     check_schedule(options_.schedule);
     for (std::size_t r = 0; r < group_->local_size(); ++r)
       replicas_.push_back(std::make_unique<replica>(model, options_.sgd, options_.loss));
@@ -215,25 +222,27 @@ class data_parallel_trainer {
   step_result evaluate(const dataset& data, std::size_t chunk = 1000) {
     check_dataset(data);
     if (chunk == 0) throw std::invalid_argument("dpar::nn::data_parallel_trainer::evaluate: chunk must be positive");
-    std::size_t n = data.size();
+    const batch_parts parts = parts_of(data.size(), chunk);
     totals result{};
     run([&](std::size_t local, replica& r) {
-      auto [first, last] = share(local, n);
+      auto [first, last] = owned(local, parts);
+      r.part_losses.assign(last - first, 0.0);
       totals t{};
       try {
-        for (std::size_t b = first; b < last; b += chunk) {
-          std::size_t c = std::min(chunk, last - b);
-          auto ys = std::span<const std::int32_t>(data.labels).subspan(b, c);
-          check_labels(ys, b);
-          const tensor& logits = r.model.forward(data.images.rows_view(b, c));
-          t[loss_at] += r.loss(logits, ys, nullptr, c);
-          t[correct_at] += static_cast<double>(count_correct(logits, ys));
-          t[samples_at] += static_cast<double>(c);
-        }
+        for (std::size_t p = first; p < last; ++p)
+          for (std::size_t b = parts.begin(p), end = parts.begin(p + 1); b < end; b += chunk) {
+            std::size_t c = std::min(chunk, end - b);
+            auto ys = std::span<const std::int32_t>(data.labels).subspan(b, c);
+            check_labels(ys, b);
+            const tensor& logits = r.model.forward(data.images.rows_view(b, c));
+            r.part_losses[p - first] += r.loss(logits, ys, nullptr, c);
+            t[correct_at] += static_cast<double>(count_correct(logits, ys));
+            t[samples_at] += static_cast<double>(c);
+          }
       } catch (...) {
         r.error = std::current_exception();
       }
-      if (sync(local, r, t) && local == 0) result = t;
+      if (sum_losses(local, r, first, parts.count, t) && local == 0) result = t;
     });
     return to_result(result);
   }
@@ -274,8 +283,9 @@ class data_parallel_trainer {
   // or learning-rate schedule (the one in effect when it was saved) is refused
   // (on every rank). One written with another replica count is
   // accepted: the replicas hold one shared state, so training continues the
-  // same run, bitwise only with the same replica count (another count groups
-  // the gradient sums differently, about 1e-7 relative per step).
+  // same run, bitwise with the same replica count, or with any count under
+  // dpar::deterministic(policy) (else another count groups the gradient sums
+  // differently, about 1e-7 relative per step).
   void resume(const std::string& file) {
     checkpoint c;
     run([&](std::size_t local, replica& r) {
@@ -320,6 +330,8 @@ class data_parallel_trainer {
     tensor grad_out;
     tensor batch_x;  // this replica's shard, gathered by train_epoch
     std::vector<std::int32_t> batch_y;
+    std::vector<std::vector<float>> part_grads;  // gradients of its parts but the last (which stays in the model)
+    std::vector<double> part_losses;
     std::exception_ptr error;  // this replica's failure in the current run
   };
 
@@ -370,6 +382,39 @@ class data_parallel_trainer {
   std::pair<std::size_t, std::size_t> share(std::size_t local, std::size_t n) const {
     std::size_t g = group_->first() + local, k = group_->size();
     return {n * g / k, n * (g + 1) / k};
+  }
+
+  // A batch of n samples cut into the parts whose gradients and losses
+  // sum_parts adds. Over a group that sums exactly: parts of `size` samples at
+  // fixed positions, so each part is computed alike (the same GEMM shapes)
+  // whoever owns it. Else (size 0) one part per replica, its even share.
+  struct batch_parts {
+    std::size_t n, size, count;
+    std::size_t begin(std::size_t p) const { return size ? std::min(n, p * size) : n * p / count; }
+  };
+  batch_parts parts_of(std::size_t n, std::size_t size) const {
+    if (!group_->sums_exactly()) return {n, 0, group_->size()};
+    return {n, size, (n + size - 1) / size};
+  }
+  // [first, last) of the parts local replica `local` owns: contiguous, in replica order.
+  std::pair<std::size_t, std::size_t> owned(std::size_t local, const batch_parts& parts) const {
+    std::size_t g = group_->first() + local, k = group_->size();
+    return {parts.count * g / k, parts.count * (g + 1) / k};
+  }
+
+  // The status collective with t[loss_at] the sum of every replica's
+  // part_losses (its parts [first, ...) of `total`), through sum_parts where
+  // that is exact, so the loss is the same bits on any replica count.
+  bool sum_losses(std::size_t local, replica& r, std::size_t first, std::size_t total, totals& t) const {
+    t[loss_at] = 0;
+    for (double l : r.part_losses) t[loss_at] += l;
+    if (!sync(local, r, t)) return false;
+    if (group_->sums_exactly()) {
+      std::vector<const double*> mine;
+      for (const double& l : r.part_losses) mine.push_back(&l);
+      group_->sum_parts(local, mine, first, total, std::span<double>(&t[loss_at], 1));
+    }
+    return true;
   }
 
   // The status collective, by every replica: sums t over all replicas, with
@@ -467,35 +512,43 @@ class data_parallel_trainer {
   }
 
   // Replica `local`'s part of one step on a global batch of n samples:
-  // forward/backward on its shard (shard(replica, first, count) gives its
+  // forward/backward on each of its parts (shard(replica, first, count) gives
   // samples [first, first + count) as (tensor, labels)), the status
-  // collective, the gradient all-reduce, the update. t gets the global totals.
+  // collective, the gradient sum, the update. t gets the global totals.
   // False, with no update anywhere, if any replica failed.
   template <class Shard>
   bool replica_step(std::size_t local, replica& r, std::size_t n, float lr, Shard&& shard, totals& t) const {
-    auto [first, last] = share(local, n);
+    const batch_parts parts = parts_of(n, options_.micro_batch);
+    auto [first, last] = owned(local, parts);
     auto grads = r.model.gradients();
+    std::vector<const float*> mine;
+    r.part_losses.assign(last - first, 0.0);
+    r.part_grads.resize(std::max<std::size_t>(r.part_grads.size(), last - first));
     t = {};
     if (!r.error) {
       try {
-        if (first == last) {
-          std::fill(grads.begin(), grads.end(), 0.0f);  // an empty shard adds nothing
-        } else {
-          auto [xs, ys] = shard(r, first, last - first);
+        for (std::size_t p = first; p < last; ++p) {
+          if (p > first) {  // keep the previous part's gradient; backward overwrites the model's
+            auto& kept = r.part_grads[p - first - 1];
+            kept.assign(grads.begin(), grads.end());
+            mine.push_back(kept.data());
+          }
+          auto [xs, ys] = shard(r, parts.begin(p), parts.begin(p + 1) - parts.begin(p));
           const tensor& logits = r.model.forward(xs);
           r.grad_out.resize(logits.rows(), logits.cols());
-          // Gradient of (shard loss sum) / n: the all-reduced sum is the global-batch mean.
-          t[loss_at] = r.loss(logits, ys, &r.grad_out, n);
-          t[correct_at] = static_cast<double>(count_correct(logits, ys));
-          t[samples_at] = static_cast<double>(ys.size());
+          // Gradient of (part loss sum) / n: the sum over all parts is the global-batch mean.
+          r.part_losses[p - first] = r.loss(logits, ys, &r.grad_out, n);
+          t[correct_at] += static_cast<double>(count_correct(logits, ys));
+          t[samples_at] += static_cast<double>(ys.size());
           r.model.backward(r.grad_out);
         }
+        if (first < last) mine.push_back(grads.data());
       } catch (...) {
         r.error = std::current_exception();
       }
     }
-    if (!sync(local, r, t)) return false;
-    group_->all_reduce(local, grads);
+    if (!sum_losses(local, r, first, parts.count, t)) return false;
+    group_->sum_parts(local, mine, first, parts.count, grads);  // no parts (n < replicas): zeros
     r.opt.step(r.model.parameters(), grads, lr);
     return true;
   }
