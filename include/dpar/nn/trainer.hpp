@@ -396,10 +396,14 @@ class data_parallel_trainer {
     if (!group_->sums_exactly()) return {n, 0, group_->size()};
     return {n, size, (n + size - 1) / size};
   }
-  // [first, last) of the parts local replica `local` owns: contiguous, in replica order.
+  // [first, last) of the parts local replica `local` owns: contiguous, in
+  // replica order; none if they hold no sample (an even share of a batch
+  // smaller than the replica count).
   std::pair<std::size_t, std::size_t> owned(std::size_t local, const batch_parts& parts) const {
     std::size_t g = group_->first() + local, k = group_->size();
-    return {parts.count * g / k, parts.count * (g + 1) / k};
+    std::size_t first = parts.count * g / k, last = parts.count * (g + 1) / k;
+    if (parts.begin(first) == parts.begin(last)) last = first;
+    return {first, last};
   }
 
   // The status collective with t[loss_at] the sum of every replica's
