@@ -21,19 +21,6 @@ using namespace nn_test;
 
 namespace {
 
-// Fashion-MNIST's shape: 784 features, 10 classes; 1000 samples in batches of
-// 128 wrap around with a short batch of 104 every 8 steps.
-const nn::dataset& fashion_shaped() {
-  static const nn::dataset data = blobs(1000, 784, 10, 21, 2.0f);
-  return data;
-}
-
-nn::sequential fashion_model() {
-  auto m = nn::make_mlp({784, 48, 10});
-  m.initialize(5);
-  return m;
-}
-
 struct trace {
   std::vector<std::vector<float>> params;  // after every step
   std::vector<std::uint64_t> losses;       // the loss sums' bits
