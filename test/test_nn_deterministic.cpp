@@ -35,6 +35,7 @@ trace train(std::size_t threads, std::uint64_t seed = 9) {
   dpar::thread_pool pool(threads == 0 ? 1 : threads);
   auto o = options(128);
   o.seed = seed;
+  o.micro_batch = 32;  // 4 parts (32, 32, 32, 8 in the short batch): 3 replicas own 1, 1 and 2
   auto t = threads == 0 ? nn::data_parallel_trainer(dpar::deterministic(dpar::seq), fashion_model(), o)
                         : nn::data_parallel_trainer(dpar::deterministic(dpar::par.on(pool)), fashion_model(), o);
   REQUIRE(t.replicas() == (threads == 0 ? 1 : threads));
@@ -115,13 +116,13 @@ TEST_CASE("deterministic trainer: epochs and a checkpoint resumed on another rep
 
 TEST_CASE("deterministic trainer: parts are summed exactly whichever replica holds them", "[nn][deterministic]") {
   // Three parts whose sum in any order but the exact one loses the 1.
-  const float parts[3][2] = {{1e20f, -0.0f}, {1.0f, -0.0f}, {-1e20f, -0.0f}};
+  const float parts[3][3] = {{1e20f, -0.0f, -0.0f}, {1.0f, -0.0f, 0.0f}, {-1e20f, -0.0f, -0.0f}};
   for (std::size_t k : {1, 2, 3}) {
     INFO(k << " replicas");
     dpar::thread_pool pool(k);
     auto group = nn::make_replica_group(dpar::deterministic(dpar::par.on(pool)));
     REQUIRE(group->sums_exactly());
-    std::vector<std::vector<float>> out(k, std::vector<float>(2, 7.0f));
+    std::vector<std::vector<float>> out(k, std::vector<float>(3, 7.0f));
     group->run([&](std::size_t local) {
       std::size_t first = 3 * local / k, last = 3 * (local + 1) / k;
       std::vector<const float*> mine;
@@ -130,7 +131,8 @@ TEST_CASE("deterministic trainer: parts are summed exactly whichever replica hol
     });
     for (const auto& o : out) {
       REQUIRE(o[0] == 1.0f);
-      REQUIRE(std::bit_cast<std::uint32_t>(o[1]) == 0u);  // -0 terms sum to +0 on every count alike
+      REQUIRE(std::bit_cast<std::uint32_t>(o[1]) == 0x80000000u);  // as the exact sum: -0 only if every term is
+      REQUIRE(std::bit_cast<std::uint32_t>(o[2]) == 0u);
     }
   }
 }

@@ -188,6 +188,7 @@ TEST_CASE("nn over MPI: deterministic training on ranks x 1 and 2 threads gives 
     INFO(threads << " threads per rank");
     dpar::thread_pool pool(threads);
     auto o = options(128);
+    o.micro_batch = 32;
     nn::data_parallel_trainer single(dpar::deterministic(dpar::seq), fashion_model(), o);
     auto t = threads == 1 ? nn::data_parallel_trainer(dpar::deterministic(dpar::mpi(MPI_COMM_WORLD, dpar::seq)),
                                                       fashion_model(), o)

@@ -20,11 +20,15 @@
 
 namespace dpar::nn {
 
-// Another group's replicas and collectives, with sum_parts made exact: every
-// replica's parts go into their slots of a buffer of all parts (zeros
-// elsewhere), one all-reduce of the inner group fills in every slot (x plus
-// zeros is x, whatever the grouping), and every replica sums the slots exactly
-// (dpar::deterministic's K-buffer kernel) and rounds once.
+// Another group's replicas and collectives, with sum_parts made exact: the
+// correctly rounded sum of all parts (dpar::deterministic's K-buffer kernel),
+// which is the same bits however the parts are spread.
+//   - Replicas of one process: each publishes its parts, and each sums a slice
+//     of the elements over all of them into a shared result that all copy.
+//   - Over MPI: every replica's parts go into their slots of a buffer of all
+//     parts (-0 elsewhere), one all-reduce of the inner group fills in every
+//     slot (x plus -0s is x, whatever the grouping), and every replica sums
+//     the slots.
 class deterministic_group final : public replica_group {
  public:
   explicit deterministic_group(std::unique_ptr<replica_group> inner)
@@ -45,35 +49,62 @@ class deterministic_group final : public replica_group {
 
   void sum_parts(std::size_t local, std::span<const float* const> mine, std::size_t first, std::size_t total,
                  std::span<float> out) override {
-    exact_sum_of_parts(local, mine, first, total, out, floats_[local]);
+    exact_sum_of_parts(local, mine, first, total, out, floats_);
   }
   void sum_parts(std::size_t local, std::span<const double* const> mine, std::size_t first, std::size_t total,
                  std::span<double> out) override {
-    exact_sum_of_parts(local, mine, first, total, out, doubles_[local]);
+    exact_sum_of_parts(local, mine, first, total, out, doubles_);
   }
   bool sums_exactly() const noexcept override { return true; }
 
  private:
   template <class T>
-  void exact_sum_of_parts(std::size_t local, std::span<const T* const> mine, std::size_t first, std::size_t total,
-                          std::span<T> out, std::vector<T>& slots) {
-    const std::size_t n = out.size();
-    slots.assign(total * n, T(0));
-    for (std::size_t j = 0; j < mine.size(); ++j) {
-      // + 0 makes -0 into +0, as the all-reduce would where another replica adds a zero: the same on any count.
-      T* slot = slots.data() + (first + j) * n;
-      for (std::size_t i = 0; i < n; ++i) slot[i] = mine[j][i] + T(0);
-    }
-    inner_->all_reduce(local, std::span<T>(slots));
-    if (total == 0) return std::fill(out.begin(), out.end(), T(0));
-    auto column = [&](std::size_t p) -> const T* { return slots.data() + p * n; };
+  struct shared {
+    std::vector<std::span<const T* const>> published;  // each local replica's parts, during a call
+    std::vector<std::vector<T>> slots;                  // each local replica's, over MPI
+    std::vector<T> result;                              // one process: the sum, sliced over the replicas
+    explicit shared(std::size_t replicas) : published(replicas), slots(replicas) {}
+  };
+
+  // out[lo, hi) = the correctly rounded sum of the columns (out may be one of them).
+  template <class T>
+  static void exact_columns(std::span<const T* const> columns, T* out, std::size_t lo, std::size_t hi) {
+    if (columns.empty()) return std::fill(out + lo, out + hi, T(0));
+    auto column = [&](std::size_t p) { return columns[p]; };
     dpar::detail::deterministic::exact_sum scratch;
-    dpar::detail::deterministic::exact_columns<T>(total, column, out.data(), 0, n, scratch);
+    dpar::detail::deterministic::exact_columns<T>(columns.size(), column, out, lo, hi, scratch);
+  }
+
+  template <class T>
+  void exact_sum_of_parts(std::size_t local, std::span<const T* const> mine, std::size_t first, std::size_t total,
+                          std::span<T> out, shared<T>& state) {
+    const std::size_t n = out.size(), k = local_size();
+    if (size() == 1) return exact_columns<T>(mine, out.data(), 0, n);
+    if (size() == k) {  // one process: read the others' parts in place
+      state.published[local] = mine;
+      inner_->barrier(local);
+      if (local == 0) state.result.resize(n);
+      inner_->barrier(local);
+      std::vector<const T*> columns;
+      for (auto parts : state.published) columns.insert(columns.end(), parts.begin(), parts.end());
+      exact_columns<T>(columns, state.result.data(), n * local / k, n * (local + 1) / k);
+      inner_->barrier(local);
+      std::copy(state.result.begin(), state.result.end(), out.begin());
+      inner_->barrier(local);  // the parts and the result stay until every replica is done with them
+      return;
+    }
+    auto& slots = state.slots[local];
+    slots.assign(total * n, T(-0.0));  // x + -0 is x, -0 included: the slots arrive with their signs of zero
+    for (std::size_t j = 0; j < mine.size(); ++j) std::copy(mine[j], mine[j] + n, slots.data() + (first + j) * n);
+    inner_->all_reduce(local, std::span<T>(slots));
+    std::vector<const T*> columns(total);
+    for (std::size_t p = 0; p < total; ++p) columns[p] = slots.data() + p * n;
+    exact_columns<T>(columns, out.data(), 0, n);
   }
 
   std::unique_ptr<replica_group> inner_;
-  std::vector<std::vector<float>> floats_;  // each local replica's slots, kept between steps
-  std::vector<std::vector<double>> doubles_;
+  shared<float> floats_;
+  shared<double> doubles_;
 };
 
 template <class Inner>

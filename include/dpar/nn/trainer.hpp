@@ -57,7 +57,7 @@ struct train_options {
   // dpar::deterministic(policy) only: gradients are computed per micro-batch
   // of this many samples, at fixed positions of the global batch, so the run
   // does not depend on the replica count (nn/deterministic.hpp).
-  std::size_t micro_batch = 32;
+  std::size_t micro_batch = 64;
   lr_function schedule = lr_schedule::constant(0.05f);  // an lr_schedule or any float(std::size_t step)
   sgd_options sgd{};
   loss_kind loss = loss_kind::softmax_cross_entropy;
