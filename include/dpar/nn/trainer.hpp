@@ -12,7 +12,9 @@
 // order, and each replica's GEMM sums its own shard, so K changes only how the
 // batch sum is grouped. In float32 that moves parameters by about 1e-7
 // relative over 20 steps (the tests check 1e-5). The same K and seed give
-// bitwise-identical runs.
+// bitwise-identical runs. Under dpar::deterministic(policy) any K gives the
+// same bits: the replica group then sums exactly (sum_parts), and the trainer
+// cuts batches into micro-batches at fixed positions (nn/deterministic.hpp).
 //
 // Failures. Every step ends in a collective that carries each replica's
 // status with its loss and counts: a replica that failed (bad labels, a
