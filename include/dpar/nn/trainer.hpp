@@ -42,12 +42,12 @@
 #include "../communicator.hpp"
 #include "../execution.hpp"
 #include "checkpoint.hpp"
+#include "deterministic.hpp"
 #include "idx.hpp"
 #include "layers.hpp"
 #include "loss.hpp"
 #include "model_file.hpp"
 #include "optim.hpp"
-#include "deterministic.hpp"
 #include "replica_group.hpp"
 #include "tensor.hpp"
 
