@@ -3,7 +3,9 @@
 // libtorch's C++ API with the same thread count, in the same run. Both train
 // on the same synthetic Fashion-MNIST-shaped data (8192 samples, 64 steps per
 // iteration; dpar shuffles and gathers its batches, libtorch takes contiguous
-// slices). items_per_second is samples/s.
+// slices). items_per_second is samples/s. dpar_mlp_deterministic: the same
+// under dpar::deterministic(dpar::par.on(pool)), the same bits on any thread
+// count (target: at least 0.67 of dpar_mlp's samples/s at 2 threads).
 //
 //   bench_nn [--benchmark_repetitions=5]          1 rank x 1, 2 (and all hardware) threads; libtorch
 //   mpiexec -n 2 bench_nn                         2 ranks x 1 thread, and the cross-rank gradient
@@ -92,6 +94,13 @@ void dpar_mlp(benchmark::State& state) {
   train(state, t);
 }
 
+// The same, reproducible: the same bits for any state.range(0).
+void dpar_mlp_deterministic(benchmark::State& state) {
+  dpar::thread_pool pool(static_cast<std::size_t>(state.range(0)));
+  nn::data_parallel_trainer t(dpar::deterministic(dpar::par.on(pool)), mlp(), options());
+  train(state, t);
+}
+
 #ifdef DPAR_BENCH_MPI
 // All ranks x state.range(0) threads each.
 void dpar_mlp_mpi(benchmark::State& state) {
@@ -164,6 +173,10 @@ int main(int argc, char** argv) {
     if (hw > 2) threads.push_back(hw);
     for (int t : threads) {
       benchmark::RegisterBenchmark("dpar_mlp", dpar_mlp)->Arg(t)->UseRealTime()->MinTime(2.0);
+      benchmark::RegisterBenchmark("dpar_mlp_deterministic", dpar_mlp_deterministic)
+          ->Arg(t)
+          ->UseRealTime()
+          ->MinTime(2.0);
 #ifdef DPAR_BENCH_TORCH
       benchmark::RegisterBenchmark("libtorch_mlp", libtorch_mlp)->Arg(t)->UseRealTime()->MinTime(2.0);
 #endif

@@ -47,6 +47,20 @@ inline nn::sequential model() {
   return m;
 }
 
+// Fashion-MNIST's shape, for reproducible training: 784 features, 10
+// classes; 1000 samples in batches of 128 wrap around (batch_of) with a short
+// batch of 104 every 8 steps.
+inline const nn::dataset& fashion_shaped() {
+  static const nn::dataset data = blobs(1000, 784, 10, 21, 2.0f);
+  return data;
+}
+
+inline nn::sequential fashion_model() {
+  auto m = nn::make_mlp({784, 48, 10});
+  m.initialize(5);
+  return m;
+}
+
 inline std::vector<float> params(const nn::data_parallel_trainer& t) {
   auto p = t.model().parameters();
   return {p.begin(), p.end()};

@@ -1,7 +1,8 @@
 // The data-parallel trainer over MPI ranks (run under mpiexec -n 2 and -n 4):
 // ranks x threads match one replica, totals are global, ranks stay bitwise
 // identical, checkpoints resume exactly, and a failure on one rank raises on
-// every rank. Every rank runs the same test cases in the same order; a
+// every rank; under dpar::deterministic, ranks x threads give one replica's
+// bits. Every rank runs the same test cases in the same order; a
 // watchdog aborts the job if a case hangs.
 #include <dpar/nn/mpi.hpp>
 
@@ -10,8 +11,10 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <bit>
 #include <chrono>
 #include <condition_variable>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -178,6 +181,48 @@ TEST_CASE("nn over MPI: ranks x 1 and 2 threads match one replica over 20 steps;
       REQUIRE(t.steps() == 20);
     }
   }
+}
+
+TEST_CASE("nn over MPI: deterministic training on ranks x 1 and 2 threads gives one replica's bits after every step",
+          "[nn][mpi][deterministic]") {
+  const auto& data = fashion_shaped();
+  std::string file = shared_temp("dpar_nn_mpi_det_");
+  for (std::size_t threads : {1, 2}) {
+    INFO(threads << " threads per rank");
+    dpar::thread_pool pool(threads);
+    auto o = options(128);
+    o.micro_batch = 32;
+    nn::data_parallel_trainer single(dpar::deterministic(dpar::seq), fashion_model(), o);
+    auto t = threads == 1 ? nn::data_parallel_trainer(dpar::deterministic(dpar::mpi(MPI_COMM_WORLD, dpar::seq)),
+                                                      fashion_model(), o)
+                          : nn::data_parallel_trainer(
+                                dpar::deterministic(dpar::mpi(MPI_COMM_WORLD, dpar::par.on(pool))), fashion_model(), o);
+    REQUIRE(t.replicas() == threads * static_cast<std::size_t>(world_size()));
+    for (std::size_t s = 0; s < 30; ++s) {
+      INFO("step " << s);
+      auto [x, y] = batch_of(data, 128, s);
+      auto want = single.train_step(x, y);
+      auto got = t.train_step(x, y);
+      REQUIRE(std::bit_cast<std::uint64_t>(got.loss_sum) == std::bit_cast<std::uint64_t>(want.loss_sum));
+      REQUIRE(got.correct == want.correct);
+      REQUIRE(params(t) == params(single));
+      if (s == 14 && threads == 2) t.save(file);
+    }
+    auto e = t.evaluate(data, 96), w = single.evaluate(data, 96);
+    REQUIRE(std::bit_cast<std::uint64_t>(e.loss_sum) == std::bit_cast<std::uint64_t>(w.loss_sum));
+    REQUIRE(e.correct == w.correct);
+    if (threads == 2) {  // written on ranks x 2 threads, resumed on one replica per rank
+      nn::data_parallel_trainer resumed(dpar::deterministic(dpar::seq), fashion_model(), o);
+      resumed.resume(file);
+      for (std::size_t s = 15; s < 30; ++s) {
+        auto [x, y] = batch_of(data, 128, s);
+        resumed.train_step(x, y);
+      }
+      REQUIRE(params(resumed) == params(t));
+    }
+  }
+  MPI_Barrier(MPI_COMM_WORLD);
+  if (world_rank() == 0) std::filesystem::remove(file);
 }
 
 TEST_CASE("nn over MPI: epoch totals, progress and evaluate are global and equal one replica's", "[nn][mpi]") {

@@ -10,7 +10,7 @@
 // [first(), first() + local_size()) of size().
 //
 // replica_group_for<Policy>::make(policy) builds the group a policy stands for;
-// a new kind of replica (a deterministic wrapper, GPUs) plugs in by
+// a new kind of replica (the deterministic wrapper, GPUs) plugs in by
 // specializing it, without touching the trainer. A group also makes its
 // replicas' model copies (make_model): where they live is the group's business.
 //
@@ -80,11 +80,40 @@ class replica_group {
     std::copy(from.begin(), from.end(), to.begin());
   }
 
+  // The parts of a batch (micro-batch gradients, loss sums): `total` parts of
+  // out.size() elements in all, this replica's being [first, first +
+  // mine.size()). out = their element-wise sum, on every replica. Here: each
+  // replica adds its own in order, then all_reduce; so the grouping depends on
+  // how the parts are spread. out may be mine[0] when it is the only part.
+  virtual void sum_parts(std::size_t local, std::span<const float* const> mine, std::size_t /*first*/,
+                         std::size_t /*total*/, std::span<float> out) {
+    add_then_all_reduce(local, mine, out);
+  }
+  virtual void sum_parts(std::size_t local, std::span<const double* const> mine, std::size_t /*first*/,
+                         std::size_t /*total*/, std::span<double> out) {
+    add_then_all_reduce(local, mine, out);
+  }
+  // True where sum_parts is the same bits however the parts are spread over
+  // the replicas (nn/deterministic.hpp); the trainer then cuts batches into
+  // parts of a fixed size at fixed positions.
+  virtual bool sums_exactly() const noexcept { return false; }
+
  protected:
   replica_group(std::size_t size, std::size_t local_size, std::size_t first, int process_rank)
       : size_(size), local_size_(local_size), first_(first), process_rank_(process_rank) {}
 
  private:
+  template <class T>
+  void add_then_all_reduce(std::size_t local, std::span<const T* const> mine, std::span<T> out) {
+    if (mine.size() != 1 || mine[0] != out.data()) {
+      std::vector<T> sum(out.size(), T(0));
+      for (const T* part : mine)
+        for (std::size_t i = 0; i < sum.size(); ++i) sum[i] += part[i];
+      std::copy(sum.begin(), sum.end(), out.begin());
+    }
+    all_reduce(local, out);
+  }
+
   std::size_t size_, local_size_, first_;
   int process_rank_;
 };

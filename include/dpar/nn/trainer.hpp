@@ -14,7 +14,9 @@
 // order, and each replica's GEMM sums its own shard, so K changes only how the
 // batch sum is grouped. In float32 that moves parameters by about 1e-7
 // relative over 20 steps (the tests check 1e-5). The same K and seed give
-// bitwise-identical runs.
+// bitwise-identical runs. Under dpar::deterministic(policy) any K gives the
+// same bits: the replica group then sums exactly (sum_parts), and the trainer
+// cuts batches into micro-batches at fixed positions (nn/deterministic.hpp).
 //
 // Failures. Every step ends in a collective that carries each replica's
 // status with its loss and counts: a replica that failed (bad labels, a
@@ -42,6 +44,7 @@
 #include "../communicator.hpp"
 #include "../execution.hpp"
 #include "checkpoint.hpp"
+#include "deterministic.hpp"
 #include "idx.hpp"
 #include "layers.hpp"
 #include "loss.hpp"
@@ -56,6 +59,10 @@ namespace dpar::nn {
 struct train_options {
   std::size_t batch = 128;  // global batch: split over all replicas of all ranks
   std::uint64_t seed = 1;   // data order (model initialization is the caller's)
+  // dpar::deterministic(policy) only: gradients are computed per micro-batch
+  // of this many samples, at fixed positions of the global batch, so the run
+  // does not depend on the replica count (nn/deterministic.hpp).
+  std::size_t micro_batch = 64;
   lr_function schedule = lr_schedule::constant(0.05f);  // an lr_schedule or any float(std::size_t step)
   sgd_options sgd{};
   loss_kind loss = loss_kind::softmax_cross_entropy;
@@ -83,6 +90,8 @@ class data_parallel_trainer {
       : group_(std::move(group)), options_(std::move(options)) {
     if (!group_) throw std::invalid_argument("dpar::nn::data_parallel_trainer: no replica group");
     if (options_.batch == 0) throw std::invalid_argument("dpar::nn::data_parallel_trainer: batch size must be positive");
+    if (options_.micro_batch == 0)
+      throw std::invalid_argument("dpar::nn::data_parallel_trainer: micro-batch size must be positive");
     check_schedule(options_.schedule);
     for (std::size_t r = 0; r < group_->local_size(); ++r)
       replicas_.push_back(std::make_unique<replica>(group_->make_model(r, model, options_.sgd, options_.loss)));
@@ -224,25 +233,27 @@ class data_parallel_trainer {
   step_result evaluate(const dataset& data, std::size_t chunk = 1000) {
     check_dataset(data);
     if (chunk == 0) throw std::invalid_argument("dpar::nn::data_parallel_trainer::evaluate: chunk must be positive");
-    std::size_t n = data.size();
+    const batch_parts parts = parts_of(data.size(), chunk);
     totals result{};
     run([&](std::size_t local, replica& r) {
-      auto [first, last] = share(local, n);
+      auto [first, last] = owned(local, parts);
+      r.part_losses.assign(last - first, 0.0);
       totals t{};
       try {
-        for (std::size_t b = first; b < last; b += chunk) {
-          std::size_t c = std::min(chunk, last - b);
-          auto ys = std::span<const std::int32_t>(data.labels).subspan(b, c);
-          check_labels(ys, b);
-          auto [loss, correct] = r.model->evaluate(data.images.rows_view(b, c), ys);
-          t[loss_at] += loss;
-          t[correct_at] += static_cast<double>(correct);
-          t[samples_at] += static_cast<double>(c);
-        }
+        for (std::size_t p = first; p < last; ++p)
+          for (std::size_t b = parts.begin(p), end = parts.begin(p + 1); b < end; b += chunk) {
+            std::size_t c = std::min(chunk, end - b);
+            auto ys = std::span<const std::int32_t>(data.labels).subspan(b, c);
+            check_labels(ys, b);
+            auto [loss, correct] = r.model->evaluate(data.images.rows_view(b, c), ys);
+            r.part_losses[p - first] += loss;
+            t[correct_at] += static_cast<double>(correct);
+            t[samples_at] += static_cast<double>(c);
+          }
       } catch (...) {
         r.error = std::current_exception();
       }
-      if (sync(local, r, t) && local == 0) result = t;
+      if (sum_losses(local, r, first, parts.count, t) && local == 0) result = t;
     });
     return to_result(result);
   }
@@ -285,8 +296,9 @@ class data_parallel_trainer {
   // or learning-rate schedule (the one in effect when it was saved) is refused
   // (on every rank). One written with another replica count is
   // accepted: the replicas hold one shared state, so training continues the
-  // same run, bitwise only with the same replica count (another count groups
-  // the gradient sums differently, about 1e-7 relative per step).
+  // same run, bitwise with the same replica count, or with any count under
+  // dpar::deterministic(policy) (else another count groups the gradient sums
+  // differently, about 1e-7 relative per step).
   void resume(const std::string& file) {
     checkpoint c;
     run([&](std::size_t local, replica& r) {
@@ -329,6 +341,8 @@ class data_parallel_trainer {
     explicit replica(std::unique_ptr<replica_model> m) : model(std::move(m)) {}
     std::unique_ptr<replica_model> model;  // parameters, optimizer state, loss: wherever the group put them
     std::vector<std::int32_t> batch_y;     // this replica's shard's labels, gathered by train_epoch
+    std::vector<std::vector<float>> part_grads;  // gradients of its parts but the last (which stays in the model)
+    std::vector<double> part_losses;
     std::exception_ptr error;  // this replica's failure in the current run
   };
 
@@ -379,6 +393,43 @@ class data_parallel_trainer {
   std::pair<std::size_t, std::size_t> share(std::size_t local, std::size_t n) const {
     std::size_t g = group_->first() + local, k = group_->size();
     return {n * g / k, n * (g + 1) / k};
+  }
+
+  // A batch of n samples cut into the parts whose gradients and losses
+  // sum_parts adds. Over a group that sums exactly: parts of `size` samples at
+  // fixed positions, so each part is computed alike (the same GEMM shapes)
+  // whoever owns it. Else (size 0) one part per replica, its even share.
+  struct batch_parts {
+    std::size_t n, size, count;
+    std::size_t begin(std::size_t p) const { return size ? std::min(n, p * size) : n * p / count; }
+  };
+  batch_parts parts_of(std::size_t n, std::size_t size) const {
+    if (!group_->sums_exactly()) return {n, 0, group_->size()};
+    return {n, size, (n + size - 1) / size};
+  }
+  // [first, last) of the parts local replica `local` owns: contiguous, in
+  // replica order; none if they hold no sample (an even share of a batch
+  // smaller than the replica count).
+  std::pair<std::size_t, std::size_t> owned(std::size_t local, const batch_parts& parts) const {
+    std::size_t g = group_->first() + local, k = group_->size();
+    std::size_t first = parts.count * g / k, last = parts.count * (g + 1) / k;
+    if (parts.begin(first) == parts.begin(last)) last = first;
+    return {first, last};
+  }
+
+  // The status collective with t[loss_at] the sum of every replica's
+  // part_losses (its parts [first, ...) of `total`), through sum_parts where
+  // that is exact, so the loss is the same bits on any replica count.
+  bool sum_losses(std::size_t local, replica& r, std::size_t first, std::size_t total, totals& t) const {
+    t[loss_at] = 0;
+    for (double l : r.part_losses) t[loss_at] += l;
+    if (!sync(local, r, t)) return false;
+    if (group_->sums_exactly()) {
+      std::vector<const double*> mine;
+      for (const double& l : r.part_losses) mine.push_back(&l);
+      group_->sum_parts(local, mine, first, total, std::span<double>(&t[loss_at], 1));
+    }
+    return true;
   }
 
   // The status collective, by every replica: sums t over all replicas, with
@@ -477,32 +528,49 @@ class data_parallel_trainer {
   }
 
   // Replica `local`'s part of one step on a global batch of n samples:
-  // forward/backward on its shard (shard(replica, first, count) gives its
+  // forward/backward on each of its parts (shard(replica, first, count) gives
   // samples [first, first + count) as (tensor, labels)), the status
-  // collective, the gradient all-reduce, the update. t gets the global totals.
+  // collective, the gradient sum, the update. t gets the global totals.
   // False, with no update anywhere, if any replica failed.
   template <class Shard>
   bool replica_step(std::size_t local, replica& r, std::size_t n, float lr, Shard&& shard, totals& t) const {
-    auto [first, last] = share(local, n);
+    const batch_parts parts = parts_of(n, options_.micro_batch);
+    auto [first, last] = owned(local, parts);
+    auto grads = r.model->gradients();
+    std::vector<const float*> mine;
+    r.part_losses.assign(last - first, 0.0);
+    r.part_grads.resize(std::max<std::size_t>(r.part_grads.size(), last - first));
     t = {};
     if (!r.error) {
       try {
-        if (first == last) {
-          r.model->zero_gradients();  // an empty shard adds nothing
-        } else {
-          auto [xs, ys] = shard(r, first, last - first);
-          // Gradient of (shard loss sum) / n: the all-reduced sum is the global-batch mean.
+        for (std::size_t p = first; p < last; ++p) {
+          if (p > first) {  // keep the previous part's gradient; the next pass overwrites the model's
+            auto& kept = r.part_grads[p - first - 1];
+            kept.resize(grads.size());
+            group_->copy_gradients(local, grads, kept);
+            mine.push_back(kept.data());
+          }
+          auto [xs, ys] = shard(r, parts.begin(p), parts.begin(p + 1) - parts.begin(p));
+          // Gradient of (part loss sum) / n: the sum over all parts is the global-batch mean.
           auto [loss, correct] = r.model->compute_gradients(xs, ys, n);
-          t[loss_at] = loss;
-          t[correct_at] = static_cast<double>(correct);
-          t[samples_at] = static_cast<double>(ys.size());
+          r.part_losses[p - first] = loss;
+          t[correct_at] += static_cast<double>(correct);
+          t[samples_at] += static_cast<double>(ys.size());
+        }
+        if (first < last) {
+          mine.push_back(grads.data());
+        } else if (!group_->sums_exactly()) {
+          // No samples here (a batch smaller than the replica count): a zero
+          // part, zeroed where the gradients live (device memory for GPU groups).
+          r.model->zero_gradients();
+          mine.push_back(grads.data());
         }
       } catch (...) {
         r.error = std::current_exception();
       }
     }
-    if (!sync(local, r, t)) return false;
-    group_->all_reduce(local, r.model->gradients());
+    if (!sum_losses(local, r, first, parts.count, t)) return false;
+    group_->sum_parts(local, mine, first, parts.count, grads);  // exact groups: no parts give zeros
     r.model->update(lr);
     return true;
   }

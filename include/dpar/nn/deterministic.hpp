@@ -1,0 +1,117 @@
+#pragma once
+// Reproducible training: data_parallel_trainer(dpar::deterministic(policy), ...)
+// runs on the replicas of `policy` (seq, par, par.on(pool), mpi(comm, inner)),
+// wrapped in a deterministic_group whose sum_parts is the correctly rounded sum
+// of all replicas' parts. The trainer then cuts every batch into micro-batches
+// of train_options::micro_batch samples at fixed positions, computes each
+// one's gradient alone (the same GEMM shapes whoever owns it), and sums them
+// with sum_parts: the same bits for any number of replicas, threads or ranks.
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "../deterministic.hpp"
+#include "replica_group.hpp"
+
+namespace dpar::nn {
+
+// Another group's replicas and collectives, with sum_parts made exact: the
+// correctly rounded sum of all parts (dpar::deterministic's K-buffer kernel),
+// which is the same bits however the parts are spread.
+//   - Replicas of one process: each publishes its parts, and each sums a slice
+//     of the elements over all of them into a shared result that all copy.
+//   - Over MPI: every replica's parts go into their slots of a buffer of all
+//     parts (-0 elsewhere), one all-reduce of the inner group fills in every
+//     slot (x plus -0s is x, whatever the grouping), and every replica sums
+//     the slots.
+class deterministic_group final : public replica_group {
+ public:
+  explicit deterministic_group(std::unique_ptr<replica_group> inner)
+      : replica_group(inner->size(), inner->local_size(), inner->first(), inner->process_rank()),
+        inner_(std::move(inner)),
+        floats_(local_size()),
+        doubles_(local_size()) {}
+
+  int process_of(std::size_t g) const override { return inner_->process_of(g); }
+  void run(const std::function<void(std::size_t)>& f) override { inner_->run(f); }
+  void all_reduce(std::size_t local, std::span<float> data) override { inner_->all_reduce(local, data); }
+  void all_reduce(std::size_t local, std::span<double> data) override { inner_->all_reduce(local, data); }
+  void all_reduce(std::size_t local, std::span<std::uint64_t> data) override { inner_->all_reduce(local, data); }
+  void broadcast(std::size_t local, std::span<std::byte> data, std::size_t root) override {
+    inner_->broadcast(local, data, root);
+  }
+  void barrier(std::size_t local) override { inner_->barrier(local); }
+
+  void sum_parts(std::size_t local, std::span<const float* const> mine, std::size_t first, std::size_t total,
+                 std::span<float> out) override {
+    exact_sum_of_parts(local, mine, first, total, out, floats_);
+  }
+  void sum_parts(std::size_t local, std::span<const double* const> mine, std::size_t first, std::size_t total,
+                 std::span<double> out) override {
+    exact_sum_of_parts(local, mine, first, total, out, doubles_);
+  }
+  bool sums_exactly() const noexcept override { return true; }
+
+ private:
+  template <class T>
+  struct shared {
+    std::vector<std::span<const T* const>> published;  // each local replica's parts, during a call
+    std::vector<std::vector<T>> slots;                  // each local replica's, over MPI
+    std::vector<T> result;                              // one process: the sum, sliced over the replicas
+    explicit shared(std::size_t replicas) : published(replicas), slots(replicas) {}
+  };
+
+  // out[lo, hi) = the correctly rounded sum of the columns (out may be one of them).
+  template <class T>
+  static void exact_columns(std::span<const T* const> columns, T* out, std::size_t lo, std::size_t hi) {
+    if (columns.empty()) return std::fill(out + lo, out + hi, T(0));
+    auto column = [&](std::size_t p) { return columns[p]; };
+    dpar::detail::deterministic::exact_sum scratch;
+    dpar::detail::deterministic::exact_columns<T>(columns.size(), column, out, lo, hi, scratch);
+  }
+
+  template <class T>
+  void exact_sum_of_parts(std::size_t local, std::span<const T* const> mine, std::size_t first, std::size_t total,
+                          std::span<T> out, shared<T>& state) {
+    const std::size_t n = out.size(), k = local_size();
+    if (size() == 1) return exact_columns<T>(mine, out.data(), 0, n);
+    if (size() == k) {  // one process: read the others' parts in place
+      state.published[local] = mine;
+      inner_->barrier(local);
+      if (local == 0) state.result.resize(n);
+      inner_->barrier(local);
+      std::vector<const T*> columns;
+      for (auto parts : state.published) columns.insert(columns.end(), parts.begin(), parts.end());
+      exact_columns<T>(columns, state.result.data(), n * local / k, n * (local + 1) / k);
+      inner_->barrier(local);
+      std::copy(state.result.begin(), state.result.end(), out.begin());
+      inner_->barrier(local);  // the parts and the result stay until every replica is done with them
+      return;
+    }
+    auto& slots = state.slots[local];
+    slots.assign(total * n, T(-0.0));  // x + -0 is x, -0 included: the slots arrive with their signs of zero
+    for (std::size_t j = 0; j < mine.size(); ++j) std::copy(mine[j], mine[j] + n, slots.data() + (first + j) * n);
+    inner_->all_reduce(local, std::span<T>(slots));
+    std::vector<const T*> columns(total);
+    for (std::size_t p = 0; p < total; ++p) columns[p] = slots.data() + p * n;
+    exact_columns<T>(columns, out.data(), 0, n);
+  }
+
+  std::unique_ptr<replica_group> inner_;
+  shared<float> floats_;
+  shared<double> doubles_;
+};
+
+template <class Inner>
+struct replica_group_for<deterministic_policy<Inner>> {
+  static std::unique_ptr<replica_group> make(const deterministic_policy<Inner>& p) {
+    return std::make_unique<deterministic_group>(make_replica_group(p.inner()));
+  }
+};
+
+}  // namespace dpar::nn
