@@ -376,15 +376,8 @@ class separate_gradients_model final : public nn::replica_model {
 };
 
 // One replica per rank that says it computes on a device (as mpi(comm, gpu.on(d))'s do).
-class device_like_group final : public nn::replica_group {
+class device_like_group final : public nn::sequential_group {
  public:
-  device_like_group() : replica_group(1, 1, 0, 0) {}
-  void run(const std::function<void(std::size_t)>& f) override { f(0); }
-  void all_reduce(std::size_t, std::span<float>) override {}
-  void all_reduce(std::size_t, std::span<double>) override {}
-  void all_reduce(std::size_t, std::span<std::uint64_t>) override {}
-  void broadcast(std::size_t, std::span<std::byte>, std::size_t) override {}
-  void barrier(std::size_t) override {}
   std::unique_ptr<nn::replica_model> make_model(std::size_t, const nn::sequential& m, nn::sgd_options o,
                                                 nn::loss_kind l) override {
     return std::make_unique<separate_gradients_model>(m, o, l);

@@ -25,6 +25,7 @@
 #include "../collective/kernels.hpp"
 #include "../backend_concept.hpp"
 #include "../collective/backend.hpp"
+#include "../elementwise_on_inner.hpp"
 #include "../kernels.hpp"
 #include "../threads/all_reduce.hpp"
 #include "../threads/backend.hpp"
@@ -89,13 +90,7 @@ inline constexpr std::size_t fixed_block = reorderable_v<Op, T> ? threads::min_b
 template <class T, class Op, class Elem>
 T fixed_fold(thread_pool* pool, T init, std::size_t n, Op& op, Elem& elem) {
   const threads::blocks cut = fixed_blocks(n, fixed_block<Op, T>);
-  if (cut.count == 1) return detail::fold(std::move(init), 0, n, op, elem);
-  std::vector<std::optional<T>> partial(cut.count);
-  for_each_block(pool, cut, [&](std::size_t b, std::size_t lo, std::size_t hi) {
-    partial[b].emplace(fold_nonempty<T>(lo, hi, op, elem));
-  });
-  for (auto& p : partial) init = op(std::move(init), std::move(*p));
-  return init;
+  return threads::fold_blocks(cut, std::move(init), op, elem, [&](auto&& body) { for_each_block(pool, cut, body); });
 }
 
 // Reduce-then-scan over fixed blocks: each block's total, the carries in
@@ -304,23 +299,7 @@ using host_element_t = typename collective::buffer_span_t<Buffers>::element_type
 
 // ---- the backend ------------------------------------------------------------
 
-struct backend {
-  template <class P, class In, class Out, class F>
-  static Out transform(const P& policy, In first, In last, Out d_first, F f) {
-    return backend_of<typename P::inner_type>::transform(policy.inner(), first, last, d_first, std::move(f));
-  }
-
-  template <class P, class In1, class In2, class Out, class F>
-  static Out transform(const P& policy, In1 first1, In1 last1, In2 first2, Out d_first, F f) {
-    return backend_of<typename P::inner_type>::transform(policy.inner(), first1, last1, first2, d_first,
-                                                         std::move(f));
-  }
-
-  template <class P, class It, class F>
-  static void for_each(const P& policy, It first, It last, F f) {
-    backend_of<typename P::inner_type>::for_each(policy.inner(), first, last, std::move(f));
-  }
-
+struct backend : elementwise_on_inner {
   template <class P, class It, class T, class Op>
   static T reduce(const P& policy, It first, It last, T init, Op op) {
     auto elem = [&](std::size_t i) -> decltype(auto) { return at(first, i); };

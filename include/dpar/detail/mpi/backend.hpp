@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "../../execution.hpp"
+#include "../elementwise_on_inner.hpp"
 #include "../collective/checks.hpp"
 #include "../collective/kernels.hpp"
 #include "../kernels.hpp"
@@ -99,23 +100,7 @@ auto local_span(Buffer& buffer) {
   return std::span<T>(s);
 }
 
-struct backend {
-  template <class P, class In, class Out, class F>
-  static Out transform(const P& policy, In first, In last, Out d_first, F f) {
-    return backend_of<typename P::inner_type>::transform(policy.inner(), first, last, d_first, std::move(f));
-  }
-
-  template <class P, class In1, class In2, class Out, class F>
-  static Out transform(const P& policy, In1 first1, In1 last1, In2 first2, Out d_first, F f) {
-    return backend_of<typename P::inner_type>::transform(policy.inner(), first1, last1, first2, d_first,
-                                                         std::move(f));
-  }
-
-  template <class P, class It, class F>
-  static void for_each(const P& policy, It first, It last, F f) {
-    backend_of<typename P::inner_type>::for_each(policy.inner(), first, last, std::move(f));
-  }
-
+struct backend : elementwise_on_inner {
   template <class P, class It, class T, class Op>
   static T reduce(const P& policy, It first, It last, T init, Op op) {
     return reduce_across(policy, std::move(init), op, [&] {

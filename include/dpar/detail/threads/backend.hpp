@@ -64,17 +64,23 @@ void for_each_block(thread_pool& pool, const blocks& cut, Body&& body) {
   });
 }
 
-// op(init, elem(0), ..., elem(n-1)) with one partial result per block.
-template <class T, class Op, class Elem>
-T parallel_fold(thread_pool& pool, T init, std::size_t n, Op& op, Elem& elem) {
-  blocks cut = split(pool, n, reorderable_v<Op, T> ? min_block_arithmetic : min_block);
-  if (cut.count == 1) return detail::fold(std::move(init), 0, n, op, elem);
+// op(init, elem(0), ..., elem(cut.n - 1)) with one partial result per block
+// of `cut`, combined in block order; run_blocks(body) calls body(block, lo,
+// hi) for every block, on whatever threads it likes.
+template <class T, class Op, class Elem, class RunBlocks>
+T fold_blocks(const blocks& cut, T init, Op& op, Elem& elem, RunBlocks&& run_blocks) {
+  if (cut.count == 1) return detail::fold(std::move(init), 0, cut.n, op, elem);
   std::vector<std::optional<T>> partial(cut.count);
-  for_each_block(pool, cut, [&](std::size_t b, std::size_t lo, std::size_t hi) {
-    partial[b].emplace(fold_nonempty<T>(lo, hi, op, elem));
-  });
+  run_blocks([&](std::size_t b, std::size_t lo, std::size_t hi) { partial[b].emplace(fold_nonempty<T>(lo, hi, op, elem)); });
   for (auto& p : partial) init = op(std::move(init), std::move(*p));
   return init;
+}
+
+// op(init, elem(0), ..., elem(n-1)) over a few blocks per pool thread.
+template <class T, class Op, class Elem>
+T parallel_fold(thread_pool& pool, T init, std::size_t n, Op& op, Elem& elem) {
+  const blocks cut = split(pool, n, reorderable_v<Op, T> ? min_block_arithmetic : min_block);
+  return fold_blocks(cut, std::move(init), op, elem, [&](auto&& body) { for_each_block(pool, cut, body); });
 }
 
 struct backend {
