@@ -99,14 +99,14 @@ std::string name_of(const std::vector<int>& list) {
 }  // namespace
 
 TEST_CASE("shard layout: n / k each, the remainder on the first shards", "[multi_gpu][nodevice]") {
-  using dpar::detail::multi_gpu::shard_begin;
+  using dpar::detail::even_split_begin;  // the shard layout
   for (std::size_t k = 1; k <= 5; ++k)
     for (std::size_t n : {0, 1, 2, 3, 4, 7, 10, 1009}) {
       INFO("n = " << n << ", k = " << k);
-      CHECK(shard_begin(n, k, 0) == 0);
-      CHECK(shard_begin(n, k, k) == n);
+      CHECK(even_split_begin(n, k, 0) == 0);
+      CHECK(even_split_begin(n, k, k) == n);
       for (std::size_t i = 0; i < k; ++i) {
-        std::size_t size = shard_begin(n, k, i + 1) - shard_begin(n, k, i);
+        std::size_t size = even_split_begin(n, k, i + 1) - even_split_begin(n, k, i);
         CHECK(size == n / k + (i < n % k ? 1 : 0));
       }
     }

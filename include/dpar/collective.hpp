@@ -9,7 +9,7 @@
 // The policy's type picks the backend at compile time through
 // detail::collective_backend<Policy> (detail/collective/backend.hpp),
 // specialized for seq and par in detail/threads/all_reduce.hpp, for MPI in
-// mpi.hpp and for multi_gpu in detail/multi_gpu/algorithms.hpp. What
+// mpi.hpp and for multi_gpu in sharded_algorithms.hpp. What
 // `buffers` is depends on the backend: for CPU replicas any range whose
 // elements convert to std::span<T> (vectors, spans, arrays); for MPI ranks
 // the one local buffer of this rank.

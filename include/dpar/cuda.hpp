@@ -21,8 +21,14 @@
 
 // dpar::multi_gpu, dpar::sharded_vector and the device all_reduce. The NCCL
 // path of all_reduce needs DPAR_HAVE_NCCL and libnccl (CMake: dpar::nccl).
-#include "detail/multi_gpu/algorithms.hpp"
 #include "detail/multi_gpu/all_reduce.hpp"
 #include "detail/multi_gpu/backend.hpp"
 #include "detail/multi_gpu/policy.hpp"
 #include "detail/multi_gpu/sharded_vector.hpp"
+#include "sharded_algorithms.hpp"
+
+namespace dpar::detail {
+// Both GPU backends provide every algorithm the front doors call.
+static_assert(backend_for<cuda::backend, gpu_policy>);
+static_assert(backend_for<multi_gpu::backend, multi_gpu_policy>);
+}  // namespace dpar::detail

@@ -15,16 +15,12 @@
 #include <vector>
 
 #include "../cuda/error.hpp"
+#include "../kernels.hpp"
 #include "policy.hpp"
 
 namespace dpar {
 
 namespace detail::multi_gpu {
-// First element of shard i when n elements are split over k shards: n / k
-// each, and the first n % k shards one more.
-constexpr std::size_t shard_begin(std::size_t n, std::size_t k, std::size_t i) noexcept {
-  return i * (n / k) + std::min(i, n % k);
-}
 struct no_fill_t {};  // internal: leave the elements uninitialized
 }  // namespace detail::multi_gpu
 
@@ -82,7 +78,7 @@ class sharded_vector {
     const std::size_t k = policy.size();
     storage_.shards.reserve(k);
     for (std::size_t i = 0; i < k; ++i) {
-      const std::size_t lo = detail::multi_gpu::shard_begin(n, k, i), hi = detail::multi_gpu::shard_begin(n, k, i + 1);
+      const std::size_t lo = detail::even_split_begin(n, k, i), hi = detail::even_split_begin(n, k, i + 1);
       shard<T> s{policy.device(i), nullptr, hi - lo, lo, policy.stream(i)};
       if (s.size != 0) {
         detail::cuda::device_scope scope(s.device);

@@ -1,5 +1,6 @@
 #pragma once
-// The algorithms on dpar::sharded_vector, for a multi_gpu policy. The front
+// The algorithms on dpar::sharded_vector, for a multi_gpu policy (public; reached
+// through dpar/cuda.hpp). The front
 // doors of algorithm.hpp take random-access ranges; a sharded_vector is not
 // one (its shards live on several devices), so it gets these thin overloads,
 // each forwarding to the multi-GPU backend. Outputs are sharded_vectors of the
@@ -11,10 +12,10 @@
 #include <optional>
 #include <type_traits>
 
-#include "../../collective.hpp"  // collective_backend, specialized below
-#include "all_reduce.hpp"
-#include "backend.hpp"
-#include "sharded_vector.hpp"
+#include "collective.hpp"  // collective_backend, specialized below
+#include "detail/multi_gpu/all_reduce.hpp"
+#include "detail/multi_gpu/backend.hpp"
+#include "detail/multi_gpu/sharded_vector.hpp"
 
 namespace dpar {
 
