@@ -26,3 +26,6 @@
 #include "detail/multi_gpu/backend.hpp"
 #include "detail/multi_gpu/policy.hpp"
 #include "detail/multi_gpu/sharded_vector.hpp"
+
+// dpar::deterministic(dpar::gpu...) and deterministic(dpar::multi_gpu(...)).
+#include "detail/deterministic/gpu.hpp"
