@@ -4,7 +4,8 @@
 // op. Also in-place scans, thrust and fancy iterators, a user stream, device 0
 // named explicitly, the errors, a 288-byte element type (6x6 matrices) in the
 // ordered reduce, T& functions on thrust::device_vector, and
-// cudaStreamPerThread from several host threads. Run by gpu_main.cpp, which skips (exit 77)
+// cudaStreamPerThread from several host threads, and dpar::deterministic(gpu)
+// (sums of adversarial floats: the bits of deterministic(seq)). Run by gpu_main.cpp, which skips (exit 77)
 // when there is no CUDA device.
 //
 // Inputs of float and double are small integers, so that every partial sum is

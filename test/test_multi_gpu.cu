@@ -7,7 +7,8 @@
 // order, fails. Also host iterators (scatter, compute, gather), the device
 // all_reduce against a host reference (also after slow kernels on the devices'
 // default streams, and from several host threads), int-in/int64-out scans
-// across shards, and the errors. Run by gpu_main.cpp,
+// across shards, deterministic(multi_gpu) (its exact all_reduce against the host
+// deterministic one), and the errors. Run by gpu_main.cpp,
 // which skips (exit 77) without a CUDA device; the [nodevice] test runs
 // everywhere.
 #include <catch2/catch.hpp>
