@@ -4,7 +4,8 @@
 // op. Also in-place scans, thrust and fancy iterators, a user stream, device 0
 // named explicitly, the errors, a 288-byte element type (6x6 matrices) in the
 // ordered reduce, T& functions on thrust::device_vector, and
-// cudaStreamPerThread from several host threads. Run by gpu_main.cpp, which skips (exit 77)
+// cudaStreamPerThread from several host threads, and dpar::deterministic(gpu)
+// (sums of adversarial floats: the bits of deterministic(seq)). Run by gpu_main.cpp, which skips (exit 77)
 // when there is no CUDA device.
 //
 // Inputs of float and double are small integers, so that every partial sum is
@@ -15,6 +16,7 @@
 #include <catch2/catch.hpp>
 
 #include "collective_common.hpp"  // within_seconds
+#include "exact_reference.hpp"    // adversarial float data
 #include "mat2.hpp"
 
 #include <thrust/device_vector.h>
@@ -22,6 +24,7 @@
 #include <thrust/iterator/transform_iterator.h>
 
 #include <cmath>
+#include <cstring>
 #include <cstdint>
 #include <exception>
 #include <random>
@@ -230,6 +233,97 @@ TEST_CASE("gpu non-commutative op: 2x2 matrices mod p, in sequence order", "[gpu
     dpar::exclusive_scan(dpar::seq, a.begin(), a.end(), want.begin(), init, mul);
     dpar::exclusive_scan(dpar::gpu, da, da.begin(), init, mul);  // in place
     CHECK(host_of(da) == want);
+  }
+}
+
+// deterministic(gpu): float and double sums staged through the host are the
+// bits of deterministic(seq) on the same data; everything else is what plain
+// dpar::gpu gives.
+template <class T>
+bool same_bits(T a, T b) {
+  return std::memcmp(&a, &b, sizeof a) == 0;
+}
+
+// One rounding, the same on host and device; a struct, as a fancy iterator needs.
+template <class T>
+struct times3 {
+  __host__ __device__ T operator()(T x) const { return x * T(3); }
+};
+
+TEMPLATE_TEST_CASE("deterministic(gpu) sums are the bits of deterministic(seq)", "[gpu][deterministic]", float,
+                   double) {
+  using T = TestType;
+  const auto det_gpu = dpar::deterministic(dpar::gpu);
+  const auto det_seq = dpar::deterministic(dpar::seq);
+  const times3<T> triple;
+  for (std::size_t n : sizes) {
+    for (int kind = 0; kind < 3; ++kind) {
+      INFO("n = " << n << ", data kind " << kind);
+      auto a = kind == 0   ? dpar_test::wide_range<T>(n, n + 1)
+               : kind == 1 ? dpar_test::cancelling<T>(n, n + 1)
+                           : dpar_test::subnormal<T>(n, n + 1);
+      const auto b = dpar_test::wide_range<T>(n, n + 2);
+      const dpar::device_vector<T> da(a), db(b);
+      const T init = T(0.375);
+      CHECK(same_bits(dpar::reduce(det_gpu, da, init), dpar::reduce(det_seq, a, init)));
+      CHECK(same_bits(dpar::reduce(det_gpu, da, 0.0, std::plus<double>{}),
+                      dpar::reduce(det_seq, a, 0.0, std::plus<double>{})));
+      CHECK(same_bits(dpar::reduce(det_gpu, da, 0.0f, std::plus<float>{}),
+                      dpar::reduce(det_seq, a, 0.0f, std::plus<float>{})));
+      CHECK(same_bits(dpar::transform_reduce(det_gpu, da, init, std::plus<>{}, triple),
+                      dpar::transform_reduce(det_seq, a, init, std::plus<>{}, triple)));
+      CHECK(same_bits(dpar::transform_reduce(det_gpu, da, db.begin(), init),
+                      dpar::transform_reduce(det_seq, a, b.begin(), init)));
+      CHECK(same_bits(dpar::transform_reduce(det_gpu, da, db.begin(), 0.0),
+                      dpar::transform_reduce(det_seq, a, b.begin(), 0.0)));
+    }
+  }
+  // thrust iterators and a fancy one (the terms are materialized on the device)
+  const auto a = dpar_test::cancelling<T>(10007, 5);
+  thrust::device_vector<T> ta(a.begin(), a.end());
+  CHECK(same_bits(dpar::reduce(det_gpu, ta.begin(), ta.end(), T(0)), dpar::reduce(det_seq, a, T(0))));
+  auto tripled = thrust::make_transform_iterator(ta.begin(), triple);
+  CHECK(same_bits(dpar::reduce(det_gpu, tripled, tripled + static_cast<std::ptrdiff_t>(a.size()), T(0)),
+                  dpar::transform_reduce(det_seq, a, T(0), std::plus<>{}, triple)));
+  // wrapping twice changes nothing
+  static_assert(std::is_same_v<decltype(dpar::deterministic(det_gpu)), std::remove_const_t<decltype(det_gpu)>>);
+}
+
+TEST_CASE("deterministic(gpu) scans, other ops and element-wise algorithms are plain gpu's", "[gpu][deterministic]") {
+  const auto det_gpu = dpar::deterministic(dpar::gpu);
+  mat_mul mul;
+  const mat2 init{2, 1, 1, 1};
+  for (std::size_t n : sizes) {
+    INFO("n = " << n);
+    // non-commutative op: reduce and scans in sequence order
+    auto m = random_matrices(n, n + 9);
+    dpar::device_vector<mat2> dm(m), want(n), got(n);
+    CHECK(dpar::reduce(det_gpu, dm, init, mul) == dpar::reduce(dpar::gpu, dm, init, mul));
+    dpar::inclusive_scan(dpar::gpu, dm.begin(), dm.end(), want.begin(), mul, init);
+    dpar::inclusive_scan(det_gpu, dm.begin(), dm.end(), got.begin(), mul, init);
+    CHECK(host_of(got) == host_of(want));
+    dpar::exclusive_scan(dpar::gpu, dm.begin(), dm.end(), want.begin(), init, mul);
+    dpar::exclusive_scan(det_gpu, dm.begin(), dm.end(), got.begin(), init, mul);
+    CHECK(host_of(got) == host_of(want));
+
+    // real-valued float scans and a max (not a sum): the same as plain gpu
+    auto f = dpar_test::wide_range<float>(n, n + 10);
+    dpar::device_vector<float> df(f), fwant(n), fgot(n);
+    dpar::inclusive_scan(dpar::gpu, df.begin(), df.end(), fwant.begin(), std::plus<>{});
+    dpar::inclusive_scan(det_gpu, df.begin(), df.end(), fgot.begin(), std::plus<>{});
+    CHECK(host_of(fgot) == host_of(fwant));
+    auto biggest = [] __host__ __device__(float x, float y) { return x < y ? y : x; };
+    CHECK(dpar::reduce(det_gpu, df, -1e38f, biggest) == dpar::reduce(dpar::gpu, df, -1e38f, biggest));
+    CHECK(dpar::reduce(det_gpu, df, -1e38f, biggest) == dpar::reduce(dpar::seq, f, -1e38f, biggest));
+
+    // int sums are not staged; transform and for_each run on the device
+    auto xs = random_values<int>(n, n + 11);
+    dpar::device_vector<int> dx(xs);
+    CHECK(dpar::reduce(det_gpu, dx, 0) == dpar::reduce(dpar::seq, xs, 0));
+    dpar::transform(det_gpu, dx, dx.begin(), [] __host__ __device__(int x) { return 2 * x; });
+    dpar::for_each(det_gpu, dx, [] __host__ __device__(int& x) { x += 1; });
+    dpar::transform(dpar::seq, xs, xs.begin(), [](int x) { return 2 * x + 1; });
+    CHECK(host_of(dx) == xs);
   }
 }
 

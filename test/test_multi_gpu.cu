@@ -7,15 +7,18 @@
 // order, fails. Also host iterators (scatter, compute, gather), the device
 // all_reduce against a host reference (also after slow kernels on the devices'
 // default streams, and from several host threads), int-in/int64-out scans
-// across shards, and the errors. Run by gpu_main.cpp,
+// across shards, deterministic(multi_gpu) (its exact all_reduce against the host
+// deterministic one), and the errors. Run by gpu_main.cpp,
 // which skips (exit 77) without a CUDA device; the [nodevice] test runs
 // everywhere.
 #include <catch2/catch.hpp>
 
 #include "collective_common.hpp"  // within_seconds
+#include "exact_reference.hpp"    // adversarial float data
 #include "mat2.hpp"
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <dpar/cuda.hpp>
 #include <exception>
 #include <limits>
@@ -476,6 +479,76 @@ TEST_CASE("multi_gpu all_reduce matches a host reference", "[multi_gpu][gpu]") {
       for (auto& x : want_mean) x /= static_cast<float>(k);
       dpar::all_reduce_mean(p, bf);
       for (std::size_t r = 0; r < k; ++r) CHECK(bf[r].to_host() == want_mean);
+    }
+  }
+}
+
+// deterministic(multi_gpu): the exact all_reduce (staged through the host) is
+// the bits of the host deterministic all_reduce; sums on host iterators are
+// deterministic(seq)'s; another op is multi_gpu's own.
+template <class T>
+void check_deterministic_all_reduce(const std::vector<int>& list, std::size_t n) {
+  const auto det = dpar::deterministic(dpar::multi_gpu(list));
+  const std::size_t k = list.size();
+  std::vector<std::vector<T>> host(k);
+  for (std::size_t r = 0; r < k; ++r)
+    host[r] = r % 2 ? dpar_test::cancelling<T>(n, 31 * r + n) : dpar_test::wide_range<T>(n, 31 * r + n);
+  auto same_bits = [](const std::vector<T>& a, const std::vector<T>& b) {
+    return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(T)) == 0;
+  };
+  for (bool mean : {false, true}) {
+    INFO((mean ? "all_reduce_mean" : "all_reduce"));
+    std::vector<dpar::device_vector<T>> buffers;
+    for (std::size_t r = 0; r < k; ++r) buffers.emplace_back(host[r], list[r]);
+    auto want = host;
+    if (mean) {
+      dpar::all_reduce_mean(det, buffers);
+      dpar::all_reduce_mean(dpar::deterministic(dpar::seq), want);
+    } else {
+      dpar::all_reduce(det, buffers);
+      dpar::all_reduce(dpar::deterministic(dpar::seq), want);
+    }
+    for (std::size_t r = 0; r < k; ++r) CHECK(same_bits(buffers[r].to_host(), want[0]));
+  }
+  // sums on host iterators: deterministic(seq)'s bits
+  const auto& a = host[k - 1];
+  const auto& b = host[0];
+  auto triple = [] __host__ __device__(T x) { return x * T(3); };
+  const auto det_seq = dpar::deterministic(dpar::seq);
+  auto bits = [](T x) {
+    std::uint64_t u = 0;
+    std::memcpy(&u, &x, sizeof x);
+    return u;
+  };
+  CHECK(bits(dpar::reduce(det, a, T(0.5))) == bits(dpar::reduce(det_seq, a, T(0.5))));
+  CHECK(bits(dpar::transform_reduce(det, a, T(0.5), std::plus<>{}, triple)) ==
+        bits(dpar::transform_reduce(det_seq, a, T(0.5), std::plus<>{}, triple)));
+  CHECK(bits(dpar::transform_reduce(det, a, b.begin(), T(0.5))) ==
+        bits(dpar::transform_reduce(det_seq, a, b.begin(), T(0.5))));
+}
+
+TEST_CASE("deterministic(multi_gpu) all_reduce and sums are the host deterministic bits", "[multi_gpu][gpu]") {
+  for (const auto& list : device_lists()) {
+    for (std::size_t n : {std::size_t{0}, std::size_t{1}, std::size_t{1009}, std::size_t{65537}}) {
+      INFO(name_of(list) << " n = " << n);
+      check_deterministic_all_reduce<float>(list, n);
+      check_deterministic_all_reduce<double>(list, n);
+
+      // not a float sum: multi_gpu's own all_reduce and scan, in entry and shard order
+      const auto det = dpar::deterministic(dpar::multi_gpu(list));
+      const std::size_t k = list.size();
+      std::vector<std::vector<mat2>> hm(k);
+      std::vector<dpar::device_vector<mat2>> bm;
+      for (std::size_t r = 0; r < k; ++r) bm.emplace_back(hm[r] = random_matrices(n, 7 * r + n + 1), list[r]);
+      dpar::all_reduce(det, bm, mat_mul{});
+      std::vector<mat2> want = hm[0];
+      for (std::size_t r = 1; r < k; ++r)
+        for (std::size_t i = 0; i < n; ++i) want[i] = mat_mul{}(want[i], hm[r][i]);
+      for (std::size_t r = 0; r < k; ++r) CHECK(bm[r].to_host() == want);
+      std::vector<mat2> scanned(n), expected(n);
+      dpar::inclusive_scan(det, hm[0].begin(), hm[0].end(), scanned.begin(), mat_mul{});
+      dpar::inclusive_scan(dpar::seq, hm[0].begin(), hm[0].end(), expected.begin(), mat_mul{});
+      CHECK(scanned == expected);
     }
   }
 }

@@ -32,3 +32,6 @@ namespace dpar::detail {
 static_assert(backend_for<cuda::backend, gpu_policy>);
 static_assert(backend_for<multi_gpu::backend, multi_gpu_policy>);
 }  // namespace dpar::detail
+
+// dpar::deterministic(dpar::gpu...) and deterministic(dpar::multi_gpu(...)).
+#include "detail/deterministic/gpu.hpp"

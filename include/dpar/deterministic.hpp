@@ -17,8 +17,12 @@
 //   size, whatever the thread count, and combines the chunks' results in
 //   order: the same bits for seq and any pool size. Under MPI they combine the
 //   ranks' results in rank order, so they depend on the split over ranks.
-// - The GPU policies have no deterministic backend yet; wrapping one is a
-//   compile-time error.
+// - The GPU policies (dpar::gpu, dpar::multi_gpu; include <dpar/cuda.hpp>)
+//   give the same correctly rounded sums by staging through the host: the
+//   terms (transform_reduce's transform runs on the device) are copied to the
+//   host, a device-to-host copy of n values per sum, and summed there as
+//   deterministic(seq) would (detail/deterministic/gpu.hpp). Everything else
+//   runs on the GPU policy itself.
 
 #include <type_traits>
 #include <utility>
@@ -26,6 +30,9 @@
 #include "execution.hpp"
 
 namespace dpar {
+
+template <class Inner>
+class deterministic_policy;
 
 namespace detail::deterministic {
 struct backend;
@@ -36,12 +43,26 @@ template <class Inner>
 struct site {
   static constexpr bool supported = false;
 };
+
+// The backend of deterministic_policy<Inner>: `backend` for the host policies
+// (those with a site); detail/deterministic/gpu.hpp, reached only from
+// <dpar/cuda.hpp>, specializes it for the GPU policies.
+template <class Inner>
+struct backend_select {
+  using type = backend;
+  static constexpr bool supported = site<Inner>::supported;
+};
+
+template <class P>
+inline constexpr bool is_deterministic_v = false;
+template <class Inner>
+inline constexpr bool is_deterministic_v<deterministic_policy<Inner>> = true;
 }  // namespace detail::deterministic
 
 template <class Inner>
 class deterministic_policy {
  public:
-  using backend = detail::deterministic::backend;
+  using backend = typename detail::deterministic::backend_select<Inner>::type;
   using inner_type = Inner;
 
   constexpr explicit deterministic_policy(Inner inner) : inner_(std::move(inner)) {}
@@ -58,13 +79,13 @@ struct is_execution_policy<deterministic_policy<Inner>> : std::true_type {};
 template <execution_policy P>
 auto deterministic(P&& policy) {
   using Inner = std::remove_cvref_t<P>;
-  if constexpr (std::is_same_v<typename Inner::backend, detail::deterministic::backend>) {
+  if constexpr (detail::deterministic::is_deterministic_v<Inner>) {
     return Inner(std::forward<P>(policy));
   } else {
-    static_assert(detail::deterministic::site<Inner>::supported,
-                  "dpar::deterministic: this policy has no deterministic backend; seq, par, par.on(pool) and "
-                  "mpi(comm, seq or par) have one (include <dpar/mpi.hpp> for the last), the GPU policies "
-                  "(dpar::gpu, dpar::multi_gpu) do not yet");
+    static_assert(detail::deterministic::backend_select<Inner>::supported,
+                  "dpar::deterministic: this policy has no deterministic backend; seq, par, par.on(pool), "
+                  "mpi(comm, seq or par) (include <dpar/mpi.hpp>), dpar::gpu and dpar::multi_gpu (include "
+                  "<dpar/cuda.hpp>) have one");
     return deterministic_policy<Inner>(std::forward<P>(policy));
   }
 }
