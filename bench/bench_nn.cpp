@@ -29,11 +29,13 @@
 #include <thread>
 #include <vector>
 
+#include "nn_bench_data.hpp"
+
 namespace nn = dpar::nn;
 
 namespace {
 
-constexpr std::size_t samples = 8192, features = 784, classes = 10, batch = 128;
+using nn_bench::batch, nn_bench::classes, nn_bench::data, nn_bench::features, nn_bench::samples;
 
 // CPU time of the whole process (all threads): on a shared machine, samples per
 // CPU-second is a load-robust efficiency figure next to wall-clock samples/s.
@@ -47,19 +49,6 @@ void report(benchmark::State& state, double cpu_start) {
   double samples_done = double(state.iterations()) * double(samples);
   state.SetItemsProcessed(static_cast<std::int64_t>(samples_done));
   state.counters["samples_per_cpu_s"] = samples_done / (process_cpu_seconds() - cpu_start);
-}
-
-const nn::dataset& data() {
-  static nn::dataset d = [] {
-    nn::dataset d;
-    std::mt19937_64 g(1);
-    std::normal_distribution<float> n(0.0f, 1.0f);
-    d.images.resize(samples, features);
-    for (auto& v : d.images.flat()) v = n(g);
-    for (std::size_t i = 0; i < samples; ++i) d.labels.push_back(static_cast<std::int32_t>(g() % classes));
-    return d;
-  }();
-  return d;
 }
 
 nn::sequential mlp() {

@@ -10,27 +10,13 @@
 
 #include <benchmark/benchmark.h>
 
-#include <random>
-#include <vector>
+#include "../nn_bench_data.hpp"
 
 namespace nn = dpar::nn;
 
 namespace {
 
-constexpr std::size_t samples = 8192, features = 784, classes = 10, batch = 128;
-
-const nn::dataset& data() {
-  static nn::dataset d = [] {
-    nn::dataset d;
-    std::mt19937_64 g(1);
-    std::normal_distribution<float> n(0.0f, 1.0f);
-    d.images.resize(samples, features);
-    for (auto& v : d.images.flat()) v = n(g);
-    for (std::size_t i = 0; i < samples; ++i) d.labels.push_back(static_cast<std::int32_t>(g() % classes));
-    return d;
-  }();
-  return d;
-}
+using nn_bench::batch, nn_bench::classes, nn_bench::data, nn_bench::features, nn_bench::samples;
 
 bool have_device(benchmark::State& state) {
   int count = 0;
