@@ -1,10 +1,13 @@
 // The paths the thread backend takes for speed: thread_pool::run_available,
-// the single-pass (look-back) scan of arithmetic values, and vector-register sums.
+// keeping workers off their caller's CPU, the single-pass (look-back) scan of
+// arithmetic values, and vector-register sums.
 
 #include "common.hpp"
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
+#include <thread>
 #include <numeric>
 #include <stdexcept>
 #include <vector>
@@ -54,6 +57,87 @@ TEST_CASE("run_available: the caller always runs, workers that join get unique i
     std::atomic<int> calls{0};
     pool.run([&](std::size_t, std::size_t) { ++calls; });
     CHECK(calls.load() == static_cast<int>(n));
+  }
+}
+
+#if defined(__linux__)
+#include <sched.h>
+
+namespace {
+bool same_cpus(const cpu_set_t& a, const cpu_set_t& b) { return CPU_EQUAL(&a, &b); }
+cpu_set_t allowed_cpus(pid_t tid = 0) {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  REQUIRE(::sched_getaffinity(tid, sizeof set, &set) == 0);
+  return set;
+}
+}  // namespace
+
+TEST_CASE("cpu_placement moves a thread off a CPU and leaves its allowed CPUs as they were", "[thread_pool][fast]") {
+  const cpu_set_t before = allowed_cpus();
+  const auto cpus = static_cast<std::size_t>(CPU_COUNT(&before));
+  // Only where every pool thread can have a CPU of its own.
+  CHECK_FALSE(dpar::detail::cpu_placement(1).enabled());
+  CHECK_FALSE(dpar::detail::cpu_placement(cpus + 1).enabled());
+  if (cpus < 2) {
+    WARN("this process may use " << cpus << " CPU: there is nowhere to move a thread to; not checked");
+    return;
+  }
+  const dpar::detail::cpu_placement placement(2);
+  REQUIRE(placement.enabled());
+
+  // The calling thread moves at once.
+  for (int round = 0; round < 5; ++round) {
+    const int cpu = dpar::detail::current_cpu();
+    placement.move_off(dpar::detail::current_thread_id(), cpu);
+    CHECK(dpar::detail::current_cpu() != cpu);
+    CHECK(same_cpus(allowed_cpus(), before));
+  }
+
+  // Another thread, busy spinning, is moved too.
+  std::atomic<long> id{0};
+  std::atomic<int> where{-1};
+  std::atomic<bool> stop{false};
+  std::thread spinner([&] {
+    id = dpar::detail::current_thread_id();
+    while (!stop) where = dpar::detail::current_cpu();
+  });
+  while (where.load() < 0) std::this_thread::yield();
+  bool moved = false;
+  for (int round = 0; round < 5 && !moved; ++round) {
+    const int cpu = where.load();
+    placement.move_off(id, cpu);
+    for (auto until = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+         !moved && std::chrono::steady_clock::now() < until;)
+      moved = where.load() != cpu;
+  }
+  CHECK(same_cpus(allowed_cpus(static_cast<pid_t>(id.load())), before));
+  stop = true;
+  spinner.join();
+  CHECK(moved);
+
+  // Bad ids and CPUs change nothing and do not throw.
+  placement.move_off(0, 0);
+  placement.move_off(dpar::detail::current_thread_id(), -1);
+  placement.move_off(dpar::detail::current_thread_id(), CPU_SETSIZE + 5);
+  CHECK(same_cpus(allowed_cpus(), before));
+}
+#endif
+
+TEST_CASE("run_available: back-to-back jobs too short for the workers stay correct", "[thread_pool][fast]") {
+  // Workers mostly miss such jobs, so the pool keeps moving them off the
+  // caller's CPU (thread_pool::count_missing_workers): results must not care.
+  for (std::size_t n : {2, 3}) {
+    dpar::thread_pool pool(n);
+    std::vector<float> x(4099, 0.5f);
+    for (int rep = 0; rep < 2000; ++rep) {
+      std::atomic<int> callers{0};
+      pool.run_available([&](std::size_t thread, std::size_t) {
+        if (thread == 0) ++callers;
+      });
+      REQUIRE(callers == 1);
+    }
+    CHECK(dpar::reduce(dpar::par.on(pool), x.begin(), x.end(), 0.0f) == 2049.5f);
   }
 }
 

@@ -4,6 +4,8 @@
 // A pool of size n runs a job on n threads: the calling thread plus n-1 workers.
 // Fork and join go through two atomic counters; idle workers spin for about
 // 100 us and then block on the counter (futex), so an idle pool burns no CPU.
+// A worker found on its caller's CPU is moved off it (detail/cpu_placement.hpp):
+// queued there, it would wait for the caller's time slice, past short jobs.
 //
 // A job never waits for the pool: a call made inside a pool job, while another
 // thread's job occupies the pool (that job may be waiting for this very
@@ -27,6 +29,7 @@
 
 #include <pthread.h>
 
+#include "detail/cpu_placement.hpp"
 #include "detail/sync.hpp"
 
 namespace dpar {
@@ -89,17 +92,23 @@ class communicator;
 class thread_pool {
  public:
   // A pool that runs each job on `threads` threads, the caller included.
-  explicit thread_pool(std::size_t threads) : size_(threads), fork_generation_(detail::current_fork_generation()) {
+  explicit thread_pool(std::size_t threads)
+      : size_(threads), fork_generation_(detail::current_fork_generation()), placement_(threads) {
     if (threads == 0 || threads > detail::max_pool_threads)
       throw std::invalid_argument("dpar::thread_pool: size " + std::to_string(threads) +
                                   " is out of range [1, " + std::to_string(detail::max_pool_threads) + "]");
     workers_.reserve(threads - 1);
+    worker_ids_.resize(threads - 1, 0);
+    caller_cpu_.store(detail::current_cpu(), std::memory_order_relaxed);
     try {
       for (std::size_t i = 1; i < threads; ++i) workers_.emplace_back([this, i] { worker_loop(i); });
     } catch (...) {
       stop();
       throw;
     }
+    // A new thread often starts queued on its creator's CPU; wait (yielding)
+    // until every worker has run and left it, so the first jobs find them apart.
+    for (std::uint32_t n = 0; n != threads - 1;) n = detail::wait_while_equal(finished_, n);
   }
 
   thread_pool(const thread_pool&) = delete;
@@ -213,6 +222,7 @@ class thread_pool {
     error_ = nullptr;
     failed_.store(false, std::memory_order_relaxed);
     finished_.store(0, std::memory_order_relaxed);
+    caller_cpu_.store(detail::current_cpu(), std::memory_order_relaxed);
     const std::uint32_t epoch = epoch_.load(std::memory_order_relaxed) + 1;
     entry_.store(std::uint64_t{epoch} << 32, std::memory_order_relaxed);
     epoch_.store(epoch, std::memory_order_release);
@@ -224,13 +234,33 @@ class thread_pool {
 
     // Every worker must run the job, or only those that entered before it closes.
     std::uint32_t expected = static_cast<std::uint32_t>(size_ - 1);
-    if (!every_thread)
+    if (!every_thread) {
       expected = static_cast<std::uint32_t>(entry_.fetch_or(closed_bit, std::memory_order_acq_rel) & count_mask);
+      count_missing_workers(expected);
+    }
     for (std::uint32_t done = finished_.load(std::memory_order_acquire); done != expected;
          done = finished_.load(std::memory_order_acquire))
       detail::wait_while_equal(finished_, done);
 
     if (failed_.load(std::memory_order_relaxed)) std::rethrow_exception(std::exchange(error_, nullptr));
+  }
+
+  // After a run_available job that `entered` workers joined: when some missed
+  // `miss_limit_` jobs in a row, a worker may be queued behind the caller on
+  // its CPU, so move the workers off that CPU. A worker that was merely asleep
+  // is not helped by it, so the limit doubles each time (up to 64 jobs) until
+  // all workers join again.
+  void count_missing_workers(std::uint32_t entered) noexcept {
+    if (!placement_.enabled()) return;
+    if (entered == size_ - 1) {
+      missed_jobs_ = 0;
+      miss_limit_ = 2;
+      return;
+    }
+    if (++missed_jobs_ < miss_limit_) return;
+    for (long id : worker_ids_) placement_.move_off(id, caller_cpu_.load(std::memory_order_relaxed));
+    missed_jobs_ = 0;
+    miss_limit_ = std::min<std::uint32_t>(2 * miss_limit_, 64);
   }
 
   void execute(std::size_t index) noexcept {
@@ -254,10 +284,21 @@ class thread_pool {
 
   void worker_loop(std::size_t index) {
     detail::this_thread_in_pool() = true;
+    const long id = detail::current_thread_id();
+    worker_ids_[index - 1] = id;
+    // The caller's CPU is no place to wait for it: leave it before every job.
+    auto leave_caller_cpu = [&] {
+      const int cpu = caller_cpu_.load(std::memory_order_relaxed);
+      if (placement_.enabled() && detail::current_cpu() == cpu) placement_.move_off(id, cpu);
+    };
+    leave_caller_cpu();
+    finished_.fetch_add(1, std::memory_order_acq_rel);  // started: the constructor waits for this
+    finished_.notify_one();
     std::uint32_t seen = 0;
     for (;;) {
       seen = detail::wait_while_equal(epoch_, seen);
       if (stopping_.load(std::memory_order_relaxed)) return;
+      leave_caller_cpu();
       if (enter(seen, index) == 0) continue;  // too late for that job
       execute(index);
       finished_.fetch_add(1, std::memory_order_acq_rel);
@@ -278,6 +319,9 @@ class thread_pool {
   std::size_t size_;
   std::uint64_t fork_generation_;  // detail::fork_generation when the pool was made
   std::vector<std::thread> workers_;
+  detail::cpu_placement placement_;  // the CPUs the pool's threads may use
+  std::vector<long> worker_ids_;     // thread ids for placement_, written before the constructor returns
+  std::uint32_t missed_jobs_ = 0, miss_limit_ = 2;  // count_missing_workers' state; the occupying caller's
   std::atomic<bool> busy_{false};  // a job occupies the pool (one outside caller at a time)
   job job_;
   std::exception_ptr error_;
@@ -286,6 +330,7 @@ class thread_pool {
   // Separate cache lines: workers poll epoch_, enter through entry_, and count
   // themselves out in finished_, which the caller polls.
   alignas(64) std::atomic<std::uint32_t> epoch_{0};
+  std::atomic<int> caller_cpu_{-1};  // where the job's caller (or the constructor) ran when it published the job
   alignas(64) std::atomic<std::uint64_t> entry_{0};
   alignas(64) std::atomic<std::uint32_t> finished_{0};
 };
