@@ -268,6 +268,7 @@ class data_parallel_trainer {
   // others wait; an error writing it (a full disk) raises on every rank.
   void save(const std::string& file) const {
     run([&](std::size_t local, replica& r) {
+      group_->gather_velocity(local, *r.model);
       if (group_->first() + local == 0) {
         try {
           checkpoint c;
@@ -570,8 +571,7 @@ class data_parallel_trainer {
       }
     }
     if (!sum_losses(local, r, first, parts.count, t)) return false;
-    group_->sum_parts(local, mine, first, parts.count, grads);  // exact groups: no parts give zeros
-    r.model->update(lr);
+    group_->sum_and_update(local, mine, first, parts.count, *r.model, lr);  // exact groups: no parts give zeros
     return true;
   }
 
