@@ -8,7 +8,9 @@
 // which lives wherever the replica computes (replica_model.hpp). Per step
 // every replica runs forward/backward on its shard of the global batch, the
 // gradient buffers are all-reduced, and every replica applies the same
-// update, so the replicas stay bitwise identical.
+// update, so the replicas stay bitwise identical. (Thread replicas shard the
+// last two: each sums and updates one slice, then they all-gather the
+// parameters; the same bits, replica_group::sum_and_update.)
 //
 // K replicas versus one: the all-reduce adds the replicas' gradients in replica
 // order, and each replica's GEMM sums its own shard, so K changes only how the
@@ -66,7 +68,8 @@ struct train_options {
   lr_function schedule = lr_schedule::constant(0.05f);  // an lr_schedule or any float(std::size_t step)
   sgd_options sgd{};
   loss_kind loss = loss_kind::softmax_cross_entropy;
-  // Debug check: after every step, verify all replicas hold identical parameters.
+  // Debug check: after every step, verify all replicas hold identical parameters
+  // (thread replicas' sharded update all-gathers them, so there it always holds).
   bool check_replicas = false;
 };
 
