@@ -116,14 +116,6 @@ class replica_group {
   replica_group(std::size_t size, std::size_t local_size, std::size_t first, int process_rank)
       : size_(size), local_size_(local_size), first_(first), process_rank_(process_rank) {}
 
- private:
-  template <class T>
-  void add_then_all_reduce(std::size_t local, std::span<const T* const> mine, std::span<T> out) {
-    add_parts(mine, out);
-    all_reduce(local, out);
-  }
-
- protected:
   // out = the element-wise sum of this replica's parts, in order (out may be
   // mine[0] when it is the only part).
   template <class T>
@@ -136,6 +128,11 @@ class replica_group {
   }
 
  private:
+  template <class T>
+  void add_then_all_reduce(std::size_t local, std::span<const T* const> mine, std::span<T> out) {
+    add_parts(mine, out);
+    all_reduce(local, out);
+  }
 
   std::size_t size_, local_size_, first_;
   int process_rank_;
@@ -193,6 +190,8 @@ class thread_group final : public replica_group {
   // read, and gather_velocity completes it for the rare reader (save).
   // Gathering it every step as well made this step's end about 10% slower
   // (784-256-128-10 MLP, K = 2: ~82 against ~74 us; the whole update ~99 us).
+  // Models of another kind (a group wrapping this one made its own) take
+  // the default path.
   void sum_and_update(std::size_t local, std::span<const float* const> mine, std::size_t first, std::size_t total,
                       replica_model& model, float lr) override {
     auto* host = dynamic_cast<host_replica_model*>(&model);
