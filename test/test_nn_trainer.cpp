@@ -1,7 +1,8 @@
 // The data-parallel trainer on threads: K replicas match one replica, runs are
 // reproducible, training learns, checkpoints resume exactly, a failing replica
 // stops all of them, progress reports whole batches (run under TSan), losses,
-// schedules, predict and model files. Over MPI ranks: test_nn_mpi.cpp.
+// schedules, predict and model files; thread replicas' sharded update gives
+// the bits of the whole update. Over MPI ranks: test_nn_mpi.cpp.
 #include <dpar/nn.hpp>
 
 #include <catch2/catch.hpp>
