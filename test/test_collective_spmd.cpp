@@ -4,6 +4,7 @@
 #include "collective_common.hpp"
 #include "common.hpp"
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <mutex>
@@ -393,4 +394,154 @@ TEST_CASE("communicator::run waits for a pool that another thread's job occupies
   releaser.join();
   holder.join();
   for (auto& d : data) CHECK(d == std::vector<int>(10, 2));
+}
+
+// Issue 15: the two halves of all_reduce on their own, for a sharded optimizer.
+TEST_CASE("communicator::slice cuts any length into contiguous slices in rank order", "[communicator]") {
+  for (std::size_t k : replica_counts) {
+    dpar::communicator comm(k);
+    for (std::size_t n : lengths) {
+      std::size_t expected_first = 0;
+      for (std::size_t r = 0; r < k; ++r) {
+        auto [first, last] = comm.slice<double>(r, n);
+        INFO("K=" << k << " n=" << n << " rank " << r);
+        REQUIRE(first == expected_first);
+        REQUIRE(first <= last);
+        REQUIRE((first % 8 == 0 || first == n));  // whole 64-byte lines of doubles
+        expected_first = last;
+      }
+      REQUIRE(expected_first == n);
+    }
+    CHECK_THROWS_WITH(comm.slice<float>(k, 10), Catch::Contains("rank " + std::to_string(k) + " is out of range"));
+  }
+}
+
+TEST_CASE("communicator::reduce_scatter and all_gather equal the rank-order reference, slice by slice", "[communicator]") {
+  for (std::size_t k : replica_counts) {
+    dpar::thread_pool pool(k);
+    dpar::communicator comm(k);
+    for (std::size_t n : lengths) {
+      std::vector<std::vector<double>> sums, gathered;
+      std::vector<std::vector<mat2>> mats(k, std::vector<mat2>(n));
+      std::uint64_t state = n * 31 + k;
+      for (std::size_t r = 0; r < k; ++r) {
+        sums.push_back(dpar_test::random_vector<double>(n, 11 * n + r));
+        gathered.push_back(dpar_test::random_vector<double>(n, 13 * n + r));
+        for (auto& m : mats[r]) m = dpar_test::random_mat2(state);
+      }
+      const auto sums_before = sums, gathered_before = gathered;
+      const auto mats_before = mats;
+      auto sum_ref = dpar_test::reference_all_reduce(sums, std::plus<>{});
+      auto mat_ref = dpar_test::reference_all_reduce(mats, mat2_mul{});
+      // reduce_scatter then all_gather is all_reduce.
+      auto round_trip = mats;
+      within_seconds(60, "reduce_scatter and all_gather", [&] {
+        comm.run(pool, [&](std::size_t rank, std::size_t) {
+          comm.reduce_scatter(rank, std::span<double>(sums[rank]));
+          comm.reduce_scatter(rank, std::span<mat2>(mats[rank]), mat2_mul{});
+          comm.all_gather(rank, std::span<double>(gathered[rank]));
+          comm.reduce_scatter(rank, std::span<mat2>(round_trip[rank]), mat2_mul{});
+          comm.all_gather(rank, std::span<mat2>(round_trip[rank]));
+        });
+      });
+      for (std::size_t r = 0; r < k; ++r) {
+        INFO("K=" << k << " n=" << n << " rank " << r);
+        // Its own slice reduced; the rest of its buffer left as it was.
+        auto sum_expected = sums_before[r];
+        auto [first, last] = comm.slice<double>(r, n);
+        std::copy(sum_ref.begin() + first, sum_ref.begin() + last, sum_expected.begin() + first);
+        REQUIRE(sums[r] == sum_expected);
+        auto mat_expected = mats_before[r];
+        auto [mfirst, mlast] = comm.slice<mat2>(r, n);
+        std::copy(mat_ref.begin() + mfirst, mat_ref.begin() + mlast, mat_expected.begin() + mfirst);
+        REQUIRE(mats[r] == mat_expected);
+        // Every slice a copy of its owner's.
+        std::vector<double> gather_expected(n);
+        for (std::size_t owner = 0; owner < k; ++owner) {
+          auto [lo, hi] = comm.slice<double>(owner, n);
+          std::copy(gathered_before[owner].begin() + lo, gathered_before[owner].begin() + hi, gather_expected.begin() + lo);
+        }
+        REQUIRE(gathered[r] == gather_expected);
+        REQUIRE(round_trip[r] == mat_ref);
+      }
+    }
+  }
+}
+
+TEST_CASE("communicator: reduce_scatter and all_gather report mismatches on every rank", "[communicator][errors]") {
+  dpar::thread_pool pool(3);
+  dpar::communicator comm(3);
+  messages lengths_seen(3), kinds_seen(3);
+  within_seconds(30, "mismatched reduce_scatter", [&] {
+    comm.run(pool, [&](std::size_t rank, std::size_t) {
+      std::vector<float> v(rank == 2 ? 5 : 40, 1.0f);
+      lengths_seen.record(rank, thrown_message([&] { comm.reduce_scatter(rank, std::span<float>(v)); }));
+      kinds_seen.record(rank, thrown_message([&] {
+                          if (rank == 1) comm.all_gather(rank, std::span<float>(v));
+                          else comm.reduce_scatter(rank, std::span<float>(v));
+                        }));
+      std::vector<float> ok(40, static_cast<float>(rank));
+      comm.reduce_scatter(rank, std::span<float>(ok));  // still usable after consistent errors
+      comm.all_gather(rank, std::span<float>(ok));
+      expect(ok == std::vector<float>(40, 3.0f), "reduce_scatter + all_gather after mismatches");
+    });
+  });
+  for (std::size_t r = 0; r < 3; ++r) {
+    INFO("rank " << r);
+    CHECK_THAT(lengths_seen.by_rank[r], Catch::Contains("reduce_scatter: rank 2 passed 5 elements but rank 0 passed 40"));
+    CHECK_THAT(kinds_seen.by_rank[r], Catch::Contains("rank 1 called all_gather while rank 0 called reduce_scatter"));
+  }
+}
+
+TEST_CASE("communicator: a participant that throws releases the others from reduce_scatter and all_gather",
+          "[communicator][exceptions]") {
+  for (bool gather : {false, true})
+    for (std::size_t k : {2, 3, 8})
+      for (std::size_t thrower : {std::size_t{0}, k - 1}) {
+        dpar::thread_pool pool(k);
+        dpar::communicator comm(k);
+        messages seen(k);
+        within_seconds(30, "throwing participant, sharded collectives", [&] {
+          CHECK_THROWS_WITH(comm.run(pool,
+                                     [&](std::size_t rank, std::size_t) {
+                                       std::vector<float> g(1000, 1.0f);
+                                       comm.reduce_scatter(rank, std::span<float>(g));  // one good round first
+                                       if (rank == thrower) throw std::runtime_error("bad shard");
+                                       try {
+                                         if (gather) comm.all_gather(rank, std::span<float>(g));
+                                         else comm.reduce_scatter(rank, std::span<float>(g));
+                                       } catch (const dpar::collective_error& e) {
+                                         seen.record(rank, e.what());
+                                         throw;
+                                       }
+                                     }),
+                            "bad shard");
+        });
+        CHECK(comm.aborted());
+        for (std::size_t r = 0; r < k; ++r) {
+          if (r == thrower) continue;
+          INFO("K=" << k << " rank " << r << (gather ? " all_gather" : " reduce_scatter"));
+          CHECK_THAT(seen.by_rank[r], Catch::Contains("rank " + std::to_string(thrower) + " failed: bad shard"));
+        }
+        std::vector<float> g(1);
+        CHECK_THROWS_AS(comm.all_gather(0, std::span<float>(g)), dpar::collective_error);
+      }
+}
+
+TEST_CASE("communicator: a throwing op inside reduce_scatter aborts the others", "[communicator][exceptions]") {
+  dpar::thread_pool pool(3);
+  dpar::communicator comm(3);
+  within_seconds(30, "throwing op in reduce_scatter", [&] {
+    CHECK_THROWS_AS(comm.run(pool,
+                             [&](std::size_t rank, std::size_t) {
+                               std::vector<int> v(4000, static_cast<int>(rank));
+                               comm.reduce_scatter(rank, std::span<int>(v), [rank](int a, int b) {
+                                 if (rank == 1) throw std::domain_error("op on rank 1");
+                                 return a + b;
+                               });
+                               comm.all_gather(rank, std::span<int>(v));
+                             }),
+                    std::domain_error);
+  });
+  CHECK(comm.aborted());
 }

@@ -1,7 +1,8 @@
 // The data-parallel trainer on threads: K replicas match one replica, runs are
 // reproducible, training learns, checkpoints resume exactly, a failing replica
 // stops all of them, progress reports whole batches (run under TSan), losses,
-// schedules, predict and model files. Over MPI ranks: test_nn_mpi.cpp.
+// schedules, predict and model files; thread replicas' sharded update gives
+// the bits of the whole update. Over MPI ranks: test_nn_mpi.cpp.
 #include <dpar/nn.hpp>
 
 #include <catch2/catch.hpp>
@@ -11,6 +12,9 @@
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
+#include <functional>
+#include <memory>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -32,6 +36,31 @@ std::vector<float> run(std::size_t k, const nn::dataset& data, std::size_t batch
     REQUIRE(r.samples == y.size());
   }
   return params(t);
+}
+
+// Thread replicas that end every step as the trainer did before issue 15: the
+// whole gradient all-reduced, the whole update on every replica (the default
+// replica_group::sum_and_update), the reference for the sharded update.
+class unsharded_group final : public nn::replica_group {
+ public:
+  explicit unsharded_group(dpar::thread_pool& pool)
+      : replica_group(pool.size(), pool.size(), 0, 0), threads_(pool) {}
+  void run(const std::function<void(std::size_t)>& f) override { threads_.run(f); }
+  void all_reduce(std::size_t local, std::span<float> data) override { threads_.all_reduce(local, data); }
+  void all_reduce(std::size_t local, std::span<double> data) override { threads_.all_reduce(local, data); }
+  void all_reduce(std::size_t local, std::span<std::uint64_t> data) override { threads_.all_reduce(local, data); }
+  void broadcast(std::size_t local, std::span<std::byte> data, std::size_t root) override {
+    threads_.broadcast(local, data, root);
+  }
+  void barrier(std::size_t local) override { threads_.barrier(local); }
+
+ private:
+  nn::thread_group threads_;
+};
+
+nn::checkpoint saved(const nn::data_parallel_trainer& t, const std::string& file) {
+  t.save(file);
+  return nn::load_checkpoint(file);
 }
 
 }  // namespace
@@ -217,20 +246,29 @@ TEST_CASE("trainer: the debug check catches replicas whose parameters diverge", 
   dpar::thread_pool pool(2);
   auto x = data.images.rows_view(0, 16);
   auto y = std::span<const std::int32_t>(data.labels).first(16);
+  // Over groups that update every replica whole (MPI, deterministic, GPUs):
+  // dpar::par's sharded update all-gathers the parameters every step, which
+  // makes its replicas identical again whatever a layer did to them.
+  auto unsharded = [&] { return std::make_unique<unsharded_group>(pool); };
   {
     nn::data_parallel_trainer t(dpar::par.on(pool), m, options(16));
+    t.train_step(x, y);
+    t.check_replicas();
+  }
+  {
+    nn::data_parallel_trainer t(unsharded(), m, options(16));
     REQUIRE_THROWS_WITH(t.train_step(x, y), Catch::Contains("diverged from replica 0") && Catch::Contains("after step 1"));
   }
   {
     // Inside the per-epoch SPMD job: replica 0's check throws, the others are
     // released from their next collective, and the check's error reaches us.
-    nn::data_parallel_trainer t(dpar::par.on(pool), m, options(16));
+    nn::data_parallel_trainer t(unsharded(), m, options(16));
     REQUIRE_THROWS_WITH(t.train_epoch(data), Catch::Contains("diverged from replica 0"));
   }
   {
     auto o = options(16);
     o.check_replicas = false;
-    nn::data_parallel_trainer t(dpar::par.on(pool), m, o);
+    nn::data_parallel_trainer t(unsharded(), m, o);
     t.train_step(x, y);  // unchecked: no error during the step
     REQUIRE_THROWS_AS(t.check_replicas(), std::logic_error);
   }
@@ -419,5 +457,113 @@ TEST_CASE("trainer: a checkpoint of another replica count is accepted and contin
   INFO("max |difference| " << diff);
   REQUIRE(diff <= 1e-5 * max_abs(params(straight)));
   REQUIRE(params(one) != params(straight));  // not bitwise: the sums are grouped differently
+  std::filesystem::remove(file);
+}
+
+// Issue 15: thread replicas reduce-scatter the gradients, update one slice
+// each and all-gather the parameters; velocity stays in slices until save.
+TEST_CASE("thread_group: sum_and_update updates each replica's slice; velocity is gathered on demand (run under TSan)",
+          "[nn][trainer]") {
+  const std::size_t k = 3;
+  const float lr = 0.05f;
+  dpar::thread_pool pool(k);
+  nn::thread_group group(pool);
+  const nn::sgd_options opt{0.9f, false, 1e-3f};
+  auto m = model();
+  const std::size_t n = m.parameters().size();
+  std::vector<std::unique_ptr<nn::replica_model>> replicas;
+  std::vector<float> sum(n, 0.0f);
+  std::mt19937 rng(7);
+  std::uniform_real_distribution<float> d(-1.0f, 1.0f);
+  for (std::size_t r = 0; r < k; ++r) {
+    replicas.push_back(group.make_model(r, m, opt, nn::loss_kind::softmax_cross_entropy));
+    for (float& g : replicas[r]->gradients()) g = d(rng);
+    for (std::size_t i = 0; i < n; ++i) sum[i] += replicas[r]->gradients()[i];  // replica order
+  }
+  // The whole step on one copy: the reference.
+  std::vector<float> expected(m.parameters().begin(), m.parameters().end());
+  nn::sgd reference(n, opt);
+  reference.step(expected, sum, lr);
+  group.run([&](std::size_t local) {
+    std::vector<const float*> mine{replicas[local]->gradients().data()};
+    group.sum_and_update(local, mine, local, k, *replicas[local], lr);
+  });
+  dpar::communicator cut(k);
+  for (std::size_t r = 0; r < k; ++r) {
+    INFO("replica " << r);
+    auto p = replicas[r]->host_model().parameters();
+    REQUIRE(std::vector<float>(p.begin(), p.end()) == expected);
+    // Its own slice of the velocity is current; the others' slices are not
+    // touched (still 0): the update really was sharded.
+    auto v = replicas[r]->host_velocity();
+    auto [first, last] = cut.slice<float>(r, n);
+    REQUIRE(first < last);
+    for (std::size_t i = 0; i < n; ++i) {
+      if (first <= i && i < last) REQUIRE(v[i] == reference.velocity()[i]);
+      else REQUIRE(v[i] == 0.0f);
+    }
+  }
+  group.run([&](std::size_t local) { group.gather_velocity(local, *replicas[local]); });
+  for (auto& r : replicas) {
+    auto v = r->host_velocity();
+    REQUIRE(std::vector<float>(v.begin(), v.end()) == std::vector<float>(reference.velocity().begin(), reference.velocity().end()));
+  }
+}
+
+TEST_CASE("trainer: the sharded update on K = 2, 3 threads gives the bits of the whole update, velocity included",
+          "[nn][trainer]") {
+  std::string file = (std::filesystem::temp_directory_path() / ("dpar_nn_shard_" + std::to_string(::getpid()))).string();
+  struct problem {
+    const char* name;
+    nn::sequential model;
+    nn::dataset data;
+    std::size_t batch;
+  };
+  auto tiny = nn::make_mlp({3, 2});  // 8 parameters: one cache line, so some replicas own no slice
+  tiny.initialize(4);
+  auto small_data = blobs(97, 12, 5, 6);
+  auto tiny_data = small_data;
+  tiny_data.images = nn::tensor(97, 3);
+  for (std::size_t i = 0; i < 97; ++i) {
+    tiny_data.labels[i] %= 2;
+    for (std::size_t f = 0; f < 3; ++f) tiny_data.images(i, f) = small_data.images(i, f);
+  }
+  std::vector<problem> problems = {{"12-16-8-5 MLP", model(), small_data, 23},
+                                   {"784-48-10 MLP (several chunks per slice)", fashion_model(), fashion_shaped(), 128},
+                                   {"3-2 layer", tiny, tiny_data, 10}};
+  const std::vector<nn::sgd_options> optimizers = {{0.9f, true, 1e-3f}, {0.8f, false, 0.0f}, {0.0f, false, 1e-3f}};
+  for (std::size_t k : {2, 3})
+    for (auto& pr : problems)
+      for (const auto& sgd : optimizers) {
+        INFO("K = " << k << ", " << pr.name << ", momentum " << sgd.momentum << ", nesterov " << sgd.nesterov);
+        auto o = options(pr.batch);
+        o.sgd = sgd;
+        dpar::thread_pool pool(k), reference_pool(k);
+        nn::data_parallel_trainer sharded(dpar::par.on(pool), pr.model, o);
+        nn::data_parallel_trainer reference(std::make_unique<unsharded_group>(reference_pool), pr.model, o);
+        for (std::size_t s = 0; s < 6; ++s) {
+          auto [x, y] = batch_of(pr.data, pr.batch, s);
+          sharded.train_step(x, y);
+          reference.train_step(x, y);
+          REQUIRE(params(sharded) == params(reference));
+        }
+        sharded.train_epoch(pr.data);
+        reference.train_epoch(pr.data);
+        REQUIRE(params(sharded) == params(reference));
+        auto a = saved(sharded, file), b = saved(reference, file);
+        REQUIRE(a.parameters == b.parameters);
+        REQUIRE(a.velocity == b.velocity);
+        if (sgd.momentum != 0.0f)
+          REQUIRE(std::any_of(a.velocity.begin(), a.velocity.end(), [](float v) { return v != 0.0f; }));
+
+        // A checkpoint saved after sharded steps resumes into the same run.
+        sharded.save(file);
+        nn::data_parallel_trainer resumed(dpar::par.on(pool), pr.model, o);
+        resumed.resume(file);
+        for (auto* t : {&resumed, &reference}) t->train_epoch(pr.data);
+        REQUIRE(params(resumed) == params(reference));
+        auto c = saved(resumed, file), e = saved(reference, file);
+        REQUIRE(c.velocity == e.velocity);
+      }
   std::filesystem::remove(file);
 }

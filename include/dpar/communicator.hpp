@@ -9,6 +9,10 @@
 // may touch its buffer or slot again. all_reduce gives participant r the r-th
 // slice of the elements: it folds that slice of all K buffers in rank order
 // and copies the result into every buffer (reduce-scatter, all-gather).
+// reduce_scatter and all_gather are those two halves on their own, over the
+// same slices (slice(): whole cache lines, in rank order), for work that
+// each participant does on its own slice in between, such as a sharded
+// optimizer update.
 //
 // Failure. A participant that throws would leave the others waiting forever in
 // the next barrier. So the communicator can be poisoned: abort(rank, error)
@@ -70,6 +74,47 @@ class communicator {
       detail::collective::slices<T> cut{data.size(), size_};
       detail::collective::keep finish;
       detail::collective::all_reduce_slice<T>(size_, buffer, cut.begin(rank), cut.begin(rank + 1), op, finish);
+    });
+  }
+
+  // [first, last) of the elements of a `length`-element buffer of T that
+  // participant `rank` owns in all_reduce, reduce_scatter and all_gather: an
+  // even split of whole cache lines, in rank order; empty for some ranks when
+  // there are fewer lines than participants.
+  template <class T>
+  std::pair<std::size_t, std::size_t> slice(std::size_t rank, std::size_t length) const {
+    checked_rank(rank, "slice");
+    detail::collective::slices<T> cut{length, size_};
+    return {cut.begin(rank), cut.begin(rank + 1)};
+  }
+
+  // Participant r's slice r (slice<T>(r, data.size())) ends up holding the
+  // element-wise op(...op(op(d0, d1), d2)..., d[K-1]) of all participants'
+  // slice r, rank order: the same values all_reduce gives there. The rest of
+  // each participant's buffer is left as it was.
+  template <class T, class Op = std::plus<>>
+  void reduce_scatter(std::size_t rank, std::span<T> data, Op op = {}) {
+    static_assert(!std::is_const_v<T>, "dpar::communicator::reduce_scatter writes its buffer; pass a span of non-const");
+    collective(rank, kind::reduce_scatter, typeid(T), data.data(), data.size(), 0, [&] {
+      auto buffer = [this](std::size_t r) { return static_cast<T*>(slots_[r].data); };
+      detail::collective::slices<T> cut{data.size(), size_};
+      detail::collective::reduce_slice_into<T>(size_, buffer, rank, cut.begin(rank), cut.begin(rank + 1), op);
+    });
+  }
+
+  // Every participant's slice r becomes a copy of participant r's slice r,
+  // for every r (the slices of slice()): each participant copies the others'
+  // slices into its own buffer.
+  template <class T>
+  void all_gather(std::size_t rank, std::span<T> data) {
+    static_assert(!std::is_const_v<T>, "dpar::communicator::all_gather writes its buffer; pass a span of non-const");
+    collective(rank, kind::all_gather, typeid(T), data.data(), data.size(), 0, [&] {
+      detail::collective::slices<T> cut{data.size(), size_};
+      for (std::size_t r = 0; r < size_; ++r) {
+        if (r == rank) continue;
+        const T* from = static_cast<const T*>(slots_[r].data);
+        std::copy(from + cut.begin(r), from + cut.begin(r + 1), data.data() + cut.begin(r));
+      }
     });
   }
 
@@ -174,11 +219,13 @@ class communicator {
  private:
   static constexpr std::size_t max_pool_participants = std::size_t{1} << 20;
 
-  enum class kind : std::uint8_t { all_reduce, broadcast, barrier };
+  enum class kind : std::uint8_t { all_reduce, reduce_scatter, all_gather, broadcast, barrier };
 
   static const char* name(kind k) noexcept {
     switch (k) {
       case kind::all_reduce: return "all_reduce";
+      case kind::reduce_scatter: return "reduce_scatter";
+      case kind::all_gather: return "all_gather";
       case kind::broadcast: return "broadcast";
       default: return "barrier";
     }

@@ -116,12 +116,21 @@ class sgd {
 
   // One update of params from grads, in a single fused pass (ops::sgd_step).
   void step(std::span<float> params, std::span<const float> grads, float lr) {
+    step(params, grads, lr, 0, velocity_.size());
+  }
+  // The same update of elements [first, last) only (and of their velocity):
+  // element-wise, so a sharded optimizer that updates slices gets the bits of
+  // the whole step.
+  void step(std::span<float> params, std::span<const float> grads, float lr, std::size_t first, std::size_t last) {
     if (params.size() != velocity_.size() || grads.size() != velocity_.size())
       throw std::invalid_argument("dpar::nn::sgd::step: " + std::to_string(params.size()) + " parameters and " +
                                   std::to_string(grads.size()) + " gradients for an optimizer of " +
                                   std::to_string(velocity_.size()));
-    ops::sgd_step(host_place{}, params.data(), grads.data(), velocity_.data(), params.size(), lr, options_.momentum,
-                  options_.nesterov, options_.weight_decay);
+    if (first > last || last > velocity_.size())
+      throw std::out_of_range("dpar::nn::sgd::step: elements [" + std::to_string(first) + ", " + std::to_string(last) +
+                              ") of " + std::to_string(velocity_.size()));
+    ops::sgd_step(host_place{}, params.data() + first, grads.data() + first, velocity_.data() + first, last - first,
+                  lr, options_.momentum, options_.nesterov, options_.weight_decay);
   }
 
  private:

@@ -79,6 +79,10 @@ class host_replica_model final : public replica_model {
   }
   std::span<float> gradients() override { return model_.gradients(); }
   void update(float lr) override { opt_.step(model_.parameters(), model_.gradients(), lr); }
+  // The same step for parameters [first, last) only (a sharded update, thread_group).
+  void update(float lr, std::size_t first, std::size_t last) {
+    opt_.step(model_.parameters(), model_.gradients(), lr, first, last);
+  }
   sequential& host_model() override { return model_; }
   std::span<float> host_velocity() override { return opt_.velocity(); }
 

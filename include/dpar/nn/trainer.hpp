@@ -8,7 +8,9 @@
 // which lives wherever the replica computes (replica_model.hpp). Per step
 // every replica runs forward/backward on its shard of the global batch, the
 // gradient buffers are all-reduced, and every replica applies the same
-// update, so the replicas stay bitwise identical.
+// update, so the replicas stay bitwise identical. (Thread replicas shard the
+// last two: each sums and updates one slice, then they all-gather the
+// parameters; the same bits, replica_group::sum_and_update.)
 //
 // K replicas versus one: the all-reduce adds the replicas' gradients in replica
 // order, and each replica's GEMM sums its own shard, so K changes only how the
@@ -66,7 +68,8 @@ struct train_options {
   lr_function schedule = lr_schedule::constant(0.05f);  // an lr_schedule or any float(std::size_t step)
   sgd_options sgd{};
   loss_kind loss = loss_kind::softmax_cross_entropy;
-  // Debug check: after every step, verify all replicas hold identical parameters.
+  // Debug check: after every step, verify all replicas hold identical parameters
+  // (thread replicas' sharded update all-gathers them, so there it always holds).
   bool check_replicas = false;
 };
 
@@ -268,6 +271,7 @@ class data_parallel_trainer {
   // others wait; an error writing it (a full disk) raises on every rank.
   void save(const std::string& file) const {
     run([&](std::size_t local, replica& r) {
+      group_->gather_velocity(local, *r.model);
       if (group_->first() + local == 0) {
         try {
           checkpoint c;
@@ -570,8 +574,7 @@ class data_parallel_trainer {
       }
     }
     if (!sum_losses(local, r, first, parts.count, t)) return false;
-    group_->sum_parts(local, mine, first, parts.count, grads);  // exact groups: no parts give zeros
-    r.model->update(lr);
+    group_->sum_and_update(local, mine, first, parts.count, *r.model, lr);  // exact groups: no parts give zeros
     return true;
   }
 

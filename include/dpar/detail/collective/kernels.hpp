@@ -13,6 +13,7 @@
 #include <string>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 #include "../kernels.hpp"
 
@@ -77,6 +78,23 @@ void all_reduce_slice(std::size_t k, Buffer& buffer, std::size_t lo, std::size_t
     for (std::size_t r = 1; r < k; ++r) combine(acc + c, static_cast<const T*>(buffer(r)) + c, count, op);
     finish(acc + c, count);
     for (std::size_t r = 1; r < k; ++r) std::copy(acc + c, acc + c + count, buffer(r) + c);
+  }
+}
+
+// Reduce-scatter of elements [lo, hi) over K buffers into buffer(into) only:
+// the same rank-order fold as all_reduce_slice, through a chunk-sized
+// accumulator, so the other buffers are only read.
+template <class T, class Buffer, class Op>
+void reduce_slice_into(std::size_t k, Buffer& buffer, std::size_t into, std::size_t lo, std::size_t hi, Op& op) {
+  if (lo == hi) return;
+  std::vector<T> acc;
+  acc.reserve(std::min(hi - lo, chunk_elements<T>));
+  for (std::size_t c = lo; c < hi; c += chunk_elements<T>) {
+    std::size_t count = std::min(hi - c, chunk_elements<T>);
+    const T* first = buffer(0) + c;
+    acc.assign(first, first + count);
+    for (std::size_t r = 1; r < k; ++r) combine(acc.data(), static_cast<const T*>(buffer(r)) + c, count, op);
+    std::move(acc.begin(), acc.end(), buffer(into) + c);
   }
 }
 
