@@ -10,3 +10,4 @@ using dpar_test_mpi::mpi_adaptor;
 // user-op path.
 DPAR_CONFORMANCE_ALGORITHMS(mpi_adaptor, "mpi", long long)
 DPAR_CONFORMANCE_TYPES(mpi_adaptor, "mpi")
+DPAR_CONFORMANCE_HOST(mpi_adaptor, "mpi")
