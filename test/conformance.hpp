@@ -49,6 +49,19 @@ using dpar_test::mat2;
 using dpar_test::mat2_mul;
 using dpar_test::random_vector;
 
+// An adaptor's place and host where one process holds all of the data in
+// host vectors, as given.
+struct all_data_in_host_vectors {
+  template <class T>
+  static std::vector<T> place(const std::vector<T>& global) {
+    return global;
+  }
+  template <class T>
+  static const std::vector<T>& host(const std::vector<T>& part) {
+    return part;
+  }
+};
+
 // For an element-wise global result: this participant's part of it.
 template <class A, class T>
 std::vector<T> mine(const std::vector<T>& global) {

@@ -53,19 +53,11 @@ struct gpu_adaptor : device_adaptor {
   }
 };
 
-struct multi_gpu_adaptor : device_adaptor {
+struct multi_gpu_adaptor : device_adaptor, conformance::all_data_in_host_vectors {
   template <class Body>
   static void for_each_policy(Body&& body) {
     for (const auto& list : dpar_test::device_lists())
       body(dpar::multi_gpu(list), "multi_gpu(" + dpar_test::name_of(list) + ")");
-  }
-  template <class T>
-  static std::vector<T> place(const std::vector<T>& global) {
-    return global;
-  }
-  template <class T>
-  static const std::vector<T>& host(const std::vector<T>& part) {
-    return part;
   }
 };
 
