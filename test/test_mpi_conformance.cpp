@@ -1,5 +1,5 @@
 // The conformance suite over MPI ranks (part of test_mpi, whose main is in
-// test_mpi.cpp).
+// mpi_main.cpp).
 #include "mpi_common.hpp"
 
 using dpar_test_mpi::mpi_adaptor;
