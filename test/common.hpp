@@ -6,10 +6,12 @@
 
 #include <catch2/catch.hpp>
 
+#include <atomic>
 #include <cmath>
 #include <cstddef>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace dpar_test {
@@ -51,6 +53,34 @@ std::vector<T> random_vector(std::size_t n, std::uint64_t seed) {
   }
   return v;
 }
+
+// Keeps `pool` busy from another thread until release(): a job whose part 0
+// spins. Constructed once the job is running.
+class pool_holder {
+ public:
+  explicit pool_holder(dpar::thread_pool& pool)
+      : thread_([this, &pool] {
+          pool.run([this](std::size_t i, std::size_t) {
+            if (i != 0) return;
+            occupied_ = true;
+            while (!released_) std::this_thread::yield();
+          });
+        }) {
+    while (!occupied_) std::this_thread::yield();
+  }
+  pool_holder(const pool_holder&) = delete;
+  pool_holder& operator=(const pool_holder&) = delete;
+  ~pool_holder() { release(); }
+  // Ends the job and waits for it: the pool is free afterwards.
+  void release() {
+    released_ = true;
+    if (thread_.joinable()) thread_.join();
+  }
+
+ private:
+  std::atomic<bool> occupied_{false}, released_{false};
+  std::thread thread_;  // declared last: starts once the flags exist
+};
 
 // |a - b| within a tolerance scaled by the sum of magnitudes (the reduction's condition).
 inline bool close(double a, double b, double magnitude, double eps) {

@@ -8,20 +8,12 @@
 #include "common.hpp"
 #include "conformance.hpp"
 
-struct cpu_adaptor {
+struct cpu_adaptor : conformance::all_data_in_host_vectors {
   static constexpr bool any_value_type = true;
   static inline const std::vector<std::size_t>& sizes = dpar_test::sizes;
   template <class Body>
   static void for_each_policy(Body&& body) {
     dpar_test::for_each_policy(body);
-  }
-  template <class T>
-  static std::vector<T> place(const std::vector<T>& global) {
-    return global;
-  }
-  template <class T>
-  static const std::vector<T>& host(const std::vector<T>& part) {
-    return part;
   }
   static bool is_failure_elsewhere(const std::exception&) { return false; }  // one participant: never asked
 };

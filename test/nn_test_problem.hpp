@@ -6,7 +6,9 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <memory>
 #include <random>
+#include <string>
 #include <vector>
 
 namespace nn_test {
@@ -77,6 +79,37 @@ inline double max_abs_difference(const std::vector<float>& a, const std::vector<
   for (std::size_t i = 0; i < std::min(a.size(), b.size()); ++i) d = std::max(d, double(std::abs(a[i] - b[i])));
   return d;
 }
+
+// An identity layer with one parameter that breaks the replicas' lockstep on
+// purpose: a copy for which drifts(copy) holds nudges its parameter during
+// forward (copy: 0 for the original, then 1, 2, ... for each clone made).
+class drifting final : public nn::layer {
+ public:
+  explicit drifting(bool (*drifts)(int copy)) : drifts_(drifts) {}
+  std::string name() const override { return "Drifting"; }
+  std::size_t out_features(std::size_t in) const override { return in; }
+  std::size_t parameter_count() const override { return 1; }
+  void bind(float* params, float* grads) override { p_ = params, g_ = grads; }
+  void forward(const nn::tensor& x, nn::tensor& y) override {
+    std::copy(x.data(), x.data() + x.size(), y.data());
+    if (drifts_(id_)) *p_ += 1.0f;
+  }
+  void backward(const nn::tensor&, const nn::tensor&, const nn::tensor& dy, nn::tensor* dx) override {
+    *g_ = 0.0f;
+    if (dx) std::copy(dy.data(), dy.data() + dy.size(), dx->data());
+  }
+  std::unique_ptr<nn::layer> clone() const override {
+    auto c = std::make_unique<drifting>(*this);
+    c->id_ = ++copies_;
+    return c;
+  }
+
+ private:
+  bool (*drifts_)(int);
+  float *p_ = nullptr, *g_ = nullptr;
+  int id_ = 0;
+  static inline int copies_ = 0;
+};
 
 // The global batch of step s: consecutive rows, wrapping around.
 inline std::pair<nn::tensor, std::span<const std::int32_t>> batch_of(const nn::dataset& data, std::size_t batch,

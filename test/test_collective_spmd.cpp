@@ -374,25 +374,16 @@ TEST_CASE("abort_guard inside communicator::run defers to run", "[communicator]"
 TEST_CASE("communicator::run waits for a pool that another thread's job occupies", "[communicator]") {
   dpar::thread_pool pool(2);
   dpar::communicator comm(2);
-  std::atomic<bool> occupied{false}, release{false};
-  std::thread holder([&] {
-    pool.run([&](std::size_t i, std::size_t) {
-      if (i != 0) return;
-      occupied = true;
-      while (!release) std::this_thread::yield();
-    });
-  });
-  while (!occupied) std::this_thread::yield();
+  dpar_test::pool_holder holder(pool);
   std::thread releaser([&] {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    release = true;
+    holder.release();
   });
   std::vector<std::vector<int>> data(2, std::vector<int>(10, 1));
   within_seconds(30, "run on a busy pool", [&] {
     comm.run(pool, [&](std::size_t rank, std::size_t) { comm.all_reduce(rank, std::span<int>(data[rank])); });
   });
   releaser.join();
-  holder.join();
   for (auto& d : data) CHECK(d == std::vector<int>(10, 2));
 }
 

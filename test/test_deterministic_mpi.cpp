@@ -3,8 +3,6 @@
 // for every rank count and every split of the data (some ranks empty), and
 // all_reduce is correctly rounded per element. Every rank builds the same
 // global data from fixed seeds.
-#define CATCH_CONFIG_RUNNER
-
 #include <dpar/mpi.hpp>
 
 #include "collective_common.hpp"
@@ -172,13 +170,4 @@ TEST_CASE("deterministic mpi: other ops in rank order, scans the same bits for a
       }
     }
   });
-}
-
-int main(int argc, char** argv) {
-  MPI_Init(&argc, &argv);
-  int result = Catch::Session().run(argc, argv);
-  int worst = 0;
-  MPI_Allreduce(&result, &worst, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
-  MPI_Finalize();
-  return worst;
 }

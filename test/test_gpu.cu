@@ -1,12 +1,12 @@
-// dpar::gpu against the CPU backend (dpar::seq) on random data: every
-// algorithm, sizes 0, 1, small primes, 2^20 and (tag [big]) 2^27, types int,
-// float, double, a custom struct, and 2x2 matrices mod p as a non-commutative
-// op. Also in-place scans, thrust and fancy iterators, a user stream, device 0
-// named explicitly, the errors, a 288-byte element type (6x6 matrices) in the
-// ordered reduce, T& functions on thrust::device_vector, and
-// cudaStreamPerThread from several host threads, and dpar::deterministic(gpu)
-// (sums of adversarial floats: the bits of deterministic(seq)). Run by gpu_main.cpp, which skips (exit 77)
-// when there is no CUDA device.
+// dpar::gpu beyond the conformance suite (test_gpu_conformance.cu has every
+// algorithm against std:: on int, float, double and 2x2 matrices mod p):
+// a custom struct with a user op, ordered float sums, thrust and fancy
+// iterators, a user stream, device 0 named explicitly, the errors, a 288-byte
+// element type (6x6 matrices) in the ordered reduce, T& functions on
+// thrust::device_vector, cudaStreamPerThread from several host threads,
+// dpar::deterministic(gpu) (sums of adversarial floats: the bits of
+// deterministic(seq)) and (tag [big]) 2^27 elements. Run by gpu_main.cpp,
+// which skips (exit 77) when there is no CUDA device.
 //
 // Inputs of float and double are small integers, so that every partial sum is
 // exact whatever the order of operations and results can be compared exactly;
@@ -15,8 +15,8 @@
 
 #include <catch2/catch.hpp>
 
-#include "collective_common.hpp"  // within_seconds
-#include "exact_reference.hpp"    // adversarial float data
+#include "exact_reference.hpp"  // adversarial float data
+#include "gpu_common.hpp"       // on_host_threads
 #include "mat2.hpp"
 
 #include <thrust/device_vector.h>
@@ -26,10 +26,8 @@
 #include <cmath>
 #include <cstring>
 #include <cstdint>
-#include <exception>
 #include <random>
 #include <string>
-#include <thread>
 #include <type_traits>
 #include <vector>
 
@@ -118,123 +116,6 @@ std::vector<T> host_of(const dpar::device_vector<T>& v) {
 }
 
 }  // namespace
-
-TEMPLATE_TEST_CASE("gpu reduce and transform_reduce match seq", "[gpu]", int, float, double) {
-  using T = TestType;
-  for (std::size_t n : sizes) {
-    INFO("n = " << n);
-    auto a = random_values<T>(n, n + 1), b = random_values<T>(n, n + 2);
-    dpar::device_vector<T> da(a), db(b);
-    // commutative ops on arithmetic types: cub::DeviceReduce
-    CHECK(dpar::reduce(dpar::gpu, da, T(3)) == dpar::reduce(dpar::seq, a, T(3)));
-    CHECK(dpar::reduce(dpar::gpu, da.begin(), da.end(), T(-100), dpar::maximum<>{}) ==
-          dpar::reduce(dpar::seq, a.begin(), a.end(), T(-100), dpar::maximum<>{}));
-    // Sums of squares grow past float's exact integers (2^24): compare with the
-    // exact sum, within rounding for float.
-    auto square = [] __host__ __device__(T x) { return x * x; };
-    double squares = 1;
-    for (T x : a) squares += static_cast<double>(x) * static_cast<double>(x);
-    auto near_squares = [&](T got) {
-      return std::is_same_v<T, float> ? std::abs(got - squares) <= 1e-5 * squares : got == static_cast<T>(squares);
-    };
-    CHECK(near_squares(dpar::transform_reduce(dpar::gpu, da, T(1), std::plus<>{}, square)));
-    CHECK(dpar::transform_reduce(dpar::gpu, da.begin(), da.end(), db.begin(), T(2)) ==
-          dpar::transform_reduce(dpar::seq, a.begin(), a.end(), b.begin(), T(2)));
-    // a lambda is not known to be commutative: the ordered path
-    auto add = [] __host__ __device__(T x, T y) { return x + y; };
-    CHECK(dpar::reduce(dpar::gpu, da, T(3), add) == dpar::reduce(dpar::seq, a, T(3)));
-    CHECK(near_squares(dpar::transform_reduce(dpar::gpu, da, T(1), add, square)));
-  }
-}
-
-TEMPLATE_TEST_CASE("gpu scans match seq, also in place", "[gpu]", int, float, double) {
-  using T = TestType;
-  auto add = [] __host__ __device__(T x, T y) { return x + y; };
-  for (std::size_t n : sizes) {
-    INFO("n = " << n);
-    auto a = random_values<T>(n, n + 3);
-    dpar::device_vector<T> da(a), out(n);
-    std::vector<T> want(n);
-
-    dpar::inclusive_scan(dpar::seq, a.begin(), a.end(), want.begin());
-    CHECK(dpar::inclusive_scan(dpar::gpu, da.begin(), da.end(), out.begin()) == out.end());
-    CHECK(host_of(out) == want);
-
-    dpar::inclusive_scan(dpar::seq, a.begin(), a.end(), want.begin(), std::plus<>{}, T(5));
-    dpar::inclusive_scan(dpar::gpu, da, out.begin(), add, T(5));
-    CHECK(host_of(out) == want);
-
-    dpar::exclusive_scan(dpar::seq, a.begin(), a.end(), want.begin(), T(-7));
-    CHECK(dpar::exclusive_scan(dpar::gpu, da.begin(), da.end(), out.begin(), T(-7)) == out.end());
-    CHECK(host_of(out) == want);
-
-    // in place
-    dpar::device_vector<T> inplace(a);
-    dpar::inclusive_scan(dpar::seq, a.begin(), a.end(), want.begin());
-    dpar::inclusive_scan(dpar::gpu, inplace.begin(), inplace.end(), inplace.begin());
-    CHECK(host_of(inplace) == want);
-    inplace.copy_from_host(a);
-    dpar::exclusive_scan(dpar::seq, a.begin(), a.end(), want.begin(), T(4), std::plus<>{});
-    dpar::exclusive_scan(dpar::gpu, inplace, inplace.begin(), T(4), add);
-    CHECK(host_of(inplace) == want);
-  }
-}
-
-TEMPLATE_TEST_CASE("gpu transform and for_each match seq", "[gpu]", int, float, double) {
-  using T = TestType;
-  auto f = [] __host__ __device__(T x) { return static_cast<T>(x * 3 - 1); };
-  auto g = [] __host__ __device__(T x, T y) { return static_cast<T>(x * 2 + y); };
-  for (std::size_t n : sizes) {
-    INFO("n = " << n);
-    auto a = random_values<T>(n, n + 4), b = random_values<T>(n, n + 5);
-    dpar::device_vector<T> da(a), db(b), out(n);
-    std::vector<T> want(n);
-
-    dpar::transform(dpar::seq, a.begin(), a.end(), want.begin(), f);
-    CHECK(dpar::transform(dpar::gpu, da.begin(), da.end(), out.begin(), f) == out.end());
-    CHECK(host_of(out) == want);
-
-    dpar::transform(dpar::seq, a, b.begin(), want.begin(), g);
-    CHECK(dpar::transform(dpar::gpu, da, db.begin(), out.begin(), g) == out.end());
-    CHECK(host_of(out) == want);
-
-    // in place, and for_each through references
-    dpar::transform(dpar::seq, a.begin(), a.end(), want.begin(), f);
-    dpar::transform(dpar::gpu, da, da.begin(), f);
-    CHECK(host_of(da) == want);
-    dpar::for_each(dpar::gpu, db, [] __host__ __device__(T & x) { x = static_cast<T>(x + 5); });
-    dpar::for_each(dpar::seq, b, [](T& x) { x = static_cast<T>(x + 5); });
-    CHECK(host_of(db) == b);
-  }
-}
-
-TEST_CASE("gpu non-commutative op: 2x2 matrices mod p, in sequence order", "[gpu]") {
-  mat_mul mul;
-  for (std::size_t n : sizes) {
-    INFO("n = " << n);
-    auto a = random_matrices(n, n + 6);
-    dpar::device_vector<mat2> da(a), out(n);
-    const mat2 init{2, 1, 1, 1};
-    CHECK(dpar::reduce(dpar::gpu, da, init, mul) == dpar::reduce(dpar::seq, a, init, mul));
-    CHECK(dpar::reduce(dpar::gpu, da, identity, mul) == dpar::reduce(dpar::seq, a, identity, mul));
-
-    // transform_reduce: make a matrix of each index, multiply in order
-    auto shear = [] __host__ __device__(const mat2& m) { return mat2{1, m.a, 0, 1 + m.d % 5}; };
-    CHECK(dpar::transform_reduce(dpar::gpu, da, init, mul, shear) ==
-          dpar::transform_reduce(dpar::seq, a, init, mul, shear));
-
-    std::vector<mat2> want(n);
-    dpar::inclusive_scan(dpar::seq, a.begin(), a.end(), want.begin(), mul);
-    dpar::inclusive_scan(dpar::gpu, da.begin(), da.end(), out.begin(), mul);
-    CHECK(host_of(out) == want);
-    dpar::inclusive_scan(dpar::seq, a.begin(), a.end(), want.begin(), mul, init);
-    dpar::inclusive_scan(dpar::gpu, da.begin(), da.end(), out.begin(), mul, init);
-    CHECK(host_of(out) == want);
-    dpar::exclusive_scan(dpar::seq, a.begin(), a.end(), want.begin(), init, mul);
-    dpar::exclusive_scan(dpar::gpu, da, da.begin(), init, mul);  // in place
-    CHECK(host_of(da) == want);
-  }
-}
 
 // deterministic(gpu): float and double sums staged through the host are the
 // bits of deterministic(seq) on the same data; everything else is what plain
@@ -479,30 +360,19 @@ TEST_CASE("gpu cudaStreamPerThread from several host threads at once", "[gpu]") 
     dpar::inclusive_scan(dpar::seq, inputs.back().begin(), inputs.back().end(), wants.back().begin());
   }
   std::vector<int> wrong(threads, 0);
-  std::vector<std::exception_ptr> errors(threads);
-  dpar_test::within_seconds(120, "gpu scans on cudaStreamPerThread from 4 threads", [&] {
-    std::vector<std::thread> pool;
-    for (int t = 0; t < threads; ++t)
-      pool.emplace_back([&, t] {
-        try {
-          auto policy = dpar::gpu.on(0, cudaStreamPerThread);
-          dpar::device_vector<int> in(inputs[t], 0);
-          std::vector<dpar::device_vector<int>> outs;
-          for (std::size_t i = 0; i < scans; ++i) outs.emplace_back(n, 0);
-          for (int round = 0; round < rounds; ++round) {
-            for (auto& out : outs) dpar::inclusive_scan(policy, in, out.begin());  // queued back to back
-            policy.synchronize();
-            for (auto& out : outs) wrong[t] += out.to_host() != wants[t];
-          }
-        } catch (...) {
-          errors[t] = std::current_exception();
-        }
-      });
-    for (auto& th : pool) th.join();
+  dpar_test::on_host_threads(threads, 120, "gpu scans on cudaStreamPerThread from 4 threads", [&](int t) {
+    auto policy = dpar::gpu.on(0, cudaStreamPerThread);
+    dpar::device_vector<int> in(inputs[t], 0);
+    std::vector<dpar::device_vector<int>> outs;
+    for (std::size_t i = 0; i < scans; ++i) outs.emplace_back(n, 0);
+    for (int round = 0; round < rounds; ++round) {
+      for (auto& out : outs) dpar::inclusive_scan(policy, in, out.begin());  // queued back to back
+      policy.synchronize();
+      for (auto& out : outs) wrong[t] += out.to_host() != wants[t];
+    }
   });
   for (int t = 0; t < threads; ++t) {
     INFO("thread " << t);
-    if (errors[t]) std::rethrow_exception(errors[t]);
     CHECK(wrong[t] == 0);
   }
 }

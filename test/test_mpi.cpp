@@ -2,8 +2,6 @@
 // and failures across ranks (the conformance suite is in
 // test_mpi_conformance.cpp). Every rank compares its results with
 // single-process references computed on the whole array (mpi_common.hpp).
-#define CATCH_CONFIG_RUNNER
-
 #include <dpar/mpi.hpp>
 
 #include "mpi_common.hpp"
@@ -174,13 +172,4 @@ TEST_CASE("mpi errors carry MPI's message; a null communicator is rejected", "[m
   dpar::detail::mpi::errors_return guard(MPI_COMM_WORLD);
   int x = 0;
   CHECK_THROWS_AS(dpar::detail::mpi::check(MPI_Bcast(&x, -1, MPI_INT, 0, MPI_COMM_WORLD), "MPI_Bcast"), dpar::mpi_error);
-}
-
-int main(int argc, char** argv) {
-  MPI_Init(&argc, &argv);
-  int result = Catch::Session().run(argc, argv);
-  int worst = 0;
-  MPI_Allreduce(&result, &worst, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
-  MPI_Finalize();
-  return worst;
 }

@@ -1,5 +1,5 @@
 // The conformance suite over MPI ranks (part of test_mpi, whose main is in
-// test_mpi.cpp).
+// mpi_main.cpp).
 #include "mpi_common.hpp"
 
 using dpar_test_mpi::mpi_adaptor;
@@ -10,3 +10,4 @@ using dpar_test_mpi::mpi_adaptor;
 // user-op path.
 DPAR_CONFORMANCE_ALGORITHMS(mpi_adaptor, "mpi", long long)
 DPAR_CONFORMANCE_TYPES(mpi_adaptor, "mpi")
+DPAR_CONFORMANCE_HOST(mpi_adaptor, "mpi")

@@ -1,53 +1,36 @@
-// dpar::multi_gpu and dpar::sharded_vector against dpar::seq (the CPU) and
-// dpar::gpu (one device), on the device lists [0], [0,0], [0,0,0], [0,0,0,0]
-// (each entry its own shard and stream, so this runs on one GPU), sizes 0,
-// smaller than the shard count, primes and (tag [big]) 2^24. Ops include 2x2
-// matrix products mod p (associative, not commutative), so a scan that put a
-// shard's carry on the wrong side, or a reduce that combined partials out of
-// order, fails. Also host iterators (scatter, compute, gather), the device
-// all_reduce against a host reference (also after slow kernels on the devices'
-// default streams, and from several host threads), int-in/int64-out scans
-// across shards, deterministic(multi_gpu) (its exact all_reduce against the host
-// deterministic one), and the errors. Run by gpu_main.cpp,
-// which skips (exit 77) without a CUDA device; the [nodevice] test runs
-// everywhere.
+// dpar::multi_gpu's own interface, sharded_vector, against dpar::seq (the
+// CPU) and dpar::gpu (one device), on the device lists [0], [0,0], [0,0,0],
+// [0,0,0,0] (each entry its own shard and stream, so this runs on one GPU),
+// sizes 0, smaller than the shard count, primes and (tag [big]) 2^24. Ops
+// include 2x2 matrix products mod p (associative, not commutative), so a scan
+// that put a shard's carry on the wrong side, or a reduce that combined
+// partials out of order, fails. Also the device all_reduce against a host
+// reference (also after slow kernels on the devices' default streams, and from
+// several host threads), int-in/int64-out scans across shards,
+// deterministic(multi_gpu) (its exact all_reduce against the host
+// deterministic one), and the errors. multi_gpu on host iterators against
+// std:: is in the conformance suite (test_gpu_conformance.cu). Run by
+// gpu_main.cpp, which skips (exit 77) without a CUDA device; the [nodevice]
+// tests run everywhere.
 #include <catch2/catch.hpp>
 
-#include "collective_common.hpp"  // within_seconds
-#include "exact_reference.hpp"    // adversarial float data
+#include "exact_reference.hpp"  // adversarial float data
+#include "gpu_common.hpp"       // device_lists, on_host_threads
 #include "mat2.hpp"
 #include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <dpar/cuda.hpp>
-#include <exception>
 #include <limits>
 #include <numeric>
 #include <random>
 #include <string>
-#include <thread>
 #include <vector>
 
 namespace {
 
-// [0] to [0,0,0,0]; where there are several GPUs also distinct devices (the
-// NCCL path of all_reduce), a mix, and every device.
-std::vector<std::vector<int>> device_lists() {
-  std::vector<std::vector<int>> l = {{0}, {0, 0}, {0, 0, 0}, {0, 0, 0, 0}};
-  int count = 0;
-  if (cudaGetDeviceCount(&count) != cudaSuccess) {
-    (void)cudaGetLastError();
-    count = 0;
-  }
-  if (count >= 2) {
-    l.push_back({0, 1});
-    l.push_back({1, 0, 1});
-    std::vector<int> all(static_cast<std::size_t>(count));
-    std::iota(all.begin(), all.end(), 0);
-    if (count > 2) l.push_back(all);
-  }
-  return l;
-}
+using dpar_test::device_lists;
+using dpar_test::name_of;
 const std::vector<std::size_t> sizes = {0, 1, 2, 3, 5, 7, 97, 1009, 65537};
 constexpr std::size_t big = std::size_t{1} << 24;
 
@@ -90,30 +73,7 @@ struct user_sum {
   __host__ __device__ std::int64_t operator()(std::int64_t x, std::int64_t y) const { return x + y; }
 };
 
-std::string name_of(const std::vector<int>& list) {
-  std::string s = "[";
-  for (std::size_t i = 0; i < list.size(); ++i) {
-    if (i) s += ',';
-    s += std::to_string(list[i]);
-  }
-  return s + "]";
-}
-
 }  // namespace
-
-TEST_CASE("shard layout: n / k each, the remainder on the first shards", "[multi_gpu][nodevice]") {
-  using dpar::detail::even_split_begin;  // the shard layout
-  for (std::size_t k = 1; k <= 5; ++k)
-    for (std::size_t n : {0, 1, 2, 3, 4, 7, 10, 1009}) {
-      INFO("n = " << n << ", k = " << k);
-      CHECK(even_split_begin(n, k, 0) == 0);
-      CHECK(even_split_begin(n, k, k) == n);
-      for (std::size_t i = 0; i < k; ++i) {
-        std::size_t size = even_split_begin(n, k, i + 1) - even_split_begin(n, k, i);
-        CHECK(size == n / k + (i < n % k ? 1 : 0));
-      }
-    }
-}
 
 TEST_CASE("multi_gpu internals: identities, NCCL mapping", "[multi_gpu][nodevice]") {
   namespace mg = dpar::detail::multi_gpu;
@@ -341,62 +301,23 @@ TEST_CASE("multi_gpu all_reduce from several host threads on the same device lis
     INFO(name_of(list));
     const std::size_t k = list.size();
     std::vector<int> wrong(threads, 0);
-    std::vector<std::exception_ptr> errors(threads);
-    dpar_test::within_seconds(120, "all_reduce from 3 host threads", [&] {
-      std::vector<std::thread> pool;
-      for (int t = 0; t < threads; ++t)
-        pool.emplace_back([&, t] {
-          try {
-            auto p = dpar::multi_gpu(list);  // own streams, shared communicators
-            for (int round = 0; round < rounds; ++round) {
-              std::vector<dpar::device_vector<std::int64_t>> buffers;
-              std::int64_t want = 0;
-              for (std::size_t r = 0; r < k; ++r) {
-                const auto value = static_cast<std::int64_t>(1000 * t + 10 * round + static_cast<int>(r));
-                buffers.emplace_back(std::vector<std::int64_t>(n, value), list[r]);
-                want += value;
-              }
-              dpar::all_reduce(p, buffers, std::plus<>{});
-              for (const auto& b : buffers) wrong[t] += b.to_host() != std::vector<std::int64_t>(n, want);
-            }
-          } catch (...) {
-            errors[t] = std::current_exception();
-          }
-        });
-      for (auto& th : pool) th.join();
+    dpar_test::on_host_threads(threads, 120, "all_reduce from 3 host threads", [&](int t) {
+      auto p = dpar::multi_gpu(list);  // own streams, shared communicators
+      for (int round = 0; round < rounds; ++round) {
+        std::vector<dpar::device_vector<std::int64_t>> buffers;
+        std::int64_t want = 0;
+        for (std::size_t r = 0; r < k; ++r) {
+          const auto value = static_cast<std::int64_t>(1000 * t + 10 * round + static_cast<int>(r));
+          buffers.emplace_back(std::vector<std::int64_t>(n, value), list[r]);
+          want += value;
+        }
+        dpar::all_reduce(p, buffers, std::plus<>{});
+        for (const auto& b : buffers) wrong[t] += b.to_host() != std::vector<std::int64_t>(n, want);
+      }
     });
     for (int t = 0; t < threads; ++t) {
       INFO("thread " << t);
-      if (errors[t]) std::rethrow_exception(errors[t]);
       CHECK(wrong[t] == 0);
-    }
-  }
-}
-
-TEST_CASE("multi_gpu on host iterators: scatter, compute, gather", "[multi_gpu][gpu]") {
-  for (const auto& list : device_lists()) {
-    auto p = dpar::multi_gpu(list);
-    for (std::size_t n : sizes) {
-      INFO(name_of(list) << " n = " << n);
-      auto a = random_ints(n, n + 6);
-      auto m = random_matrices(n, n + 7);
-      std::vector<std::int64_t> got(n), want(n);
-      CHECK(dpar::reduce(p, a.begin(), a.end(), std::int64_t{3}) == dpar::reduce(dpar::seq, a, std::int64_t{3}));
-      CHECK(dpar::reduce(p, a, std::int64_t{3}) == dpar::reduce(dpar::seq, a, std::int64_t{3}));  // range overload
-      CHECK(dpar::reduce(p, m, identity, mat_mul{}) == std::accumulate(m.begin(), m.end(), identity, mat_mul{}));
-      CHECK(dpar::transform(p, a.begin(), a.end(), got.begin(), affine{}) == got.end());
-      dpar::transform(dpar::seq, a.begin(), a.end(), want.begin(), affine{});
-      CHECK(got == want);
-      CHECK(dpar::inclusive_scan(p, a.begin(), a.end(), got.begin()) == got.end());
-      dpar::inclusive_scan(dpar::seq, a.begin(), a.end(), want.begin());
-      CHECK(got == want);
-      std::vector<mat2> gotm(n), wantm(n);
-      dpar::exclusive_scan(p, m.begin(), m.end(), gotm.begin(), identity, mat_mul{});
-      std::exclusive_scan(m.begin(), m.end(), wantm.begin(), identity, mat_mul{});
-      CHECK(gotm == wantm);
-      auto c = a;
-      dpar::for_each(p, c.begin(), c.end(), negate_in_place{});
-      for (std::size_t i = 0; i < n; ++i) CHECK(c[i] == -a[i]);
     }
   }
 }

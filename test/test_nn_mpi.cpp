@@ -69,27 +69,6 @@ class failing_on_rank final : public nn::layer {
   static inline int fail_on = -1;
 };
 
-// Nudges its parameter in forward on one rank only: that rank's replicas drift.
-class drifting_on_rank final : public nn::layer {
- public:
-  std::string name() const override { return "DriftingOnRank"; }
-  std::size_t out_features(std::size_t in) const override { return in; }
-  std::size_t parameter_count() const override { return 1; }
-  void bind(float* params, float* grads) override { p_ = params, g_ = grads; }
-  void forward(const nn::tensor& x, nn::tensor& y) override {
-    std::copy(x.data(), x.data() + x.size(), y.data());
-    if (world_rank() == 1) *p_ += 1.0f;
-  }
-  void backward(const nn::tensor&, const nn::tensor&, const nn::tensor& dy, nn::tensor* dx) override {
-    *g_ = 0.0f;
-    if (dx) std::copy(dy.data(), dy.data() + dy.size(), dx->data());
-  }
-  std::unique_ptr<nn::layer> clone() const override { return std::make_unique<drifting_on_rank>(*this); }
-
- private:
-  float *p_ = nullptr, *g_ = nullptr;
-};
-
 // On the failing rank the original error; on the others a collective_error naming it.
 template <class F>
 void require_fails_everywhere(int failing, const std::string& original, F&& f) {
@@ -413,7 +392,7 @@ TEST_CASE("nn over MPI: device replicas' gradients are host-staged across ranks,
 TEST_CASE("nn over MPI: check_replicas names the first rank that diverged", "[nn][mpi]") {
   auto data = blobs(64, 12, 5, 3);
   nn::sequential m(12);
-  m.add(nn::dense(12, 5)).add(drifting_on_rank());
+  m.add(nn::dense(12, 5)).add(drifting([](int) { return world_rank() == 1; }));  // that rank's replicas drift
   m.initialize(1);
   dpar::thread_pool pool(2);
   auto o = options(16);

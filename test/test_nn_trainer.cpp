@@ -207,41 +207,10 @@ TEST_CASE("trainer: bad input is refused before any update; the trainer stays us
   REQUIRE_THROWS_AS(nn::data_parallel_trainer(dpar::seq, model(), options(0)), std::invalid_argument);
 }
 
-namespace {
-// A layer that breaks the replicas' lockstep on purpose: every other copy of
-// it nudges its own parameter during forward, so replicas' parameters drift apart.
-class drifting final : public nn::layer {
- public:
-  drifting() = default;
-  std::string name() const override { return "Drifting"; }
-  std::size_t out_features(std::size_t in) const override { return in; }
-  std::size_t parameter_count() const override { return 1; }
-  void bind(float* params, float* grads) override { p_ = params, g_ = grads; }
-  void forward(const nn::tensor& x, nn::tensor& y) override {
-    std::copy(x.data(), x.data() + x.size(), y.data());
-    if (id_ % 2 == 0) *p_ += 1.0f;
-  }
-  void backward(const nn::tensor&, const nn::tensor&, const nn::tensor& dy, nn::tensor* dx) override {
-    *g_ = 0.0f;
-    if (dx) std::copy(dy.data(), dy.data() + dy.size(), dx->data());
-  }
-  std::unique_ptr<nn::layer> clone() const override {
-    auto c = std::make_unique<drifting>(*this);
-    c->id_ = ++copies_;
-    return c;
-  }
-
- private:
-  float *p_ = nullptr, *g_ = nullptr;
-  int id_ = 0;
-  static inline int copies_ = 0;
-};
-}  // namespace
-
 TEST_CASE("trainer: the debug check catches replicas whose parameters diverge", "[nn][trainer]") {
   auto data = blobs(64, 12, 5, 3);
   nn::sequential m(12);
-  m.add(nn::dense(12, 5)).add(drifting());
+  m.add(nn::dense(12, 5)).add(drifting([](int copy) { return copy % 2 == 0; }));
   m.initialize(1);
   dpar::thread_pool pool(2);
   auto x = data.images.rows_view(0, 16);

@@ -128,22 +128,13 @@ TEST_CASE("a pool job waiting on a new thread that uses the same pool does not d
 
 TEST_CASE("an outside thread finding the pool busy runs its job inline, with correct results", "[thread_pool]") {
   dpar::thread_pool pool(2);
-  std::atomic<bool> release{false}, occupied{false};
-  std::thread holder([&] {
-    pool.run([&](std::size_t i, std::size_t) {
-      if (i != 0) return;
-      occupied = true;
-      while (!release) std::this_thread::yield();
-    });
-  });
-  while (!occupied) std::this_thread::yield();
+  dpar_test::pool_holder holder(pool);
   std::vector<double> v(50000, 0.5), out(v.size());
   std::size_t threads_seen = 0;
   pool.run([&](std::size_t, std::size_t threads) { threads_seen = threads; });
   double sum = dpar::reduce(dpar::par.on(pool), v, 0.0);
   dpar::inclusive_scan(dpar::par.on(pool), v, out.begin());
-  release = true;
-  holder.join();
+  holder.release();
   CHECK(threads_seen == 1);
   CHECK(sum == 25000.0);
   CHECK(out.back() == 25000.0);

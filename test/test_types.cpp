@@ -3,3 +3,4 @@
 #include "conformance_cpu.hpp"
 
 DPAR_CONFORMANCE_TYPES(cpu_adaptor, "cpu")
+DPAR_CONFORMANCE_HOST(cpu_adaptor, "cpu")

@@ -140,18 +140,24 @@ void transform_range(In1 first1, In2 first2, Out d_first, std::size_t lo, std::s
   for (std::size_t i = lo; i < hi; ++i) at(d_first, i) = f(at(first1, i), at(first2, i));
 }
 
+// An inclusive scan without a carry (no init) starts from element lo, which
+// becomes the carry and its own output. Returns where the scan goes on: lo,
+// or lo + 1 where element lo was taken (lo must be in the range).
+template <class V, class In, class Out>
+std::size_t start_from_first(In first, Out d_first, std::size_t lo, std::optional<V>& carry) {
+  if (carry) return lo;
+  carry.emplace(at(first, lo));
+  at(d_first, lo) = *carry;
+  return lo + 1;
+}
+
 // Inclusive scan of [lo, hi) with `carry` (if any) combined on the left.
 // Reads each input before writing its output, so in-place is fine.
 template <class V, class In, class Out, class Op>
 void inclusive_scan_range(In first, Out d_first, std::size_t lo, std::size_t hi, Op& op,
                           std::optional<V> carry) {
   if (lo == hi) return;
-  std::size_t i = lo;
-  if (!carry) {
-    carry.emplace(at(first, i));
-    at(d_first, i) = *carry;
-    ++i;
-  }
+  std::size_t i = start_from_first(first, d_first, lo, carry);
   V& running = *carry;
   for (; i < hi; ++i) {
     running = op(std::move(running), at(first, i));

@@ -537,17 +537,11 @@ class gpu_replica_model final : public replica_model {
 };
 
 // dpar::gpu: one replica on the policy's device and stream; collectives are
-// the identity. Under dpar::mpi(comm, dpar::gpu.on(d)), one such group per
+// the identity (sequential_group's). Under dpar::mpi(comm, dpar::gpu.on(d)), one such group per
 // rank, the gradients host-staged across ranks (nn/mpi.hpp).
-class gpu_group final : public replica_group {
+class gpu_group final : public sequential_group {
  public:
-  explicit gpu_group(const gpu_policy& p) : replica_group(1, 1, 0, 0), policy_(p.on(p.device(), p.stream())) {}
-  void run(const std::function<void(std::size_t)>& f) override { f(0); }
-  void all_reduce(std::size_t, std::span<float>) override {}
-  void all_reduce(std::size_t, std::span<double>) override {}
-  void all_reduce(std::size_t, std::span<std::uint64_t>) override {}
-  void broadcast(std::size_t, std::span<std::byte>, std::size_t) override {}
-  void barrier(std::size_t) override {}
+  explicit gpu_group(const gpu_policy& p) : policy_(p.on(p.device(), p.stream())) {}
   std::unique_ptr<replica_model> make_model(std::size_t, const sequential& model, sgd_options opt,
                                             loss_kind loss) override {
     return std::make_unique<gpu_replica_model>(model, policy_, opt, loss);

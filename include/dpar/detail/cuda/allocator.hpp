@@ -1,5 +1,6 @@
 #pragma once
-// Temporary device storage for CUB calls and dpar's own kernels, allocated and
+// Device memory: the device containers' elements, and temporary device
+// storage for CUB calls and dpar's own kernels. Temporary storage is allocated and
 // freed in stream order (cudaMallocFromPoolAsync / cudaFreeAsync) from one
 // memory pool per device that keeps up to 1 GiB of freed memory: after
 // warm-up, no call reaches the driver's allocator.
@@ -16,7 +17,9 @@
 #include <cstddef>
 #include <cstdint>
 #include <mutex>
+#include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "error.hpp"
@@ -54,6 +57,53 @@ inline cudaMemPool_t memory_pool(int device) {
   }
   return pools[i];
 }
+
+// ---- the device containers' memory (device_vector, sharded_vector) ----
+
+// Their element types: copied between host and devices as bytes.
+template <class T>
+concept device_copyable = std::is_trivially_copyable_v<T>;
+
+// n elements of T in device memory on `device` (made current here); a
+// cuda_error naming `what` where there is not enough.
+template <class T>
+T* allocate_elements(int device, std::size_t n, const std::string& what) {
+  device_scope scope(device);
+  void* p = nullptr;
+  cudaError_t e = cudaMalloc(&p, n * sizeof(T));
+  if (e != cudaSuccess) {
+    (void)cudaGetLastError();
+    throw cuda_error("cudaMalloc of " + std::to_string(n) + " elements (" + std::to_string(n * sizeof(T)) +
+                         " bytes) for " + what,
+                     device, e);
+  }
+  return static_cast<T*>(p);
+}
+
+// Frees what allocate_elements gave, whatever device is current; never throws
+// (for destructors). cudaFree waits for work on the memory, on any stream.
+inline void free_elements(int device, void* p) noexcept {
+  if (!p) return;
+  int previous = 0;
+  (void)cudaGetDevice(&previous);
+  (void)cudaSetDevice(device);
+  (void)cudaFree(p);
+  (void)cudaSetDevice(previous);
+}
+
+// A host copy must have as many elements as the container.
+inline void check_host_length(std::size_t host, std::size_t size, const char* container, const char* who) {
+  if (host != size)
+    throw std::invalid_argument("dpar::" + std::string(container) + "::" + who + ": " + std::to_string(host) +
+                                " host elements for a " + container + " of " + std::to_string(size));
+}
+
+// ---- temporary storage ----
+
+// Bytes in front of a reduction's scratch storage that hold its result of type
+// T (a multiple of 256, so that the scratch stays aligned as CUB wants).
+template <class T>
+inline constexpr std::size_t result_slot = (sizeof(T) + 255) / 256 * 256;
 
 // `bytes` of device memory on `device`, allocated and freed in the order of
 // `stream` (a stream of that device, or a special handle such as 0 or
@@ -93,6 +143,18 @@ class temp_buffer {
   template <class T>
   T* as(std::size_t byte_offset = 0) const noexcept {
     return reinterpret_cast<T*>(static_cast<char*>(data_) + byte_offset);
+  }
+
+  // Waits for the stream and returns the T at the front (a reduction's
+  // result; the scratch behind it starts at result_slot<T>).
+  template <class T>
+  T fetch() const {
+    device_scope scope(device_);
+    T value{};
+    check(cudaMemcpyAsync(&value, as<T>(), sizeof(T), cudaMemcpyDeviceToHost, stream_), "cudaMemcpyAsync (result)",
+          device_);
+    check(cudaStreamSynchronize(stream_), "cudaStreamSynchronize", device_);
+    return value;
   }
 
  private:

@@ -1,7 +1,7 @@
 #pragma once
 // Single-GPU backend: every algorithm is one or two CUB device-wide calls on
-// the policy's device and stream, with temporary storage from the caching
-// allocator.
+// the policy's device and stream (a `launch`), with temporary storage from the
+// stream-ordered allocator.
 //
 //   transform            cub::DeviceTransform::Transform
 //   for_each             cub::DeviceFor::ForEachN
@@ -24,6 +24,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <iterator>
+#include <memory>
 #include <optional>
 #include <type_traits>
 
@@ -42,15 +43,6 @@ template <class F>
 void with_count(std::size_t n, F&& f) {
   if (n <= static_cast<std::size_t>(INT32_MAX)) f(static_cast<std::int32_t>(n));
   else f(static_cast<std::int64_t>(n));
-}
-
-// A CUB call in two steps: ask for the temporary storage, then run with it.
-template <class Call>
-void run_cub(int device, cudaStream_t stream, const char* name, Call call) {
-  std::size_t bytes = 0;
-  check(call(nullptr, bytes), name, device);
-  temp_buffer buffer(device, bytes, stream);
-  check(call(buffer.data(), bytes), name, device);
 }
 
 // The iterator as CUB takes it (a raw pointer where it can be), after checking
@@ -82,21 +74,81 @@ Out advance(Out it, std::size_t n) {
   return it + static_cast<std::iter_difference_t<Out>>(n);
 }
 
+// Queues a CUB reduction, call(temp, bytes, out, count), on `stream` of
+// `device` (already current); its result lands at ->as<T>() of the returned
+// storage, in front of the scratch (the multi-GPU backend queues one per
+// shard before waiting for any).
+template <class T, class Call>
+std::unique_ptr<temp_buffer> queue_reduction(int device, cudaStream_t stream, std::size_t n, const char* name,
+                                             Call call) {
+  std::unique_ptr<temp_buffer> buffer;
+  with_count(n, [&](auto count) {
+    std::size_t bytes = 0;
+    check(call(nullptr, bytes, static_cast<T*>(nullptr), count), name, device);
+    buffer = std::make_unique<temp_buffer>(device, result_slot<T> + bytes, stream);
+    check(call(buffer->template as<void>(result_slot<T>), bytes, buffer->template as<T>(), count), name, device);
+  });
+  return buffer;
+}
+
+// One algorithm's call on the policy's device, made current while the call
+// lasts: the checks and the errors that name the algorithm, and CUB calls with
+// n as a 32- or 64-bit count.
+class launch {
+ public:
+  launch(const gpu_policy& p, const char* algorithm)
+      : device(p.device()), stream(p.stream()), algorithm_(algorithm), scope_(device) {}
+
+  // The iterator as CUB takes it, checked to point to memory the device can use.
+  template <class It>
+  auto arg(It it, const char* argument) const {
+    return device_arg(it, device, algorithm_, argument);
+  }
+
+  // call(count): a CUB call that needs no temporary storage.
+  template <class Call>
+  void run(std::size_t n, const char* name, Call call) const {
+    with_count(n, [&](auto count) { check(call(count), name, device); });
+  }
+
+  // call(temp, bytes, count): a CUB call in two steps, asking for the
+  // temporary storage, then running with it.
+  template <class Call>
+  void run_with_storage(std::size_t n, const char* name, Call call) const {
+    with_count(n, [&](auto count) {
+      std::size_t bytes = 0;
+      check(call(nullptr, bytes, count), name, device);
+      temp_buffer buffer(device, bytes, stream);
+      check(call(buffer.data(), bytes, count), name, device);
+    });
+  }
+
+  // call(temp, bytes, out, count): a CUB reduction, its result waited for.
+  template <class T, class Call>
+  T reduce(std::size_t n, const char* name, Call call) const {
+    return queue_reduction<T>(device, stream, n, name, call)->template fetch<T>();
+  }
+
+  const int device;
+  const cudaStream_t stream;
+
+ private:
+  const char* algorithm_;
+  device_scope scope_;
+};
+
 struct backend {
   template <class In, class Out, class F>
   static Out transform(const gpu_policy& p, In first, In last, Out d_first, F f) {
     DPAR_CUDA_REQUIRE_DEVICE_ITERATOR(In);
     DPAR_CUDA_REQUIRE_DEVICE_ITERATOR(Out);
+    const launch l(p, "dpar::transform");
     const auto n = static_cast<std::size_t>(last - first);
-    const int device = p.device();
     if (n == 0) return d_first;
-    device_scope scope(device);
-    auto in = device_arg(first, device, "dpar::transform", "input");
-    auto out = device_arg(d_first, device, "dpar::transform", "output");
-    with_count(n, [&](auto count) {
-      check(cub::DeviceTransform::Transform(in, out, count, f, p.stream()), "cub::DeviceTransform::Transform",
-            device);
-    });
+    auto in = l.arg(first, "input");
+    auto out = l.arg(d_first, "output");
+    l.run(n, "cub::DeviceTransform::Transform",
+          [&](auto count) { return cub::DeviceTransform::Transform(in, out, count, f, l.stream); });
     return advance(d_first, n);
   }
 
@@ -105,16 +157,14 @@ struct backend {
     DPAR_CUDA_REQUIRE_DEVICE_ITERATOR(In1);
     DPAR_CUDA_REQUIRE_DEVICE_ITERATOR(In2);
     DPAR_CUDA_REQUIRE_DEVICE_ITERATOR(Out);
+    const launch l(p, "dpar::transform");
     const auto n = static_cast<std::size_t>(last1 - first1);
-    const int device = p.device();
     if (n == 0) return d_first;
-    device_scope scope(device);
-    auto in1 = device_arg(first1, device, "dpar::transform", "first input");
-    auto in2 = device_arg(first2, device, "dpar::transform", "second input");
-    auto out = device_arg(d_first, device, "dpar::transform", "output");
-    with_count(n, [&](auto count) {
-      check(cub::DeviceTransform::Transform(::cuda::std::make_tuple(in1, in2), out, count, f, p.stream()),
-            "cub::DeviceTransform::Transform", device);
+    auto in1 = l.arg(first1, "first input");
+    auto in2 = l.arg(first2, "second input");
+    auto out = l.arg(d_first, "output");
+    l.run(n, "cub::DeviceTransform::Transform", [&](auto count) {
+      return cub::DeviceTransform::Transform(::cuda::std::make_tuple(in1, in2), out, count, f, l.stream);
     });
     return advance(d_first, n);
   }
@@ -122,32 +172,27 @@ struct backend {
   template <class It, class F>
   static void for_each(const gpu_policy& p, It first, It last, F f) {
     DPAR_CUDA_REQUIRE_DEVICE_ITERATOR(It);
+    const launch l(p, "dpar::for_each");
     const auto n = static_cast<std::size_t>(last - first);
-    const int device = p.device();
     if (n == 0) return;
-    device_scope scope(device);
-    auto it = device_arg(first, device, "dpar::for_each", "range");
-    with_count(n, [&](auto count) {
-      check(cub::DeviceFor::ForEachN(it, count, f, p.stream()), "cub::DeviceFor::ForEachN", device);
-    });
+    auto it = l.arg(first, "range");
+    l.run(n, "cub::DeviceFor::ForEachN", [&](auto count) { return cub::DeviceFor::ForEachN(it, count, f, l.stream); });
   }
 
   template <class It, class T, class Op>
   static T reduce(const gpu_policy& p, It first, It last, T init, Op op) {
     DPAR_CUDA_REQUIRE_DEVICE_ITERATOR(It);
     require_device_value<T>();
+    const launch l(p, "dpar::reduce");
     const auto n = static_cast<std::size_t>(last - first);
-    const int device = p.device();
     if (n == 0) return init;
-    device_scope scope(device);
-    auto in = device_arg(first, device, "dpar::reduce", "input");
+    auto in = l.arg(first, "input");
     if constexpr (reorderable_v<Op, T>) {
-      return fast_reduce<T>(device, p.stream(), n, "cub::DeviceReduce::Reduce",
-                            [&](auto count, void* temp, std::size_t& bytes, T* out) {
-                              return cub::DeviceReduce::Reduce(temp, bytes, in, out, count, op, init, p.stream());
-                            });
+      return l.reduce<T>(n, "cub::DeviceReduce::Reduce", [&](void* temp, std::size_t& bytes, T* out, auto count) {
+        return cub::DeviceReduce::Reduce(temp, bytes, in, out, count, op, init, l.stream);
+      });
     } else {
-      return ordered_reduce(device, p.stream(), n, init, op, read_at<decltype(in)>{in});
+      return ordered_reduce(l, n, init, op, read_at<decltype(in)>{in});
     }
   }
 
@@ -155,19 +200,18 @@ struct backend {
   static T transform_reduce(const gpu_policy& p, It first, It last, T init, R reduce, U transform) {
     DPAR_CUDA_REQUIRE_DEVICE_ITERATOR(It);
     require_device_value<T>();
+    const launch l(p, "dpar::transform_reduce");
     const auto n = static_cast<std::size_t>(last - first);
-    const int device = p.device();
     if (n == 0) return init;
-    device_scope scope(device);
-    auto in = device_arg(first, device, "dpar::transform_reduce", "input");
+    auto in = l.arg(first, "input");
     if constexpr (reorderable_v<R, T>) {
-      return fast_reduce<T>(device, p.stream(), n, "cub::DeviceReduce::TransformReduce",
-                            [&](auto count, void* temp, std::size_t& bytes, T* out) {
-                              return cub::DeviceReduce::TransformReduce(temp, bytes, in, out, count, reduce,
-                                                                        transform, init, p.stream());
-                            });
+      return l.reduce<T>(n, "cub::DeviceReduce::TransformReduce",
+                         [&](void* temp, std::size_t& bytes, T* out, auto count) {
+                           return cub::DeviceReduce::TransformReduce(temp, bytes, in, out, count, reduce, transform,
+                                                                     init, l.stream);
+                         });
     } else {
-      return ordered_reduce(device, p.stream(), n, init, reduce, transform_at<decltype(in), U>{in, transform});
+      return ordered_reduce(l, n, init, reduce, transform_at<decltype(in), U>{in, transform});
     }
   }
 
@@ -177,24 +221,22 @@ struct backend {
     DPAR_CUDA_REQUIRE_DEVICE_ITERATOR(It1);
     DPAR_CUDA_REQUIRE_DEVICE_ITERATOR(It2);
     require_device_value<T>();
+    const launch l(p, "dpar::transform_reduce");
     const auto n = static_cast<std::size_t>(last1 - first1);
-    const int device = p.device();
     if (n == 0) return init;
-    device_scope scope(device);
-    auto in1 = device_arg(first1, device, "dpar::transform_reduce", "first input");
-    auto in2 = device_arg(first2, device, "dpar::transform_reduce", "second input");
+    auto in1 = l.arg(first1, "first input");
+    auto in2 = l.arg(first2, "second input");
     using pair_at = transform2_at<decltype(in1), decltype(in2), U>;
     if constexpr (reorderable_v<R, T>) {
       // CUB reduces f(a[i], b[i]) over the indices i of a counting iterator.
-      return fast_reduce<T>(device, p.stream(), n, "cub::DeviceReduce::TransformReduce",
-                            [&](auto count, void* temp, std::size_t& bytes, T* out) {
-                              thrust::counting_iterator<decltype(count)> index(0);
-                              return cub::DeviceReduce::TransformReduce(temp, bytes, index, out, count, reduce,
-                                                                        pair_at{in1, in2, transform}, init,
-                                                                        p.stream());
-                            });
+      return l.reduce<T>(n, "cub::DeviceReduce::TransformReduce",
+                         [&](void* temp, std::size_t& bytes, T* out, auto count) {
+                           thrust::counting_iterator<decltype(count)> index(0);
+                           return cub::DeviceReduce::TransformReduce(temp, bytes, index, out, count, reduce,
+                                                                     pair_at{in1, in2, transform}, init, l.stream);
+                         });
     } else {
-      return ordered_reduce(device, p.stream(), n, init, reduce, pair_at{in1, in2, transform});
+      return ordered_reduce(l, n, init, reduce, pair_at{in1, in2, transform});
     }
   }
 
@@ -204,31 +246,27 @@ struct backend {
     DPAR_CUDA_REQUIRE_DEVICE_ITERATOR(In);
     DPAR_CUDA_REQUIRE_DEVICE_ITERATOR(Out);
     require_device_value<V>();
+    const launch l(p, "dpar::inclusive_scan");
     const auto n = static_cast<std::size_t>(last - first);
-    const int device = p.device();
     if (n == 0) return d_first;
-    device_scope scope(device);
-    auto in = device_arg(first, device, "dpar::inclusive_scan", "input");
-    auto out = device_arg(d_first, device, "dpar::inclusive_scan", "output");
-    cudaStream_t s = p.stream();
-    with_count(n, [&](auto count) {
-      if (init) {
-        run_cub(device, s, "cub::DeviceScan::InclusiveScanInit", [&](void* temp, std::size_t& bytes) {
-          return cub::DeviceScan::InclusiveScanInit(temp, bytes, in, out, op, *init, count, s);
-        });
-      } else {
-        // CUB accumulates in the input's value type here; read the input as V
-        // so that the scan accumulates in V, as with an init (the multi-GPU
-        // backend scans shard 0 without init and the others with one).
-        auto in_v = [&] {
-          if constexpr (std::is_same_v<std::iter_value_t<decltype(in)>, V>) return in;
-          else return thrust::make_transform_iterator(in, convert_to<V>{});
-        }();
-        run_cub(device, s, "cub::DeviceScan::InclusiveScan", [&](void* temp, std::size_t& bytes) {
-          return cub::DeviceScan::InclusiveScan(temp, bytes, in_v, out, op, count, s);
-        });
-      }
-    });
+    auto in = l.arg(first, "input");
+    auto out = l.arg(d_first, "output");
+    if (init) {
+      l.run_with_storage(n, "cub::DeviceScan::InclusiveScanInit", [&](void* temp, std::size_t& bytes, auto count) {
+        return cub::DeviceScan::InclusiveScanInit(temp, bytes, in, out, op, *init, count, l.stream);
+      });
+    } else {
+      // CUB accumulates in the input's value type here; read the input as V
+      // so that the scan accumulates in V, as with an init (the multi-GPU
+      // backend scans shard 0 without init and the others with one).
+      auto in_v = [&] {
+        if constexpr (std::is_same_v<std::iter_value_t<decltype(in)>, V>) return in;
+        else return thrust::make_transform_iterator(in, convert_to<V>{});
+      }();
+      l.run_with_storage(n, "cub::DeviceScan::InclusiveScan", [&](void* temp, std::size_t& bytes, auto count) {
+        return cub::DeviceScan::InclusiveScan(temp, bytes, in_v, out, op, count, l.stream);
+      });
+    }
     return advance(d_first, n);
   }
 
@@ -237,38 +275,22 @@ struct backend {
     DPAR_CUDA_REQUIRE_DEVICE_ITERATOR(In);
     DPAR_CUDA_REQUIRE_DEVICE_ITERATOR(Out);
     require_device_value<T>();
+    const launch l(p, "dpar::exclusive_scan");
     const auto n = static_cast<std::size_t>(last - first);
-    const int device = p.device();
     if (n == 0) return d_first;
-    device_scope scope(device);
-    auto in = device_arg(first, device, "dpar::exclusive_scan", "input");
-    auto out = device_arg(d_first, device, "dpar::exclusive_scan", "output");
-    cudaStream_t s = p.stream();
-    with_count(n, [&](auto count) {
-      run_cub(device, s, "cub::DeviceScan::ExclusiveScan", [&](void* temp, std::size_t& bytes) {
-        return cub::DeviceScan::ExclusiveScan(temp, bytes, in, out, op, init, count, s);
-      });
+    auto in = l.arg(first, "input");
+    auto out = l.arg(d_first, "output");
+    l.run_with_storage(n, "cub::DeviceScan::ExclusiveScan", [&](void* temp, std::size_t& bytes, auto count) {
+      return cub::DeviceScan::ExclusiveScan(temp, bytes, in, out, op, init, count, l.stream);
     });
     return advance(d_first, n);
   }
 
  private:
-  // A CUB reduction whose result lands in a device slot in front of its
-  // temporary storage; copies it back and waits for the stream.
-  template <class T, class Call>
-  static T fast_reduce(int device, cudaStream_t stream, std::size_t n, const char* name, Call call) {
-    T host{};
-    with_count(n, [&](auto count) {
-      std::size_t bytes = 0;
-      check(call(count, nullptr, bytes, static_cast<T*>(nullptr)), name, device);
-      const std::size_t slot = (sizeof(T) + 255) / 256 * 256;
-      temp_buffer buffer(device, slot + bytes, stream);
-      check(call(count, buffer.as<void>(slot), bytes, buffer.as<T>()), name, device);
-      check(cudaMemcpyAsync(&host, buffer.as<T>(), sizeof(T), cudaMemcpyDeviceToHost, stream),
-            "cudaMemcpyAsync (result)", device);
-      check(cudaStreamSynchronize(stream), "cudaStreamSynchronize", device);
-    });
-    return host;
+  // init op elem(0) op ... op elem(n-1) in sequence order (dpar's kernel), waited for.
+  template <class T, class Op, class Elem>
+  static T ordered_reduce(const launch& l, std::size_t n, const T& init, const Op& op, const Elem& elem) {
+    return ordered_reduce_enqueue(l.device, l.stream, n, &init, op, elem)->template fetch<T>();
   }
 };
 

@@ -12,14 +12,13 @@
 #include <utility>
 #include <vector>
 
+#include "allocator.hpp"
 #include "error.hpp"
 
 namespace dpar {
 
-template <class T>
+template <detail::cuda::device_copyable T>
 class device_vector {
-  static_assert(std::is_trivially_copyable_v<T>, "dpar::device_vector<T> needs a trivially copyable T");
-
  public:
   using value_type = T;
   using size_type = std::size_t;
@@ -61,15 +60,7 @@ class device_vector {
     std::swap(device_, other.device_);
     return *this;
   }
-  ~device_vector() {
-    if (data_) {
-      int previous = 0;
-      (void)cudaGetDevice(&previous);
-      (void)cudaSetDevice(device_);
-      (void)cudaFree(data_);
-      (void)cudaSetDevice(previous);
-    }
-  }
+  ~device_vector() { detail::cuda::free_elements(device_, data_); }
 
   std::size_t size() const noexcept { return n_; }
   bool empty() const noexcept { return n_ == 0; }
@@ -85,9 +76,7 @@ class device_vector {
   // your own that writes or reads these elements must be finished first
   // (policy.synchronize()).
   void copy_from_host(std::span<const T> host) {
-    if (host.size() != n_)
-      throw std::invalid_argument("dpar::device_vector::copy_from_host: " + std::to_string(host.size()) +
-                                  " host elements for a device_vector of " + std::to_string(n_));
+    detail::cuda::check_host_length(host.size(), n_, "device_vector", "copy_from_host");
     if (n_ == 0) return;
     detail::cuda::device_scope scope(device_);
     detail::cuda::check(cudaMemcpy(data_, host.data(), bytes(), cudaMemcpyHostToDevice),
@@ -95,9 +84,7 @@ class device_vector {
     finish_default_stream();
   }
   void copy_to_host(std::span<T> host) const {
-    if (host.size() != n_)
-      throw std::invalid_argument("dpar::device_vector::copy_to_host: " + std::to_string(host.size()) +
-                                  " host elements for a device_vector of " + std::to_string(n_));
+    detail::cuda::check_host_length(host.size(), n_, "device_vector", "copy_to_host");
     if (n_ == 0) return;
     detail::cuda::device_scope scope(device_);
     detail::cuda::check(cudaMemcpy(host.data(), data_, bytes(), cudaMemcpyDeviceToHost),
@@ -114,18 +101,7 @@ class device_vector {
   device_vector(allocate_tag, std::size_t n, int device) : n_(n) {
     device_ = device >= 0 ? device : detail::cuda::current_device();
     detail::cuda::validate_device(device_, "dpar::device_vector");
-    if (n == 0) return;
-    detail::cuda::device_scope scope(device_);
-    void* p = nullptr;
-    cudaError_t e = cudaMalloc(&p, bytes());
-    if (e != cudaSuccess) {
-      (void)cudaGetLastError();
-      n_ = 0;
-      throw cuda_error("cudaMalloc of " + std::to_string(n) + " elements (" + std::to_string(n * sizeof(T)) +
-                           " bytes) for dpar::device_vector",
-                       device_, e);
-    }
-    data_ = static_cast<T*>(p);
+    if (n != 0) data_ = detail::cuda::allocate_elements<T>(device_, n, "dpar::device_vector");
   }
   std::size_t bytes() const noexcept { return n_ * sizeof(T); }
   // cudaMemset and host-to-device cudaMemcpy may return before the device has

@@ -111,7 +111,7 @@ std::unique_ptr<temp_buffer> ordered_reduce_enqueue(int device, cudaStream_t str
 
   const bool with_init = init != nullptr;
   const T init_value = with_init ? *init : T{};
-  const std::size_t slot = (sizeof(T) + 255) / 256 * 256;
+  const std::size_t slot = result_slot<T>;
   auto buffer = std::make_unique<temp_buffer>(device, slot + (blocks > 1 ? blocks * sizeof(T) : 0), stream);
   T* result = buffer->as<T>();
   if (blocks == 1) {
@@ -127,18 +127,6 @@ std::unique_ptr<temp_buffer> ordered_reduce_enqueue(int device, cudaStream_t str
     check(cudaGetLastError(), "launching dpar's ordered reduction kernel (partials)", device);
   }
   return buffer;
-}
-
-// init op elem(0) op ... op elem(n-1), in that order, for n > 0. Runs on
-// `stream` of `device` (already current) and waits for the result.
-template <class T, class Elem, class Op>
-T ordered_reduce(int device, cudaStream_t stream, std::size_t n, const T& init, const Op& op, const Elem& elem) {
-  auto buffer = ordered_reduce_enqueue(device, stream, n, &init, op, elem);
-  T host = init;
-  check(cudaMemcpyAsync(&host, buffer->template as<T>(), sizeof(T), cudaMemcpyDeviceToHost, stream),
-        "cudaMemcpyAsync (result)", device);
-  check(cudaStreamSynchronize(stream), "cudaStreamSynchronize", device);
-  return host;
 }
 
 }  // namespace dpar::detail::cuda

@@ -99,12 +99,7 @@ T fixed_fold(thread_pool* pool, T init, std::size_t n, Op& op, Elem& elem) {
 template <bool Inclusive, class V, class In, class Out, class Op>
 void fixed_scan(thread_pool* pool, In first, std::size_t n, Out d_first, Op& op, std::optional<V> init) {
   if (n == 0) return;
-  std::size_t start = 0;
-  if (!init) {  // an inclusive scan without init starts from the first element
-    init.emplace(at(first, 0));
-    at(d_first, 0) = *init;
-    start = 1;
-  }
+  const std::size_t start = start_from_first(first, d_first, 0, init);
   const threads::blocks cut = fixed_blocks(n - start, fixed_block<Op, V>);
   std::vector<std::optional<V>> carry(cut.count);
   carry[0] = std::move(init);
@@ -113,7 +108,7 @@ void fixed_scan(thread_pool* pool, In first, std::size_t n, Out d_first, Op& op,
     for_each_block(pool, cut, [&](std::size_t b, std::size_t lo, std::size_t hi) {
       if (b + 1 < cut.count) carry[b + 1].emplace(fold_nonempty<V>(start + lo, start + hi, op, elem));
     });
-    for (std::size_t b = 1; b < cut.count; ++b) carry[b] = op(*carry[b - 1], std::move(*carry[b]));
+    totals_to_carries(carry, op);
   }
   for_each_block(pool, cut, [&](std::size_t b, std::size_t lo, std::size_t hi) {
     if constexpr (reorderable_v<Op, V>)
@@ -353,31 +348,37 @@ struct backend : elementwise_on_inner {
 
   template <class V, class P, class In, class Out, class Op>
   static Out inclusive_scan(const P& policy, In first, In last, Out d_first, Op op, std::optional<V> init) {
-    using Inner = typename P::inner_type;
-    if constexpr (site<Inner>::distributed) {
-      auto ranks = site<Inner>::over_ranks(policy.inner());
-      return backend_of<decltype(ranks)>::inclusive_scan(ranks, first, last, d_first, std::move(op), std::move(init));
-    } else {
-      fixed_scan<true, V>(site<Inner>::pool(policy.inner()), first, static_cast<std::size_t>(last - first), d_first,
-                          op, std::move(init));
-      return d_first + (last - first);
-    }
+    return scan<true>(policy, first, last, d_first, op, std::move(init), [&](auto ranks, std::optional<V> from) {
+      return backend_of<decltype(ranks)>::inclusive_scan(ranks, first, last, d_first, std::move(op), std::move(from));
+    });
   }
 
   template <class P, class In, class Out, class T, class Op>
   static Out exclusive_scan(const P& policy, In first, In last, Out d_first, T init, Op op) {
+    return scan<false>(policy, first, last, d_first, op, std::optional<T>(std::move(init)),
+                       [&](auto ranks, std::optional<T> from) {
+                         return backend_of<decltype(ranks)>::exclusive_scan(ranks, first, last, d_first,
+                                                                            std::move(*from), std::move(op));
+                       });
+  }
+
+ private:
+  // A scan over ranks is the distributed backend's, over_ranks(ranks, init);
+  // in one process, fixed blocks on the inner policy's pool (the same cut for
+  // any thread count).
+  template <bool Inclusive, class P, class In, class Out, class Op, class V, class OverRanks>
+  static Out scan(const P& policy, In first, In last, Out d_first, Op& op, std::optional<V> init,
+                  OverRanks over_ranks) {
     using Inner = typename P::inner_type;
     if constexpr (site<Inner>::distributed) {
-      auto ranks = site<Inner>::over_ranks(policy.inner());
-      return backend_of<decltype(ranks)>::exclusive_scan(ranks, first, last, d_first, std::move(init), std::move(op));
+      return over_ranks(site<Inner>::over_ranks(policy.inner()), std::move(init));
     } else {
-      fixed_scan<false, T>(site<Inner>::pool(policy.inner()), first, static_cast<std::size_t>(last - first), d_first,
-                           op, std::optional<T>(std::move(init)));
+      fixed_scan<Inclusive, V>(site<Inner>::pool(policy.inner()), first, static_cast<std::size_t>(last - first),
+                               d_first, op, std::move(init));
       return d_first + (last - first);
     }
   }
 
- private:
   // init + elem(0) + ... + elem(n-1) with op: exact for float and double sums;
   // else over_ranks(policy, init) under MPI, else fixed blocks on this process.
   // data: the elements in contiguous memory, if they are (else nullptr).

@@ -71,6 +71,32 @@ std::optional<T> across_ranks(decltype(&MPI_Allreduce) collective, const char* n
   }
 }
 
+// The reduction over all ranks with a built-in op, and the failure agreement
+// with it, in one MPI_Allreduce: each rank sends its value (the identity for
+// an empty range) and its rank if its local phase failed. The op cannot throw
+// inside MPI, so no other failure needs agreeing on. (Under MPI_Exscan a rank
+// would see only the failures below it: scans agree separately.)
+template <class T, class Op>
+T all_ranks_builtin(MPI_Comm comm, std::optional<T> local, std::exception_ptr local_error, Op& op) {
+  struct value_and_failure {
+    T value;
+    int failed_rank;  // the lowest whose local phase threw; INT_MAX: none
+  };
+  auto combine = [&](const value_and_failure& a, const value_and_failure& b) {
+    return value_and_failure{T(op(a.value, b.value)), std::min(a.failed_rank, b.failed_rank)};
+  };
+  value_and_failure mine{local ? *local : op_identity<std::remove_cvref_t<Op>, T>::value(),
+                         local_error ? rank_of(comm) : INT_MAX},
+      all = mine;
+  byte_type<value_and_failure> type;
+  ordered_op<value_and_failure, decltype(combine)> ordered(combine);
+  const int code = MPI_Allreduce(&mine, &all, 1, type.get(), ordered.get(), comm);
+  if (local_error) std::rethrow_exception(local_error);
+  check(code, "MPI_Allreduce");
+  if (all.failed_rank != INT_MAX) throw_failed_elsewhere(all.failed_rank);
+  return all.value;
+}
+
 // Runs a rank's local phase, which may throw: its result, or its exception.
 template <class T, class Local>
 std::optional<T> run_local(Local&& local, std::exception_ptr& error) {
@@ -152,8 +178,12 @@ struct backend : elementwise_on_inner {
     errors_return guard(policy.comm());
     std::exception_ptr error;
     std::optional<T> mine = run_local<T>(local, error);
-    std::optional<T> all = across_ranks(MPI_Allreduce, "MPI_Allreduce", policy.comm(), std::move(mine), error, op);
-    return all ? T(op(std::move(init), std::move(*all))) : init;
+    if constexpr (builtin_v<Op, T>) {
+      return T(op(std::move(init), all_ranks_builtin(policy.comm(), std::move(mine), error, op)));
+    } else {
+      std::optional<T> all = across_ranks(MPI_Allreduce, "MPI_Allreduce", policy.comm(), std::move(mine), error, op);
+      return all ? T(op(std::move(init), std::move(*all))) : init;
+    }
   }
 
   // The reduction of the local ranges of the ranks below this one (none on rank 0 or if they are all empty).

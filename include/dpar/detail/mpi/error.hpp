@@ -40,6 +40,12 @@ inline int size_of(MPI_Comm comm) {
   return size;
 }
 
+// What a rank gets when a user function threw on rank `failed` and not here.
+[[noreturn]] inline void throw_failed_elsewhere(int failed) {
+  throw collective_error("dpar::mpi: a user function threw on rank " + std::to_string(failed) +
+                         ", so this collective call failed on every rank");
+}
+
 // Collective, after a step that every rank joined even if it failed: a rank
 // whose local phase threw (local_error) or whose user op threw inside MPI
 // (op_error) rethrows its own exception; every other rank throws naming the
@@ -50,9 +56,7 @@ inline void agree_on_failure(MPI_Comm comm, std::exception_ptr local_error, std:
   check(MPI_Allreduce(&mine, &lowest, 1, MPI_INT, MPI_MIN, comm), "MPI_Allreduce");
   if (local_error) std::rethrow_exception(local_error);
   if (op_error) std::rethrow_exception(op_error);
-  if (lowest < size)
-    throw collective_error("dpar::mpi: a user function threw on rank " + std::to_string(lowest) +
-                           ", so this collective call failed on every rank");
+  if (lowest < size) throw_failed_elsewhere(lowest);
   if (lowest != none)
     throw mpi_error("dpar::mpi: the reduction op threw on rank " + std::to_string(lowest - size), MPI_SUCCESS);
 }

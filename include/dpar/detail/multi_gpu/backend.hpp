@@ -46,13 +46,8 @@ namespace dpar::detail::multi_gpu {
 template <class Op, class T>
 inline constexpr bool cub_partial_v = reorderable_v<Op, T> && has_identity<Op, T>;
 
-// A shard's partial reduction, queued on its stream: the value lands at
-// storage->as<T>().
-struct queued_partial {
-  std::unique_ptr<cuda::temp_buffer> storage;
-  int device = -1;
-  cudaStream_t stream = nullptr;
-};
+// A shard's partial reduction, queued on its stream; ->fetch<T>() waits for it.
+using queued_partial = std::unique_ptr<cuda::temp_buffer>;
 
 // Queues the reduction, without init, of elem(0..n-1) (n > 0) with op.
 // cub_call(temp, bytes, out, count, identity) runs the matching CUB reduction.
@@ -60,32 +55,15 @@ template <class T, class Op, class Elem, class CubCall>
 queued_partial queue_partial(int device, cudaStream_t stream, std::size_t n, const Op& op, const Elem& elem,
                              CubCall cub_call) {
   cuda::device_scope scope(device);
-  queued_partial q{nullptr, device, stream};
   if constexpr (cub_partial_v<Op, T>) {
     const T id = op_identity<std::remove_cvref_t<Op>, T>::value();
-    cuda::with_count(n, [&](auto count) {
-      std::size_t bytes = 0;
-      cuda::check(cub_call(nullptr, bytes, static_cast<T*>(nullptr), count, id), "cub::DeviceReduce", device);
-      const std::size_t slot = (sizeof(T) + 255) / 256 * 256;
-      q.storage = std::make_unique<cuda::temp_buffer>(device, slot + bytes, stream);
-      cuda::check(cub_call(q.storage->as<void>(slot), bytes, q.storage->as<T>(), count, id), "cub::DeviceReduce",
-                  device);
-    });
+    return cuda::queue_reduction<T>(device, stream, n, "cub::DeviceReduce",
+                                    [&](void* temp, std::size_t& bytes, T* out, auto count) {
+                                      return cub_call(temp, bytes, out, count, id);
+                                    });
   } else {
-    q.storage = cuda::ordered_reduce_enqueue<T>(device, stream, n, nullptr, op, elem);
+    return cuda::ordered_reduce_enqueue<T>(device, stream, n, nullptr, op, elem);
   }
-  return q;
-}
-
-// Waits for a queued partial and returns its value.
-template <class T>
-T fetch(const queued_partial& q) {
-  cuda::device_scope scope(q.device);
-  T value{};
-  cuda::check(cudaMemcpyAsync(&value, q.storage->as<T>(), sizeof(T), cudaMemcpyDeviceToHost, q.stream),
-              "cudaMemcpyAsync (shard partial)", q.device);
-  cuda::check(cudaStreamSynchronize(q.stream), "cudaStreamSynchronize", q.device);
-  return value;
 }
 
 // A sharded_vector used with a policy must have been made with it (same
@@ -321,13 +299,13 @@ struct backend {
     for (const auto& s : shards)
       if (s.size) partials.push_back(queue(s));
     V result = std::move(init);
-    for (const auto& q : partials) result = static_cast<V>(op(std::move(result), fetch<V>(q)));
+    for (const auto& q : partials) result = static_cast<V>(op(std::move(result), q->template fetch<V>()));
     return result;
   }
 
   // carry[i]: what shard i's scan starts from (none: shard 0 of an inclusive
-  // scan without init). Phase 1 queues the totals of shards 0..k-2, phase 2
-  // folds them in order on the host.
+  // scan without init). Phase 1 queues the totals of shards 0..k-2, each
+  // accumulated in V, phase 2 folds them in order on the host.
   template <class V, class T, class Op>
   static std::vector<std::optional<V>> carries(const multi_gpu_policy&, const sharded_vector<T>& in, Op& op,
                                                std::optional<V> init) {
@@ -345,12 +323,9 @@ struct backend {
     }
     std::vector<std::optional<V>> carry(k);
     carry[0] = std::move(init);
-    for (std::size_t i = 0; i + 1 < k; ++i) {
-      carry[i + 1] = carry[i];
-      if (!totals[i].storage) continue;  // empty shard: the carry passes through
-      V total = fetch<V>(totals[i]);
-      carry[i + 1] = carry[i] ? static_cast<V>(op(*carry[i], total)) : total;
-    }
+    for (std::size_t i = 0; i + 1 < k; ++i)
+      if (totals[i]) carry[i + 1] = totals[i]->template fetch<V>();  // none for an empty shard
+    totals_to_carries(carry, op);
     return carry;
   }
 };

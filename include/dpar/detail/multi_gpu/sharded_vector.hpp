@@ -14,6 +14,7 @@
 #include <utility>
 #include <vector>
 
+#include "../cuda/allocator.hpp"
 #include "../cuda/error.hpp"
 #include "../kernels.hpp"
 #include "policy.hpp"
@@ -37,10 +38,8 @@ struct shard {
   T* end() const noexcept { return data + size; }
 };
 
-template <class T>
+template <detail::cuda::device_copyable T>
 class sharded_vector {
-  static_assert(std::is_trivially_copyable_v<T>, "dpar::sharded_vector<T> needs a trivially copyable T");
-
  public:
   using value_type = T;
   using size_type = std::size_t;
@@ -80,20 +79,10 @@ class sharded_vector {
     for (std::size_t i = 0; i < k; ++i) {
       const std::size_t lo = detail::even_split_begin(n, k, i), hi = detail::even_split_begin(n, k, i + 1);
       shard<T> s{policy.device(i), nullptr, hi - lo, lo, policy.stream(i)};
-      if (s.size != 0) {
-        detail::cuda::device_scope scope(s.device);
-        void* p = nullptr;
-        cudaError_t e = cudaMalloc(&p, s.size * sizeof(T));
-        if (e != cudaSuccess) {
-          (void)cudaGetLastError();
-          // storage_ frees the shards allocated so far
-          throw cuda_error("cudaMalloc of " + std::to_string(s.size) + " elements (" +
-                               std::to_string(s.size * sizeof(T)) + " bytes) for shard " + std::to_string(i) +
-                               " of a dpar::sharded_vector of " + std::to_string(n),
-                           s.device, e);
-        }
-        s.data = static_cast<T*>(p);
-      }
+      // on failure storage_ frees the shards allocated so far
+      if (s.size != 0)
+        s.data = detail::cuda::allocate_elements<T>(
+            s.device, s.size, "shard " + std::to_string(i) + " of a dpar::sharded_vector of " + std::to_string(n));
       storage_.shards.push_back(s);  // reserved: cannot throw
     }
   }
@@ -113,7 +102,7 @@ class sharded_vector {
   // Copies to and from the host; they wait for the shards' streams, so queued
   // work on this vector is finished first.
   void copy_from_host(std::span<const T> host) {
-    check_length(host.size(), "copy_from_host");
+    detail::cuda::check_host_length(host.size(), size_, "sharded_vector", "copy_from_host");
     for (auto& s : storage_.shards) {
       if (s.size == 0) continue;
       detail::cuda::device_scope scope(s.device);
@@ -124,7 +113,7 @@ class sharded_vector {
     synchronize();
   }
   void copy_to_host(std::span<T> host) const {
-    check_length(host.size(), "copy_to_host");
+    detail::cuda::check_host_length(host.size(), size_, "sharded_vector", "copy_to_host");
     // Queue every shard's copy first (pinned memory would overlap them;
     // pageable memory makes each wait for its shard's stream in turn).
     for (auto& s : storage_.shards) {
@@ -175,22 +164,9 @@ class sharded_vector {
       return *this;
     }
     ~storage() {
-      for (auto& s : shards)
-        if (s.data) {
-          int previous = 0;
-          (void)cudaGetDevice(&previous);
-          (void)cudaSetDevice(s.device);
-          (void)cudaFree(s.data);  // waits for work on the memory, on any stream
-          (void)cudaSetDevice(previous);
-        }
+      for (auto& s : shards) detail::cuda::free_elements(s.device, s.data);
     }
   };
-
-  void check_length(std::size_t host, const char* who) const {
-    if (host != size_)
-      throw std::invalid_argument("dpar::sharded_vector::" + std::string(who) + ": " + std::to_string(host) +
-                                  " host elements for a sharded_vector of " + std::to_string(size_));
-  }
 
   multi_gpu_policy policy_;
   std::size_t size_ = 0;

@@ -169,12 +169,7 @@ struct backend {
   static void single_pass_scan(thread_pool& pool, In first, std::size_t n, Out d_first, Op& op,
                                std::optional<V> init) {
     if (n == 0) return;
-    std::size_t lo = 0;
-    if (!init) {  // an inclusive scan without init starts from the first element
-      init.emplace(at(first, 0));
-      at(d_first, 0) = *init;
-      lo = 1;
-    }
+    const std::size_t lo = start_from_first(first, d_first, 0, init);
     const std::size_t threads = pool.concurrency();
     if (threads == 1 || n < 2 * min_block_arithmetic) {
       interleaved_scan_range<Inclusive, V>(first, d_first, lo, n, op, *init);
