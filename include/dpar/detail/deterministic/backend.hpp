@@ -257,20 +257,10 @@ void exact_columns(std::size_t k, Column& column, T* out, std::size_t lo, std::s
 template <class T, class Column, class After>
 void exact_column_sums(thread_pool* pool, std::size_t k, std::size_t n, Column column, T* out, After after) {
   if (k == 0 || n == 0) return;
-  std::size_t parts = pool ? std::min(pool->concurrency(), k * n * sizeof(T) / collective::min_slice_bytes) : 1;
-  if (parts <= 1) {
+  collective::for_each_slice<T>(pool, k, n, [&](std::size_t lo, std::size_t hi) {
     exact_sum scratch;
-    exact_columns<T>(k, column, out, 0, n, scratch);
-    after(std::size_t{0}, n);
-    return;
-  }
-  collective::slices<T> cut{n, parts};
-  pool->run([&](std::size_t thread, std::size_t threads) {
-    exact_sum scratch;
-    for (std::size_t s = thread; s < parts; s += threads) {
-      exact_columns<T>(k, column, out, cut.begin(s), cut.begin(s + 1), scratch);
-      after(cut.begin(s), cut.begin(s + 1));
-    }
+    exact_columns<T>(k, column, out, lo, hi, scratch);
+    after(lo, hi);
   });
 }
 

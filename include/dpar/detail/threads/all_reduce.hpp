@@ -51,23 +51,30 @@ std::vector<buffer_span_t<Buffers>> checked_spans(Buffers& buffers, const char* 
 // more than it saves.
 inline constexpr std::size_t min_slice_bytes = 128 * 1024;
 
-// All-reduce of the K spans on up to `threads` threads of `pool` (none if null).
-template <class T, class Op, class Finish>
-void all_reduce_spans(thread_pool* pool, std::vector<std::span<T>>& spans, Op& op, Finish finish) {
-  const std::size_t k = spans.size();
-  if (k == 0) return;
-  const std::size_t n = spans[0].size();
-  auto buffer = [&](std::size_t r) { return spans[r].data(); };
-  std::size_t parts = pool ? std::min(pool->concurrency(), k * n * sizeof(T) / min_slice_bytes) : 1;
-  if (parts <= 1) {
-    all_reduce_slice<T>(k, buffer, 0, n, op, finish);
+// Calls slice(lo, hi) over [0, n), elements of T in each of K buffers: in
+// one piece without a pool or where forking costs more than it saves, else
+// in slices run on the pool's threads.
+template <class T, class Slice>
+void for_each_slice(thread_pool* pool, std::size_t k, std::size_t n, Slice&& slice) {
+  const std::size_t parts = pool ? std::min(pool->concurrency(), k * n * sizeof(T) / min_slice_bytes) : 1;
+  if (pool == nullptr || parts <= 1) {
+    slice(std::size_t{0}, n);
     return;
   }
   slices<T> cut{n, parts};
   pool->run([&](std::size_t thread, std::size_t threads) {
-    for (std::size_t s = thread; s < parts; s += threads)
-      all_reduce_slice<T>(k, buffer, cut.begin(s), cut.begin(s + 1), op, finish);
+    for (std::size_t s = thread; s < parts; s += threads) slice(cut.begin(s), cut.begin(s + 1));
   });
+}
+
+// All-reduce of the K spans on the threads of `pool` (none if null).
+template <class T, class Op, class Finish>
+void all_reduce_spans(thread_pool* pool, std::vector<std::span<T>>& spans, Op& op, Finish finish) {
+  const std::size_t k = spans.size();
+  if (k == 0) return;
+  auto buffer = [&](std::size_t r) { return spans[r].data(); };
+  for_each_slice<T>(pool, k, spans[0].size(),
+                    [&](std::size_t lo, std::size_t hi) { all_reduce_slice<T>(k, buffer, lo, hi, op, finish); });
 }
 
 // all_reduce and all_reduce_mean for the CPU policies; `pool` is null for seq.
