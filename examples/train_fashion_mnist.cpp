@@ -253,19 +253,13 @@ struct mpi_session {
 // The model --model names, for images of `pixels` (a square) and `classes`
 // classes, with a line that describes it.
 std::pair<nn::sequential, std::string> make_model(const std::string& kind, std::size_t pixels, std::size_t classes) {
-  if (kind == "mlp") return {nn::make_mlp({pixels, 256, 128, classes}), "MLP " + std::to_string(pixels) + "-256-128-" + std::to_string(classes)};
+  if (kind == "mlp")
+    return {nn::make_mlp({pixels, 256, 128, classes}),
+            "MLP " + std::to_string(pixels) + "-256-128-" + std::to_string(classes)};
   const auto side = static_cast<std::size_t>(std::lround(std::sqrt(static_cast<double>(pixels))));
   if (side * side != pixels)
     throw std::runtime_error("--model cnn needs square images; these have " + std::to_string(pixels) + " pixels");
-  nn::conv2d c1({1, side, side}, 32, 3, 1, 1);
-  nn::max_pool2d p1(c1.output_shape(), 2);
-  nn::conv2d c2(p1.output_shape(), 64, 3, 1, 1);
-  nn::max_pool2d p2(c2.output_shape(), 2);
-  nn::flatten f(p2.output_shape());
-  nn::sequential m(pixels);
-  m.add(c1).add(nn::relu()).add(p1).add(c2).add(nn::relu()).add(p2).add(f);
-  m.add(nn::dense(f.out_features(p2.output_shape().size()), 128)).add(nn::relu()).add(nn::dense(128, classes));
-  return {std::move(m), "CNN conv3x3(32)-pool-conv3x3(64)-pool-dense(128)-" + std::to_string(classes)};
+  return {nn::make_cnn({1, side, side}, {32, 64}, 128, classes), "CNN conv3x3(32)-pool-conv3x3(64)-pool-dense(128)-" + std::to_string(classes)};
 }
 
 // Replicas on the pool's threads; under MPI, on every rank's pool; or on the GPUs.

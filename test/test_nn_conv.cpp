@@ -252,6 +252,20 @@ TEST_CASE("conv layers: bad shapes are refused with the layer and the sizes name
   CHECK_THROWS_WITH(m.add(nn::flatten({1, 5, 9})), Contains("Flatten(1x5x9)") && Contains("expected 45"));
 }
 
+TEST_CASE("make_cnn: conv + ReLU + pool blocks, then a hidden dense layer", "[nn][conv]") {
+  auto m = nn::make_cnn({1, 28, 28}, {32, 64}, 128, 10);
+  std::vector<std::string> names;
+  for (std::size_t i = 0; i < m.size(); ++i) names.push_back(m[i].name());
+  CHECK(names == std::vector<std::string>{"Conv2d(1x28x28,32,k3,s1,p1)", "ReLU", "MaxPool2d(32x28x28,k2,s2)",
+                                          "Conv2d(32x14x14,64,k3,s1,p1)", "ReLU", "MaxPool2d(64x14x14,k2,s2)",
+                                          "Flatten(64x7x7)", "Dense(3136,128)", "ReLU", "Dense(128,10)"});
+  CHECK(m.parameters().size() == (32 * 9 + 32) + (64 * 32 * 9 + 64) + (3136 * 128 + 128) + (128 * 10 + 10));
+  CHECK(m.out_features() == 10);
+  CHECK_THROWS_WITH(nn::make_cnn({1, 28, 28}, {}, 128, 10), Catch::Contains("at least one"));
+  CHECK_THROWS_WITH(nn::make_cnn({1, 3, 3}, {4, 4}, 8, 2),
+                    Catch::Contains("max_pool2d: kernel 2 is larger than the height 1"));
+}
+
 TEST_CASE("conv layers: the layout names their geometry, so a model file of another CNN is refused", "[nn][conv]") {
   nn::sequential a(16), b(16);
   a.add(nn::conv2d({1, 4, 4}, 2, 3, 1, 1));

@@ -352,4 +352,22 @@ class flatten final : public layer {
   image_shape in_;
 };
 
+// The CNN of the Fashion-MNIST example: per entry of `channels` a block of
+// 3x3 convolution (padding 1) + ReLU + 2x2 max pooling, then a dense hidden
+// layer of `hidden` units + ReLU and a linear output of `classes`.
+inline sequential make_cnn(image_shape in, const std::vector<std::size_t>& channels, std::size_t hidden,
+                           std::size_t classes) {
+  if (channels.empty()) throw std::invalid_argument("dpar::nn::make_cnn: need at least one convolution block");
+  sequential m(in.size());
+  image_shape at = in;
+  for (std::size_t c : channels) {
+    conv2d conv(at, c, 3, 1, 1);
+    max_pool2d pool(conv.output_shape(), 2);
+    at = pool.output_shape();
+    m.add(conv).add(relu()).add(pool);
+  }
+  m.add(flatten(at)).add(dense(at.size(), hidden)).add(relu()).add(dense(hidden, classes));
+  return m;
+}
+
 }  // namespace dpar::nn
