@@ -179,6 +179,8 @@ args parse(int argc, char** argv) {
                  "train_fashion_mnist: warning: %zu replicas on %u hardware threads; they take turns on the cores, "
                  "which is much slower than --replicas %u\n",
                  a.replicas, hardware, hardware);
+  if (a.model == "cnn" && !a.devices.empty())
+    usage("--model cnn trains on CPU replicas only (convolutions have no GPU path yet); drop --device/--devices");
 #ifndef DPAR_EXAMPLE_GPU
   if (!a.devices.empty()) usage("this build has no GPU replicas: run train_fashion_mnist_gpu (built where nvcc is)");
 #endif
@@ -259,7 +261,8 @@ std::pair<nn::sequential, std::string> make_model(const std::string& kind, std::
   const auto side = static_cast<std::size_t>(std::lround(std::sqrt(static_cast<double>(pixels))));
   if (side * side != pixels)
     throw std::runtime_error("--model cnn needs square images; these have " + std::to_string(pixels) + " pixels");
-  return {nn::make_cnn({1, side, side}, {32, 64}, 128, classes), "CNN conv3x3(32)-pool-conv3x3(64)-pool-dense(128)-" + std::to_string(classes)};
+  return {nn::make_cnn({1, side, side}, {32, 64}, 128, classes),
+          "CNN conv3x3(32)-pool-conv3x3(64)-pool-dense(128)-" + std::to_string(classes)};
 }
 
 // Replicas on the pool's threads; under MPI, on every rank's pool; or on the GPUs.
@@ -322,7 +325,8 @@ int train_and_report(const args& a, const mpi_session& mpi) {
     std::printf("Fashion-MNIST: %zu training / %zu test images; %s (%zu parameters); "
                 "%d rank%s x %zu %s replica%s = %zu replicas, batch %zu, lr %g (cosine), momentum %g (Nesterov), "
                 "weight decay %g\n",
-                train.size(), test.size(), description.c_str(), model.parameters().size(), mpi.ranks, mpi.ranks == 1 ? "" : "s",
+                train.size(), test.size(), description.c_str(), model.parameters().size(), mpi.ranks,
+                mpi.ranks == 1 ? "" : "s",
                 trainer.local_replicas(), a.devices.empty() ? "CPU" : "GPU", trainer.local_replicas() == 1 ? "" : "s", trainer.replicas(), a.batch, a.lr, a.momentum, a.weight_decay);
 
   std::ofstream csv;

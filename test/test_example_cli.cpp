@@ -163,6 +163,7 @@ TEST_CASE("example: an unknown or misplaced argument is named, wherever it stand
                          check{"--help=1", "--help takes no value"},
                          check{"--epochs", "missing value after --epochs"},
                          check{"--model rnn", "--model expects mlp or cnn, got 'rnn'"},
+                         check{"--model cnn --device gpu", "--model cnn trains on CPU replicas only"},
                          check{"--epochs=0", "--epochs must be at least 1"},
                          check{"--lr=", "--lr expects a number, got ''"}}) {
     INFO(c.args);
