@@ -29,6 +29,7 @@
 #include <time.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <random>
 #include <thread>
 #include <vector>
@@ -146,21 +147,22 @@ class null_reporter : public benchmark::BenchmarkReporter {  // ranks other than
 #endif
 
 #ifdef DPAR_BENCH_TORCH
-void libtorch_mlp(benchmark::State& state) {
+// libtorch on state.range(0) threads: SGD with momentum 0.9 over d in steps
+// of `batch` samples, each sample shaped `sample` (features, or C x H x W).
+void libtorch_train(benchmark::State& state, torch::nn::Sequential& model, const nn::dataset& d,
+                    std::vector<std::int64_t> sample) {
   int threads = static_cast<int>(state.range(0));
   torch::set_num_threads(threads);
   if (openblas_set_num_threads) openblas_set_num_threads(threads);  // in case torch's GEMMs go to OpenBLAS
-  torch::manual_seed(1);
-  torch::nn::Sequential model(torch::nn::Linear(features, 256), torch::nn::ReLU(), torch::nn::Linear(256, 128),
-                              torch::nn::ReLU(), torch::nn::Linear(128, classes));
   torch::optim::SGD opt(model->parameters(), torch::optim::SGDOptions(0.01).momentum(0.9));
-  const auto& d = data();
-  auto x = torch::from_blob(const_cast<float*>(d.images.data()), {long(samples), long(features)}, torch::kFloat);
+  const auto n = static_cast<std::int64_t>(d.size());
+  sample.insert(sample.begin(), n);
+  auto x = torch::from_blob(const_cast<float*>(d.images.data()), sample, torch::kFloat);
   std::vector<std::int64_t> labels(d.labels.begin(), d.labels.end());
-  auto y = torch::from_blob(labels.data(), {long(samples)}, torch::kLong);
+  auto y = torch::from_blob(labels.data(), {n}, torch::kLong);
   double cpu = process_cpu_seconds();
   for (auto _ : state) {
-    for (long at = 0; at < long(samples); at += long(batch)) {  // the same 64 steps of 128 samples
+    for (std::int64_t at = 0; at < n; at += std::int64_t(batch)) {  // the same steps as dpar's
       opt.zero_grad();
       auto loss = torch::nn::functional::cross_entropy(model->forward(x.narrow(0, at, batch)), y.narrow(0, at, batch));
       loss.backward();
@@ -168,37 +170,25 @@ void libtorch_mlp(benchmark::State& state) {
       benchmark::DoNotOptimize(loss.item<float>());
     }
   }
-  report(state, cpu, samples);
+  report(state, cpu, d.size());
   if (openblas_set_num_threads) openblas_set_num_threads(1);
 }
 
+void libtorch_mlp(benchmark::State& state) {
+  torch::manual_seed(1);
+  torch::nn::Sequential model(torch::nn::Linear(features, 256), torch::nn::ReLU(), torch::nn::Linear(256, 128),
+                              torch::nn::ReLU(), torch::nn::Linear(128, classes));
+  libtorch_train(state, model, data(), {std::int64_t(features)});
+}
+
 void libtorch_cnn(benchmark::State& state) {
-  int threads = static_cast<int>(state.range(0));
-  torch::set_num_threads(threads);
-  if (openblas_set_num_threads) openblas_set_num_threads(threads);
   torch::manual_seed(1);
   namespace tn = torch::nn;
   tn::Sequential model(tn::Conv2d(tn::Conv2dOptions(1, 32, 3).padding(1)), tn::ReLU(),
                        tn::MaxPool2d(tn::MaxPool2dOptions(2)), tn::Conv2d(tn::Conv2dOptions(32, 64, 3).padding(1)),
                        tn::ReLU(), tn::MaxPool2d(tn::MaxPool2dOptions(2)), tn::Flatten(), tn::Linear(64 * 7 * 7, 128),
                        tn::ReLU(), tn::Linear(128, classes));
-  torch::optim::SGD opt(model->parameters(), torch::optim::SGDOptions(0.01).momentum(0.9));
-  const auto& d = cnn_data();
-  auto x = torch::from_blob(const_cast<float*>(d.images.data()), {long(cnn_samples), 1, 28, 28}, torch::kFloat);
-  std::vector<std::int64_t> labels(d.labels.begin(), d.labels.end());
-  auto y = torch::from_blob(labels.data(), {long(cnn_samples)}, torch::kLong);
-  double cpu = process_cpu_seconds();
-  for (auto _ : state) {
-    for (long at = 0; at < long(cnn_samples); at += long(batch)) {  // the same 8 steps of 128 samples
-      opt.zero_grad();
-      auto loss = torch::nn::functional::cross_entropy(model->forward(x.narrow(0, at, batch)), y.narrow(0, at, batch));
-      loss.backward();
-      opt.step();
-      benchmark::DoNotOptimize(loss.item<float>());
-    }
-  }
-  report(state, cpu, cnn_samples);
-  if (openblas_set_num_threads) openblas_set_num_threads(1);
+  libtorch_train(state, model, cnn_data(), {1, 28, 28});
 }
 #endif
 

@@ -99,12 +99,12 @@ struct conv_geometry {
     return {static_cast<std::size_t>(lo), static_cast<std::size_t>(hi)};
   }
 
-  // Calls f(col_row, x_row, lo, hi) for every (kernel row, output row) pair
-  // whose input row is inside the image, and zero_row(col_row) for the others;
-  // x_row points at input column ow s + j - p for ow = 0 (possibly before the
-  // row: only [lo, hi) is read).
-  template <class Inside, class Outside>
-  void walk(Inside f, Outside zero_row) const {
+  // For every kernel offset (c, i, j) and output row oh: on_image(at, x0, lo,
+  // hi) where input row oh s + i - p is inside the image, else on_padding(at).
+  // `at` is where that output row starts in col; x0 the index in x that output
+  // column 0 would read (possibly before the row: only columns [lo, hi) do).
+  template <class OnImage, class OnPadding>
+  void walk(OnImage on_image, OnPadding on_padding) const {
     const auto h = static_cast<std::ptrdiff_t>(in.height), w = static_cast<std::ptrdiff_t>(in.width);
     for (std::size_t c = 0; c < in.channels; ++c)
       for (std::size_t i = 0; i < kernel; ++i)
@@ -116,11 +116,10 @@ struct conv_geometry {
             const std::size_t at = row * positions() + oh * out_w;
             const std::ptrdiff_t ih =
                 static_cast<std::ptrdiff_t>(oh * stride + i) - static_cast<std::ptrdiff_t>(padding);
-            if (ih < 0 || ih >= h) {
-              zero_row(at);
-            } else {
-              f(at, (static_cast<std::ptrdiff_t>(c) * h + ih) * w + off, lo, hi);
-            }
+            if (ih < 0 || ih >= h)
+              on_padding(at);
+            else
+              on_image(at, (static_cast<std::ptrdiff_t>(c) * h + ih) * w + off, lo, hi);
           }
         }
   }
