@@ -2,13 +2,18 @@
 // direct loops in float64 (odd sizes, stride 2, padding), every gradient
 // (parameters and input) against float64 central differences, shape errors,
 // and a small CNN trained on 1, 2 and 3 thread replicas (and reproducibly
-// under dpar::deterministic). Label cpu: runs under TSan and ASan too.
+// under dpar::deterministic, also across a checkpoint). Label cpu: runs under
+// TSan and ASan too.
+#include <dpar/nn.hpp>
+
+#include <catch2/catch.hpp>
+#include <unistd.h>
+
 #include <algorithm>
 #include <bit>
-#include <catch2/catch.hpp>
 #include <cmath>
 #include <cstdint>
-#include <dpar/nn.hpp>
+#include <filesystem>
 #include <functional>
 #include <random>
 #include <string>
@@ -263,7 +268,8 @@ TEST_CASE("a small CNN learns, and trains on 1, 2, 3 replicas to within 1e-5 of 
   }
 }
 
-TEST_CASE("a small CNN under dpar::deterministic: the same bits on 1, 2 and 3 replicas", "[nn][conv][deterministic]") {
+TEST_CASE("a small CNN under dpar::deterministic: the same bits on 1, 2 and 3 replicas, and across a checkpoint",
+          "[nn][conv][deterministic]") {
   const auto& data = quadrant_images();
   auto o = options(24);
   o.micro_batch = 8;  // 3 parts per batch: every replica count splits them differently
@@ -283,4 +289,21 @@ TEST_CASE("a small CNN under dpar::deterministic: the same bits on 1, 2 and 3 re
     INFO(k << " replicas");
     CHECK(train(k) == one);
   }
+  // A checkpoint written on 2 replicas after 3 steps, resumed on 3, continues with the same bits.
+  std::string file = (std::filesystem::temp_directory_path() / ("dpar_nn_conv_" + std::to_string(::getpid()))).string();
+  dpar::thread_pool two(2), three(3);
+  nn::data_parallel_trainer before(dpar::deterministic(dpar::par.on(two)), small_cnn(), o);
+  nn::data_parallel_trainer after(dpar::deterministic(dpar::par.on(three)), small_cnn(), o);
+  for (std::size_t s = 0; s < 3; ++s) {
+    auto [x, y] = batch_of(data, 24, s);
+    before.train_step(x, y);
+  }
+  before.save(file);
+  after.resume(file);
+  std::filesystem::remove(file);
+  for (std::size_t s = 3; s < 6; ++s) {
+    auto [x, y] = batch_of(data, 24, s);
+    after.train_step(x, y);
+  }
+  CHECK(params(after) == one.first);
 }
