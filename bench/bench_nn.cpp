@@ -11,6 +11,10 @@
 //   mpiexec -n 2 bench_nn                         2 ranks x 1 thread, and the cross-rank gradient
 //                                                 all-reduce alone (time per call = per step)
 //
+// dpar_cnn / libtorch_cnn: the same for the example's CNN (nn::make_cnn: 3x3
+// conv 32 + pool, 3x3 conv 64 + pool, dense 128, 10) on the first 1024 of
+// those samples as 1x28x28 images (8 steps per iteration).
+//
 // Under mpiexec every rank runs the same fixed iteration counts; rank 0 reports.
 #include <benchmark/benchmark.h>
 #include <dpar/nn.hpp>
@@ -25,6 +29,7 @@
 #include <time.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <random>
 #include <thread>
 #include <vector>
@@ -45,8 +50,22 @@ double process_cpu_seconds() {
   return double(t.tv_sec) + 1e-9 * double(t.tv_nsec);
 }
 
-void report(benchmark::State& state, double cpu_start) {
-  double samples_done = double(state.iterations()) * double(samples);
+// Samples per iteration of the CNN rows.
+constexpr std::size_t cnn_samples = 1024;
+
+const nn::dataset& cnn_data() {
+  static const nn::dataset d = [] {
+    nn::dataset s;
+    const nn::tensor first = data().images.rows_view(0, cnn_samples);
+    s.images = first;  // a copy of the view
+    s.labels.assign(data().labels.begin(), data().labels.begin() + cnn_samples);
+    return s;
+  }();
+  return d;
+}
+
+void report(benchmark::State& state, double cpu_start, std::size_t per_iteration) {
+  double samples_done = double(state.iterations()) * double(per_iteration);
   state.SetItemsProcessed(static_cast<std::int64_t>(samples_done));
   state.counters["samples_per_cpu_s"] = samples_done / (process_cpu_seconds() - cpu_start);
 }
@@ -65,14 +84,19 @@ nn::train_options options() {
   return o;
 }
 
-void train(benchmark::State& state, nn::data_parallel_trainer& t) {
-  const auto& d = data();
+nn::sequential cnn() {
+  auto model = nn::make_cnn({1, 28, 28}, {32, 64}, 128, classes);
+  model.initialize(1);
+  return model;
+}
+
+void train(benchmark::State& state, nn::data_parallel_trainer& t, const nn::dataset& d = data()) {
   double cpu = process_cpu_seconds();
   for (auto _ : state) {
-    auto r = t.train_epoch(d);  // 64 steps of 128 samples
+    auto r = t.train_epoch(d);  // steps of 128 samples: 64 (MLP), 8 (CNN)
     benchmark::DoNotOptimize(r.loss_sum);
   }
-  report(state, cpu);
+  report(state, cpu, d.size());
   state.counters["replicas"] = static_cast<double>(t.replicas());
 }
 
@@ -88,6 +112,12 @@ void dpar_mlp_deterministic(benchmark::State& state) {
   dpar::thread_pool pool(static_cast<std::size_t>(state.range(0)));
   nn::data_parallel_trainer t(dpar::deterministic(dpar::par.on(pool)), mlp(), options());
   train(state, t);
+}
+
+void dpar_cnn(benchmark::State& state) {
+  dpar::thread_pool pool(static_cast<std::size_t>(state.range(0)));
+  nn::data_parallel_trainer t(dpar::par.on(pool), cnn(), options());
+  train(state, t, cnn_data());
 }
 
 #ifdef DPAR_BENCH_MPI
@@ -117,21 +147,22 @@ class null_reporter : public benchmark::BenchmarkReporter {  // ranks other than
 #endif
 
 #ifdef DPAR_BENCH_TORCH
-void libtorch_mlp(benchmark::State& state) {
+// libtorch on state.range(0) threads: SGD with momentum 0.9 over d in steps
+// of `batch` samples, each sample shaped `sample` (features, or C x H x W).
+void libtorch_train(benchmark::State& state, torch::nn::Sequential& model, const nn::dataset& d,
+                    std::vector<std::int64_t> sample) {
   int threads = static_cast<int>(state.range(0));
   torch::set_num_threads(threads);
   if (openblas_set_num_threads) openblas_set_num_threads(threads);  // in case torch's GEMMs go to OpenBLAS
-  torch::manual_seed(1);
-  torch::nn::Sequential model(torch::nn::Linear(features, 256), torch::nn::ReLU(), torch::nn::Linear(256, 128),
-                              torch::nn::ReLU(), torch::nn::Linear(128, classes));
   torch::optim::SGD opt(model->parameters(), torch::optim::SGDOptions(0.01).momentum(0.9));
-  const auto& d = data();
-  auto x = torch::from_blob(const_cast<float*>(d.images.data()), {long(samples), long(features)}, torch::kFloat);
+  const auto n = static_cast<std::int64_t>(d.size());
+  sample.insert(sample.begin(), n);
+  auto x = torch::from_blob(const_cast<float*>(d.images.data()), sample, torch::kFloat);
   std::vector<std::int64_t> labels(d.labels.begin(), d.labels.end());
-  auto y = torch::from_blob(labels.data(), {long(samples)}, torch::kLong);
+  auto y = torch::from_blob(labels.data(), {n}, torch::kLong);
   double cpu = process_cpu_seconds();
   for (auto _ : state) {
-    for (long at = 0; at < long(samples); at += long(batch)) {  // the same 64 steps of 128 samples
+    for (std::int64_t at = 0; at < n; at += std::int64_t(batch)) {  // the same steps as dpar's
       opt.zero_grad();
       auto loss = torch::nn::functional::cross_entropy(model->forward(x.narrow(0, at, batch)), y.narrow(0, at, batch));
       loss.backward();
@@ -139,8 +170,25 @@ void libtorch_mlp(benchmark::State& state) {
       benchmark::DoNotOptimize(loss.item<float>());
     }
   }
-  report(state, cpu);
+  report(state, cpu, d.size());
   if (openblas_set_num_threads) openblas_set_num_threads(1);
+}
+
+void libtorch_mlp(benchmark::State& state) {
+  torch::manual_seed(1);
+  torch::nn::Sequential model(torch::nn::Linear(features, 256), torch::nn::ReLU(), torch::nn::Linear(256, 128),
+                              torch::nn::ReLU(), torch::nn::Linear(128, classes));
+  libtorch_train(state, model, data(), {std::int64_t(features)});
+}
+
+void libtorch_cnn(benchmark::State& state) {
+  torch::manual_seed(1);
+  namespace tn = torch::nn;
+  tn::Sequential model(tn::Conv2d(tn::Conv2dOptions(1, 32, 3).padding(1)), tn::ReLU(),
+                       tn::MaxPool2d(tn::MaxPool2dOptions(2)), tn::Conv2d(tn::Conv2dOptions(32, 64, 3).padding(1)),
+                       tn::ReLU(), tn::MaxPool2d(tn::MaxPool2dOptions(2)), tn::Flatten(), tn::Linear(64 * 7 * 7, 128),
+                       tn::ReLU(), tn::Linear(128, classes));
+  libtorch_train(state, model, cnn_data(), {1, 28, 28});
 }
 #endif
 
@@ -166,8 +214,10 @@ int main(int argc, char** argv) {
           ->Arg(t)
           ->UseRealTime()
           ->MinTime(2.0);
+      benchmark::RegisterBenchmark("dpar_cnn", dpar_cnn)->Arg(t)->UseRealTime()->MinTime(2.0);
 #ifdef DPAR_BENCH_TORCH
       benchmark::RegisterBenchmark("libtorch_mlp", libtorch_mlp)->Arg(t)->UseRealTime()->MinTime(2.0);
+      benchmark::RegisterBenchmark("libtorch_cnn", libtorch_cnn)->Arg(t)->UseRealTime()->MinTime(2.0);
 #endif
     }
   }

@@ -1,24 +1,27 @@
-// Trains an MLP (784-256-128-10) on Fashion-MNIST with data-parallel SGD: one
-// replica per thread, a gradient all-reduce per step; under mpiexec, one such
-// group of replicas per MPI rank (replicas = ranks x --replicas).
+// Trains a classifier on Fashion-MNIST with data-parallel SGD: one replica
+// per thread, a gradient all-reduce per step; under mpiexec, one such group of
+// replicas per MPI rank (replicas = ranks x --replicas). --model mlp (the
+// default) is an MLP 784-256-128-10; --model cnn a small CNN, two blocks of
+// 3x3 convolution + ReLU + 2x2 max pooling, then a hidden dense layer.
 //
-//   train_fashion_mnist [--epochs 20] [--batch 128] [--lr 0.05] [--momentum 0.9]
-//                       [--weight-decay 1e-4] [--replicas N] [--seed 1] [--data DIR]
-//                       [--metrics FILE.csv] [--save FILE] [--resume FILE] [--stop-after N]
+//   train_fashion_mnist [--model mlp|cnn] [--epochs 20 (cnn: 8)] [--batch 128] [--lr 0.05]
+//                       [--momentum 0.9] [--weight-decay 1e-4] [--replicas N] [--seed 1]
+//                       [--data DIR] [--metrics FILE.csv] [--save FILE] [--resume FILE]
+//                       [--stop-after N]
 //   mpiexec -n 2 train_fashion_mnist --replicas 1
-//   train_fashion_mnist_gpu --device gpu        one replica on GPU 0
+//   train_fashion_mnist_gpu --device gpu        one replica on GPU 0 (MLP only)
 //   train_fashion_mnist_gpu --devices 0,0       one replica per listed device (a device may repeat)
 //
 // train_fashion_mnist_gpu is this file built by nvcc (train_fashion_mnist_gpu.cu).
 // Prints a progress bar per epoch (samples/s, running loss) and the test
-// accuracy after each epoch (rank 0 prints and writes the metrics). Bad
-// options are usage errors (exit 2); the data, the --save location and
-// --resume are checked before the first step, and a loss that stops being
-// finite ends the run with exit 1. --save writes a checkpoint after every
-// epoch; --resume continues from one exactly as if the run had not stopped
-// (give it the same options: the learning-rate schedule spans --epochs).
-// --stop-after N ends the run after epoch N, as an interrupted run would.
-// --help lists the options.
+// accuracy after each epoch (rank 0 prints and writes the metrics). Options
+// are `--name value` or `--name=value`. Bad options are usage errors (exit
+// 2); the data, the --save location and --resume are checked before the first
+// step, and a loss that stops being finite ends the run with exit 1. --save
+// writes a checkpoint after every epoch; --resume continues from one exactly
+// as if the run had not stopped (give it the same options: the learning-rate
+// schedule spans --epochs). --stop-after N ends the run after epoch N, as an
+// interrupted run would. --help lists the options.
 #include <dpar/nn.hpp>
 #ifdef DPAR_EXAMPLE_GPU
 #include <dpar/nn/cuda.hpp>
@@ -36,7 +39,10 @@
 #include <exception>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <iostream>
+#include <limits>
+#include <map>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -47,7 +53,8 @@ namespace nn = dpar::nn;
 namespace {
 
 struct args {
-  std::size_t epochs = 20, batch = 128, replicas = 0, stop_after = 0;
+  std::string model = "mlp";
+  std::size_t epochs = 0, batch = 128, replicas = 0, stop_after = 0;  // epochs 0: the model's default
   float lr = 0.05f, momentum = 0.9f, weight_decay = 1e-4f;
   std::uint64_t seed = 1;
   std::string data = "/usr/share/datasets/fashion-mnist", metrics, save, resume;
@@ -56,7 +63,8 @@ struct args {
 
 const char* const options_help =
     "usage: train_fashion_mnist [options]     (under MPI: mpiexec -n N train_fashion_mnist [options])\n"
-    "  --epochs N         passes over the training set, at least 1 (default 20)\n"
+    "  --model mlp|cnn    an MLP 784-256-128-10, or a small CNN (two 3x3 conv + pool blocks, dense 128) (default mlp)\n"
+    "  --epochs N         passes over the training set, at least 1 (default 20 for mlp, 8 for cnn)\n"
     "  --batch N          global batch size, split over all replicas (default 128)\n"
     "  --lr X             peak learning rate of the cosine schedule, finite and > 0 (default 0.05)\n"
     "  --momentum X       Nesterov momentum in [0, 1); 0 for plain SGD (default 0.9)\n"
@@ -70,7 +78,8 @@ const char* const options_help =
     "  --save FILE        checkpoint after every epoch (default: none)\n"
     "  --resume FILE      continue from a checkpoint, with the same options (default: none)\n"
     "  --stop-after N     stop after epoch N, as an interrupted run would (default: run all epochs)\n"
-    "  --help             this text\n";
+    "  --help             this text\n"
+    "Options are written --name value or --name=value.\n";
 
 [[noreturn]] void usage(const std::string& problem) {
   std::cerr << "train_fashion_mnist: " << problem << "\n" << options_help;
@@ -96,39 +105,67 @@ T number(const std::string& flag, const std::string& text) {
 
 args parse(int argc, char** argv) {
   args a;
+  // What each option does with its value; the one list of the options there are.
+  using setter = std::function<void(const std::string& flag, const std::string& value)>;
+  const std::map<std::string, setter> options = {
+      {"--model",
+       [&](auto& f, auto& v) {
+         if (v != "mlp" && v != "cnn") usage(f + " expects mlp or cnn, got '" + v + "'");
+         a.model = v;
+       }},
+      {"--epochs",
+       [&](auto& f, auto& v) {
+         a.epochs = number<std::size_t>(f, v);
+         if (a.epochs == 0) usage("--epochs must be at least 1");
+       }},
+      {"--batch", [&](auto& f, auto& v) { a.batch = number<std::size_t>(f, v); }},
+      {"--lr", [&](auto& f, auto& v) { a.lr = number<float>(f, v); }},
+      {"--momentum", [&](auto& f, auto& v) { a.momentum = number<float>(f, v); }},
+      {"--weight-decay", [&](auto& f, auto& v) { a.weight_decay = number<float>(f, v); }},
+      {"--replicas", [&](auto& f, auto& v) { a.replicas = number<std::size_t>(f, v); }},
+      {"--seed", [&](auto& f, auto& v) { a.seed = number<std::uint64_t>(f, v); }},
+      {"--device",
+       [&](auto& f, auto& v) {
+         if (v != "cpu" && v != "gpu") usage(f + " expects cpu or gpu, got '" + v + "'");
+         a.devices = v == "gpu" ? std::vector<int>{0} : std::vector<int>{};
+       }},
+      {"--devices",
+       [&](auto& f, auto& v) {
+         a.devices.clear();
+         for (std::size_t at = 0; at <= v.size();) {
+           std::size_t comma = std::min(v.find(',', at), v.size());
+           a.devices.push_back(static_cast<int>(number<unsigned>(f, v.substr(at, comma - at))));
+           at = comma + 1;
+         }
+       }},
+      {"--data", [&](auto&, auto& v) { a.data = v; }},
+      {"--metrics", [&](auto&, auto& v) { a.metrics = v; }},
+      {"--save", [&](auto&, auto& v) { a.save = v; }},
+      {"--resume", [&](auto&, auto& v) { a.resume = v; }},
+      {"--stop-after", [&](auto& f, auto& v) { a.stop_after = number<std::size_t>(f, v); }},
+  };
   for (int i = 1; i < argc; ++i) {
-    std::string f = argv[i];
+    std::string f = argv[i], v;
+    std::size_t eq = f.rfind("--", 0) == 0 ? f.find('=') : std::string::npos;
+    if (eq != std::string::npos) {  // --name=value
+      v = f.substr(eq + 1);
+      f.resize(eq);
+    }
     if (f == "--help" || f == "-h") {
+      if (eq != std::string::npos) usage(f + " takes no value");
       std::cout << options_help;
       std::exit(0);
     }
-    if (i + 1 >= argc) usage("missing value after " + f);
-    std::string v = argv[++i];
-    if (f == "--epochs") a.epochs = number<std::size_t>(f, v);
-    else if (f == "--batch") a.batch = number<std::size_t>(f, v);
-    else if (f == "--lr") a.lr = number<float>(f, v);
-    else if (f == "--momentum") a.momentum = number<float>(f, v);
-    else if (f == "--weight-decay") a.weight_decay = number<float>(f, v);
-    else if (f == "--replicas") a.replicas = number<std::size_t>(f, v);
-    else if (f == "--seed") a.seed = number<std::uint64_t>(f, v);
-    else if (f == "--device" && (v == "cpu" || v == "gpu")) a.devices = v == "gpu" ? std::vector<int>{0} : std::vector<int>{};
-    else if (f == "--device") usage("--device expects cpu or gpu, got '" + v + "'");
-    else if (f == "--devices") {
-      a.devices.clear();
-      for (std::size_t at = 0; at <= v.size();) {
-        std::size_t comma = std::min(v.find(',', at), v.size());
-        a.devices.push_back(static_cast<int>(number<unsigned>(f, v.substr(at, comma - at))));
-        at = comma + 1;
-      }
+    auto option = options.find(f);
+    if (option == options.end())
+      usage(f.rfind("-", 0) == 0 ? "unknown option " + f : "unexpected argument '" + f + "' (options start with --)");
+    if (eq == std::string::npos) {
+      if (i + 1 >= argc) usage("missing value after " + f);
+      v = argv[++i];
     }
-    else if (f == "--data") a.data = v;
-    else if (f == "--metrics") a.metrics = v;
-    else if (f == "--save") a.save = v;
-    else if (f == "--resume") a.resume = v;
-    else if (f == "--stop-after") a.stop_after = number<std::size_t>(f, v);
-    else usage("unknown option " + f);
+    option->second(f, v);
   }
-  if (a.epochs == 0) usage("--epochs must be at least 1");
+  if (a.epochs == 0) a.epochs = a.model == "cnn" ? 8 : 20;
   if (a.batch == 0) usage("--batch must be positive");
   // Written so that NaN fails every check.
   if (!(std::isfinite(a.lr) && a.lr > 0)) usage("--lr must be a finite number > 0, got " + std::to_string(a.lr));
@@ -142,6 +179,8 @@ args parse(int argc, char** argv) {
                  "train_fashion_mnist: warning: %zu replicas on %u hardware threads; they take turns on the cores, "
                  "which is much slower than --replicas %u\n",
                  a.replicas, hardware, hardware);
+  if (a.model == "cnn" && !a.devices.empty())
+    usage("--model cnn trains on CPU replicas only (convolutions have no GPU path yet); drop --device/--devices");
 #ifndef DPAR_EXAMPLE_GPU
   if (!a.devices.empty()) usage("this build has no GPU replicas: run train_fashion_mnist_gpu (built where nvcc is)");
 #endif
@@ -213,6 +252,19 @@ struct mpi_session {
 #endif
 };
 
+// The model --model names, for images of `pixels` (a square) and `classes`
+// classes, with a line that describes it.
+std::pair<nn::sequential, std::string> make_model(const std::string& kind, std::size_t pixels, std::size_t classes) {
+  if (kind == "mlp")
+    return {nn::make_mlp({pixels, 256, 128, classes}),
+            "MLP " + std::to_string(pixels) + "-256-128-" + std::to_string(classes)};
+  const auto side = static_cast<std::size_t>(std::lround(std::sqrt(static_cast<double>(pixels))));
+  if (side * side != pixels)
+    throw std::runtime_error("--model cnn needs square images; these have " + std::to_string(pixels) + " pixels");
+  return {nn::make_cnn({1, side, side}, {32, 64}, 128, classes),
+          "CNN conv3x3(32)-pool-conv3x3(64)-pool-dense(128)-" + std::to_string(classes)};
+}
+
 // Replicas on the pool's threads; under MPI, on every rank's pool; or on the GPUs.
 nn::data_parallel_trainer make_trainer(const args& a, const mpi_session& mpi, dpar::thread_pool& pool,
                                        const nn::sequential& model, const nn::train_options& o) {
@@ -246,9 +298,15 @@ int train_and_report(const args& a, const mpi_session& mpi) {
     dpar::transform(dpar::par, set->images.flat().begin(), set->images.flat().end(), set->images.flat().begin(),
                     [=](float v) { return (v - m) * inv_std; });
 
-  auto model = nn::make_mlp({train.images.cols(), 256, 128, classes});
+  if (a.batch > train.size())
+    throw std::runtime_error("--batch " + std::to_string(a.batch) + " is larger than the training set (" +
+                             std::to_string(train.size()) + " images)");
+  const std::size_t steps_per_epoch = train.size() / a.batch + (train.size() % a.batch != 0);
+  if (a.epochs > std::numeric_limits<std::size_t>::max() / steps_per_epoch)
+    throw std::runtime_error("--epochs " + std::to_string(a.epochs) + " is too many: " + std::to_string(a.epochs) +
+                             " x " + std::to_string(steps_per_epoch) + " steps overflow the step counter");
+  auto [model, description] = make_model(a.model, train.images.cols(), classes);
   model.initialize(a.seed);
-  std::size_t steps_per_epoch = (train.size() + a.batch - 1) / a.batch;
   nn::train_options o;
   o.batch = a.batch;
   o.seed = a.seed;
@@ -264,10 +322,11 @@ int train_and_report(const args& a, const mpi_session& mpi) {
       std::printf("resumed from %s after epoch %zu (step %zu)\n", a.resume.c_str(), trainer.epochs(), trainer.steps());
   }
   if (root)
-    std::printf("Fashion-MNIST: %zu training / %zu test images; MLP 784-256-128-10 (%zu parameters); "
+    std::printf("Fashion-MNIST: %zu training / %zu test images; %s (%zu parameters); "
                 "%d rank%s x %zu %s replica%s = %zu replicas, batch %zu, lr %g (cosine), momentum %g (Nesterov), "
                 "weight decay %g\n",
-                train.size(), test.size(), model.parameters().size(), mpi.ranks, mpi.ranks == 1 ? "" : "s",
+                train.size(), test.size(), description.c_str(), model.parameters().size(), mpi.ranks,
+                mpi.ranks == 1 ? "" : "s",
                 trainer.local_replicas(), a.devices.empty() ? "CPU" : "GPU", trainer.local_replicas() == 1 ? "" : "s", trainer.replicas(), a.batch, a.lr, a.momentum, a.weight_decay);
 
   std::ofstream csv;

@@ -1,6 +1,7 @@
 #pragma once
 // The small problem the trainer tests share: Gaussian blobs, a 12-16-8-5 MLP
-// and options with momentum, weight decay and a warmed-up cosine schedule.
+// and options with momentum, weight decay and a warmed-up cosine schedule;
+// and a small CNN with its images.
 #include <dpar/nn.hpp>
 
 #include <algorithm>
@@ -116,6 +117,40 @@ inline std::pair<nn::tensor, std::span<const std::int32_t>> batch_of(const nn::d
                                                                      std::size_t s) {
   std::size_t first = (s * batch) % data.size(), count = std::min(batch, data.size() - first);
   return {data.images.rows_view(first, count), std::span<const std::int32_t>(data.labels).subspan(first, count)};
+}
+
+// A small CNN on 1x8x8 images: conv 3x3 pad 1, ReLU, pool 2, conv 3x3 stride 2
+// pad 1, ReLU, flatten, dense to 4 classes.
+inline nn::sequential small_cnn() {
+  nn::conv2d c1({1, 8, 8}, 4, 3, 1, 1);
+  nn::max_pool2d p1(c1.output_shape(), 2);
+  nn::conv2d c2(p1.output_shape(), 6, 3, 2, 1);
+  nn::flatten f(c2.output_shape());
+  nn::sequential m(64);
+  m.add(c1).add(nn::relu()).add(p1).add(c2).add(nn::relu()).add(f).add(nn::dense(c2.output_shape().size(), 4));
+  m.initialize(17);
+  return m;
+}
+
+// 120 1x8x8 images of 4 classes with a class-dependent bright quadrant, plus noise.
+inline const nn::dataset& quadrant_images() {
+  static const nn::dataset data = [] {
+    nn::dataset d;
+    std::mt19937_64 g(5);
+    std::normal_distribution<float> noise(0.0f, 0.5f);
+    d.images.resize(120, 64);
+    for (std::size_t n = 0; n < 120; ++n) {
+      auto y = static_cast<std::int32_t>(g() % 4);
+      d.labels.push_back(y);
+      for (std::size_t i = 0; i < 64; ++i) {
+        std::size_t row = i / 8, col = i % 8;
+        bool lit = (row / 4) * 2 + col / 4 == static_cast<std::size_t>(y);
+        d.images(n, i) = (lit ? 1.0f : 0.0f) + noise(g);
+      }
+    }
+    return d;
+  }();
+  return data;
 }
 
 }  // namespace nn_test

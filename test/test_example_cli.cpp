@@ -151,3 +151,51 @@ TEST_CASE("example: a loss that is no longer finite stops the run with an error"
   CHECK_THAT(o.output, Catch::Contains("training diverged: the loss is"));
   fs::remove_all(scratch());
 }
+
+TEST_CASE("example: an unknown or misplaced argument is named, wherever it stands", "[example]") {
+  struct check {
+    std::string args, message;
+  };
+  for (const check& c : {check{"--epochs 1 --foo", "unknown option --foo"},
+                         check{"--foo --epochs 1", "unknown option --foo"},
+                         check{"--epochs 1 foo", "unexpected argument 'foo'"},
+                         check{"--foo=3", "unknown option --foo"},
+                         check{"--help=1", "--help takes no value"},
+                         check{"--epochs", "missing value after --epochs"},
+                         check{"--model rnn", "--model expects mlp or cnn, got 'rnn'"},
+                         check{"--model cnn --device gpu", "--model cnn trains on CPU replicas only"},
+                         check{"--epochs=0", "--epochs must be at least 1"},
+                         check{"--lr=", "--lr expects a number, got ''"}}) {
+    INFO(c.args);
+    outcome o = run("--data /nonexistent " + c.args);
+    CHECK(o.status == 2);
+    CHECK_THAT(o.output, Catch::Contains(c.message) && Catch::Contains("usage:"));
+  }
+}
+
+TEST_CASE("example: --name=value and --name value mean the same; --model cnn trains", "[example]") {
+  std::string data = make_data("good", 64, 20);
+  outcome o = run("--batch=16 --replicas=2 --epochs=1 --model=cnn --data='" + data + "'");
+  INFO(o.output);
+  CHECK(o.status == 0);
+  CHECK_THAT(o.output, Catch::Contains("CNN conv3x3(32)") && Catch::Contains("batch 16") &&
+                           Catch::Contains("2 CPU replicas") && Catch::Contains("epoch 1/1"));
+  CHECK_THAT(o.output, Catch::Contains("final test accuracy"));
+  o = run(tiny + " --data '" + data + "'");  // the MLP stays the default
+  CHECK_THAT(o.output, Catch::Contains("MLP 784-256-128-10"));
+  fs::remove_all(scratch());
+}
+
+TEST_CASE("example: a batch or an epoch count too large for the data is named, not a schedule error",
+          "[example]") {
+  std::string data = make_data("good", 64, 20);
+  for (const std::string& bad : {std::string("--batch 18446744073709551615"), std::string("--batch 65"),
+                                 std::string("--epochs 18446744073709551615")}) {
+    outcome o = run("--replicas 2 --batch 16 " + bad + " --data '" + data + "'");
+    INFO(bad << "\n" << o.output);
+    CHECK(o.status == 1);
+    CHECK_THAT(o.output, Catch::Contains(bad.substr(0, bad.find(' '))) && !Catch::Contains("lr_schedule"));
+    CHECK_THAT(o.output, !Catch::Contains("epoch 1/"));
+  }
+  fs::remove_all(scratch());
+}

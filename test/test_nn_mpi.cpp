@@ -204,6 +204,29 @@ TEST_CASE("nn over MPI: deterministic training on ranks x 1 and 2 threads gives 
   if (world_rank() == 0) std::filesystem::remove(file);
 }
 
+TEST_CASE("nn over MPI: a small CNN on ranks x 1 thread matches one replica, and one replica's bits when deterministic",
+          "[nn][mpi][conv]") {
+  const auto& data = quadrant_images();
+  auto o = options(24);
+  o.micro_batch = 8;
+  nn::data_parallel_trainer single(dpar::seq, small_cnn(), o);
+  nn::data_parallel_trainer exact_single(dpar::deterministic(dpar::seq), small_cnn(), o);
+  nn::data_parallel_trainer t(dpar::mpi(MPI_COMM_WORLD, dpar::seq), small_cnn(), o);
+  nn::data_parallel_trainer exact(dpar::deterministic(dpar::mpi(MPI_COMM_WORLD, dpar::seq)), small_cnn(), o);
+  for (std::size_t s = 0; s < 20; ++s) {
+    auto [x, y] = batch_of(data, 24, s);
+    single.train_step(x, y);
+    t.train_step(x, y);
+    exact_single.train_step(x, y);
+    exact.train_step(x, y);
+  }
+  auto p = params(t);
+  REQUIRE(p == from_rank0(p));
+  REQUIRE(max_abs_difference(params(single), p) <= 1e-5 * max_abs(params(single)));
+  REQUIRE(params(exact) == params(exact_single));
+  REQUIRE(params(exact) != params(nn::data_parallel_trainer(dpar::seq, small_cnn(), o)));  // it trained
+}
+
 TEST_CASE("nn over MPI: epoch totals, progress and evaluate are global and equal one replica's", "[nn][mpi]") {
   auto train = blobs(250, 12, 5, 12), test = blobs(101, 12, 5, 13);
   dpar::thread_pool pool(2);

@@ -7,6 +7,7 @@
 
 #include "nn/blas.hpp"
 #include "nn/checkpoint.hpp"
+#include "nn/conv.hpp"
 #include "nn/idx.hpp"
 #include "nn/layers.hpp"
 #include "nn/loss.hpp"
