@@ -16,7 +16,7 @@ namespace dpar_test {
 
 // [0] to [0,0,0,0] (each entry its own shard and stream, so every multi-device
 // path runs on one GPU); where there are several GPUs also distinct devices
-// (the NCCL path of all_reduce), a mix, and every device.
+// (the NCCL path of all_reduce, in both orders), a mix, and every device.
 inline std::vector<std::vector<int>> device_lists() {
   std::vector<std::vector<int>> l = {{0}, {0, 0}, {0, 0, 0}, {0, 0, 0, 0}};
   int count = 0;
@@ -26,6 +26,7 @@ inline std::vector<std::vector<int>> device_lists() {
   }
   if (count >= 2) {
     l.push_back({0, 1});
+    l.push_back({1, 0});  // the communicators of {0, 1}, ranks permuted
     l.push_back({1, 0, 1});
     std::vector<int> all(static_cast<std::size_t>(count));
     std::iota(all.begin(), all.end(), 0);

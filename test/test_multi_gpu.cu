@@ -5,8 +5,9 @@
 // include 2x2 matrix products mod p (associative, not commutative), so a scan
 // that put a shard's carry on the wrong side, or a reduce that combined
 // partials out of order, fails. Also the device all_reduce against a host
-// reference (also after slow kernels on the devices' default streams, and from
-// several host threads), int-in/int64-out scans across shards,
+// reference (also after slow kernels on the devices' legacy and per-thread
+// default streams, and from several host threads; float sums in entry order
+// to the bit unless the policy opts into NCCL's order), int-in/int64-out scans across shards,
 // deterministic(multi_gpu) (its exact all_reduce against the host
 // deterministic one), and the errors. multi_gpu on host iterators against
 // std:: is in the conformance suite (test_gpu_conformance.cu). Run by
@@ -270,24 +271,32 @@ TEST_CASE("multi_gpu inclusive_scan without init accumulates in the output type 
   }
 }
 
-TEST_CASE("multi_gpu staged all_reduce waits for work on the devices' default streams", "[multi_gpu][gpu]") {
+TEST_CASE("multi_gpu all_reduce waits for work on the devices' default streams", "[multi_gpu][gpu]") {
   // Each buffer gets its value from a slow kernel on its device's legacy
-  // default stream (dpar::gpu.on(d)), not yet finished when all_reduce starts.
-  // Peer copies from entry 0's stream are not ordered with another device's
-  // streams: without waiting, they would read the old zeros, or the slow
-  // kernel would overwrite the result.
+  // default stream (dpar::gpu.on(d)) or on this thread's per-thread default
+  // stream, not yet finished when all_reduce starts. Peer copies from entry
+  // 0's stream (staged path) are not ordered with another device's streams,
+  // and no entry stream is ordered with a per-thread stream: without waiting,
+  // the staged copies or NCCL (std::plus on distinct devices) would read the
+  // old zeros, or the slow kernel would overwrite the result.
   const std::size_t n = 4096;
-  for (const auto& list : device_lists()) {
-    INFO(name_of(list));
+  auto check = [&](const std::vector<int>& list, cudaStream_t stream, auto op) {
     auto p = dpar::multi_gpu(list);
     const std::size_t k = list.size();
     std::vector<dpar::device_vector<std::int64_t>> buffers;
     for (std::size_t r = 0; r < k; ++r) buffers.emplace_back(n, list[r]);
     for (std::size_t r = 0; r < k; ++r)
-      dpar::for_each(dpar::gpu.on(list[r]), buffers[r], slow_set{static_cast<std::int64_t>(r + 1), 20'000'000});
-    dpar::all_reduce(p, buffers, user_sum{});
+      dpar::for_each(dpar::gpu.on(list[r], stream), buffers[r], slow_set{static_cast<std::int64_t>(r + 1), 20'000'000});
+    dpar::all_reduce(p, buffers, op);
     const auto want = static_cast<std::int64_t>(k * (k + 1) / 2);
     for (std::size_t r = 0; r < k; ++r) CHECK(buffers[r].to_host() == std::vector<std::int64_t>(n, want));
+  };
+  for (const auto& list : device_lists()) {
+    for (cudaStream_t stream : {cudaStreamLegacy, cudaStreamPerThread}) {
+      INFO(name_of(list) << (stream == cudaStreamLegacy ? " legacy" : " per-thread") << " default stream");
+      check(list, stream, user_sum{});
+      check(list, stream, std::plus<>{});
+    }
   }
 }
 
@@ -364,20 +373,24 @@ TEST_CASE("multi_gpu all_reduce matches a host reference", "[multi_gpu][gpu]") {
       INFO(name_of(list) << " n = " << n);
       std::vector<std::vector<std::int64_t>> host(k);
       for (std::size_t r = 0; r < k; ++r) host[r] = random_ints(n, 100 * r + n);
-      auto check_op = [&](auto op, const char* what) {
+      // products of values in [-2, 2]: no int64 overflow for up to 62 entries
+      std::vector<std::vector<std::int64_t>> small = host;
+      for (auto& v : small)
+        for (auto& x : v) x %= 3;
+      auto check_op = [&](auto op, const char* what, const std::vector<std::vector<std::int64_t>>& data) {
         INFO(what);
         std::vector<dpar::device_vector<std::int64_t>> buffers;
-        for (std::size_t r = 0; r < k; ++r) buffers.emplace_back(host[r], list[r]);
+        for (std::size_t r = 0; r < k; ++r) buffers.emplace_back(data[r], list[r]);
         dpar::all_reduce(p, buffers, op);
-        std::vector<std::int64_t> want = host[0];
+        std::vector<std::int64_t> want = data[0];
         for (std::size_t r = 1; r < k; ++r)
-          for (std::size_t i = 0; i < n; ++i) want[i] = op(want[i], host[r][i]);
+          for (std::size_t i = 0; i < n; ++i) want[i] = op(want[i], data[r][i]);
         for (std::size_t r = 0; r < k; ++r) CHECK(buffers[r].to_host() == want);
       };
-      check_op(std::plus<>{}, "sum");
-      check_op(std::multiplies<>{}, "prod");
-      check_op(dpar::minimum<>{}, "min");
-      check_op(dpar::maximum<>{}, "max");
+      check_op(std::plus<>{}, "sum", host);
+      check_op(std::multiplies<>{}, "prod", small);
+      check_op(dpar::minimum<>{}, "min", host);
+      check_op(dpar::maximum<>{}, "max", host);
 
       // non-commutative: combined in entry order
       std::vector<std::vector<mat2>> hm(k);
@@ -402,6 +415,55 @@ TEST_CASE("multi_gpu all_reduce matches a host reference", "[multi_gpu][gpu]") {
       for (std::size_t r = 0; r < k; ++r) CHECK(bf[r].to_host() == want_mean);
     }
   }
+}
+
+// Float sums: entry order to the bit (the host reference adds buffer 0, 1,
+// ... in turn), NCCL or not; with_nccl_order() lets NCCL sum in its own order
+// on distinct devices: within the rounding of K - 1 additions.
+template <class T>
+void check_float_sums(const std::vector<int>& list, std::size_t n) {
+  const auto p = dpar::multi_gpu(list);
+  const std::size_t k = list.size();
+  std::vector<std::vector<T>> host(k);
+  for (std::size_t r = 0; r < k; ++r) host[r] = dpar_test::wide_range<T>(n, 17 * r + n);
+  std::vector<T> want = host[0];
+  std::vector<double> magnitude(n, 0.0);
+  for (std::size_t r = 0; r < k; ++r)
+    for (std::size_t i = 0; i < n; ++i) {
+      if (r > 0) want[i] += host[r][i];
+      magnitude[i] += std::abs(double(host[r][i]));
+    }
+  auto same_bits = [](const std::vector<T>& a, const std::vector<T>& b) {
+    return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(T)) == 0;
+  };
+  auto reduce_on = [&](const dpar::multi_gpu_policy& q) {
+    std::vector<dpar::device_vector<T>> buffers;
+    for (std::size_t r = 0; r < k; ++r) buffers.emplace_back(host[r], list[r]);
+    dpar::all_reduce(q, buffers);
+    std::vector<std::vector<T>> out;
+    for (const auto& b : buffers) out.push_back(b.to_host());
+    return out;
+  };
+  for (const auto& got : reduce_on(p)) CHECK(same_bits(got, want));
+  CHECK_FALSE(p.uses_nccl_order());
+  const auto nccl = p.with_nccl_order();
+  REQUIRE(nccl.uses_nccl_order());
+  REQUIRE(nccl == p);  // same streams
+  const double eps = std::numeric_limits<T>::epsilon();
+  std::size_t far = 0;
+  for (const auto& got : reduce_on(nccl))
+    for (std::size_t i = 0; i < n; ++i)
+      far += std::abs(double(got[i]) - double(want[i])) > 2.0 * double(k) * eps * magnitude[i];
+  CHECK(far == 0);
+}
+
+TEST_CASE("multi_gpu float sums are in entry order unless the policy opts into NCCL's order", "[multi_gpu][gpu]") {
+  for (const auto& list : device_lists())
+    for (std::size_t n : {std::size_t{1}, std::size_t{1009}, std::size_t{65537}}) {
+      INFO(name_of(list) << " n = " << n);
+      check_float_sums<float>(list, n);
+      check_float_sums<double>(list, n);
+    }
 }
 
 // deterministic(multi_gpu): the exact all_reduce (staged through the host) is

@@ -4,12 +4,18 @@
 // 20 training steps against the CPU trainer, and parameters moving between a
 // GPU model and a CPU model both ways. Then the trainer on dpar::gpu and
 // dpar::multi_gpu({0, 0}) replicas: steps, epochs and evaluation against the
-// CPU trainer, checkpoints from GPU to CPU and back. Run by gpu_main.cpp, which skips (exit
+// CPU trainer, checkpoints from GPU to CPU and back; device tensors bound to
+// the device of the place that fills them (and, with two GPUs, training on
+// device 1 and on {0, 1}); models on cudaStreamPerThread from several host
+// threads, each with its own cuBLAS handle, freed with the model; and
+// deterministic(gpu) / deterministic(multi_gpu) training on the devices, the
+// same bits for any replica count. Run by gpu_main.cpp, which skips (exit
 // 77) without a CUDA device; the [nodevice] cases run everywhere.
 #include <dpar/nn/cuda.hpp>
 
 #include <catch2/catch.hpp>
 
+#include "gpu_common.hpp"  // on_host_threads
 #include "nn_test_problem.hpp"
 
 #include <algorithm>
@@ -17,6 +23,7 @@
 #include <filesystem>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <random>
 #include <string>
 #include <vector>
@@ -345,4 +352,153 @@ TEST_CASE("nn gpu trainer: a checkpoint from the GPU resumes on the CPU, and the
   require_close(nn_test::params(gpu_resumed), nn_test::params(cpu), 1e-5);
   std::remove(from_gpu.c_str());
   std::remove(from_cpu.c_str());
+}
+
+namespace {
+int device_count() {
+  int count = 0;
+  if (cudaGetDeviceCount(&count) != cudaSuccess) {
+    (void)cudaGetLastError();
+    return 0;
+  }
+  return count;
+}
+}  // namespace
+
+TEST_CASE("nn gpu: device tensors take the device of the place that fills them, and refuse another", "[nn]") {
+  auto on = dpar::gpu.on(0);
+  nn::device_tensor unbound;
+  REQUIRE_THROWS_AS(unbound.resize(2, 2), std::logic_error);  // no device to take
+  nn::copy(on, random_tensor(3, 4, 1), unbound);
+  REQUIRE(unbound.device() == 0);
+  nn::gpu_model gpu(nn::make_mlp({4, 3}), on);
+  nn::device_tensor grad;  // bound by the loss, on the model's device
+  const auto& out = gpu.forward(unbound);
+  dpar::device_vector<std::int32_t> labels(std::vector<std::int32_t>{0, 1, 2}, 0);
+  gpu.loss(nn::loss_kind::softmax_cross_entropy, out, labels.data(), &grad, 3);
+  REQUIRE(grad.device() == 0);
+  REQUIRE(grad.rows() == 3);
+  if (device_count() < 2) {
+    WARN("one CUDA device: the device-1 half of this case did not run");
+    return;
+  }
+  // A model on device 1: its replica's loss gradient lives there; a tensor of
+  // device 0 is refused by name instead of read across devices.
+  auto on1 = dpar::gpu.on(1);
+  nn::gpu_model gpu1(nn::make_mlp({4, 3}), on1);
+  REQUIRE_THROWS_WITH(gpu1.forward(unbound), Catch::Contains("on device 0") && Catch::Contains("device 1"));
+  nn::device_tensor x1;
+  nn::copy(on1, random_tensor(3, 4, 1), x1);
+  REQUIRE(x1.device() == 1);
+  const auto& out1 = gpu1.forward(x1);
+  dpar::device_vector<std::int32_t> labels1(std::vector<std::int32_t>{0, 1, 2}, 1);
+  REQUIRE_THROWS_WITH(gpu1.loss(nn::loss_kind::softmax_cross_entropy, out1, labels1.data(), &grad, 3),
+                      Catch::Contains("on device 0"));
+  auto data = nn_test::blobs(300, 12, 5, 4);
+  auto options = nn_test::options(32);
+  nn::data_parallel_trainer cpu(dpar::seq, nn_test::model(), options);
+  nn::data_parallel_trainer dev1(dpar::gpu.on(1), nn_test::model(), options);
+  nn::data_parallel_trainer both(dpar::multi_gpu({0, 1}), nn_test::model(), options);
+  nn::data_parallel_trainer reversed(dpar::multi_gpu({1, 0}), nn_test::model(), options);
+  for (auto* t : {&cpu, &dev1, &both, &reversed}) train_steps(*t, data, 0, 10);
+  require_close(nn_test::params(dev1), nn_test::params(cpu), 1e-5);
+  require_close(nn_test::params(both), nn_test::params(cpu), 1e-5);
+  require_close(nn_test::params(reversed), nn_test::params(cpu), 1e-5);
+  both.check_replicas();
+}
+
+TEST_CASE("nn gpu: models on cudaStreamPerThread from several host threads, each with its own cuBLAS handle",
+          "[nn]") {
+  // One handle per place: threads sharing the stream value
+  // cudaStreamPerThread (each thread's own stream) no longer share a handle
+  // and its workspace. Each thread's forward and backward equal the CPU's.
+  nn::sequential cpu = every_layer_model();
+  nn::tensor x = random_tensor(64, 13, 5);
+  std::vector<float> want_out, want_grads;
+  {
+    nn::sequential m = cpu;
+    const nn::tensor& y = m.forward(x);
+    want_out.assign(y.data(), y.data() + y.size());
+    nn::tensor dy(y.rows(), y.cols());
+    std::fill(dy.data(), dy.data() + dy.size(), 0.5f);
+    m.backward(dy);
+    want_grads = to_vector(m.gradients());
+  }
+  const int threads = 4;
+  std::vector<std::vector<float>> outs(threads), grads(threads);
+  dpar_test::on_host_threads(threads, 120, "gpu models on cudaStreamPerThread", [&](int t) {
+    auto on = dpar::gpu.on(0, cudaStreamPerThread);
+    nn::gpu_model gpu(cpu, on);
+    for (int round = 0; round < 10; ++round) {
+      nn::device_tensor dx, dy;
+      nn::copy(on, x, dx);
+      const auto& out = gpu.forward(dx);
+      nn::tensor ones(out.rows(), out.cols());
+      std::fill(ones.data(), ones.data() + ones.size(), 0.5f);
+      nn::copy(on, ones, dy);
+      gpu.backward(dy);
+      outs[t] = download(on, out);
+      nn::tensor g;  // no Catch assertion off the main thread: nn::copy throws on failure
+      nn::copy(on, nn::device_tensor::view(gpu.gradients().data(), 1, gpu.gradients().size(), 0), g);
+      grads[t] = to_vector(g.flat());
+    }
+  });
+  for (int t = 0; t < threads; ++t) {
+    INFO("thread " << t);
+    require_close(outs[t], want_out, 1e-5);
+    require_close(grads[t], want_grads, 1e-5);
+  }
+}
+
+TEST_CASE("nn gpu: a model's cuBLAS handle and workspace are freed with it", "[nn]") {
+  // cuBLAS keeps a workspace per handle (megabytes on sm_90): 40 models that
+  // each leaked theirs would hold far more than the margin below.
+  auto on = dpar::gpu.on(0);
+  nn::tensor x = random_tensor(32, 13, 3);
+  auto one_model = [&] {
+    nn::gpu_model gpu(every_layer_model(), on);
+    nn::device_tensor dx;
+    nn::copy(on, x, dx);
+    gpu.forward(dx);
+    on.synchronize();
+  };
+  one_model();  // warm-up: the memory pool, the context's own allocations
+  std::size_t free_before = 0, free_after = 0, total = 0;
+  REQUIRE(cudaMemGetInfo(&free_before, &total) == cudaSuccess);
+  for (int i = 0; i < 40; ++i) one_model();
+  REQUIRE(cudaMemGetInfo(&free_after, &total) == cudaSuccess);
+  INFO("free before " << free_before << ", after " << free_after);
+  CHECK(free_after + (std::size_t{64} << 20) >= free_before);
+}
+
+TEST_CASE("nn gpu trainer: deterministic(gpu) and deterministic(multi_gpu) train on the devices, same bits for any replica count",
+          "[nn][trainer][deterministic]") {
+  auto data = nn_test::blobs(300, 12, 5, 6);
+  auto options = nn_test::options(96);
+  options.micro_batch = 16;  // 6 parts: 1, 2 and 3 replicas own different ones
+  nn::data_parallel_trainer cpu(dpar::deterministic(dpar::seq), nn_test::model(), options);
+  nn::data_parallel_trainer one(dpar::deterministic(dpar::gpu.on(0)), nn_test::model(), options);
+  nn::data_parallel_trainer two(dpar::deterministic(dpar::multi_gpu({0, 0})), nn_test::model(), options);
+  nn::data_parallel_trainer three(dpar::deterministic(dpar::multi_gpu({0, 0, 0})), nn_test::model(), options);
+  REQUIRE(three.replicas() == 3);
+  auto steps = [&](nn::data_parallel_trainer& t) {
+    std::vector<std::uint64_t> losses;
+    for (std::size_t s = 0; s < 8; ++s) {
+      std::size_t first = (s * 96) % (data.size() - 96);
+      std::vector<std::int32_t> y(data.labels.begin() + first, data.labels.begin() + first + 96);
+      double loss = t.train_step(data.images.rows_view(first, 96), y).loss_sum;
+      std::uint64_t bits = 0;
+      std::memcpy(&bits, &loss, sizeof bits);
+      losses.push_back(bits);
+    }
+    return losses;
+  };
+  steps(cpu);
+  const auto want = steps(one);
+  CHECK(steps(two) == want);
+  CHECK(steps(three) == want);
+  CHECK(nn_test::params(two) == nn_test::params(one));
+  CHECK(nn_test::params(three) == nn_test::params(one));
+  require_close(nn_test::params(one), nn_test::params(cpu), 1e-5);  // cuBLAS's products, not the CPU's
+  three.check_replicas();
 }

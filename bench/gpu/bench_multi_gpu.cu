@@ -1,8 +1,9 @@
 // dpar::multi_gpu against dpar::gpu on the same data: reduce, inclusive_scan
 // and transform of 2^28 floats, over the device lists [0], [0,0] and [0,0,0,0]
 // (on one GPU: the cost of sharding, since the shards share the device), and
-// every visible device. Then the device all_reduce, 1 MB to 1 GB per buffer,
-// with NCCL's bus bandwidth: busBW = bytes / time * 2(K-1)/K.
+// every visible device. Then the device all_reduce of floats, 1 MB to 1 GB per
+// buffer, in entry order and in NCCL's order (with_nccl_order(); NCCL on
+// distinct devices), with NCCL's bus bandwidth: busBW = bytes / time * 2(K-1)/K.
 //
 // Times are wall-clock per call including the wait for all shards
 // (UseRealTime); bytes are bytes read + written, as in bench_gpu.
@@ -101,9 +102,11 @@ void transform_multi(benchmark::State& state) {
   bytes(state, 8 * n);
 }
 
-// all_reduce of K buffers of state.range(1) bytes (floats, sum).
+// all_reduce of K buffers of state.range(1) bytes (floats, sum): in entry
+// order (the staged path), or in NCCL's order on distinct devices (the opt-in).
+template <bool NcclOrder>
 void all_reduce(benchmark::State& state) {
-  auto p = policy_of(state.range(0));
+  auto p = NcclOrder ? policy_of(state.range(0)).with_nccl_order() : policy_of(state.range(0));
   const std::size_t count = static_cast<std::size_t>(state.range(1)) / sizeof(float);
   std::vector<dpar::device_vector<float>> buffers;
   for (std::size_t r = 0; r < p.size(); ++r) buffers.emplace_back(count, p.device(r));
@@ -135,7 +138,8 @@ BENCHMARK(scan_gpu)->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(scan_multi)->Apply(lists);
 BENCHMARK(transform_gpu)->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(transform_multi)->Apply(lists);
-BENCHMARK(all_reduce)->Apply(all_reduce_sizes);
+BENCHMARK(all_reduce<false>)->Name("all_reduce_entry_order")->Apply(all_reduce_sizes);
+BENCHMARK(all_reduce<true>)->Name("all_reduce_nccl_order")->Apply(all_reduce_sizes);
 
 int main(int argc, char** argv) {
   int count = 0;

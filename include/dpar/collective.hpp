@@ -17,7 +17,9 @@
 // Ops: std::plus<>, std::multiplies<>, dpar::minimum<>, dpar::maximum<> or any
 // associative op; it need not be commutative, since values are always combined
 // in replica order, so every buffer gets the same bits whatever the number of
-// threads. For replicas that each run in their own thread see
+// threads. The one exception is opt-in: a multi_gpu policy's with_nccl_order()
+// lets float sums and products on distinct devices take NCCL's own order
+// (detail/multi_gpu/all_reduce.hpp). For replicas that each run in their own thread see
 // dpar::communicator (communicator.hpp).
 
 #include <functional>

@@ -7,7 +7,7 @@
 //
 // Only "where the numbers live" and "which GEMM" are written here
 // (gpu_place); the arithmetic is ops.hpp's, shared with the CPU layers:
-//   GEMMs                      cuBLAS, one handle per (device, stream)
+//   GEMMs                      cuBLAS, one handle per place, destroyed with it
 //   bias + activation (fused)  dpar::for_each over elements
 //   activation gradients       dpar::transform
 //   bias gradients             dpar::for_each over columns, each summing its
@@ -34,16 +34,16 @@
 #include <cstdint>
 #include <cstring>
 #include <functional>
-#include <map>
 #include <memory>
-#include <mutex>
 #include <span>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
 #include "../cuda.hpp"
+#include "../detail/cuda/placement.hpp"
 #include "layers.hpp"
 #include "loss.hpp"
 #include "ops.hpp"
@@ -76,32 +76,33 @@ inline void check_cublas(cublasStatus_t status, const std::string& operation, in
   if (status != CUBLAS_STATUS_SUCCESS) throw cublas_error(operation, device, status);
 }
 
-// The cuBLAS handle for (device, stream), created on first use and kept for
-// the life of the process (at exit the CUDA runtime may already be gone).
-// Pedantic math: single-precision GEMMs compute in full fp32, never TF32 or
-// BF16x9 emulation, whatever the environment says, so device results match
-// the CPU's within float rounding. One handle is used by one thread at a time
-// as long as each replica has its own stream, as gpu replicas do.
-inline cublasHandle_t cublas_handle(int device, cudaStream_t stream) {
-  static std::mutex m;
-  static std::map<std::pair<int, cudaStream_t>, cublasHandle_t> handles;
-  std::lock_guard lock(m);
-  auto [it, fresh] = handles.try_emplace({device, stream}, nullptr);
-  if (fresh) {
-    try {
-      dpar::detail::cuda::device_scope scope(device);
-      cublasHandle_t h = nullptr;
-      check_cublas(cublasCreate(&h), "cublasCreate", device);
-      it->second = h;
-      check_cublas(cublasSetStream(h, stream), "cublasSetStream", device);
-      check_cublas(cublasSetMathMode(h, CUBLAS_PEDANTIC_MATH), "cublasSetMathMode(CUBLAS_PEDANTIC_MATH)", device);
-    } catch (...) {
-      if (it->second) (void)cublasDestroy(it->second);
-      handles.erase(it);
-      throw;
-    }
+// A cuBLAS handle of one place (device and stream), destroyed with it: a
+// handle per place, not per stream value, since one value can name several
+// streams (cudaStreamPerThread is each host thread's own; a destroyed
+// stream's address comes back), and two places sharing a handle would share
+// its workspace. Pedantic math: single-precision GEMMs compute in full fp32,
+// never TF32 or BF16x9 emulation, whatever the environment says, so device
+// results match the CPU's within float rounding.
+struct cublas_destroy {
+  int device;
+  void operator()(cublasHandle_t h) const noexcept {
+    int previous = device;
+    (void)cudaGetDevice(&previous);
+    (void)cudaSetDevice(device);  // a handle is destroyed on the device it was made on
+    (void)cublasDestroy(h);
+    (void)cudaSetDevice(previous);
   }
-  return it->second;
+};
+using cublas_handle = std::unique_ptr<std::remove_pointer_t<cublasHandle_t>, cublas_destroy>;
+
+inline cublas_handle make_cublas_handle(int device, cudaStream_t stream) {
+  dpar::detail::cuda::device_scope scope(device);
+  cublasHandle_t h = nullptr;
+  check_cublas(cublasCreate(&h), "cublasCreate", device);
+  cublas_handle owned(h, cublas_destroy{device});
+  check_cublas(cublasSetStream(h, stream), "cublasSetStream", device);
+  check_cublas(cublasSetMathMode(h, CUBLAS_PEDANTIC_MATH), "cublasSetMathMode(CUBLAS_PEDANTIC_MATH)", device);
+  return owned;
 }
 
 inline int cublas_int(std::size_t v, const char* what, int device) {
@@ -114,12 +115,13 @@ inline int cublas_int(std::size_t v, const char* what, int device) {
 }  // namespace detail
 
 // One device and stream as a place for ops.hpp: dpar::gpu.on(device, stream)
-// for elementwise work and reductions, cuBLAS for products.
+// for elementwise work and reductions, cuBLAS for products (a handle of its
+// own). Used by one host thread at a time. Move-only.
 class gpu_place {
  public:
   explicit gpu_place(const gpu_policy& policy)
       : policy_(policy.on(policy.device(), policy.stream())),
-        handle_(detail::cublas_handle(policy_.device(), policy_.stream())) {}
+        handle_(detail::make_cublas_handle(policy_.device(), policy_.stream())) {}
 
   static constexpr bool walks_rows = false;
   const gpu_policy& policy() const noexcept { return policy_; }
@@ -141,7 +143,7 @@ class gpu_place {
     using detail::cublas_int;
     dpar::detail::cuda::device_scope scope(d);
     detail::check_cublas(
-        cublasSgemm(handle_, trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, trans_a ? CUBLAS_OP_T : CUBLAS_OP_N,
+        cublasSgemm(handle_.get(), trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, trans_a ? CUBLAS_OP_T : CUBLAS_OP_N,
                     cublas_int(n, "n", d), cublas_int(m, "m", d), cublas_int(k, "k", d), &alpha, b,
                     cublas_int(ldb, "ldb", d), a, cublas_int(lda, "lda", d), &beta, c, cublas_int(ldc, "ldc", d)),
         "cublasSgemm", d);
@@ -149,7 +151,7 @@ class gpu_place {
 
  private:
   gpu_policy policy_;  // with its device named, so that it does not follow the calling thread's current device
-  cublasHandle_t handle_;
+  detail::cublas_handle handle_;
 };
 
 // A row-major float matrix in one device's memory: owning (dpar::device_vector
@@ -171,11 +173,16 @@ class device_tensor {
   device_tensor(device_tensor&&) noexcept = default;
   device_tensor& operator=(device_tensor&&) noexcept = default;
 
-  // Contents are unspecified afterwards (zero when the storage grew).
-  void resize(std::size_t rows, std::size_t cols) {
+  // Contents are unspecified afterwards (zero when the storage grew). Storage
+  // is on the tensor's device; a tensor constructed without one takes the
+  // device of the first place that resizes it (resize(rows, cols, device)),
+  // and a tensor of another device than that place's is refused
+  // (detail/cuda/placement.hpp).
+  void resize(std::size_t rows, std::size_t cols, int place_device = -1) {
     if (view_)
       throw std::logic_error("dpar::nn::device_tensor: cannot resize a view to " + std::to_string(rows) + "x" +
                              std::to_string(cols));
+    device_ = dpar::detail::cuda::tensor_device(device_, place_device, "dpar::nn::device_tensor");
     if (rows * cols > storage_.size()) storage_ = device_vector<float>(rows * cols, device_);
     data_ = storage_.data();
     rows_ = rows;
@@ -202,7 +209,7 @@ class device_tensor {
   device_vector<float> storage_;
   float* data_ = nullptr;
   std::size_t rows_ = 0, cols_ = 0;
-  int device_ = -1;  // -1: the current device
+  int device_ = -1;  // -1: none yet
   bool view_ = false;
 };
 
@@ -224,7 +231,7 @@ inline void copy_gradients(const gpu_policy& on, std::span<const float> from, st
 // Host -> device, resizing `to` (an owning tensor): queued on the policy's
 // stream after the work already there.
 inline void copy(const gpu_policy& on, const tensor& from, device_tensor& to) {
-  to.resize(from.rows(), from.cols());
+  to.resize(from.rows(), from.cols(), on.device());
   detail::copy_bytes(on, to.data(), from.data(), from.size() * sizeof(float), cudaMemcpyHostToDevice,
                      "cudaMemcpyAsync (host to device tensor)");
 }
@@ -291,6 +298,7 @@ class gpu_model {
 
   // As sequential::forward, on device memory; x stays referenced until backward.
   const device_tensor& forward(const device_tensor& x) {
+    (void)dpar::detail::cuda::tensor_device(x.device(), place_.device(), "dpar::nn::gpu_model::forward: the input");
     if (x.cols() != in_)
       throw std::invalid_argument("dpar::nn::gpu_model: input has " + std::to_string(x.cols()) +
                                   " features, the model takes " + std::to_string(in_));
@@ -322,6 +330,8 @@ class gpu_model {
   void backward(const device_tensor& grad_output) {
     if (!input_) throw std::logic_error("dpar::nn::gpu_model::backward called before forward");
     const std::size_t n = input_->rows();
+    (void)dpar::detail::cuda::tensor_device(grad_output.device(), place_.device(),
+                                            "dpar::nn::gpu_model::backward: the gradient");
     if (grad_output.rows() != n || grad_output.cols() != out_features())
       throw std::invalid_argument("dpar::nn::gpu_model::backward: gradient is " + std::to_string(grad_output.rows()) +
                                   "x" + std::to_string(grad_output.cols()) + ", the last forward's output " +
@@ -353,7 +363,8 @@ class gpu_model {
     if (total < n)
       throw std::invalid_argument("dpar::nn::gpu_model::loss: global batch size " + std::to_string(total) +
                                   " is smaller than the shard's " + std::to_string(n));
-    if (grad) grad->resize(n, k);
+    (void)dpar::detail::cuda::tensor_device(out.device(), place_.device(), "dpar::nn::gpu_model::loss: the output");
+    if (grad) grad->resize(n, k, place_.device());
     float* g = grad ? grad->data() : nullptr;
     if (what == loss_kind::mse)
       return ops::onehot_mse(place_, out.data(), labels, n, k, ops::mse_scale(k, total), g);
@@ -467,6 +478,7 @@ class gpu_replica_model final : public replica_model {
       : host_(model), velocity_(model.parameters().size(), 0.0f), device_(model, on, opt), loss_(loss) {}
 
   tensor& input_buffer(std::size_t rows, std::size_t cols) override {
+    staged_ = tensor();  // not a view of memory that reserve frees and then fails to replace
     staged_ = tensor::view(staging_.reserve(rows * cols + rows, device()), rows, cols);
     return staged_;
   }
@@ -559,12 +571,18 @@ class gpu_group final : public sequential_group {
 // device and stream, each driven by a host thread of a pool of its own. Host
 // collectives (the trainer's status, hashes, broadcasts) go through those
 // threads (thread_group); the gradients through dpar::all_reduce on the
-// multi_gpu policy: NCCL where the devices are distinct, else staged through
-// entry 0 in entry order (which every replica then holds, bitwise).
+// multi_gpu policy, opted into NCCL's order: NCCL where the devices are
+// distinct (its bandwidth, its order of summing, as in other data-parallel
+// trainers), else staged through entry 0 in entry order. Same bits for any
+// replica count: dpar::deterministic(multi_gpu) (nn/deterministic.hpp).
 class multi_gpu_group final : public replica_group {
  public:
   explicit multi_gpu_group(const multi_gpu_policy& p)
-      : replica_group(p.size(), p.size(), 0, 0), policy_(p), pool_(p.size()), threads_(pool_), slots_(p.size()) {}
+      : replica_group(p.size(), p.size(), 0, 0),
+        policy_(p.with_nccl_order()),
+        pool_(p.size()),
+        threads_(pool_),
+        slots_(p.size()) {}
 
   void run(const std::function<void(std::size_t)>& f) override { threads_.run(f); }
   // Every replica posts its device buffer; local replica 0 reduces them all.

@@ -1,11 +1,15 @@
 #pragma once
 // Reproducible training: data_parallel_trainer(dpar::deterministic(policy), ...)
-// runs on the replicas of `policy` (seq, par, par.on(pool), mpi(comm, inner)),
-// wrapped in a deterministic_group whose sum_parts is the correctly rounded sum
-// of all replicas' parts. The trainer then cuts every batch into micro-batches
-// of train_options::micro_batch samples at fixed positions, computes each
-// one's gradient alone (the same GEMM shapes whoever owns it), and sums them
-// with sum_parts: the same bits for any number of replicas, threads or ranks.
+// runs on the replicas of `policy` (seq, par, par.on(pool), mpi(comm, inner),
+// gpu, multi_gpu({...})), wrapped in a deterministic_group whose sum_parts is
+// the correctly rounded sum of all replicas' parts. The trainer then cuts
+// every batch into micro-batches of train_options::micro_batch samples at
+// fixed positions, computes each one's gradient alone (the same GEMM shapes
+// whoever owns it), and sums them with sum_parts: the same bits for any
+// number of replicas, threads or ranks.
+// Device replicas compute on their devices; their gradient parts are summed
+// exactly on the host (staged through copy_gradients), as dpar::deterministic's
+// device sums are.
 
 #include <algorithm>
 #include <cstddef>
@@ -13,6 +17,7 @@
 #include <functional>
 #include <memory>
 #include <span>
+#include <type_traits>
 #include <vector>
 
 #include "../deterministic.hpp"
@@ -28,14 +33,18 @@ namespace dpar::nn {
 //   - Over MPI: every replica's parts go into their slots of a buffer of all
 //     parts (-0 elsewhere), one all-reduce of the inner group fills in every
 //     slot (x plus -0s is x, whatever the grouping), and every replica sums
-//     the slots.
+//     the slots. (Over device replicas, whose float all-reduce takes device
+//     buffers, float slots travel as doubles: exact both ways.)
+// The replicas and where they compute (make_model, device_replicas,
+// copy_gradients) are the inner group's.
 class deterministic_group final : public replica_group {
  public:
   explicit deterministic_group(std::unique_ptr<replica_group> inner)
       : replica_group(inner->size(), inner->local_size(), inner->first(), inner->process_rank()),
         inner_(std::move(inner)),
         floats_(local_size()),
-        doubles_(local_size()) {}
+        doubles_(local_size()),
+        staged_(local_size()) {}
 
   int process_of(std::size_t g) const override { return inner_->process_of(g); }
   void run(const std::function<void(std::size_t)>& f) override { inner_->run(f); }
@@ -46,6 +55,34 @@ class deterministic_group final : public replica_group {
     inner_->broadcast(local, data, root);
   }
   void barrier(std::size_t local) override { inner_->barrier(local); }
+  std::unique_ptr<replica_model> make_model(std::size_t local, const sequential& model, sgd_options opt,
+                                            loss_kind loss) override {
+    return inner_->make_model(local, model, opt, loss);
+  }
+  bool device_replicas() const noexcept override { return inner_->device_replicas(); }
+  void copy_gradients(std::size_t local, std::span<const float> from, std::span<float> to) override {
+    inner_->copy_gradients(local, from, to);
+  }
+
+  // Device replicas: the part still in the model's device buffer (the others
+  // are host copies already) goes to the host, the exact sum is taken there
+  // and copied back, and the update runs on the device.
+  void sum_and_update(std::size_t local, std::span<const float* const> mine, std::size_t first, std::size_t total,
+                      replica_model& model, float lr) override {
+    if (!device_replicas()) return replica_group::sum_and_update(local, mine, first, total, model, lr);
+    std::span<float> grads = model.gradients();
+    std::vector<float>& host = staged_[local];
+    host.resize(grads.size());
+    std::vector<const float*> parts(mine.begin(), mine.end());
+    for (const float*& part : parts)
+      if (part == grads.data()) {
+        copy_gradients(local, grads, host);
+        part = host.data();
+      }
+    sum_parts(local, parts, first, total, std::span<float>(host));
+    copy_gradients(local, host, grads);
+    model.update(lr);
+  }
 
   void sum_parts(std::size_t local, std::span<const float* const> mine, std::size_t first, std::size_t total,
                  std::span<float> out) override {
@@ -96,7 +133,13 @@ class deterministic_group final : public replica_group {
     auto& slots = state.slots[local];
     slots.assign(total * n, T(-0.0));  // x + -0 is x, -0 included: the slots arrive with their signs of zero
     for (std::size_t j = 0; j < mine.size(); ++j) std::copy(mine[j], mine[j] + n, slots.data() + (first + j) * n);
-    inner_->all_reduce(local, std::span<T>(slots));
+    if (std::is_same_v<T, float> && device_replicas()) {
+      std::vector<double> wide(slots.begin(), slots.end());
+      inner_->all_reduce(local, std::span<double>(wide));
+      std::copy(wide.begin(), wide.end(), slots.begin());
+    } else {
+      inner_->all_reduce(local, std::span<T>(slots));
+    }
     std::vector<const T*> columns(total);
     for (std::size_t p = 0; p < total; ++p) columns[p] = slots.data() + p * n;
     exact_columns<T>(columns, out.data(), 0, n);
@@ -105,6 +148,7 @@ class deterministic_group final : public replica_group {
   std::unique_ptr<replica_group> inner_;
   shared<float> floats_;
   shared<double> doubles_;
+  std::vector<std::vector<float>> staged_;  // each local device replica's gradient sum on the host
 };
 
 template <class Inner>

@@ -48,10 +48,15 @@ inline cudaMemPool_t memory_pool(int device) {
       props.allocType = cudaMemAllocationTypePinned;
       props.location.type = cudaMemLocationTypeDevice;
       props.location.id = device;
-      check(cudaMemPoolCreate(&pools[i], &props), "cudaMemPoolCreate", device);
+      cudaMemPool_t pool = nullptr;
+      check(cudaMemPoolCreate(&pool, &props), "cudaMemPoolCreate", device);
       std::uint64_t keep = std::uint64_t{1} << 30;  // freed memory the pool holds on to instead of releasing at a sync
-      check(cudaMemPoolSetAttribute(pools[i], cudaMemPoolAttrReleaseThreshold, &keep),
-            "cudaMemPoolSetAttribute(ReleaseThreshold)", device);
+      cudaError_t e = cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep);
+      if (e != cudaSuccess) {
+        (void)cudaMemPoolDestroy(pool);  // the next call tries again
+        check(e, "cudaMemPoolSetAttribute(ReleaseThreshold)", device);
+      }
+      pools[i] = pool;
     }
     known[i] = true;
   }

@@ -1,24 +1,30 @@
 #pragma once
 // dpar::all_reduce over one device buffer per multi_gpu entry.
 //
-// Distinct devices, an op NCCL has (sum, prod, min, max) and a type NCCL has:
-// one ncclAllReduce per entry in one group, on a communicator per device list
-// that is created once and cached. Needs DPAR_HAVE_NCCL (CMake target
-// dpar::nccl defines it and links libnccl).
+// NCCL path: distinct devices, an op NCCL has (sum, prod, min, max) and a type
+// NCCL has, except floating-point sums and products unless the policy opts
+// into NCCL's order (multi_gpu_policy::with_nccl_order(): NCCL combines the
+// entries in an order of its own, which changes the rounding). One
+// ncclAllReduce per entry in one group, on the communicators of the policy's
+// SET of devices (nccl_plan.hpp), created once and destroyed at exit. Needs
+// DPAR_HAVE_NCCL (CMake target dpar::nccl defines it and links libnccl).
 //
 // Otherwise (a device listed twice, which NCCL refuses with "Duplicate GPU
-// detected"; other ops; no NCCL): staged through buffer 0, in entry order:
-// buffer 0 = op(buffer 0, buffer r) for r = 1..K-1 (peer copy into a scratch
-// buffer when buffer r lives on another device), then buffer 0 is copied to
-// the others. Right for non-commutative ops too.
+// detected"; float sums in entry order; other ops; no NCCL): staged through
+// buffer 0, in entry order: buffer 0 = op(buffer 0, buffer r) for r = 1..K-1
+// (peer copy into a scratch buffer when buffer r lives on another device),
+// then buffer 0 is copied to the others. Right for non-commutative ops too.
 //
-// Both return when every buffer holds the result.
+// Both are ordered after the work queued on the entries' streams and on the
+// devices' default streams (legacy and the calling thread's per-thread one),
+// and return when every buffer holds the result.
 
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
 #include <functional>
 #include <map>
 #include <memory>
@@ -39,6 +45,7 @@
 #include "../cuda/allocator.hpp"
 #include "../cuda/backend.hpp"
 #include "../cuda/error.hpp"
+#include "nccl_plan.hpp"
 #include "policy.hpp"
 
 namespace dpar {
@@ -96,11 +103,27 @@ auto device_spans(const multi_gpu_policy& p, Buffers& buffers, const char* who) 
   return spans;
 }
 
-inline bool distinct_devices(const std::vector<int>& devices) {
-  for (std::size_t i = 0; i < devices.size(); ++i)
-    for (std::size_t j = i + 1; j < devices.size(); ++j)
-      if (devices[i] == devices[j]) return false;
-  return true;
+// Makes `stream` wait for the work queued so far on the default streams of
+// each distinct device in `devices`: the legacy default stream (dpar::gpu.on(d)
+// and plain kernel launches) and the calling thread's per-thread default
+// stream (the same in --default-stream per-thread builds). The entries' own
+// streams are ordered with the legacy stream of their device only, and
+// cudaMemcpyPeerAsync with nothing on the other device.
+inline void wait_for_default_streams(const std::vector<int>& devices, cudaStream_t stream) {
+  std::vector<int> seen;
+  for (int d : devices) {
+    if (std::find(seen.begin(), seen.end(), d) != seen.end()) continue;
+    seen.push_back(d);
+    cuda::device_scope scope(d);  // the special handles below mean this device's streams
+    for (cudaStream_t s : {cudaStreamLegacy, cudaStreamPerThread}) {
+      cudaEvent_t e = nullptr;
+      cuda::check(cudaEventCreateWithFlags(&e, cudaEventDisableTiming), "cudaEventCreateWithFlags", d);
+      cudaError_t r = cudaEventRecord(e, s);
+      if (r == cudaSuccess) r = cudaStreamWaitEvent(stream, e, 0);
+      (void)cudaEventDestroy(e);  // released once the wait is done
+      cuda::check(r, "ordering dpar::all_reduce after the device's default streams", d);
+    }
+  }
 }
 
 #if defined(DPAR_HAVE_NCCL)
@@ -108,18 +131,43 @@ inline void nccl_check(ncclResult_t r, const char* operation) {
   if (r != ncclSuccess) throw nccl_error(operation, r);
 }
 
-// One communicator per device of a list of distinct devices, created once per
-// list (ncclCommInitAll) and kept for the life of the process: destroying
-// them at exit may run after the CUDA runtime is gone.
-inline const std::vector<ncclComm_t>& communicators(const std::vector<int>& devices) {
-  static std::mutex m;
-  static auto* cache = new std::map<std::vector<int>, std::vector<ncclComm_t>>();
-  std::lock_guard lock(m);
-  auto it = cache->find(devices);
-  if (it != cache->end()) return it->second;
-  std::vector<ncclComm_t> comms(devices.size());
-  nccl_check(ncclCommInitAll(comms.data(), static_cast<int>(devices.size()), devices.data()), "ncclCommInitAll");
-  return cache->emplace(devices, std::move(comms)).first->second;
+// The communicators of each set of devices used so far, rank i on devices[i]
+// of the sorted list (nccl_plan.hpp). Destroyed at exit by a handler
+// registered right after the first ncclCommInitAll: handlers run in the
+// reverse order of registration, so it runs before the CUDA runtime and NCCL,
+// which registered theirs when they started, tear down. Never destroyed
+// otherwise: a later all-reduce on the same devices reuses them.
+struct communicator_sets {
+  std::mutex m;
+  std::map<std::vector<int>, std::vector<ncclComm_t>> sets;
+  bool freed_at_exit = false;
+};
+inline communicator_sets& communicator_cache() {
+  static auto* cache = new communicator_sets();  // outlives static destruction; destroy_communicators empties it
+  return *cache;
+}
+// Finalizing several communicators from one thread needs them in one group.
+inline void destroy_communicators() noexcept {
+  auto& cache = communicator_cache();
+  std::lock_guard lock(cache.m);
+  for (auto& [devices, comms] : cache.sets) {
+    (void)ncclGroupStart();
+    for (ncclComm_t c : comms) (void)ncclCommFinalize(c);
+    (void)ncclGroupEnd();
+    for (ncclComm_t c : comms) (void)ncclCommDestroy(c);
+  }
+  cache.sets.clear();
+}
+inline const std::vector<ncclComm_t>& communicators(const std::vector<int>& sorted_devices) {
+  auto& cache = communicator_cache();
+  std::lock_guard lock(cache.m);
+  auto it = cache.sets.find(sorted_devices);
+  if (it != cache.sets.end()) return it->second;
+  std::vector<ncclComm_t> comms(sorted_devices.size());
+  nccl_check(ncclCommInitAll(comms.data(), static_cast<int>(comms.size()), sorted_devices.data()), "ncclCommInitAll");
+  it = cache.sets.emplace(sorted_devices, std::move(comms)).first;
+  if (!cache.freed_at_exit) cache.freed_at_exit = std::atexit(destroy_communicators) == 0;
+  return it->second;
 }
 
 template <class T>
@@ -153,9 +201,9 @@ constexpr int nccl_op() {
 // Holds one lock per device of a list, taken in increasing device order (so
 // two holders never wait for each other), from before ncclGroupStart until the
 // streams are synchronized. NCCL forbids using a communicator from two host
-// threads at once, and kernels of two communicators that share devices (same
-// list, or {0,1} and {1,0}) could be queued in opposite orders on two devices
-// and wait for each other forever.
+// threads at once ({0,1} and {1,0} share one set), and kernels of two
+// communicator sets that share devices ({0,1} and {1,2}) could be queued in
+// opposite orders on a device they share and wait for each other forever.
 class nccl_device_locks {
  public:
   explicit nccl_device_locks(std::vector<int> devices) : devices_(std::move(devices)) {
@@ -180,45 +228,26 @@ class nccl_device_locks {
 
 template <class T, class Op>
 void nccl_all_reduce(const multi_gpu_policy& p, std::vector<std::span<T>>& spans) {
-  const auto& comms = communicators(p.devices());
+  const nccl_ranks ranks = nccl_ranks_of(p.devices());
+  const auto& comms = communicators(ranks.devices);
   const std::size_t n = spans[0].size();
   nccl_device_locks lock(p.devices());
+  // NCCL is ordered after each entry's own stream; its device's default
+  // streams, which may still be writing the buffer, come first too.
+  for (std::size_t r = 0; r < spans.size(); ++r) wait_for_default_streams({p.device(r)}, p.stream(r));
   // One thread drives every GPU: the calls must be one group, or the first
   // would wait for peers that are never launched.
   nccl_check(ncclGroupStart(), "ncclGroupStart");
   ncclResult_t failed = ncclSuccess;
   for (std::size_t r = 0; r < spans.size() && failed == ncclSuccess; ++r)
     failed = ncclAllReduce(spans[r].data(), spans[r].data(), n, static_cast<ncclDataType_t>(nccl_type<T>()),
-                           static_cast<ncclRedOp_t>(nccl_op<Op, T>()), comms[r], p.stream(r));
+                           static_cast<ncclRedOp_t>(nccl_op<Op, T>()), comms[ranks.rank_of[r]], p.stream(r));
   ncclResult_t ended = ncclGroupEnd();
   nccl_check(failed, "ncclAllReduce");
   nccl_check(ended, "ncclGroupEnd");
   p.synchronize();
 }
 #endif
-
-// Makes `stream` wait for the work queued so far on the default streams of
-// each distinct device in `devices`: the legacy default stream (dpar::gpu.on(d)
-// and plain kernel launches) and the calling thread's per-thread default
-// stream (the same in --default-stream per-thread builds). The entries' own
-// streams are ordered with the legacy stream of their device only, and
-// cudaMemcpyPeerAsync with nothing on the other device.
-inline void wait_for_default_streams(const std::vector<int>& devices, cudaStream_t stream) {
-  std::vector<int> seen;
-  for (int d : devices) {
-    if (std::find(seen.begin(), seen.end(), d) != seen.end()) continue;
-    seen.push_back(d);
-    cuda::device_scope scope(d);  // the special handles below mean this device's streams
-    for (cudaStream_t s : {cudaStreamLegacy, cudaStreamPerThread}) {
-      cudaEvent_t e = nullptr;
-      cuda::check(cudaEventCreateWithFlags(&e, cudaEventDisableTiming), "cudaEventCreateWithFlags", d);
-      cudaError_t r = cudaEventRecord(e, s);
-      if (r == cudaSuccess) r = cudaStreamWaitEvent(stream, e, 0);
-      (void)cudaEventDestroy(e);  // released once the wait is done
-      cuda::check(r, "ordering dpar::all_reduce after the device's default streams", d);
-    }
-  }
-}
 
 // buffer 0 = op(...op(op(b0, b1), b2)..., b[K-1]), then copied to the others;
 // all on entry 0's stream.
@@ -266,7 +295,7 @@ struct device_all_reduce {
     if (spans[0].empty()) return;
 #if defined(DPAR_HAVE_NCCL)
     if constexpr (nccl_type<T>() >= 0 && nccl_op<Op, T>() >= 0) {
-      if (distinct_devices(p.devices())) {
+      if (distinct_devices(p.devices()) && (!order_changes_bits<Op, T> || p.uses_nccl_order())) {
         nccl_all_reduce<T, Op>(p, spans);
         return;
       }

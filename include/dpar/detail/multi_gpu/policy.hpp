@@ -98,6 +98,19 @@ class multi_gpu_policy {
   // Entry `entry` as a single-GPU policy on its device and stream.
   gpu_policy entry(std::size_t entry) const { return gpu.on(device(entry), stream(entry)); }
 
+  // The opt-in to NCCL's order: a copy (same streams) whose dpar::all_reduce
+  // may sum or multiply float and double buffers on distinct devices through
+  // NCCL, which combines the entries in an order of its own (ring, tree or
+  // NVLS, chosen by size and topology): NCCL's bandwidth, rounding that is not
+  // entry order's. Without it such calls take the ordered staged path, so
+  // every buffer holds the reduction in entry order, as for any other type.
+  multi_gpu_policy with_nccl_order() const {
+    multi_gpu_policy p = *this;
+    p.nccl_order_ = true;
+    return p;
+  }
+  bool uses_nccl_order() const noexcept { return nccl_order_; }
+
   // Waits for all entries' streams; throws cuda_error if any work failed.
   void synchronize() const {
     for (std::size_t i = 0; i < size(); ++i) {
@@ -113,6 +126,7 @@ class multi_gpu_policy {
 
  private:
   std::shared_ptr<const detail::multi_gpu::stream_set> streams_;
+  bool nccl_order_ = false;
 };
 
 // dpar::multi_gpu({0, 1}), dpar::multi_gpu({0, 0}) (two shards on device 0).
