@@ -7,9 +7,11 @@
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <functional>
+#include <memory>
 #include <random>
 #include <string>
 #include <vector>
@@ -18,13 +20,16 @@ namespace nn = dpar::nn;
 
 namespace {
 
-enum class act { none, relu, tanh, sigmoid };
+// silu: a user's SiLU derived from nn::activation; silu_layer: the same from nn::layer.
+enum class act { none, relu, tanh, sigmoid, silu, silu_layer };
 
 double apply(act a, double v) {
   switch (a) {
     case act::relu: return v > 0 ? v : 0;
     case act::tanh: return std::tanh(v);
     case act::sigmoid: return 1 / (1 + std::exp(-v));
+    case act::silu:
+    case act::silu_layer: return v / (1 + std::exp(-v));
     default: return v;
   }
 }
@@ -86,10 +91,47 @@ nn::tensor random_tensor(std::size_t r, std::size_t c, std::uint64_t seed, float
   return t;
 }
 
+// SiLU, x sigmoid(x), as a user writes it: its derivative needs x, not only y.
+float silu_of(float v) { return v / (1.0f + std::exp(-v)); }
+float silu_derivative(float v) {
+  float s = 1.0f / (1.0f + std::exp(-v));
+  return s * (1.0f + v * (1.0f - s));
+}
+void silu_backward(const nn::tensor& x, const nn::tensor& dy, nn::tensor* dx) {
+  if (dx)
+    for (std::size_t i = 0; i < x.size(); ++i) dx->data()[i] = dy.data()[i] * silu_derivative(x.data()[i]);
+}
+
+struct user_silu_activation final : nn::activation {
+  std::string name() const override { return "SiLU"; }
+  void forward_with_bias(nn::tensor& y, const float* bias) const override {
+    for (std::size_t r = 0; r < y.rows(); ++r)
+      for (std::size_t c = 0; c < y.cols(); ++c) y(r, c) = silu_of(y(r, c) + (bias ? bias[c] : 0.0f));
+  }
+  void backward(const nn::tensor& x, const nn::tensor&, const nn::tensor& dy, nn::tensor* dx) override {
+    silu_backward(x, dy, dx);
+  }
+  std::unique_ptr<nn::layer> clone() const override { return std::make_unique<user_silu_activation>(*this); }
+};
+
+struct user_silu_layer final : nn::layer {
+  std::string name() const override { return "SiLU"; }
+  std::size_t out_features(std::size_t in) const override { return in; }
+  void forward(const nn::tensor& x, nn::tensor& y) override {
+    for (std::size_t i = 0; i < x.size(); ++i) y.data()[i] = silu_of(x.data()[i]);
+  }
+  void backward(const nn::tensor& x, const nn::tensor&, const nn::tensor& dy, nn::tensor* dx) override {
+    silu_backward(x, dy, dx);
+  }
+  std::unique_ptr<nn::layer> clone() const override { return std::make_unique<user_silu_layer>(*this); }
+};
+
 void add_act(nn::sequential& m, act a) {
   if (a == act::relu) m.add(nn::relu());
   if (a == act::tanh) m.add(nn::tanh_layer());
   if (a == act::sigmoid) m.add(nn::sigmoid());
+  if (a == act::silu) m.add(user_silu_activation());
+  if (a == act::silu_layer) m.add(user_silu_layer());
 }
 
 // Checks model gradients against central differences of the float64 reference loss.
@@ -114,6 +156,7 @@ void check_gradients(nn::sequential& m, const std::vector<ref_layer>& layers, co
     for (std::size_t i = 0; i < z.size(); ++i) REQUIRE(out.data()[i] == Approx(z[i]).margin(1e-5).epsilon(1e-4));
   }
   const double h = 1e-6;
+  double diff2 = 0, fd2 = 0;
   for (std::size_t i = 0; i < p.size(); ++i) {
     auto plus = p, minus = p;
     plus[i] += h;
@@ -121,7 +164,12 @@ void check_gradients(nn::sequential& m, const std::vector<ref_layer>& layers, co
     double fd = (eval(plus) - eval(minus)) / (2 * h);
     INFO("parameter " << i);
     REQUIRE(m.gradients()[i] == Approx(fd).margin(2e-5).epsilon(2e-3));
+    diff2 += (m.gradients()[i] - fd) * (m.gradients()[i] - fd);
+    fd2 += fd * fd;
   }
+  // The whole gradient: ||g - fd|| / ||fd|| (run with -s to see it).
+  double relative_error = std::sqrt(diff2 / fd2);
+  REQUIRE(relative_error <= 1e-3);
 }
 
 }  // namespace
@@ -178,7 +226,7 @@ TEST_CASE("gemm: every transpose combination and odd shapes against a float64 pr
 }
 
 TEST_CASE("dense + activations: gradients match float64 finite differences", "[nn]") {
-  for (act a : {act::none, act::relu, act::tanh, act::sigmoid}) {
+  for (act a : {act::none, act::relu, act::tanh, act::sigmoid, act::silu, act::silu_layer}) {
     for (nn::init scheme : {nn::init::he, nn::init::xavier}) {
       DYNAMIC_SECTION("activation " << int(a) << " init " << int(scheme)) {
         nn::sequential m(5);
@@ -202,7 +250,7 @@ TEST_CASE("dense + activations: gradients match float64 finite differences", "[n
 }
 
 TEST_CASE("activation first (unfused path) and MSE: gradients match finite differences", "[nn]") {
-  for (act a : {act::relu, act::tanh, act::sigmoid}) {
+  for (act a : {act::relu, act::tanh, act::sigmoid, act::silu, act::silu_layer}) {
     DYNAMIC_SECTION("activation " << int(a)) {
       nn::sequential m(3);
       m.add(nn::dense(3, 6));
@@ -304,6 +352,30 @@ TEST_CASE("initialization: He and Xavier scales, deterministic per seed", "[nn]"
   REQUIRE(std::equal(he.parameters().begin(), he.parameters().end(), again.parameters().begin()));
   again.initialize(8);
   REQUIRE_FALSE(std::equal(he.parameters().begin(), he.parameters().end(), again.parameters().begin()));
+}
+
+TEST_CASE("initialization: at construction from the default seed; initialize(seed) re-seeds", "[nn]") {
+  auto built = nn::make_mlp({30, 20, 5});  // never initialized by hand
+  auto weights = built.parameters().first(20 * 30);
+  REQUIRE(std::count(weights.begin(), weights.end(), 0.0f) == 0);
+  // He (the default scheme) for the ReLU layer: rms about sqrt(2 / 30).
+  double s2 = 0;
+  for (float w : weights) s2 += double(w) * w;
+  REQUIRE(std::sqrt(s2 / weights.size()) == Approx(std::sqrt(2.0 / 30)).epsilon(0.15));
+  auto reseeded = nn::make_mlp({30, 20, 5});
+  reseeded.initialize(nn::sequential::default_seed);
+  REQUIRE(std::equal(built.parameters().begin(), built.parameters().end(), reseeded.parameters().begin()));
+  reseeded.initialize(2);
+  REQUIRE_FALSE(std::equal(built.parameters().begin(), built.parameters().end(), reseeded.parameters().begin()));
+  // Layers added after initialize(seed) draw from that seed, as a model initialized after being built.
+  nn::sequential late(30);
+  late.initialize(2);
+  late.add(nn::dense(30, 20)).add(nn::relu()).add(nn::dense(20, 5));
+  REQUIRE(std::equal(late.parameters().begin(), late.parameters().end(), reseeded.parameters().begin()));
+  // An untouched model learns: its outputs depend on its input.
+  nn::tensor x = random_tensor(2, 30, 4);
+  nn::tensor out = built.predict(x);
+  REQUIRE(out(0, 0) != out(1, 0));
 }
 
 TEST_CASE("sgd: momentum, Nesterov and weight decay follow PyTorch's update rule", "[nn]") {
