@@ -302,6 +302,88 @@ TEST_CASE("softmax cross-entropy: stable for huge logits, global-batch scaling, 
   REQUIRE(nn::count_correct(z, std::vector<std::int32_t>{1, 2}) == 1);
 }
 
+TEST_CASE("losses of tensor targets: MSE, Huber, BCE with logits against float64 formulas", "[nn]") {
+  // Rows of 3 outputs; a shard of 4 rows from a global batch of 10.
+  nn::tensor out = random_tensor(4, 3, 21, 3.0f), t = random_tensor(4, 3, 22);
+  out(0, 0) = 100.0f;  // BCE: exp(100) overflows float without the stable form
+  out(1, 1) = -100.0f;
+  std::vector<double> targets01(t.size());
+  for (std::size_t i = 0; i < t.size(); ++i) targets01[i] = (t.data()[i] + 1) / 2;
+  nn::tensor t01(4, 3);
+  for (std::size_t i = 0; i < t.size(); ++i) t01.data()[i] = float(targets01[i]);
+  struct reference {
+    std::function<double(double, double)> value, derivative;
+  };
+  auto check = [&](const char* name, auto loss, const nn::tensor& target, reference ref) {
+    INFO(name);
+    nn::tensor g(4, 3);
+    double sum = loss(out, target, &g, 10);
+    double want = 0;
+    for (std::size_t i = 0; i < out.size(); ++i) {
+      double o = out.data()[i], y = target.data()[i];
+      want += ref.value(o, y) / 3;
+      REQUIRE(g.data()[i] == Approx(ref.derivative(o, y) / 30).margin(1e-7).epsilon(1e-5));
+    }
+    REQUIRE(std::isfinite(sum));
+    REQUIRE(sum == Approx(want).epsilon(1e-9));
+    REQUIRE(loss(out, target, nullptr, 0) == Approx(want).epsilon(1e-9));  // total 0: the shard's rows
+    REQUIRE_THROWS_WITH(loss(out, nn::tensor(4, 2), nullptr, 4), Catch::Contains("outputs have 3 columns, targets 2"));
+    REQUIRE_THROWS_WITH(loss(out, nn::tensor(3, 3), nullptr, 4), Catch::Contains("4 outputs but 3 targets"));
+    REQUIRE_THROWS_AS(loss(out, target, nullptr, 2), std::invalid_argument);
+  };
+  check("mse", nn::mse{}, t,
+        {[](double o, double y) { return (o - y) * (o - y); }, [](double o, double y) { return 2 * (o - y); }});
+  for (float delta : {1.0f, 0.25f}) {
+    double d = delta;
+    check("huber", nn::huber{delta}, t,
+          {[d](double o, double y) { return std::abs(o - y) <= d ? 0.5 * (o - y) * (o - y) : d * (std::abs(o - y) - d / 2); },
+           [d](double o, double y) { return std::clamp(o - y, -d, d); }});
+  }
+  check("bce_with_logits", nn::bce_with_logits{}, t01,
+        {[](double o, double y) { return std::max(o, 0.0) - o * y + std::log1p(std::exp(-std::abs(o))); },
+         [](double o, double y) { return 1 / (1 + std::exp(-o)) - y; }});
+  REQUIRE_THROWS_AS(nn::huber{0.0f}(out, t), std::invalid_argument);
+}
+
+TEST_CASE("loss_function: built-in kinds, built-in losses and user callables of either form", "[nn]") {
+  nn::tensor out = random_tensor(3, 4, 5), t = random_tensor(3, 4, 6), g(3, 4), want(3, 4);
+  std::vector<std::int32_t> labels = {3, 0, 2};
+  nn::loss_function by_kind = nn::loss_kind::mse;  // today's way of choosing a built-in loss
+  REQUIRE(by_kind.kind() == nn::loss_kind::mse);
+  REQUIRE(by_kind.takes_labels());
+  REQUIRE_FALSE(by_kind.takes_targets());
+  REQUIRE(by_kind(out, labels, &g, 6) == nn::mse{}(out, labels, &want, 6));
+  REQUIRE(std::equal(g.data(), g.data() + g.size(), want.data()));
+  REQUIRE_THROWS_WITH(by_kind(out, t, nullptr, 3), Catch::Contains("takes integer labels, not a tensor"));
+
+  nn::loss_function both = nn::mse{};  // one-hot labels and tensors
+  REQUIRE((both.takes_labels() && both.takes_targets() && both.kind() == nn::loss_kind::mse));
+  REQUIRE(both(out, t, nullptr, 3) == nn::mse{}(out, t));
+
+  nn::loss_function huber = nn::huber{0.5f};
+  REQUIRE((!huber.takes_labels() && huber.takes_targets() && !huber.kind()));
+  REQUIRE_THROWS_WITH(huber(out, labels, nullptr, 3), Catch::Contains("takes a tensor of targets, not integer labels"));
+  REQUIRE(huber(out, t, &g, 3) == nn::huber{0.5f}(out, t, &want, 3));
+
+  // A user's label loss: cross-entropy with every label shifted by one class.
+  int calls = 0;
+  nn::loss_function user = [&calls](const nn::tensor& o, std::span<const std::int32_t> y, nn::tensor* grad,
+                                    std::size_t total) {
+    ++calls;
+    std::vector<std::int32_t> shifted(y.begin(), y.end());
+    for (auto& v : shifted) v = (v + 1) % std::int32_t(o.cols());
+    return nn::softmax_cross_entropy{}(o, shifted, grad, total);
+  };
+  REQUIRE((user.takes_labels() && !user.takes_targets() && !user.kind()));
+  std::vector<std::int32_t> shifted = {0, 1, 3};
+  REQUIRE(user(out, labels, &g, 3) == nn::softmax_cross_entropy{}(out, shifted, &want, 3));
+  REQUIRE(calls == 1);
+  nn::loss_function defaulted;
+  REQUIRE(defaulted.kind() == nn::loss_kind::softmax_cross_entropy);
+  nn::loss_function ce = nn::softmax_cross_entropy{};
+  REQUIRE(ce.kind() == nn::loss_kind::softmax_cross_entropy);
+}
+
 TEST_CASE("sequential: shape errors name the layer and sizes", "[nn]") {
   nn::sequential m(4);
   m.add(nn::dense(4, 3));

@@ -329,8 +329,8 @@ namespace {
 // GPU replica's is: what reaches MPI must come through copy_gradients.
 class separate_gradients_model final : public nn::replica_model {
  public:
-  separate_gradients_model(const nn::sequential& m, nn::sgd_options o, nn::loss_kind l)
-      : inner_(m, o, l), grads_(m.parameters().size()) {}
+  separate_gradients_model(const nn::sequential& m, const nn::replica_options& o)
+      : inner_(m, o), grads_(m.parameters().size()) {}
   nn::tensor& input_buffer(std::size_t rows, std::size_t cols) override { return inner_.input_buffer(rows, cols); }
   nn::shard_totals compute_gradients(const nn::tensor& x, std::span<const std::int32_t> y, std::size_t total) override {
     auto r = inner_.compute_gradients(x, y, total);
@@ -357,9 +357,9 @@ class separate_gradients_model final : public nn::replica_model {
 // One replica per rank that says it computes on a device (as mpi(comm, gpu.on(d))'s do).
 class device_like_group final : public nn::sequential_group {
  public:
-  std::unique_ptr<nn::replica_model> make_model(std::size_t, const nn::sequential& m, nn::sgd_options o,
-                                                nn::loss_kind l) override {
-    return std::make_unique<separate_gradients_model>(m, o, l);
+  std::unique_ptr<nn::replica_model> make_model(std::size_t, const nn::sequential& m,
+                                                const nn::replica_options& o) override {
+    return std::make_unique<separate_gradients_model>(m, o);
   }
   bool device_replicas() const noexcept override { return true; }
   void copy_gradients(std::size_t local, std::span<const float> from, std::span<float> to) override {

@@ -194,7 +194,7 @@ TEST_CASE("trainer: bad input is refused before any update; the trainer stays us
   REQUIRE_THROWS_WITH(t.train_step(x, labels), Catch::Contains("label 7 of sample 5"));
   REQUIRE_THROWS_WITH(t.train_step(x, std::span<const std::int32_t>(labels).first(3)),
                       Catch::Contains("8 samples but 3 labels"));
-  REQUIRE_THROWS_WITH(t.train_step(data.images.rows_view(0, 0), {}), Catch::Contains("empty batch"));
+  REQUIRE_THROWS_WITH(t.train_step(data.images.rows_view(0, 0), std::span<const std::int32_t>{}), Catch::Contains("empty batch"));
   nn::tensor wide(4, 13);
   REQUIRE_THROWS_WITH(t.train_step(wide, std::span<const std::int32_t>(labels).first(4)),
                       Catch::Contains("13 features"));
@@ -445,7 +445,7 @@ TEST_CASE("thread_group: sum_and_update updates each replica's slice; velocity i
   std::mt19937 rng(7);
   std::uniform_real_distribution<float> d(-1.0f, 1.0f);
   for (std::size_t r = 0; r < k; ++r) {
-    replicas.push_back(group.make_model(r, m, opt, nn::loss_kind::softmax_cross_entropy));
+    replicas.push_back(group.make_model(r, m, {opt, nn::loss_kind::softmax_cross_entropy}));
     for (float& g : replicas[r]->gradients()) g = d(rng);
     for (std::size_t i = 0; i < n; ++i) sum[i] += replicas[r]->gradients()[i];  // replica order
   }
@@ -535,4 +535,97 @@ TEST_CASE("trainer: the sharded update on K = 2, 3 threads gives the bits of the
         REQUIRE(c.velocity == e.velocity);
       }
   std::filesystem::remove(file);
+}
+
+TEST_CASE("trainer: tensor targets with a user loss; one step is the step by hand, K replicas agree",
+          "[nn][trainer][targets]") {
+  const auto data = waves(90, 4);
+  nn::train_options o;
+  o.batch = 90;
+  o.loss = user_huber{};
+  o.schedule = nn::lr_schedule::constant(0.2f);
+  o.check_replicas = true;
+  // By hand: forward, the loss of the whole batch, backward, one SGD step.
+  auto by_hand = waves_model();
+  const nn::tensor& out = by_hand.forward(data.inputs);
+  nn::tensor grad(out.rows(), out.cols());
+  const double loss = user_huber{}(out, data.targets, &grad, 90);
+  by_hand.backward(grad);
+  nn::sgd(by_hand.parameters().size()).step(by_hand.parameters(), by_hand.gradients(), 0.2f);
+
+  nn::data_parallel_trainer one(dpar::seq, waves_model(), o);
+  auto r = one.train_step(data.inputs, data.targets);
+  REQUIRE(r.samples == 90);
+  REQUIRE(r.correct == 0);
+  REQUIRE(r.loss_sum == Approx(loss).epsilon(1e-12));
+  REQUIRE(params(one) == std::vector<float>(by_hand.parameters().begin(), by_hand.parameters().end()));
+  for (std::size_t k : {2, 3}) {
+    INFO(k << " replicas");
+    dpar::thread_pool pool(k);
+    nn::data_parallel_trainer many(dpar::par.on(pool), waves_model(), o);
+    auto rk = many.train_step(data.inputs, data.targets);
+    REQUIRE(rk.loss_sum == Approx(loss).epsilon(1e-6));
+    REQUIRE(max_abs_difference(params(many), params(one)) <= 1e-5 * max_abs(params(one)));
+    // Bad input: the wrong form of targets, a count or a width that does not fit.
+    REQUIRE_THROWS_WITH(many.train_step(data.inputs, std::vector<std::int32_t>(90, 0)),
+                        Catch::Contains("the loss takes a tensor of targets; pass targets, not labels"));
+    REQUIRE_THROWS_WITH(many.train_step(data.inputs, data.targets.rows_view(0, 89)),
+                        Catch::Contains("90 samples but 89 targets"));
+    nn::data_parallel_trainer mse(dpar::par.on(pool), waves_model(), [&] {
+      auto m = o;
+      m.loss = nn::mse{};
+      return m;
+    }());
+    REQUIRE_THROWS_WITH(mse.train_step(data.inputs, nn::tensor(90, 3)), Catch::Contains("outputs have 2 columns, targets 3"));
+    REQUIRE(mse.steps() == 0);  // a failed step updates nothing
+  }
+  nn::data_parallel_trainer labels(dpar::seq, waves_model(), nn::train_options{});
+  REQUIRE_THROWS_WITH(labels.train_step(data.inputs, data.targets),
+                      Catch::Contains("the loss takes integer labels; pass labels, not a tensor of targets"));
+}
+
+TEST_CASE("trainer: a user loss that throws stops every replica with its own exception", "[nn][trainer][targets]") {
+  struct refuses_nan {
+    double operator()(const nn::tensor& out, const nn::tensor& t, nn::tensor* g, std::size_t total) const {
+      for (std::size_t i = 0; i < t.size(); ++i)
+        if (std::isnan(t.data()[i])) throw std::domain_error("refuses_nan: target " + std::to_string(i) + " is NaN");
+      return nn::mse{}(out, t, g, total);
+    }
+  };
+  auto data = waves(40, 5);
+  data.targets(33, 1) = std::nanf("");
+  nn::train_options o;
+  o.batch = 40;
+  o.loss = refuses_nan{};
+  dpar::thread_pool pool(3);
+  nn::data_parallel_trainer t(dpar::par.on(pool), waves_model(), o);
+  const auto before = params(t);
+  REQUIRE_THROWS_AS(t.train_step(data.inputs, data.targets), std::domain_error);
+  REQUIRE(params(t) == before);
+  REQUIRE_THROWS_AS(t.evaluate(data), std::domain_error);
+  data.targets(33, 1) = 0.0f;
+  REQUIRE(t.train_step(data.inputs, data.targets).samples == 40);  // the trainer is usable afterwards
+}
+
+TEST_CASE("trainer: regression over a tensor_dataset learns y = sin(3 x0), x0 x1", "[nn][trainer][targets]") {
+  const auto train = waves(256, 6), test = waves(128, 7);
+  nn::train_options o;
+  o.batch = 16;
+  o.loss = nn::mse{};
+  o.sgd.momentum = 0.9f;
+  o.schedule = nn::lr_schedule::constant(0.1f);
+  dpar::thread_pool pool(2);
+  nn::data_parallel_trainer t(dpar::par.on(pool), waves_model(), o);
+  const double before = t.evaluate(test).loss_sum / 128;
+  std::size_t reports = 0;
+  for (int e = 0; e < 40; ++e) t.train_epoch(train, [&](std::size_t, std::size_t, double) { ++reports; });
+  auto after = t.evaluate(test, 50);
+  REQUIRE(after.samples == 128);
+  REQUIRE(reports == 40 * 16);
+  REQUIRE(t.epoch_order(train, 0).size() == 256);
+  INFO("test MSE " << before << " -> " << after.loss_sum / 128);
+  REQUIRE(after.loss_sum / 128 < before / 10);
+  // The trained model predicts the targets it learned.
+  nn::tensor p = t.model().predict(test.inputs);
+  REQUIRE(nn::mse{}(p, test.targets) == Approx(after.loss_sum).epsilon(1e-5));
 }

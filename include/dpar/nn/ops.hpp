@@ -273,6 +273,62 @@ double onehot_mse(const Place& place, const float* out, const std::int32_t* labe
   return k ? sum / static_cast<double>(k) : 0.0;
 }
 
+// ---- losses of an output against a target tensor of the same shape ----
+// Per sample: the mean over the columns of f(out, target) (PyTorch's "mean"
+// reduction, per row). F gives value(o, t) in double and derivative(o, t),
+// d value / d o, in float.
+struct squared_difference {  // MSE
+  DPAR_NN_HOST_DEVICE double value(float o, float t) const { return squared_error{}(o, t); }
+  DPAR_NN_HOST_DEVICE float derivative(float o, float t) const { return 2.0f * (o - t); }
+};
+struct huber_fn {  // quadratic within delta of the target, linear beyond
+  float delta;
+  DPAR_NN_HOST_DEVICE double value(float o, float t) const {
+    double d = static_cast<double>(o) - static_cast<double>(t), a = d < 0 ? -d : d;
+    return a <= delta ? 0.5 * d * d : delta * (a - 0.5 * delta);
+  }
+  DPAR_NN_HOST_DEVICE float derivative(float o, float t) const {
+    float d = o - t;
+    return d > delta ? delta : (d < -delta ? -delta : d);
+  }
+};
+struct bce_logits_fn {  // binary cross-entropy of sigmoid(o) against t in [0, 1], stable for any o
+  DPAR_NN_HOST_DEVICE double value(float o, float t) const {
+    double z = o, a = z < 0 ? -z : z;
+    return (z > 0 ? z : 0.0) - z * static_cast<double>(t) + log1p(exp(-a));
+  }
+  DPAR_NN_HOST_DEVICE float derivative(float o, float t) const { return 1.0f / (1.0f + expf(-o)) - t; }
+};
+
+template <class F>
+struct pointwise_value_at {
+  const float *out, *target;
+  F f;
+  DPAR_NN_HOST_DEVICE double operator()(std::size_t i) const { return f.value(out[i], target[i]); }
+};
+template <class F>
+struct pointwise_grad_at {
+  const float *out, *target;
+  float scale;
+  float* grad;
+  F f;
+  DPAR_NN_HOST_DEVICE void operator()(std::size_t i) const { grad[i] = scale * f.derivative(out[i], target[i]); }
+};
+
+// Sum over the rows of their per-sample loss; grad (if not null) gets
+// d(sum)/d(out) / total.
+template <class Place, class F>
+double pointwise_loss(const Place& place, const float* out, const float* target, std::size_t rows, std::size_t cols,
+                      std::size_t total, float* grad, F f) {
+  if (cols == 0) return 0.0;
+  auto [first, last] = place.indices(rows * cols);
+  float scale = static_cast<float>(1.0 / (static_cast<double>(cols) * static_cast<double>(total)));
+  if (grad) dpar::for_each(place.policy(), first, last, pointwise_grad_at<F>{out, target, scale, grad, f});
+  return dpar::transform_reduce(place.policy(), first, last, 0.0, std::plus<>{},
+                                pointwise_value_at<F>{out, target, f}) /
+         static_cast<double>(cols);
+}
+
 // ---- accuracy ----
 // 1 if row r's largest value (the first on ties) is at its label.
 struct argmax_hit {

@@ -66,9 +66,9 @@ class replica_group {
   // The model copy local replica `local` computes with: on the host unless a
   // group says otherwise (GPU groups, nn/cuda.hpp). Called before run, in the
   // calling thread.
-  virtual std::unique_ptr<replica_model> make_model(std::size_t /*local*/, const sequential& model, sgd_options opt,
-                                                    loss_kind loss) {
-    return std::make_unique<host_replica_model>(model, opt, loss);
+  virtual std::unique_ptr<replica_model> make_model(std::size_t /*local*/, const sequential& model,
+                                                    const replica_options& options) {
+    return std::make_unique<host_replica_model>(model, options);
   }
   // True where replicas compute on devices: all_reduce(span<float>) then takes
   // their gradient buffers in device memory.

@@ -13,6 +13,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <span>
+#include <stdexcept>
 #include <utility>
 
 #include "layers.hpp"
@@ -22,8 +23,14 @@
 
 namespace dpar::nn {
 
-// {loss sum, correct count} of a shard.
+// {loss sum, correct count} of a shard (the count is 0 against tensor targets).
 using shard_totals = std::pair<double, std::size_t>;
+
+// What every replica model is made with: the trainer's optimizer options and loss.
+struct replica_options {
+  sgd_options sgd{};
+  loss_function loss{};
+};
 
 class replica_model {
  public:
@@ -38,6 +45,15 @@ class replica_model {
                                          std::size_t total) = 0;
   // Loss sum and correct count of a shard; the gradients are left alone.
   virtual shard_totals evaluate(const tensor& x, std::span<const std::int32_t> labels) = 0;
+  // The same against a tensor of targets (a row per sample), for losses that
+  // take one. Host replicas compute them; a kind that does not (GPU replicas,
+  // which compute the built-in label losses on the device) refuses here.
+  virtual shard_totals compute_gradients(const tensor& /*x*/, const tensor& /*targets*/, std::size_t /*total*/) {
+    throw std::invalid_argument("dpar::nn: this kind of replica trains on integer labels only, not tensor targets");
+  }
+  virtual shard_totals evaluate(const tensor& /*x*/, const tensor& /*targets*/) {
+    throw std::invalid_argument("dpar::nn: this kind of replica evaluates integer labels only, not tensor targets");
+  }
   virtual void zero_gradients() = 0;
   // The gradient buffer, in the memory its group's all_reduce(span<float>) takes.
   virtual std::span<float> gradients() = 0;
@@ -53,8 +69,8 @@ class replica_model {
 // A replica on the CPU, in its own thread: the model, its optimizer and loss.
 class host_replica_model final : public replica_model {
  public:
-  host_replica_model(const sequential& m, sgd_options o, loss_kind l)
-      : model_(m), opt_(m.parameters().size(), o), loss_(l) {}
+  host_replica_model(const sequential& m, const replica_options& o)
+      : model_(m), opt_(m.parameters().size(), o.sgd), loss_(o.loss) {}
 
   tensor& input_buffer(std::size_t rows, std::size_t cols) override {
     batch_.resize(rows, cols);
@@ -73,6 +89,16 @@ class host_replica_model final : public replica_model {
     const tensor& logits = model_.forward(x);
     return {loss_(logits, labels, nullptr, x.rows()), count_correct(logits, labels)};
   }
+  shard_totals compute_gradients(const tensor& x, const tensor& targets, std::size_t total) override {
+    const tensor& out = model_.forward(x);
+    grad_out_.resize(out.rows(), out.cols());
+    double loss = loss_(out, targets, &grad_out_, total);
+    model_.backward(grad_out_);
+    return {loss, 0};
+  }
+  shard_totals evaluate(const tensor& x, const tensor& targets) override {
+    return {loss_(model_.forward(x), targets, nullptr, x.rows()), 0};
+  }
   void zero_gradients() override {
     auto g = model_.gradients();
     std::fill(g.begin(), g.end(), 0.0f);
@@ -89,7 +115,7 @@ class host_replica_model final : public replica_model {
  private:
   sequential model_;
   sgd opt_;
-  label_loss loss_;
+  loss_function loss_;
   tensor grad_out_, batch_;
 };
 
