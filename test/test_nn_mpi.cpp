@@ -231,6 +231,32 @@ TEST_CASE("nn over MPI: epoch totals, progress and evaluate are global and equal
   t.check_replicas();
 }
 
+TEST_CASE("nn over MPI: tensor targets with a user loss; deterministic ranks x 2 threads give one replica's bits",
+          "[nn][mpi][deterministic][targets]") {
+  const auto data = waves(100, 12);
+  auto o = options(40);
+  o.micro_batch = 8;
+  o.loss = user_huber{};
+  dpar::thread_pool pool(2);
+  nn::data_parallel_trainer single(dpar::deterministic(dpar::seq), waves_model(), o);
+  nn::data_parallel_trainer t(dpar::deterministic(dpar::mpi(MPI_COMM_WORLD, dpar::par.on(pool))), waves_model(), o);
+  for (int e = 0; e < 2; ++e) {
+    auto got = t.train_epoch(data), want = single.train_epoch(data);
+    REQUIRE(got.samples == 100);
+    REQUIRE(std::bit_cast<std::uint64_t>(got.loss_sum) == std::bit_cast<std::uint64_t>(want.loss_sum));
+    REQUIRE(params(t) == params(single));
+  }
+  auto got = t.train_step(data.inputs.rows_view(5, 31), data.targets.rows_view(5, 31));
+  auto want = single.train_step(data.inputs.rows_view(5, 31), data.targets.rows_view(5, 31));
+  REQUIRE(std::bit_cast<std::uint64_t>(got.loss_sum) == std::bit_cast<std::uint64_t>(want.loss_sum));
+  REQUIRE(params(t) == params(single));
+  auto e = t.evaluate(data, 9), w = single.evaluate(data, 9);
+  REQUIRE(std::bit_cast<std::uint64_t>(e.loss_sum) == std::bit_cast<std::uint64_t>(w.loss_sum));
+  // The wrong form of targets is refused on every rank alike, before any collective.
+  REQUIRE_THROWS_WITH(t.train_step(data.inputs, std::vector<std::int32_t>(100, 0)), Catch::Contains("pass targets"));
+  t.check_replicas();
+}
+
 TEST_CASE("nn over MPI: save on every rank, resume on every rank, bitwise-identical continuation", "[nn][mpi]") {
   auto data = blobs(250, 12, 5, 11);
   std::string file = shared_temp("dpar_nn_mpi_resume_");
