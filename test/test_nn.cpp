@@ -490,6 +490,45 @@ TEST_CASE("sgd: momentum, Nesterov and weight decay follow PyTorch's update rule
   REQUIRE_THROWS_AS(nn::sgd(3, {0.0f, true, 0.0f}), std::invalid_argument);
 }
 
+TEST_CASE("adamw: 20 steps follow a float64 reference of torch.optim.AdamW; slices give the whole step's bits",
+          "[nn]") {
+  const std::size_t n = 37;
+  std::mt19937_64 g(3);
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  std::vector<float> p(n), whole;
+  for (auto& v : p) v = u(g);
+  whole = p;
+  const nn::adamw_options o{0.8f, 0.99f, 1e-6f, 0.05f};
+  nn::adamw opt(n, o), sliced(n, o);
+  std::vector<double> rp(p.begin(), p.end()), m(n, 0.0), v(n, 0.0);
+  for (int t = 1; t <= 20; ++t) {
+    std::vector<float> grad(n);
+    for (auto& x : grad) x = u(g) * (t % 3 == 0 ? 1e-3f : 1.0f);  // small gradients too: eps matters
+    float lr = 0.01f * float(1 + t % 4);
+    opt.step(p, grad, lr);
+    sliced.step(whole, grad, lr, 0, 10);  // the same update, as two shards would make it
+    sliced.set_steps(sliced.steps() - 1);
+    sliced.step(whole, grad, lr, 10, n);
+    for (std::size_t i = 0; i < n; ++i) {
+      rp[i] -= double(lr) * o.weight_decay * rp[i];
+      m[i] = o.beta1 * m[i] + (1 - double(o.beta1)) * grad[i];
+      v[i] = o.beta2 * v[i] + (1 - double(o.beta2)) * double(grad[i]) * grad[i];
+      double mh = m[i] / (1 - std::pow(double(o.beta1), t)), vh = v[i] / (1 - std::pow(double(o.beta2), t));
+      rp[i] -= lr * mh / (std::sqrt(vh) + o.eps);
+    }
+  }
+  REQUIRE(opt.steps() == 20);
+  double worst = 0;
+  for (std::size_t i = 0; i < n; ++i) worst = std::max(worst, std::abs(p[i] - rp[i]) / (1e-3 + std::abs(rp[i])));
+  REQUIRE(worst < 1e-4);
+  REQUIRE(p == whole);
+  REQUIRE(opt.state().size() == 2 * n);
+  std::vector<float> short_grads(n - 1);
+  REQUIRE_THROWS_WITH(opt.step(p, short_grads, 0.1f), Catch::Contains("36 gradients"));
+  REQUIRE_THROWS_AS(nn::adamw(3, {1.0f, 0.999f, 1e-8f, 0.0f}), std::invalid_argument);
+  REQUIRE_THROWS_AS(nn::adamw(3, {0.9f, 0.999f, 0.0f, 0.0f}), std::invalid_argument);
+}
+
 TEST_CASE("learning-rate schedules: step, cosine, warmup", "[nn]") {
   auto c = nn::lr_schedule::constant(0.1f);
   REQUIRE(c(0) == 0.1f);

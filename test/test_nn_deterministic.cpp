@@ -142,6 +142,36 @@ TEST_CASE("deterministic trainer: a user loss of tensor targets gives the same b
   }
 }
 
+TEST_CASE("deterministic trainer: AdamW's sharded state gives the same bits on 1, 2, 3 replicas and resumes on another",
+          "[nn][deterministic][adamw]") {
+  auto data = blobs(200, 12, 5, 14);
+  auto o = options(64);
+  o.micro_batch = 16;
+  o.adamw = nn::adamw_options{};
+  o.schedule = nn::lr_schedule::constant(0.01f);
+  std::string file = (std::filesystem::temp_directory_path() / ("dpar_nn_adamw_" + std::to_string(::getpid()))).string();
+  dpar::thread_pool two(2), three(3);
+  nn::data_parallel_trainer one(dpar::deterministic(dpar::seq), model(), o);
+  nn::data_parallel_trainer on3(dpar::deterministic(dpar::par.on(three)), model(), o);
+  for (int e = 0; e < 2; ++e) {
+    auto a = one.train_epoch(data), b = on3.train_epoch(data);
+    REQUIRE(std::bit_cast<std::uint64_t>(a.loss_sum) == std::bit_cast<std::uint64_t>(b.loss_sum));
+    REQUIRE(params(on3) == params(one));
+  }
+  on3.save(file);  // the moments were updated in 3 slices: saving gathers them
+  nn::data_parallel_trainer on2(dpar::deterministic(dpar::par.on(two)), model(), o);
+  on2.resume(file);
+  one.train_epoch(data);
+  on2.train_epoch(data);
+  REQUIRE(params(on2) == params(one));  // moments and update count (bias correction) continued
+  // An SGD run's checkpoint has another optimizer state: refused.
+  auto sgd_options = options(64);
+  nn::data_parallel_trainer sgd(dpar::seq, model(), sgd_options);
+  sgd.save(file);
+  REQUIRE_THROWS_WITH(on2.resume(file), Catch::Contains("written with another optimizer"));
+  std::filesystem::remove(file);
+}
+
 TEST_CASE("deterministic trainer: parts are summed exactly whichever replica holds them", "[nn][deterministic]") {
   // Three parts whose sum in any order but the exact one loses the 1.
   const float parts[3][3] = {{1e20f, -0.0f, -0.0f}, {1.0f, -0.0f, 0.0f}, {-1e20f, -0.0f, -0.0f}};

@@ -629,3 +629,28 @@ TEST_CASE("trainer: regression over a tensor_dataset learns y = sin(3 x0), x0 x1
   nn::tensor p = t.model().predict(test.inputs);
   REQUIRE(nn::mse{}(p, test.targets) == Approx(after.loss_sum).epsilon(1e-5));
 }
+
+TEST_CASE("trainer: AdamW on thread replicas, state sharded; a checkpoint resumes it exactly", "[nn][trainer][adamw]") {
+  auto data = blobs(200, 12, 5, 15);
+  auto o = options(50);
+  o.adamw = nn::adamw_options{.weight_decay = 0.02f};
+  o.schedule = nn::lr_schedule::constant(0.005f);
+  std::string file = (std::filesystem::temp_directory_path() / ("dpar_nn_adamw_k_" + std::to_string(::getpid()))).string();
+  dpar::thread_pool three(3);
+  nn::data_parallel_trainer one(dpar::seq, model(), o), t(dpar::par.on(three), model(), o),
+      unsaved(dpar::par.on(three), model(), o);
+  for (int e = 0; e < 2; ++e) {
+    auto a = one.train_epoch(data), b = t.train_epoch(data);
+    unsaved.train_epoch(data);
+    REQUIRE(b.loss_sum == Approx(a.loss_sum).epsilon(1e-5));
+  }
+  REQUIRE(max_abs_difference(params(t), params(one)) <= 1e-4 * max_abs(params(one)));
+  REQUIRE(params(t) != params(nn::data_parallel_trainer(dpar::seq, model(), o)));  // it trains
+  t.save(file);  // each replica updated a third of m and v: saving gathers both
+  nn::data_parallel_trainer resumed(dpar::par.on(three), model(), o);
+  resumed.resume(file);
+  for (auto* run : {&t, &resumed, &unsaved}) run->train_epoch(data);
+  REQUIRE(params(t) == params(unsaved));  // saving changed nothing
+  REQUIRE(params(resumed) == params(unsaved));
+  std::filesystem::remove(file);
+}

@@ -387,5 +387,35 @@ void sgd_step(const Place& place, float* p, const float* g, float* v, std::size_
   dpar::for_each(place.policy(), first, last, sgd_momentum_at{p, g, v, lr, weight_decay, momentum, a, b});
 }
 
+// ---- AdamW (torch.optim.AdamW), one fused pass ----
+//   p -= lr wd p;  m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2;
+//   p -= lr (m c1) / (sqrt(v c2) + eps),  c1 = 1 / (1 - b1^t), c2 = 1 / (1 - b2^t)
+struct adamw_at {
+  float* p;
+  const float* g;
+  float *m, *v;
+  float lr, wd, b1, b2, eps, c1, c2;
+  DPAR_NN_HOST_DEVICE void operator()(std::size_t i) const {
+    float gi = g[i];
+    float mi = b1 * m[i] + (1.0f - b1) * gi;
+    float vi = b2 * v[i] + (1.0f - b2) * gi * gi;
+    m[i] = mi;
+    v[i] = vi;
+    float pi = p[i] - lr * wd * p[i];
+    p[i] = pi - lr * (mi * c1) / (sqrtf(vi * c2) + eps);
+  }
+};
+
+// Update t (1-based) of n parameters; m and v are the moment estimates.
+template <class Place>
+void adamw_step(const Place& place, float* p, const float* g, float* m, float* v, std::size_t n, float lr, float beta1,
+                float beta2, float eps, float weight_decay, std::uint64_t t) {
+  const double td = static_cast<double>(t);
+  const float c1 = static_cast<float>(1.0 / (1.0 - std::pow(static_cast<double>(beta1), td)));
+  const float c2 = static_cast<float>(1.0 / (1.0 - std::pow(static_cast<double>(beta2), td)));
+  auto [first, last] = place.indices(n);
+  dpar::for_each(place.policy(), first, last, adamw_at{p, g, m, v, lr, weight_decay, beta1, beta2, eps, c1, c2});
+}
+
 }  // namespace ops
 }  // namespace dpar::nn

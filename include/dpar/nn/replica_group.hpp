@@ -185,7 +185,7 @@ class thread_group final : public replica_group {
   // updates its own slice of the parameters and velocity, all-gather the
   // parameters. The same bits as the default (each element is the same
   // rank-order sum and the same element-wise update), with 1/K of the update
-  // per replica. Velocity stays sharded: each replica always updates the same
+  // per replica. Optimizer state (velocity, AdamW's moments) stays sharded: each replica always updates the same
   // slice (it depends only on the length and K), so only that slice is ever
   // read, and gather_velocity completes it for the rare reader (save).
   // Gathering it every step as well made this step's end about 10% slower
@@ -203,8 +203,13 @@ class thread_group final : public replica_group {
     host->update(lr, lo, hi);
     comm_->all_gather(local, host->host_model().parameters());
   }
+  // The state is one or more buffers of the parameter count (SGD's velocity;
+  // AdamW's m and v), each sliced as the parameters are.
   void gather_velocity(std::size_t local, replica_model& model) override {
-    if (comm_) comm_->all_gather(local, model.host_velocity());
+    if (!comm_) return;
+    std::span<float> state = model.host_velocity();
+    const std::size_t n = model.host_model().parameters().size();
+    for (std::size_t at = 0; n != 0 && at < state.size(); at += n) comm_->all_gather(local, state.subspan(at, n));
   }
 
  private:

@@ -13,8 +13,10 @@
 #include <cstddef>
 #include <cstdint>
 #include <span>
+#include <optional>
 #include <stdexcept>
 #include <utility>
+#include <variant>
 
 #include "layers.hpp"
 #include "loss.hpp"
@@ -30,6 +32,7 @@ using shard_totals = std::pair<double, std::size_t>;
 struct replica_options {
   sgd_options sgd{};
   loss_function loss{};
+  std::optional<adamw_options> adamw{};  // set: AdamW instead of SGD
 };
 
 class replica_model {
@@ -57,10 +60,15 @@ class replica_model {
   virtual void zero_gradients() = 0;
   // The gradient buffer, in the memory its group's all_reduce(span<float>) takes.
   virtual std::span<float> gradients() = 0;
-  // One SGD step from gradients().
+  // One optimizer step from gradients().
   virtual void update(float lr) = 0;
+  // The count of updates made so far, for an optimizer that depends on it
+  // (AdamW's bias correction): a resumed run continues it.
+  virtual void set_updates(std::uint64_t /*count*/) {}
 
   virtual sequential& host_model() = 0;
+  // The optimizer's state: SGD's velocity, AdamW's moments (m then v), each a
+  // multiple of the parameter count long.
   virtual std::span<float> host_velocity() = 0;
   virtual void push() {}
   virtual void pull() {}
@@ -70,7 +78,7 @@ class replica_model {
 class host_replica_model final : public replica_model {
  public:
   host_replica_model(const sequential& m, const replica_options& o)
-      : model_(m), opt_(m.parameters().size(), o.sgd), loss_(o.loss) {}
+      : model_(m), opt_(make_optimizer(m.parameters().size(), o)), loss_(o.loss) {}
 
   tensor& input_buffer(std::size_t rows, std::size_t cols) override {
     batch_.resize(rows, cols);
@@ -104,17 +112,29 @@ class host_replica_model final : public replica_model {
     std::fill(g.begin(), g.end(), 0.0f);
   }
   std::span<float> gradients() override { return model_.gradients(); }
-  void update(float lr) override { opt_.step(model_.parameters(), model_.gradients(), lr); }
+  void update(float lr) override { update(lr, 0, model_.parameters().size()); }
   // The same step for parameters [first, last) only (a sharded update, thread_group).
   void update(float lr, std::size_t first, std::size_t last) {
-    opt_.step(model_.parameters(), model_.gradients(), lr, first, last);
+    std::visit([&](auto& opt) { opt.step(model_.parameters(), model_.gradients(), lr, first, last); }, opt_);
+  }
+  void set_updates(std::uint64_t count) override {
+    if (auto* a = std::get_if<adamw>(&opt_)) a->set_steps(count);
   }
   sequential& host_model() override { return model_; }
-  std::span<float> host_velocity() override { return opt_.velocity(); }
+  std::span<float> host_velocity() override {
+    if (auto* a = std::get_if<adamw>(&opt_)) return a->state();
+    return std::get<sgd>(opt_).velocity();
+  }
 
  private:
+  using optimizer = std::variant<sgd, adamw>;
+  static optimizer make_optimizer(std::size_t n, const replica_options& o) {
+    if (o.adamw) return adamw(n, *o.adamw);
+    return sgd(n, o.sgd);
+  }
+
   sequential model_;
-  sgd opt_;
+  optimizer opt_;
   loss_function loss_;
   tensor grad_out_, batch_;
 };

@@ -36,6 +36,7 @@
 #include <functional>
 #include <memory>
 #include <numeric>
+#include <optional>
 #include <random>
 #include <span>
 #include <stdexcept>
@@ -67,6 +68,8 @@ struct train_options {
   std::size_t micro_batch = 64;
   lr_function schedule = lr_schedule::constant(0.05f);  // an lr_schedule or any float(std::size_t step)
   sgd_options sgd{};
+  // Set: AdamW (torch.optim.AdamW) instead of SGD; `sgd` is then unused.
+  std::optional<adamw_options> adamw{};
   // A loss_kind, a built-in loss (softmax_cross_entropy, mse, huber,
   // bce_with_logits) or any callable of their signature (loss.hpp); its form
   // (labels or tensor targets) is the form train_step, train_epoch and
@@ -109,7 +112,7 @@ class data_parallel_trainer {
       throw std::invalid_argument("dpar::nn::data_parallel_trainer: micro-batch size must be positive");
     check_schedule(options_.schedule);
     for (std::size_t r = 0; r < group_->local_size(); ++r)
-      replicas_.push_back(std::make_unique<replica>(group_->make_model(r, model, {options_.sgd, options_.loss})));
+      replicas_.push_back(std::make_unique<replica>(group_->make_model(r, model, {options_.sgd, options_.loss, options_.adamw})));
     std::uint64_t layout = layout_hash(model) ^ model.parameters().size();
     run([&](std::size_t local, replica& r) {
       std::size_t odd = first_different(local, layout);
@@ -351,11 +354,14 @@ class data_parallel_trainer {
         try {
           c = load_checkpoint(file);
           const sequential& m = r.model->host_model();
-          if (c.layout != layout_hash(m) || c.parameters.size() != m.parameters().size() ||
-              c.velocity.size() != c.parameters.size())
+          if (c.layout != layout_hash(m) || c.parameters.size() != m.parameters().size())
             throw checkpoint_error(file, "written for a different model (" + std::to_string(c.parameters.size()) +
                                              " parameters; this model has " +
                                              std::to_string(m.parameters().size()) + ")");
+          if (c.velocity.size() != r.model->host_velocity().size())
+            throw checkpoint_error(file, "written with another optimizer (" + std::to_string(c.velocity.size()) +
+                                             " state values; this run's keeps " +
+                                             std::to_string(r.model->host_velocity().size()) + ")");
           if (c.seed != options_.seed)
             throw checkpoint_error(file, "written by a run with seed " + std::to_string(c.seed) +
                                              ", this run has seed " + std::to_string(options_.seed));
@@ -373,6 +379,7 @@ class data_parallel_trainer {
       if (!sync(local, r, t)) return;  // the others read c only once local replica 0 is known to have loaded it
       std::copy(c.parameters.begin(), c.parameters.end(), r.model->host_model().parameters().begin());
       std::copy(c.velocity.begin(), c.velocity.end(), r.model->host_velocity().begin());
+      r.model->set_updates(c.step);
       r.model->push();
       if (local == 0) {
         epoch_ = c.epoch;
