@@ -550,3 +550,22 @@ TEST_CASE("learning-rate schedules: step, cosine, warmup", "[nn]") {
   REQUIRE_THROWS_AS(nn::lr_schedule::step(1.0f, 0, 0.5f), std::invalid_argument);
   REQUIRE_THROWS_AS(nn::lr_schedule::cosine(1.0f, 0), std::invalid_argument);
 }
+
+TEST_CASE("sequential_lr: a warmup, then a cosine that starts at the warmup's end (PyTorch's SequentialLR)", "[nn]") {
+  auto cosine = nn::lr_schedule::cosine(1.0f, 100, 0.1f);
+  auto f = nn::sequential_lr({nn::lr_schedule::constant(1.0f).with_warmup(4), cosine}, {4});
+  REQUIRE(f(0) == 0.25f);
+  REQUIRE(f(3) == 1.0f);
+  for (std::size_t s : {4, 5, 54, 104, 500}) REQUIRE(f(s) == cosine(s - 4));
+  auto three = nn::sequential_lr({nn::lr_schedule::constant(1.0f), nn::lr_schedule::constant(2.0f),
+                                  [](std::size_t s) { return 10.0f + float(s); }},
+                                 {2, 5});
+  REQUIRE(three(1) == 1.0f);
+  REQUIRE(three(2) == 2.0f);
+  REQUIRE(three(4) == 2.0f);
+  REQUIRE(three(5) == 10.0f);
+  REQUIRE(three(7) == 12.0f);
+  REQUIRE_THROWS_WITH(nn::sequential_lr({cosine, cosine}, {}), Catch::Contains("one milestone fewer"));
+  REQUIRE_THROWS_WITH(nn::sequential_lr({cosine, cosine, cosine}, {5, 5}), Catch::Contains("must increase"));
+  REQUIRE_THROWS_AS(nn::sequential_lr({cosine, nn::lr_function{}}, {3}), std::invalid_argument);
+}

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
@@ -455,7 +456,7 @@ TEST_CASE("thread_group: sum_and_update updates each replica's slice; velocity i
   reference.step(expected, sum, lr);
   group.run([&](std::size_t local) {
     std::vector<const float*> mine{replicas[local]->gradients().data()};
-    group.sum_and_update(local, mine, local, k, *replicas[local], lr);
+    group.sum_and_update(local, mine, local, k, *replicas[local], lr, 0.0f);
   });
   dpar::communicator cut(k);
   for (std::size_t r = 0; r < k; ++r) {
@@ -653,4 +654,85 @@ TEST_CASE("trainer: AdamW on thread replicas, state sharded; a checkpoint resume
   REQUIRE(params(t) == params(unsaved));  // saving changed nothing
   REQUIRE(params(resumed) == params(unsaved));
   std::filesystem::remove(file);
+}
+
+TEST_CASE("trainer: gradient clipping by the global norm follows its definition on 1 and 3 replicas",
+          "[nn][trainer][clip]") {
+  auto data = blobs(60, 12, 5, 16);
+  auto o = options(60);
+  o.sgd = {};
+  o.schedule = nn::lr_schedule::constant(0.5f);
+  o.check_replicas = true;
+  for (float max_norm : {0.05f, 1e6f}) {  // clipped, and a bound the gradient is under
+    INFO("max norm " << max_norm);
+    o.clip_norm = max_norm;
+    auto by_hand = model();
+    const nn::tensor& out = by_hand.forward(data.images);
+    nn::tensor grad(out.rows(), out.cols());
+    nn::softmax_cross_entropy{}(out, data.labels, &grad, 60);
+    by_hand.backward(grad);
+    double squared = 0;
+    for (float g : by_hand.gradients()) squared += double(g) * g;
+    const double factor = std::min(1.0, max_norm / (std::sqrt(squared) + 1e-6));
+    REQUIRE((max_norm < 1 ? factor < 0.5 : factor == 1.0));  // the first bound does clip
+    std::vector<double> want(by_hand.parameters().begin(), by_hand.parameters().end());
+    for (std::size_t i = 0; i < want.size(); ++i) want[i] -= 0.5 * factor * by_hand.gradients()[i];
+    for (std::size_t k : {1, 3}) {
+      INFO(k << " replicas");
+      dpar::thread_pool pool(k);
+      nn::data_parallel_trainer t(dpar::par.on(pool), model(), o);
+      t.train_step(data.images, data.labels);
+      auto p = params(t);
+      for (std::size_t i = 0; i < p.size(); ++i) REQUIRE(p[i] == Approx(want[i]).margin(1e-6).epsilon(1e-5));
+    }
+  }
+  o.clip_norm = -1.0f;
+  REQUIRE_THROWS_WITH(nn::data_parallel_trainer(dpar::seq, model(), o), Catch::Contains("clip_norm"));
+}
+
+namespace {
+// An identity layer that records the most rows one forward pass saw.
+struct widest_pass final : nn::layer {
+  static inline std::atomic<std::size_t> rows{0};
+  std::string name() const override { return "WidestPass"; }
+  std::size_t out_features(std::size_t in) const override { return in; }
+  void forward(const nn::tensor& x, nn::tensor& y) override {
+    std::size_t seen = rows.load();
+    while (x.rows() > seen && !rows.compare_exchange_weak(seen, x.rows())) {
+    }
+    std::copy(x.data(), x.data() + x.size(), y.data());
+  }
+  void backward(const nn::tensor&, const nn::tensor&, const nn::tensor& dy, nn::tensor* dx) override {
+    if (dx) std::copy(dy.data(), dy.data() + dy.size(), dx->data());
+  }
+  std::unique_ptr<nn::layer> clone() const override { return std::make_unique<widest_pass>(*this); }
+};
+}  // namespace
+
+TEST_CASE("trainer: gradient accumulation computes a replica's share in passes; the same step as one pass",
+          "[nn][trainer][accumulate]") {
+  auto data = blobs(60, 12, 5, 17);
+  auto m = model();
+  m.add(widest_pass());
+  auto o = options(60);
+  dpar::thread_pool pool(2);
+  auto step = [&](std::size_t passes, bool exact) {
+    o.accumulate = passes;
+    widest_pass::rows = 0;
+    auto t = exact ? nn::data_parallel_trainer(dpar::deterministic(dpar::par.on(pool)), m, o)
+                   : nn::data_parallel_trainer(dpar::par.on(pool), m, o);
+    for (std::size_t s = 0; s < 3; ++s) t.train_step(data.images, data.labels);
+    return std::pair{params(t), widest_pass::rows.load()};
+  };
+  auto [one_pass, rows1] = step(1, false);
+  auto [three_passes, rows3] = step(3, false);
+  REQUIRE(rows1 == 30);  // 2 replicas x 30 samples
+  REQUIRE(rows3 == 10);  // each replica's 30 in 3 passes of 10
+  REQUIRE(max_abs_difference(three_passes, one_pass) <= 1e-5 * max_abs(one_pass));
+  REQUIRE(step(100, false).second == 1);  // at most one pass per sample
+  // Under deterministic the passes are the micro-batches: the same bits whatever accumulate says.
+  o.micro_batch = 8;
+  REQUIRE(step(4, true) == step(1, true));
+  o.accumulate = 0;
+  REQUIRE_THROWS_WITH(nn::data_parallel_trainer(dpar::seq, model(), o), Catch::Contains("accumulate"));
 }

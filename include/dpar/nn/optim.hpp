@@ -3,6 +3,7 @@
 // semantics, no dampening), AdamW (torch.optim.AdamW), and learning-rate
 // schedules.
 
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -78,6 +79,27 @@ class lr_schedule {
 // Any learning-rate schedule: a callable from the step (0-based) to the rate,
 // such as an lr_schedule or a lambda.
 using lr_function = std::function<float(std::size_t step)>;
+
+// Schedules one after another, as PyTorch's SequentialLR chains them:
+// schedules[0] until step milestones[0], then schedules[1] counting its steps
+// from 0 again, and so on; e.g. a warmup, then a cosine that starts at the
+// warmup's end:
+//   sequential_lr({lr_schedule::constant(0.1f).with_warmup(100), lr_schedule::cosine(0.1f, 900)}, {100})
+inline lr_function sequential_lr(std::vector<lr_function> schedules, std::vector<std::size_t> milestones) {
+  if (schedules.empty() || milestones.size() + 1 != schedules.size())
+    throw std::invalid_argument("dpar::nn::sequential_lr: " + std::to_string(schedules.size()) + " schedules need " +
+                                "one milestone fewer, got " + std::to_string(milestones.size()));
+  for (std::size_t i = 0; i < schedules.size(); ++i) {
+    if (!schedules[i]) throw std::invalid_argument("dpar::nn::sequential_lr: schedule " + std::to_string(i) + " is empty");
+    if (i > 0 && i < milestones.size() && milestones[i] <= milestones[i - 1])
+      throw std::invalid_argument("dpar::nn::sequential_lr: milestones must increase");
+  }
+  return [schedules = std::move(schedules), milestones = std::move(milestones)](std::size_t step) {
+    std::size_t i = static_cast<std::size_t>(std::upper_bound(milestones.begin(), milestones.end(), step) -
+                                             milestones.begin());
+    return schedules[i](i == 0 ? step : step - milestones[i - 1]);
+  };
+}
 
 // A fingerprint of a schedule: a hash of its rates at steps 0, 1, 2, 3, 4, 6,
 // 8, 12, ... up to 2^40, where any warmup, decay or total length shows. A

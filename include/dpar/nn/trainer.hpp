@@ -70,6 +70,15 @@ struct train_options {
   sgd_options sgd{};
   // Set: AdamW (torch.optim.AdamW) instead of SGD; `sgd` is then unused.
   std::optional<adamw_options> adamw{};
+  // > 0: the summed gradient is scaled to at most this global (L2) norm
+  // before the update (torch.nn.utils.clip_grad_norm_). CPU replicas only.
+  float clip_norm = 0;
+  // Gradient accumulation: each replica computes its share of a batch in
+  // this many passes (at most one per sample), summing their gradients
+  // before the one update: the batch of a step may hold this many times the
+  // samples one pass holds in memory. Under dpar::deterministic the passes
+  // are the micro-batches already (micro_batch), so this changes nothing.
+  std::size_t accumulate = 1;
   // A loss_kind, a built-in loss (softmax_cross_entropy, mse, huber,
   // bce_with_logits) or any callable of their signature (loss.hpp); its form
   // (labels or tensor targets) is the form train_step, train_epoch and
@@ -110,6 +119,12 @@ class data_parallel_trainer {
     if (options_.batch == 0) throw std::invalid_argument("dpar::nn::data_parallel_trainer: batch size must be positive");
     if (options_.micro_batch == 0)
       throw std::invalid_argument("dpar::nn::data_parallel_trainer: micro-batch size must be positive");
+    if (options_.accumulate == 0)
+      throw std::invalid_argument("dpar::nn::data_parallel_trainer: accumulate must be at least 1 pass");
+    if (!(options_.clip_norm >= 0))
+      throw std::invalid_argument("dpar::nn::data_parallel_trainer: clip_norm must be 0 (off) or positive");
+    if (options_.clip_norm > 0 && group_->device_replicas())
+      throw std::invalid_argument("dpar::nn::data_parallel_trainer: gradient clipping runs on CPU replicas only");
     check_schedule(options_.schedule);
     for (std::size_t r = 0; r < group_->local_size(); ++r)
       replicas_.push_back(std::make_unique<replica>(group_->make_model(r, model, {options_.sgd, options_.loss, options_.adamw})));
@@ -452,13 +467,17 @@ class data_parallel_trainer {
   // A batch of n samples cut into the parts whose gradients and losses
   // sum_parts adds. Over a group that sums exactly: parts of `size` samples at
   // fixed positions, so each part is computed alike (the same GEMM shapes)
-  // whoever owns it. Else (size 0) one part per replica, its even share.
+  // whoever owns it. Else (size 0) `passes` parts per replica (fewer if it
+  // has fewer samples), even shares.
   struct batch_parts {
     std::size_t n, size, count;
     std::size_t begin(std::size_t p) const { return size ? std::min(n, p * size) : n * p / count; }
   };
-  batch_parts parts_of(std::size_t n, std::size_t size) const {
-    if (!group_->sums_exactly()) return {n, 0, group_->size()};
+  batch_parts parts_of(std::size_t n, std::size_t size, std::size_t passes = 1) const {
+    if (!group_->sums_exactly()) {
+      const std::size_t k = group_->size(), per_replica = std::clamp<std::size_t>(n / k, 1, passes);
+      return {n, 0, k * per_replica};
+    }
     return {n, size, (n + size - 1) / size};
   }
   // [first, last) of the parts local replica `local` owns: contiguous, in
@@ -638,7 +657,7 @@ class data_parallel_trainer {
   // False, with no update anywhere, if any replica failed.
   template <class Shard>
   bool replica_step(std::size_t local, replica& r, std::size_t n, float lr, Shard&& shard, totals& t) const {
-    const batch_parts parts = parts_of(n, options_.micro_batch);
+    const batch_parts parts = parts_of(n, options_.micro_batch, options_.accumulate);
     auto [first, last] = owned(local, parts);
     auto grads = r.model->gradients();
     std::vector<const float*> mine;
@@ -674,7 +693,8 @@ class data_parallel_trainer {
       }
     }
     if (!sum_losses(local, r, first, parts.count, t)) return false;
-    group_->sum_and_update(local, mine, first, parts.count, *r.model, lr);  // exact groups: no parts give zeros
+    group_->sum_and_update(local, mine, first, parts.count, *r.model, lr,
+                           options_.clip_norm);  // exact groups: no parts give zeros
     return true;
   }
 
