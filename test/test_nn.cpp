@@ -397,6 +397,29 @@ TEST_CASE("sequential: shape errors name the layer and sizes", "[nn]") {
   REQUIRE_THROWS_AS(fresh.backward(nn::tensor(1, 2)), std::logic_error);
 }
 
+TEST_CASE("sequential: predict_probabilities is the softmax of predict's logits", "[nn]") {
+  auto m = nn::make_mlp({6, 8, 4});
+  nn::tensor x = random_tensor(5, 6, 8, 3.0f);
+  nn::tensor z = m.predict(x), p = m.predict_probabilities(x);
+  REQUIRE((p.rows() == 5 && p.cols() == 4));
+  for (std::size_t r = 0; r < 5; ++r) {
+    double s = 0;
+    for (std::size_t c = 0; c < 4; ++c) s += std::exp(double(z(r, c)));
+    double total = 0;
+    for (std::size_t c = 0; c < 4; ++c) {
+      REQUIRE(p(r, c) == Approx(std::exp(double(z(r, c))) / s).epsilon(1e-5));
+      total += p(r, c);
+    }
+    REQUIRE(total == Approx(1.0).epsilon(1e-6));
+  }
+  REQUIRE(nn::argmax(p) == m.classify(x));
+  nn::sequential none(3);  // no layers: the softmax of the input itself
+  nn::tensor big(1, 3);
+  big(0, 0) = 1000.0f;  // stable: no overflow
+  REQUIRE(none.predict_probabilities(big)(0, 0) == 1.0f);
+  REQUIRE(none.predict_probabilities(nn::tensor(0, 3)).rows() == 0);
+}
+
 TEST_CASE("sequential: copies are independent and bound to their own buffers", "[nn]") {
   auto m = nn::make_mlp({6, 5, 3});
   m.initialize(1);

@@ -282,6 +282,13 @@ class sequential {
     }
     return layers_.empty() ? x : out;
   }
+  // predict's outputs as probabilities: the softmax of each row (of a
+  // classifier trained with softmax cross-entropy).
+  tensor predict_probabilities(const tensor& x) const {
+    tensor p = predict(x);
+    ops::softmax_rows(host_place{}, p.data(), p.rows(), p.cols());
+    return p;
+  }
   // The predicted class of each row of x: the argmax of its logits.
   std::vector<std::int32_t> classify(const tensor& x) const { return argmax(predict(x)); }
 

@@ -215,6 +215,26 @@ struct softmax_xent_row {
   }
 };
 
+// Row r of z (k columns) to its softmax, in place; stable as above.
+struct softmax_row {
+  float* z;
+  std::size_t k;
+  DPAR_NN_HOST_DEVICE void operator()(std::size_t r) const {
+    float* row = z + r * k;
+    float m = row[0];
+    for (std::size_t c = 1; c < k; ++c) m = row[c] > m ? row[c] : m;
+    float s = 0.0f;
+    for (std::size_t c = 0; c < k; ++c) s += (row[c] = expf(row[c] - m));
+    for (std::size_t c = 0; c < k; ++c) row[c] /= s;
+  }
+};
+
+template <class Place>
+void softmax_rows(const Place& place, float* z, std::size_t rows, std::size_t k) {
+  auto [first, last] = place.indices(rows);
+  if (k != 0) dpar::for_each(place.policy(), first, last, softmax_row{z, k});
+}
+
 // Sum of the rows' losses; row_loss is scratch for `rows` doubles in the place's memory.
 template <class Place>
 double softmax_cross_entropy(const Place& place, const float* z, const std::int32_t* labels, std::size_t rows,
