@@ -90,7 +90,8 @@ inline lr_function sequential_lr(std::vector<lr_function> schedules, std::vector
     throw std::invalid_argument("dpar::nn::sequential_lr: " + std::to_string(schedules.size()) + " schedules need " +
                                 "one milestone fewer, got " + std::to_string(milestones.size()));
   for (std::size_t i = 0; i < schedules.size(); ++i) {
-    if (!schedules[i]) throw std::invalid_argument("dpar::nn::sequential_lr: schedule " + std::to_string(i) + " is empty");
+    if (!schedules[i])
+      throw std::invalid_argument("dpar::nn::sequential_lr: schedule " + std::to_string(i) + " is empty");
     if (i > 0 && i < milestones.size() && milestones[i] <= milestones[i - 1])
       throw std::invalid_argument("dpar::nn::sequential_lr: milestones must increase");
   }

@@ -205,9 +205,10 @@ class thread_group final : public replica_group {
   // updates its own slice of the parameters and velocity, all-gather the
   // parameters. The same bits as the default (each element is the same
   // rank-order sum and the same element-wise update), with 1/K of the update
-  // per replica. Optimizer state (velocity, AdamW's moments) stays sharded: each replica always updates the same
-  // slice (it depends only on the length and K), so only that slice is ever
-  // read, and gather_velocity completes it for the rare reader (save).
+  // per replica. Optimizer state (velocity, AdamW's moments) stays sharded:
+  // each replica always updates the same slice (it depends only on the
+  // length and K), so only that slice is ever read, and gather_velocity
+  // completes it for the rare reader (save).
   // Gathering it every step as well made this step's end about 10% slower
   // (784-256-128-10 MLP, K = 2: ~82 against ~74 us; the whole update ~99 us).
   // Models of another kind (a group wrapping this one made its own) take

@@ -12,8 +12,8 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <span>
 #include <optional>
+#include <span>
 #include <stdexcept>
 #include <utility>
 #include <variant>
