@@ -142,12 +142,13 @@ TEST_CASE("deterministic trainer: a user loss of tensor targets gives the same b
   }
 }
 
-TEST_CASE("deterministic trainer: AdamW's sharded state gives the same bits on 1, 2, 3 replicas and resumes on another",
+TEST_CASE("deterministic trainer: AdamW with clipping gives the same bits on 1, 3 replicas and resumes on 2",
           "[nn][deterministic][adamw]") {
   auto data = blobs(200, 12, 5, 14);
   auto o = options(64);
   o.micro_batch = 16;
   o.adamw = nn::adamw_options{};
+  o.clip_norm = 0.5f;  // below the gradients' norm here: every step clips
   o.schedule = nn::lr_schedule::constant(0.01f);
   std::string file = (std::filesystem::temp_directory_path() / ("dpar_nn_adamw_" + std::to_string(::getpid()))).string();
   dpar::thread_pool two(2), three(3);
@@ -158,6 +159,12 @@ TEST_CASE("deterministic trainer: AdamW's sharded state gives the same bits on 1
     REQUIRE(std::bit_cast<std::uint64_t>(a.loss_sum) == std::bit_cast<std::uint64_t>(b.loss_sum));
     REQUIRE(params(on3) == params(one));
   }
+  auto unclipped = o;
+  unclipped.clip_norm = 0;
+  nn::data_parallel_trainer free(dpar::deterministic(dpar::seq), model(), unclipped);
+  free.train_epoch(data);
+  free.train_epoch(data);
+  REQUIRE(params(free) != params(one));  // the clipping took effect
   on3.save(file);  // the moments were updated in 3 slices: saving gathers them
   nn::data_parallel_trainer on2(dpar::deterministic(dpar::par.on(two)), model(), o);
   on2.resume(file);
