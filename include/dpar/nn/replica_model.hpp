@@ -48,13 +48,14 @@ class replica_model {
                                          std::size_t total) = 0;
   // Loss sum and correct count of a shard; the gradients are left alone.
   virtual shard_totals evaluate(const tensor& x, std::span<const std::int32_t> labels) = 0;
-  // The same against a tensor of targets (a row per sample), for losses that
-  // take one. Host replicas compute them; a kind that does not (GPU replicas,
-  // which compute the built-in label losses on the device) refuses here.
-  virtual shard_totals compute_gradients(const tensor& /*x*/, const tensor& /*targets*/, std::size_t /*total*/) {
+  // The same two against a tensor of targets (a row per sample), for losses
+  // that take one. Host replicas compute them; a kind that does not (GPU
+  // replicas, which compute the built-in label losses on the device) refuses.
+  virtual shard_totals compute_target_gradients(const tensor& /*x*/, const tensor& /*targets*/,
+                                                std::size_t /*total*/) {
     throw std::invalid_argument("dpar::nn: this kind of replica trains on integer labels only, not tensor targets");
   }
-  virtual shard_totals evaluate(const tensor& /*x*/, const tensor& /*targets*/) {
+  virtual shard_totals evaluate_targets(const tensor& /*x*/, const tensor& /*targets*/) {
     throw std::invalid_argument("dpar::nn: this kind of replica evaluates integer labels only, not tensor targets");
   }
   virtual void zero_gradients() = 0;
@@ -97,14 +98,14 @@ class host_replica_model final : public replica_model {
     const tensor& logits = model_.forward(x);
     return {loss_(logits, labels, nullptr, x.rows()), count_correct(logits, labels)};
   }
-  shard_totals compute_gradients(const tensor& x, const tensor& targets, std::size_t total) override {
+  shard_totals compute_target_gradients(const tensor& x, const tensor& targets, std::size_t total) override {
     const tensor& out = model_.forward(x);
     grad_out_.resize(out.rows(), out.cols());
     double loss = loss_(out, targets, &grad_out_, total);
     model_.backward(grad_out_);
     return {loss, 0};
   }
-  shard_totals evaluate(const tensor& x, const tensor& targets) override {
+  shard_totals evaluate_targets(const tensor& x, const tensor& targets) override {
     return {loss_(model_.forward(x), targets, nullptr, x.rows()), 0};
   }
   void zero_gradients() override {

@@ -307,7 +307,7 @@ class data_parallel_trainer {
             std::size_t c = std::min(chunk, end - b);
             auto ys = rows_of(targets, b, c);
             check_targets(ys, b);
-            auto [loss, correct] = r.model->evaluate(inputs.rows_view(b, c), ys);
+            auto [loss, correct] = evaluate_on(*r.model, inputs.rows_view(b, c), ys);
             r.part_losses[p - first] += loss;
             t[correct_at] += static_cast<double>(correct);
             t[samples_at] += static_cast<double>(c);
@@ -627,6 +627,21 @@ class data_parallel_trainer {
     return tensor::view(r.batch_t.data(), count, targets.cols());
   }
 
+  // A replica model's forward, loss (and backward) on labels or targets.
+  static shard_totals gradients_on(replica_model& m, const tensor& x, std::span<const std::int32_t> labels,
+                                   std::size_t total) {
+    return m.compute_gradients(x, labels, total);
+  }
+  static shard_totals gradients_on(replica_model& m, const tensor& x, const tensor& targets, std::size_t total) {
+    return m.compute_target_gradients(x, targets, total);
+  }
+  static shard_totals evaluate_on(replica_model& m, const tensor& x, std::span<const std::int32_t> labels) {
+    return m.evaluate(x, labels);
+  }
+  static shard_totals evaluate_on(replica_model& m, const tensor& x, const tensor& targets) {
+    return m.evaluate_targets(x, targets);
+  }
+
   // Labels of samples [first, first + labels.size()) of a batch or data set
   // (tensor targets: the loss checks them).
   void check_targets(const tensor&, std::size_t) const {}
@@ -676,7 +691,7 @@ class data_parallel_trainer {
           }
           auto [xs, ys] = shard(r, parts.begin(p), parts.begin(p + 1) - parts.begin(p));
           // Gradient of (part loss sum) / n: the sum over all parts is the global-batch mean.
-          auto [loss, correct] = r.model->compute_gradients(xs, ys, n);
+          auto [loss, correct] = gradients_on(*r.model, xs, ys, n);
           r.part_losses[p - first] = loss;
           t[correct_at] += static_cast<double>(correct);
           t[samples_at] += static_cast<double>(count_of(ys));
