@@ -1,6 +1,7 @@
 #pragma once
-// Data-parallel SGD on the replicas of any policy (replica_group.hpp): dpar::seq
-// (one), dpar::par.on(pool) (one per pool thread), dpar::mpi(comm, inner)
+// Data-parallel training (SGD or AdamW) on the replicas of any policy
+// (replica_group.hpp): dpar::seq (one), dpar::par.on(pool) (one per pool
+// thread), dpar::mpi(comm, inner)
 // (ranks x the inner policy's replicas; include <dpar/nn/mpi.hpp>),
 // dpar::gpu and dpar::multi_gpu({...}) (include <dpar/nn/cuda.hpp>). Each
 // replica has its own copy of the model (parameters, gradient buffer,
@@ -163,7 +164,7 @@ class data_parallel_trainer {
     options_.schedule = std::move(schedule);
   }
 
-  // One SGD step on a global batch (x's rows with their labels, or with the
+  // One optimizer step on a global batch (x's rows with their labels, or with the
   // rows of a tensor of targets), split evenly over the replicas. Under MPI
   // every rank passes the same batch.
   step_result train_step(const tensor& x, std::span<const std::int32_t> labels) { return step_on(x, labels); }
