@@ -107,6 +107,16 @@ void dpar_mlp(benchmark::State& state) {
   train(state, t);
 }
 
+// The same with AdamW instead of SGD with momentum: the optimizer's cost per
+// step (read against dpar_mlp with the same thread count).
+void dpar_mlp_adamw(benchmark::State& state) {
+  dpar::thread_pool pool(static_cast<std::size_t>(state.range(0)));
+  auto o = options();
+  o.adamw = nn::adamw_options{};
+  nn::data_parallel_trainer t(dpar::par.on(pool), mlp(), o);
+  train(state, t);
+}
+
 // The same, reproducible: the same bits for any state.range(0).
 void dpar_mlp_deterministic(benchmark::State& state) {
   dpar::thread_pool pool(static_cast<std::size_t>(state.range(0)));
@@ -210,6 +220,7 @@ int main(int argc, char** argv) {
     if (hw > 2) threads.push_back(hw);
     for (int t : threads) {
       benchmark::RegisterBenchmark("dpar_mlp", dpar_mlp)->Arg(t)->UseRealTime()->MinTime(2.0);
+      benchmark::RegisterBenchmark("dpar_mlp_adamw", dpar_mlp_adamw)->Arg(t)->UseRealTime()->MinTime(2.0);
       benchmark::RegisterBenchmark("dpar_mlp_deterministic", dpar_mlp_deterministic)
           ->Arg(t)
           ->UseRealTime()

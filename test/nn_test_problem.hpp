@@ -34,6 +34,41 @@ inline nn::dataset blobs(std::size_t n, std::size_t features, std::size_t classe
   return data;
 }
 
+// Regression: y = (sin(3 x0), x0 x1) for x uniform in [-1, 1]^2.
+inline nn::tensor_dataset waves(std::size_t n, std::uint64_t seed) {
+  std::mt19937_64 g(seed);
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  nn::tensor_dataset data{nn::tensor(n, 2), nn::tensor(n, 2)};
+  for (std::size_t i = 0; i < n; ++i) {
+    float a = u(g), b = u(g);
+    data.inputs(i, 0) = a;
+    data.inputs(i, 1) = b;
+    data.targets(i, 0) = std::sin(3.0f * a);
+    data.targets(i, 1) = a * b;
+  }
+  return data;
+}
+
+inline nn::sequential waves_model() {
+  nn::sequential m(2);
+  m.add(nn::dense(2, 16, nn::init::xavier)).add(nn::tanh_layer()).add(nn::dense(16, 2, nn::init::xavier));
+  return m;
+}
+
+// A user's loss of tensor targets: Huber with delta 0.5, written by hand.
+struct user_huber {
+  double operator()(const nn::tensor& out, const nn::tensor& t, nn::tensor* grad, std::size_t total) const {
+    double sum = 0;
+    const double k = double(out.cols());
+    for (std::size_t i = 0; i < out.size(); ++i) {
+      double d = double(out.data()[i]) - t.data()[i], a = std::abs(d);
+      sum += (a <= 0.5 ? 0.5 * d * d : 0.5 * (a - 0.25)) / k;
+      if (grad) grad->data()[i] = float(std::clamp(d, -0.5, 0.5) / (k * double(total)));
+    }
+    return sum;
+  }
+};
+
 inline nn::train_options options(std::size_t batch) {
   nn::train_options o;
   o.batch = batch;

@@ -7,9 +7,11 @@
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <functional>
+#include <memory>
 #include <random>
 #include <string>
 #include <vector>
@@ -18,13 +20,16 @@ namespace nn = dpar::nn;
 
 namespace {
 
-enum class act { none, relu, tanh, sigmoid };
+// silu: a user's SiLU derived from nn::activation; silu_layer: the same from nn::layer.
+enum class act { none, relu, tanh, sigmoid, silu, silu_layer };
 
 double apply(act a, double v) {
   switch (a) {
     case act::relu: return v > 0 ? v : 0;
     case act::tanh: return std::tanh(v);
     case act::sigmoid: return 1 / (1 + std::exp(-v));
+    case act::silu:
+    case act::silu_layer: return v / (1 + std::exp(-v));
     default: return v;
   }
 }
@@ -86,10 +91,47 @@ nn::tensor random_tensor(std::size_t r, std::size_t c, std::uint64_t seed, float
   return t;
 }
 
+// SiLU, x sigmoid(x), as a user writes it: its derivative needs x, not only y.
+float silu_of(float v) { return v / (1.0f + std::exp(-v)); }
+float silu_derivative(float v) {
+  float s = 1.0f / (1.0f + std::exp(-v));
+  return s * (1.0f + v * (1.0f - s));
+}
+void silu_backward(const nn::tensor& x, const nn::tensor& dy, nn::tensor* dx) {
+  if (dx)
+    for (std::size_t i = 0; i < x.size(); ++i) dx->data()[i] = dy.data()[i] * silu_derivative(x.data()[i]);
+}
+
+struct user_silu_activation final : nn::activation {
+  std::string name() const override { return "SiLU"; }
+  void forward_with_bias(nn::tensor& y, const float* bias) const override {
+    for (std::size_t r = 0; r < y.rows(); ++r)
+      for (std::size_t c = 0; c < y.cols(); ++c) y(r, c) = silu_of(y(r, c) + (bias ? bias[c] : 0.0f));
+  }
+  void backward(const nn::tensor& x, const nn::tensor&, const nn::tensor& dy, nn::tensor* dx) override {
+    silu_backward(x, dy, dx);
+  }
+  std::unique_ptr<nn::layer> clone() const override { return std::make_unique<user_silu_activation>(*this); }
+};
+
+struct user_silu_layer final : nn::layer {
+  std::string name() const override { return "SiLU"; }
+  std::size_t out_features(std::size_t in) const override { return in; }
+  void forward(const nn::tensor& x, nn::tensor& y) override {
+    for (std::size_t i = 0; i < x.size(); ++i) y.data()[i] = silu_of(x.data()[i]);
+  }
+  void backward(const nn::tensor& x, const nn::tensor&, const nn::tensor& dy, nn::tensor* dx) override {
+    silu_backward(x, dy, dx);
+  }
+  std::unique_ptr<nn::layer> clone() const override { return std::make_unique<user_silu_layer>(*this); }
+};
+
 void add_act(nn::sequential& m, act a) {
   if (a == act::relu) m.add(nn::relu());
   if (a == act::tanh) m.add(nn::tanh_layer());
   if (a == act::sigmoid) m.add(nn::sigmoid());
+  if (a == act::silu) m.add(user_silu_activation());
+  if (a == act::silu_layer) m.add(user_silu_layer());
 }
 
 // Checks model gradients against central differences of the float64 reference loss.
@@ -114,6 +156,7 @@ void check_gradients(nn::sequential& m, const std::vector<ref_layer>& layers, co
     for (std::size_t i = 0; i < z.size(); ++i) REQUIRE(out.data()[i] == Approx(z[i]).margin(1e-5).epsilon(1e-4));
   }
   const double h = 1e-6;
+  double diff2 = 0, fd2 = 0;
   for (std::size_t i = 0; i < p.size(); ++i) {
     auto plus = p, minus = p;
     plus[i] += h;
@@ -121,7 +164,12 @@ void check_gradients(nn::sequential& m, const std::vector<ref_layer>& layers, co
     double fd = (eval(plus) - eval(minus)) / (2 * h);
     INFO("parameter " << i);
     REQUIRE(m.gradients()[i] == Approx(fd).margin(2e-5).epsilon(2e-3));
+    diff2 += (m.gradients()[i] - fd) * (m.gradients()[i] - fd);
+    fd2 += fd * fd;
   }
+  // The whole gradient: ||g - fd|| / ||fd|| (run with -s to see it).
+  double relative_error = std::sqrt(diff2 / fd2);
+  REQUIRE(relative_error <= 1e-3);
 }
 
 }  // namespace
@@ -178,7 +226,7 @@ TEST_CASE("gemm: every transpose combination and odd shapes against a float64 pr
 }
 
 TEST_CASE("dense + activations: gradients match float64 finite differences", "[nn]") {
-  for (act a : {act::none, act::relu, act::tanh, act::sigmoid}) {
+  for (act a : {act::none, act::relu, act::tanh, act::sigmoid, act::silu, act::silu_layer}) {
     for (nn::init scheme : {nn::init::he, nn::init::xavier}) {
       DYNAMIC_SECTION("activation " << int(a) << " init " << int(scheme)) {
         nn::sequential m(5);
@@ -202,7 +250,7 @@ TEST_CASE("dense + activations: gradients match float64 finite differences", "[n
 }
 
 TEST_CASE("activation first (unfused path) and MSE: gradients match finite differences", "[nn]") {
-  for (act a : {act::relu, act::tanh, act::sigmoid}) {
+  for (act a : {act::relu, act::tanh, act::sigmoid, act::silu, act::silu_layer}) {
     DYNAMIC_SECTION("activation " << int(a)) {
       nn::sequential m(3);
       m.add(nn::dense(3, 6));
@@ -254,6 +302,88 @@ TEST_CASE("softmax cross-entropy: stable for huge logits, global-batch scaling, 
   REQUIRE(nn::count_correct(z, std::vector<std::int32_t>{1, 2}) == 1);
 }
 
+TEST_CASE("losses of tensor targets: MSE, Huber, BCE with logits against float64 formulas", "[nn]") {
+  // Rows of 3 outputs; a shard of 4 rows from a global batch of 10.
+  nn::tensor out = random_tensor(4, 3, 21, 3.0f), t = random_tensor(4, 3, 22);
+  out(0, 0) = 100.0f;  // BCE: exp(100) overflows float without the stable form
+  out(1, 1) = -100.0f;
+  std::vector<double> targets01(t.size());
+  for (std::size_t i = 0; i < t.size(); ++i) targets01[i] = (t.data()[i] + 1) / 2;
+  nn::tensor t01(4, 3);
+  for (std::size_t i = 0; i < t.size(); ++i) t01.data()[i] = float(targets01[i]);
+  struct reference {
+    std::function<double(double, double)> value, derivative;
+  };
+  auto check = [&](const char* name, auto loss, const nn::tensor& target, reference ref) {
+    INFO(name);
+    nn::tensor g(4, 3);
+    double sum = loss(out, target, &g, 10);
+    double want = 0;
+    for (std::size_t i = 0; i < out.size(); ++i) {
+      double o = out.data()[i], y = target.data()[i];
+      want += ref.value(o, y) / 3;
+      REQUIRE(g.data()[i] == Approx(ref.derivative(o, y) / 30).margin(1e-7).epsilon(1e-5));
+    }
+    REQUIRE(std::isfinite(sum));
+    REQUIRE(sum == Approx(want).epsilon(1e-9));
+    REQUIRE(loss(out, target, nullptr, 0) == Approx(want).epsilon(1e-9));  // total 0: the shard's rows
+    REQUIRE_THROWS_WITH(loss(out, nn::tensor(4, 2), nullptr, 4), Catch::Contains("outputs have 3 columns, targets 2"));
+    REQUIRE_THROWS_WITH(loss(out, nn::tensor(3, 3), nullptr, 4), Catch::Contains("4 outputs but 3 targets"));
+    REQUIRE_THROWS_AS(loss(out, target, nullptr, 2), std::invalid_argument);
+  };
+  check("mse", nn::mse{}, t,
+        {[](double o, double y) { return (o - y) * (o - y); }, [](double o, double y) { return 2 * (o - y); }});
+  for (float delta : {1.0f, 0.25f}) {
+    double d = delta;
+    check("huber", nn::huber{delta}, t,
+          {[d](double o, double y) { return std::abs(o - y) <= d ? 0.5 * (o - y) * (o - y) : d * (std::abs(o - y) - d / 2); },
+           [d](double o, double y) { return std::clamp(o - y, -d, d); }});
+  }
+  check("bce_with_logits", nn::bce_with_logits{}, t01,
+        {[](double o, double y) { return std::max(o, 0.0) - o * y + std::log1p(std::exp(-std::abs(o))); },
+         [](double o, double y) { return 1 / (1 + std::exp(-o)) - y; }});
+  REQUIRE_THROWS_AS(nn::huber{0.0f}(out, t), std::invalid_argument);
+}
+
+TEST_CASE("loss_function: built-in kinds, built-in losses and user callables of either form", "[nn]") {
+  nn::tensor out = random_tensor(3, 4, 5), t = random_tensor(3, 4, 6), g(3, 4), want(3, 4);
+  std::vector<std::int32_t> labels = {3, 0, 2};
+  nn::loss_function by_kind = nn::loss_kind::mse;  // today's way of choosing a built-in loss
+  REQUIRE(by_kind.kind() == nn::loss_kind::mse);
+  REQUIRE(by_kind.takes_labels());
+  REQUIRE_FALSE(by_kind.takes_targets());
+  REQUIRE(by_kind(out, labels, &g, 6) == nn::mse{}(out, labels, &want, 6));
+  REQUIRE(std::equal(g.data(), g.data() + g.size(), want.data()));
+  REQUIRE_THROWS_WITH(by_kind(out, t, nullptr, 3), Catch::Contains("takes integer labels, not a tensor"));
+
+  nn::loss_function both = nn::mse{};  // one-hot labels and tensors
+  REQUIRE((both.takes_labels() && both.takes_targets() && both.kind() == nn::loss_kind::mse));
+  REQUIRE(both(out, t, nullptr, 3) == nn::mse{}(out, t));
+
+  nn::loss_function huber = nn::huber{0.5f};
+  REQUIRE((!huber.takes_labels() && huber.takes_targets() && !huber.kind()));
+  REQUIRE_THROWS_WITH(huber(out, labels, nullptr, 3), Catch::Contains("takes a tensor of targets, not integer labels"));
+  REQUIRE(huber(out, t, &g, 3) == nn::huber{0.5f}(out, t, &want, 3));
+
+  // A user's label loss: cross-entropy with every label shifted by one class.
+  int calls = 0;
+  nn::loss_function user = [&calls](const nn::tensor& o, std::span<const std::int32_t> y, nn::tensor* grad,
+                                    std::size_t total) {
+    ++calls;
+    std::vector<std::int32_t> shifted(y.begin(), y.end());
+    for (auto& v : shifted) v = (v + 1) % std::int32_t(o.cols());
+    return nn::softmax_cross_entropy{}(o, shifted, grad, total);
+  };
+  REQUIRE((user.takes_labels() && !user.takes_targets() && !user.kind()));
+  std::vector<std::int32_t> shifted = {0, 1, 3};
+  REQUIRE(user(out, labels, &g, 3) == nn::softmax_cross_entropy{}(out, shifted, &want, 3));
+  REQUIRE(calls == 1);
+  nn::loss_function defaulted;
+  REQUIRE(defaulted.kind() == nn::loss_kind::softmax_cross_entropy);
+  nn::loss_function ce = nn::softmax_cross_entropy{};
+  REQUIRE(ce.kind() == nn::loss_kind::softmax_cross_entropy);
+}
+
 TEST_CASE("sequential: shape errors name the layer and sizes", "[nn]") {
   nn::sequential m(4);
   m.add(nn::dense(4, 3));
@@ -265,6 +395,29 @@ TEST_CASE("sequential: shape errors name the layer and sizes", "[nn]") {
   REQUIRE_THROWS_AS(nn::dense(0, 3), std::invalid_argument);
   nn::sequential fresh(2);
   REQUIRE_THROWS_AS(fresh.backward(nn::tensor(1, 2)), std::logic_error);
+}
+
+TEST_CASE("sequential: predict_probabilities is the softmax of predict's logits", "[nn]") {
+  auto m = nn::make_mlp({6, 8, 4});
+  nn::tensor x = random_tensor(5, 6, 8, 3.0f);
+  nn::tensor z = m.predict(x), p = m.predict_probabilities(x);
+  REQUIRE((p.rows() == 5 && p.cols() == 4));
+  for (std::size_t r = 0; r < 5; ++r) {
+    double s = 0;
+    for (std::size_t c = 0; c < 4; ++c) s += std::exp(double(z(r, c)));
+    double total = 0;
+    for (std::size_t c = 0; c < 4; ++c) {
+      REQUIRE(p(r, c) == Approx(std::exp(double(z(r, c))) / s).epsilon(1e-5));
+      total += p(r, c);
+    }
+    REQUIRE(total == Approx(1.0).epsilon(1e-6));
+  }
+  REQUIRE(nn::argmax(p) == m.classify(x));
+  nn::sequential none(3);  // no layers: the softmax of the input itself
+  nn::tensor big(1, 3);
+  big(0, 0) = 1000.0f;  // stable: no overflow
+  REQUIRE(none.predict_probabilities(big)(0, 0) == 1.0f);
+  REQUIRE(none.predict_probabilities(nn::tensor(0, 3)).rows() == 0);
 }
 
 TEST_CASE("sequential: copies are independent and bound to their own buffers", "[nn]") {
@@ -306,6 +459,30 @@ TEST_CASE("initialization: He and Xavier scales, deterministic per seed", "[nn]"
   REQUIRE_FALSE(std::equal(he.parameters().begin(), he.parameters().end(), again.parameters().begin()));
 }
 
+TEST_CASE("initialization: at construction from the default seed; initialize(seed) re-seeds", "[nn]") {
+  auto built = nn::make_mlp({30, 20, 5});  // never initialized by hand
+  auto weights = built.parameters().first(20 * 30);
+  REQUIRE(std::count(weights.begin(), weights.end(), 0.0f) == 0);
+  // He (the default scheme) for the ReLU layer: rms about sqrt(2 / 30).
+  double s2 = 0;
+  for (float w : weights) s2 += double(w) * w;
+  REQUIRE(std::sqrt(s2 / weights.size()) == Approx(std::sqrt(2.0 / 30)).epsilon(0.15));
+  auto reseeded = nn::make_mlp({30, 20, 5});
+  reseeded.initialize(nn::sequential::default_seed);
+  REQUIRE(std::equal(built.parameters().begin(), built.parameters().end(), reseeded.parameters().begin()));
+  reseeded.initialize(2);
+  REQUIRE_FALSE(std::equal(built.parameters().begin(), built.parameters().end(), reseeded.parameters().begin()));
+  // Layers added after initialize(seed) draw from that seed, as a model initialized after being built.
+  nn::sequential late(30);
+  late.initialize(2);
+  late.add(nn::dense(30, 20)).add(nn::relu()).add(nn::dense(20, 5));
+  REQUIRE(std::equal(late.parameters().begin(), late.parameters().end(), reseeded.parameters().begin()));
+  // An untouched model learns: its outputs depend on its input.
+  nn::tensor x = random_tensor(2, 30, 4);
+  nn::tensor out = built.predict(x);
+  REQUIRE(out(0, 0) != out(1, 0));
+}
+
 TEST_CASE("sgd: momentum, Nesterov and weight decay follow PyTorch's update rule", "[nn]") {
   for (bool nesterov : {false, true}) {
     for (float wd : {0.0f, 0.01f}) {
@@ -336,6 +513,45 @@ TEST_CASE("sgd: momentum, Nesterov and weight decay follow PyTorch's update rule
   REQUIRE_THROWS_AS(nn::sgd(3, {0.0f, true, 0.0f}), std::invalid_argument);
 }
 
+TEST_CASE("adamw: 20 steps follow a float64 reference of torch.optim.AdamW; slices give the whole step's bits",
+          "[nn]") {
+  const std::size_t n = 37;
+  std::mt19937_64 g(3);
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  std::vector<float> p(n), whole;
+  for (auto& v : p) v = u(g);
+  whole = p;
+  const nn::adamw_options o{0.8f, 0.99f, 1e-6f, 0.05f};
+  nn::adamw opt(n, o), sliced(n, o);
+  std::vector<double> rp(p.begin(), p.end()), m(n, 0.0), v(n, 0.0);
+  for (int t = 1; t <= 20; ++t) {
+    std::vector<float> grad(n);
+    for (auto& x : grad) x = u(g) * (t % 3 == 0 ? 1e-3f : 1.0f);  // small gradients too: eps matters
+    float lr = 0.01f * float(1 + t % 4);
+    opt.step(p, grad, lr);
+    sliced.step(whole, grad, lr, 0, 10);  // the same update, as two shards would make it
+    sliced.set_steps(sliced.steps() - 1);
+    sliced.step(whole, grad, lr, 10, n);
+    for (std::size_t i = 0; i < n; ++i) {
+      rp[i] -= double(lr) * o.weight_decay * rp[i];
+      m[i] = o.beta1 * m[i] + (1 - double(o.beta1)) * grad[i];
+      v[i] = o.beta2 * v[i] + (1 - double(o.beta2)) * double(grad[i]) * grad[i];
+      double mh = m[i] / (1 - std::pow(double(o.beta1), t)), vh = v[i] / (1 - std::pow(double(o.beta2), t));
+      rp[i] -= lr * mh / (std::sqrt(vh) + o.eps);
+    }
+  }
+  REQUIRE(opt.steps() == 20);
+  double worst = 0;
+  for (std::size_t i = 0; i < n; ++i) worst = std::max(worst, std::abs(p[i] - rp[i]) / (1e-3 + std::abs(rp[i])));
+  REQUIRE(worst < 1e-4);
+  REQUIRE(p == whole);
+  REQUIRE(opt.state().size() == 2 * n);
+  std::vector<float> short_grads(n - 1);
+  REQUIRE_THROWS_WITH(opt.step(p, short_grads, 0.1f), Catch::Contains("36 gradients"));
+  REQUIRE_THROWS_AS(nn::adamw(3, {1.0f, 0.999f, 1e-8f, 0.0f}), std::invalid_argument);
+  REQUIRE_THROWS_AS(nn::adamw(3, {0.9f, 0.999f, 0.0f, 0.0f}), std::invalid_argument);
+}
+
 TEST_CASE("learning-rate schedules: step, cosine, warmup", "[nn]") {
   auto c = nn::lr_schedule::constant(0.1f);
   REQUIRE(c(0) == 0.1f);
@@ -356,4 +572,23 @@ TEST_CASE("learning-rate schedules: step, cosine, warmup", "[nn]") {
   REQUIRE(w(10) == Approx(cos(10)));
   REQUIRE_THROWS_AS(nn::lr_schedule::step(1.0f, 0, 0.5f), std::invalid_argument);
   REQUIRE_THROWS_AS(nn::lr_schedule::cosine(1.0f, 0), std::invalid_argument);
+}
+
+TEST_CASE("sequential_lr: a warmup, then a cosine that starts at the warmup's end (PyTorch's SequentialLR)", "[nn]") {
+  auto cosine = nn::lr_schedule::cosine(1.0f, 100, 0.1f);
+  auto f = nn::sequential_lr({nn::lr_schedule::constant(1.0f).with_warmup(4), cosine}, {4});
+  REQUIRE(f(0) == 0.25f);
+  REQUIRE(f(3) == 1.0f);
+  for (std::size_t s : {4, 5, 54, 104, 500}) REQUIRE(f(s) == cosine(s - 4));
+  auto three = nn::sequential_lr({nn::lr_schedule::constant(1.0f), nn::lr_schedule::constant(2.0f),
+                                  [](std::size_t s) { return 10.0f + float(s); }},
+                                 {2, 5});
+  REQUIRE(three(1) == 1.0f);
+  REQUIRE(three(2) == 2.0f);
+  REQUIRE(three(4) == 2.0f);
+  REQUIRE(three(5) == 10.0f);
+  REQUIRE(three(7) == 12.0f);
+  REQUIRE_THROWS_WITH(nn::sequential_lr({cosine, cosine}, {}), Catch::Contains("one milestone fewer"));
+  REQUIRE_THROWS_WITH(nn::sequential_lr({cosine, cosine, cosine}, {5, 5}), Catch::Contains("must increase"));
+  REQUIRE_THROWS_AS(nn::sequential_lr({cosine, nn::lr_function{}}, {3}), std::invalid_argument);
 }

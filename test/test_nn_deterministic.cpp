@@ -114,6 +114,71 @@ TEST_CASE("deterministic trainer: epochs and a checkpoint resumed on another rep
   std::filesystem::remove(file);
 }
 
+TEST_CASE("deterministic trainer: a user loss of tensor targets gives the same bits on seq and 1, 2, 3 replicas",
+          "[nn][deterministic][targets]") {
+  // 100 samples in batches of 40 (a last one of 20), micro-batches of 8:
+  // 3 replicas own 2, 2 and 1 parts of the full batches.
+  const auto data = waves(100, 12);
+  auto o = options(40);
+  o.micro_batch = 8;
+  o.loss = user_huber{};
+  auto run = [&](std::size_t threads) {
+    dpar::thread_pool pool(threads == 0 ? 1 : threads);
+    auto t = threads == 0 ? nn::data_parallel_trainer(dpar::deterministic(dpar::seq), waves_model(), o)
+                          : nn::data_parallel_trainer(dpar::deterministic(dpar::par.on(pool)), waves_model(), o);
+    std::vector<std::uint64_t> losses;
+    for (int e = 0; e < 2; ++e) losses.push_back(std::bit_cast<std::uint64_t>(t.train_epoch(data).loss_sum));
+    losses.push_back(std::bit_cast<std::uint64_t>(t.train_step(data.inputs.rows_view(3, 37), data.targets.rows_view(3, 37)).loss_sum));
+    losses.push_back(std::bit_cast<std::uint64_t>(t.evaluate(data, 9).loss_sum));
+    return std::pair{losses, params(t)};
+  };
+  const auto one = run(0);
+  REQUIRE(one.second != params(nn::data_parallel_trainer(dpar::seq, waves_model(), o)));  // it trains
+  for (std::size_t threads : {1, 2, 3}) {
+    INFO(threads << " replicas");
+    const auto many = run(threads);
+    REQUIRE(many.first == one.first);
+    REQUIRE(many.second == one.second);
+  }
+}
+
+TEST_CASE("deterministic trainer: AdamW with clipping gives the same bits on 1, 3 replicas and resumes on 2",
+          "[nn][deterministic][adamw]") {
+  auto data = blobs(200, 12, 5, 14);
+  auto o = options(64);
+  o.micro_batch = 16;
+  o.adamw = nn::adamw_options{};
+  o.clip_norm = 0.5f;  // below the gradients' norm here: every step clips
+  o.schedule = nn::lr_schedule::constant(0.01f);
+  std::string file = (std::filesystem::temp_directory_path() / ("dpar_nn_adamw_" + std::to_string(::getpid()))).string();
+  dpar::thread_pool two(2), three(3);
+  nn::data_parallel_trainer one(dpar::deterministic(dpar::seq), model(), o);
+  nn::data_parallel_trainer on3(dpar::deterministic(dpar::par.on(three)), model(), o);
+  for (int e = 0; e < 2; ++e) {
+    auto a = one.train_epoch(data), b = on3.train_epoch(data);
+    REQUIRE(std::bit_cast<std::uint64_t>(a.loss_sum) == std::bit_cast<std::uint64_t>(b.loss_sum));
+    REQUIRE(params(on3) == params(one));
+  }
+  auto unclipped = o;
+  unclipped.clip_norm = 0;
+  nn::data_parallel_trainer free(dpar::deterministic(dpar::seq), model(), unclipped);
+  free.train_epoch(data);
+  free.train_epoch(data);
+  REQUIRE(params(free) != params(one));  // the clipping took effect
+  on3.save(file);  // the moments were updated in 3 slices: saving gathers them
+  nn::data_parallel_trainer on2(dpar::deterministic(dpar::par.on(two)), model(), o);
+  on2.resume(file);
+  one.train_epoch(data);
+  on2.train_epoch(data);
+  REQUIRE(params(on2) == params(one));  // moments and update count (bias correction) continued
+  // An SGD run's checkpoint has another optimizer state: refused.
+  auto sgd_options = options(64);
+  nn::data_parallel_trainer sgd(dpar::seq, model(), sgd_options);
+  sgd.save(file);
+  REQUIRE_THROWS_WITH(on2.resume(file), Catch::Contains("written with another optimizer"));
+  std::filesystem::remove(file);
+}
+
 TEST_CASE("deterministic trainer: parts are summed exactly whichever replica holds them", "[nn][deterministic]") {
   // Three parts whose sum in any order but the exact one loses the 1.
   const float parts[3][3] = {{1e20f, -0.0f, -0.0f}, {1.0f, -0.0f, 0.0f}, {-1e20f, -0.0f, -0.0f}};

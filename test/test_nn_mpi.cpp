@@ -254,6 +254,32 @@ TEST_CASE("nn over MPI: epoch totals, progress and evaluate are global and equal
   t.check_replicas();
 }
 
+TEST_CASE("nn over MPI: tensor targets with a user loss; deterministic ranks x 2 threads give one replica's bits",
+          "[nn][mpi][deterministic][targets]") {
+  const auto data = waves(100, 12);
+  auto o = options(40);
+  o.micro_batch = 8;
+  o.loss = user_huber{};
+  dpar::thread_pool pool(2);
+  nn::data_parallel_trainer single(dpar::deterministic(dpar::seq), waves_model(), o);
+  nn::data_parallel_trainer t(dpar::deterministic(dpar::mpi(MPI_COMM_WORLD, dpar::par.on(pool))), waves_model(), o);
+  for (int e = 0; e < 2; ++e) {
+    auto got = t.train_epoch(data), want = single.train_epoch(data);
+    REQUIRE(got.samples == 100);
+    REQUIRE(std::bit_cast<std::uint64_t>(got.loss_sum) == std::bit_cast<std::uint64_t>(want.loss_sum));
+    REQUIRE(params(t) == params(single));
+  }
+  auto got = t.train_step(data.inputs.rows_view(5, 31), data.targets.rows_view(5, 31));
+  auto want = single.train_step(data.inputs.rows_view(5, 31), data.targets.rows_view(5, 31));
+  REQUIRE(std::bit_cast<std::uint64_t>(got.loss_sum) == std::bit_cast<std::uint64_t>(want.loss_sum));
+  REQUIRE(params(t) == params(single));
+  auto e = t.evaluate(data, 9), w = single.evaluate(data, 9);
+  REQUIRE(std::bit_cast<std::uint64_t>(e.loss_sum) == std::bit_cast<std::uint64_t>(w.loss_sum));
+  // The wrong form of targets is refused on every rank alike, before any collective.
+  REQUIRE_THROWS_WITH(t.train_step(data.inputs, std::vector<std::int32_t>(100, 0)), Catch::Contains("pass targets"));
+  t.check_replicas();
+}
+
 TEST_CASE("nn over MPI: save on every rank, resume on every rank, bitwise-identical continuation", "[nn][mpi]") {
   auto data = blobs(250, 12, 5, 11);
   std::string file = shared_temp("dpar_nn_mpi_resume_");
@@ -352,8 +378,8 @@ namespace {
 // GPU replica's is: what reaches MPI must come through copy_gradients.
 class separate_gradients_model final : public nn::replica_model {
  public:
-  separate_gradients_model(const nn::sequential& m, nn::sgd_options o, nn::loss_kind l)
-      : inner_(m, o, l), grads_(m.parameters().size()) {}
+  separate_gradients_model(const nn::sequential& m, const nn::replica_options& o)
+      : inner_(m, o), grads_(m.parameters().size()) {}
   nn::tensor& input_buffer(std::size_t rows, std::size_t cols) override { return inner_.input_buffer(rows, cols); }
   nn::shard_totals compute_gradients(const nn::tensor& x, std::span<const std::int32_t> y, std::size_t total) override {
     auto r = inner_.compute_gradients(x, y, total);
@@ -380,9 +406,9 @@ class separate_gradients_model final : public nn::replica_model {
 // One replica per rank that says it computes on a device (as mpi(comm, gpu.on(d))'s do).
 class device_like_group final : public nn::sequential_group {
  public:
-  std::unique_ptr<nn::replica_model> make_model(std::size_t, const nn::sequential& m, nn::sgd_options o,
-                                                nn::loss_kind l) override {
-    return std::make_unique<separate_gradients_model>(m, o, l);
+  std::unique_ptr<nn::replica_model> make_model(std::size_t, const nn::sequential& m,
+                                                const nn::replica_options& o) override {
+    return std::make_unique<separate_gradients_model>(m, o);
   }
   bool device_replicas() const noexcept override { return true; }
   void copy_gradients(std::size_t local, std::span<const float> from, std::span<float> to) override {

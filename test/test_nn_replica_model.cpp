@@ -26,7 +26,7 @@ namespace {
 // its own replica's thread only; the test reads it after the run has joined.
 class recording_model final : public nn::replica_model {
  public:
-  recording_model(const nn::sequential& m, nn::sgd_options o, nn::loss_kind l) : inner_(m, o, l) {}
+  recording_model(const nn::sequential& m, const nn::replica_options& o) : inner_(m, o) {}
 
   nn::tensor& input_buffer(std::size_t rows, std::size_t cols) override {
     auto& t = inner_.input_buffer(rows, cols);
@@ -80,9 +80,9 @@ class recording_group final : public nn::replica_group {
     threads_.broadcast(local, data, root);
   }
   void barrier(std::size_t local) override { threads_.barrier(local); }
-  std::unique_ptr<nn::replica_model> make_model(std::size_t local, const nn::sequential& m, nn::sgd_options o,
-                                                nn::loss_kind l) override {
-    auto model = std::make_unique<recording_model>(m, o, l);
+  std::unique_ptr<nn::replica_model> make_model(std::size_t local, const nn::sequential& m,
+                                                const nn::replica_options& o) override {
+    auto model = std::make_unique<recording_model>(m, o);
     models[local] = model.get();
     return model;
   }

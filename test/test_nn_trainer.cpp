@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
@@ -194,7 +195,7 @@ TEST_CASE("trainer: bad input is refused before any update; the trainer stays us
   REQUIRE_THROWS_WITH(t.train_step(x, labels), Catch::Contains("label 7 of sample 5"));
   REQUIRE_THROWS_WITH(t.train_step(x, std::span<const std::int32_t>(labels).first(3)),
                       Catch::Contains("8 samples but 3 labels"));
-  REQUIRE_THROWS_WITH(t.train_step(data.images.rows_view(0, 0), {}), Catch::Contains("empty batch"));
+  REQUIRE_THROWS_WITH(t.train_step(data.images.rows_view(0, 0), std::span<const std::int32_t>{}), Catch::Contains("empty batch"));
   nn::tensor wide(4, 13);
   REQUIRE_THROWS_WITH(t.train_step(wide, std::span<const std::int32_t>(labels).first(4)),
                       Catch::Contains("13 features"));
@@ -445,7 +446,7 @@ TEST_CASE("thread_group: sum_and_update updates each replica's slice; velocity i
   std::mt19937 rng(7);
   std::uniform_real_distribution<float> d(-1.0f, 1.0f);
   for (std::size_t r = 0; r < k; ++r) {
-    replicas.push_back(group.make_model(r, m, opt, nn::loss_kind::softmax_cross_entropy));
+    replicas.push_back(group.make_model(r, m, {opt, nn::loss_kind::softmax_cross_entropy}));
     for (float& g : replicas[r]->gradients()) g = d(rng);
     for (std::size_t i = 0; i < n; ++i) sum[i] += replicas[r]->gradients()[i];  // replica order
   }
@@ -455,7 +456,7 @@ TEST_CASE("thread_group: sum_and_update updates each replica's slice; velocity i
   reference.step(expected, sum, lr);
   group.run([&](std::size_t local) {
     std::vector<const float*> mine{replicas[local]->gradients().data()};
-    group.sum_and_update(local, mine, local, k, *replicas[local], lr);
+    group.sum_and_update(local, mine, local, k, *replicas[local], lr, 0.0f);
   });
   dpar::communicator cut(k);
   for (std::size_t r = 0; r < k; ++r) {
@@ -535,4 +536,203 @@ TEST_CASE("trainer: the sharded update on K = 2, 3 threads gives the bits of the
         REQUIRE(c.velocity == e.velocity);
       }
   std::filesystem::remove(file);
+}
+
+TEST_CASE("trainer: tensor targets with a user loss; one step is the step by hand, K replicas agree",
+          "[nn][trainer][targets]") {
+  const auto data = waves(90, 4);
+  nn::train_options o;
+  o.batch = 90;
+  o.loss = user_huber{};
+  o.schedule = nn::lr_schedule::constant(0.2f);
+  o.check_replicas = true;
+  // By hand: forward, the loss of the whole batch, backward, one SGD step.
+  auto by_hand = waves_model();
+  const nn::tensor& out = by_hand.forward(data.inputs);
+  nn::tensor grad(out.rows(), out.cols());
+  const double loss = user_huber{}(out, data.targets, &grad, 90);
+  by_hand.backward(grad);
+  nn::sgd(by_hand.parameters().size()).step(by_hand.parameters(), by_hand.gradients(), 0.2f);
+
+  nn::data_parallel_trainer one(dpar::seq, waves_model(), o);
+  auto r = one.train_step(data.inputs, data.targets);
+  REQUIRE(r.samples == 90);
+  REQUIRE(r.correct == 0);
+  REQUIRE(r.loss_sum == Approx(loss).epsilon(1e-12));
+  REQUIRE(params(one) == std::vector<float>(by_hand.parameters().begin(), by_hand.parameters().end()));
+  for (std::size_t k : {2, 3}) {
+    INFO(k << " replicas");
+    dpar::thread_pool pool(k);
+    nn::data_parallel_trainer many(dpar::par.on(pool), waves_model(), o);
+    auto rk = many.train_step(data.inputs, data.targets);
+    REQUIRE(rk.loss_sum == Approx(loss).epsilon(1e-6));
+    REQUIRE(max_abs_difference(params(many), params(one)) <= 1e-5 * max_abs(params(one)));
+    // Bad input: the wrong form of targets, a count or a width that does not fit.
+    REQUIRE_THROWS_WITH(many.train_step(data.inputs, std::vector<std::int32_t>(90, 0)),
+                        Catch::Contains("the loss takes a tensor of targets; pass targets, not labels"));
+    REQUIRE_THROWS_WITH(many.train_step(data.inputs, data.targets.rows_view(0, 89)),
+                        Catch::Contains("90 samples but 89 targets"));
+    nn::data_parallel_trainer mse(dpar::par.on(pool), waves_model(), [&] {
+      auto m = o;
+      m.loss = nn::mse{};
+      return m;
+    }());
+    REQUIRE_THROWS_WITH(mse.train_step(data.inputs, nn::tensor(90, 3)), Catch::Contains("outputs have 2 columns, targets 3"));
+    REQUIRE(mse.steps() == 0);  // a failed step updates nothing
+  }
+  nn::data_parallel_trainer labels(dpar::seq, waves_model(), nn::train_options{});
+  REQUIRE_THROWS_WITH(labels.train_step(data.inputs, data.targets),
+                      Catch::Contains("the loss takes integer labels; pass labels, not a tensor of targets"));
+}
+
+TEST_CASE("trainer: a user loss that throws stops every replica with its own exception", "[nn][trainer][targets]") {
+  struct refuses_nan {
+    double operator()(const nn::tensor& out, const nn::tensor& t, nn::tensor* g, std::size_t total) const {
+      for (std::size_t i = 0; i < t.size(); ++i)
+        if (std::isnan(t.data()[i])) throw std::domain_error("refuses_nan: target " + std::to_string(i) + " is NaN");
+      return nn::mse{}(out, t, g, total);
+    }
+  };
+  auto data = waves(40, 5);
+  data.targets(33, 1) = std::nanf("");
+  nn::train_options o;
+  o.batch = 40;
+  o.loss = refuses_nan{};
+  dpar::thread_pool pool(3);
+  nn::data_parallel_trainer t(dpar::par.on(pool), waves_model(), o);
+  const auto before = params(t);
+  REQUIRE_THROWS_AS(t.train_step(data.inputs, data.targets), std::domain_error);
+  REQUIRE(params(t) == before);
+  REQUIRE_THROWS_AS(t.evaluate(data), std::domain_error);
+  data.targets(33, 1) = 0.0f;
+  REQUIRE(t.train_step(data.inputs, data.targets).samples == 40);  // the trainer is usable afterwards
+}
+
+TEST_CASE("trainer: regression over a tensor_dataset learns y = sin(3 x0), x0 x1", "[nn][trainer][targets]") {
+  const auto train = waves(256, 6), test = waves(128, 7);
+  nn::train_options o;
+  o.batch = 16;
+  o.loss = nn::mse{};
+  o.sgd.momentum = 0.9f;
+  o.schedule = nn::lr_schedule::constant(0.1f);
+  dpar::thread_pool pool(2);
+  nn::data_parallel_trainer t(dpar::par.on(pool), waves_model(), o);
+  const double before = t.evaluate(test).loss_sum / 128;
+  std::size_t reports = 0;
+  for (int e = 0; e < 40; ++e) t.train_epoch(train, [&](std::size_t, std::size_t, double) { ++reports; });
+  auto after = t.evaluate(test, 50);
+  REQUIRE(after.samples == 128);
+  REQUIRE(reports == 40 * 16);
+  REQUIRE(t.epoch_order(train, 0).size() == 256);
+  INFO("test MSE " << before << " -> " << after.loss_sum / 128);
+  REQUIRE(after.loss_sum / 128 < before / 10);
+  // The trained model predicts the targets it learned.
+  nn::tensor p = t.model().predict(test.inputs);
+  REQUIRE(nn::mse{}(p, test.targets) == Approx(after.loss_sum).epsilon(1e-5));
+}
+
+TEST_CASE("trainer: AdamW on thread replicas, state sharded; a checkpoint resumes it exactly", "[nn][trainer][adamw]") {
+  auto data = blobs(200, 12, 5, 15);
+  auto o = options(50);
+  o.adamw = nn::adamw_options{.weight_decay = 0.02f};
+  o.schedule = nn::lr_schedule::constant(0.005f);
+  std::string file = (std::filesystem::temp_directory_path() / ("dpar_nn_adamw_k_" + std::to_string(::getpid()))).string();
+  dpar::thread_pool three(3);
+  nn::data_parallel_trainer one(dpar::seq, model(), o), t(dpar::par.on(three), model(), o),
+      unsaved(dpar::par.on(three), model(), o);
+  for (int e = 0; e < 2; ++e) {
+    auto a = one.train_epoch(data), b = t.train_epoch(data);
+    unsaved.train_epoch(data);
+    REQUIRE(b.loss_sum == Approx(a.loss_sum).epsilon(1e-5));
+  }
+  REQUIRE(max_abs_difference(params(t), params(one)) <= 1e-4 * max_abs(params(one)));
+  REQUIRE(params(t) != params(nn::data_parallel_trainer(dpar::seq, model(), o)));  // it trains
+  t.save(file);  // each replica updated a third of m and v: saving gathers both
+  nn::data_parallel_trainer resumed(dpar::par.on(three), model(), o);
+  resumed.resume(file);
+  for (auto* run : {&t, &resumed, &unsaved}) run->train_epoch(data);
+  REQUIRE(params(t) == params(unsaved));  // saving changed nothing
+  REQUIRE(params(resumed) == params(unsaved));
+  std::filesystem::remove(file);
+}
+
+TEST_CASE("trainer: gradient clipping by the global norm follows its definition on 1 and 3 replicas",
+          "[nn][trainer][clip]") {
+  auto data = blobs(60, 12, 5, 16);
+  auto o = options(60);
+  o.sgd = {};
+  o.schedule = nn::lr_schedule::constant(0.5f);
+  o.check_replicas = true;
+  for (float max_norm : {0.05f, 1e6f}) {  // clipped, and a bound the gradient is under
+    INFO("max norm " << max_norm);
+    o.clip_norm = max_norm;
+    auto by_hand = model();
+    const nn::tensor& out = by_hand.forward(data.images);
+    nn::tensor grad(out.rows(), out.cols());
+    nn::softmax_cross_entropy{}(out, data.labels, &grad, 60);
+    by_hand.backward(grad);
+    double squared = 0;
+    for (float g : by_hand.gradients()) squared += double(g) * g;
+    const double factor = std::min(1.0, max_norm / (std::sqrt(squared) + 1e-6));
+    REQUIRE((max_norm < 1 ? factor < 0.5 : factor == 1.0));  // the first bound does clip
+    std::vector<double> want(by_hand.parameters().begin(), by_hand.parameters().end());
+    for (std::size_t i = 0; i < want.size(); ++i) want[i] -= 0.5 * factor * by_hand.gradients()[i];
+    for (std::size_t k : {1, 3}) {
+      INFO(k << " replicas");
+      dpar::thread_pool pool(k);
+      nn::data_parallel_trainer t(dpar::par.on(pool), model(), o);
+      t.train_step(data.images, data.labels);
+      auto p = params(t);
+      for (std::size_t i = 0; i < p.size(); ++i) REQUIRE(p[i] == Approx(want[i]).margin(1e-6).epsilon(1e-5));
+    }
+  }
+  o.clip_norm = -1.0f;
+  REQUIRE_THROWS_WITH(nn::data_parallel_trainer(dpar::seq, model(), o), Catch::Contains("clip_norm"));
+}
+
+namespace {
+// An identity layer that records the most rows one forward pass saw.
+struct widest_pass final : nn::layer {
+  static inline std::atomic<std::size_t> rows{0};
+  std::string name() const override { return "WidestPass"; }
+  std::size_t out_features(std::size_t in) const override { return in; }
+  void forward(const nn::tensor& x, nn::tensor& y) override {
+    std::size_t seen = rows.load();
+    while (x.rows() > seen && !rows.compare_exchange_weak(seen, x.rows())) {
+    }
+    std::copy(x.data(), x.data() + x.size(), y.data());
+  }
+  void backward(const nn::tensor&, const nn::tensor&, const nn::tensor& dy, nn::tensor* dx) override {
+    if (dx) std::copy(dy.data(), dy.data() + dy.size(), dx->data());
+  }
+  std::unique_ptr<nn::layer> clone() const override { return std::make_unique<widest_pass>(*this); }
+};
+}  // namespace
+
+TEST_CASE("trainer: gradient accumulation computes a replica's share in passes; the same step as one pass",
+          "[nn][trainer][accumulate]") {
+  auto data = blobs(60, 12, 5, 17);
+  auto m = model();
+  m.add(widest_pass());
+  auto o = options(60);
+  dpar::thread_pool pool(2);
+  auto step = [&](std::size_t passes, bool exact) {
+    o.accumulate = passes;
+    widest_pass::rows = 0;
+    auto t = exact ? nn::data_parallel_trainer(dpar::deterministic(dpar::par.on(pool)), m, o)
+                   : nn::data_parallel_trainer(dpar::par.on(pool), m, o);
+    for (std::size_t s = 0; s < 3; ++s) t.train_step(data.images, data.labels);
+    return std::pair{params(t), widest_pass::rows.load()};
+  };
+  auto [one_pass, rows1] = step(1, false);
+  auto [three_passes, rows3] = step(3, false);
+  REQUIRE(rows1 == 30);  // 2 replicas x 30 samples
+  REQUIRE(rows3 == 10);  // each replica's 30 in 3 passes of 10
+  REQUIRE(max_abs_difference(three_passes, one_pass) <= 1e-5 * max_abs(one_pass));
+  REQUIRE(step(100, false).second == 1);  // at most one pass per sample
+  // Under deterministic the passes are the micro-batches: the same bits whatever accumulate says.
+  o.micro_batch = 8;
+  REQUIRE(step(4, true) == step(1, true));
+  o.accumulate = 0;
+  REQUIRE_THROWS_WITH(nn::data_parallel_trainer(dpar::seq, model(), o), Catch::Contains("accumulate"));
 }

@@ -548,15 +548,27 @@ class gpu_replica_model final : public replica_model {
   const std::int32_t* labels_ = nullptr;
 };
 
+// The built-in label loss a GPU replica computes on its device. What it does
+// not compute (a user's loss or one of tensor targets, AdamW) is refused, by name.
+inline loss_kind device_loss(const replica_options& options) {
+  if (options.adamw)
+    throw std::invalid_argument("dpar::nn: GPU replicas update with SGD only; AdamW runs on CPU replicas");
+  if (!options.loss.kind())
+    throw std::invalid_argument(
+        "dpar::nn: GPU replicas compute the built-in label losses only (loss_kind::softmax_cross_entropy, "
+        "loss_kind::mse); this loss runs on CPU replicas (dpar::seq, dpar::par, dpar::mpi of those)");
+  return *options.loss.kind();
+}
+
 // dpar::gpu: one replica on the policy's device and stream; collectives are
 // the identity (sequential_group's). Under dpar::mpi(comm, dpar::gpu.on(d)), one such group per
 // rank, the gradients host-staged across ranks (nn/mpi.hpp).
 class gpu_group final : public sequential_group {
  public:
   explicit gpu_group(const gpu_policy& p) : policy_(p.on(p.device(), p.stream())) {}
-  std::unique_ptr<replica_model> make_model(std::size_t, const sequential& model, sgd_options opt,
-                                            loss_kind loss) override {
-    return std::make_unique<gpu_replica_model>(model, policy_, opt, loss);
+  std::unique_ptr<replica_model> make_model(std::size_t, const sequential& model,
+                                            const replica_options& options) override {
+    return std::make_unique<gpu_replica_model>(model, policy_, options.sgd, device_loss(options));
   }
   bool device_replicas() const noexcept override { return true; }
   void copy_gradients(std::size_t, std::span<const float> from, std::span<float> to) override {
@@ -598,9 +610,9 @@ class multi_gpu_group final : public replica_group {
     threads_.broadcast(local, data, root);
   }
   void barrier(std::size_t local) override { threads_.barrier(local); }
-  std::unique_ptr<replica_model> make_model(std::size_t local, const sequential& model, sgd_options opt,
-                                            loss_kind loss) override {
-    return std::make_unique<gpu_replica_model>(model, policy_.entry(local), opt, loss);
+  std::unique_ptr<replica_model> make_model(std::size_t local, const sequential& model,
+                                            const replica_options& options) override {
+    return std::make_unique<gpu_replica_model>(model, policy_.entry(local), options.sgd, device_loss(options));
   }
   bool device_replicas() const noexcept override { return true; }
   void copy_gradients(std::size_t local, std::span<const float> from, std::span<float> to) override {

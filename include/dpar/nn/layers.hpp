@@ -31,7 +31,8 @@ class layer {
   virtual std::size_t parameter_count() const { return 0; }
   // Points the layer at its slice of the model's parameter and gradient buffers.
   virtual void bind(float* /*params*/, float* /*grads*/) {}
-  // Writes initial parameters into the bound slice.
+  // Writes initial parameters into the bound slice (sequential calls it when
+  // the layer is added, and again on sequential::initialize(seed)).
   virtual void initialize(std::mt19937_64& /*rng*/) {}
   // y = f(x); y is already sized x.rows() x out_features(x.cols()).
   virtual void forward(const tensor& x, tensor& y) = 0;
@@ -42,10 +43,15 @@ class layer {
 };
 
 // An elementwise activation. forward_with_bias lets a Dense layer in front of
-// it fuse "add bias, apply activation" into one pass over its output.
+// it fuse "add bias, apply activation" into one pass over its output. Fused,
+// the pre-activation is never stored; so only an activation whose backward
+// reads y alone says so (backward_reads_x() false) and is fused. Any other,
+// a user's SiLU say, runs after the Dense layer's own forward and gets that
+// output as its x.
 class activation : public layer {
  public:
   std::size_t out_features(std::size_t in) const override { return in; }
+  virtual bool backward_reads_x() const { return true; }
   // y[r][c] = f(y[r][c] + bias[c]) in place; bias may be null.
   virtual void forward_with_bias(tensor& y, const float* bias) const = 0;
   void forward(const tensor& x, tensor& y) override {
@@ -65,6 +71,7 @@ class relu final : public activation {
   void backward(const tensor&, const tensor& y, const tensor& dy, tensor* dx) override {
     if (dx) ops::activation_backward(host_place{}, y.data(), dy.data(), dx->data(), y.size(), gradient{});
   }
+  bool backward_reads_x() const override { return false; }
   std::unique_ptr<layer> clone() const override { return std::make_unique<relu>(*this); }
 };
 
@@ -79,6 +86,7 @@ class tanh_layer final : public activation {
   void backward(const tensor&, const tensor& y, const tensor& dy, tensor* dx) override {
     if (dx) ops::activation_backward(host_place{}, y.data(), dy.data(), dx->data(), y.size(), gradient{});
   }
+  bool backward_reads_x() const override { return false; }
   std::unique_ptr<layer> clone() const override { return std::make_unique<tanh_layer>(*this); }
 };
 
@@ -93,6 +101,7 @@ class sigmoid final : public activation {
   void backward(const tensor&, const tensor& y, const tensor& dy, tensor* dx) override {
     if (dx) ops::activation_backward(host_place{}, y.data(), dy.data(), dx->data(), y.size(), gradient{});
   }
+  bool backward_reads_x() const override { return false; }
   std::unique_ptr<layer> clone() const override { return std::make_unique<sigmoid>(*this); }
 };
 
@@ -168,7 +177,8 @@ class sequential {
     if (in_features == 0) throw std::invalid_argument("dpar::nn::sequential: input features must be positive");
   }
 
-  sequential(const sequential& other) : in_(other.in_), params_(other.params_), grads_(other.grads_) {
+  sequential(const sequential& other)
+      : in_(other.in_), seed_(other.seed_), params_(other.params_), grads_(other.grads_) {
     for (auto& l : other.layers_) layers_.push_back(l->clone());
     acts_.resize(layers_.size() + 1);
     grad_acts_.resize(layers_.size() + 1);
@@ -181,7 +191,13 @@ class sequential {
   sequential(sequential&&) noexcept = default;
   sequential& operator=(sequential&&) noexcept = default;
 
-  // Appends a layer; its parameters (zero until initialize) join the flat buffer.
+  // initialize's seed until one is given: a model is trained from
+  // initialized parameters even when the caller never chooses a seed.
+  static constexpr std::uint64_t default_seed = 1;
+
+  // Appends a layer; its parameters join the flat buffer, initialized from
+  // the model's seed (default_seed until initialize(seed) chose another) as
+  // initialize would: a model built in one go equals one initialized after.
   template <class Layer>
   sequential& add(Layer l) {
     static_assert(std::is_base_of_v<layer, Layer>, "dpar::nn::sequential::add takes a dpar::nn::layer");
@@ -193,6 +209,7 @@ class sequential {
     acts_.resize(layers_.size() + 1);
     grad_acts_.resize(layers_.size() + 1);
     rebind();
+    initialize_layer(layers_.size() - 1);
     return *this;
   }
 
@@ -205,12 +222,11 @@ class sequential {
   std::size_t size() const noexcept { return layers_.size(); }
   const layer& operator[](std::size_t i) const { return *layers_.at(i); }
 
-  // Initializes every layer from one seed (each layer draws from its own stream).
+  // Re-initializes every layer from one seed (each layer draws from its own
+  // stream, so layer i's parameters depend on the seed and i only).
   void initialize(std::uint64_t seed) {
-    for (std::size_t i = 0; i < layers_.size(); ++i) {
-      std::mt19937_64 rng(seed * 0x9E3779B97F4A7C15ull + i);
-      layers_[i]->initialize(rng);
-    }
+    seed_ = seed;
+    for (std::size_t i = 0; i < layers_.size(); ++i) initialize_layer(i);
   }
 
   std::span<float> parameters() noexcept { return params_; }
@@ -232,9 +248,10 @@ class sequential {
       const tensor& in = i == 0 ? x : acts_[i];
       auto* d = dynamic_cast<dense*>(layers_[i].get());
       auto* a = i + 1 < layers_.size() ? dynamic_cast<activation*>(layers_[i + 1].get()) : nullptr;
-      if (d && a) {
+      if (d && a && !a->backward_reads_x()) {
         // Fused: the activation's output is written directly; the Dense output
-        // itself is never needed (Dense backward uses x and dy only).
+        // itself is never needed (Dense backward uses x and dy only, the
+        // activation's y and dy only).
         acts_[i + 2].resize(x.rows(), next);
         d->forward_linear(in, acts_[i + 2]);
         a->forward_with_bias(acts_[i + 2], d->bias());
@@ -265,6 +282,13 @@ class sequential {
     }
     return layers_.empty() ? x : out;
   }
+  // predict's outputs as probabilities: the softmax of each row (of a
+  // classifier trained with softmax cross-entropy).
+  tensor predict_probabilities(const tensor& x) const {
+    tensor p = predict(x);
+    ops::softmax_rows(host_place{}, p.data(), p.rows(), p.cols());
+    return p;
+  }
   // The predicted class of each row of x: the argmax of its logits.
   std::vector<std::int32_t> classify(const tensor& x) const { return argmax(predict(x)); }
 
@@ -287,6 +311,10 @@ class sequential {
   }
 
  private:
+  void initialize_layer(std::size_t i) {
+    std::mt19937_64 rng(seed_ * 0x9E3779B97F4A7C15ull + i);
+    layers_[i]->initialize(rng);
+  }
   void rebind() {
     std::size_t offset = 0;
     for (auto& l : layers_) {
@@ -296,6 +324,7 @@ class sequential {
   }
 
   std::size_t in_;
+  std::uint64_t seed_ = default_seed;
   std::vector<std::unique_ptr<layer>> layers_;
   std::vector<float> params_, grads_;
   std::vector<tensor> acts_, grad_acts_;  // acts_[i + 1] is layer i's output

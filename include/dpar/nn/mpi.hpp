@@ -128,9 +128,9 @@ class mpi_group final : public replica_group {
     if (!here) local_->broadcast(local, data, 0);
   }
 
-  std::unique_ptr<replica_model> make_model(std::size_t local, const sequential& model, sgd_options opt,
-                                            loss_kind loss) override {
-    return local_->make_model(local, model, opt, loss);
+  std::unique_ptr<replica_model> make_model(std::size_t local, const sequential& model,
+                                            const replica_options& options) override {
+    return local_->make_model(local, model, options);
   }
   bool device_replicas() const noexcept override { return local_->device_replicas(); }
   void copy_gradients(std::size_t local, std::span<const float> from, std::span<float> to) override {

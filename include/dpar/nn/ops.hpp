@@ -215,6 +215,26 @@ struct softmax_xent_row {
   }
 };
 
+// Row r of z (k columns) to its softmax, in place; stable as above.
+struct softmax_row {
+  float* z;
+  std::size_t k;
+  DPAR_NN_HOST_DEVICE void operator()(std::size_t r) const {
+    float* row = z + r * k;
+    float m = row[0];
+    for (std::size_t c = 1; c < k; ++c) m = row[c] > m ? row[c] : m;
+    float s = 0.0f;
+    for (std::size_t c = 0; c < k; ++c) s += (row[c] = expf(row[c] - m));
+    for (std::size_t c = 0; c < k; ++c) row[c] /= s;
+  }
+};
+
+template <class Place>
+void softmax_rows(const Place& place, float* z, std::size_t rows, std::size_t k) {
+  auto [first, last] = place.indices(rows);
+  if (k != 0) dpar::for_each(place.policy(), first, last, softmax_row{z, k});
+}
+
 // Sum of the rows' losses; row_loss is scratch for `rows` doubles in the place's memory.
 template <class Place>
 double softmax_cross_entropy(const Place& place, const float* z, const std::int32_t* labels, std::size_t rows,
@@ -273,6 +293,62 @@ double onehot_mse(const Place& place, const float* out, const std::int32_t* labe
   return k ? sum / static_cast<double>(k) : 0.0;
 }
 
+// ---- losses of an output against a target tensor of the same shape ----
+// Per sample: the mean over the columns of f(out, target) (PyTorch's "mean"
+// reduction, per row). F gives value(o, t) in double and derivative(o, t),
+// d value / d o, in float.
+struct squared_difference {  // MSE
+  DPAR_NN_HOST_DEVICE double value(float o, float t) const { return squared_error{}(o, t); }
+  DPAR_NN_HOST_DEVICE float derivative(float o, float t) const { return 2.0f * (o - t); }
+};
+struct huber_fn {  // quadratic within delta of the target, linear beyond
+  float delta;
+  DPAR_NN_HOST_DEVICE double value(float o, float t) const {
+    double d = static_cast<double>(o) - static_cast<double>(t), a = d < 0 ? -d : d;
+    return a <= delta ? 0.5 * d * d : delta * (a - 0.5 * delta);
+  }
+  DPAR_NN_HOST_DEVICE float derivative(float o, float t) const {
+    float d = o - t;
+    return d > delta ? delta : (d < -delta ? -delta : d);
+  }
+};
+struct bce_logits_fn {  // binary cross-entropy of sigmoid(o) against t in [0, 1], stable for any o
+  DPAR_NN_HOST_DEVICE double value(float o, float t) const {
+    double z = o, a = z < 0 ? -z : z;
+    return (z > 0 ? z : 0.0) - z * static_cast<double>(t) + log1p(exp(-a));
+  }
+  DPAR_NN_HOST_DEVICE float derivative(float o, float t) const { return 1.0f / (1.0f + expf(-o)) - t; }
+};
+
+template <class F>
+struct pointwise_value_at {
+  const float *out, *target;
+  F f;
+  DPAR_NN_HOST_DEVICE double operator()(std::size_t i) const { return f.value(out[i], target[i]); }
+};
+template <class F>
+struct pointwise_grad_at {
+  const float *out, *target;
+  float scale;
+  float* grad;
+  F f;
+  DPAR_NN_HOST_DEVICE void operator()(std::size_t i) const { grad[i] = scale * f.derivative(out[i], target[i]); }
+};
+
+// Sum over the rows of their per-sample loss; grad (if not null) gets
+// d(sum)/d(out) / total.
+template <class Place, class F>
+double pointwise_loss(const Place& place, const float* out, const float* target, std::size_t rows, std::size_t cols,
+                      std::size_t total, float* grad, F f) {
+  if (cols == 0) return 0.0;
+  auto [first, last] = place.indices(rows * cols);
+  float scale = static_cast<float>(1.0 / (static_cast<double>(cols) * static_cast<double>(total)));
+  if (grad) dpar::for_each(place.policy(), first, last, pointwise_grad_at<F>{out, target, scale, grad, f});
+  return dpar::transform_reduce(place.policy(), first, last, 0.0, std::plus<>{},
+                                pointwise_value_at<F>{out, target, f}) /
+         static_cast<double>(cols);
+}
+
 // ---- accuracy ----
 // 1 if row r's largest value (the first on ties) is at its label.
 struct argmax_hit {
@@ -329,6 +405,36 @@ void sgd_step(const Place& place, float* p, const float* g, float* v, std::size_
   const float a = nesterov ? 1.0f : 0.0f, b = nesterov ? momentum : 1.0f;
   auto [first, last] = place.indices(n);
   dpar::for_each(place.policy(), first, last, sgd_momentum_at{p, g, v, lr, weight_decay, momentum, a, b});
+}
+
+// ---- AdamW (torch.optim.AdamW), one fused pass ----
+//   p -= lr wd p;  m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2;
+//   p -= lr (m c1) / (sqrt(v c2) + eps),  c1 = 1 / (1 - b1^t), c2 = 1 / (1 - b2^t)
+struct adamw_at {
+  float* p;
+  const float* g;
+  float *m, *v;
+  float lr, wd, b1, b2, eps, c1, c2;
+  DPAR_NN_HOST_DEVICE void operator()(std::size_t i) const {
+    float gi = g[i];
+    float mi = b1 * m[i] + (1.0f - b1) * gi;
+    float vi = b2 * v[i] + (1.0f - b2) * gi * gi;
+    m[i] = mi;
+    v[i] = vi;
+    float pi = p[i] - lr * wd * p[i];
+    p[i] = pi - lr * (mi * c1) / (sqrtf(vi * c2) + eps);
+  }
+};
+
+// Update t (1-based) of n parameters; m and v are the moment estimates.
+template <class Place>
+void adamw_step(const Place& place, float* p, const float* g, float* m, float* v, std::size_t n, float lr, float beta1,
+                float beta2, float eps, float weight_decay, std::uint64_t t) {
+  const double td = static_cast<double>(t);
+  const float c1 = static_cast<float>(1.0 / (1.0 - std::pow(static_cast<double>(beta1), td)));
+  const float c2 = static_cast<float>(1.0 / (1.0 - std::pow(static_cast<double>(beta2), td)));
+  auto [first, last] = place.indices(n);
+  dpar::for_each(place.policy(), first, last, adamw_at{p, g, m, v, lr, weight_decay, beta1, beta2, eps, c1, c2});
 }
 
 }  // namespace ops

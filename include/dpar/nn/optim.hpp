@@ -1,7 +1,9 @@
 #pragma once
 // SGD with momentum, Nesterov and weight decay (PyTorch's torch.optim.SGD
-// semantics, no dampening), and learning-rate schedules.
+// semantics, no dampening), AdamW (torch.optim.AdamW), and learning-rate
+// schedules.
 
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -78,6 +80,28 @@ class lr_schedule {
 // such as an lr_schedule or a lambda.
 using lr_function = std::function<float(std::size_t step)>;
 
+// Schedules one after another, as PyTorch's SequentialLR chains them:
+// schedules[0] until step milestones[0], then schedules[1] counting its steps
+// from 0 again, and so on; e.g. a warmup, then a cosine that starts at the
+// warmup's end:
+//   sequential_lr({lr_schedule::constant(0.1f).with_warmup(100), lr_schedule::cosine(0.1f, 900)}, {100})
+inline lr_function sequential_lr(std::vector<lr_function> schedules, std::vector<std::size_t> milestones) {
+  if (schedules.empty() || milestones.size() + 1 != schedules.size())
+    throw std::invalid_argument("dpar::nn::sequential_lr: " + std::to_string(schedules.size()) + " schedules need " +
+                                "one milestone fewer, got " + std::to_string(milestones.size()));
+  for (std::size_t i = 0; i < schedules.size(); ++i) {
+    if (!schedules[i])
+      throw std::invalid_argument("dpar::nn::sequential_lr: schedule " + std::to_string(i) + " is empty");
+    if (i > 0 && i < milestones.size() && milestones[i] <= milestones[i - 1])
+      throw std::invalid_argument("dpar::nn::sequential_lr: milestones must increase");
+  }
+  return [schedules = std::move(schedules), milestones = std::move(milestones)](std::size_t step) {
+    std::size_t i = static_cast<std::size_t>(std::upper_bound(milestones.begin(), milestones.end(), step) -
+                                             milestones.begin());
+    return schedules[i](i == 0 ? step : step - milestones[i - 1]);
+  };
+}
+
 // A fingerprint of a schedule: a hash of its rates at steps 0, 1, 2, 3, 4, 6,
 // 8, 12, ... up to 2^40, where any warmup, decay or total length shows. A
 // checkpoint keeps it, so that resuming with another schedule (another epoch
@@ -96,6 +120,19 @@ inline std::uint64_t schedule_fingerprint(const lr_function& schedule) {
   }
   return h == 0 ? 1 : h;
 }
+
+namespace detail {
+inline void check_step(const char* who, std::size_t params, std::size_t grads, std::size_t n, std::size_t first,
+                       std::size_t last) {
+  if (params != n || grads != n)
+    throw std::invalid_argument(std::string("dpar::nn::") + who + "::step: " + std::to_string(params) +
+                                " parameters and " + std::to_string(grads) + " gradients for an optimizer of " +
+                                std::to_string(n));
+  if (first > last || last > n)
+    throw std::out_of_range(std::string("dpar::nn::") + who + "::step: elements [" + std::to_string(first) + ", " +
+                            std::to_string(last) + ") of " + std::to_string(n));
+}
+}  // namespace detail
 
 struct sgd_options {
   float momentum = 0.0f;
@@ -122,13 +159,7 @@ class sgd {
   // element-wise, so a sharded optimizer that updates slices gets the bits of
   // the whole step.
   void step(std::span<float> params, std::span<const float> grads, float lr, std::size_t first, std::size_t last) {
-    if (params.size() != velocity_.size() || grads.size() != velocity_.size())
-      throw std::invalid_argument("dpar::nn::sgd::step: " + std::to_string(params.size()) + " parameters and " +
-                                  std::to_string(grads.size()) + " gradients for an optimizer of " +
-                                  std::to_string(velocity_.size()));
-    if (first > last || last > velocity_.size())
-      throw std::out_of_range("dpar::nn::sgd::step: elements [" + std::to_string(first) + ", " + std::to_string(last) +
-                              ") of " + std::to_string(velocity_.size()));
+    detail::check_step("sgd", params.size(), grads.size(), velocity_.size(), first, last);
     ops::sgd_step(host_place{}, params.data() + first, grads.data() + first, velocity_.data() + first, last - first,
                   lr, options_.momentum, options_.nesterov, options_.weight_decay);
   }
@@ -136,6 +167,50 @@ class sgd {
  private:
   sgd_options options_;
   std::vector<float> velocity_;
+};
+
+struct adamw_options {
+  float beta1 = 0.9f, beta2 = 0.999f, eps = 1e-8f;
+  float weight_decay = 0.01f;  // decoupled: p -= lr wd p, apart from the gradient's moments
+};
+
+// AdamW with bias correction. Its state is the first moments of every
+// parameter followed by the second moments (state(): 2 x parameters), and
+// the count of updates made, which the bias correction uses.
+class adamw {
+ public:
+  explicit adamw(std::size_t parameters, adamw_options options = {})
+      : options_(options), n_(parameters), state_(2 * parameters, 0.0f) {
+    auto in = [](float b) { return b >= 0.0f && b < 1.0f; };
+    if (!in(options.beta1) || !in(options.beta2))
+      throw std::invalid_argument("dpar::nn::adamw: betas must be in [0, 1), got " + std::to_string(options.beta1) +
+                                  " and " + std::to_string(options.beta2));
+    if (!(options.eps > 0.0f)) throw std::invalid_argument("dpar::nn::adamw: eps must be positive");
+  }
+
+  const adamw_options& options() const noexcept { return options_; }
+  std::span<float> state() noexcept { return state_; }
+  std::span<const float> state() const noexcept { return state_; }
+  std::uint64_t steps() const noexcept { return steps_; }
+  // Sets the count of updates made (a resumed run continues the count).
+  void set_steps(std::uint64_t steps) noexcept { steps_ = steps; }
+
+  void step(std::span<float> params, std::span<const float> grads, float lr) { step(params, grads, lr, 0, n_); }
+  // Update number steps() + 1 of elements [first, last) only (each element's
+  // update is its own: a sharded optimizer gets the bits of the whole step).
+  void step(std::span<float> params, std::span<const float> grads, float lr, std::size_t first, std::size_t last) {
+    detail::check_step("adamw", params.size(), grads.size(), n_, first, last);
+    ++steps_;
+    ops::adamw_step(host_place{}, params.data() + first, grads.data() + first, state_.data() + first,
+                    state_.data() + n_ + first, last - first, lr, options_.beta1, options_.beta2, options_.eps,
+                    options_.weight_decay, steps_);
+  }
+
+ private:
+  adamw_options options_;
+  std::size_t n_;
+  std::vector<float> state_;  // [m (n_), v (n_)]
+  std::uint64_t steps_ = 0;
 };
 
 }  // namespace dpar::nn

@@ -19,6 +19,7 @@
 // every replica gets the same bits.
 
 #include <algorithm>
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -66,9 +67,9 @@ class replica_group {
   // The model copy local replica `local` computes with: on the host unless a
   // group says otherwise (GPU groups, nn/cuda.hpp). Called before run, in the
   // calling thread.
-  virtual std::unique_ptr<replica_model> make_model(std::size_t /*local*/, const sequential& model, sgd_options opt,
-                                                    loss_kind loss) {
-    return std::make_unique<host_replica_model>(model, opt, loss);
+  virtual std::unique_ptr<replica_model> make_model(std::size_t /*local*/, const sequential& model,
+                                                    const replica_options& options) {
+    return std::make_unique<host_replica_model>(model, options);
   }
   // True where replicas compute on devices: all_reduce(span<float>) then takes
   // their gradient buffers in device memory.
@@ -94,13 +95,17 @@ class replica_group {
     add_then_all_reduce(local, mine, out);
   }
   // The end of a training step, by every local replica: model.gradients() =
-  // the sum of the parts (as sum_parts), then model.update(lr). Here exactly
-  // that; thread_group shards it. Afterwards every replica holds the updated
+  // the sum of the parts (as sum_parts), scaled by clip_scale(max_norm, its
+  // norm) when max_norm > 0 (host gradients only: the trainer refuses
+  // clipping on device replicas), then model.update(lr). Here exactly that;
+  // thread_group shards it. Afterwards every replica holds the updated
   // parameters; its gradients, and its velocity outside what it updated
   // itself, may be stale until gather_velocity.
   virtual void sum_and_update(std::size_t local, std::span<const float* const> mine, std::size_t first,
-                              std::size_t total, replica_model& model, float lr) {
-    sum_parts(local, mine, first, total, model.gradients());
+                              std::size_t total, replica_model& model, float lr, float max_norm) {
+    std::span<float> grads = model.gradients();
+    sum_parts(local, mine, first, total, grads);
+    if (max_norm > 0) scale(grads, clip_scale(max_norm, squares(grads)));
     model.update(lr);
   }
   // Collective, by every local replica, before the trainer reads
@@ -115,6 +120,21 @@ class replica_group {
  protected:
   replica_group(std::size_t size, std::size_t local_size, std::size_t first, int process_rank)
       : size_(size), local_size_(local_size), first_(first), process_rank_(process_rank) {}
+
+  // Gradient clipping by the global norm (torch.nn.utils.clip_grad_norm_):
+  // the factor for a gradient whose squared norm is `squared`.
+  static float clip_scale(float max_norm, double squared) {
+    return static_cast<float>(std::min(1.0, max_norm / (std::sqrt(squared) + 1e-6)));
+  }
+  static double squares(std::span<const float> g) {
+    double s = 0;
+    for (float v : g) s += static_cast<double>(v) * v;
+    return s;
+  }
+  static void scale(std::span<float> g, float factor) {
+    if (factor < 1.0f)
+      for (float& v : g) v *= factor;
+  }
 
   // out = the element-wise sum of this replica's parts, in order (out may be
   // mine[0] when it is the only part).
@@ -185,26 +205,37 @@ class thread_group final : public replica_group {
   // updates its own slice of the parameters and velocity, all-gather the
   // parameters. The same bits as the default (each element is the same
   // rank-order sum and the same element-wise update), with 1/K of the update
-  // per replica. Velocity stays sharded: each replica always updates the same
-  // slice (it depends only on the length and K), so only that slice is ever
-  // read, and gather_velocity completes it for the rare reader (save).
+  // per replica. Optimizer state (velocity, AdamW's moments) stays sharded:
+  // each replica always updates the same slice (it depends only on the
+  // length and K), so only that slice is ever read, and gather_velocity
+  // completes it for the rare reader (save).
   // Gathering it every step as well made this step's end about 10% slower
   // (784-256-128-10 MLP, K = 2: ~82 against ~74 us; the whole update ~99 us).
   // Models of another kind (a group wrapping this one made its own) take
   // the default path.
   void sum_and_update(std::size_t local, std::span<const float* const> mine, std::size_t first, std::size_t total,
-                      replica_model& model, float lr) override {
+                      replica_model& model, float lr, float max_norm) override {
     auto* host = dynamic_cast<host_replica_model*>(&model);
-    if (!comm_ || !host) return replica_group::sum_and_update(local, mine, first, total, model, lr);
+    if (!comm_ || !host) return replica_group::sum_and_update(local, mine, first, total, model, lr, max_norm);
     std::span<float> grads = host->gradients();
     add_parts(mine, grads);
     comm_->reduce_scatter(local, grads);
     auto [lo, hi] = comm_->slice<float>(local, grads.size());
+    if (max_norm > 0) {  // the whole gradient's norm: every slice's squares, summed in replica order
+      double squared = squares(grads.subspan(lo, hi - lo));
+      comm_->all_reduce(local, std::span<double>(&squared, 1));
+      scale(grads.subspan(lo, hi - lo), clip_scale(max_norm, squared));
+    }
     host->update(lr, lo, hi);
     comm_->all_gather(local, host->host_model().parameters());
   }
+  // The state is one or more buffers of the parameter count (SGD's velocity;
+  // AdamW's m and v), each sliced as the parameters are.
   void gather_velocity(std::size_t local, replica_model& model) override {
-    if (comm_) comm_->all_gather(local, model.host_velocity());
+    if (!comm_) return;
+    std::span<float> state = model.host_velocity();
+    const std::size_t n = model.host_model().parameters().size();
+    for (std::size_t at = 0; n != 0 && at < state.size(); at += n) comm_->all_gather(local, state.subspan(at, n));
   }
 
  private:

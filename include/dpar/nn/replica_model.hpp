@@ -12,8 +12,11 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <span>
+#include <stdexcept>
 #include <utility>
+#include <variant>
 
 #include "layers.hpp"
 #include "loss.hpp"
@@ -22,8 +25,15 @@
 
 namespace dpar::nn {
 
-// {loss sum, correct count} of a shard.
+// {loss sum, correct count} of a shard (the count is 0 against tensor targets).
 using shard_totals = std::pair<double, std::size_t>;
+
+// What every replica model is made with: the trainer's optimizer options and loss.
+struct replica_options {
+  sgd_options sgd{};
+  loss_function loss{};
+  std::optional<adamw_options> adamw{};  // set: AdamW instead of SGD
+};
 
 class replica_model {
  public:
@@ -38,13 +48,28 @@ class replica_model {
                                          std::size_t total) = 0;
   // Loss sum and correct count of a shard; the gradients are left alone.
   virtual shard_totals evaluate(const tensor& x, std::span<const std::int32_t> labels) = 0;
+  // The same two against a tensor of targets (a row per sample), for losses
+  // that take one. Host replicas compute them; a kind that does not (GPU
+  // replicas, which compute the built-in label losses on the device) refuses.
+  virtual shard_totals compute_target_gradients(const tensor& /*x*/, const tensor& /*targets*/,
+                                                std::size_t /*total*/) {
+    throw std::invalid_argument("dpar::nn: this kind of replica trains on integer labels only, not tensor targets");
+  }
+  virtual shard_totals evaluate_targets(const tensor& /*x*/, const tensor& /*targets*/) {
+    throw std::invalid_argument("dpar::nn: this kind of replica evaluates integer labels only, not tensor targets");
+  }
   virtual void zero_gradients() = 0;
   // The gradient buffer, in the memory its group's all_reduce(span<float>) takes.
   virtual std::span<float> gradients() = 0;
-  // One SGD step from gradients().
+  // One optimizer step from gradients().
   virtual void update(float lr) = 0;
+  // The count of updates made so far, for an optimizer that depends on it
+  // (AdamW's bias correction): a resumed run continues it.
+  virtual void set_updates(std::uint64_t /*count*/) {}
 
   virtual sequential& host_model() = 0;
+  // The optimizer's state: SGD's velocity, AdamW's moments (m then v), each a
+  // multiple of the parameter count long.
   virtual std::span<float> host_velocity() = 0;
   virtual void push() {}
   virtual void pull() {}
@@ -53,8 +78,8 @@ class replica_model {
 // A replica on the CPU, in its own thread: the model, its optimizer and loss.
 class host_replica_model final : public replica_model {
  public:
-  host_replica_model(const sequential& m, sgd_options o, loss_kind l)
-      : model_(m), opt_(m.parameters().size(), o), loss_(l) {}
+  host_replica_model(const sequential& m, const replica_options& o)
+      : model_(m), opt_(make_optimizer(m.parameters().size(), o)), loss_(o.loss) {}
 
   tensor& input_buffer(std::size_t rows, std::size_t cols) override {
     batch_.resize(rows, cols);
@@ -73,23 +98,45 @@ class host_replica_model final : public replica_model {
     const tensor& logits = model_.forward(x);
     return {loss_(logits, labels, nullptr, x.rows()), count_correct(logits, labels)};
   }
+  shard_totals compute_target_gradients(const tensor& x, const tensor& targets, std::size_t total) override {
+    const tensor& out = model_.forward(x);
+    grad_out_.resize(out.rows(), out.cols());
+    double loss = loss_(out, targets, &grad_out_, total);
+    model_.backward(grad_out_);
+    return {loss, 0};
+  }
+  shard_totals evaluate_targets(const tensor& x, const tensor& targets) override {
+    return {loss_(model_.forward(x), targets, nullptr, x.rows()), 0};
+  }
   void zero_gradients() override {
     auto g = model_.gradients();
     std::fill(g.begin(), g.end(), 0.0f);
   }
   std::span<float> gradients() override { return model_.gradients(); }
-  void update(float lr) override { opt_.step(model_.parameters(), model_.gradients(), lr); }
+  void update(float lr) override { update(lr, 0, model_.parameters().size()); }
   // The same step for parameters [first, last) only (a sharded update, thread_group).
   void update(float lr, std::size_t first, std::size_t last) {
-    opt_.step(model_.parameters(), model_.gradients(), lr, first, last);
+    std::visit([&](auto& opt) { opt.step(model_.parameters(), model_.gradients(), lr, first, last); }, opt_);
+  }
+  void set_updates(std::uint64_t count) override {
+    if (auto* a = std::get_if<adamw>(&opt_)) a->set_steps(count);
   }
   sequential& host_model() override { return model_; }
-  std::span<float> host_velocity() override { return opt_.velocity(); }
+  std::span<float> host_velocity() override {
+    if (auto* a = std::get_if<adamw>(&opt_)) return a->state();
+    return std::get<sgd>(opt_).velocity();
+  }
 
  private:
+  using optimizer = std::variant<sgd, adamw>;
+  static optimizer make_optimizer(std::size_t n, const replica_options& o) {
+    if (o.adamw) return adamw(n, *o.adamw);
+    return sgd(n, o.sgd);
+  }
+
   sequential model_;
-  sgd opt_;
-  label_loss loss_;
+  optimizer opt_;
+  loss_function loss_;
   tensor grad_out_, batch_;
 };
 

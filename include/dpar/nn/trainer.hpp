@@ -1,6 +1,7 @@
 #pragma once
-// Data-parallel SGD on the replicas of any policy (replica_group.hpp): dpar::seq
-// (one), dpar::par.on(pool) (one per pool thread), dpar::mpi(comm, inner)
+// Data-parallel training (SGD or AdamW) on the replicas of any policy
+// (replica_group.hpp): dpar::seq (one), dpar::par.on(pool) (one per pool
+// thread), dpar::mpi(comm, inner)
 // (ranks x the inner policy's replicas; include <dpar/nn/mpi.hpp>),
 // dpar::gpu and dpar::multi_gpu({...}) (include <dpar/nn/cuda.hpp>). Each
 // replica has its own copy of the model (parameters, gradient buffer,
@@ -36,6 +37,7 @@
 #include <functional>
 #include <memory>
 #include <numeric>
+#include <optional>
 #include <random>
 #include <span>
 #include <stdexcept>
@@ -67,15 +69,38 @@ struct train_options {
   std::size_t micro_batch = 64;
   lr_function schedule = lr_schedule::constant(0.05f);  // an lr_schedule or any float(std::size_t step)
   sgd_options sgd{};
-  loss_kind loss = loss_kind::softmax_cross_entropy;
+  // Set: AdamW (torch.optim.AdamW) instead of SGD; `sgd` is then unused.
+  std::optional<adamw_options> adamw{};
+  // > 0: the summed gradient is scaled to at most this global (L2) norm
+  // before the update (torch.nn.utils.clip_grad_norm_). CPU replicas only.
+  float clip_norm = 0;
+  // Gradient accumulation: each replica computes its share of a batch in
+  // this many passes (at most one per sample), summing their gradients
+  // before the one update: the batch of a step may hold this many times the
+  // samples one pass holds in memory. Under dpar::deterministic the passes
+  // are the micro-batches already (micro_batch), so this changes nothing.
+  std::size_t accumulate = 1;
+  // A loss_kind, a built-in loss (softmax_cross_entropy, mse, huber,
+  // bce_with_logits) or any callable of their signature (loss.hpp); its form
+  // (labels or tensor targets) is the form train_step, train_epoch and
+  // evaluate then take.
+  loss_function loss = loss_kind::softmax_cross_entropy;
   // Debug check: after every step, verify all replicas hold identical parameters
   // (thread replicas' sharded update all-gathers them, so there it always holds).
   bool check_replicas = false;
 };
 
+// Samples with a tensor of targets, a row per sample (regression,
+// multi-output, soft labels): what train_epoch and evaluate take for a loss
+// of tensor targets, as nn::dataset (labels) for a loss of labels.
+struct tensor_dataset {
+  tensor inputs, targets;
+  std::size_t size() const noexcept { return targets.rows(); }
+};
+
 struct step_result {
   double loss_sum = 0;      // sum of per-sample losses over the global batch
-  std::size_t correct = 0;  // samples whose argmax was right (before the update)
+  std::size_t correct = 0;  // samples whose argmax was right (before the update); 0 for tensor targets
   std::size_t samples = 0;
 };
 
@@ -95,9 +120,16 @@ class data_parallel_trainer {
     if (options_.batch == 0) throw std::invalid_argument("dpar::nn::data_parallel_trainer: batch size must be positive");
     if (options_.micro_batch == 0)
       throw std::invalid_argument("dpar::nn::data_parallel_trainer: micro-batch size must be positive");
+    if (options_.accumulate == 0)
+      throw std::invalid_argument("dpar::nn::data_parallel_trainer: accumulate must be at least 1 pass");
+    if (!(options_.clip_norm >= 0))
+      throw std::invalid_argument("dpar::nn::data_parallel_trainer: clip_norm must be 0 (off) or positive");
+    if (options_.clip_norm > 0 && group_->device_replicas())
+      throw std::invalid_argument("dpar::nn::data_parallel_trainer: gradient clipping runs on CPU replicas only");
     check_schedule(options_.schedule);
     for (std::size_t r = 0; r < group_->local_size(); ++r)
-      replicas_.push_back(std::make_unique<replica>(group_->make_model(r, model, options_.sgd, options_.loss)));
+      replicas_.push_back(
+          std::make_unique<replica>(group_->make_model(r, model, {options_.sgd, options_.loss, options_.adamw})));
     std::uint64_t layout = layout_hash(model) ^ model.parameters().size();
     run([&](std::size_t local, replica& r) {
       std::size_t odd = first_different(local, layout);
@@ -132,12 +164,19 @@ class data_parallel_trainer {
     options_.schedule = std::move(schedule);
   }
 
-  // One SGD step on a global batch (x's rows with their labels), split evenly
-  // over the replicas. Under MPI every rank passes the same batch.
-  step_result train_step(const tensor& x, std::span<const std::int32_t> labels) {
-    if (labels.size() != x.rows())
+  // One optimizer step on a global batch (x's rows with their labels, or with the
+  // rows of a tensor of targets), split evenly over the replicas. Under MPI
+  // every rank passes the same batch.
+  step_result train_step(const tensor& x, std::span<const std::int32_t> labels) { return step_on(x, labels); }
+  step_result train_step(const tensor& x, const tensor& targets) { return step_on(x, targets); }
+ private:
+  // train_step's body, for labels (a span) or targets (a tensor).
+  template <class Targets>
+  step_result step_on(const tensor& x, const Targets& targets) {
+    require_loss_for(targets);
+    if (count_of(targets) != x.rows())
       throw std::invalid_argument("dpar::nn::data_parallel_trainer: " + std::to_string(x.rows()) + " samples but " +
-                                  std::to_string(labels.size()) + " labels");
+                                  std::to_string(count_of(targets)) + noun_of(targets));
     if (x.rows() == 0) throw std::invalid_argument("dpar::nn::data_parallel_trainer: empty batch");
     check_features(x.cols());
     float lr = options_.schedule(step_);
@@ -145,8 +184,9 @@ class data_parallel_trainer {
     totals result{};
     run([&](std::size_t local, replica& r) {
       auto shard = [&](replica&, std::size_t first, std::size_t count) {
-        check_labels(labels.subspan(first, count), first);
-        return std::pair{x.rows_view(first, count), labels.subspan(first, count)};
+        auto ys = rows_of(targets, first, count);
+        check_targets(ys, first);
+        return std::pair{x.rows_view(first, count), ys};
       };
       totals t{};
       if (!replica_step(local, r, x.rows(), lr, shard, t)) return;
@@ -159,15 +199,15 @@ class data_parallel_trainer {
     return to_result(result);
   }
 
+ public:
+
   // The order of the samples in epoch e: a permutation drawn from (seed, e),
   // so a resumed run sees the same batches as an uninterrupted one, and all
   // ranks agree without communicating.
-  std::vector<std::size_t> epoch_order(const dataset& data, std::size_t epoch) const {
-    std::vector<std::size_t> order(data.size());
-    std::iota(order.begin(), order.end(), std::size_t{0});
-    std::mt19937_64 rng(options_.seed * 0x9E3779B97F4A7C15ull + epoch + 1);
-    std::shuffle(order.begin(), order.end(), rng);
-    return order;
+  template <class Data>
+    requires std::is_same_v<Data, dataset> || std::is_same_v<Data, tensor_dataset>
+  std::vector<std::size_t> epoch_order(const Data& data, std::size_t epoch) const {
+    return order_of(data.size(), epoch);
   }
 
   // One pass over the data in batches of options().batch (the last may be
@@ -177,13 +217,25 @@ class data_parallel_trainer {
   // (in the calling thread).
   step_result train_epoch(const dataset& data,
                           const std::function<void(std::size_t, std::size_t, double)>& progress = {}) {
-    check_dataset(data);
-    if (data.size() == 0) {
+    return epoch_over(data.images, std::span<const std::int32_t>(data.labels), progress);
+  }
+  step_result train_epoch(const tensor_dataset& data,
+                          const std::function<void(std::size_t, std::size_t, double)>& progress = {}) {
+    return epoch_over(data.inputs, data.targets, progress);
+  }
+ private:
+  // train_epoch's body.
+  template <class Targets>
+  step_result epoch_over(const tensor& inputs, const Targets& targets,
+                         const std::function<void(std::size_t, std::size_t, double)>& progress) {
+    check_data(inputs, targets);
+    const std::size_t n = count_of(targets);
+    if (n == 0) {
       ++epoch_;
       return {};
     }
-    auto order = epoch_order(data, epoch_);
-    std::size_t n = data.size(), features = data.images.cols(), batch = options_.batch;
+    auto order = order_of(n, epoch_);
+    std::size_t features = inputs.cols(), batch = options_.batch;
     std::size_t steps = (n + batch - 1) / batch, step0 = step_;
     std::vector<float> rates(steps);  // the schedule runs here, in the calling thread, not on every replica
     for (std::size_t j = 0; j < steps; ++j) rates[j] = options_.schedule(step0 + j);
@@ -191,20 +243,17 @@ class data_parallel_trainer {
     // One run for the whole epoch (SPMD): the replicas meet only in the
     // collectives, not in a fork and a join per step as well.
     run([&](std::size_t local, replica& r) {
-      if (!check_share(local, r, data.labels)) return;
+      if (!check_share(local, r, targets)) return;
       totals done{};
       for (std::size_t j = 0; j < steps; ++j) {
         std::size_t begin = j * batch, count = std::min(batch, n - begin);
         // Each replica gathers its own shard's samples, into the buffer its model computes from best.
         auto gather = [&](replica& rep, std::size_t first, std::size_t c) {
+          const std::size_t* samples = order.data() + begin + first;
           tensor& xs = rep.model->input_buffer(c, features);
-          rep.batch_y.resize(c);
-          for (std::size_t i = 0; i < c; ++i) {
-            std::size_t s = order[begin + first + i];
-            std::copy(data.images.row(s), data.images.row(s) + features, xs.row(i));
-            rep.batch_y[i] = data.labels[s];
-          }
-          return std::pair{tensor::view(xs.data(), c, features), std::span<const std::int32_t>(rep.batch_y)};
+          for (std::size_t i = 0; i < c; ++i)
+            std::copy(inputs.row(samples[i]), inputs.row(samples[i]) + features, xs.row(i));
+          return std::pair{tensor::view(xs.data(), c, features), gather_targets(rep, targets, samples, c)};
         };
         totals t{};
         if (!replica_step(local, r, count, rates[j], gather, t)) return;
@@ -230,13 +279,24 @@ class data_parallel_trainer {
     return to_result(sum);
   }
 
+ public:
+
   // Loss sum and correct count over a data set, evaluated in parallel: each
   // replica of each rank takes a contiguous part, in chunks. Under MPI every
   // rank passes the same data set; the totals are global.
   step_result evaluate(const dataset& data, std::size_t chunk = 1000) {
-    check_dataset(data);
+    return evaluate_over(data.images, std::span<const std::int32_t>(data.labels), chunk);
+  }
+  step_result evaluate(const tensor_dataset& data, std::size_t chunk = 1000) {
+    return evaluate_over(data.inputs, data.targets, chunk);
+  }
+ private:
+  // evaluate's body.
+  template <class Targets>
+  step_result evaluate_over(const tensor& inputs, const Targets& targets, std::size_t chunk) {
+    check_data(inputs, targets);
     if (chunk == 0) throw std::invalid_argument("dpar::nn::data_parallel_trainer::evaluate: chunk must be positive");
-    const batch_parts parts = parts_of(data.size(), chunk);
+    const batch_parts parts = parts_of(count_of(targets), chunk);
     totals result{};
     run([&](std::size_t local, replica& r) {
       auto [first, last] = owned(local, parts);
@@ -246,9 +306,9 @@ class data_parallel_trainer {
         for (std::size_t p = first; p < last; ++p)
           for (std::size_t b = parts.begin(p), end = parts.begin(p + 1); b < end; b += chunk) {
             std::size_t c = std::min(chunk, end - b);
-            auto ys = std::span<const std::int32_t>(data.labels).subspan(b, c);
-            check_labels(ys, b);
-            auto [loss, correct] = r.model->evaluate(data.images.rows_view(b, c), ys);
+            auto ys = rows_of(targets, b, c);
+            check_targets(ys, b);
+            auto [loss, correct] = evaluate_on(*r.model, inputs.rows_view(b, c), ys);
             r.part_losses[p - first] += loss;
             t[correct_at] += static_cast<double>(correct);
             t[samples_at] += static_cast<double>(c);
@@ -260,6 +320,7 @@ class data_parallel_trainer {
     });
     return to_result(result);
   }
+ public:
 
   // Throws std::logic_error naming the first replica (and its rank) whose
   // parameters differ from replica 0's. Collective under MPI.
@@ -310,11 +371,14 @@ class data_parallel_trainer {
         try {
           c = load_checkpoint(file);
           const sequential& m = r.model->host_model();
-          if (c.layout != layout_hash(m) || c.parameters.size() != m.parameters().size() ||
-              c.velocity.size() != c.parameters.size())
+          if (c.layout != layout_hash(m) || c.parameters.size() != m.parameters().size())
             throw checkpoint_error(file, "written for a different model (" + std::to_string(c.parameters.size()) +
                                              " parameters; this model has " +
                                              std::to_string(m.parameters().size()) + ")");
+          if (c.velocity.size() != r.model->host_velocity().size())
+            throw checkpoint_error(file, "written with another optimizer (" + std::to_string(c.velocity.size()) +
+                                             " state values; this run's keeps " +
+                                             std::to_string(r.model->host_velocity().size()) + ")");
           if (c.seed != options_.seed)
             throw checkpoint_error(file, "written by a run with seed " + std::to_string(c.seed) +
                                              ", this run has seed " + std::to_string(options_.seed));
@@ -332,6 +396,7 @@ class data_parallel_trainer {
       if (!sync(local, r, t)) return;  // the others read c only once local replica 0 is known to have loaded it
       std::copy(c.parameters.begin(), c.parameters.end(), r.model->host_model().parameters().begin());
       std::copy(c.velocity.begin(), c.velocity.end(), r.model->host_velocity().begin());
+      r.model->set_updates(c.step);
       r.model->push();
       if (local == 0) {
         epoch_ = c.epoch;
@@ -345,6 +410,7 @@ class data_parallel_trainer {
     explicit replica(std::unique_ptr<replica_model> m) : model(std::move(m)) {}
     std::unique_ptr<replica_model> model;  // parameters, optimizer state, loss: wherever the group put them
     std::vector<std::int32_t> batch_y;     // this replica's shard's labels, gathered by train_epoch
+    tensor batch_t;                        // or its targets
     std::vector<std::vector<float>> part_grads;  // gradients of its parts but the last (which stays in the model)
     std::vector<double> part_losses;
     std::exception_ptr error;  // this replica's failure in the current run
@@ -360,6 +426,7 @@ class data_parallel_trainer {
   // The status collective's payload: [failed replicas, loss sum, correct, samples].
   using totals = std::array<double, 4>;
   static constexpr std::size_t failed_at = 0, loss_at = 1, correct_at = 2, samples_at = 3;
+
 
   static step_result to_result(const totals& t) {
     return {t[loss_at], static_cast<std::size_t>(t[correct_at]), static_cast<std::size_t>(t[samples_at])};
@@ -402,13 +469,17 @@ class data_parallel_trainer {
   // A batch of n samples cut into the parts whose gradients and losses
   // sum_parts adds. Over a group that sums exactly: parts of `size` samples at
   // fixed positions, so each part is computed alike (the same GEMM shapes)
-  // whoever owns it. Else (size 0) one part per replica, its even share.
+  // whoever owns it. Else (size 0) `passes` parts per replica (fewer if it
+  // has fewer samples), even shares.
   struct batch_parts {
     std::size_t n, size, count;
     std::size_t begin(std::size_t p) const { return size ? std::min(n, p * size) : n * p / count; }
   };
-  batch_parts parts_of(std::size_t n, std::size_t size) const {
-    if (!group_->sums_exactly()) return {n, 0, group_->size()};
+  batch_parts parts_of(std::size_t n, std::size_t size, std::size_t passes = 1) const {
+    if (!group_->sums_exactly()) {
+      const std::size_t k = group_->size(), per_replica = std::clamp<std::size_t>(n / k, 1, passes);
+      return {n, 0, k * per_replica};
+    }
     return {n, size, (n + size - 1) / size};
   }
   // [first, last) of the parts local replica `local` owns: contiguous, in
@@ -503,15 +574,79 @@ class data_parallel_trainer {
       throw std::invalid_argument("dpar::nn::data_parallel_trainer: samples have " + std::to_string(features) +
                                   " features, the model takes " + std::to_string(in));
   }
-  void check_dataset(const dataset& data) const {
-    if (data.labels.size() != data.images.rows())
-      throw std::invalid_argument("dpar::nn::data_parallel_trainer: data set has " +
-                                  std::to_string(data.images.rows()) + " samples but " +
-                                  std::to_string(data.labels.size()) + " labels");
-    if (data.size() != 0) check_features(data.images.cols());
+  template <class Targets>
+  void check_data(const tensor& inputs, const Targets& targets) const {
+    require_loss_for(targets);
+    if (count_of(targets) != inputs.rows())
+      throw std::invalid_argument("dpar::nn::data_parallel_trainer: data set has " + std::to_string(inputs.rows()) +
+                                  " samples but " + std::to_string(count_of(targets)) + noun_of(targets));
+    if (inputs.rows() != 0) check_features(inputs.cols());
   }
-  // Labels of samples [first, first + labels.size()) of a batch or data set.
-  void check_labels(std::span<const std::int32_t> labels, std::size_t first) const {
+  // The loss takes the form of targets given (checked before any replica runs).
+  void require_loss_for(std::span<const std::int32_t>) const {
+    if (!options_.loss.takes_labels())
+      throw std::invalid_argument(
+          "dpar::nn::data_parallel_trainer: the loss takes a tensor of targets; pass targets, not labels");
+  }
+  void require_loss_for(const tensor&) const {
+    if (!options_.loss.takes_targets())
+      throw std::invalid_argument(
+          "dpar::nn::data_parallel_trainer: the loss takes integer labels; pass labels, not a tensor of targets");
+  }
+  std::vector<std::size_t> order_of(std::size_t n, std::size_t epoch) const {
+    std::vector<std::size_t> order(n);
+    std::iota(order.begin(), order.end(), std::size_t{0});
+    std::mt19937_64 rng(options_.seed * 0x9E3779B97F4A7C15ull + epoch + 1);
+    std::shuffle(order.begin(), order.end(), rng);
+    return order;
+  }
+
+  // Labels (a span) and targets (a tensor's rows) alike: their count, name, rows
+  // [first, first + count), and the rows at `samples` gathered into a
+  // replica's buffer.
+  static std::size_t count_of(std::span<const std::int32_t> labels) { return labels.size(); }
+  static std::size_t count_of(const tensor& targets) { return targets.rows(); }
+  static const char* noun_of(std::span<const std::int32_t>) { return " labels"; }
+  static const char* noun_of(const tensor&) { return " targets"; }
+  static std::span<const std::int32_t> rows_of(std::span<const std::int32_t> labels, std::size_t first,
+                                               std::size_t count) {
+    return labels.subspan(first, count);
+  }
+  static tensor rows_of(const tensor& targets, std::size_t first, std::size_t count) {
+    return targets.rows_view(first, count);
+  }
+  static std::span<const std::int32_t> gather_targets(replica& r, std::span<const std::int32_t> labels,
+                                              const std::size_t* samples, std::size_t count) {
+    r.batch_y.resize(count);
+    for (std::size_t i = 0; i < count; ++i) r.batch_y[i] = labels[samples[i]];
+    return r.batch_y;
+  }
+  static tensor gather_targets(replica& r, const tensor& targets, const std::size_t* samples, std::size_t count) {
+    r.batch_t.resize(count, targets.cols());
+    for (std::size_t i = 0; i < count; ++i)
+      std::copy(targets.row(samples[i]), targets.row(samples[i]) + targets.cols(), r.batch_t.row(i));
+    return tensor::view(r.batch_t.data(), count, targets.cols());
+  }
+
+  // A replica model's forward, loss (and backward) on labels or targets.
+  static shard_totals gradients_on(replica_model& m, const tensor& x, std::span<const std::int32_t> labels,
+                                   std::size_t total) {
+    return m.compute_gradients(x, labels, total);
+  }
+  static shard_totals gradients_on(replica_model& m, const tensor& x, const tensor& targets, std::size_t total) {
+    return m.compute_target_gradients(x, targets, total);
+  }
+  static shard_totals evaluate_on(replica_model& m, const tensor& x, std::span<const std::int32_t> labels) {
+    return m.evaluate(x, labels);
+  }
+  static shard_totals evaluate_on(replica_model& m, const tensor& x, const tensor& targets) {
+    return m.evaluate_targets(x, targets);
+  }
+
+  // Labels of samples [first, first + labels.size()) of a batch or data set
+  // (tensor targets: the loss checks them).
+  void check_targets(const tensor&, std::size_t) const {}
+  void check_targets(std::span<const std::int32_t> labels, std::size_t first) const {
     std::size_t classes = replicas_[0]->model->host_model().out_features();
     for (std::size_t i = 0; i < labels.size(); ++i)
       if (labels[i] < 0 || static_cast<std::size_t>(labels[i]) >= classes)
@@ -519,11 +654,12 @@ class data_parallel_trainer {
                                 " of sample " + std::to_string(first + i) + " is outside [0, " +
                                 std::to_string(classes) + ")");
   }
-  // Each replica checks its share of a data set's labels; false everywhere if any is bad.
-  bool check_share(std::size_t local, replica& r, const std::vector<std::int32_t>& labels) const {
-    auto [first, last] = share(local, labels.size());
+  // Each replica checks its share of a data set's targets; false everywhere if any is bad.
+  template <class Targets>
+  bool check_share(std::size_t local, replica& r, const Targets& targets) const {
+    auto [first, last] = share(local, count_of(targets));
     try {
-      check_labels(std::span<const std::int32_t>(labels).subspan(first, last - first), first);
+      check_targets(rows_of(targets, first, last - first), first);
     } catch (...) {
       r.error = std::current_exception();
     }
@@ -538,7 +674,7 @@ class data_parallel_trainer {
   // False, with no update anywhere, if any replica failed.
   template <class Shard>
   bool replica_step(std::size_t local, replica& r, std::size_t n, float lr, Shard&& shard, totals& t) const {
-    const batch_parts parts = parts_of(n, options_.micro_batch);
+    const batch_parts parts = parts_of(n, options_.micro_batch, options_.accumulate);
     auto [first, last] = owned(local, parts);
     auto grads = r.model->gradients();
     std::vector<const float*> mine;
@@ -556,10 +692,10 @@ class data_parallel_trainer {
           }
           auto [xs, ys] = shard(r, parts.begin(p), parts.begin(p + 1) - parts.begin(p));
           // Gradient of (part loss sum) / n: the sum over all parts is the global-batch mean.
-          auto [loss, correct] = r.model->compute_gradients(xs, ys, n);
+          auto [loss, correct] = gradients_on(*r.model, xs, ys, n);
           r.part_losses[p - first] = loss;
           t[correct_at] += static_cast<double>(correct);
-          t[samples_at] += static_cast<double>(ys.size());
+          t[samples_at] += static_cast<double>(count_of(ys));
         }
         if (first < last) {
           mine.push_back(grads.data());
@@ -574,7 +710,8 @@ class data_parallel_trainer {
       }
     }
     if (!sum_losses(local, r, first, parts.count, t)) return false;
-    group_->sum_and_update(local, mine, first, parts.count, *r.model, lr);  // exact groups: no parts give zeros
+    group_->sum_and_update(local, mine, first, parts.count, *r.model, lr,
+                           options_.clip_norm);  // exact groups: no parts give zeros
     return true;
   }
 
