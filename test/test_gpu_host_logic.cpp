@@ -41,10 +41,10 @@ class pretend_device_group final : public nn::replica_group {
     threads_.broadcast(local, data, root);
   }
   void barrier(std::size_t local) override { threads_.barrier(local); }
-  std::unique_ptr<nn::replica_model> make_model(std::size_t local, const nn::sequential& model, nn::sgd_options opt,
-                                                nn::loss_kind loss) override {
+  std::unique_ptr<nn::replica_model> make_model(std::size_t local, const nn::sequential& model,
+                                                const nn::replica_options& options) override {
     ++models;
-    return threads_.make_model(local, model, opt, loss);
+    return threads_.make_model(local, model, options);
   }
   bool device_replicas() const noexcept override { return true; }
   void copy_gradients(std::size_t local, std::span<const float> from, std::span<float> to) override {

@@ -55,9 +55,9 @@ class deterministic_group final : public replica_group {
     inner_->broadcast(local, data, root);
   }
   void barrier(std::size_t local) override { inner_->barrier(local); }
-  std::unique_ptr<replica_model> make_model(std::size_t local, const sequential& model, sgd_options opt,
-                                            loss_kind loss) override {
-    return inner_->make_model(local, model, opt, loss);
+  std::unique_ptr<replica_model> make_model(std::size_t local, const sequential& model,
+                                            const replica_options& options) override {
+    return inner_->make_model(local, model, options);
   }
   bool device_replicas() const noexcept override { return inner_->device_replicas(); }
   void copy_gradients(std::size_t local, std::span<const float> from, std::span<float> to) override {
@@ -68,8 +68,8 @@ class deterministic_group final : public replica_group {
   // are host copies already) goes to the host, the exact sum is taken there
   // and copied back, and the update runs on the device.
   void sum_and_update(std::size_t local, std::span<const float* const> mine, std::size_t first, std::size_t total,
-                      replica_model& model, float lr) override {
-    if (!device_replicas()) return replica_group::sum_and_update(local, mine, first, total, model, lr);
+                      replica_model& model, float lr, float max_norm) override {
+    if (!device_replicas()) return replica_group::sum_and_update(local, mine, first, total, model, lr, max_norm);
     std::span<float> grads = model.gradients();
     std::vector<float>& host = staged_[local];
     host.resize(grads.size());
@@ -80,6 +80,7 @@ class deterministic_group final : public replica_group {
         part = host.data();
       }
     sum_parts(local, parts, first, total, std::span<float>(host));
+    if (max_norm > 0) scale(host, clip_scale(max_norm, squares(host)));
     copy_gradients(local, host, grads);
     model.update(lr);
   }
