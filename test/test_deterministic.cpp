@@ -419,8 +419,10 @@ TEST_CASE("deterministic sums with subnormal results are rounded once", "[determ
   one_by_one(0.0f);
   // many terms, through every policy and every exact-sum front door
   for (std::size_t n : {std::size_t{1}, std::size_t{2}, std::size_t{13}, std::size_t{1009}, std::size_t{70001}}) {
-    auto [a, b] = dpar_test::subnormal_products<double>(n, n);
-    auto [fa, fb] = dpar_test::subnormal_products<float>(n, n + 1);
+    const auto doubles = dpar_test::subnormal_products<double>(n, n);  // not structured bindings: lambdas capture them
+    const auto floats = dpar_test::subnormal_products<float>(n, n + 1);
+    const auto &a = doubles.first, &b = doubles.second;
+    const auto &fa = floats.first, &fb = floats.second;
     // doubles whose sums are subnormal floats, and their images under a transform
     auto tiny = dpar_test::binade_range(n, -160, -126, n + 2);
     auto scaled = [](double t) { return std::ldexp(t, -900); };  // exact: doubles that sum to a subnormal double
@@ -441,7 +443,8 @@ TEST_CASE("deterministic sums with subnormal results are rounded once", "[determ
       CHECK_BITS(got_reduce, tiny_sum.rounded(got_reduce));
       const double got_transform = dpar::transform_reduce(p, tiny, 0.0, std::plus<>{}, scaled);
       CHECK_BITS(got_transform, scaled_sum.rounded(got_transform));
-      const float got_transform_float = dpar::transform_reduce(p, tiny, 0.0f, std::plus<>{}, [](double t) { return t; });
+      const float got_transform_float =
+          dpar::transform_reduce(p, tiny, 0.0f, std::plus<>{}, [](double t) { return t; });
       CHECK_BITS(got_transform_float, tiny_sum.rounded(got_transform_float));
     });
   }
@@ -491,7 +494,8 @@ TEST_CASE("deterministic sums of tiles in rising binades (extraction bounds)", "
     const double sign = seed % 2 ? 1.0 : -1.0;
     const int base = static_cast<int>(seed % 40) - 20;
     for (int t = 0; t < 8; ++t)
-      for (double x : dpar_test::binade_range(2048, base + t, base + t + 1, seed * 8 + t)) v.push_back(sign * std::fabs(x));
+      for (double x : dpar_test::binade_range(2048, base + t, base + t + 1, seed * 8 + t))
+        v.push_back(sign * std::fabs(x));
     exact_reference exact;
     for (double x : v) exact.add(x);
     const double got = dpar::reduce(dpar::deterministic(dpar::seq), v, 0.0);
