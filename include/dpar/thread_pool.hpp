@@ -115,9 +115,10 @@ class thread_pool {
   thread_pool& operator=(const thread_pool&) = delete;
   // Waits for a job that another thread is running on the pool to finish,
   // then stops the workers. (Destroying a pool from inside one of its own
-  // jobs, or while another thread is still starting one, is an error.)
+  // jobs, or while another thread is still starting one, is an error.) In a
+  // fork() child no job of the parent's threads can finish: nothing to wait for.
   ~thread_pool() {
-    for (bool busy = true; busy;) {
+    for (bool busy = !forked(); busy;) {
       busy_.wait(true, std::memory_order_acquire);
       busy = busy_.load(std::memory_order_acquire);
     }

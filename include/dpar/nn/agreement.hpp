@@ -16,10 +16,8 @@
 // schedule) still joins it, so every rank raises instead of waiting forever.
 
 #include <algorithm>
-#include <bit>
 #include <cstddef>
 #include <cstdint>
-#include <cstring>
 #include <exception>
 #include <span>
 #include <string>
