@@ -1,8 +1,9 @@
-// The data-parallel trainer over MPI ranks (run under mpiexec -n 2 and -n 4):
-// ranks x threads match one replica, totals are global, ranks stay bitwise
-// identical, checkpoints resume exactly, and a failure on one rank raises on
-// every rank; under dpar::deterministic, ranks x threads give one replica's
-// bits. Every rank runs the same test cases in the same order; a
+// The data-parallel trainer over MPI ranks (run under mpiexec -n 2 and -n 4,
+// the [agreement] cases on 3 too): ranks x threads match one replica, totals
+// are global, ranks stay bitwise identical, checkpoints resume exactly, a
+// failure on one rank raises on every rank, and ranks that disagree are
+// refused on every rank; under dpar::deterministic, ranks x threads give one
+// replica's bits. Every rank runs the same test cases in the same order; a
 // watchdog aborts the job if a case hangs.
 #include <dpar/nn/mpi.hpp>
 
@@ -415,8 +416,8 @@ TEST_CASE("nn over MPI: ranks with different models are refused on every rank", 
   REQUIRE_THROWS_WITH(mpi_trainer(pool, m, options(16)), Catch::Contains("has another model than replica 0"));
 }
 
-// ---- issue 27: what the ranks must agree on is checked; a failure before the collective part raises everywhere ----
-// (run on 2, 3 and 4 ranks; "odd" is rank 1, the one that differs)
+// ---- issue 27: what the ranks must agree on is checked, and a failure before
+// a call's collective part raises everywhere (on 2, 3 and 4 ranks; rank 1 differs) ----
 
 namespace {
 // Every rank throws std::invalid_argument naming the field and the ranks that differ.

@@ -118,10 +118,8 @@ class thread_pool {
   // jobs, or while another thread is still starting one, is an error.) In a
   // fork() child no job of the parent's threads can finish: nothing to wait for.
   ~thread_pool() {
-    for (bool busy = !forked(); busy;) {
-      busy_.wait(true, std::memory_order_acquire);
-      busy = busy_.load(std::memory_order_acquire);
-    }
+    if (!forked())
+      while (busy_.load(std::memory_order_acquire)) busy_.wait(true, std::memory_order_acquire);
     stop();
   }
 
