@@ -200,7 +200,7 @@ inline std::string disagreement(agreement::field f, std::span<const std::uint64_
 }  // namespace detail
 
 // Collective, by every local replica at the start of a trainer call: compares
-// `mine` (local replica 0's counts for its process) across the processes, and
+// `mine` (local replica 0's speaks for its process) across the processes, and
 // carries each replica's failure so far (`error`) to all.
 inline agreement_result agree(replica_group& group, std::size_t local, const agreement& mine,
                               const std::exception_ptr& error) {
