@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <limits>
 #include <random>
+#include <utility>
 #include <vector>
 
 namespace dpar_test {
@@ -151,6 +152,40 @@ std::vector<T> cancelling(std::size_t n, std::uint64_t seed) {
   if (v.size() < n) v.push_back(std::numeric_limits<T>::denorm_min() * 3);
   std::shuffle(v.begin(), v.end(), std::mt19937_64(seed + 1));
   return v;
+}
+
+// Doubles with full 53-bit significands whose magnitudes lie in
+// [2^low, 2^high), random signs: with `high` at or below T's smallest normal,
+// a sum of a few of them rounds to a subnormal T.
+inline std::vector<double> binade_range(std::size_t n, int low, int high, std::uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::uniform_int_distribution<int> exponent(low, high - 1);
+  std::vector<double> v(n);
+  for (auto& x : v) {
+    const double significand = std::ldexp(static_cast<double>((rng() >> 11) | (std::uint64_t{1} << 52)), -52);
+    x = std::ldexp(significand, exponent(rng)) * (rng() & 1 ? -1 : 1);
+  }
+  return v;
+}
+
+// Factors a[i], b[i] (full significands) whose products are subnormal in T,
+// near the bottom of the normal range or a few binades below it.
+template <class T>
+std::pair<std::vector<T>, std::vector<T>> subnormal_products(std::size_t n, std::uint64_t seed) {
+  constexpr int smallest = std::numeric_limits<T>::min_exponent - 1;  // -126, -1022
+  constexpr int spread = std::numeric_limits<T>::digits + 4;
+  std::vector<double> a = binade_range(n, smallest / 2 - 8, smallest / 2 + 8, seed);
+  std::vector<double> b = binade_range(n, 0, 1, seed + 1);
+  std::mt19937_64 rng(seed + 2);
+  std::pair<std::vector<T>, std::vector<T>> out;
+  for (std::size_t i = 0; i < n; ++i) {
+    // b[i] scaled so that a[i] * b[i] lies in [2^(smallest - spread), 2^smallest)
+    const int target = smallest - 1 - static_cast<int>(rng() % spread);
+    const int scale = target - std::ilogb(a[i]) - 1;
+    out.first.push_back(static_cast<T>(a[i]));
+    out.second.push_back(static_cast<T>(std::ldexp(b[i], scale)));
+  }
+  return out;
 }
 
 // Subnormals, the smallest normals and a few ones.

@@ -395,3 +395,121 @@ TEST_CASE("deterministic wraps once", "[deterministic]") {
   std::vector<double> v = {1, 2, 3};
   CHECK(dpar::reduce(p, v, 0.0) == 6);
 }
+
+// Issue 27, item 13: a subnormal result is rounded once, at T's subnormal unit.
+TEST_CASE("deterministic sums with subnormal results are rounded once", "[deterministic]") {
+  const auto seq = dpar::deterministic(dpar::seq);
+  // the reported product: rounding at 2^-1075 and again at 2^-1074 gave ...106dc
+  std::vector<double> x = {0x1.e94ec2d2b9936p-539}, y = {0x1.130d84f91bf15p-520};
+  CHECK_BITS(dpar::transform_reduce(seq, x.begin(), x.end(), y.begin(), 0.0), 0x0.00000000106ddp-1022);
+  // one product at a time: a quarter of them were mis-rounded
+  auto one_by_one = [&]<class T>(T) {
+    auto [a, b] = dpar_test::subnormal_products<T>(4000, sizeof(T));
+    std::size_t wrong = 0;
+    for (std::size_t i = 0; i < a.size(); ++i) {
+      exact_reference exact;
+      exact.add_product(a[i], b[i]);
+      const T got = dpar::transform_reduce(seq, a.begin() + i, a.begin() + i + 1, b.begin() + i, T(0));
+      wrong += !same_bits(got, exact.rounded(got));
+    }
+    INFO(sizeof(T) << "-byte products");
+    CHECK(wrong == 0);
+  };
+  one_by_one(0.0);
+  one_by_one(0.0f);
+  // many terms, through every policy and every exact-sum front door
+  for (std::size_t n : {std::size_t{1}, std::size_t{2}, std::size_t{13}, std::size_t{1009}, std::size_t{70001}}) {
+    const auto doubles = dpar_test::subnormal_products<double>(n, n);  // not structured bindings: lambdas capture them
+    const auto floats = dpar_test::subnormal_products<float>(n, n + 1);
+    const auto &a = doubles.first, &b = doubles.second;
+    const auto &fa = floats.first, &fb = floats.second;
+    // doubles whose sums are subnormal floats, and their images under a transform
+    auto tiny = dpar_test::binade_range(n, -160, -126, n + 2);
+    auto scaled = [](double t) { return std::ldexp(t, -900); };  // exact: doubles that sum to a subnormal double
+    exact_reference products, float_products, tiny_sum, scaled_sum;
+    for (std::size_t i = 0; i < n; ++i) {
+      products.add_product(a[i], b[i]);
+      float_products.add_product(fa[i], fb[i]);
+      tiny_sum.add(tiny[i]);
+      scaled_sum.add(scaled(tiny[i]));
+    }
+    for_each_deterministic([&](auto p, const std::string& name) {
+      INFO("n=" << n << " " << name);
+      const double got = dpar::transform_reduce(p, a.begin(), a.end(), b.begin(), 0.0);
+      CHECK_BITS(got, products.rounded(got));
+      const float got_float = dpar::transform_reduce(p, fa.begin(), fa.end(), fb.begin(), 0.0f);
+      CHECK_BITS(got_float, float_products.rounded(got_float));
+      const float got_reduce = dpar::reduce(p, tiny, 0.0f);
+      CHECK_BITS(got_reduce, tiny_sum.rounded(got_reduce));
+      const double got_transform = dpar::transform_reduce(p, tiny, 0.0, std::plus<>{}, scaled);
+      CHECK_BITS(got_transform, scaled_sum.rounded(got_transform));
+      const float got_transform_float =
+          dpar::transform_reduce(p, tiny, 0.0f, std::plus<>{}, [](double t) { return t; });
+      CHECK_BITS(got_transform_float, tiny_sum.rounded(got_transform_float));
+    });
+  }
+  // all_reduce: subnormal columns (their exact sums are subnormal multiples of the unit)
+  std::vector<std::vector<double>> columns;
+  std::vector<std::vector<float>> float_columns;
+  for (std::size_t r = 0; r < 3; ++r) {
+    columns.push_back(dpar_test::subnormal<double>(1009, 50 + r));
+    float_columns.push_back(dpar_test::subnormal<float>(1009, 60 + r));
+  }
+  check_all_reduce(columns, "subnormal doubles");
+  check_all_reduce(float_columns, "subnormal floats");
+}
+
+// What the mutation run of issue 27 found untested in exact_sum.hpp,
+// extraction.hpp and the K-buffer all-reduce.
+TEST_CASE("deterministic rounding: the sticky bit below the half bit", "[deterministic]") {
+  // 1 + 2^-53 is a tie (to even: 1); 2^-54 below the half bit breaks it upwards
+  std::vector<double> v = {1.0, 0x1p-53, 0x1p-54};
+  for_each_deterministic([&](auto p, const std::string& name) {
+    INFO(name);
+    CHECK_BITS(dpar::reduce(p, v, 0.0), 1.0 + 0x1p-52);
+    std::vector<float> f = {1.0f, 0x1p-24f, 0x1p-25f};
+    CHECK_BITS(dpar::reduce(p, f, 0.0f), 1.0f + 0x1p-23f);
+  });
+}
+
+TEST_CASE("deterministic sums of -0: one +0 in any thread's part makes +0", "[deterministic]") {
+  std::vector<double> zeros(70001, -0.0);
+  for (std::size_t at : {std::size_t{0}, std::size_t{35000}, std::size_t{70000}}) {
+    auto v = zeros;
+    v[at] = 0.0;
+    for (std::size_t threads : {2, 3}) {
+      INFO("+0 at " << at << ", pool(" << threads << ")");
+      CHECK(!std::signbit(dpar::reduce(dpar::deterministic(dpar::par.on(dpar_test::pool(threads))), v, -0.0)));
+    }
+  }
+}
+
+TEST_CASE("deterministic sums of tiles in rising binades (extraction bounds)", "[deterministic]") {
+  // 8 tiles of 2048 same-sign doubles, tile t in binade [2^t, 2^(t+1)): each
+  // tile's bound is one above the previous one's, the case where a bound one
+  // binade off would lose bits
+  std::size_t wrong = 0;
+  for (std::uint64_t seed = 1; seed <= 150; ++seed) {
+    std::vector<double> v;
+    const double sign = seed % 2 ? 1.0 : -1.0;
+    const int base = static_cast<int>(seed % 40) - 20;
+    for (int t = 0; t < 8; ++t)
+      for (double x : dpar_test::binade_range(2048, base + t, base + t + 1, seed * 8 + t))
+        v.push_back(sign * std::fabs(x));
+    exact_reference exact;
+    for (double x : v) exact.add(x);
+    const double got = dpar::reduce(dpar::deterministic(dpar::seq), v, 0.0);
+    wrong += !same_bits(got, exact.rounded(got));
+  }
+  CHECK(wrong == 0);
+}
+
+TEST_CASE("deterministic all_reduce: the error terms of a short column", "[deterministic][collective]") {
+  // 1 + 2^-53 + 2^-53: each step alone rounds back to 1; the error terms sum to 2^-52
+  for_each_deterministic([&](auto p, const std::string& name) {
+    INFO(name);
+    std::vector<std::vector<double>> buffers = {{1.0}, {0x1p-53}, {0x1p-53}};
+    dpar::all_reduce(p, buffers);
+    for (const auto& b : buffers) CHECK_BITS(b[0], 1.0 + 0x1p-52);
+  });
+}

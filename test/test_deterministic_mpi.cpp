@@ -97,6 +97,49 @@ TEST_CASE("deterministic mpi sums are correctly rounded for any rank count and s
   });
 }
 
+// Issue 27, item 13: subnormal results over MPI are rounded once (each rank's
+// part exact, the ranks' digits merged, one rounding at the subnormal unit).
+TEST_CASE("deterministic mpi sums with subnormal results are rounded once", "[mpi][deterministic]") {
+  for (std::size_t n : {std::size_t{1}, std::size_t{7}, std::size_t{1009}, std::size_t{16411}}) {
+    const auto doubles = dpar_test::subnormal_products<double>(n, 3 * n);
+    const auto floats = dpar_test::subnormal_products<float>(n, 3 * n + 1);
+    const auto &a = doubles.first, &b = doubles.second;
+    const auto &fa = floats.first, &fb = floats.second;
+    auto tiny = dpar_test::binade_range(n, -160, -126, 3 * n + 2);  // sums are subnormal floats
+    exact_reference products, float_products, tiny_sum;
+    for (std::size_t i = 0; i < n; ++i)
+      products.add_product(a[i], b[i]), float_products.add_product(fa[i], fb[i]), tiny_sum.add(tiny[i]);
+    for (auto& cut : cuts(n)) {
+      auto my_a = my_part(a, cut), my_b = my_part(b, cut), my_tiny = my_part(tiny, cut);
+      auto my_fa = my_part(fa, cut), my_fb = my_part(fb, cut);
+      for_each_policy([&](auto p, const std::string& name) {
+        INFO(name << " n=" << n << " ranks=" << world_size());
+        const double d = dpar::transform_reduce(p, my_a.begin(), my_a.end(), my_b.begin(), 0.0);
+        CHECK(same_bits(d, products.rounded(d)));
+        const float f = dpar::transform_reduce(p, my_fa.begin(), my_fa.end(), my_fb.begin(), 0.0f);
+        CHECK(same_bits(f, float_products.rounded(f)));
+        const float r = dpar::reduce(p, my_tiny, 0.0f);
+        CHECK(same_bits(r, tiny_sum.rounded(r)));
+        const float t = dpar::transform_reduce(p, my_tiny, 0.0f, std::plus<>{}, [](double x) { return x; });
+        CHECK(same_bits(t, tiny_sum.rounded(t)));
+      });
+    }
+  }
+  // all_reduce of subnormal columns over the ranks
+  std::vector<std::vector<double>> columns;
+  for (int r = 0; r < world_size(); ++r)
+    columns.push_back(dpar_test::subnormal<double>(1009, 70 + static_cast<std::uint64_t>(r)));
+  auto summed = columns[static_cast<std::size_t>(world_rank())];
+  dpar::all_reduce(dpar::deterministic(dpar::mpi(MPI_COMM_WORLD)), summed);
+  std::size_t wrong = 0;
+  for (std::size_t i = 0; i < summed.size(); ++i) {
+    exact_reference e;
+    for (const auto& c : columns) e.add(c[i]);
+    wrong += !same_bits(summed[i], e.rounded(summed[i]));
+  }
+  CHECK(wrong == 0);
+}
+
 TEST_CASE("deterministic mpi all_reduce is correctly rounded per element", "[mpi][deterministic]") {
   dpar_test::within_seconds(280, "deterministic mpi all_reduce", [] {
     const int ranks = world_size();

@@ -13,10 +13,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <numeric>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace {
@@ -63,6 +66,17 @@ int run_fork() {
     std::printf("the parent needs a global pool of at least 2 threads (DPAR_NUM_THREADS)\n");
     return 1;
   }
+  // Fork while another thread's job occupies the global pool: in the child
+  // that job never ends, and the pool's destructor must not wait for it.
+  std::atomic<bool> running{false};
+  std::thread occupant([&] {
+    dpar::thread_pool::global().run([&](std::size_t i, std::size_t) {
+      if (i != 0) return;
+      running = true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    });
+  });
+  while (!running) std::this_thread::yield();
   pid_t child = ::fork();
   if (child < 0) return 1;
   if (child == 0) {
@@ -72,6 +86,7 @@ int run_fork() {
     std::fflush(stdout);
     std::exit(ok ? 0 : 1);  // runs the global pool's destructor in the child too
   }
+  occupant.join();
   int status = 0;
   if (::waitpid(child, &status, 0) != child) return 1;
   if (!WIFEXITED(status)) {

@@ -116,6 +116,19 @@ TEST_CASE("cpu_placement moves a thread off a CPU and leaves its allowed CPUs as
   spinner.join();
   CHECK(moved);
 
+  // Thread id 0 is no thread: the calling thread (which sched_setaffinity(0)
+  // would mean) keeps its allowed CPUs, here narrowed to the one it is on.
+  {
+    const int cpu = dpar::detail::current_cpu();
+    cpu_set_t only;
+    CPU_ZERO(&only);
+    CPU_SET(cpu, &only);
+    REQUIRE(::sched_setaffinity(0, sizeof only, &only) == 0);
+    placement.move_off(0, cpu);
+    CHECK(same_cpus(allowed_cpus(), only));
+    REQUIRE(::sched_setaffinity(0, sizeof before, &before) == 0);
+  }
+
   // Bad ids and CPUs change nothing and do not throw.
   placement.move_off(0, 0);
   placement.move_off(dpar::detail::current_thread_id(), -1);

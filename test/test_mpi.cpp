@@ -86,6 +86,24 @@ TEST_CASE("mpi: a user op that throws on one rank is an error on every rank", "[
   // MPI runs the op wherever it combines; every rank must still throw.
   CHECK_THROWS_AS(dpar::all_reduce(dpar::mpi(MPI_COMM_WORLD), mine, throws_on_big), std::exception);
   CHECK_THROWS_AS(dpar::reduce(dpar::mpi(MPI_COMM_WORLD), mine, 0LL, throws_on_big), std::exception);
+  // An op that throws on rank 0 only, inside MPI (one buffer per rank: no
+  // local phase; rank 0 combines, as the root of an ordered reduction): rank 0
+  // gets its own exception, every other rank an error that names rank 0.
+  auto throws_on_rank0 = [](long long a, long long b) -> long long {
+    if (world_rank() == 0) throw std::overflow_error("op failed on rank 0");
+    return a + b;
+  };
+  try {
+    dpar::all_reduce(dpar::mpi(MPI_COMM_WORLD), mine, throws_on_rank0);
+    FAIL("no exception on rank " << world_rank());
+  } catch (const std::overflow_error& e) {
+    CHECK(world_rank() == 0);
+    CHECK(std::string(e.what()) == "op failed on rank 0");
+  } catch (const dpar::mpi_error& e) {
+    INFO(e.what());
+    CHECK(world_rank() != 0);
+    CHECK_THAT(e.what(), Catch::Contains("the reduction op threw on rank 0"));
+  }
   // and the communicator still works afterwards
   std::vector<long long> ok(10, 1);
   dpar::all_reduce(dpar::mpi(MPI_COMM_WORLD), ok);

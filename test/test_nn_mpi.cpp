@@ -1,8 +1,9 @@
-// The data-parallel trainer over MPI ranks (run under mpiexec -n 2 and -n 4):
-// ranks x threads match one replica, totals are global, ranks stay bitwise
-// identical, checkpoints resume exactly, and a failure on one rank raises on
-// every rank; under dpar::deterministic, ranks x threads give one replica's
-// bits. Every rank runs the same test cases in the same order; a
+// The data-parallel trainer over MPI ranks (run under mpiexec -n 2 and -n 4,
+// the [agreement] cases on 3 too): ranks x threads match one replica, totals
+// are global, ranks stay bitwise identical, checkpoints resume exactly, a
+// failure on one rank raises on every rank, and ranks that disagree are
+// refused on every rank; under dpar::deterministic, ranks x threads give one
+// replica's bits. Every rank runs the same test cases in the same order; a
 // watchdog aborts the job if a case hangs.
 #include <dpar/nn/mpi.hpp>
 
@@ -310,7 +311,9 @@ TEST_CASE("nn over MPI: a failure on one rank raises on every rank, and the trai
   for (std::size_t threads : {1, 2}) {
     dpar::thread_pool pool(threads);
     INFO(threads << " threads per rank");
-    // Bad labels on the last rank only (each replica checks its own shard).
+    // A bad label in the last sample, on every rank alike (a rank with other
+    // labels is refused before: test [agreement]): each replica checks its own
+    // shard, so the last rank's last replica finds it.
     {
       auto t = mpi_trainer(pool, model(), options(16));
       auto before = params(t);
@@ -318,11 +321,11 @@ TEST_CASE("nn over MPI: a failure on one rank raises on every rank, and the trai
       const nn::tensor& x = batch.first;
       auto y = batch.second;
       std::vector<std::int32_t> labels(y.begin(), y.end());
-      if (world_rank() == last) std::fill(labels.begin(), labels.end(), 9);
-      require_fails_everywhere(last, "label 9 of sample", [&] { t.train_step(x, labels); });
+      labels.back() = 9;
+      require_fails_everywhere(last, "label 9 of sample 15", [&] { t.train_step(x, labels); });
       REQUIRE(params(t) == before);  // nobody updated
       std::vector<std::int32_t> bad(data.labels);
-      if (world_rank() == last) bad[63] = -1;  // the last sample: the last rank's share
+      bad[63] = -1;  // the last sample: the last rank's share
       nn::dataset bad_data{data.images, bad};
       require_fails_everywhere(last, "label -1 of sample 63", [&] { t.train_epoch(bad_data); });
       require_fails_everywhere(last, "label -1 of sample 63", [&] { t.evaluate(bad_data); });
@@ -460,6 +463,142 @@ TEST_CASE("nn over MPI: ranks with different models are refused on every rank", 
   dpar::thread_pool pool(1);
   auto m = world_rank() == 1 ? nn::make_mlp({12, 7, 5}) : model();
   REQUIRE_THROWS_WITH(mpi_trainer(pool, m, options(16)), Catch::Contains("has another model than replica 0"));
+}
+
+// ---- issue 27: what the ranks must agree on is checked, and a failure before
+// a call's collective part raises everywhere (on 2, 3 and 4 ranks; rank 1 differs) ----
+
+namespace {
+// Every rank throws std::invalid_argument naming the field and the ranks that differ.
+template <class F>
+void require_disagreement(const std::string& field, const std::string& detail, F&& f) {
+  try {
+    f();
+    FAIL("no exception on rank " << world_rank());
+  } catch (const std::invalid_argument& e) {
+    INFO(e.what());
+    REQUIRE_THAT(e.what(), Catch::Contains("the ranks disagree") && Catch::Contains(field + ": " + detail));
+  }
+}
+}  // namespace
+
+TEST_CASE("nn over MPI: options that differ on one rank are refused on every rank at construction",
+          "[nn][mpi][agreement]") {
+  const bool odd = world_rank() == 1;
+  for (std::size_t threads : {1, 2}) {
+    dpar::thread_pool pool(threads);
+    INFO(threads << " threads per rank");
+    auto o = options(16);
+    o.batch = odd ? 15 : 16;  // item 4: silently 597 samples of 600 before
+    require_disagreement("options.batch", "rank 0 has 16, rank 1 has 15", [&] { mpi_trainer(pool, model(), o); });
+    o = options(16);
+    o.micro_batch = odd ? 8 : 4;  // item 3: a hang under deterministic(mpi) before
+    require_disagreement("options.micro_batch", "rank 0 has 4, rank 1 has 8", [&] {
+      nn::data_parallel_trainer(dpar::deterministic(dpar::mpi(MPI_COMM_WORLD, dpar::seq)), model(), o);
+    });
+    o = options(16);
+    o.sgd.momentum = odd ? 0.5f : 0.9f;
+    require_disagreement("options.sgd", "rank 1 differs from rank 0", [&] { mpi_trainer(pool, model(), o); });
+    // A bad option on one rank: that rank's own error there, a collective_error naming it elsewhere.
+    o = options(odd ? 0 : 16);
+    require_fails_everywhere(1, "batch size must be positive", [&] { mpi_trainer(pool, model(), o); });
+  }
+}
+
+TEST_CASE("nn over MPI: data, learning rates and calls that differ on one rank are refused on every rank",
+          "[nn][mpi][agreement]") {
+  const bool odd = world_rank() == 1;
+  auto data = blobs(60, 12, 5, 3);
+  for (std::size_t threads : {1, 2}) {
+    dpar::thread_pool pool(threads);
+    INFO(threads << " threads per rank");
+    auto t = mpi_trainer(pool, model(), options(16));
+    const auto before = params(t);
+    // item 2: a shorter data set on one rank (MPI_ERR_TRUNCATE there and a hang elsewhere before)
+    auto shorter = blobs(odd ? 54 : 60, 12, 5, 3);
+    require_disagreement("the sample count", "rank 0 has 60, rank 1 has 54", [&] { t.train_epoch(shorter); });
+    require_disagreement("the sample count", "rank 0 has 60, rank 1 has 54", [&] { t.evaluate(shorter); });
+    // other labels (each rank its own data of the same size)
+    auto other = blobs(60, 12, 5, odd ? 4 : 3);
+    require_disagreement("the labels", "rank 1 differs from rank 0", [&] { t.train_epoch(other); });
+    auto batch = batch_of(data, 16, 0), other_batch = batch_of(data, 16, odd ? 1 : 0);
+    const nn::tensor &x = batch.first, &ox = other_batch.first;
+    auto y = batch.second, oy = other_batch.second;
+    require_disagreement("the labels", "rank 1 differs from rank 0", [&] { t.train_step(ox, oy); });
+    require_disagreement("the evaluation chunk", "rank 0 has 10, rank 1 has 7",
+                         [&] { t.evaluate(data, odd ? 7 : 10); });
+    // another call on one rank
+    require_disagreement("the call", "rank 0 calls train_epoch, rank 1 calls evaluate", [&] {
+      if (odd) t.evaluate(data);
+      else t.train_epoch(data);
+    });
+    // item 5: another learning rate on one rank (the ranks' parameters diverged silently before)
+    t.set_schedule(nn::lr_schedule::constant(odd ? 0.02f : 0.01f));
+    require_disagreement("the learning rates", "rank 1 differs from rank 0", [&] { t.train_step(x, y); });
+    require_disagreement("the learning rates", "rank 1 differs from rank 0", [&] { t.train_epoch(data); });
+    REQUIRE(params(t) == before);  // nobody updated
+    REQUIRE(t.steps() == 0);
+    // item 1: a schedule that throws on one rank from step 5 (a hang on the others before)
+    t.set_schedule([odd](std::size_t step) -> float {
+      if (odd && step >= 5) throw std::out_of_range("no rate for step " + std::to_string(step));
+      return 0.01f;
+    });
+    t.train_epoch(data);  // steps 0-3
+    require_fails_everywhere(1, "no rate for step 5", [&] { t.train_epoch(data); });
+    t.train_step(x, y);  // step 4
+    require_fails_everywhere(1, "no rate for step 5", [&] { t.train_step(x, y); });
+    // a bad argument on one rank
+    std::vector<std::int32_t> fewer(y.begin(), y.end() - (odd ? 1 : 0));
+    require_fails_everywhere(1, "16 samples but 15 labels", [&] { t.train_step(x, fewer); });
+    require_fails_everywhere(1, "chunk must be positive", [&] { t.evaluate(data, odd ? 0 : 10); });
+    // the trainer is still usable, and the ranks still agree
+    t.set_schedule(nn::lr_schedule::constant(0.01f));
+    REQUIRE(t.train_epoch(data).samples == 60);
+    REQUIRE(t.steps() == 9);
+    auto p = params(t);
+    REQUIRE(p == from_rank0(p));
+  }
+}
+
+TEST_CASE("nn over MPI: a stale checkpoint on one rank is refused on every rank", "[nn][mpi][agreement]") {
+  auto data = blobs(64, 12, 5, 3);
+  const int last = world_size() - 1;
+  std::string newer = shared_temp("dpar_nn_mpi_newer_"), older = shared_temp("dpar_nn_mpi_older_");
+  dpar::thread_pool pool(2);
+  {
+    auto t = mpi_trainer(pool, model(), options(16));
+    t.train_epoch(data);
+    t.save(older);
+    t.train_epoch(data);
+    t.save(newer);
+  }
+  MPI_Barrier(MPI_COMM_WORLD);
+  auto fresh = model();
+  fresh.initialize(99);
+  auto t = mpi_trainer(pool, fresh, options(16));
+  // item 6: the last rank resumes epoch 1, the others epoch 2 (all trained on, apart, before)
+  const std::string mine = world_rank() == last ? older : newer;
+  require_disagreement("the checkpoint's step", "rank 0 has 8, rank " + std::to_string(last) + " has 4",
+                       [&] { t.resume(mine); });
+  REQUIRE(t.epochs() == 0);
+  REQUIRE(params(t) == std::vector<float>(fresh.parameters().begin(), fresh.parameters().end()));
+  t.resume(newer);
+  REQUIRE(t.epochs() == 2);
+  MPI_Barrier(MPI_COMM_WORLD);
+  if (world_rank() == 0) std::filesystem::remove(newer), std::filesystem::remove(older);
+}
+
+TEST_CASE("nn over MPI: on 4 ranks, floats are all-reduced in rank order", "[nn][mpi]") {
+  if (world_size() != 4) return;
+  // in rank order, 1 + 2^-24 rounds to 1 twice, then - 1 gives 0; any other grouping keeps some 2^-24
+  const float mine[] = {1.0f, 0x1p-24f, 0x1p-24f, -1.0f};
+  auto group = nn::make_replica_group(dpar::mpi(MPI_COMM_WORLD, dpar::seq));
+  for (std::size_t n : {1, 2000}) {  // the gathered path and the reduce-scatter path
+    std::vector<float> v(n, mine[world_rank()]);
+    group->run([&](std::size_t local) { group->all_reduce(local, std::span<float>(v)); });
+    INFO(n << " elements");
+    REQUIRE(std::all_of(v.begin(), v.end(), [](float x) { return std::bit_cast<std::uint32_t>(x) == 0; }));
+  }
 }
 
 // Hidden (run by name only): proves the watchdog ends a hung job.

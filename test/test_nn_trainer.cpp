@@ -13,7 +13,10 @@
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
+#include <cstdio>
 #include <functional>
+#include <limits>
+#include <stdexcept>
 #include <memory>
 #include <random>
 #include <string>
@@ -735,4 +738,143 @@ TEST_CASE("trainer: gradient accumulation computes a replica's share in passes; 
   REQUIRE(step(4, true) == step(1, true));
   o.accumulate = 0;
   REQUIRE_THROWS_WITH(nn::data_parallel_trainer(dpar::seq, model(), o), Catch::Contains("accumulate"));
+}
+
+// ---- issue 27: sizes that cannot wrap, clear refusals, and the cases the mutation run found untested ----
+
+TEST_CASE("trainer: batch, micro-batch and chunk near SIZE_MAX do not wrap", "[nn][trainer]") {
+  const std::size_t huge = std::numeric_limits<std::size_t>::max();
+  auto data = blobs(60, 12, 5, 3);
+  dpar::thread_pool pool(3);
+  auto o = options(huge);
+  o.micro_batch = huge - 1;
+  o.check_replicas = false;
+  nn::data_parallel_trainer t(dpar::par.on(pool), model(), o);
+  auto r = t.train_epoch(data);  // one step of every sample
+  CHECK(r.samples == 60);
+  CHECK(t.steps() == 1);
+  CHECK(t.evaluate(data, huge).samples == 60);
+  CHECK(t.evaluate(data, huge - 7).samples == 60);
+  // deterministic: the parts of a batch are micro-batches of that size
+  nn::data_parallel_trainer exact(dpar::deterministic(dpar::par.on(pool)), model(), o);
+  CHECK(exact.train_epoch(data).samples == 60);
+  auto [x, y] = batch_of(data, 30, 0);
+  CHECK(exact.train_step(x, y).samples == 30);
+  CHECK(exact.evaluate(data, huge).samples == 60);
+}
+
+TEST_CASE("trainer: resume refuses a model file as such, continues a format-01 checkpoint, "
+          "stops before the step count wraps", "[nn][trainer]") {
+  auto data = blobs(40, 12, 5, 3);
+  const std::string file =
+      (std::filesystem::temp_directory_path() / ("dpar_nn_resume27_" + std::to_string(::getpid()))).string();
+  nn::save_model(file, model());
+  nn::data_parallel_trainer t(dpar::seq, model(), options(8));
+  REQUIRE_THROWS_WITH(t.resume(file), Catch::Contains("a model file (save_model), not a training checkpoint"));
+
+  // Format 01 had no schedule fingerprint: it resumes as format 02 does.
+  t.train_epoch(data);
+  t.save(file);
+  nn::checkpoint c = nn::load_checkpoint(file);
+  std::vector<unsigned char> bytes(nn::detail::checkpoint_magic_01, nn::detail::checkpoint_magic_01 + 8);
+  for (auto v : {c.epoch, c.step, c.seed, c.replicas, c.layout, std::uint64_t(c.parameters.size()),
+                 std::uint64_t(c.velocity.size())})
+    nn::detail::put_u64(bytes, v);
+  nn::detail::put_floats(bytes, c.parameters);
+  nn::detail::put_floats(bytes, c.velocity);
+  const std::uint32_t sum = nn::detail::crc(bytes.data(), bytes.size());
+  for (int i = 0; i < 4; ++i) bytes.push_back(static_cast<unsigned char>(sum >> (8 * i)));
+  const std::string old_file = file + ".01";
+  {
+    std::FILE* f = std::fopen(old_file.c_str(), "wb");
+    REQUIRE(f);
+    REQUIRE(std::fwrite(bytes.data(), 1, bytes.size(), f) == bytes.size());
+    std::fclose(f);
+  }
+  nn::data_parallel_trainer from_02(dpar::seq, model(), options(8)), from_01(dpar::seq, model(), options(8));
+  from_02.resume(file);
+  from_01.resume(old_file);
+  REQUIRE(from_01.epochs() == 1);
+  REQUIRE(from_01.steps() == 5);
+  from_02.train_epoch(data);
+  from_01.train_epoch(data);
+  CHECK(params(from_01) == params(from_02));
+
+  // A checkpoint whose step count is near SIZE_MAX: the next step would wrap it.
+  c.step = std::numeric_limits<std::size_t>::max() - 2;
+  nn::save_checkpoint(file, c);
+  nn::data_parallel_trainer late(dpar::seq, model(), options(8));
+  late.resume(file);
+  CHECK_THROWS_WITH(late.train_epoch(data), Catch::Contains("overflow the step count"));
+  auto [x, y] = batch_of(data, 8, 0);
+  late.train_step(x, y);
+  late.train_step(x, y);
+  CHECK_THROWS_AS(late.train_step(x, y), std::overflow_error);
+  CHECK(late.steps() == std::numeric_limits<std::size_t>::max());
+  std::filesystem::remove(file);
+  std::filesystem::remove(old_file);
+}
+
+TEST_CASE("trainer: a progress callback that throws on an epoch's last step; a throwing schedule; a nested step",
+          "[nn][trainer]") {
+  auto data = blobs(40, 12, 5, 3);
+  dpar::thread_pool pool(2);
+  for (std::size_t k : {1, 2}) {
+    INFO(k << " replicas");
+    auto make = [&](nn::train_options o) {
+      return k == 1 ? nn::data_parallel_trainer(dpar::seq, model(), o)
+                    : nn::data_parallel_trainer(dpar::par.on(pool), model(), o);
+    };
+    auto t = make(options(8));
+    REQUIRE_THROWS_WITH(t.train_epoch(data,
+                                      [](std::size_t done, std::size_t total, double) {
+                                        if (done == total) throw std::runtime_error("progress failed at the end");
+                                      }),
+                        "progress failed at the end");
+    CHECK(t.steps() == 5);   // every step's update happened
+    CHECK(t.epochs() == 0);  // but the epoch did not complete
+    t.train_epoch(data);
+    CHECK(t.epochs() == 1);
+
+    // A schedule that throws from step 2: the step fails before any update, and the trainer stays usable.
+    auto o = options(8);
+    o.schedule = [](std::size_t step) -> float {
+      if (step >= 2) throw std::out_of_range("no rate for step " + std::to_string(step));
+      return 0.01f;
+    };
+    auto s = make(o);
+    auto batch = batch_of(data, 8, 0);
+    const nn::tensor& x = batch.first;
+    auto y = batch.second;
+    s.train_step(x, y);
+    s.train_step(x, y);
+    const auto before = params(s);
+    CHECK_THROWS_WITH(s.train_step(x, y), "no rate for step 2");
+    CHECK_THROWS_WITH(s.train_epoch(data), "no rate for step 2");
+    CHECK(params(s) == before);
+    CHECK(s.steps() == 2);
+    s.set_schedule(nn::lr_schedule::constant(0.01f));
+    CHECK(s.train_step(x, y).samples == 8);
+  }
+  // Thread replicas started from inside a pool job cannot run: the group says so.
+  nn::data_parallel_trainer t(dpar::par.on(pool), model(), options(8));
+  auto batch = batch_of(data, 8, 0);  // not a structured binding: lambdas capture x and y
+  const nn::tensor& x = batch.first;
+  auto y = batch.second;
+  dpar::thread_pool other(2);
+  REQUIRE_THROWS_WITH(other.run([&](std::size_t, std::size_t) { t.train_step(x, y); }),
+                      Catch::Contains("2 replicas need the pool's threads, but they were started from inside a pool "
+                                      "job"));
+  CHECK(t.train_step(x, y).samples == 8);
+}
+
+TEST_CASE("schedule fingerprint: a schedule that differs at step 3 only has another fingerprint", "[nn][trainer]") {
+  auto base = nn::lr_schedule::constant(0.1f);
+  for (std::size_t at : {std::size_t{0}, std::size_t{1}, std::size_t{2}, std::size_t{3}, std::size_t{4}, std::size_t{6},
+                         std::size_t{1} << 20}) {
+    INFO("differs at step " << at);
+    nn::lr_function other = [=](std::size_t step) { return step == at ? 0.2f : 0.1f; };
+    CHECK(nn::schedule_fingerprint(other) != nn::schedule_fingerprint(base));
+  }
+  CHECK(nn::schedule_fingerprint([](std::size_t) { return 0.1f; }) == nn::schedule_fingerprint(base));
 }

@@ -2,7 +2,9 @@
 #include "common.hpp"
 
 #include <atomic>
+#include <chrono>
 #include <future>
+#include <memory>
 #include <numeric>
 #include <set>
 #include <stdexcept>
@@ -143,4 +145,24 @@ TEST_CASE("an outside thread finding the pool busy runs its job inline, with cor
     if (i == 0) threads_seen = threads;
   });
   CHECK(threads_seen == 2);
+}
+
+// Issue 27, item 12: thread B destroys the pool while thread A's job runs on
+// it; the destructor waits for the job (before, it returned once the workers
+// were joined and A's own share then used freed memory: ASan and TSan catch it).
+TEST_CASE("destroying a pool while another thread's job runs waits for that job", "[thread_pool]") {
+  auto pool = std::make_unique<dpar::thread_pool>(3);
+  std::atomic<bool> started{false};
+  std::atomic<int> finished{0};
+  std::thread a([&] {
+    pool->run([&](std::size_t i, std::size_t) {
+      if (i == 0) started.store(true);
+      std::this_thread::sleep_for(std::chrono::milliseconds(i == 0 ? 150 : 50));
+      finished.fetch_add(1);
+    });
+  });
+  while (!started.load()) std::this_thread::yield();
+  pool.reset();  // the job is running: this waits for it
+  CHECK(finished.load() == 3);
+  a.join();
 }

@@ -113,7 +113,15 @@ class thread_pool {
 
   thread_pool(const thread_pool&) = delete;
   thread_pool& operator=(const thread_pool&) = delete;
-  ~thread_pool() { stop(); }
+  // Waits for a job that another thread is running on the pool to finish,
+  // then stops the workers. (Destroying a pool from inside one of its own
+  // jobs, or while another thread is still starting one, is an error.) In a
+  // fork() child no job of the parent's threads can finish: nothing to wait for.
+  ~thread_pool() {
+    if (!forked())
+      while (busy_.load(std::memory_order_acquire)) busy_.wait(true, std::memory_order_acquire);
+    stop();
+  }
 
   std::size_t size() const noexcept { return size_; }
 
@@ -209,6 +217,8 @@ class thread_pool {
   // Runs the job with the pool occupied by this thread, then frees the pool.
   template <class F>
   void submit_occupied(F&& f, bool every_thread) {
+    // The last touch of the pool: a destructor waiting for the job may free it
+    // once busy_ is false (notify_all only uses busy_'s address, as a key).
     struct vacate {
       std::atomic<bool>& busy;
       ~vacate() {

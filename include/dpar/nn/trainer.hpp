@@ -35,6 +35,7 @@
 #include <cstring>
 #include <exception>
 #include <functional>
+#include <limits>
 #include <memory>
 #include <numeric>
 #include <optional>
@@ -47,6 +48,7 @@
 
 #include "../communicator.hpp"
 #include "../execution.hpp"
+#include "agreement.hpp"
 #include "checkpoint.hpp"
 #include "deterministic.hpp"
 #include "idx.hpp"
@@ -117,21 +119,25 @@ class data_parallel_trainer {
   data_parallel_trainer(std::unique_ptr<replica_group> group, const sequential& model, train_options options)
       : group_(std::move(group)), options_(std::move(options)) {
     if (!group_) throw std::invalid_argument("dpar::nn::data_parallel_trainer: no replica group");
-    if (options_.batch == 0) throw std::invalid_argument("dpar::nn::data_parallel_trainer: batch size must be positive");
-    if (options_.micro_batch == 0)
-      throw std::invalid_argument("dpar::nn::data_parallel_trainer: micro-batch size must be positive");
-    if (options_.accumulate == 0)
-      throw std::invalid_argument("dpar::nn::data_parallel_trainer: accumulate must be at least 1 pass");
-    if (!(options_.clip_norm >= 0))
-      throw std::invalid_argument("dpar::nn::data_parallel_trainer: clip_norm must be 0 (off) or positive");
-    if (options_.clip_norm > 0 && group_->device_replicas())
-      throw std::invalid_argument("dpar::nn::data_parallel_trainer: gradient clipping runs on CPU replicas only");
-    check_schedule(options_.schedule);
+    const std::exception_ptr early = failure_of([&] {
+      if (options_.batch == 0)
+        throw std::invalid_argument("dpar::nn::data_parallel_trainer: batch size must be positive");
+      if (options_.micro_batch == 0)
+        throw std::invalid_argument("dpar::nn::data_parallel_trainer: micro-batch size must be positive");
+      if (options_.accumulate == 0)
+        throw std::invalid_argument("dpar::nn::data_parallel_trainer: accumulate must be at least 1 pass");
+      if (!(options_.clip_norm >= 0))
+        throw std::invalid_argument("dpar::nn::data_parallel_trainer: clip_norm must be 0 (off) or positive");
+      if (options_.clip_norm > 0 && group_->device_replicas())
+        throw std::invalid_argument("dpar::nn::data_parallel_trainer: gradient clipping runs on CPU replicas only");
+      check_schedule(options_.schedule);
+    });
     for (std::size_t r = 0; r < group_->local_size(); ++r)
       replicas_.push_back(
           std::make_unique<replica>(group_->make_model(r, model, {options_.sgd, options_.loss, options_.adamw})));
     std::uint64_t layout = layout_hash(model) ^ model.parameters().size();
     run([&](std::size_t local, replica& r) {
+      if (!agree(local, r, agreement(trainer_call::construct, options_), early)) return;
       std::size_t odd = first_different(local, layout);
       if (odd != group_->size()) {
         if (local == 0)
@@ -173,16 +179,25 @@ class data_parallel_trainer {
   // train_step's body, for labels (a span) or targets (a tensor).
   template <class Targets>
   step_result step_on(const tensor& x, const Targets& targets) {
-    require_loss_for(targets);
-    if (count_of(targets) != x.rows())
-      throw std::invalid_argument("dpar::nn::data_parallel_trainer: " + std::to_string(x.rows()) + " samples but " +
-                                  std::to_string(count_of(targets)) + noun_of(targets));
-    if (x.rows() == 0) throw std::invalid_argument("dpar::nn::data_parallel_trainer: empty batch");
-    check_features(x.cols());
-    float lr = options_.schedule(step_);
+    float lr = 0;
+    const std::exception_ptr early = failure_of([&] {
+      require_loss_for(targets);
+      if (count_of(targets) != x.rows())
+        throw std::invalid_argument("dpar::nn::data_parallel_trainer: " + std::to_string(x.rows()) + " samples but " +
+                                    std::to_string(count_of(targets)) + noun_of(targets));
+      if (x.rows() == 0) throw std::invalid_argument("dpar::nn::data_parallel_trainer: empty batch");
+      check_features(x.cols());
+      check_progress(1);
+      lr = options_.schedule(step_);
+    });
+    const agreement call = agreement(trainer_call::train_step, options_)
+                               .progress(step_, epoch_)
+                               .data(x.rows(), x.cols(), targets)
+                               .learning_rates(std::span(&lr, 1));
     std::size_t after = step_ + 1;
     totals result{};
     run([&](std::size_t local, replica& r) {
+      if (!agree(local, r, call, early)) return;
       auto shard = [&](replica&, std::size_t first, std::size_t count) {
         auto ys = rows_of(targets, first, count);
         check_targets(ys, first);
@@ -228,21 +243,30 @@ class data_parallel_trainer {
   template <class Targets>
   step_result epoch_over(const tensor& inputs, const Targets& targets,
                          const std::function<void(std::size_t, std::size_t, double)>& progress) {
-    check_data(inputs, targets);
     const std::size_t n = count_of(targets);
-    if (n == 0) {
-      ++epoch_;
-      return {};
-    }
-    auto order = order_of(n, epoch_);
     std::size_t features = inputs.cols(), batch = options_.batch;
-    std::size_t steps = (n + batch - 1) / batch, step0 = step_;
-    std::vector<float> rates(steps);  // the schedule runs here, in the calling thread, not on every replica
-    for (std::size_t j = 0; j < steps; ++j) rates[j] = options_.schedule(step0 + j);
+    std::size_t steps = n / batch + (n % batch != 0), step0 = step_;  // not (n + batch - 1) / batch: it wraps
+    std::vector<float> rates;  // the schedule runs here, in the calling thread, not on every replica
+    const std::exception_ptr early = failure_of([&] {
+      check_data(inputs, targets);
+      check_progress(steps);
+      rates.resize(steps);
+      for (std::size_t j = 0; j < steps; ++j) rates[j] = options_.schedule(step0 + j);
+    });
+    const agreement call = agreement(trainer_call::train_epoch, options_)
+                               .progress(step_, epoch_)
+                               .data(n, features, targets)
+                               .learning_rates(rates);
+    auto order = order_of(n, epoch_);
     totals sum{};
     // One run for the whole epoch (SPMD): the replicas meet only in the
     // collectives, not in a fork and a join per step as well.
     run([&](std::size_t local, replica& r) {
+      if (!agree(local, r, call, early)) return;
+      if (n == 0) {
+        if (local == 0) ++epoch_;
+        return;
+      }
       if (!check_share(local, r, targets)) return;
       totals done{};
       for (std::size_t j = 0; j < steps; ++j) {
@@ -294,18 +318,26 @@ class data_parallel_trainer {
   // evaluate's body.
   template <class Targets>
   step_result evaluate_over(const tensor& inputs, const Targets& targets, std::size_t chunk) {
-    check_data(inputs, targets);
-    if (chunk == 0) throw std::invalid_argument("dpar::nn::data_parallel_trainer::evaluate: chunk must be positive");
-    const batch_parts parts = parts_of(count_of(targets), chunk);
+    const std::exception_ptr early = failure_of([&] {
+      check_data(inputs, targets);
+      if (chunk == 0) throw std::invalid_argument("dpar::nn::data_parallel_trainer::evaluate: chunk must be positive");
+    });
+    const agreement call = agreement(trainer_call::evaluate, options_)
+                               .progress(step_, epoch_)
+                               .data(count_of(targets), inputs.cols(), targets)
+                               .evaluation_chunk(chunk);
+    const batch_parts parts = parts_of(count_of(targets), std::max<std::size_t>(chunk, 1));
     totals result{};
     run([&](std::size_t local, replica& r) {
+      if (!agree(local, r, call, early)) return;
       auto [first, last] = owned(local, parts);
       r.part_losses.assign(last - first, 0.0);
       totals t{};
       try {
         for (std::size_t p = first; p < last; ++p)
-          for (std::size_t b = parts.begin(p), end = parts.begin(p + 1); b < end; b += chunk) {
-            std::size_t c = std::min(chunk, end - b);
+          // b += c, not b += chunk: that wraps for a chunk near SIZE_MAX
+          for (std::size_t b = parts.begin(p), end = parts.begin(p + 1), c = 0; b < end; b += c) {
+            c = std::min(chunk, end - b);
             auto ys = rows_of(targets, b, c);
             check_targets(ys, b);
             auto [loss, correct] = evaluate_on(*r.model, inputs.rows_view(b, c), ys);
@@ -371,6 +403,9 @@ class data_parallel_trainer {
         try {
           c = load_checkpoint(file);
           const sequential& m = r.model->host_model();
+          if (c.velocity.empty() && !c.parameters.empty())
+            throw checkpoint_error(file, "a model file (save_model), not a training checkpoint: it holds no "
+                                         "optimizer state or progress; load it with load_model() instead");
           if (c.layout != layout_hash(m) || c.parameters.size() != m.parameters().size())
             throw checkpoint_error(file, "written for a different model (" + std::to_string(c.parameters.size()) +
                                              " parameters; this model has " +
@@ -392,8 +427,10 @@ class data_parallel_trainer {
           r.error = std::current_exception();
         }
       }
-      totals t{};
-      if (!sync(local, r, t)) return;  // the others read c only once local replica 0 is known to have loaded it
+      // every rank loaded the same checkpoint; the others read c only once local replica 0 is known to have loaded it
+      agreement loaded(trainer_call::resume, options_);
+      if (local == 0 && !r.error) loaded.loaded(c);
+      if (!agree(local, r, loaded, nullptr)) return;
       std::copy(c.parameters.begin(), c.parameters.end(), r.model->host_model().parameters().begin());
       std::copy(c.velocity.begin(), c.velocity.end(), r.model->host_velocity().begin());
       r.model->set_updates(c.step);
@@ -480,7 +517,7 @@ class data_parallel_trainer {
       const std::size_t k = group_->size(), per_replica = std::clamp<std::size_t>(n / k, 1, passes);
       return {n, 0, k * per_replica};
     }
-    return {n, size, (n + size - 1) / size};
+    return {n, size, n / size + (n % size != 0)};  // not (n + size - 1) / size: it wraps
   }
   // [first, last) of the parts local replica `local` owns: contiguous, in
   // replica order; none if they hold no sample (an even share of a batch
@@ -515,29 +552,33 @@ class data_parallel_trainer {
     group_->all_reduce(local, std::span<double>(t));
     if (t[failed_at] == 0) return true;
     // Rare path: which replica failed first, and its message, for everyone.
-    std::size_t k = group_->size(), g = group_->first() + local;
-    std::vector<std::uint64_t> failed(k, 0);
-    if (r.error) failed[g] = 1;
-    group_->all_reduce(local, std::span<std::uint64_t>(failed));
-    std::size_t root = static_cast<std::size_t>(std::find(failed.begin(), failed.end(), 1u) - failed.begin());
-    std::string text = g == root ? message_of(r.error) : std::string();
-    std::uint64_t length = text.size();
-    group_->broadcast(local, std::as_writable_bytes(std::span(&length, 1)), root);
-    text.resize(length);
-    group_->broadcast(local, std::as_writable_bytes(std::span(text.data(), text.size())), root);
-    if (local == 0)
-      outcome_ = {"dpar::nn::data_parallel_trainer: replica " + who(root) + " failed: " + text, outcome::kind::failed};
+    auto [root, text] = first_failure(*group_, local, r.error);
+    if (local == 0) outcome_ = failed_at_replica(root, text);
     return false;
   }
 
-  static std::string message_of(const std::exception_ptr& e) {
-    try {
-      std::rethrow_exception(e);
-    } catch (const std::exception& x) {
-      return x.what();
-    } catch (...) {
-      return "unknown exception";
-    }
+  outcome failed_at_replica(std::size_t g, const std::string& message) const {
+    return {"dpar::nn::data_parallel_trainer: replica " + who(g) + " failed: " + message, outcome::kind::failed};
+  }
+
+  // The ranks' agreement at the start of a call (agreement.hpp), with this
+  // replica's failure so far, `early`: false, on every replica alike and with
+  // outcome_ set, if a replica failed or the ranks differ.
+  bool agree(std::size_t local, replica& r, const agreement& call, const std::exception_ptr& early) const {
+    if (early) r.error = early;
+    agreement_result a = nn::agree(*group_, local, call, r.error);
+    if (a.what == agreement_result::kind::agreed) return true;
+    if (local == 0)
+      outcome_ = a.what == agreement_result::kind::failed ? failed_at_replica(a.failed_replica, a.message)
+                                                          : outcome{std::move(a.message), outcome::kind::invalid};
+    return false;
+  }
+
+  // Steps counted past SIZE_MAX (a checkpoint's step count near it) would wrap.
+  void check_progress(std::size_t steps) const {
+    if (steps > std::numeric_limits<std::size_t>::max() - step_)
+      throw std::overflow_error("dpar::nn::data_parallel_trainer: " + std::to_string(steps) + " more steps after " +
+                                std::to_string(step_) + " overflow the step count");
   }
 
   // The first global replica whose `value` differs from replica 0's (size() if

@@ -119,7 +119,9 @@ class exact_sum {
     // Now every digit is in [0, 2^32). msb: the highest set bit.
     const int msb = 32 * top + 63 - std::countl_zero(static_cast<std::uint64_t>(limb_[top]));
     constexpr int precision = std::numeric_limits<T>::digits;
-    constexpr int lowest_unit = std::numeric_limits<T>::min_exponent - precision - 1;  // -149, -1074
+    // the unit of T's subnormals (2^-149, 2^-1074): rounding there, once, gives
+    // a significand that T holds exactly, so the conversion below rounds nothing
+    constexpr int lowest_unit = std::numeric_limits<T>::min_exponent - precision;
     const int exponent = msb + low_exponent;  // value in [2^exponent, 2^(exponent+1))
     const int unit = std::max(exponent - precision + 1, lowest_unit);
     const int unit_bit = unit - low_exponent;  // >= 1
