@@ -498,7 +498,17 @@ TEST_CASE("nn over MPI: options that differ on one rank are refused on every ran
     });
     o = options(16);
     o.sgd.momentum = odd ? 0.5f : 0.9f;
-    require_disagreement("options.sgd", "rank 1 differs from rank 0", [&] { mpi_trainer(pool, model(), o); });
+    require_disagreement("the optimizer options", "rank 1 differs from rank 0", [&] { mpi_trainer(pool, model(), o); });
+    o = options(16);
+    o.adamw = nn::adamw_options{};
+    if (odd) o.adamw->weight_decay = 0;
+    require_disagreement("the optimizer options", "rank 1 differs from rank 0", [&] { mpi_trainer(pool, model(), o); });
+    o = options(16);
+    o.clip_norm = odd ? 1.0f : 0.0f;
+    require_disagreement("the optimizer options", "rank 1 differs from rank 0", [&] { mpi_trainer(pool, model(), o); });
+    o = options(16);
+    o.loss = odd ? nn::loss_function(nn::loss_kind::mse) : nn::loss_function(nn::loss_kind::softmax_cross_entropy);
+    require_disagreement("options.loss", "rank 1 differs from rank 0", [&] { mpi_trainer(pool, model(), o); });
     // A bad option on one rank: that rank's own error there, a collective_error naming it elsewhere.
     o = options(odd ? 0 : 16);
     require_fails_everywhere(1, "batch size must be positive", [&] { mpi_trainer(pool, model(), o); });
@@ -520,13 +530,20 @@ TEST_CASE("nn over MPI: data, learning rates and calls that differ on one rank a
     require_disagreement("the sample count", "rank 0 has 60, rank 1 has 54", [&] { t.evaluate(shorter); });
     // other labels (each rank its own data of the same size)
     auto other = blobs(60, 12, 5, odd ? 4 : 3);
-    require_disagreement("the labels", "rank 1 differs from rank 0", [&] { t.train_epoch(other); });
+    require_disagreement("the labels or targets", "rank 1 differs from rank 0", [&] { t.train_epoch(other); });
     auto batch = batch_of(data, 16, 0), other_batch = batch_of(data, 16, odd ? 1 : 0);
     const nn::tensor &x = batch.first, &ox = other_batch.first;
     auto y = batch.second, oy = other_batch.second;
-    require_disagreement("the labels", "rank 1 differs from rank 0", [&] { t.train_step(ox, oy); });
+    require_disagreement("the labels or targets", "rank 1 differs from rank 0", [&] { t.train_step(ox, oy); });
     require_disagreement("the evaluation chunk", "rank 0 has 10, rank 1 has 7",
                          [&] { t.evaluate(data, odd ? 7 : 10); });
+    // other tensor targets on one rank
+    auto regression = options(20);
+    regression.loss = user_huber{};
+    auto r = mpi_trainer(pool, waves_model(), regression);
+    auto waves_data = waves(40, 12);
+    if (odd) waves_data.targets.data()[3] += 1;
+    require_disagreement("the labels or targets", "rank 1 differs from rank 0", [&] { r.train_epoch(waves_data); });
     // another call on one rank
     require_disagreement("the call", "rank 0 calls train_epoch, rank 1 calls evaluate", [&] {
       if (odd) t.evaluate(data);
