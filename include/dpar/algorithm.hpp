@@ -2,7 +2,8 @@
 // The public algorithms. Each one checks its arguments with concepts and
 // forwards to the backend that the policy's type names (execution.hpp).
 // Results equal the std:: algorithm of the same name, and ops are combined in
-// sequence order, so they need to be associative but not commutative.
+// sequence order, so they need to be associative but not commutative. The
+// algorithms derived from these are in algorithm/ (included at the end).
 
 #include <functional>
 #include <iterator>
@@ -18,13 +19,6 @@
 #include "execution.hpp"
 
 namespace dpar {
-
-namespace detail {
-template <class R>
-auto range_end(R& r) {
-  return std::ranges::begin(r) + std::ranges::distance(r);
-}
-}  // namespace detail
 
 // ---- transform -------------------------------------------------------------
 
@@ -246,3 +240,8 @@ Out exclusive_scan(P&& policy, R&& r, Out d_first, T init) {
 }
 
 }  // namespace dpar
+
+#include "algorithm/by_key.hpp"
+#include "algorithm/compaction.hpp"
+#include "algorithm/movement.hpp"
+#include "algorithm/search.hpp"
