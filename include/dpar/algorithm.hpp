@@ -166,6 +166,22 @@ T transform_reduce(P&& policy, R&& r, It2 first2, T init) {
   return dpar::transform_reduce(policy, std::ranges::begin(r), detail::range_end(r), first2, std::move(init));
 }
 
+// Thrust's order, (first, last, unary_op, init, binary_op): one clear error
+// instead of every overload that did not match.
+namespace detail {
+template <class T>
+inline constexpr bool thrust_order_v = false;  // false, but only once instantiated
+}  // namespace detail
+
+template <execution_policy P, std::random_access_iterator It, class UnaryOp, class T, class BinaryOp>
+  requires(!std::random_access_iterator<UnaryOp>) && std::invocable<UnaryOp&, std::iter_reference_t<It>> &&
+          (!std::invocable<T&, std::iter_reference_t<It>>)
+void transform_reduce(P&&, It, It, UnaryOp, T, BinaryOp) {
+  static_assert(detail::thrust_order_v<T>,
+                "dpar::transform_reduce takes std's argument order (first, last, init, reduce_op, transform_op), "
+                "not Thrust's (first, last, transform_op, init, reduce_op)");
+}
+
 // ---- inclusive_scan --------------------------------------------------------
 
 template <execution_policy P, std::random_access_iterator In, class Out, class Op>
@@ -209,6 +225,16 @@ template <execution_policy P, sized_random_access_range R, class Out, class Op, 
 Out inclusive_scan(P&& policy, R&& r, Out d_first, Op op, T init) {
   return dpar::inclusive_scan(policy, std::ranges::begin(r), detail::range_end(r), d_first, std::move(op),
                               std::move(init));
+}
+
+// Thrust's order, (first, last, d_first, init, op): one clear error.
+template <execution_policy P, std::random_access_iterator In, class Out, class T, class Op>
+  requires(!std::invocable<T&, std::iter_value_t<In>, std::iter_reference_t<In>>) &&
+          std::invocable<Op&, T, std::iter_reference_t<In>>
+void inclusive_scan(P&&, In, In, Out, T, Op) {
+  static_assert(detail::thrust_order_v<T>,
+                "dpar::inclusive_scan takes std's argument order (first, last, d_first, op, init), not Thrust's "
+                "(first, last, d_first, init, op)");
 }
 
 // ---- exclusive_scan --------------------------------------------------------

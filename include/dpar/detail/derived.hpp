@@ -124,25 +124,32 @@ std::optional<std::size_t> first_index_here(const P& p, std::size_t n, const Tes
   return parts::template best_here<std::size_t>(p, local, [](std::size_t, std::size_t) { return false; });
 }
 
+// An element's position and a copy of it (what crosses participants).
+template <class V>
+struct indexed {
+  std::size_t index;
+  V value;
+};
+
 // The position of the element that wins over all others under `pick_later`
 // (pick_later(a, b): whether element b, later in sequence than a, replaces a),
 // on the participant that holds it; none elsewhere or for an empty sequence.
 template <class P, class It, class PickLater>
 std::optional<std::size_t> select_element_here(const P& p, It first, std::size_t n, PickLater pick_later) {
   using parts = participants_of<P>;
-  using V = std::iter_value_t<It>;
-  auto local = [&]() -> std::optional<std::pair<std::size_t, V>> {
+  using candidate = indexed<std::iter_value_t<It>>;
+  auto local = [&]() -> std::optional<candidate> {
     if (n == 0) return std::nullopt;
     auto pick = [&](std::size_t a, std::size_t b) { return pick_later(first[a], first[b]) ? b : a; };
     std::size_t i = fold_indices(parts::local(p), n - 1, std::size_t{0}, pick, [](std::size_t j) { return j + 1; });
-    return std::pair<std::size_t, V>(i, first[i]);
+    return candidate{i, first[i]};
   };
-  auto later_wins = [&](const std::pair<std::size_t, V>& later, const std::pair<std::size_t, V>& earlier) {
-    return pick_later(earlier.second, later.second);
+  auto later_wins = [&](const candidate& later, const candidate& earlier) {
+    return pick_later(earlier.value, later.value);
   };
-  auto best = parts::template best_here<std::pair<std::size_t, V>>(p, local, later_wins);
+  auto best = parts::template best_here<candidate>(p, local, later_wins);
   if (!best) return std::nullopt;
-  return best->first;
+  return best->index;
 }
 
 // Compaction on one participant's elements: evaluates keep(i) once for every
