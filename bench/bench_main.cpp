@@ -154,6 +154,7 @@ std::size_t* run_keys_out() {
 template <class T>
 arrays<T> prepare(std::size_t n) {
   arrays<T> d{buffer<T>(0), buffer<T>(1), buffer<T>(2), n};
+  run_keys_out();  // allocated (and zeroed) here, before any timed call
   for (std::size_t i : probes(n)) d.z[i] = T(-7);  // so that an output left unwritten fails the check
   return d;
 }

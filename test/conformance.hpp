@@ -421,6 +421,22 @@ void host_types() {
   }
 }
 
+// A call that throws on every participant: "bad element" on the one that
+// holds the bad element, the failure-elsewhere error on the others.
+template <class A, class Call>
+void throws_everywhere(bool holder, Call& call) {
+  if (holder) {
+    CHECK_THROWS_WITH(call(), "bad element");
+  } else {
+    try {
+      call();
+      FAIL("no exception on a participant that does not hold the element");
+    } catch (const std::exception& e) {
+      CHECK(A::is_failure_elsewhere(e));
+    }
+  }
+}
+
 // A user function that throws at one element: the participant holding it gets
 // the exception; element-wise algorithms are local to each participant, and
 // reductions and scans throw on every participant. Afterwards the policy
@@ -444,18 +460,7 @@ void exceptions() {
         if (holder) CHECK_THROWS_WITH(call(), "bad element");
         else CHECK_NOTHROW(call());
       };
-      auto everywhere = [&](auto&& call) {
-        if (holder) {
-          CHECK_THROWS_WITH(call(), "bad element");
-        } else {
-          try {
-            call();
-            FAIL("no exception on a participant that does not hold the element");
-          } catch (const std::exception& e) {
-            CHECK(A::is_failure_elsewhere(e));
-          }
-        }
-      };
+      auto everywhere = [&](auto&& call) { throws_everywhere<A>(holder, call); };
       local([&] { dpar::transform(policy, v, out.begin(), f); });
       local([&] { dpar::for_each(policy, v, [&](const long& x) { f(x); }); });
       everywhere([&] { dpar::transform_reduce(policy, v, 0L, std::plus<>{}, f); });
@@ -803,18 +808,7 @@ void derived_exceptions() {
         if (x == bad) throw std::runtime_error("bad element");
         return x % 3 == 0;
       };
-      auto everywhere = [&](auto&& call) {
-        if (holder) {
-          CHECK_THROWS_WITH(call(), "bad element");
-        } else {
-          try {
-            call();
-            FAIL("no exception on a participant that does not hold the element");
-          } catch (const std::exception& e) {
-            CHECK(A::is_failure_elsewhere(e));
-          }
-        }
-      };
+      auto everywhere = [&](auto&& call) { throws_everywhere<A>(holder, call); };
       if (holder) CHECK_THROWS_WITH(dpar::copy_if(policy, v, out.begin(), pred), "bad element");
       else CHECK_NOTHROW(dpar::copy_if(policy, v, out.begin(), pred));
       auto w = v;

@@ -214,15 +214,19 @@ class zip_iterator {
   std::tuple<It...> its_;
 };
 
-// The ranges side by side, as long as the shortest.
+// The ranges side by side, as long as the shortest. A view that holds only
+// iterators (so also a borrowed range); view_base rather than view_interface,
+// whose members clang 14 cannot check against libstdc++ 12.
 template <class... It>
-class zip_view : public std::ranges::view_interface<zip_view<It...>> {
+class zip_view : public std::ranges::view_base {
  public:
   constexpr zip_view() = default;
   constexpr zip_view(std::ptrdiff_t size, It... firsts) : first_(firsts...), size_(size) {}
   constexpr zip_iterator<It...> begin() const { return first_; }
   constexpr zip_iterator<It...> end() const { return first_ + size_; }
   constexpr std::size_t size() const noexcept { return static_cast<std::size_t>(size_); }
+  constexpr bool empty() const noexcept { return size_ == 0; }
+  constexpr typename zip_iterator<It...>::reference operator[](std::ptrdiff_t i) const { return first_[i]; }
 
  private:
   zip_iterator<It...> first_;
@@ -239,6 +243,9 @@ constexpr auto zip(R&&... ranges) {
 }
 
 }  // namespace dpar
+
+template <class... It>
+inline constexpr bool std::ranges::enable_borrowed_range<dpar::zip_view<It...>> = true;
 
 // zip_reference is tuple-like (structured bindings), and it and std::tuple
 // have a common reference (what C++20's iterator concepts ask of a proxy).
