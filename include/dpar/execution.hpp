@@ -38,7 +38,7 @@ class parallel_policy {
   thread_pool& pool() const { return pool_ ? *pool_ : thread_pool::global(); }
 
   // A policy whose calls cut their range into tasks of at least `elements`
-  // elements each (the last may be shorter), which threads claim as they come:
+  // elements each (one task if the range is shorter), which threads claim as they come:
   // for users who know their elements' cost. 0, the default, lets the backend
   // choose: by count, and by timing the first elements where the count alone
   // would leave threads idle (detail/threads/backend.hpp).
