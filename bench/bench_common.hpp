@@ -6,6 +6,7 @@
 
 #include <benchmark/benchmark.h>
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -37,7 +38,43 @@ inline double x_value(std::size_t i) { return static_cast<double>(i % 4) - 1.5; 
 inline double y_value(std::size_t i) { return static_cast<double>(i % 3) - 1.0; }
 
 // Algorithms of the sweep; bytes_per_element is the minimal memory traffic.
-enum class algo { transform, reduce, dot, inclusive_scan, exclusive_scan, read, copy };
+// copy_if keeps x > 0 (returns the count); min_element returns the smallest
+// x; lower_bound writes, for each x, its index in search_haystack();
+// reduce_by_key sums x over runs of 4 (keys i / 4, given as a counting
+// iterator and run_key_eq) into z and returns the number of runs.
+enum class algo {
+  transform,
+  reduce,
+  dot,
+  inclusive_scan,
+  exclusive_scan,
+  read,
+  copy,
+  copy_if,
+  min_element,
+  lower_bound,
+  reduce_by_key
+};
+
+// The sorted haystack of lower_bound: 64 values from -2 in steps of 1/16.
+template <class T>
+const T* search_haystack() {
+  static const auto values = [] {
+    std::array<T, 64> h{};
+    for (std::size_t j = 0; j < h.size(); ++j) h[j] = T(-2) + T(j) / T(16);
+    return h;
+  }();
+  return values.data();
+}
+inline constexpr std::size_t search_haystack_size = 64;
+
+// Keys of reduce_by_key: element i has key i / 4.
+struct run_key_eq {
+  bool operator()(std::size_t a, std::size_t b) const { return a / 4 == b / 4; }
+};
+
+// The keys written by reduce_by_key (one per run of 4), sized for the largest run.
+std::size_t* run_keys_out();
 const char* name_of(algo a);
 double bytes_per_element(algo a);
 

@@ -5,6 +5,10 @@
 
 #include <dpar/dpar.hpp>
 
+#include <chrono>
+#include <string>
+#include <vector>
+
 namespace bench {
 namespace {
 
@@ -25,6 +29,46 @@ void add_all(const std::string& impl, Policy policy) {
     dpar::exclusive_scan(policy, d.x, d.x + d.n, d.z, T{});
     return T{};
   });
+  add<T>(algo::copy_if, impl, [policy](const arrays<T>& d) {
+    return T(dpar::copy_if(policy, d.x, d.x + d.n, d.z, [](T v) { return v > T(0); }) - d.z);
+  });
+  add<T>(algo::min_element, impl, [policy](const arrays<T>& d) {
+    return d.n == 0 ? T{} : *dpar::min_element(policy, d.x, d.x + d.n);
+  });
+  add<T>(algo::lower_bound, impl, [policy](const arrays<T>& d) {
+    const T* h = search_haystack<T>();
+    dpar::lower_bound(policy, h, h + search_haystack_size, d.x, d.x + d.n, d.z);
+    return T{};
+  });
+  add<T>(algo::reduce_by_key, impl, [policy](const arrays<T>& d) {
+    dpar::counting_iterator<std::size_t> keys(0);
+    auto ends = dpar::reduce_by_key(policy, keys, keys + static_cast<std::ptrdiff_t>(d.n), d.x, run_keys_out(), d.z,
+                                    run_key_eq{});
+    return T(ends.second - d.z);
+  });
+}
+
+// 64 elements of about 2 ms each: by count a single block, by cost work
+// for every thread (issue 19). The row pair dpar_par / dpar_seq is the speed-up.
+void busy_for_2ms() {
+  const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(2);
+  while (std::chrono::steady_clock::now() < until) {
+  }
+}
+
+template <class Policy>
+void add_heavy(const std::string& impl, Policy policy) {
+  benchmark::RegisterBenchmark(("heavy_elements/64x2ms/" + impl).c_str(), [policy](benchmark::State& state) {
+    std::vector<double> in(64, 1.0), out(64);
+    for (auto _ : state) {
+      dpar::transform(policy, in.begin(), in.end(), out.begin(), [](double v) {
+        busy_for_2ms();
+        return v + 1;
+      });
+      benchmark::ClobberMemory();
+    }
+    if (out != std::vector<double>(64, 2.0)) state.SkipWithError("heavy_elements: wrong result");
+  })->UseRealTime()->Unit(benchmark::kMillisecond);
 }
 
 }  // namespace
@@ -37,6 +81,8 @@ void register_dpar() {
   // Reproducible mode: correctly rounded sums, fixed-order scans (issue 11).
   add_all<float>("dpar_deterministic", dpar::deterministic(dpar::par));
   add_all<double>("dpar_deterministic", dpar::deterministic(dpar::par));
+  add_heavy("dpar_par", dpar::par);
+  add_heavy("dpar_seq", dpar::seq);
   static dpar::thread_pool two(2);
   add_latency("dpar", [] { two.run([](std::size_t, std::size_t) {}); });
 }

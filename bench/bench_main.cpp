@@ -114,15 +114,47 @@ std::string check(algo a, const arrays<T>& d, T result) {
         if (static_cast<double>(d.z[i]) != want) return fail("prefix", i);
       }
       return "";
+    case algo::copy_if: {  // x > 0 for i % 4 in {2, 3}: 0.5, 1.5, 0.5, ...
+      const std::size_t kept = d.n / 4 * 2 + (d.n % 4 > 2 ? d.n % 4 - 2 : 0);
+      if (static_cast<double>(result) != static_cast<double>(kept)) return fail("count", d.n);
+      for (std::size_t k : probes(kept))
+        if (static_cast<double>(d.z[k]) != (k % 2 ? 1.5 : 0.5)) return fail("element", k);
+      return "";
+    }
+    case algo::min_element:
+      return static_cast<double>(result) == (d.n == 0 ? 0.0 : -1.5) ? "" : fail("minimum", d.n);
+    case algo::lower_bound: {
+      const T* h = search_haystack<T>();
+      for (std::size_t i : probes(d.n)) {
+        auto want = std::lower_bound(h, h + search_haystack_size, T(x_value(i))) - h;
+        if (static_cast<double>(d.z[i]) != static_cast<double>(want)) return fail("index", i);
+      }
+      return "";
+    }
+    case algo::reduce_by_key: {  // full runs of 4 sum to 0; a last partial run to prefix(n % 4 - 1)
+      const std::size_t runs = (d.n + 3) / 4;
+      if (static_cast<double>(result) != static_cast<double>(runs)) return fail("run count", d.n);
+      for (std::size_t k : probes(runs)) {
+        double want = k + 1 == runs && d.n % 4 ? prefix(d.n % 4 - 1) : 0.0;
+        if (static_cast<double>(d.z[k]) != want || run_keys_out()[k] != 4 * k) return fail("run", k);
+      }
+      return "";
+    }
   }
   return "unknown algorithm";
 }
 
 }  // namespace
 
+std::size_t* run_keys_out() {
+  static std::vector<std::size_t> keys(max_size / 4 + 1);
+  return keys.data();
+}
+
 template <class T>
 arrays<T> prepare(std::size_t n) {
   arrays<T> d{buffer<T>(0), buffer<T>(1), buffer<T>(2), n};
+  run_keys_out();  // allocated (and zeroed) here, before any timed call
   for (std::size_t i : probes(n)) d.z[i] = T(-7);  // so that an output left unwritten fails the check
   return d;
 }
@@ -136,6 +168,10 @@ const char* name_of(algo a) {
     case algo::exclusive_scan: return "exclusive_scan";
     case algo::read: return "baseline_read";
     case algo::copy: return "baseline_copy";
+    case algo::copy_if: return "copy_if";
+    case algo::min_element: return "min_element";
+    case algo::lower_bound: return "lower_bound";
+    case algo::reduce_by_key: return "reduce_by_key";
   }
   return "?";
 }
@@ -143,7 +179,10 @@ const char* name_of(algo a) {
 double bytes_per_element(algo a) {
   switch (a) {
     case algo::reduce:
-    case algo::read: return 1;
+    case algo::read:
+    case algo::min_element: return 1;
+    case algo::copy_if: return 1.5;        // read all, write half
+    case algo::reduce_by_key: return 1.25;  // read all, write a quarter
     default: return 2;  // two inputs, or one input and one output
   }
 }

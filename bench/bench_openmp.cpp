@@ -5,6 +5,7 @@
 
 #include <omp.h>
 
+#include <algorithm>
 #include <cstring>
 
 namespace bench {
@@ -61,6 +62,24 @@ void add_openmp() {
 #pragma omp scan exclusive(sum)
       sum += x[i];
     }
+    return T{};
+  });
+  add<T>(algo::min_element, "openmp", [](const arrays<T>& d) {
+    const T* x = d.x;
+    const auto n = static_cast<std::ptrdiff_t>(d.n);
+    if (n == 0) return T{};
+    T low = x[0];
+#pragma omp parallel for simd reduction(min : low) schedule(static)
+    for (std::ptrdiff_t i = 0; i < n; ++i) low = x[i] < low ? x[i] : low;
+    return low;
+  });
+  add<T>(algo::lower_bound, "openmp", [](const arrays<T>& d) {
+    const T* x = d.x;
+    T* z = d.z;
+    const T* h = search_haystack<T>();
+    const auto n = static_cast<std::ptrdiff_t>(d.n);
+#pragma omp parallel for schedule(static)
+    for (std::ptrdiff_t i = 0; i < n; ++i) z[i] = T(std::lower_bound(h, h + search_haystack_size, x[i]) - h);
     return T{};
   });
 }

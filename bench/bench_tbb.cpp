@@ -94,6 +94,28 @@ void add_tbb() {
         std::plus<T>());
     return T{};
   });
+  // the value only: the rows compare the search, not iterator bookkeeping
+  add<T>(algo::min_element, "tbb", [](const arrays<T>& d) {
+    const T* x = d.x;
+    if (d.n == 0) return T{};
+    return tbb::parallel_reduce(
+        range(0, d.n), x[0],
+        [=](const range& r, T low) {
+#pragma omp simd reduction(min : low)
+          for (std::size_t i = r.begin(); i < r.end(); ++i) low = std::min(low, x[i]);
+          return low;
+        },
+        [](T a, T b) { return std::min(a, b); });
+  });
+  add<T>(algo::lower_bound, "tbb", [](const arrays<T>& d) {
+    const T* x = d.x;
+    T* z = d.z;
+    const T* h = search_haystack<T>();
+    tbb::parallel_for(range(0, d.n), [=](const range& r) {
+      for (std::size_t i = r.begin(); i < r.end(); ++i) z[i] = T(std::lower_bound(h, h + search_haystack_size, x[i]) - h);
+    });
+    return T{};
+  });
 }
 
 template <class T>
@@ -111,6 +133,18 @@ void add_std_par() {
   });
   add<T>(algo::exclusive_scan, "std_par_unseq", [](const arrays<T>& d) {
     std::exclusive_scan(std::execution::par_unseq, d.x, d.x + d.n, d.z, T{});
+    return T{};
+  });
+  add<T>(algo::copy_if, "std_par_unseq", [](const arrays<T>& d) {
+    return T(std::copy_if(std::execution::par_unseq, d.x, d.x + d.n, d.z, [](T v) { return v > T(0); }) - d.z);
+  });
+  add<T>(algo::min_element, "std_par_unseq", [](const arrays<T>& d) {
+    return d.n == 0 ? T{} : *std::min_element(std::execution::par_unseq, d.x, d.x + d.n);
+  });
+  add<T>(algo::lower_bound, "std_par_unseq", [](const arrays<T>& d) {
+    const T* h = search_haystack<T>();
+    std::transform(std::execution::par_unseq, d.x, d.x + d.n, d.z,
+                   [h](T v) { return T(std::lower_bound(h, h + search_haystack_size, v) - h); });
     return T{};
   });
 }

@@ -2,7 +2,11 @@
 
 #include "bench_common.hpp"
 
+#include <thrust/binary_search.h>
+#include <thrust/copy.h>
+#include <thrust/extrema.h>
 #include <thrust/functional.h>
+#include <thrust/iterator/counting_iterator.h>
 #include <thrust/inner_product.h>
 #include <thrust/reduce.h>
 #include <thrust/scan.h>
@@ -11,6 +15,11 @@
 
 namespace bench {
 namespace {
+
+template <class T>
+struct positive {
+  bool operator()(T v) const { return v > T(0); }
+};
 
 template <class T>
 struct twice_plus_one {
@@ -33,6 +42,23 @@ void add_thrust() {
   add<T>(algo::exclusive_scan, "thrust_omp", [](const arrays<T>& d) {
     thrust::exclusive_scan(thrust::omp::par, d.x, d.x + d.n, d.z, T{});
     return T{};
+  });
+  add<T>(algo::copy_if, "thrust_omp", [](const arrays<T>& d) {
+    return T(thrust::copy_if(thrust::omp::par, d.x, d.x + d.n, d.z, positive<T>()) - d.z);
+  });
+  add<T>(algo::min_element, "thrust_omp", [](const arrays<T>& d) {
+    return d.n == 0 ? T{} : *thrust::min_element(thrust::omp::par, d.x, d.x + d.n);
+  });
+  add<T>(algo::lower_bound, "thrust_omp", [](const arrays<T>& d) {
+    const T* h = search_haystack<T>();
+    thrust::lower_bound(thrust::omp::par, h, h + search_haystack_size, d.x, d.x + d.n, d.z);
+    return T{};
+  });
+  add<T>(algo::reduce_by_key, "thrust_omp", [](const arrays<T>& d) {
+    thrust::counting_iterator<std::size_t> keys(0);
+    auto ends = thrust::reduce_by_key(thrust::omp::par, keys, keys + static_cast<std::ptrdiff_t>(d.n), d.x,
+                                      run_keys_out(), d.z, run_key_eq{});
+    return T(ends.second - d.z);
   });
 }
 

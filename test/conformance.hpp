@@ -421,6 +421,22 @@ void host_types() {
   }
 }
 
+// A call that throws on every participant: "bad element" on the one that
+// holds the bad element, the failure-elsewhere error on the others.
+template <class A, class Call>
+void throws_everywhere(bool holder, Call& call) {
+  if (holder) {
+    CHECK_THROWS_WITH(call(), "bad element");
+  } else {
+    try {
+      call();
+      FAIL("no exception on a participant that does not hold the element");
+    } catch (const std::exception& e) {
+      CHECK(A::is_failure_elsewhere(e));
+    }
+  }
+}
+
 // A user function that throws at one element: the participant holding it gets
 // the exception; element-wise algorithms are local to each participant, and
 // reductions and scans throw on every participant. Afterwards the policy
@@ -444,18 +460,7 @@ void exceptions() {
         if (holder) CHECK_THROWS_WITH(call(), "bad element");
         else CHECK_NOTHROW(call());
       };
-      auto everywhere = [&](auto&& call) {
-        if (holder) {
-          CHECK_THROWS_WITH(call(), "bad element");
-        } else {
-          try {
-            call();
-            FAIL("no exception on a participant that does not hold the element");
-          } catch (const std::exception& e) {
-            CHECK(A::is_failure_elsewhere(e));
-          }
-        }
-      };
+      auto everywhere = [&](auto&& call) { throws_everywhere<A>(holder, call); };
       local([&] { dpar::transform(policy, v, out.begin(), f); });
       local([&] { dpar::for_each(policy, v, [&](const long& x) { f(x); }); });
       everywhere([&] { dpar::transform_reduce(policy, v, 0L, std::plus<>{}, f); });
@@ -489,6 +494,336 @@ void nested() {
     long want = 0;
     for (int i = 0; i < 4100; ++i) want += 100L * (i % 3);
     CHECK(total == want);
+  });
+}
+
+
+// ---- the algorithms derived from the primitives (dpar/algorithm/) ----------
+// Compaction is per participant (each writes its own elements that the
+// global rule keeps); counts and tests are global; an iterator result points
+// at the element on the participant that holds it, `last` elsewhere.
+
+// This participant's elements of `global` whose global flag is set.
+template <class A, class T>
+std::vector<T> kept_here(const std::vector<T>& global, const std::vector<char>& keep) {
+  std::vector<T> local = mine<A>(global), want;
+  std::vector<char> flags = mine<A>(keep);
+  for (std::size_t i = 0; i < local.size(); ++i)
+    if (flags[i]) want.push_back(local[i]);
+  return want;
+}
+
+// Where this participant expects an iterator result: local index of global
+// position g if it holds it, else its local length.
+template <class A>
+std::size_t local_index_of(std::size_t g, std::size_t n) {
+  std::vector<std::size_t> position(n);
+  std::iota(position.begin(), position.end(), std::size_t{0});
+  position = mine<A>(position);
+  auto at = std::find(position.begin(), position.end(), g);
+  return static_cast<std::size_t>(at - position.begin());
+}
+
+template <class T>
+struct is_even {
+  bool operator()(const T& x) const { return x % 2 == 0; }
+};
+
+template <class A>
+void derived_compaction() {
+  A::for_each_policy([](const auto& policy, const std::string& name) {
+    for (std::size_t n : A::sizes) {
+      if (n > 65537) continue;
+      INFO(name << ", n = " << n);
+      std::vector<int> ga = random_vector<int>(n, 7 * n + 1);
+      for (auto& x : ga) x %= 3;  // runs of equal values for unique
+      auto a = A::place(ga);
+      const auto local = A::host(a);
+      std::vector<char> even(n), odd(n), first_of_run(n);
+      for (std::size_t i = 0; i < n; ++i) {
+        even[i] = ga[i] % 2 == 0;
+        odd[i] = !even[i];
+        first_of_run[i] = i == 0 || ga[i] != ga[i - 1];
+      }
+      std::vector<int> out(local.size(), 99), out2(local.size(), 99);
+      auto prefix = [](const std::vector<int>& v, std::ptrdiff_t k) { return std::vector<int>(v.begin(), v.begin() + k); };
+
+      auto e = dpar::copy_if(policy, a.begin(), a.end(), out.begin(), is_even<int>{});
+      CHECK(prefix(out, e - out.begin()) == kept_here<A>(ga, even));
+      e = dpar::copy_if(policy, a, out.begin(), is_even<int>{});
+      CHECK(prefix(out, e - out.begin()) == kept_here<A>(ga, even));
+      e = dpar::remove_copy_if(policy, a, out.begin(), is_even<int>{});
+      CHECK(prefix(out, e - out.begin()) == kept_here<A>(ga, odd));
+      auto [t, f] = dpar::partition_copy(policy, a, out.begin(), out2.begin(), is_even<int>{});
+      CHECK(prefix(out, t - out.begin()) == kept_here<A>(ga, even));
+      CHECK(prefix(out2, f - out2.begin()) == kept_here<A>(ga, odd));
+      e = dpar::unique_copy(policy, a, out.begin());
+      CHECK(prefix(out, e - out.begin()) == kept_here<A>(ga, first_of_run));
+      e = dpar::unique_copy(policy, a.begin(), a.end(), out.begin(), std::equal_to<>{});
+      CHECK(prefix(out, e - out.begin()) == kept_here<A>(ga, first_of_run));
+
+      // in place
+      auto b = a;
+      auto end = dpar::remove_if(policy, b, is_even<int>{});
+      CHECK(std::vector<int>(b.begin(), end) == kept_here<A>(ga, odd));
+      b = a;
+      end = dpar::unique(policy, b.begin(), b.end());
+      CHECK(std::vector<int>(b.begin(), end) == kept_here<A>(ga, first_of_run));
+      b = a;
+      end = dpar::stable_partition(policy, b, is_even<int>{});
+      std::vector<int> want = local;
+      std::stable_partition(want.begin(), want.end(), is_even<int>{});
+      CHECK(b == want);
+      CHECK(end - b.begin() == std::count_if(local.begin(), local.end(), is_even<int>{}));
+    }
+  });
+}
+
+template <class A>
+void derived_search() {
+  A::for_each_policy([](const auto& policy, const std::string& name) {
+    for (std::size_t n : A::sizes) {
+      if (n > 65537) continue;
+      INFO(name << ", n = " << n);
+      const std::vector<long long> ga = random_vector<long long>(n, 11 * n + 1);
+      auto a = A::place(ga);
+      const std::size_t here = A::host(a).size();
+      auto index_of = [&](auto it) { return static_cast<std::size_t>(it - a.begin()); };
+      auto expect_at = [&](std::vector<long long>::const_iterator g) {
+        return local_index_of<A>(static_cast<std::size_t>(g - ga.begin()), n);
+      };
+      const is_even<long long> even;
+      CHECK(dpar::count_if(policy, a.begin(), a.end(), even) == std::count_if(ga.begin(), ga.end(), even));
+      CHECK(dpar::count(policy, a, 7LL) == std::count(ga.begin(), ga.end(), 7LL));
+      CHECK(dpar::any_of(policy, a, even) == std::any_of(ga.begin(), ga.end(), even));
+      CHECK(dpar::all_of(policy, a, even) == std::all_of(ga.begin(), ga.end(), even));
+      CHECK(dpar::none_of(policy, a.begin(), a.end(), even) == std::none_of(ga.begin(), ga.end(), even));
+      auto big = [](long long x) { return x > 990; };
+      CHECK(dpar::all_of(policy, a, [](long long x) { return x <= 1000; }));
+      CHECK(index_of(dpar::find_if(policy, a, big)) == expect_at(std::find_if(ga.begin(), ga.end(), big)));
+      CHECK(index_of(dpar::find(policy, a.begin(), a.end(), -3LL)) == expect_at(std::find(ga.begin(), ga.end(), -3LL)));
+      CHECK(index_of(dpar::find(policy, a, 5000LL)) == here);
+      // first smallest / first largest; minmax: first smallest, last largest
+      CHECK(index_of(dpar::min_element(policy, a)) == expect_at(std::min_element(ga.begin(), ga.end())));
+      CHECK(index_of(dpar::max_element(policy, a.begin(), a.end())) == expect_at(std::max_element(ga.begin(), ga.end())));
+      auto by_abs = [](long long x, long long y) { return std::abs(x) < std::abs(y); };
+      CHECK(index_of(dpar::max_element(policy, a, by_abs)) == expect_at(std::max_element(ga.begin(), ga.end(), by_abs)));
+      auto [lo, hi] = dpar::minmax_element(policy, a, by_abs);
+      auto [glo, ghi] = std::minmax_element(ga.begin(), ga.end(), by_abs);
+      CHECK(index_of(lo) == expect_at(glo));
+      CHECK(index_of(hi) == expect_at(ghi));
+
+      auto c = a;
+      CHECK(dpar::equal(policy, a, c));
+      CHECK(dpar::equal(policy, a.begin(), a.end(), c.begin()));
+      CHECK(dpar::mismatch(policy, a, c).first == a.end());
+      std::vector<long long> gc = ga;
+      if (n > 0) gc[n / 2] += 1;
+      c = A::place(gc);
+      CHECK(dpar::equal(policy, a.begin(), a.end(), c.begin(), std::equal_to<>{}) == (n == 0));
+      auto [m1, m2] = dpar::mismatch(policy, a.begin(), a.end(), c.begin());
+      CHECK(index_of(m1) == local_index_of<A>(n == 0 ? 0 : n / 2, n));
+      CHECK(m2 - c.begin() == m1 - a.begin());
+      auto shorter = A::place(std::vector<long long>(ga.begin(), ga.begin() + static_cast<std::ptrdiff_t>(n / 2)));
+      CHECK(dpar::equal(policy, a.begin(), a.end(), shorter.begin(), shorter.end()) == (n / 2 == n));
+    }
+  });
+}
+
+template <class A>
+void derived_movement() {
+  A::for_each_policy([](const auto& policy, const std::string& name) {
+    for (std::size_t n : A::sizes) {
+      if (n > 10007) continue;  // above the thread cut-offs; larger sizes add time, not cases
+      INFO(name << ", n = " << n);
+      const std::vector<long long> ga = random_vector<long long>(n, 13 * n + 1);
+      auto a = A::place(ga), got = A::place(std::vector<long long>(n, 5));
+      std::vector<long long> want(n);
+
+      dpar::fill(policy, got, -2LL);
+      check_equal<A>(A::host(got), std::vector<long long>(n, -2));
+      dpar::fill(policy, got.begin(), got.end(), 3LL);
+      check_equal<A>(A::host(got), std::vector<long long>(n, 3));
+      CHECK(dpar::copy(policy, a, got.begin()) == got.end());
+      check_equal<A>(A::host(got), ga);
+      std::iota(want.begin(), want.end(), -7LL);
+      dpar::iota(policy, got.begin(), got.end(), -7LL);
+      check_equal<A>(A::host(got), want);
+      dpar::iota(policy, got, -7LL);
+      check_equal<A>(A::host(got), want);
+      CHECK(dpar::for_each_n(policy, got.begin(), got.size(), add5_in_place<long long>{}) == got.end());
+      std::transform(want.begin(), want.end(), want.begin(), add5<long long>{});
+      check_equal<A>(A::host(got), want);
+
+      std::adjacent_difference(ga.begin(), ga.end(), want.begin());
+      CHECK(dpar::adjacent_difference(policy, a, got.begin()) == got.end());
+      check_equal<A>(A::host(got), want);
+      std::adjacent_difference(ga.begin(), ga.end(), want.begin(), twice_plus<long long>{});
+      dpar::adjacent_difference(policy, a.begin(), a.end(), got.begin(), twice_plus<long long>{});
+      check_equal<A>(A::host(got), want);
+
+      const square<long long> sq;
+      std::transform_inclusive_scan(ga.begin(), ga.end(), want.begin(), std::plus<>{}, sq);
+      CHECK(dpar::transform_inclusive_scan(policy, a.begin(), a.end(), got.begin(), std::plus<>{}, sq) == got.end());
+      check_equal<A>(A::host(got), want);
+      std::transform_inclusive_scan(ga.begin(), ga.end(), want.begin(), larger<long long>{}, sq, 4LL);
+      dpar::transform_inclusive_scan(policy, a, got.begin(), larger<long long>{}, sq, 4LL);
+      check_equal<A>(A::host(got), want);
+      std::transform_exclusive_scan(ga.begin(), ga.end(), want.begin(), 3LL, std::plus<>{}, sq);
+      dpar::transform_exclusive_scan(policy, a, got.begin(), 3LL, std::plus<>{}, sq);
+      check_equal<A>(A::host(got), want);
+      got = a;  // in place
+      dpar::transform_exclusive_scan(policy, got.begin(), got.end(), got.begin(), 3LL, std::plus<>{}, sq);
+      check_equal<A>(A::host(got), want);
+
+      // gather and scatter index each participant's own memory
+      const auto local = A::host(a);
+      const std::size_t m = local.size();
+      std::vector<int> reversed(m);
+      for (std::size_t i = 0; i < m; ++i) reversed[i] = static_cast<int>(m - 1 - i);
+      std::vector<long long> out(m), local_want(local.rbegin(), local.rend());
+      CHECK(dpar::gather(policy, reversed.begin(), reversed.end(), local.begin(), out.begin()) == out.end());
+      CHECK(out == local_want);
+      std::fill(out.begin(), out.end(), 0);
+      dpar::scatter(policy, local.begin(), local.end(), reversed.begin(), out.begin());
+      CHECK(out == local_want);
+
+      // many needles, one sorted haystack (each participant's whole copy)
+      std::vector<long long> haystack = random_vector<long long>(n / 3 + 1, n);
+      std::sort(haystack.begin(), haystack.end());
+      std::vector<std::ptrdiff_t> glo(n), ghi(n);
+      std::vector<char> gfound(n);
+      for (std::size_t i = 0; i < n; ++i) {
+        glo[i] = std::lower_bound(haystack.begin(), haystack.end(), ga[i]) - haystack.begin();
+        ghi[i] = std::upper_bound(haystack.begin(), haystack.end(), ga[i]) - haystack.begin();
+        gfound[i] = std::binary_search(haystack.begin(), haystack.end(), ga[i]);
+      }
+      std::vector<std::ptrdiff_t> at(m);
+      std::vector<char> found(m);
+      dpar::lower_bound(policy, haystack.begin(), haystack.end(), a.begin(), a.end(), at.begin());
+      CHECK(at == mine<A>(glo));
+      dpar::upper_bound(policy, haystack.begin(), haystack.end(), a.begin(), a.end(), at.begin(), std::less<>{});
+      CHECK(at == mine<A>(ghi));
+      dpar::binary_search(policy, haystack.begin(), haystack.end(), a.begin(), a.end(), found.begin());
+      CHECK(found == mine<A>(gfound));
+    }
+  });
+}
+
+// By key, with 2x2 matrix products (associative, not commutative) as the op.
+template <class A>
+void derived_by_key() {
+  A::for_each_policy([](const auto& policy, const std::string& name) {
+    for (std::size_t n : A::sizes) {
+      if (n > 10007) continue;  // above the thread cut-offs; larger sizes add time, not cases
+      INFO(name << ", n = " << n);
+      std::vector<int> gkeys = random_vector<int>(n, 17 * n + 1);
+      for (auto& k : gkeys) k = k / 12;  // runs of equal keys
+      const auto gvals = dpar_test::random_mat2s(n, n + 3);
+      auto keys = A::place(gkeys);
+      auto vals = A::place(gvals);
+      auto got = A::place(std::vector<mat2>(n));
+      const mat2 init = n > 0 ? gvals[n - 1] : dpar_test::mat2_identity;
+      std::vector<mat2> incl(n), excl(n);
+      std::vector<int> run_keys;
+      std::vector<mat2> run_totals;
+      for (std::size_t i = 0; i < n; ++i) {
+        const bool head = i == 0 || gkeys[i] != gkeys[i - 1];
+        incl[i] = head ? gvals[i] : mat2_mul{}(incl[i - 1], gvals[i]);
+        excl[i] = head ? init : mat2_mul{}(excl[i - 1], gvals[i - 1]);
+        if (head) {
+          run_keys.push_back(gkeys[i]);
+          run_totals.push_back(gvals[i]);
+        } else {
+          run_totals.back() = mat2_mul{}(run_totals.back(), gvals[i]);
+        }
+      }
+      CHECK(dpar::inclusive_scan_by_key(policy, keys.begin(), keys.end(), vals.begin(), got.begin(), std::equal_to<>{},
+                                        mat2_mul{}) == got.end());
+      CHECK(A::host(got) == mine<A>(incl));
+      dpar::exclusive_scan_by_key(policy, keys.begin(), keys.end(), vals.begin(), got.begin(), init, std::equal_to<>{},
+                                  mat2_mul{});
+      CHECK(A::host(got) == mine<A>(excl));
+      // sums with the defaults, in place
+      std::vector<long long> gsum(n), gone(n, 1);
+      for (std::size_t i = 0; i < n; ++i) gsum[i] = (i == 0 || gkeys[i] != gkeys[i - 1]) ? 1 : gsum[i - 1] + 1;
+      auto ones = A::place(gone);
+      dpar::inclusive_scan_by_key(policy, keys.begin(), keys.end(), ones.begin(), ones.begin());
+      CHECK(A::host(ones) == mine<A>(gsum));
+      if constexpr (!dpar::detail::participants_of<decltype(policy)>::distributed) {
+        std::vector<int> key_out(n, -1);
+        std::vector<mat2> val_out(n);
+        auto [ke, ve] = dpar::reduce_by_key(policy, keys.begin(), keys.end(), vals.begin(), key_out.begin(),
+                                            val_out.begin(), std::equal_to<>{}, mat2_mul{});
+        CHECK(std::vector<int>(key_out.begin(), ke) == run_keys);
+        CHECK(std::vector<mat2>(val_out.begin(), ve) == run_totals);
+        std::vector<long long> counts(n);
+        auto ends = dpar::reduce_by_key(policy, keys.begin(), keys.end(), gone.begin(), key_out.begin(), counts.begin());
+        CHECK(static_cast<std::size_t>(ends.second - counts.begin()) == run_keys.size());
+        CHECK(std::accumulate(counts.begin(), ends.second, 0LL) == static_cast<long long>(n));
+      }
+    }
+  });
+}
+
+// Custom types: no default constructor, a comparison given.
+template <class A>
+void derived_custom_type() {
+  A::for_each_policy([](const auto& policy, const std::string& name) {
+    for (std::size_t n : {0, 1, 4099, 65537}) {
+      INFO(name << ", n = " << n);
+      std::vector<money> ga;
+      for (std::size_t i = 0; i < n; ++i) ga.emplace_back(static_cast<long>((i * 7919) % 101));
+      auto a = A::place(ga);
+      auto local = A::host(a);
+      auto cheaper = [](const money& x, const money& y) { return x.cents < y.cents; };
+      auto round = [](const money& m) { return m.cents % 10 == 0; };
+      std::vector<money> out(local.size(), money(-1)), want;
+      std::copy_if(local.begin(), local.end(), std::back_inserter(want), round);
+      auto e = dpar::copy_if(policy, a, out.begin(), round);
+      CHECK(std::vector<money>(out.begin(), e) == want);
+      auto b = a;
+      auto end = dpar::stable_partition(policy, b, round);
+      CHECK(std::vector<money>(b.begin(), end) == want);
+      auto g = std::min_element(ga.begin(), ga.end(), cheaper);
+      CHECK(static_cast<std::size_t>(dpar::min_element(policy, a, cheaper) - a.begin()) ==
+            local_index_of<A>(static_cast<std::size_t>(g - ga.begin()), n));
+      CHECK(dpar::count_if(policy, a, round) == std::count_if(ga.begin(), ga.end(), round));
+    }
+  });
+}
+
+// A user function that throws: local for compaction, everywhere for counts and searches.
+template <class A>
+void derived_exceptions() {
+  const std::size_t n = 100003;
+  std::vector<long> index(n);
+  std::iota(index.begin(), index.end(), 0L);
+  auto v = A::place(index), out = A::place(std::vector<long>(n, 0));
+  A::for_each_policy([&](const auto& policy, const std::string& name) {
+    for (long bad : {0L, static_cast<long>(n / 2 + 1), static_cast<long>(n - 1)}) {
+      INFO(name << ", throwing at element " << bad);
+      const bool holder = std::find(v.begin(), v.end(), bad) != v.end();
+      auto pred = [bad](const long& x) {
+        if (x == bad) throw std::runtime_error("bad element");
+        return x % 3 == 0;
+      };
+      auto everywhere = [&](auto&& call) { throws_everywhere<A>(holder, call); };
+      if (holder) CHECK_THROWS_WITH(dpar::copy_if(policy, v, out.begin(), pred), "bad element");
+      else CHECK_NOTHROW(dpar::copy_if(policy, v, out.begin(), pred));
+      auto w = v;
+      if (holder) CHECK_THROWS_WITH(dpar::remove_if(policy, w, pred), "bad element");
+      everywhere([&] { dpar::count_if(policy, v, pred); });
+      everywhere([&] { dpar::find_if(policy, v, pred); });
+      everywhere([&] {
+        dpar::min_element(policy, v, [&](long x, long y) {
+          pred(x);  // every element meets a comparison
+          pred(y);
+          return x < y;
+        });
+      });
+      CHECK(dpar::count_if(policy, v, [](long x) { return x % 3 == 0; }) == static_cast<long>((n + 2) / 3));
+    }
   });
 }
 
@@ -540,4 +875,30 @@ void nested() {
   TEST_CASE(DPAR_CONFORMANCE_CASE("host-only types: strings keep sequence order, deques are random access", \
                                   BACKEND, "[types]")) {                                                 \
     conformance::host_types<A>();                                                                       \
+  }
+
+#define DPAR_CONFORMANCE_DERIVED(A, BACKEND)                                                              \
+  TEST_CASE(DPAR_CONFORMANCE_CASE("compaction matches std per participant, also in place", BACKEND,      \
+                                  "[algorithms][derived]")) {                                             \
+    conformance::derived_compaction<A>();                                                                \
+  }                                                                                                       \
+  TEST_CASE(DPAR_CONFORMANCE_CASE("counts, tests and searches match std", BACKEND, "[algorithms][derived]")) { \
+    conformance::derived_search<A>();                                                                    \
+  }                                                                                                       \
+  TEST_CASE(DPAR_CONFORMANCE_CASE("fill, copy, iota, adjacent_difference, transform scans, gather, scatter, " \
+                                  "bounds match std",                                                     \
+                                  BACKEND, "[algorithms][derived]")) {                                    \
+    conformance::derived_movement<A>();                                                                  \
+  }                                                                                                       \
+  TEST_CASE(DPAR_CONFORMANCE_CASE("by key with a non-commutative op matches a sequential reference", BACKEND, \
+                                  "[algorithms][derived][order]")) {                                      \
+    conformance::derived_by_key<A>();                                                                    \
+  }                                                                                                       \
+  TEST_CASE(DPAR_CONFORMANCE_CASE("derived algorithms on types without a default constructor", BACKEND,  \
+                                  "[types][derived]")) {                                                  \
+    conformance::derived_custom_type<A>();                                                               \
+  }                                                                                                       \
+  TEST_CASE(DPAR_CONFORMANCE_CASE("derived algorithms: an exception reaches its caller", BACKEND,        \
+                                  "[exceptions][derived]")) {                                             \
+    conformance::derived_exceptions<A>();                                                                \
   }

@@ -12,6 +12,7 @@ using dpar_test::for_each_policy;
 using dpar_test::random_vector;
 
 DPAR_CONFORMANCE_ALGORITHMS(cpu_adaptor, "cpu", int, long long, float, double)
+DPAR_CONFORMANCE_DERIVED(cpu_adaptor, "cpu")
 
 // clang 14 cannot compile libstdc++ 12's views (a known incompatibility of the
 // two, not of dpar); containers as ranges are covered above on every compiler.

@@ -4,6 +4,7 @@
 
 #include "common.hpp"
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -222,5 +223,99 @@ TEST_CASE("vector-register sums equal exact and higher-precision references", "[
       CHECK(dpar::transform_reduce(policy, d.begin(), d.end(), d.begin(), 0.0) ==
             Approx(std::inner_product(d.begin(), d.end(), d.begin(), 0.0L)));
     });
+  }
+}
+
+namespace {
+// Busy for about `d` of wall-clock time: an element that costs far more than
+// a fork-join.
+void busy_for(std::chrono::microseconds d) {
+  const auto until = std::chrono::steady_clock::now() + d;
+  while (std::chrono::steady_clock::now() < until) {
+  }
+}
+
+// How many threads ran the calls that recorded their id.
+std::size_t distinct(std::vector<std::thread::id> ids) {
+  std::sort(ids.begin(), ids.end());
+  return static_cast<std::size_t>(std::unique(ids.begin(), ids.end()) - ids.begin());
+}
+}  // namespace
+
+// Few elements by count, but heavy: the timed probe blocks show the cost and
+// the rest is shared (64 elements of 2 ms ran on one thread before).
+TEST_CASE("heavy elements use every thread: 64 elements of 2 ms", "[split]") {
+  dpar::thread_pool& two = dpar_test::pool(2);
+  const std::size_t n = 64;
+  std::vector<int> in(n), out(n, -1);
+  std::iota(in.begin(), in.end(), 0);
+  std::vector<std::thread::id> by(n);
+  auto heavy = [&](int i) {
+    busy_for(std::chrono::microseconds(2000));
+    by[static_cast<std::size_t>(i)] = std::this_thread::get_id();
+    return i * 3;
+  };
+  dpar::transform(dpar::par.on(two), in.begin(), in.end(), out.begin(), heavy);
+  for (std::size_t i = 0; i < n; ++i) CHECK(out[i] == static_cast<int>(3 * i));
+  CHECK(distinct(by) == 2);
+
+  // the other kinds of call, on 16 of them: a reduction with an op that is
+  // not reorderable, and for_each
+  std::fill(by.begin(), by.end(), std::thread::id());
+  long total = dpar::transform_reduce(dpar::par.on(two), in.begin(), in.begin() + 16, 0L,
+                                      [](long a, long b) { return a + b; }, [&](int i) { return long(heavy(i)); });
+  CHECK(total == 3L * 15 * 16 / 2);
+  CHECK(distinct({by.begin(), by.begin() + 16}) == 2);
+  dpar::for_each(dpar::par.on(two), in.begin(), in.begin() + 16, [&](int& x) { x = heavy(x); });
+  CHECK(in[15] == 45);
+  CHECK(distinct({by.begin(), by.begin() + 16}) == 2);
+}
+
+// Cheap and few: the probe blocks take all of them on the calling thread
+// (timing-dependent where a sanitizer makes every element slow, so checked
+// only without one).
+TEST_CASE("cheap elements below the count cut-off stay on the calling thread", "[split]") {
+  dpar::thread_pool& two = dpar_test::pool(2);
+  std::vector<int> in(200, 1), out(200);
+  std::vector<std::thread::id> by(in.size());
+  dpar::transform(dpar::par.on(two), in.begin(), in.end(), out.begin(), [&](const int& x) {
+    by[static_cast<std::size_t>(&x - in.data())] = std::this_thread::get_id();
+    return x + 1;
+  });
+#if !defined(__SANITIZE_THREAD__) && !defined(__SANITIZE_ADDRESS__)
+  CHECK(distinct(by) == 1);
+  CHECK(by[0] == std::this_thread::get_id());
+#endif
+  CHECK(std::accumulate(out.begin(), out.end(), 0) == 400);
+}
+
+// with_grain(g): tasks of g elements whatever the count, kept by on(pool).
+TEST_CASE("par.with_grain(n) cuts tasks of n elements", "[split]") {
+  dpar::thread_pool& two = dpar_test::pool(2);
+  STATIC_REQUIRE(dpar::par.with_grain(5).grain() == 5);
+  STATIC_REQUIRE(dpar::par.grain() == 0);
+  auto policy = dpar::par.with_grain(1).on(two);
+  CHECK(policy.grain() == 1);
+  CHECK(&policy.pool() == &two);
+  const std::size_t n = 16;
+  std::vector<std::thread::id> by(n);
+  std::vector<int> idx(n);
+  std::iota(idx.begin(), idx.end(), 0);
+  // a cheap-looking element that is slow enough for the second thread to join
+  dpar::for_each(policy, idx.begin(), idx.end(), [&](int i) {
+    busy_for(std::chrono::microseconds(1000));
+    by[static_cast<std::size_t>(i)] = std::this_thread::get_id();
+  });
+  CHECK(distinct(by) == 2);
+  // every algorithm takes it; results as without
+  auto v = dpar_test::random_vector<long>(10007, 3);
+  for (std::size_t grain : {1, 7, 4096, 100000}) {
+    INFO("grain " << grain);
+    auto p = dpar::par.on(two).with_grain(grain);
+    CHECK(dpar::reduce(p, v, 0L) == std::accumulate(v.begin(), v.end(), 0L));
+    std::vector<long> scanned(v.size()), want(v.size());
+    std::inclusive_scan(v.begin(), v.end(), want.begin(), [](long a, long b) { return a - 0 + b; });
+    dpar::inclusive_scan(p, v, scanned.begin(), [](long a, long b) { return a - 0 + b; });
+    CHECK(scanned == want);
   }
 }

@@ -2,7 +2,8 @@
 // The public algorithms. Each one checks its arguments with concepts and
 // forwards to the backend that the policy's type names (execution.hpp).
 // Results equal the std:: algorithm of the same name, and ops are combined in
-// sequence order, so they need to be associative but not commutative.
+// sequence order, so they need to be associative but not commutative. The
+// algorithms derived from these are in algorithm/ (included at the end).
 
 #include <functional>
 #include <iterator>
@@ -18,13 +19,6 @@
 #include "execution.hpp"
 
 namespace dpar {
-
-namespace detail {
-template <class R>
-auto range_end(R& r) {
-  return std::ranges::begin(r) + std::ranges::distance(r);
-}
-}  // namespace detail
 
 // ---- transform -------------------------------------------------------------
 
@@ -172,6 +166,22 @@ T transform_reduce(P&& policy, R&& r, It2 first2, T init) {
   return dpar::transform_reduce(policy, std::ranges::begin(r), detail::range_end(r), first2, std::move(init));
 }
 
+// Thrust's order, (first, last, unary_op, init, binary_op): one clear error
+// instead of every overload that did not match.
+namespace detail {
+template <class T>
+inline constexpr bool thrust_order_v = false;  // false, but only once instantiated
+}  // namespace detail
+
+template <execution_policy P, std::random_access_iterator It, class UnaryOp, class T, class BinaryOp>
+  requires(!std::random_access_iterator<UnaryOp>) && std::invocable<UnaryOp&, std::iter_reference_t<It>> &&
+          (!std::invocable<T&, std::iter_reference_t<It>>)
+void transform_reduce(P&&, It, It, UnaryOp, T, BinaryOp) {
+  static_assert(detail::thrust_order_v<T>,
+                "dpar::transform_reduce takes std's argument order (first, last, init, reduce_op, transform_op), "
+                "not Thrust's (first, last, transform_op, init, reduce_op)");
+}
+
 // ---- inclusive_scan --------------------------------------------------------
 
 template <execution_policy P, std::random_access_iterator In, class Out, class Op>
@@ -217,6 +227,16 @@ Out inclusive_scan(P&& policy, R&& r, Out d_first, Op op, T init) {
                               std::move(init));
 }
 
+// Thrust's order, (first, last, d_first, init, op): one clear error.
+template <execution_policy P, std::random_access_iterator In, class Out, class T, class Op>
+  requires(!std::invocable<T&, std::iter_value_t<In>, std::iter_reference_t<In>>) &&
+          std::invocable<Op&, T, std::iter_reference_t<In>>
+void inclusive_scan(P&&, In, In, Out, T, Op) {
+  static_assert(detail::thrust_order_v<T>,
+                "dpar::inclusive_scan takes std's argument order (first, last, d_first, op, init), not Thrust's "
+                "(first, last, d_first, init, op)");
+}
+
 // ---- exclusive_scan --------------------------------------------------------
 
 template <execution_policy P, std::random_access_iterator In, class Out, class T, class Op>
@@ -246,3 +266,8 @@ Out exclusive_scan(P&& policy, R&& r, Out d_first, T init) {
 }
 
 }  // namespace dpar
+
+#include "algorithm/by_key.hpp"
+#include "algorithm/compaction.hpp"
+#include "algorithm/movement.hpp"
+#include "algorithm/search.hpp"

@@ -31,4 +31,12 @@ concept random_access_output = std::random_access_iterator<Out> &&
 template <class R>
 concept sized_random_access_range = std::ranges::random_access_range<R> && std::ranges::sized_range<R>;
 
+namespace detail {
+// A range's end as an iterator of its begin's type (views may end in a sentinel).
+template <class R>
+auto range_end(R& r) {
+  return std::ranges::begin(r) + std::ranges::distance(r);
+}
+}  // namespace detail
+
 }  // namespace dpar

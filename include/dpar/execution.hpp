@@ -3,6 +3,7 @@
 // each policy names its backend as a nested type `backend`, a struct whose
 // static member functions implement the algorithms.
 
+#include <cstddef>
 #include <iterator>
 #include <type_traits>
 
@@ -29,12 +30,28 @@ class parallel_policy {
 
   constexpr parallel_policy() noexcept = default;
   // A policy that runs on `pool`, which must outlive the calls made with it.
-  constexpr parallel_policy on(thread_pool& pool) const noexcept { return parallel_policy(&pool); }
+  constexpr parallel_policy on(thread_pool& pool) const noexcept {
+    parallel_policy p = *this;
+    p.pool_ = &pool;
+    return p;
+  }
   thread_pool& pool() const { return pool_ ? *pool_ : thread_pool::global(); }
 
+  // A policy whose calls cut their range into tasks of at least `elements`
+  // elements each (one task if the range is shorter), which threads claim as they come:
+  // for users who know their elements' cost. 0, the default, lets the backend
+  // choose: by count, and by timing the first elements where the count alone
+  // would leave threads idle (detail/threads/backend.hpp).
+  constexpr parallel_policy with_grain(std::size_t elements) const noexcept {
+    parallel_policy p = *this;
+    p.grain_ = elements;
+    return p;
+  }
+  constexpr std::size_t grain() const noexcept { return grain_; }
+
  private:
-  constexpr explicit parallel_policy(thread_pool* pool) noexcept : pool_(pool) {}
   thread_pool* pool_ = nullptr;
+  std::size_t grain_ = 0;
 };
 
 inline constexpr sequenced_policy seq{};

@@ -73,3 +73,4 @@ inline mpi_policy<sequenced_policy> mpi(MPI_Comm comm) { return {comm, seq}; }
 }  // namespace dpar
 
 #include "detail/deterministic/mpi.hpp"  // dpar::deterministic(dpar::mpi(...))
+#include "detail/mpi/participants.hpp"    // the derived algorithms over ranks

@@ -17,8 +17,10 @@
 
 namespace dpar::detail {
 
-// it[i] with the index converted to the iterator's difference type.
-template <std::random_access_iterator It>
+// it[i] with the index converted to the iterator's difference type. Also for
+// the derived algorithms' index and sink iterators (detail/derived.hpp), which
+// have only what the backends use.
+template <class It>
 constexpr decltype(auto) at(const It& it, std::size_t i) {
   return it[static_cast<std::iter_difference_t<It>>(i)];
 }

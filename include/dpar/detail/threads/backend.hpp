@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <exception>
 #include <iterator>
 #include <memory>
@@ -32,15 +33,44 @@ template <class... T>
 inline constexpr std::size_t min_block_for =
     (std::is_arithmetic_v<std::remove_cvref_t<T>> && ...) ? min_block_arithmetic : min_block;
 
+// Reductions that the kernels vectorize take the larger blocks.
+template <class Op, class T>
+inline constexpr std::size_t smallest_fold = reorderable_v<Op, T> ? min_block_arithmetic : min_block;
+
 // Blocks per thread: threads claim blocks as they come, so a thread that the OS
 // delays (or that started late) leaves its share to the others.
 inline constexpr std::size_t blocks_per_thread = 4;
 
-// [0, n) cut into `count` contiguous blocks whose sizes differ by at most one.
+// Where the count alone would leave threads idle, the first elements run as
+// probe blocks of 1, 16, 256 and 4096 elements on the calling thread, timed,
+// until they took probe_time; the rest is shared among the threads if it is
+// estimated to take fork_worth or more (a fork-join costs a few
+// microseconds), else it runs on the calling thread too.
+inline constexpr std::size_t max_probes = 4;
+inline constexpr std::chrono::nanoseconds probe_time{1000}, fork_worth{20000};
+
+// [0, n) cut into `count` contiguous blocks: the first `probes` are probe
+// blocks, the others' sizes differ by at most one.
 struct blocks {
   std::size_t n;
   std::size_t count;
-  std::size_t begin(std::size_t b) const noexcept { return even_split_begin(n, count, b); }
+  std::size_t probes = 0;
+  static constexpr std::size_t probe_begin(std::size_t b) noexcept { return ((std::size_t{1} << (4 * b)) - 1) / 15; }
+  std::size_t begin(std::size_t b) const noexcept {
+    const std::size_t head = std::min(n, probe_begin(std::min(b, probes)));
+    if (b <= probes) return head;
+    return head + even_split_begin(n - head, count - probes, b - probes);
+  }
+};
+
+// How a call may cut its range: blocks of at least `smallest` elements by
+// count; `grain` elements per block if the user gave one (parallel_policy::
+// with_grain); `timed`: whether elements may be costly (they involve user
+// code), so that few of them may be worth sharing.
+struct sizing {
+  std::size_t smallest = min_block;
+  std::size_t grain = 0;
+  bool timed = true;
 };
 
 inline blocks split(const thread_pool& pool, std::size_t n, std::size_t smallest = min_block) {
@@ -49,19 +79,65 @@ inline blocks split(const thread_pool& pool, std::size_t n, std::size_t smallest
   return {n, count == 0 ? 1 : count};
 }
 
-// Calls body(block, lo, hi) for every block, on whichever pool threads are free
-// (the caller always among them), each claiming the next block from a counter.
+// At most how many blocks for_each_block below cuts [0, n) into.
+inline std::size_t most_blocks(const thread_pool& pool, std::size_t n, const sizing& size) {
+  if (size.grain > 0) return std::max<std::size_t>(1, n / size.grain);
+  return std::max(split(pool, n, size.smallest).count, max_probes + pool.concurrency() * blocks_per_thread);
+}
+
+// Whether a call runs as one block on the calling thread without timing (no
+// partial results to keep).
+inline bool one_untimed_block(const thread_pool& pool, std::size_t n, const sizing& size) {
+  return pool.concurrency() == 1 || (size.grain == 0 && !size.timed && split(pool, n, size.smallest).count == 1);
+}
+
+// Calls body(block, lo, hi) for blocks from..cut.count-1, on whichever pool
+// threads are free (the caller always among them), each claiming the next
+// block from a counter.
 template <class Body>
-void for_each_block(thread_pool& pool, const blocks& cut, Body&& body) {
-  if (cut.count == 1) {
-    body(std::size_t{0}, std::size_t{0}, cut.n);
+void for_each_block(thread_pool& pool, const blocks& cut, Body&& body, std::size_t from = 0) {
+  if (cut.count - from == 1) {
+    body(from, cut.begin(from), cut.n);
     return;
   }
-  std::atomic<std::size_t> next{0};
+  std::atomic<std::size_t> next{from};
   pool.run_available([&](std::size_t, std::size_t) {
     for (std::size_t b; (b = next.fetch_add(1, std::memory_order_relaxed)) < cut.count;)
       body(b, cut.begin(b), cut.begin(b + 1));
   });
+}
+
+// Cuts [0, n) as `size` says (by the policy's grain, by count, or by timing
+// probe blocks), calls body(block, lo, hi) for every block, and returns the cut.
+template <class Body>
+blocks for_each_block(thread_pool& pool, std::size_t n, const sizing& size, Body&& body) {
+  const std::size_t threads = pool.concurrency();
+  blocks cut = threads == 1      ? blocks{n, 1}
+               : size.grain > 0 ? blocks{n, most_blocks(pool, n, size)}
+                                : split(pool, n, size.smallest);
+  if (cut.count >= threads || size.grain > 0 || !size.timed || n < 2) {
+    for_each_block(pool, cut, body);
+    return cut;
+  }
+  using clock = std::chrono::steady_clock;
+  const auto start = clock::now();
+  auto now = start;
+  std::size_t done = 0, probes = 0;
+  double per_element = 0;  // from the last probe, the largest: the least clock overhead per element
+  while (done < n && probes < max_probes && now - start < probe_time) {
+    const std::size_t end = std::min(n, blocks::probe_begin(probes + 1));
+    body(probes++, done, end);
+    const auto before = now;
+    now = clock::now();
+    per_element = static_cast<double>((now - before).count()) / static_cast<double>(end - done);
+    done = end;
+  }
+  if (done == n) return {n, probes, probes};
+  const double rest_time = per_element * static_cast<double>(n - done);
+  const bool share = rest_time >= static_cast<double>(std::chrono::duration_cast<clock::duration>(fork_worth).count());
+  cut = {n, probes + (share ? std::min(n - done, threads * blocks_per_thread) : 1), probes};
+  for_each_block(pool, cut, body, probes);
+  return cut;
 }
 
 // op(init, elem(0), ..., elem(cut.n - 1)) with one partial result per block
@@ -76,31 +152,40 @@ T fold_blocks(const blocks& cut, T init, Op& op, Elem& elem, RunBlocks&& run_blo
   return init;
 }
 
-// op(init, elem(0), ..., elem(n-1)) over a few blocks per pool thread.
+// op(init, elem(0), ..., elem(n-1)) over the blocks `size` gives.
 template <class T, class Op, class Elem>
-T parallel_fold(thread_pool& pool, T init, std::size_t n, Op& op, Elem& elem) {
-  const blocks cut = split(pool, n, reorderable_v<Op, T> ? min_block_arithmetic : min_block);
-  return fold_blocks(cut, std::move(init), op, elem, [&](auto&& body) { for_each_block(pool, cut, body); });
+T parallel_fold(thread_pool& pool, const sizing& size, T init, std::size_t n, Op& op, Elem& elem) {
+  if (n == 0) return init;
+  if (one_untimed_block(pool, n, size)) return detail::fold(std::move(init), 0, n, op, elem);
+  std::vector<std::optional<T>> partial(most_blocks(pool, n, size));
+  const blocks cut = for_each_block(pool, n, size, [&](std::size_t b, std::size_t lo, std::size_t hi) {
+    partial[b].emplace(fold_nonempty<T>(lo, hi, op, elem));
+  });
+  for (std::size_t b = 0; b < cut.count; ++b) init = op(std::move(init), std::move(*partial[b]));
+  return init;
+}
+
+// The sizing of a call on `policy` whose blocks are at least `smallest`.
+inline sizing size_for(const parallel_policy& policy, std::size_t smallest, bool timed = true) {
+  return {smallest, policy.grain(), timed};
 }
 
 struct backend {
   template <class In, class Out, class F>
   static Out transform(const parallel_policy& policy, In first, In last, Out d_first, F f) {
-    thread_pool& pool = policy.pool();
-    for_each_block(pool,
-                   split(pool, static_cast<std::size_t>(last - first),
-                         min_block_for<std::iter_reference_t<In>, std::invoke_result_t<F&, std::iter_reference_t<In>>>),
+    for_each_block(policy.pool(), static_cast<std::size_t>(last - first),
+                   size_for(policy, min_block_for<std::iter_reference_t<In>,
+                                                  std::invoke_result_t<F&, std::iter_reference_t<In>>>),
                    [&](std::size_t, std::size_t lo, std::size_t hi) { transform_range(first, d_first, lo, hi, f); });
     return d_first + (last - first);
   }
 
   template <class In1, class In2, class Out, class F>
   static Out transform(const parallel_policy& policy, In1 first1, In1 last1, In2 first2, Out d_first, F f) {
-    thread_pool& pool = policy.pool();
-    for_each_block(pool,
-                   split(pool, static_cast<std::size_t>(last1 - first1),
-                         min_block_for<std::iter_reference_t<In1>, std::iter_reference_t<In2>,
-                                       std::invoke_result_t<F&, std::iter_reference_t<In1>, std::iter_reference_t<In2>>>),
+    for_each_block(policy.pool(), static_cast<std::size_t>(last1 - first1),
+                   size_for(policy, min_block_for<std::iter_reference_t<In1>, std::iter_reference_t<In2>,
+                                                  std::invoke_result_t<F&, std::iter_reference_t<In1>,
+                                                                       std::iter_reference_t<In2>>>),
                    [&](std::size_t, std::size_t lo, std::size_t hi) {
                      transform_range(first1, first2, d_first, lo, hi, f);
                    });
@@ -109,8 +194,7 @@ struct backend {
 
   template <class It, class F>
   static void for_each(const parallel_policy& policy, It first, It last, F f) {
-    thread_pool& pool = policy.pool();
-    for_each_block(pool, split(pool, static_cast<std::size_t>(last - first)),
+    for_each_block(policy.pool(), static_cast<std::size_t>(last - first), size_for(policy, min_block),
                    [&](std::size_t, std::size_t lo, std::size_t hi) {
                      for (std::size_t i = lo; i < hi; ++i) f(at(first, i));
                    });
@@ -119,20 +203,24 @@ struct backend {
   template <class It, class T, class R, class U>
   static T transform_reduce(const parallel_policy& policy, It first, It last, T init, R reduce, U transform) {
     auto elem = [&](std::size_t i) -> decltype(auto) { return transform(at(first, i)); };
-    return parallel_fold(policy.pool(), std::move(init), static_cast<std::size_t>(last - first), reduce, elem);
+    return parallel_fold(policy.pool(), size_for(policy, smallest_fold<R, T>), std::move(init),
+                         static_cast<std::size_t>(last - first), reduce, elem);
   }
 
   template <class It1, class It2, class T, class R, class U>
   static T transform_reduce(const parallel_policy& policy, It1 first1, It1 last1, It2 first2, T init, R reduce,
                             U transform) {
     auto elem = [&](std::size_t i) -> decltype(auto) { return transform(at(first1, i), at(first2, i)); };
-    return parallel_fold(policy.pool(), std::move(init), static_cast<std::size_t>(last1 - first1), reduce, elem);
+    return parallel_fold(policy.pool(), size_for(policy, smallest_fold<R, T>), std::move(init),
+                         static_cast<std::size_t>(last1 - first1), reduce, elem);
   }
 
   template <class It, class T, class Op>
   static T reduce(const parallel_policy& policy, It first, It last, T init, Op op) {
     auto elem = [&](std::size_t i) -> decltype(auto) { return at(first, i); };
-    return parallel_fold(policy.pool(), std::move(init), static_cast<std::size_t>(last - first), op, elem);
+    // Elements are loads; a known op on arithmetic values is cheap: no timing.
+    return parallel_fold(policy.pool(), size_for(policy, smallest_fold<Op, T>, !reorderable_v<Op, T>), std::move(init),
+                         static_cast<std::size_t>(last - first), op, elem);
   }
 
   template <class V, class In, class Out, class Op>
@@ -142,7 +230,7 @@ struct backend {
     if constexpr (reorderable_v<Op, V>)
       single_pass_scan<true>(policy.pool(), first, n, d_first, op, std::move(init));
     else
-      scan<true>(policy.pool(), first, n, d_first, op, std::move(init));
+      scan<true>(policy.pool(), size_for(policy, min_block, false), first, n, d_first, op, std::move(init));
     return d_first + (last - first);
   }
 
@@ -152,7 +240,8 @@ struct backend {
     if constexpr (reorderable_v<Op, T>)
       single_pass_scan<false>(policy.pool(), first, n, d_first, op, std::optional<T>(std::move(init)));
     else
-      scan<false>(policy.pool(), first, n, d_first, op, std::optional<T>(std::move(init)));
+      scan<false>(policy.pool(), size_for(policy, min_block, false), first, n, d_first, op,
+                  std::optional<T>(std::move(init)));
     return d_first + (last - first);
   }
 
@@ -226,26 +315,36 @@ struct backend {
   }
 
   // Reduce-then-scan, for any associative op and value type: the blocks' totals, then each block's carry in block
-  // order, then every block scans with its carry on the left, op(carry, x).
+  // order, then every block scans with its carry on the left, op(carry, x). Scans are cut by count (or grain),
+  // not timed: one block needs no totals pass, and an op is rarely costly.
   template <bool Inclusive, class V, class In, class Out, class Op>
-  static void scan(thread_pool& pool, In first, std::size_t n, Out d_first, Op& op, std::optional<V> init) {
-    blocks cut = split(pool, n);
-    std::vector<std::optional<V>> carry(cut.count);
-    carry[0] = std::move(init);
-    if (cut.count > 1) {
-      auto elem = [&](std::size_t i) -> decltype(auto) { return at(first, i); };
-      // total of block b lands in carry[b + 1]; the last block's total is not needed
-      for_each_block(pool, cut, [&](std::size_t b, std::size_t lo, std::size_t hi) {
-        if (b + 1 < cut.count) carry[b + 1].emplace(fold_nonempty<V>(lo, hi, op, elem));
-      });
-      totals_to_carries(carry, op);
+  static void scan(thread_pool& pool, const sizing& size, In first, std::size_t n, Out d_first, Op& op,
+                   std::optional<V> init) {
+    if (n == 0) return;
+    if (one_untimed_block(pool, n, size)) {
+      scan_block<Inclusive, V>(first, d_first, 0, n, op, std::move(init));
+      return;
     }
-    for_each_block(pool, cut, [&](std::size_t b, std::size_t lo, std::size_t hi) {
-      if constexpr (Inclusive)
-        inclusive_scan_range<V>(first, d_first, lo, hi, op, std::move(carry[b]));
-      else
-        exclusive_scan_range<V>(first, d_first, lo, hi, op, std::move(*carry[b]));
+    auto elem = [&](std::size_t i) -> decltype(auto) { return at(first, i); };
+    // carry[0] is the init; block b's total lands in carry[b + 1]
+    std::vector<std::optional<V>> carry(most_blocks(pool, n, size) + 1);
+    carry[0] = std::move(init);
+    const blocks cut = for_each_block(pool, n, size, [&](std::size_t b, std::size_t lo, std::size_t hi) {
+      carry[b + 1].emplace(fold_nonempty<V>(lo, hi, op, elem));
     });
+    carry.resize(cut.count);  // the last block's total is not needed
+    totals_to_carries(carry, op);
+    for_each_block(pool, cut, [&](std::size_t b, std::size_t lo, std::size_t hi) {
+      scan_block<Inclusive, V>(first, d_first, lo, hi, op, std::move(carry[b]));
+    });
+  }
+
+  template <bool Inclusive, class V, class In, class Out, class Op>
+  static void scan_block(In first, Out d_first, std::size_t lo, std::size_t hi, Op& op, std::optional<V> carry) {
+    if constexpr (Inclusive)
+      inclusive_scan_range<V>(first, d_first, lo, hi, op, std::move(carry));
+    else
+      exclusive_scan_range<V>(first, d_first, lo, hi, op, std::move(*carry));
   }
 };
 

@@ -1,0 +1,284 @@
+#pragma once
+// Counting, testing and searching: count, count_if, any_of, all_of, none_of,
+// find, find_if, min_element, max_element, minmax_element, equal, mismatch
+// (std's arguments after the policy), and Thrust's vectorized lower_bound,
+// upper_bound and binary_search (many needles, one sorted haystack).
+//
+// Over several participants (dpar::mpi: the sequence is the concatenation of
+// the ranks' local ranges): counts and tests are global, the same on every
+// rank. An algorithm that returns an iterator returns it on the rank whose
+// local range holds the element, and `last` (for mismatch: the pair of local
+// ends) on every other rank. The haystack of lower_bound and the others is
+// each rank's own (searched whole; the needles are the distributed sequence).
+
+#include <algorithm>
+#include <cstddef>
+#include <functional>
+#include <iterator>
+#include <ranges>
+#include <utility>
+
+#include "../concepts.hpp"
+#include "../detail/derived.hpp"
+#include "../detail/participants.hpp"
+#include "../execution.hpp"
+
+namespace dpar {
+
+namespace detail {
+template <class It>
+std::size_t length(It first, It last) {
+  return static_cast<std::size_t>(last - first);
+}
+}  // namespace detail
+
+// ---- count, count_if, any_of, all_of, none_of ------------------------------
+
+template <execution_policy P, std::random_access_iterator It, class Pred>
+  requires std::predicate<Pred&, std::iter_reference_t<It>>
+std::iter_difference_t<It> count_if(P&& policy, It first, It last, Pred pred) {
+  detail::require_host_policy<P>();
+  using D = std::iter_difference_t<It>;
+  auto one_if = [&](std::iter_reference_t<It> x) -> D { return pred(x) ? 1 : 0; };
+  return detail::backend_of<P>::transform_reduce(policy, first, last, D(0), std::plus<>{}, one_if);
+}
+
+template <execution_policy P, std::random_access_iterator It, class T>
+  requires std::equality_comparable_with<std::iter_reference_t<It>, const T&>
+std::iter_difference_t<It> count(P&& policy, It first, It last, const T& value) {
+  return dpar::count_if(policy, first, last, [&](std::iter_reference_t<It> x) { return x == value; });
+}
+
+template <execution_policy P, std::random_access_iterator It, class Pred>
+  requires std::predicate<Pred&, std::iter_reference_t<It>>
+bool any_of(P&& policy, It first, It last, Pred pred) {
+  return dpar::count_if(policy, first, last, std::move(pred)) != 0;
+}
+
+template <execution_policy P, std::random_access_iterator It, class Pred>
+  requires std::predicate<Pred&, std::iter_reference_t<It>>
+bool none_of(P&& policy, It first, It last, Pred pred) {
+  return dpar::count_if(policy, first, last, std::move(pred)) == 0;
+}
+
+template <execution_policy P, std::random_access_iterator It, class Pred>
+  requires std::predicate<Pred&, std::iter_reference_t<It>>
+bool all_of(P&& policy, It first, It last, Pred pred) {
+  return dpar::count_if(policy, first, last, [&](std::iter_reference_t<It> x) { return !pred(x); }) == 0;
+}
+
+// ---- find, find_if ---------------------------------------------------------
+
+template <execution_policy P, std::random_access_iterator It, class Pred>
+  requires std::predicate<Pred&, std::iter_reference_t<It>>
+It find_if(P&& policy, It first, It last, Pred pred) {
+  detail::require_host_policy<P>();
+  auto i = detail::derived::first_index_here(policy, detail::length(first, last),
+                                             [&](std::size_t j) { return bool(pred(first[j])); });
+  return i ? first + static_cast<std::iter_difference_t<It>>(*i) : last;
+}
+
+template <execution_policy P, std::random_access_iterator It, class T>
+  requires std::equality_comparable_with<std::iter_reference_t<It>, const T&>
+It find(P&& policy, It first, It last, const T& value) {
+  return dpar::find_if(policy, first, last, [&](std::iter_reference_t<It> x) { return x == value; });
+}
+
+// ---- min_element, max_element, minmax_element ------------------------------
+// The first smallest and the first largest element, as std (minmax_element:
+// the first smallest and the last largest).
+
+template <execution_policy P, std::random_access_iterator It, class Comp = std::ranges::less>
+  requires std::indirect_strict_weak_order<Comp&, It>
+It min_element(P&& policy, It first, It last, Comp comp = {}) {
+  detail::require_host_policy<P>();
+  auto i = detail::derived::select_element_here(policy, first, detail::length(first, last),
+                                                [&](const auto& a, const auto& b) { return bool(comp(b, a)); });
+  return i ? first + static_cast<std::iter_difference_t<It>>(*i) : last;
+}
+
+template <execution_policy P, std::random_access_iterator It, class Comp = std::ranges::less>
+  requires std::indirect_strict_weak_order<Comp&, It>
+It max_element(P&& policy, It first, It last, Comp comp = {}) {
+  detail::require_host_policy<P>();
+  auto i = detail::derived::select_element_here(policy, first, detail::length(first, last),
+                                                [&](const auto& a, const auto& b) { return bool(comp(a, b)); });
+  return i ? first + static_cast<std::iter_difference_t<It>>(*i) : last;
+}
+
+template <execution_policy P, std::random_access_iterator It, class Comp = std::ranges::less>
+  requires std::indirect_strict_weak_order<Comp&, It>
+std::pair<It, It> minmax_element(P&& policy, It first, It last, Comp comp = {}) {
+  return {dpar::min_element(policy, first, last, comp),
+          // the last largest: a later element replaces it unless it is smaller
+          [&] {
+            detail::require_host_policy<P>();
+            auto i = detail::derived::select_element_here(
+                policy, first, detail::length(first, last), [&](const auto& a, const auto& b) { return !comp(b, a); });
+            return i ? first + static_cast<std::iter_difference_t<It>>(*i) : last;
+          }()};
+}
+
+// ---- equal, mismatch -------------------------------------------------------
+
+namespace detail {
+// Whether first1[i] and first2[i] are equal for i < n1 and n1 == n2: global.
+template <class P, class It1, class It2, class Pred>
+bool equal_lengths_and_elements(const P& policy, It1 first1, std::size_t n1, It2 first2, std::size_t n2, Pred& pred) {
+  require_host_policy<P>();
+  const std::size_t n = std::min(n1, n2);
+  // A participant whose lengths differ counts one more mismatch, at index n.
+  auto differs = [&](std::size_t i) -> std::size_t { return i == n || !pred(first1[i], first2[i]) ? 1 : 0; };
+  return derived::fold_indices(policy, n + (n1 != n2 ? 1 : 0), std::size_t{0}, std::plus<>{}, differs) == 0;
+}
+
+template <class P, class It1, class It2, class Pred>
+std::pair<It1, It2> mismatch_at(const P& policy, It1 first1, It2 first2, std::size_t n, Pred& pred) {
+  require_host_policy<P>();
+  auto i = derived::first_index_here(policy, n, [&](std::size_t j) { return !pred(first1[j], first2[j]); });
+  const std::size_t at = i ? *i : n;
+  return {first1 + static_cast<std::iter_difference_t<It1>>(at), first2 + static_cast<std::iter_difference_t<It2>>(at)};
+}
+}  // namespace detail
+
+template <execution_policy P, std::random_access_iterator It1, std::random_access_iterator It2,
+          class Pred = std::ranges::equal_to>
+  requires std::indirect_binary_predicate<Pred&, It1, It2>
+bool equal(P&& policy, It1 first1, It1 last1, It2 first2, Pred pred = {}) {
+  const std::size_t n = detail::length(first1, last1);
+  return detail::equal_lengths_and_elements(policy, first1, n, first2, n, pred);
+}
+
+template <execution_policy P, std::random_access_iterator It1, std::random_access_iterator It2,
+          class Pred = std::ranges::equal_to>
+  requires std::indirect_binary_predicate<Pred&, It1, It2>
+bool equal(P&& policy, It1 first1, It1 last1, It2 first2, It2 last2, Pred pred = {}) {
+  return detail::equal_lengths_and_elements(policy, first1, detail::length(first1, last1), first2,
+                                            detail::length(first2, last2), pred);
+}
+
+template <execution_policy P, std::random_access_iterator It1, std::random_access_iterator It2,
+          class Pred = std::ranges::equal_to>
+  requires std::indirect_binary_predicate<Pred&, It1, It2>
+std::pair<It1, It2> mismatch(P&& policy, It1 first1, It1 last1, It2 first2, Pred pred = {}) {
+  return detail::mismatch_at(policy, first1, first2, detail::length(first1, last1), pred);
+}
+
+template <execution_policy P, std::random_access_iterator It1, std::random_access_iterator It2,
+          class Pred = std::ranges::equal_to>
+  requires std::indirect_binary_predicate<Pred&, It1, It2>
+std::pair<It1, It2> mismatch(P&& policy, It1 first1, It1 last1, It2 first2, It2 last2, Pred pred = {}) {
+  return detail::mismatch_at(policy, first1, first2,
+                             std::min(detail::length(first1, last1), detail::length(first2, last2)), pred);
+}
+
+// ---- lower_bound, upper_bound, binary_search (Thrust's vectorized forms) ---
+// For each needle, out gets the index in the sorted [first, last) where
+// std::lower_bound / std::upper_bound would point, or whether
+// std::binary_search finds it.
+
+namespace detail {
+template <class P, class Needles, class Out, class Search>
+Out search_each(const P& policy, Needles needles_first, Needles needles_last, Out out, const Search& search) {
+  require_host_policy<P>();
+  return backend_of<P>::transform(policy, needles_first, needles_last, out, search);
+}
+}  // namespace detail
+
+template <execution_policy P, std::random_access_iterator It, std::random_access_iterator Needles,
+          std::random_access_iterator Out, class Comp = std::ranges::less>
+  requires std::indirect_strict_weak_order<Comp&, It, Needles>
+Out lower_bound(P&& policy, It first, It last, Needles needles_first, Needles needles_last, Out out, Comp comp = {}) {
+  return detail::search_each(policy, needles_first, needles_last, out, [&](const auto& needle) {
+    return std::lower_bound(first, last, needle, comp) - first;
+  });
+}
+
+template <execution_policy P, std::random_access_iterator It, std::random_access_iterator Needles,
+          std::random_access_iterator Out, class Comp = std::ranges::less>
+  requires std::indirect_strict_weak_order<Comp&, It, Needles>
+Out upper_bound(P&& policy, It first, It last, Needles needles_first, Needles needles_last, Out out, Comp comp = {}) {
+  return detail::search_each(policy, needles_first, needles_last, out, [&](const auto& needle) {
+    return std::upper_bound(first, last, needle, comp) - first;
+  });
+}
+
+template <execution_policy P, std::random_access_iterator It, std::random_access_iterator Needles,
+          std::random_access_iterator Out, class Comp = std::ranges::less>
+  requires std::indirect_strict_weak_order<Comp&, It, Needles>
+Out binary_search(P&& policy, It first, It last, Needles needles_first, Needles needles_last, Out out,
+                  Comp comp = {}) {
+  return detail::search_each(policy, needles_first, needles_last, out, [&](const auto& needle) {
+    return std::binary_search(first, last, needle, comp);
+  });
+}
+
+// ---- range forms -----------------------------------------------------------
+
+template <execution_policy P, sized_random_access_range R, class Pred>
+  requires std::predicate<Pred&, std::ranges::range_reference_t<R>>
+std::ranges::range_difference_t<R> count_if(P&& policy, R&& r, Pred pred) {
+  return dpar::count_if(policy, std::ranges::begin(r), detail::range_end(r), std::move(pred));
+}
+template <execution_policy P, sized_random_access_range R, class T>
+  requires std::equality_comparable_with<std::ranges::range_reference_t<R>, const T&>
+std::ranges::range_difference_t<R> count(P&& policy, R&& r, const T& value) {
+  return dpar::count(policy, std::ranges::begin(r), detail::range_end(r), value);
+}
+template <execution_policy P, sized_random_access_range R, class Pred>
+  requires std::predicate<Pred&, std::ranges::range_reference_t<R>>
+bool any_of(P&& policy, R&& r, Pred pred) {
+  return dpar::any_of(policy, std::ranges::begin(r), detail::range_end(r), std::move(pred));
+}
+template <execution_policy P, sized_random_access_range R, class Pred>
+  requires std::predicate<Pred&, std::ranges::range_reference_t<R>>
+bool all_of(P&& policy, R&& r, Pred pred) {
+  return dpar::all_of(policy, std::ranges::begin(r), detail::range_end(r), std::move(pred));
+}
+template <execution_policy P, sized_random_access_range R, class Pred>
+  requires std::predicate<Pred&, std::ranges::range_reference_t<R>>
+bool none_of(P&& policy, R&& r, Pred pred) {
+  return dpar::none_of(policy, std::ranges::begin(r), detail::range_end(r), std::move(pred));
+}
+template <execution_policy P, sized_random_access_range R, class Pred>
+  requires std::predicate<Pred&, std::ranges::range_reference_t<R>>
+std::ranges::iterator_t<R> find_if(P&& policy, R&& r, Pred pred) {
+  return dpar::find_if(policy, std::ranges::begin(r), detail::range_end(r), std::move(pred));
+}
+template <execution_policy P, sized_random_access_range R, class T>
+  requires std::equality_comparable_with<std::ranges::range_reference_t<R>, const T&>
+std::ranges::iterator_t<R> find(P&& policy, R&& r, const T& value) {
+  return dpar::find(policy, std::ranges::begin(r), detail::range_end(r), value);
+}
+template <execution_policy P, sized_random_access_range R, class Comp = std::ranges::less>
+  requires std::indirect_strict_weak_order<Comp&, std::ranges::iterator_t<R>>
+std::ranges::iterator_t<R> min_element(P&& policy, R&& r, Comp comp = {}) {
+  return dpar::min_element(policy, std::ranges::begin(r), detail::range_end(r), std::move(comp));
+}
+template <execution_policy P, sized_random_access_range R, class Comp = std::ranges::less>
+  requires std::indirect_strict_weak_order<Comp&, std::ranges::iterator_t<R>>
+std::ranges::iterator_t<R> max_element(P&& policy, R&& r, Comp comp = {}) {
+  return dpar::max_element(policy, std::ranges::begin(r), detail::range_end(r), std::move(comp));
+}
+template <execution_policy P, sized_random_access_range R, class Comp = std::ranges::less>
+  requires std::indirect_strict_weak_order<Comp&, std::ranges::iterator_t<R>>
+std::pair<std::ranges::iterator_t<R>, std::ranges::iterator_t<R>> minmax_element(P&& policy, R&& r, Comp comp = {}) {
+  return dpar::minmax_element(policy, std::ranges::begin(r), detail::range_end(r), std::move(comp));
+}
+template <execution_policy P, sized_random_access_range R1, sized_random_access_range R2,
+          class Pred = std::ranges::equal_to>
+  requires std::indirect_binary_predicate<Pred&, std::ranges::iterator_t<R1>, std::ranges::iterator_t<R2>>
+bool equal(P&& policy, R1&& r1, R2&& r2, Pred pred = {}) {
+  return dpar::equal(policy, std::ranges::begin(r1), detail::range_end(r1), std::ranges::begin(r2),
+                     detail::range_end(r2), std::move(pred));
+}
+template <execution_policy P, sized_random_access_range R1, sized_random_access_range R2,
+          class Pred = std::ranges::equal_to>
+  requires std::indirect_binary_predicate<Pred&, std::ranges::iterator_t<R1>, std::ranges::iterator_t<R2>>
+std::pair<std::ranges::iterator_t<R1>, std::ranges::iterator_t<R2>> mismatch(P&& policy, R1&& r1, R2&& r2,
+                                                                             Pred pred = {}) {
+  return dpar::mismatch(policy, std::ranges::begin(r1), detail::range_end(r1), std::ranges::begin(r2),
+                        detail::range_end(r2), std::move(pred));
+}
+
+}  // namespace dpar

@@ -1,0 +1,66 @@
+#pragma once
+// The ranks as participants of the derived algorithms (detail/participants.hpp):
+// each rank holds its local range of the concatenation and runs the inner
+// policy on it. Each fact costs one collective call; values that cross ranks
+// must be trivially copyable.
+
+#include "mpi_h.hpp"
+
+#include <climits>
+#include <cstddef>
+#include <exception>
+#include <functional>
+#include <optional>
+#include <utility>
+
+#include "../../mpi.hpp"
+#include "../participants.hpp"
+#include "backend.hpp"
+#include "error.hpp"
+
+namespace dpar::detail {
+
+template <class Inner>
+struct participants<mpi_policy<Inner>> {
+  using policy_type = mpi_policy<Inner>;
+  static constexpr bool host = participants<Inner>::host, distributed = true;
+
+  static const Inner& local(const policy_type& policy) noexcept { return policy.inner(); }
+
+  static std::size_t offset(const policy_type& policy, std::size_t n) {
+    mpi::errors_return guard(policy.comm());
+    std::plus<> sum;
+    auto below = mpi::across_ranks(MPI_Exscan, "MPI_Exscan", policy.comm(), std::optional<std::size_t>(n), nullptr, sum);
+    return policy.rank() == 0 ? 0 : *below;  // MPI leaves rank 0's result undefined
+  }
+
+  template <class T, class It>
+  static std::optional<T> previous_element(const policy_type& policy, It first, It last) {
+    mpi::errors_return guard(policy.comm());
+    auto later = [](const T&, const T& b) { return b; };  // join keeps the last present one
+    std::optional<T> mine;
+    if (first != last) mine.emplace(*(last - 1));
+    auto below = mpi::across_ranks(MPI_Exscan, "MPI_Exscan", policy.comm(), std::move(mine), nullptr, later);
+    if (policy.rank() == 0) return std::nullopt;
+    return below;
+  }
+
+  template <class V, class Local, class Better>
+  static std::optional<V> best_here(const policy_type& policy, Local&& local, Better&& better) {
+    mpi::errors_return guard(policy.comm());
+    struct candidate {
+      V value;
+      int rank;
+    };
+    std::exception_ptr error;
+    std::optional<V> mine = mpi::run_local<V>(local, error);
+    std::optional<candidate> offer;
+    if (mine) offer = candidate{*mine, policy.rank()};
+    auto pick = [&](const candidate& a, const candidate& b) { return better(b.value, a.value) ? b : a; };
+    auto best = mpi::across_ranks(MPI_Allreduce, "MPI_Allreduce", policy.comm(), std::move(offer), error, pick);
+    if (best && best->rank == policy.rank()) return mine;
+    return std::nullopt;
+  }
+};
+
+}  // namespace dpar::detail
