@@ -246,3 +246,5 @@ Out exclusive_scan(P&& policy, R&& r, Out d_first, T init) {
 }
 
 }  // namespace dpar
+
+#include "sort.hpp"  // dpar::sort, stable_sort, sort_by_key: after range_end, which they use

@@ -10,4 +10,5 @@
 #include "deterministic.hpp"
 #include "execution.hpp"
 #include "functional.hpp"
+#include "sort.hpp"
 #include "thread_pool.hpp"
