@@ -157,29 +157,41 @@ void merge_into(A a, std::size_t m, B b, std::size_t l, Out out, Comp& comp) {
 
 // One round: the sorted runs of `from` merged pairwise into `to`. Run r spans
 // [begin(r), begin(r + 1)); the pairs' outputs are cut into pieces of about
-// `piece` elements, which threads claim in turn.
+// `piece` elements, which threads claim in turn. Every piece's merge path is
+// found before any piece moves elements out of `from` (a moved-from element
+// may read differently).
 template <class From, class To, class Begin, class Comp>
 void merge_round(thread_pool* pool, From from, To to, std::size_t pairs, Begin& begin, std::size_t piece,
                  Comp& comp) {
   struct task {
     std::size_t pair, out_lo, out_hi;
+    std::size_t left_taken;  // elements of the pair's left run before out_lo in the merge
   };
   std::vector<task> tasks;
   for (std::size_t p = 0; p < pairs; ++p) {
     const std::size_t lo = begin(2 * p), hi = begin(2 * p + 2);
     const std::size_t count = std::max<std::size_t>(1, (hi - lo) / piece);
     for (std::size_t k = 0; k < count; ++k)
-      tasks.push_back({p, even_split_begin(hi - lo, count, k) + lo, even_split_begin(hi - lo, count, k + 1) + lo});
+      tasks.push_back({p, even_split_begin(hi - lo, count, k) + lo, even_split_begin(hi - lo, count, k + 1) + lo, 0});
   }
+  auto left = [&](const task& job) { return from + static_cast<std::iter_difference_t<From>>(begin(2 * job.pair)); };
+  auto right = [&](const task& job) {
+    return from + static_cast<std::iter_difference_t<From>>(begin(2 * job.pair + 1));
+  };
+  auto left_size = [&](const task& job) { return begin(2 * job.pair + 1) - begin(2 * job.pair); };
+  auto right_size = [&](const task& job) { return begin(2 * job.pair + 2) - begin(2 * job.pair + 1); };
+  for_each_part(pool, tasks.size(), [&](std::size_t t) {
+    task& job = tasks[t];
+    job.left_taken = merge_path(left(job), left_size(job), right(job), right_size(job),
+                                job.out_lo - begin(2 * job.pair), comp);
+  });
   for_each_part(pool, tasks.size(), [&](std::size_t t) {
     const task& job = tasks[t];
-    const std::size_t lo = begin(2 * job.pair), mid = begin(2 * job.pair + 1), hi = begin(2 * job.pair + 2);
-    auto a = from + static_cast<std::iter_difference_t<From>>(lo);
-    auto b = from + static_cast<std::iter_difference_t<From>>(mid);
-    const std::size_t m = mid - lo, l = hi - mid, d0 = job.out_lo - lo, d1 = job.out_hi - lo;
-    const std::size_t i0 = merge_path(a, m, b, l, d0, comp), i1 = merge_path(a, m, b, l, d1, comp);
-    merge_into(a + static_cast<std::iter_difference_t<From>>(i0), i1 - i0,
-               b + static_cast<std::iter_difference_t<From>>(d0 - i0), (d1 - i1) - (d0 - i0),
+    const bool last_of_pair = t + 1 == tasks.size() || tasks[t + 1].pair != job.pair;
+    const std::size_t i0 = job.left_taken, i1 = last_of_pair ? left_size(job) : tasks[t + 1].left_taken;
+    const std::size_t d0 = job.out_lo - begin(2 * job.pair), d1 = job.out_hi - begin(2 * job.pair);
+    merge_into(left(job) + static_cast<std::iter_difference_t<From>>(i0), i1 - i0,
+               right(job) + static_cast<std::iter_difference_t<From>>(d0 - i0), (d1 - i1) - (d0 - i0),
                to + static_cast<std::iter_difference_t<To>>(job.out_lo), comp);
   });
 }
