@@ -70,6 +70,12 @@ void for_each_part(thread_pool* pool, std::size_t parts, Body&& body) {
   });
 }
 
+// Parts for a pass that moves n elements once: one per thread, of at least
+// 16384 elements (fewer cost more to fork than they save).
+inline std::size_t parts_for(const thread_pool* pool, std::size_t n) {
+  return std::max<std::size_t>(1, std::min(thread_count(pool), n / 16384));
+}
+
 // ---- scratch storage ---------------------------------------------------------
 
 // Raw storage for n elements of T, filled part by part; the parts filled are
@@ -115,14 +121,19 @@ class scratch {
   std::vector<std::pair<std::size_t, std::size_t>> filled_;  // per part; written by the thread filling it
 };
 
-// Moves source[i] into target[i] for every i in [0, n), in parts.
+// Calls body(i) for every i in [0, n), in parts_for(pool, n) parts.
+template <class Body>
+void for_each_index(thread_pool* pool, std::size_t n, Body&& body) {
+  const std::size_t parts = parts_for(pool, n);
+  for_each_part(pool, parts, [&](std::size_t p) {
+    for (std::size_t i = even_split_begin(n, parts, p), end = even_split_begin(n, parts, p + 1); i < end; ++i) body(i);
+  });
+}
+
+// Moves source[i] into target[i] for every i in [0, n).
 template <class From, class To>
 void move_all(thread_pool* pool, From source, To target, std::size_t n) {
-  const std::size_t parts = std::max<std::size_t>(1, std::min(thread_count(pool), n / 16384));
-  for_each_part(pool, parts, [&](std::size_t p) {
-    for (std::size_t i = even_split_begin(n, parts, p), end = even_split_begin(n, parts, p + 1); i < end; ++i)
-      at(target, i) = std::move(at(source, i));
-  });
+  for_each_index(pool, n, [&](std::size_t i) { at(target, i) = std::move(at(source, i)); });
 }
 
 // ---- merge sort --------------------------------------------------------------
@@ -375,7 +386,7 @@ decltype(auto) with_index_type(std::size_t n, F&& f) {
 template <class It, class Index>
 void permute(thread_pool* pool, It first, std::size_t n, Index&& index) {
   using T = std::iter_value_t<It>;
-  const std::size_t parts = std::max<std::size_t>(1, std::min(thread_count(pool), n / 16384));
+  const std::size_t parts = parts_for(pool, n);
   scratch<T> buffer(n, parts);
   for_each_part(pool, parts, [&](std::size_t p) {
     buffer.fill_with(p, even_split_begin(n, parts, p), even_split_begin(n, parts, p + 1),
@@ -391,13 +402,6 @@ void sort_by_key(thread_pool* pool, Keys keys, Keys keys_last, Values values, Co
   if (n < 2) return;
   with_index_type(n, [&](auto index_type) {
     using Index = decltype(index_type);
-    const std::size_t parts = std::max<std::size_t>(1, std::min(thread_count(pool), n / 16384));
-    auto for_each_index = [&](auto&& body) {
-      for_each_part(pool, parts, [&](std::size_t p) {
-        for (std::size_t i = even_split_begin(n, parts, p), end = even_split_begin(n, parts, p + 1); i < end; ++i)
-          body(i);
-      });
-    };
     if constexpr (radix_sortable_v<K, Comp>) {
       if (n >= min_radix) {
         struct keyed {
@@ -405,15 +409,15 @@ void sort_by_key(thread_pool* pool, Keys keys, Keys keys_last, Values values, Co
           Index index;
         };
         auto pairs = std::make_unique_for_overwrite<keyed[]>(n), buffer = std::make_unique_for_overwrite<keyed[]>(n);
-        for_each_index([&](std::size_t i) { pairs[i] = {at(keys, i), static_cast<Index>(i)}; });
+        for_each_index(pool, n, [&](std::size_t i) { pairs[i] = {at(keys, i), static_cast<Index>(i)}; });
         radix_sort(pool, pairs.get(), buffer.get(), n, [](const keyed& x) { return radix_key<Comp>(x.key); });
-        for_each_index([&](std::size_t i) { at(keys, i) = pairs[i].key; });
+        for_each_index(pool, n, [&](std::size_t i) { at(keys, i) = pairs[i].key; });
         permute(pool, values, n, [&](std::size_t i) { return pairs[i].index; });
         return;
       }
     }
     auto order = std::make_unique_for_overwrite<Index[]>(n);
-    for_each_index([&](std::size_t i) { order[i] = static_cast<Index>(i); });
+    for_each_index(pool, n, [&](std::size_t i) { order[i] = static_cast<Index>(i); });
     auto by_key = [&](Index a, Index b) -> bool { return comp(at(keys, a), at(keys, b)); };
     merge_sort<true>(pool, order.get(), n, by_key);
     auto index = [&](std::size_t i) { return order[i]; };
