@@ -5,7 +5,7 @@
 // - Arithmetic keys with the default order (std::less / std::greater, plain or
 //   std::ranges::) in contiguous memory: LSD radix sort, 8 bits a pass, the
 //   passes whose digit all keys share skipped. Each pass counts the digits of
-//   every part of the input (one part per few threads), turns the counts into
+//   every part of the input (two parts per thread), turns the counts into
 //   each part's output offsets, and scatters the parts in parallel. Radix sort
 //   is stable, so it serves sort, stable_sort and sort_by_key alike.
 //   Floating-point keys are ordered by their bit patterns, negatives
