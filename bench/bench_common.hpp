@@ -92,6 +92,7 @@ void add(algo a, const std::string& impl, call<T> body);
 void add_latency(const std::string& impl, std::function<void()> empty_call);
 
 void register_dpar();
+void register_sort();  // bench_sort.cpp: dpar::sort against std::sort, std::execution::par, tbb::parallel_sort
 void register_openmp();
 void register_tbb();
 void register_std_par();

@@ -249,6 +249,7 @@ static void settle_environment(char** argv) {
 int main(int argc, char** argv) {
   settle_environment(argv);
   bench::register_dpar();
+  bench::register_sort();
 #ifdef DPAR_BENCH_HAVE_OPENMP
   bench::register_baseline();
   bench::register_openmp();

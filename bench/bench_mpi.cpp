@@ -1,5 +1,5 @@
 // dpar::all_reduce over MPI ranks against raw MPI_Allreduce on the same
-// buffers (float sum, in place). Run under mpiexec, e.g.
+// buffers (float sum, in place), and dpar::sort over the ranks. Run under mpiexec, e.g.
 //   mpiexec -n 2 --oversubscribe build/release/bench/bench_mpi
 // Every rank runs the same fixed number of iterations (a collective loop must
 // not let ranks choose different counts); rank 0 reports.
@@ -9,6 +9,7 @@
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
+#include <random>
 #include <vector>
 
 namespace {
@@ -88,6 +89,33 @@ void BM_dpar_reduce(benchmark::State& state) {
   state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations()) * static_cast<std::int64_t>(bytes));
 }
 
+// dpar::sort of `total` random int32 keys in all, split evenly over the ranks,
+// each rank's part sorted on dpar::par: run with DPAR_NUM_THREADS=1 under
+// mpiexec -n 2 and with DPAR_NUM_THREADS=2 under mpiexec -n 1 to compare
+// 2 ranks x 1 thread with 1 rank x 2 threads. Refilling the keys is not timed.
+void BM_dpar_sort(benchmark::State& state) {
+  int ranks = 1, rank = 0;
+  MPI_Comm_size(MPI_COMM_WORLD, &ranks);
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  const auto total = static_cast<std::size_t>(state.range(0));
+  const std::size_t mine = total * static_cast<std::size_t>(rank + 1) / static_cast<std::size_t>(ranks) -
+                           total * static_cast<std::size_t>(rank) / static_cast<std::size_t>(ranks);
+  std::mt19937 rng(static_cast<unsigned>(rank) + 1);
+  std::vector<int> input(mine), work(mine);
+  for (auto& x : input) x = static_cast<int>(rng());
+  auto policy = dpar::mpi(MPI_COMM_WORLD, dpar::par);
+  for (auto _ : state) {
+    state.PauseTiming();
+    std::copy(input.begin(), input.end(), work.begin());
+    MPI_Barrier(MPI_COMM_WORLD);
+    state.ResumeTiming();
+    dpar::sort(policy, work);
+  }
+  state.counters["ranks"] = ranks;
+  state.counters["threads"] = static_cast<double>(dpar::thread_pool::global().size());
+  state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()) * static_cast<std::int64_t>(total));
+}
+
 class null_reporter : public benchmark::BenchmarkReporter {
  public:
   bool ReportContext(const Context&) override { return true; }
@@ -115,6 +143,13 @@ void register_benchmarks() {
     add("BM_dpar_all_reduce", BM_dpar_all_reduce);
     add("BM_dpar_reduce", BM_dpar_reduce);
   }
+  for (std::int64_t keys : {std::int64_t{1} << 20, std::int64_t{1} << 24})
+    benchmark::RegisterBenchmark("BM_dpar_sort_int32", BM_dpar_sort)
+        ->Arg(keys)
+        ->Iterations(10)
+        ->Repetitions(5)
+        ->ReportAggregatesOnly(true)
+        ->UseRealTime();
 }
 
 int main(int argc, char** argv) {

@@ -446,3 +446,77 @@ TEST_CASE("no GPU or a bad device gives cuda_error", "[nodevice]") {
     CHECK_THROWS_AS(dpar::gpu.on(count), dpar::cuda_error);
   }
 }
+
+// ---- sort (issue 21): CUB's radix sort for arithmetic keys with std::less /
+// std::greater, its merge sort otherwise; against std::stable_sort ----
+namespace {
+struct keyed_record {
+  std::int64_t key;
+  std::int64_t order;  // tells equal keys apart: stability
+  bool operator==(const keyed_record&) const = default;
+};
+struct record_key_less {
+  __host__ __device__ bool operator()(const keyed_record& a, const keyed_record& b) const { return a.key < b.key; }
+};
+}  // namespace
+
+TEST_CASE("gpu sort, stable_sort and sort_by_key match std::stable_sort", "[gpu][sort]") {
+  for (std::size_t n : {std::size_t{0}, std::size_t{1}, std::size_t{7}, std::size_t{1009}, std::size_t{300007}}) {
+    INFO("n = " << n);
+    std::mt19937_64 rng(n);
+    std::vector<int> ints(n);
+    std::vector<float> floats(n);
+    std::vector<keyed_record> records(n);
+    std::vector<std::int64_t> positions(n);
+    for (std::size_t i = 0; i < n; ++i) {
+      ints[i] = static_cast<int>(rng());
+      const auto r = rng() % 4;
+      floats[i] = r == 0 ? -0.0f : r == 1 ? 0.0f : static_cast<float>(static_cast<int>(rng() % 200) - 100);
+      records[i] = {static_cast<std::int64_t>(rng() % 50), static_cast<std::int64_t>(i)};
+      positions[i] = static_cast<std::int64_t>(i);
+    }
+    auto want_ints = ints;
+    std::sort(want_ints.begin(), want_ints.end());
+    auto want_floats = floats;
+    std::stable_sort(want_floats.begin(), want_floats.end(), std::greater<>{});
+    auto want_records = records;
+    std::stable_sort(want_records.begin(), want_records.end(), record_key_less{});
+    auto want_positions = positions;  // positions stably sorted by their int key
+    std::stable_sort(want_positions.begin(), want_positions.end(),
+                     [&](std::int64_t a, std::int64_t b) { return ints[static_cast<std::size_t>(a)] < ints[static_cast<std::size_t>(b)]; });
+
+    dpar::device_vector<int> di(ints);
+    dpar::sort(dpar::gpu, di.begin(), di.end());
+    CHECK(host_of(di) == want_ints);
+
+    dpar::device_vector<float> df(floats);
+    dpar::stable_sort(dpar::gpu, df.begin(), df.end(), std::greater<>{});
+    const auto got_floats = host_of(df);
+    bool same = got_floats.size() == want_floats.size();
+    for (std::size_t i = 0; same && i < n; ++i) same = same_bits(got_floats[i], want_floats[i]);
+    CHECK(same);  // -0.0 and +0.0 kept in input order
+
+    dpar::device_vector<keyed_record> dr(records);
+    dpar::stable_sort(dpar::gpu, dr.begin(), dr.end(), record_key_less{});
+    CHECK(host_of(dr) == want_records);
+    dpar::device_vector<keyed_record> dr2(records);
+    dpar::sort(dpar::gpu, dr2.begin(), dr2.end(), record_key_less{});
+    const auto got_records = host_of(dr2);
+    CHECK(std::is_sorted(got_records.begin(), got_records.end(), record_key_less{}));
+
+    dpar::device_vector<int> dk(ints);
+    dpar::device_vector<std::int64_t> dv(positions);
+    dpar::sort_by_key(dpar::gpu, dk.begin(), dk.end(), dv.begin());
+    CHECK(host_of(dv) == want_positions);
+    CHECK(host_of(dk) == want_ints);
+
+    dpar::device_vector<keyed_record> rk(records);
+    dpar::device_vector<std::int64_t> rv(positions);
+    dpar::sort_by_key(dpar::gpu, rk.begin(), rk.end(), rv.begin(), record_key_less{});
+    CHECK(host_of(rk) == want_records);
+    const auto moved = host_of(rv);
+    bool follows = moved.size() == n;
+    for (std::size_t i = 0; follows && i < n; ++i) follows = moved[i] == want_records[i].order;
+    CHECK(follows);
+  }
+}

@@ -554,3 +554,41 @@ TEST_CASE("multi_gpu all_reduce rejects bad buffers before communicating", "[mul
   std::vector<std::span<int>> same{std::span<int>(one.data(), 4), std::span<int>(one.data(), 4)};
   CHECK_THROWS_WITH(dpar::all_reduce(p, same), Contains("overlap"));
 }
+
+// ---- sort (issue 21): a sharded_vector sorted whole, its shard sizes kept ----
+TEST_CASE("multi_gpu sort, stable_sort and sort_by_key on sharded_vector and host iterators", "[multi_gpu][gpu][sort]") {
+  for (const auto& list : device_lists()) {
+    auto policy = dpar::multi_gpu(list);
+    for (std::size_t n : {std::size_t{0}, std::size_t{1}, std::size_t{7}, std::size_t{65537}}) {
+      INFO(name_of(list) << ", n = " << n);
+      const auto keys = random_ints(n, n + 5);
+      std::vector<std::int64_t> positions(n);
+      std::iota(positions.begin(), positions.end(), std::int64_t{0});
+      auto want = keys;
+      std::sort(want.begin(), want.end());
+      auto want_positions = positions;
+      std::stable_sort(want_positions.begin(), want_positions.end(), [&](std::int64_t a, std::int64_t b) {
+        return keys[static_cast<std::size_t>(a)] < keys[static_cast<std::size_t>(b)];
+      });
+
+      dpar::sharded_vector<std::int64_t> v(policy, keys);
+      std::vector<std::size_t> sizes_before;
+      for (const auto& s : v.shards()) sizes_before.push_back(s.size);
+      dpar::sort(policy, v);
+      CHECK(v.to_host() == want);
+      std::vector<std::size_t> sizes_after;
+      for (const auto& s : v.shards()) sizes_after.push_back(s.size);
+      CHECK(sizes_after == sizes_before);
+
+      dpar::sharded_vector<std::int64_t> k(policy, keys), p(policy, positions);
+      dpar::sort_by_key(policy, k, p);
+      CHECK(p.to_host() == want_positions);
+
+      auto host = keys;
+      dpar::stable_sort(policy, host.begin(), host.end(), std::greater<>{});
+      auto want_descending = keys;
+      std::stable_sort(want_descending.begin(), want_descending.end(), std::greater<>{});
+      CHECK(host == want_descending);
+    }
+  }
+}

@@ -27,6 +27,10 @@
 #include "detail/multi_gpu/sharded_vector.hpp"
 #include "sharded_algorithms.hpp"
 
+// dpar::sort, stable_sort and sort_by_key on dpar::gpu (CUB) and dpar::multi_gpu.
+#include "detail/cuda/sort.hpp"
+#include "detail/multi_gpu/sort.hpp"
+
 namespace dpar::detail {
 // Both GPU backends provide every algorithm the front doors call.
 static_assert(backend_for<cuda::backend, gpu_policy>);

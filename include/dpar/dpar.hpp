@@ -11,4 +11,5 @@
 #include "execution.hpp"
 #include "functional.hpp"
 #include "iterator.hpp"
+#include "sort.hpp"
 #include "thread_pool.hpp"

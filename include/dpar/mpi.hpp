@@ -20,6 +20,9 @@
 // combine makes the call throw on every rank: that rank gets its exception,
 // the others a dpar::collective_error naming it (nobody waits forever).
 // Values that cross ranks through a user op must be trivially copyable.
+// dpar::sort, stable_sort and sort_by_key sort the concatenation: rank r
+// keeps as many elements as it had, the r-th part of the sorted sequence
+// (detail/mpi/sort.hpp).
 
 #include "detail/mpi/mpi_h.hpp"
 
@@ -30,6 +33,7 @@
 #include "detail/collective/backend.hpp"
 #include "detail/mpi/backend.hpp"
 #include "detail/mpi/error.hpp"
+#include "detail/mpi/sort.hpp"
 
 namespace dpar {
 

@@ -1,0 +1,15 @@
+#pragma once
+// How a backend sorts: specialize sorting<Backend> (Backend: a policy's
+// `backend` type) with static functions taking the policy first:
+//   sort(policy, first, last, comp)
+//   stable_sort(policy, first, last, comp)
+//   sort_by_key(policy, keys_first, keys_last, values_first, comp)   (stable)
+// The front doors in sort.hpp call them; each backend's detail/NAME/sort.hpp
+// specializes it.
+
+namespace dpar::detail {
+
+template <class Backend>
+struct sorting;
+
+}  // namespace dpar::detail
