@@ -44,9 +44,12 @@ TEST_CASE("counting_iterator and zip satisfy the C++20 iterator concepts", "[ite
   std::tuple<int, double> t = *(z.begin() + 1);
   CHECK(t == std::tuple<int, double>(2, 1.5));
   CHECK(get<0>(*z.begin()) == 1);
+  CHECK(std::get<1>(*z.begin()) == 0.5);  // std::get too, as on Thrust's and std::views::zip's tuples
   dpar::zip(a, b)[0] = std::tuple(7, 8.5);
   CHECK(a[0] == 7);
   CHECK(b[0] == 8.5);
+  std::get<1>(dpar::zip(a, b)[0]) = 9.5;  // writes through
+  CHECK(b[0] == 9.5);
   counting c(10);
   CHECK(c[5] == 15);
   CHECK(counting(20) - c == 10);

@@ -78,11 +78,12 @@ class counting_iterator {
 // The element of a zip: references to one element of each range. Reads as
 // (converts to) a std::tuple of values or references, assigns through to the
 // elements (also when itself const, as proxies must for std::indirectly_writable),
-// and is tuple-like: auto [a, b] = *it; get<0>(ref).
+// and is tuple-like: auto [a, b] = *it; get<0>(ref), std::get<0>(ref) (it derives
+// from the std::tuple of its references).
 template <class... R>
-class zip_reference {
+class zip_reference : public std::tuple<R...> {
  public:
-  constexpr explicit zip_reference(R... refs) : refs_(std::forward<R>(refs)...) {}
+  constexpr explicit zip_reference(R... refs) : std::tuple<R...>(std::forward<R>(refs)...) {}
   // From a tuple of values, binding to its elements (the common reference of a
   // zip's reference and its value_type&, as the iterator concepts require).
   template <class... V>
@@ -123,7 +124,7 @@ class zip_reference {
   constexpr const zip_reference& operator=(const zip_reference& other) const
     requires(std::is_assignable_v<R, R> && ...)
   {
-    assign(other.refs_);
+    assign(other.refs());
     return *this;
   }
 
@@ -131,32 +132,30 @@ class zip_reference {
   template <class... V>
     requires(sizeof...(V) == sizeof...(R) && (std::constructible_from<V, R> && ...))
   constexpr operator std::tuple<V...>() const {
-    return std::apply([](auto&&... r) { return std::tuple<V...>(static_cast<R>(r)...); }, refs_);
+    return std::apply([](auto&&... r) { return std::tuple<V...>(static_cast<R>(r)...); }, refs());
   }
 
-  constexpr const std::tuple<R...>& refs() const noexcept { return refs_; }
+  constexpr const std::tuple<R...>& refs() const noexcept { return *this; }
 
   template <std::size_t I>
   friend constexpr std::tuple_element_t<I, std::tuple<R...>> get(const zip_reference& z) noexcept {
-    return static_cast<std::tuple_element_t<I, std::tuple<R...>>>(std::get<I>(z.refs_));
+    return static_cast<std::tuple_element_t<I, std::tuple<R...>>>(std::get<I>(z.refs()));
   }
 
   template <class... V>
     requires(sizeof...(V) == sizeof...(R))
   friend constexpr bool operator==(const zip_reference& a, const std::tuple<V...>& b) {
-    return a.refs_ == b;
+    return a.refs() == b;
   }
-  friend constexpr bool operator==(const zip_reference& a, const zip_reference& b) { return a.refs_ == b.refs_; }
+  friend constexpr bool operator==(const zip_reference& a, const zip_reference& b) { return a.refs() == b.refs(); }
 
  private:
   template <class Tuple>
   constexpr void assign(Tuple&& values) const {
     [&]<std::size_t... I>(std::index_sequence<I...>) {
-      ((static_cast<R>(std::get<I>(refs_)) = std::get<I>(std::forward<Tuple>(values))), ...);
+      ((static_cast<R>(std::get<I>(refs())) = std::get<I>(std::forward<Tuple>(values))), ...);
     }(std::index_sequence_for<R...>{});
   }
-
-  std::tuple<R...> refs_;
 };
 
 template <class... It>
