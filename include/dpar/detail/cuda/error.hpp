@@ -106,6 +106,19 @@ class device_scope {
   int previous_ = 0;
 };
 
+// Makes `waiter` (a stream of any device) wait for the work queued so far on
+// `stream` of `device` (an event recorded there); `what` names the ordering in
+// the error.
+inline void stream_wait(cudaStream_t waiter, int device, cudaStream_t stream, const char* what) {
+  device_scope scope(device);  // special handles (cudaStreamLegacy, ...) mean this device's streams
+  cudaEvent_t done = nullptr;
+  check(cudaEventCreateWithFlags(&done, cudaEventDisableTiming), "cudaEventCreateWithFlags", device);
+  cudaError_t e = cudaEventRecord(done, stream);
+  if (e == cudaSuccess) e = cudaStreamWaitEvent(waiter, done, 0);
+  (void)cudaEventDestroy(done);  // released once the wait is over
+  check(e, what, device);
+}
+
 // Cached per-device attributes that launch configuration and pointer checks need.
 struct device_info {
   int multiprocessors = 0;

@@ -114,15 +114,8 @@ inline void wait_for_default_streams(const std::vector<int>& devices, cudaStream
   for (int d : devices) {
     if (std::find(seen.begin(), seen.end(), d) != seen.end()) continue;
     seen.push_back(d);
-    cuda::device_scope scope(d);  // the special handles below mean this device's streams
-    for (cudaStream_t s : {cudaStreamLegacy, cudaStreamPerThread}) {
-      cudaEvent_t e = nullptr;
-      cuda::check(cudaEventCreateWithFlags(&e, cudaEventDisableTiming), "cudaEventCreateWithFlags", d);
-      cudaError_t r = cudaEventRecord(e, s);
-      if (r == cudaSuccess) r = cudaStreamWaitEvent(stream, e, 0);
-      (void)cudaEventDestroy(e);  // released once the wait is done
-      cuda::check(r, "ordering dpar::all_reduce after the device's default streams", d);
-    }
+    for (cudaStream_t s : {cudaStreamLegacy, cudaStreamPerThread})
+      cuda::stream_wait(stream, d, s, "ordering dpar::all_reduce after the device's default streams");
   }
 }
 

@@ -30,18 +30,6 @@
 
 namespace dpar::detail::multi_gpu {
 
-// Makes `waiter` (a stream of any device) wait for the work queued so far on
-// `stream` of `device`.
-inline void wait_for(cudaStream_t waiter, int device, cudaStream_t stream) {
-  cuda::device_scope scope(device);
-  cudaEvent_t done = nullptr;
-  cuda::check(cudaEventCreateWithFlags(&done, cudaEventDisableTiming), "cudaEventCreateWithFlags", device);
-  cudaError_t e = cudaEventRecord(done, stream);
-  if (e == cudaSuccess) e = cudaStreamWaitEvent(waiter, done, 0);
-  (void)cudaEventDestroy(done);  // released once the wait is over
-  cuda::check(e, "cudaEventRecord / cudaStreamWaitEvent", device);
-}
-
 // Copies the shards of v into `gathered` (v.size() elements on the first
 // entry's device) on the first entry's stream, or back with to_shards.
 template <class T>
@@ -51,7 +39,7 @@ void copy_shards(const multi_gpu_policy& p, const sharded_vector<T>& v, T* gathe
   cuda::device_scope scope(home);
   for (const auto& s : v.shards()) {
     if (s.size == 0) continue;
-    if (!to_shards) wait_for(stream, s.device, s.stream);
+    if (!to_shards) cuda::stream_wait(stream, s.device, s.stream, "ordering the sort after a shard's stream");
     T* const there = gathered + s.offset;
     cuda::check(to_shards ? cudaMemcpyPeerAsync(s.data, s.device, there, home, s.size * sizeof(T), stream)
                           : cudaMemcpyPeerAsync(there, home, s.data, s.device, s.size * sizeof(T), stream),
@@ -59,7 +47,7 @@ void copy_shards(const multi_gpu_policy& p, const sharded_vector<T>& v, T* gathe
   }
   if (to_shards)
     for (const auto& s : v.shards())
-      if (s.size) wait_for(s.stream, home, stream);
+      if (s.size) cuda::stream_wait(s.stream, home, stream, "ordering a shard's stream after the sort");
 }
 
 // sort_in_place(gpu_policy, pointers...) sorts the gathered copies of `vectors` on the first entry.
