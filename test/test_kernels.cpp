@@ -1,5 +1,4 @@
-// The backends' shared host helpers (detail/kernels.hpp): the even split of n
-// items over k parts, and reduce-then-scan's fold of part totals into carries,
+// The backends' shared host helpers: the splits of partition.hpp, and reduce-then-scan's fold of part totals into carries,
 // used by the thread, MPI and multi-GPU scans.
 
 #include <dpar/dpar.hpp>
@@ -12,16 +11,45 @@
 #include <string>
 #include <vector>
 
-TEST_CASE("even split: n / k each, the remainder on the first parts", "[kernels]") {
-  using dpar::detail::even_split_begin;
+TEST_CASE("even split: n / k each, the remainder on the first parts", "[kernels][partition]") {
   for (std::size_t k = 1; k <= 5; ++k)
     for (std::size_t n : {0, 1, 2, 3, 4, 7, 10, 1009}) {
       INFO("n = " << n << ", k = " << k);
-      CHECK(even_split_begin(n, k, 0) == 0);
-      CHECK(even_split_begin(n, k, k) == n);
-      for (std::size_t i = 0; i < k; ++i)
-        CHECK(even_split_begin(n, k, i + 1) - even_split_begin(n, k, i) == n / k + (i < n % k ? 1 : 0));
+      CHECK(dpar::even_split_begin(n, k, 0) == 0);
+      CHECK(dpar::even_split_begin(n, k, k) == n);
+      for (std::size_t i = 0; i < k; ++i) {
+        const dpar::index_range piece = dpar::even_split(n, k, i);
+        CHECK(piece.begin == dpar::even_split_begin(n, k, i));
+        CHECK(piece.size() == n / k + (i < n % k ? 1 : 0));
+      }
     }
+}
+
+TEST_CASE("block count: ceil(n / block), at least one, independent of anything but n", "[kernels][partition]") {
+  CHECK(dpar::block_count(0, 8) == 1);
+  CHECK(dpar::block_count(1, 8) == 1);
+  CHECK(dpar::block_count(8, 8) == 1);
+  CHECK(dpar::block_count(9, 8) == 2);
+  CHECK(dpar::block_count(17, 8) == 3);
+  CHECK(dpar::block_count(1009, 1) == 1009);
+}
+
+TEST_CASE("aligned split: whole groups per piece, covering [0, n) in order", "[kernels][partition]") {
+  for (std::size_t align : {1, 16})
+    for (std::size_t parts = 1; parts <= 5; ++parts)
+      for (std::size_t n : {0, 1, 15, 16, 17, 100, 1009}) {
+        INFO("n = " << n << ", parts = " << parts << ", align = " << align);
+        CHECK(dpar::aligned_split_begin(n, parts, align, 0) == 0);
+        CHECK(dpar::aligned_split_begin(n, parts, align, parts) == n);
+        const std::size_t groups = (n + align - 1) / align;
+        for (std::size_t i = 0; i < parts; ++i) {
+          const std::size_t lo = dpar::aligned_split_begin(n, parts, align, i);
+          const std::size_t hi = dpar::aligned_split_begin(n, parts, align, i + 1);
+          CHECK(lo <= hi);
+          if (hi < n) CHECK(hi % align == 0);  // only the end of the data is not a group boundary
+          CHECK((hi - lo + align - 1) / align <= groups / parts + 1);
+        }
+      }
 }
 
 TEST_CASE("totals_to_carries: every carry is init and the earlier totals, in order", "[kernels][scan]") {

@@ -65,21 +65,14 @@ class recording_model final : public nn::replica_model {
 
 // Thread replicas whose models are recording_models; the float all-reduce
 // checks that it is handed each replica's own gradient buffer.
-class recording_group final : public nn::replica_group {
+class recording_group final : public nn_test::forwarding_group {
  public:
-  explicit recording_group(dpar::thread_pool& pool)
-      : replica_group(pool.size(), pool.size(), 0, 0), threads_(pool), models(pool.size()) {}
-  void run(const std::function<void(std::size_t)>& f) override { threads_.run(f); }
+  explicit recording_group(dpar::thread_pool& pool) : forwarding_group(pool), models(pool.size()) {}
+  using forwarding_group::all_reduce;
   void all_reduce(std::size_t local, std::span<float> data) override {
     if (data.data() != models[local]->gradients().data()) throw std::logic_error("not the model's gradient buffer");
     threads_.all_reduce(local, data);
   }
-  void all_reduce(std::size_t local, std::span<double> data) override { threads_.all_reduce(local, data); }
-  void all_reduce(std::size_t local, std::span<std::uint64_t> data) override { threads_.all_reduce(local, data); }
-  void broadcast(std::size_t local, std::span<std::byte> data, std::size_t root) override {
-    threads_.broadcast(local, data, root);
-  }
-  void barrier(std::size_t local) override { threads_.barrier(local); }
   std::unique_ptr<nn::replica_model> make_model(std::size_t local, const nn::sequential& m,
                                                 const nn::replica_options& o) override {
     auto model = std::make_unique<recording_model>(m, o);
@@ -87,10 +80,6 @@ class recording_group final : public nn::replica_group {
     return model;
   }
 
- private:
-  nn::thread_group threads_;
-
- public:
   std::vector<recording_model*> models;
 };
 
@@ -108,25 +97,25 @@ TEST_CASE("replica models: the trainer shards, gathers, reduces, pushes and pull
   nn::data_parallel_trainer plain(dpar::par.on(plain_pool), nn_test::model(), options);
   for (auto* m : g->models) REQUIRE(m->pushes == 1);  // after the initial broadcast
 
-  // A 2-sample step: replica 0's shard is empty (2*0/3 .. 2*1/3), so it zeroes its gradients.
+  // A 2-sample step: replica 2's shard is empty (dpar::even_split(2, 3, 2)), so it zeroes its gradients.
   std::vector<std::int32_t> two_labels(data.labels.begin(), data.labels.begin() + 2);
   t.train_step(data.images.rows_view(0, 2), two_labels);
   plain.train_step(data.images.rows_view(0, 2), two_labels);
-  REQUIRE(g->models[0]->zeroed == 1);
+  REQUIRE(g->models[2]->zeroed == 1);
+  REQUIRE(g->models[0]->shard_rows == std::vector<std::size_t>{1});
   REQUIRE(g->models[1]->shard_rows == std::vector<std::size_t>{1});
-  REQUIRE(g->models[2]->shard_rows == std::vector<std::size_t>{1});
 
   t.train_epoch(data);
   plain.train_epoch(data);
-  // Batches of 10 (the last of 7) split 3/3/4 (the last 2/2/3) over the replicas,
+  // Batches of 10 (the last of 7) split 4/3/3 (the last 3/2/2) over the replicas,
   // each gathered into the replica model's own buffer, the loss scaled by the global batch.
   for (std::size_t r = 0; r < k; ++r) {
     auto& m = *g->models[r];
-    std::size_t before = r == 0 ? 0 : 1;  // replica 0 had nothing of the 2-sample step
+    std::size_t before = r == 2 ? 0 : 1;  // replica 2 had nothing of the 2-sample step
     REQUIRE(m.shard_rows.size() == before + 11);
     for (std::size_t j = 0; j < 11; ++j) {
       std::size_t s = before + j, n = j < 10 ? 10 : 7;
-      REQUIRE(m.shard_rows[s] == n * (r + 1) / k - n * r / k);
+      REQUIRE(m.shard_rows[s] == n / k + (r < n % k ? 1 : 0));
       REQUIRE(m.totals[s] == n);
       REQUIRE(m.gathered_in_buffer[s]);
     }

@@ -45,21 +45,9 @@ std::vector<float> run(std::size_t k, const nn::dataset& data, std::size_t batch
 // Thread replicas that end every step as the trainer did before issue 15: the
 // whole gradient all-reduced, the whole update on every replica (the default
 // replica_group::sum_and_update), the reference for the sharded update.
-class unsharded_group final : public nn::replica_group {
+class unsharded_group final : public nn_test::forwarding_group {
  public:
-  explicit unsharded_group(dpar::thread_pool& pool)
-      : replica_group(pool.size(), pool.size(), 0, 0), threads_(pool) {}
-  void run(const std::function<void(std::size_t)>& f) override { threads_.run(f); }
-  void all_reduce(std::size_t local, std::span<float> data) override { threads_.all_reduce(local, data); }
-  void all_reduce(std::size_t local, std::span<double> data) override { threads_.all_reduce(local, data); }
-  void all_reduce(std::size_t local, std::span<std::uint64_t> data) override { threads_.all_reduce(local, data); }
-  void broadcast(std::size_t local, std::span<std::byte> data, std::size_t root) override {
-    threads_.broadcast(local, data, root);
-  }
-  void barrier(std::size_t local) override { threads_.barrier(local); }
-
- private:
-  nn::thread_group threads_;
+  using forwarding_group::forwarding_group;
 };
 
 nn::checkpoint saved(const nn::data_parallel_trainer& t, const std::string& file) {

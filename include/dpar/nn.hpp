@@ -5,6 +5,7 @@
 
 #include "detail/cxx20.hpp"  // first: a clear error below C++20
 
+#include "dpar.hpp"  // the algorithms and every CPU backend the trainer runs on
 #include "nn/blas.hpp"
 #include "nn/checkpoint.hpp"
 #include "nn/conv.hpp"

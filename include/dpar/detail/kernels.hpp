@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "../functional.hpp"
+#include "../partition.hpp"
 
 namespace dpar::detail {
 
@@ -41,8 +42,7 @@ inline constexpr std::size_t vector_bytes = 16;
 // accumulators in registers and fuse the multiply-add.
 template <class Op, class T>
 inline constexpr bool vector_sum_v =
-    (std::is_same_v<std::remove_cvref_t<Op>, std::plus<>> || std::is_same_v<std::remove_cvref_t<Op>, std::plus<T>>) &&
-    std::is_arithmetic_v<T> && !std::is_same_v<T, bool> && (sizeof(T) == 4 || sizeof(T) == 8);
+    op_kind_v<Op, T> == op_kind::sum && std::is_arithmetic_v<T> && !std::is_same_v<T, bool> && (sizeof(T) == 4 || sizeof(T) == 8);
 
 // init + elem(lo) + ... + elem(hi-1), reassociated over 8 independent vector
 // accumulators, each one register of vector_bytes.
@@ -126,11 +126,6 @@ void totals_to_carries(std::vector<std::optional<T>>& part, Op& op) {
   for (std::size_t b = 1; b < part.size(); ++b) part[b] = join(part[b - 1], std::move(part[b]), op);
 }
 
-// First index of part i when [0, n) is cut into k contiguous parts whose sizes
-// differ by at most one (the first n % k parts are one longer).
-constexpr std::size_t even_split_begin(std::size_t n, std::size_t k, std::size_t i) noexcept {
-  return i * (n / k) + std::min(i, n % k);
-}
 
 template <class In, class Out, class F>
 void transform_range(In first, Out d_first, std::size_t lo, std::size_t hi, F& f) {

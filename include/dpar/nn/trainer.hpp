@@ -48,6 +48,7 @@
 
 #include "../communicator.hpp"
 #include "../execution.hpp"
+#include "../partition.hpp"
 #include "agreement.hpp"
 #include "checkpoint.hpp"
 #include "deterministic.hpp"
@@ -499,8 +500,8 @@ class data_parallel_trainer {
 
   // [first, last) of n items for local replica `local` among all replicas.
   std::pair<std::size_t, std::size_t> share(std::size_t local, std::size_t n) const {
-    std::size_t g = group_->first() + local, k = group_->size();
-    return {n * g / k, n * (g + 1) / k};
+    const index_range r = even_split(n, group_->size(), group_->first() + local);
+    return {r.begin, r.end};
   }
 
   // A batch of n samples cut into the parts whose gradients and losses
@@ -510,7 +511,7 @@ class data_parallel_trainer {
   // has fewer samples), even shares.
   struct batch_parts {
     std::size_t n, size, count;
-    std::size_t begin(std::size_t p) const { return size ? std::min(n, p * size) : n * p / count; }
+    std::size_t begin(std::size_t p) const { return size ? std::min(n, p * size) : even_split_begin(n, count, p); }
   };
   batch_parts parts_of(std::size_t n, std::size_t size, std::size_t passes = 1) const {
     if (!group_->sums_exactly()) {
@@ -523,8 +524,8 @@ class data_parallel_trainer {
   // replica order; none if they hold no sample (an even share of a batch
   // smaller than the replica count).
   std::pair<std::size_t, std::size_t> owned(std::size_t local, const batch_parts& parts) const {
-    std::size_t g = group_->first() + local, k = group_->size();
-    std::size_t first = parts.count * g / k, last = parts.count * (g + 1) / k;
+    const index_range mine = even_split(parts.count, group_->size(), group_->first() + local);
+    std::size_t first = mine.begin, last = mine.end;
     if (parts.begin(first) == parts.begin(last)) last = first;
     return {first, last};
   }

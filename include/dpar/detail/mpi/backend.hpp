@@ -25,6 +25,7 @@
 #include <utility>
 #include <vector>
 
+#include "../../collective.hpp"
 #include "../../execution.hpp"
 #include "../elementwise_on_inner.hpp"
 #include "../collective/checks.hpp"
@@ -221,7 +222,7 @@ struct backend : elementwise_on_inner {
   }
 };
 
-// The collectives over MPI ranks (detail/collective/backend.hpp), one buffer
+// The collectives over MPI ranks (collective.hpp), one buffer
 // per rank; afterwards every rank's holds the element-wise reduction over the
 // ranks in rank order.
 struct collectives {
@@ -260,7 +261,18 @@ struct collectives {
         policy.inner(), data.begin(), data.end(),
         collective::divide_by{static_cast<std::size_t>(size_of(policy.comm()))});
   }
-
 };
 
 }  // namespace dpar::detail::mpi
+
+namespace dpar {
+
+// The policy over ranks, defined in mpi.hpp (which includes this backend); the
+// backends name it only in templates, so its declaration is enough here.
+template <class Inner>
+class mpi_policy;
+
+template <class Inner>
+struct detail::collective_backend<mpi_policy<Inner>> : detail::mpi::collectives {};
+
+}  // namespace dpar

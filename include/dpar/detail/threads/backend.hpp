@@ -18,7 +18,7 @@
 #include "../../execution.hpp"
 #include "../backend_concept.hpp"
 #include "../kernels.hpp"
-#include "../sync.hpp"
+#include "../../thread_pool.hpp"
 
 namespace dpar::detail::threads {
 
