@@ -391,11 +391,13 @@ class batch_norm final : public batch_layer {
     }
   }
   void forward_pass(const pass& p, const tensor& x, tensor& y) override {
-    for (std::size_t r = 0; r < x.rows(); ++r)
-      for (std::size_t c = 0; c < f_; ++c) {
-        auto [mean, invstd] = statistics(p, c);
-        y(r, c) = gamma_[c] * ((x(r, c) - mean) * invstd) + beta_[c];
-      }
+    std::vector<float> running;
+    auto [mean, invstd] = statistics(p, running);
+    for (std::size_t r = 0; r < x.rows(); ++r) {
+      const float* in = x.row(r);
+      float* out = y.row(r);
+      for (std::size_t c = 0; c < f_; ++c) out[c] = gamma_[c] * ((in[c] - mean[c]) * invstd[c]) + beta_[c];
+    }
   }
 
   // Backward: [sum of dy, sum of dy * xhat] of a part.
@@ -413,34 +415,43 @@ class batch_norm final : public batch_layer {
   // batch's statistics (the global sums of begin_backward), in eval mode
   // through the running ones (constants).
   void backward_pass(const pass& p, const tensor& x, const tensor&, const tensor& dy, tensor* dx) override {
-    for (std::size_t c = 0; c < f_; ++c) {
-      auto [mean, invstd] = statistics(p, c);
-      double dg = 0, db = 0;
-      for (std::size_t r = 0; r < x.rows(); ++r) {
-        db += dy(r, c);
-        dg += static_cast<double>(dy(r, c)) * ((x(r, c) - mean) * invstd);
+    std::vector<float> running;
+    auto [mean, invstd] = statistics(p, running);
+    part_.assign(2 * f_, 0.0);  // this part's [sum of dy * xhat, sum of dy]
+    for (std::size_t r = 0; r < x.rows(); ++r)
+      for (std::size_t c = 0; c < f_; ++c) {
+        part_[c] += static_cast<double>(dy(r, c)) * ((x(r, c) - mean[c]) * invstd[c]);
+        part_[f_ + c] += dy(r, c);
       }
-      dgamma_[c] = static_cast<float>(dg);
-      dbeta_[c] = static_cast<float>(db);
-      if (!dx) continue;
-      const double k = static_cast<double>(gamma_[c]) * invstd;
-      for (std::size_t r = 0; r < x.rows(); ++r) {
+    for (std::size_t c = 0; c < f_; ++c) {
+      dgamma_[c] = static_cast<float>(part_[c]);
+      dbeta_[c] = static_cast<float>(part_[f_ + c]);
+    }
+    if (!dx) return;
+    for (std::size_t r = 0; r < x.rows(); ++r)
+      for (std::size_t c = 0; c < f_; ++c) {
+        const double k = static_cast<double>(gamma_[c]) * invstd[c];
         if (p.mode == mode::eval) {
           (*dx)(r, c) = static_cast<float>(k * dy(r, c));
         } else {
-          double xhat = (x(r, c) - mean) * invstd;
+          double xhat = (x(r, c) - mean[c]) * invstd[c];
           (*dx)(r, c) = static_cast<float>(k / rows_ * (rows_ * dy(r, c) - sums_[c] - xhat * sums_[f_ + c]));
         }
       }
-    }
   }
   std::unique_ptr<layer> clone() const override { return std::make_unique<batch_norm>(*this); }
 
  private:
-  // Feature c's mean and 1/sqrt(var + eps): the batch's in train mode, the running ones in eval mode.
-  std::pair<float, float> statistics(const pass& p, std::size_t c) const {
-    if (p.mode == mode::train) return {mean_[c], invstd_[c]};
-    return {running_mean_[c], static_cast<float>(1.0 / std::sqrt(static_cast<double>(running_var_[c]) + eps_))};
+  // Each feature's mean and 1/sqrt(var + eps): the batch's in train mode,
+  // the running ones in eval mode (computed into `running`, so that an
+  // eval-mode forward writes nothing of the layer's: predict may run it
+  // from several threads).
+  std::pair<const float*, const float*> statistics(const pass& p, std::vector<float>& running) const {
+    if (p.mode == mode::train) return {mean_.data(), invstd_.data()};
+    running.resize(f_);
+    for (std::size_t c = 0; c < f_; ++c)
+      running[c] = static_cast<float>(1.0 / std::sqrt(static_cast<double>(running_var_[c]) + eps_));
+    return {running_mean_, running.data()};
   }
 
   std::size_t f_;
@@ -450,6 +461,7 @@ class batch_norm final : public batch_layer {
   // The last train-mode batch's statistics, for its forward_pass and backward.
   std::vector<float> mean_, invstd_;
   std::vector<double> sums_;  // the global backward sums
+  std::vector<double> part_;  // backward_pass's scratch
   double rows_ = 0;           // the global batch's sample count
 };
 
@@ -583,6 +595,7 @@ class sequential {
         throw std::invalid_argument("dpar::nn::sequential: input has " + std::to_string(x->cols()) +
                                     " features, the model takes " + std::to_string(in_));
     const std::size_t parts = xs.size();
+    forwarded_ = true;
     inputs_.assign(xs.begin(), xs.end());
     firsts_.assign(firsts.begin(), firsts.end());
     step_ = step;
@@ -627,7 +640,7 @@ class sequential {
   // gradients overwrite grads[p] (a buffer of parameters().size() floats;
   // may be gradients().data()).
   void backward_parts(std::span<const tensor* const> dys, std::span<float* const> grads, batch_sync* sync = nullptr) {
-    if (inputs_.empty() && acts_.empty())
+    if (!forwarded_)
       throw std::logic_error("dpar::nn::sequential::backward called before forward");
     const std::size_t parts = inputs_.size();
     if (dys.size() != parts || grads.size() != parts)
@@ -697,7 +710,9 @@ class sequential {
   std::vector<std::int32_t> classify(const tensor& x) const { return argmax(predict(x)); }
 
  private:
-  pass at(std::size_t layer, std::size_t part) const { return {mode_, step_, firsts_[part], layer}; }
+  pass at(std::size_t layer, std::size_t part) const {
+    return {mode_, step_, part < firsts_.size() ? firsts_[part] : 0, layer};  // a replica may hold no part
+  }
   // sums[0, n) = the sum of the parts' vectors (sums[(p + 1) n, (p + 2) n)),
   // over every replica through `sync`, else over these parts in order.
   static void combine(batch_sync* sync, std::vector<double>& sums, std::size_t parts, std::size_t n) {
@@ -727,6 +742,7 @@ class sequential {
     inputs_.clear();
     acts_.clear();
     grad_acts_.clear();
+    forwarded_ = false;
   }
 
   std::size_t in_;
@@ -740,6 +756,7 @@ class sequential {
   std::vector<const tensor*> inputs_;
   std::vector<std::size_t> firsts_;
   std::uint64_t step_ = 0;
+  bool forwarded_ = false;
   std::vector<std::vector<tensor>> acts_, grad_acts_;
 };
 
