@@ -1,5 +1,7 @@
 // dpar::nn layers, losses, optimizer and schedules: gradients against
 // finite differences of a float64 reference, and closed-form checks.
+#include <dpar/nn/batch_norm.hpp>
+#include <dpar/nn/dropout.hpp>
 #include <dpar/nn/layers.hpp>
 #include <dpar/nn/loss.hpp>
 #include <dpar/nn/optim.hpp>

@@ -5,9 +5,11 @@
 
 #include "detail/cxx20.hpp"  // first: a clear error below C++20
 
+#include "nn/batch_norm.hpp"
 #include "nn/blas.hpp"
 #include "nn/checkpoint.hpp"
 #include "nn/conv.hpp"
+#include "nn/dropout.hpp"
 #include "nn/idx.hpp"
 #include "nn/layers.hpp"
 #include "nn/loss.hpp"

@@ -22,8 +22,10 @@
 #include <string>
 #include <vector>
 
+#include "batch_norm.hpp"
 #include "checkpoint.hpp"
 #include "conv.hpp"
+#include "dropout.hpp"
 #include "layers.hpp"
 
 namespace dpar::nn {
