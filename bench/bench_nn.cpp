@@ -6,6 +6,8 @@
 // slices). items_per_second is samples/s. dpar_mlp_deterministic: the same
 // under dpar::deterministic(dpar::par.on(pool)), the same bits on any thread
 // count (target: at least 0.67 of dpar_mlp's samples/s at 2 threads).
+// dpar_mlp_adamw and dpar_mlp_syncbn: AdamW instead of SGD, and batch_norm
+// (SyncBatchNorm) after each hidden layer; each a ratio against dpar_mlp.
 //
 //   bench_nn [--benchmark_repetitions=5]          1 rank x 1, 2 (and all hardware) threads; libtorch
 //   mpiexec -n 2 bench_nn                         2 ranks x 1 thread, and the cross-rank gradient
@@ -117,6 +119,19 @@ void dpar_mlp_adamw(benchmark::State& state) {
   train(state, t);
 }
 
+// The MLP with a batch_norm after each hidden Dense (784-256-BN-ReLU-128-BN-ReLU-10):
+// SyncBatchNorm's cost per step, its statistics summed over the replicas
+// twice per layer and step (read against dpar_mlp with the same thread count).
+void dpar_mlp_syncbn(benchmark::State& state) {
+  dpar::thread_pool pool(static_cast<std::size_t>(state.range(0)));
+  nn::sequential model(features);
+  model.add(nn::dense(features, 256)).add(nn::batch_norm(256)).add(nn::relu());
+  model.add(nn::dense(256, 128)).add(nn::batch_norm(128)).add(nn::relu()).add(nn::dense(128, classes));
+  model.initialize(1);
+  nn::data_parallel_trainer t(dpar::par.on(pool), model, options());
+  train(state, t);
+}
+
 // The same, reproducible: the same bits for any state.range(0).
 void dpar_mlp_deterministic(benchmark::State& state) {
   dpar::thread_pool pool(static_cast<std::size_t>(state.range(0)));
@@ -221,6 +236,7 @@ int main(int argc, char** argv) {
     for (int t : threads) {
       benchmark::RegisterBenchmark("dpar_mlp", dpar_mlp)->Arg(t)->UseRealTime()->MinTime(2.0);
       benchmark::RegisterBenchmark("dpar_mlp_adamw", dpar_mlp_adamw)->Arg(t)->UseRealTime()->MinTime(2.0);
+      benchmark::RegisterBenchmark("dpar_mlp_syncbn", dpar_mlp_syncbn)->Arg(t)->UseRealTime()->MinTime(2.0);
       benchmark::RegisterBenchmark("dpar_mlp_deterministic", dpar_mlp_deterministic)
           ->Arg(t)
           ->UseRealTime()

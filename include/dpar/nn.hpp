@@ -6,9 +6,11 @@
 #include "detail/cxx20.hpp"  // first: a clear error below C++20
 
 #include "dpar.hpp"  // the algorithms and every CPU backend the trainer runs on
+#include "nn/batch_norm.hpp"
 #include "nn/blas.hpp"
 #include "nn/checkpoint.hpp"
 #include "nn/conv.hpp"
+#include "nn/dropout.hpp"
 #include "nn/idx.hpp"
 #include "nn/layers.hpp"
 #include "nn/loss.hpp"

@@ -251,6 +251,76 @@ class thread_group final : public replica_group {
   std::unique_ptr<communicator> comm_;
 };
 
+// What every replica of a step throws from a batch_sync sum when a replica
+// failed before it: that replica reports its own error at the step's end.
+struct batch_aborted : std::runtime_error {
+  batch_aborted() : std::runtime_error("dpar::nn: another replica failed during the batch") {}
+};
+
+// The batch_sync of one replica's step, over any replica group: layers'
+// statistics (batch_norm's sums) combined over every part of the global
+// batch through sum_parts of doubles: in replica order, exactly under
+// dpar::deterministic (the same bits for any replica count), over MPI ranks
+// and ranks x threads as the group's sum_parts does, over a GPU group's host
+// threads. Written once here, so every kind of group has it.
+//
+// Each part carries one more value, a failure flag, so that a replica that
+// fails between two sums (a throwing layer or loss, a bad label) does not
+// leave the others waiting: it calls fail(), which takes part in the next
+// sum every replica expects (their lengths: sequential::sync_sizes) with the
+// flag set, and every replica then throws batch_aborted from that sum. A
+// replica without samples runs no layer or loss of its own between sums, so
+// its only failures are those every replica has at the same sum.
+class group_batch_sync final : public batch_sync {
+ public:
+  // parts: this replica's parts [first, first + parts) of `total`; sizes: the
+  // lengths of the step's sums, in order.
+  group_batch_sync(replica_group& group, std::size_t local, std::size_t first, std::size_t parts, std::size_t total,
+                   std::span<const std::size_t> sizes)
+      : group_(group), local_(local), first_(first), parts_(parts), total_(total), sizes_(sizes) {}
+
+  void sum(std::span<const double* const> mine, std::span<double> out) override {
+    if (mine.size() != parts_ || next_ >= sizes_.size() || out.size() != sizes_[next_])
+      throw std::logic_error("dpar::nn::group_batch_sync: sum " + std::to_string(next_) + " of " +
+                             std::to_string(out.size()) + " values over " + std::to_string(mine.size()) +
+                             " parts does not match the model's (a batch_layer must sum once per forward and "
+                             "backward, forward_sums_size() and backward_sums_size() values)");
+    exchange(mine, out, false);
+  }
+  // By a replica that failed: joins the next sum the others wait in, if any.
+  void fail() {
+    if (next_ >= sizes_.size()) return;
+    std::vector<double> out(sizes_[next_]);
+    try {
+      exchange({}, out, true);
+    } catch (const batch_aborted&) {
+    }
+  }
+
+ private:
+  void exchange(std::span<const double* const> mine, std::span<double> out, bool failed) {
+    const std::size_t n = out.size(), w = n + 1;
+    buffer_.assign(parts_ * w, 0.0);
+    std::vector<const double*> parts(parts_);
+    for (std::size_t p = 0; p < parts_; ++p) {
+      if (!failed) std::copy(mine[p], mine[p] + n, buffer_.data() + p * w);
+      buffer_[p * w + n] = failed ? 1.0 : 0.0;
+      parts[p] = buffer_.data() + p * w;
+    }
+    std::vector<double> sum(w);
+    group_.sum_parts(local_, parts, first_, total_, std::span<double>(sum));
+    ++next_;
+    if (sum[n] != 0) throw batch_aborted();
+    std::copy(sum.begin(), sum.begin() + static_cast<std::ptrdiff_t>(n), out.begin());
+  }
+
+  replica_group& group_;
+  std::size_t local_, first_, parts_, total_;
+  std::span<const std::size_t> sizes_;
+  std::size_t next_ = 0;  // sums done
+  std::vector<double> buffer_;
+};
+
 // The group a policy's replicas form. Specialize for new kinds of policy.
 template <class Policy>
 struct replica_group_for {

@@ -118,7 +118,10 @@ class data_parallel_trainer {
 
   // Over a group built by hand (a new kind of replica, tests).
   data_parallel_trainer(std::unique_ptr<replica_group> group, const sequential& model, train_options options)
-      : group_(std::move(group)), options_(std::move(options)) {
+      : group_(std::move(group)),
+        options_(std::move(options)),
+        couples_batch_(model.couples_batch()),
+        sync_sizes_(model.sync_sizes()) {
     if (!group_) throw std::invalid_argument("dpar::nn::data_parallel_trainer: no replica group");
     const std::exception_ptr early = failure_of([&] {
       if (options_.batch == 0)
@@ -147,6 +150,7 @@ class data_parallel_trainer {
         return;
       }
       group_->broadcast(local, std::as_writable_bytes(r.model->host_model().parameters()), 0);
+      group_->broadcast(local, std::as_writable_bytes(r.model->host_model().state()), 0);
       r.model->push();
     });
   }
@@ -199,13 +203,14 @@ class data_parallel_trainer {
     totals result{};
     run([&](std::size_t local, replica& r) {
       if (!agree(local, r, call, early)) return;
+      r.model->set_mode(mode::train);
       auto shard = [&](replica&, std::size_t first, std::size_t count) {
         auto ys = rows_of(targets, first, count);
         check_targets(ys, first);
         return std::pair{x.rows_view(first, count), ys};
       };
       totals t{};
-      if (!replica_step(local, r, x.rows(), lr, shard, t)) return;
+      if (!replica_step(local, r, x.rows(), step_, lr, shard, t)) return;
       if (local == 0) {
         result = t;
         step_ = after;
@@ -264,6 +269,7 @@ class data_parallel_trainer {
     // collectives, not in a fork and a join per step as well.
     run([&](std::size_t local, replica& r) {
       if (!agree(local, r, call, early)) return;
+      r.model->set_mode(mode::train);
       if (n == 0) {
         if (local == 0) ++epoch_;
         return;
@@ -281,7 +287,7 @@ class data_parallel_trainer {
           return std::pair{tensor::view(xs.data(), c, features), gather_targets(rep, targets, samples, c)};
         };
         totals t{};
-        if (!replica_step(local, r, count, rates[j], gather, t)) return;
+        if (!replica_step(local, r, count, step0 + j, rates[j], gather, t)) return;
         // Every replica holds the same global totals (t came out of an
         // all-reduce): local replica 0 keeps the count and reports progress.
         for (std::size_t i = 1; i < t.size(); ++i) done[i] += t[i];
@@ -331,6 +337,7 @@ class data_parallel_trainer {
     totals result{};
     run([&](std::size_t local, replica& r) {
       if (!agree(local, r, call, early)) return;
+      r.model->set_mode(mode::eval);  // dropout off, batch_norm on its running statistics
       auto [first, last] = owned(local, parts);
       r.part_losses.assign(last - first, 0.0);
       totals t{};
@@ -379,6 +386,7 @@ class data_parallel_trainer {
           c.schedule = schedule_fingerprint(options_.schedule);
           c.parameters.assign(m.parameters().begin(), m.parameters().end());
           c.velocity.assign(r.model->host_velocity().begin(), r.model->host_velocity().end());
+          c.state.assign(m.state().begin(), m.state().end());
           save_checkpoint(file, c);
         } catch (...) {
           r.error = std::current_exception();
@@ -415,6 +423,11 @@ class data_parallel_trainer {
             throw checkpoint_error(file, "written with another optimizer (" + std::to_string(c.velocity.size()) +
                                              " state values; this run's keeps " +
                                              std::to_string(r.model->host_velocity().size()) + ")");
+          // Format 01 and 02 checkpoints hold no state: they come from models without any.
+          if (c.state.size() != m.state().size())
+            throw checkpoint_error(file, "holds " + std::to_string(c.state.size()) +
+                                             " state values (running statistics); this model keeps " +
+                                             std::to_string(m.state().size()));
           if (c.seed != options_.seed)
             throw checkpoint_error(file, "written by a run with seed " + std::to_string(c.seed) +
                                              ", this run has seed " + std::to_string(options_.seed));
@@ -434,6 +447,7 @@ class data_parallel_trainer {
       if (!agree(local, r, loaded, nullptr)) return;
       std::copy(c.parameters.begin(), c.parameters.end(), r.model->host_model().parameters().begin());
       std::copy(c.velocity.begin(), c.velocity.end(), r.model->host_velocity().begin());
+      std::copy(c.state.begin(), c.state.end(), r.model->host_model().state().begin());
       r.model->set_updates(c.step);
       r.model->push();
       if (local == 0) {
@@ -596,11 +610,12 @@ class data_parallel_trainer {
   bool check_lockstep(std::size_t local, replica& r, std::size_t after_step) const {
     std::uint64_t h = 1469598103934665603ull;
     r.model->pull();
-    for (float p : r.model->host_model().parameters()) {
-      std::uint32_t bits;
-      std::memcpy(&bits, &p, sizeof bits);
-      h = (h ^ bits) * 1099511628211ull;
-    }
+    for (auto values : {r.model->host_model().parameters(), r.model->host_model().state()})
+      for (float p : values) {
+        std::uint32_t bits;
+        std::memcpy(&bits, &p, sizeof bits);
+        h = (h ^ bits) * 1099511628211ull;
+      }
     std::size_t odd = first_different(local, h);
     if (odd == group_->size()) return true;
     if (local == 0)
@@ -715,7 +730,8 @@ class data_parallel_trainer {
   // collective, the gradient sum, the update. t gets the global totals.
   // False, with no update anywhere, if any replica failed.
   template <class Shard>
-  bool replica_step(std::size_t local, replica& r, std::size_t n, float lr, Shard&& shard, totals& t) const {
+  bool replica_step(std::size_t local, replica& r, std::size_t n, std::size_t step, float lr, Shard&& shard,
+                    totals& t) const {
     const batch_parts parts = parts_of(n, options_.micro_batch, options_.accumulate);
     auto [first, last] = owned(local, parts);
     auto grads = r.model->gradients();
@@ -723,7 +739,9 @@ class data_parallel_trainer {
     r.part_losses.assign(last - first, 0.0);
     r.part_grads.resize(std::max<std::size_t>(r.part_grads.size(), last - first));
     t = {};
-    if (!r.error) {
+    if (couples_batch_) {
+      all_parts_at_once(local, r, parts, first, last, step, shard, t, mine);
+    } else if (!r.error) {
       try {
         for (std::size_t p = first; p < last; ++p) {
           if (p > first) {  // keep the previous part's gradient; the next pass overwrites the model's
@@ -733,6 +751,7 @@ class data_parallel_trainer {
             mine.push_back(kept.data());
           }
           auto [xs, ys] = shard(r, parts.begin(p), parts.begin(p + 1) - parts.begin(p));
+          r.model->set_position(step, parts.begin(p));
           // Gradient of (part loss sum) / n: the sum over all parts is the global-batch mean.
           auto [loss, correct] = gradients_on(*r.model, xs, ys, n);
           r.part_losses[p - first] = loss;
@@ -757,8 +776,50 @@ class data_parallel_trainer {
     return true;
   }
 
+  // replica_step for a model that couples the batch (batch_norm): the
+  // replica's parts [first, last) in one forward and backward, layer by
+  // layer, its layers' statistics summed over every replica through the
+  // group (group_batch_sync). Every replica takes part in the sums, even
+  // without samples or after a failure of its own.
+  template <class Shard>
+  void all_parts_at_once(std::size_t local, replica& r, const batch_parts& parts, std::size_t first, std::size_t last,
+                         std::size_t step, Shard& shard, totals& t, std::vector<const float*>& mine) const {
+    group_batch_sync sync(*group_, local, first, last - first, parts.count, sync_sizes_);
+    std::vector<float*> out;  // part p's gradient: kept copies, the last one in the model's buffer
+    for (std::size_t p = first; p < last; ++p) {
+      float* g = r.model->gradients().data();
+      if (p + 1 < last) {
+        auto& kept = r.part_grads[p - first];
+        kept.resize(r.model->gradients().size());
+        g = kept.data();
+      }
+      out.push_back(g);
+      mine.push_back(g);
+    }
+    std::vector<std::size_t> bounds;
+    for (std::size_t p = first; p <= last; ++p) bounds.push_back(parts.begin(p));
+    try {
+      if (r.error) std::rethrow_exception(r.error);
+      auto [xs, ys] = shard(r, bounds.front(), bounds.back() - bounds.front());
+      std::size_t correct = r.model->compute_parts_gradients(xs, ys, bounds, step, parts.n, sync, out, r.part_losses);
+      t[correct_at] = static_cast<double>(correct);
+      t[samples_at] = static_cast<double>(count_of(ys));
+      if (first == last && !group_->sums_exactly()) {  // no samples: a zero part
+        r.model->zero_gradients();
+        mine.push_back(r.model->gradients().data());
+      }
+    } catch (const batch_aborted&) {
+      // another replica failed: its status reports it at the step's end
+    } catch (...) {
+      r.error = std::current_exception();
+      sync.fail();
+    }
+  }
+
   std::unique_ptr<replica_group> group_;
   train_options options_;
+  bool couples_batch_;                    // the model has a batch_layer: replica_step runs all parts at once
+  std::vector<std::size_t> sync_sizes_;  // the lengths of its statistics' sums, in order
   std::vector<std::unique_ptr<replica>> replicas_;  // this rank's
   std::size_t step_ = 0, epoch_ = 0;
   mutable outcome outcome_;
