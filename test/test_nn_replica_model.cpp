@@ -153,17 +153,6 @@ namespace {
 using nn_test::max_abs;
 using nn_test::max_abs_difference;
 
-// The 12-16-8-5 MLP of nn_test::model() with its first two dense layers
-// model-parallel (the first gets no input gradient, the second does): the
-// same layout and initial parameters as the plain one.
-nn::sequential split_mlp() {
-  nn::sequential m(12);
-  m.add(nn::model_parallel(nn::dense(12, 16))).add(nn::relu());
-  m.add(nn::model_parallel(nn::dense(16, 8))).add(nn::relu()).add(nn::dense(8, 5));
-  m.initialize(3);
-  return m;
-}
-
 // nn_test::small_cnn's convolutions, then a model-parallel hidden layer.
 nn::sequential cnn(bool split) {
   nn::conv2d c1({1, 8, 8}, 4, 3, 1, 1);
@@ -206,7 +195,7 @@ void require_close(const std::vector<float>& got, const std::vector<float>& want
 }  // namespace
 
 TEST_CASE("model parallel: the marked layers keep the dense layout and initial parameters", "[nn][model_parallel]") {
-  nn::sequential split = split_mlp(), plain = nn_test::model();
+  nn::sequential split = nn_test::split_model(), plain = nn_test::model();
   REQUIRE(nn::layout_hash(split) == nn::layout_hash(plain));
   REQUIRE(std::vector<float>(split.parameters().begin(), split.parameters().end()) ==
           std::vector<float>(plain.parameters().begin(), plain.parameters().end()));
@@ -223,7 +212,7 @@ TEST_CASE("model parallel: MLP on 1, 2, 3 thread replicas matches pure data para
   const std::vector<float> want = train_20(reference, data, 37);
   for (std::size_t k : {1u, 2u, 3u}) {
     dpar::thread_pool pool(k);
-    nn::data_parallel_trainer t(dpar::par.on(pool), split_mlp(), nn_test::options(37));
+    nn::data_parallel_trainer t(dpar::par.on(pool), nn_test::split_model(), nn_test::options(37));
     INFO(k << " replicas");
     require_close(train_20(t, data, 37), want);
   }
@@ -237,7 +226,7 @@ TEST_CASE("model parallel: epochs with accumulation, AdamW and clipping, evaluat
   o.clip_norm = 0.5f;
   o.accumulate = 2;
   dpar::thread_pool pool(3);
-  nn::data_parallel_trainer plain(dpar::par.on(pool), nn_test::model(), o), split(dpar::par.on(pool), split_mlp(), o);
+  nn::data_parallel_trainer plain(dpar::par.on(pool), nn_test::model(), o), split(dpar::par.on(pool), nn_test::split_model(), o);
   for (int e = 0; e < 3; ++e) {
     auto a = plain.train_epoch(data), b = split.train_epoch(data);
     REQUIRE(a.samples == b.samples);
@@ -271,7 +260,7 @@ TEST_CASE("model parallel: model() needs synchronize(); checkpoints resume on an
   const std::string file = (std::filesystem::temp_directory_path() / "dpar_model_parallel.ckpt").string();
   nn::data_parallel_trainer straight(dpar::seq, nn_test::model(), nn_test::options(30));
   dpar::thread_pool two(2), three(3);
-  nn::data_parallel_trainer first(dpar::par.on(two), split_mlp(), nn_test::options(30));
+  nn::data_parallel_trainer first(dpar::par.on(two), nn_test::split_model(), nn_test::options(30));
   for (std::size_t s = 0; s < 10; ++s) {
     auto [x, y] = nn_test::batch_of(data, 30, s);
     straight.train_step(x, y);
@@ -281,7 +270,7 @@ TEST_CASE("model parallel: model() needs synchronize(); checkpoints resume on an
   first.save(file);
   REQUIRE_NOTHROW(first.model());  // save gathered the slices
   require_close(nn_test::params(first), nn_test::params(straight));
-  nn::data_parallel_trainer on_three(dpar::par.on(three), split_mlp(), nn_test::options(30));
+  nn::data_parallel_trainer on_three(dpar::par.on(three), nn_test::split_model(), nn_test::options(30));
   nn::data_parallel_trainer plain(dpar::seq, nn_test::model(), nn_test::options(30));
   on_three.resume(file);
   plain.resume(file);
@@ -302,13 +291,13 @@ TEST_CASE("model parallel: bad input is refused clearly", "[nn][model_parallel]"
   narrow.add(nn::model_parallel(nn::dense(12, 2))).add(nn::dense(2, 5));
   REQUIRE_THROWS_WITH(nn::data_parallel_trainer(dpar::par.on(pool), narrow, nn_test::options(8)),
                       Catch::Contains("2 output units, fewer than the 3 replicas"));
-  REQUIRE_THROWS_WITH(nn::data_parallel_trainer(dpar::deterministic(dpar::par.on(pool)), split_mlp(),
+  REQUIRE_THROWS_WITH(nn::data_parallel_trainer(dpar::deterministic(dpar::par.on(pool)), nn_test::split_model(),
                                                 nn_test::options(8)),
                       Catch::Contains("dpar::deterministic"));
   // A bad label on one replica's shard stops every replica before the forward's collectives.
   auto data = nn_test::blobs(30, 12, 5, 3);
   data.labels[25] = 7;
-  nn::data_parallel_trainer t(dpar::par.on(pool), split_mlp(), nn_test::options(30));
+  nn::data_parallel_trainer t(dpar::par.on(pool), nn_test::split_model(), nn_test::options(30));
   REQUIRE_THROWS_AS(t.train_step(data.images, data.labels), std::out_of_range);
   REQUIRE_THROWS_AS(t.evaluate(data, 4), std::out_of_range);
   data.labels[25] = 1;
