@@ -5,7 +5,8 @@
 // the gradient all-reduce gets the model's gradient buffer, the host mirror is
 // pushed after the initial broadcast and after resume and pulled before
 // model(), save and the lockstep check; and the results equal the plain
-// thread replicas' bit for bit.
+// thread replicas' bit for bit. Then data-model parallelism
+// (nn/model_parallel.hpp) on 1, 2, 3 thread replicas against pure data parallel.
 #include <dpar/nn.hpp>
 
 #include <catch2/catch.hpp>

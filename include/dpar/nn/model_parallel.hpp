@@ -347,8 +347,6 @@ class model_parallel_group final : public replica_group {
       }
     return values * sizeof(float);
   }
-  // The parameters the gradient all-reduce covers (everything but the split layers').
-  std::size_t shared_parameters() const noexcept { return shared_size_; }
 
  private:
   struct split_layer {
