@@ -106,6 +106,16 @@ inline nn::sequential model() {
   return m;
 }
 
+// model() with its first two dense layers model-parallel (the first gets no
+// input gradient, the second does): the same layout and initial parameters.
+inline nn::sequential split_model() {
+  nn::sequential m(12);
+  m.add(nn::model_parallel(nn::dense(12, 16))).add(nn::relu());
+  m.add(nn::model_parallel(nn::dense(16, 8))).add(nn::relu()).add(nn::dense(8, 5));
+  m.initialize(3);
+  return m;
+}
+
 // Fashion-MNIST's shape, for reproducible training: 784 features, 10
 // classes; 1000 samples in batches of 128 wrap around (batch_of) with a short
 // batch of 104 every 8 steps.

@@ -297,6 +297,43 @@ TEST_CASE("nn over MPI: a small CNN on ranks x 1 thread matches one replica, and
   REQUIRE(params(exact) != params(nn::data_parallel_trainer(dpar::seq, small_cnn(), o)));  // it trained
 }
 
+TEST_CASE("nn over MPI: model-parallel layers on ranks x 1 and 2 threads match data parallel; a checkpoint resumes "
+          "in plain data parallel",
+          "[nn][mpi][model_parallel]") {
+  auto data = blobs(103, 12, 5, 2);
+  const std::string file = shared_temp("dpar_nn_mpi_split_");
+  for (std::size_t threads : {1, 2}) {
+    dpar::thread_pool pool(threads);
+    nn::data_parallel_trainer single(dpar::seq, model(), options(37));
+    nn::train_options o = options(37);
+    o.check_replicas = false;  // no per-step gather: each replica holds only its own slices current
+    auto t = mpi_trainer(pool, split_model(), o);
+    for (std::size_t s = 0; s < 20; ++s) {
+      const std::size_t batch = s % 7 == 6 ? 3 : 37;  // 3: fewer samples than replicas on 4 ranks x 2
+      auto [x, y] = batch_of(data, batch, s);
+      auto want = single.train_step(x, y);
+      auto got = t.train_step(x, y);
+      REQUIRE(got.samples == want.samples);
+      REQUIRE(got.correct == want.correct);
+      REQUIRE(got.loss_sum == Approx(want.loss_sum).epsilon(1e-5));
+    }
+    t.synchronize();
+    auto p = params(t);
+    REQUIRE(p == from_rank0(p));  // the slices gathered: whole and identical on every rank
+    INFO(threads << " threads per rank: max |difference| " << max_abs_difference(params(single), p));
+    REQUIRE(max_abs_difference(params(single), p) <= 1e-5 * max_abs(params(single)));
+    auto e = t.evaluate(data, 10), w = single.evaluate(data, 10);
+    REQUIRE(e.correct == w.correct);
+    REQUIRE(e.loss_sum == Approx(w.loss_sum).epsilon(1e-5));
+    t.save(file);
+    nn::data_parallel_trainer plain(dpar::seq, model(), options(37));
+    plain.resume(file);  // a trainer of this rank alone
+    REQUIRE(params(plain) == p);
+  }
+  MPI_Barrier(MPI_COMM_WORLD);  // every rank has read the file
+  if (world_rank() == 0) std::remove(file.c_str());
+}
+
 TEST_CASE("nn over MPI: epoch totals, progress and evaluate are global and equal one replica's", "[nn][mpi]") {
   auto train = blobs(250, 12, 5, 12), test = blobs(101, 12, 5, 13);
   dpar::thread_pool pool(2);

@@ -15,6 +15,7 @@
 #include "nn/layers.hpp"
 #include "nn/loss.hpp"
 #include "nn/model_file.hpp"
+#include "nn/model_parallel.hpp"
 #include "nn/optim.hpp"
 #include "nn/replica_group.hpp"
 #include "nn/tensor.hpp"

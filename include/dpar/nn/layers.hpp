@@ -309,6 +309,7 @@ class sequential {
   }
   std::size_t size() const noexcept { return layers_.size(); }
   const layer& operator[](std::size_t i) const { return *layers_.at(i); }
+  layer& operator[](std::size_t i) { return *layers_.at(i); }
 
   // Re-initializes every layer from one seed (each layer draws from its own
   // stream, so layer i's parameters depend on the seed and i only).

@@ -128,6 +128,22 @@ class mpi_group final : public replica_group {
     if (!here) local_->broadcast(local, data, 0);
   }
 
+  // The all-to-all over ranks: each local replica posts its blocks, local
+  // replica 0 packs them per destination rank (source replica, then
+  // destination replica), one MPI_Alltoallv, and unpacks what arrived into
+  // the local replicas' receive blocks (source replica, then local replica).
+  void exchange(std::size_t local, std::span<const std::span<const float>> send,
+                std::span<const std::span<float>> recv) override {
+    if (send.size() != size() || recv.size() != size())
+      throw std::invalid_argument("dpar::nn::mpi_group::exchange: " + std::to_string(send.size()) +
+                                  " blocks to send and " + std::to_string(recv.size()) + " to receive among " +
+                                  std::to_string(size()) + " replicas");
+    blocks_[local] = {send.data(), recv.data()};
+    local_->barrier(local);
+    if (local == 0) exchange_over_ranks();
+    local_->barrier(local);
+  }
+
   std::unique_ptr<replica_model> make_model(std::size_t local, const sequential& model,
                                             const replica_options& options) override {
     return local_->make_model(local, model, options);
@@ -183,7 +199,52 @@ class mpi_group final : public replica_group {
         comm_(comm),
         local_(std::move(local)),
         firsts_(std::move(l.firsts)),
-        staged_(local_size()) {}
+        staged_(local_size()),
+        blocks_(local_size()) {}
+
+  void exchange_over_ranks() {
+    namespace m = dpar::detail::mpi;
+    const std::size_t ranks = firsts_.size(), here = local_size();
+    auto replicas_of = [&](std::size_t p) {
+      return std::pair{firsts_[p], p + 1 < ranks ? firsts_[p + 1] : size()};
+    };
+    std::vector<int> send_counts(ranks), send_at(ranks), recv_counts(ranks), recv_at(ranks);
+    std::size_t out = 0, in = 0;
+    auto checked = [](std::size_t v) {
+      if (v > static_cast<std::size_t>(INT_MAX))
+        throw std::length_error("dpar::nn over MPI: " + std::to_string(v) + " values in one exchange; at most " +
+                                std::to_string(INT_MAX));
+      return static_cast<int>(v);
+    };
+    exchange_send_.clear();
+    for (std::size_t p = 0; p < ranks; ++p) {
+      auto [lo, hi] = replicas_of(p);
+      send_at[p] = checked(out);
+      recv_at[p] = checked(in);
+      for (std::size_t l = 0; l < here; ++l)
+        for (std::size_t d = lo; d < hi; ++d) {
+          auto block = blocks_[l].send[d];
+          exchange_send_.insert(exchange_send_.end(), block.begin(), block.end());
+          out += block.size();
+        }
+      for (std::size_t s = lo; s < hi; ++s)
+        for (std::size_t l = 0; l < here; ++l) in += blocks_[l].recv[s].size();
+      send_counts[p] = checked(out) - send_at[p];
+      recv_counts[p] = checked(in) - recv_at[p];
+    }
+    exchange_recv_.resize(in);
+    m::errors_return guard(comm_);
+    m::check(MPI_Alltoallv(exchange_send_.data(), send_counts.data(), send_at.data(), MPI_FLOAT,
+                           exchange_recv_.data(), recv_counts.data(), recv_at.data(), MPI_FLOAT, comm_),
+             "MPI_Alltoallv");
+    const float* from = exchange_recv_.data();
+    for (std::size_t s = 0; s < size(); ++s)
+      for (std::size_t l = 0; l < here; ++l) {
+        auto block = blocks_[l].recv[s];
+        std::copy(from, from + block.size(), block.begin());
+        from += block.size();
+      }
+  }
 
   // Inside the rank, then across ranks (by local replica 0), then back.
   template <class T>
@@ -199,6 +260,12 @@ class mpi_group final : public replica_group {
   std::vector<float> floats_;  // all_reduce's receive buffers, kept between steps (local replica 0's)
   std::vector<std::vector<float>> staged_;  // device replicas' gradients on the host, one per local replica
   std::vector<double> doubles_;
+  struct posted {  // a local replica's blocks in the current exchange
+    const std::span<const float>* send = nullptr;
+    const std::span<float>* recv = nullptr;
+  };
+  std::vector<posted> blocks_;
+  std::vector<float> exchange_send_, exchange_recv_;  // local replica 0's packed blocks
   std::vector<std::uint64_t> integers_;
 };
 

@@ -63,6 +63,35 @@ class replica_group {
   // Every replica's data becomes a copy of global replica root's.
   virtual void broadcast(std::size_t local, std::span<std::byte> data, std::size_t root) = 0;
   virtual void barrier(std::size_t local) = 0;
+  // All-to-all among all replicas (model-parallel layers, nn/model_parallel.hpp):
+  // send[d] goes to global replica d, recv[s] receives global replica s's
+  // block for this replica (as long as the block s sends here). Here: for
+  // groups whose replicas all live in this process (the others override it),
+  // each replica copies its blocks straight out of the senders' buffers.
+  virtual void exchange(std::size_t local, std::span<const std::span<const float>> send,
+                        std::span<const std::span<float>> recv) {
+    if (size() != local_size())
+      throw std::logic_error("dpar::nn::replica_group::exchange: this group's replicas span processes");
+    if (send.size() != size() || recv.size() != size())
+      throw std::invalid_argument("dpar::nn::replica_group::exchange: " + std::to_string(send.size()) + " blocks to send and " +
+                                  std::to_string(recv.size()) + " to receive among " + std::to_string(size()) +
+                                  " replicas");
+    posted_[local] = send.data();
+    barrier(local);  // every replica's blocks are posted
+    for (std::size_t s = 0; s < size(); ++s) {
+      std::span<const float> from = posted_[s][local];
+      if (from.size() != recv[s].size())
+        throw std::invalid_argument("dpar::nn::replica_group::exchange: replica " + std::to_string(s) + " sends " +
+                                    std::to_string(from.size()) + " values to replica " + std::to_string(local) +
+                                    ", which expects " + std::to_string(recv[s].size()));
+      if (from.data() != recv[s].data()) std::copy(from.begin(), from.end(), recv[s].begin());
+    }
+    barrier(local);  // nobody reuses its send buffers before all have read them
+  }
+  // True where a replica's forward pass joins collectives (model-parallel
+  // layers): every replica must then run as many passes as the others, empty
+  // ones included.
+  virtual bool lockstep_passes() const noexcept { return false; }
 
   // The model copy local replica `local` computes with: on the host unless a
   // group says otherwise (GPU groups, nn/cuda.hpp). Called before run, in the
@@ -109,8 +138,9 @@ class replica_group {
     model.update(lr);
   }
   // Collective, by every local replica, before the trainer reads
-  // model.host_velocity(): completes the velocity a sharded sum_and_update
-  // left in slices. Nothing to do here.
+  // model.host_velocity() or the whole parameters: completes the velocity a
+  // sharded sum_and_update left in slices (and, in model_parallel_group, the
+  // model-parallel layers' parameters). Nothing to do here.
   virtual void gather_velocity(std::size_t /*local*/, replica_model& /*model*/) {}
   // True where sum_parts is the same bits however the parts are spread over
   // the replicas (nn/deterministic.hpp); the trainer then cuts batches into
@@ -119,7 +149,7 @@ class replica_group {
 
  protected:
   replica_group(std::size_t size, std::size_t local_size, std::size_t first, int process_rank)
-      : size_(size), local_size_(local_size), first_(first), process_rank_(process_rank) {}
+      : size_(size), local_size_(local_size), first_(first), process_rank_(process_rank), posted_(local_size) {}
 
   // Gradient clipping by the global norm (torch.nn.utils.clip_grad_norm_):
   // the factor for a gradient whose squared norm is `squared`.
@@ -156,6 +186,7 @@ class replica_group {
 
   std::size_t size_, local_size_, first_;
   int process_rank_;
+  std::vector<const std::span<const float>*> posted_;  // exchange's send blocks, one list per local replica
 };
 
 // One replica, in the calling thread: every collective is the identity.

@@ -15,6 +15,7 @@
 #include <optional>
 #include <span>
 #include <stdexcept>
+#include <type_traits>
 #include <utility>
 #include <variant>
 #include <vector>
@@ -157,6 +158,22 @@ class host_replica_model final : public replica_model {
   // The same step for parameters [first, last) only (a sharded update, thread_group).
   void update(float lr, std::size_t first, std::size_t last) {
     std::visit([&](auto& opt) { opt.step(model_.parameters(), model_.gradients(), lr, first, last); }, opt_);
+  }
+  // The same step for the elements of several ranges, counted as one update
+  // (AdamW's bias correction): a model-parallel replica updates the shared
+  // parameters and its own slices only (nn/model_parallel.hpp).
+  void update(float lr, std::span<const std::pair<std::size_t, std::size_t>> ranges) {
+    std::visit(
+        [&](auto& opt) {
+          std::uint64_t done = 0;
+          if constexpr (std::is_same_v<std::decay_t<decltype(opt)>, adamw>) done = opt.steps();
+          for (auto [first, last] : ranges) {
+            if constexpr (std::is_same_v<std::decay_t<decltype(opt)>, adamw>) opt.set_steps(done);
+            opt.step(model_.parameters(), model_.gradients(), lr, first, last);
+          }
+          if constexpr (std::is_same_v<std::decay_t<decltype(opt)>, adamw>) opt.set_steps(done + 1);
+        },
+        opt_);
   }
   void set_updates(std::uint64_t count) override {
     if (auto* a = std::get_if<adamw>(&opt_)) a->set_steps(count);

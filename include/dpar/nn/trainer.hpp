@@ -56,6 +56,7 @@
 #include "layers.hpp"
 #include "loss.hpp"
 #include "model_file.hpp"
+#include "model_parallel.hpp"
 #include "optim.hpp"
 #include "replica_group.hpp"
 #include "replica_model.hpp"
@@ -118,7 +119,7 @@ class data_parallel_trainer {
 
   // Over a group built by hand (a new kind of replica, tests).
   data_parallel_trainer(std::unique_ptr<replica_group> group, const sequential& model, train_options options)
-      : group_(std::move(group)),
+      : group_(with_model_parallel(std::move(group), model)),
         options_(std::move(options)),
         couples_batch_(model.couples_batch()),
         sync_sizes_(model.sync_sizes()) {
@@ -134,6 +135,9 @@ class data_parallel_trainer {
         throw std::invalid_argument("dpar::nn::data_parallel_trainer: clip_norm must be 0 (off) or positive");
       if (options_.clip_norm > 0 && group_->device_replicas())
         throw std::invalid_argument("dpar::nn::data_parallel_trainer: gradient clipping runs on CPU replicas only");
+      if (couples_batch_ && group_->lockstep_passes())
+        throw std::invalid_argument("dpar::nn::data_parallel_trainer: batch normalization and model-parallel layers "
+                                    "in one model are not supported");
       check_schedule(options_.schedule);
     });
     for (std::size_t r = 0; r < group_->local_size(); ++r)
@@ -162,11 +166,25 @@ class data_parallel_trainer {
   std::size_t epochs() const noexcept { return epoch_; }
   const train_options& options() const noexcept { return options_; }
   // The trained model: this rank's local replica `local` (all replicas hold the
-  // same parameters), brought to the host if it computes on a device.
+  // same parameters), brought to the host if it computes on a device. With
+  // model-parallel layers, each replica holds only its own slice of them
+  // current after a step: call synchronize() (on every rank) first.
   const sequential& model(std::size_t local = 0) const {
+    if (split_stale_)
+      throw std::logic_error(
+          "dpar::nn::data_parallel_trainer::model: the model-parallel layers' slices are spread over the replicas "
+          "since the last step; call synchronize() (on every rank) first");
     auto& m = *replicas_.at(local)->model;
     m.pull();
     return m.host_model();
+  }
+
+  // Collective: completes every replica's parameters and optimizer state
+  // where they are kept in slices (model-parallel layers; a sharded update's
+  // optimizer state), so that model() reads them whole.
+  void synchronize() {
+    run([&](std::size_t local, replica& r) { group_->gather_velocity(local, *r.model); });
+    split_stale_ = false;
   }
 
   // Changes the learning-rate schedule from the next step on (every rank alike).
@@ -201,6 +219,7 @@ class data_parallel_trainer {
                                .learning_rates(std::span(&lr, 1));
     std::size_t after = step_ + 1;
     totals result{};
+    split_stale_ = group_->lockstep_passes();
     run([&](std::size_t local, replica& r) {
       if (!agree(local, r, call, early)) return;
       r.model->set_mode(mode::train);
@@ -265,6 +284,7 @@ class data_parallel_trainer {
                                .learning_rates(rates);
     auto order = order_of(n, epoch_);
     totals sum{};
+    split_stale_ = group_->lockstep_passes();
     // One run for the whole epoch (SPMD): the replicas meet only in the
     // collectives, not in a fork and a join per step as well.
     run([&](std::size_t local, replica& r) {
@@ -341,20 +361,24 @@ class data_parallel_trainer {
       auto [first, last] = owned(local, parts);
       r.part_losses.assign(last - first, 0.0);
       totals t{};
-      try {
-        for (std::size_t p = first; p < last; ++p)
-          // b += c, not b += chunk: that wraps for a chunk near SIZE_MAX
-          for (std::size_t b = parts.begin(p), end = parts.begin(p + 1), c = 0; b < end; b += c) {
-            c = std::min(chunk, end - b);
-            auto ys = rows_of(targets, b, c);
-            check_targets(ys, b);
-            auto [loss, correct] = evaluate_on(*r.model, inputs.rows_view(b, c), ys);
-            r.part_losses[p - first] += loss;
-            t[correct_at] += static_cast<double>(correct);
-            t[samples_at] += static_cast<double>(c);
-          }
-      } catch (...) {
-        r.error = std::current_exception();
+      if (group_->lockstep_passes()) {
+        if (!evaluate_in_lockstep(local, r, inputs, targets, chunk, parts, t)) return;
+      } else {
+        try {
+          for (std::size_t p = first; p < last; ++p)
+            // b += c, not b += chunk: that wraps for a chunk near SIZE_MAX
+            for (std::size_t b = parts.begin(p), end = parts.begin(p + 1), c = 0; b < end; b += c) {
+              c = std::min(chunk, end - b);
+              auto ys = rows_of(targets, b, c);
+              check_targets(ys, b);
+              auto [loss, correct] = evaluate_on(*r.model, inputs.rows_view(b, c), ys);
+              r.part_losses[p - first] += loss;
+              t[correct_at] += static_cast<double>(correct);
+              t[samples_at] += static_cast<double>(c);
+            }
+        } catch (...) {
+          r.error = std::current_exception();
+        }
       }
       if (sum_losses(local, r, first, parts.count, t) && local == 0) result = t;
     });
@@ -366,6 +390,7 @@ class data_parallel_trainer {
   // parameters differ from replica 0's. Collective under MPI.
   void check_replicas() const {
     run([&](std::size_t local, replica& r) { check_lockstep(local, r, step_); });
+    split_stale_ = false;
   }
 
   // Collective: replica 0 (rank 0) writes the checkpoint atomically, the
@@ -395,6 +420,7 @@ class data_parallel_trainer {
       totals t{};
       sync(local, r, t);
     });
+    split_stale_ = false;
   }
 
   // Collective: every rank reads the file and restores parameters, optimizer
@@ -455,6 +481,7 @@ class data_parallel_trainer {
         step_ = c.step;
       }
     });
+    split_stale_ = false;
   }
 
  private:
@@ -589,6 +616,42 @@ class data_parallel_trainer {
     return false;
   }
 
+  // evaluate's loop where a forward is collective (model-parallel layers):
+  // one part per replica (the group does not sum exactly), every replica
+  // runs as many chunks as the largest part needs, empty ones included, each
+  // after the status collective. False, on every replica alike, if one failed.
+  template <class Targets>
+  bool evaluate_in_lockstep(std::size_t local, replica& r, const tensor& inputs, const Targets& targets,
+                            std::size_t chunk, const batch_parts& parts, totals& t) const {
+    const std::size_t g = group_->first() + local;
+    std::size_t largest = 0;
+    for (std::size_t p = 0; p < parts.count; ++p) largest = std::max(largest, parts.begin(p + 1) - parts.begin(p));
+    const std::size_t rounds = largest / chunk + (largest % chunk != 0);
+    const std::size_t begin = parts.begin(std::min(g, parts.count)), end = parts.begin(std::min(g + 1, parts.count));
+    for (std::size_t i = 0, b = begin; i < rounds; ++i) {
+      const std::size_t c = std::min(chunk, end - b);
+      decltype(rows_of(targets, b, c)) ys;
+      if (!r.error) try {
+          ys = rows_of(targets, b, c);
+          check_targets(ys, b);
+        } catch (...) {
+          r.error = std::current_exception();
+        }
+      totals ready{};
+      if (!sync(local, r, ready)) return false;
+      try {
+        auto [loss, correct] = evaluate_on(*r.model, inputs.rows_view(b, c), ys);
+        if (!r.part_losses.empty()) r.part_losses[0] += loss;
+        t[correct_at] += static_cast<double>(correct);
+        t[samples_at] += static_cast<double>(c);
+      } catch (...) {
+        r.error = std::current_exception();
+      }
+      b += c;
+    }
+    return true;
+  }
+
   // Steps counted past SIZE_MAX (a checkpoint's step count near it) would wrap.
   void check_progress(std::size_t steps) const {
     if (steps > std::numeric_limits<std::size_t>::max() - step_)
@@ -609,6 +672,7 @@ class data_parallel_trainer {
   // Compares a hash of every replica's parameters with replica 0's.
   bool check_lockstep(std::size_t local, replica& r, std::size_t after_step) const {
     std::uint64_t h = 1469598103934665603ull;
+    if (group_->lockstep_passes()) group_->gather_velocity(local, *r.model);  // the split layers' slices, whole
     r.model->pull();
     for (auto values : {r.model->host_model().parameters(), r.model->host_model().state()})
       for (float p : values) {
@@ -734,40 +798,66 @@ class data_parallel_trainer {
                     totals& t) const {
     const batch_parts parts = parts_of(n, options_.micro_batch, options_.accumulate);
     auto [first, last] = owned(local, parts);
+    // In lockstep (model-parallel layers, whose forward is collective) a
+    // replica without samples still runs one empty pass, and every pass
+    // starts with the status collective, so that a replica whose shard
+    // failed (bad labels) stops all before any forward.
+    const bool lockstep = group_->lockstep_passes();
+    const std::size_t passes = lockstep ? std::max<std::size_t>(last - first, 1) : last - first;
     auto grads = r.model->gradients();
     std::vector<const float*> mine;
-    r.part_losses.assign(last - first, 0.0);
-    r.part_grads.resize(std::max<std::size_t>(r.part_grads.size(), last - first));
+    r.part_losses.assign(passes, 0.0);
+    r.part_grads.resize(std::max<std::size_t>(r.part_grads.size(), passes));
     t = {};
     if (couples_batch_) {
       all_parts_at_once(local, r, parts, first, last, step, shard, t, mine);
-    } else if (!r.error) {
-      try {
-        for (std::size_t p = first; p < last; ++p) {
-          if (p > first) {  // keep the previous part's gradient; the next pass overwrites the model's
-            auto& kept = r.part_grads[p - first - 1];
-            kept.resize(grads.size());
-            group_->copy_gradients(local, grads, kept);
-            mine.push_back(kept.data());
+    } else {
+      for (std::size_t q = 0; q < passes && (lockstep || !r.error); ++q) {
+        const std::size_t p = std::min(first + q, last), begin = parts.begin(p);
+        decltype(shard(r, begin, 0)) part;
+        if (!r.error) try {
+            if (q > 0) {  // keep the previous part's gradient; the next pass overwrites the model's
+              auto& kept = r.part_grads[q - 1];
+              kept.resize(grads.size());
+              group_->copy_gradients(local, grads, kept);
+              mine.push_back(kept.data());
+            }
+            part = shard(r, begin, p < last ? parts.begin(p + 1) - begin : 0);
+            // An empty pass: BLAS leaves a product over no rows unwritten, so
+            // the replicated layers' gradients start at zero (the split
+            // layers' slices are computed over the global batch all the same).
+            if (count_of(part.second) == 0) r.model->zero_gradients();
+          } catch (...) {
+            r.error = std::current_exception();
           }
-          auto [xs, ys] = shard(r, parts.begin(p), parts.begin(p + 1) - parts.begin(p));
-          r.model->set_position(step, parts.begin(p));
-          // Gradient of (part loss sum) / n: the sum over all parts is the global-batch mean.
-          auto [loss, correct] = gradients_on(*r.model, xs, ys, n);
-          r.part_losses[p - first] = loss;
-          t[correct_at] += static_cast<double>(correct);
-          t[samples_at] += static_cast<double>(count_of(ys));
+        if (lockstep) {
+          totals ready{};
+          if (!sync(local, r, ready)) return false;
         }
-        if (first < last) {
-          mine.push_back(grads.data());
-        } else if (!group_->sums_exactly()) {
-          // No samples here (a batch smaller than the replica count): a zero
-          // part, zeroed where the gradients live (device memory for GPU groups).
-          r.model->zero_gradients();
-          mine.push_back(grads.data());
+        if (!r.error) try {
+            r.model->set_position(step, begin);
+            // Gradient of (part loss sum) / n: the sum over all parts is the global-batch mean.
+            auto [loss, correct] = gradients_on(*r.model, part.first, part.second, n);
+            r.part_losses[q] = loss;
+            t[correct_at] += static_cast<double>(correct);
+            t[samples_at] += static_cast<double>(count_of(part.second));
+          } catch (...) {
+            r.error = std::current_exception();
+          }
+      }
+      if (!r.error) {
+        try {
+          if (passes > 0) {
+            mine.push_back(grads.data());
+          } else if (!group_->sums_exactly()) {
+            // No samples here (a batch smaller than the replica count): a zero
+            // part, zeroed where the gradients live (device memory for GPU groups).
+            r.model->zero_gradients();
+            mine.push_back(grads.data());
+          }
+        } catch (...) {
+          r.error = std::current_exception();
         }
-      } catch (...) {
-        r.error = std::current_exception();
       }
     }
     if (!sum_losses(local, r, first, parts.count, t)) return false;
@@ -823,6 +913,8 @@ class data_parallel_trainer {
   std::vector<std::unique_ptr<replica>> replicas_;  // this rank's
   std::size_t step_ = 0, epoch_ = 0;
   mutable outcome outcome_;
+  // Model-parallel layers' slices spread over the replicas since the last step (model() refuses).
+  mutable bool split_stale_ = false;
 };
 
 }  // namespace dpar::nn
