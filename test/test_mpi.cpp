@@ -7,6 +7,10 @@
 #include "mpi_common.hpp"
 
 #include <algorithm>
+#include <bit>
+#include <cmath>
+#include <random>
+#include <type_traits>
 #include <numeric>
 #include <span>
 #include <stdexcept>
@@ -66,6 +70,61 @@ TEST_CASE("mpi all_reduce over one buffer per rank", "[mpi][collective]") {
       dpar::all_reduce(policy, std::span<int>(first), [](int a, int) { return a; });
       CHECK(first == ints[0]);
     });
+  }
+}
+
+namespace {
+// Rank r's contribution to element i: magnitudes from 1e-8 to 1e16, both
+// signs, so that another grouping of the ranks' values rounds differently;
+// the first three elements are the 1, 1e16, -1e16 kind outright.
+template <class T>
+std::vector<T> cancelling(std::size_t n, int r) {
+  std::mt19937_64 rng(1000 + static_cast<std::uint64_t>(r));
+  std::uniform_real_distribution<double> mantissa(1, 2);
+  std::uniform_int_distribution<int> exponent(-8, 16), sign(0, 1);
+  std::vector<T> v(n);
+  for (auto& x : v) x = static_cast<T>((sign(rng) ? -1 : 1) * mantissa(rng) * std::pow(10.0, exponent(rng)));
+  const T big = static_cast<T>(std::is_same_v<T, float> ? 1e8 : 1e16);
+  // by rank % 3; left to right element 0 gives (1 + big) - big = 0, grouped the other way 1
+  const T pattern[3][3] = {{1, big, -big}, {-big, big, 1}, {big, -big, 1}};
+  for (std::size_t i = 0; i < std::min<std::size_t>(n, 3); ++i) v[i] = pattern[i][r % 3];
+  return v;
+}
+
+template <class T>
+using bits_of = std::conditional_t<sizeof(T) == 4, std::uint32_t, std::uint64_t>;
+
+template <class T, class Op>
+void check_rank_order(std::size_t n, Op op) {
+  const int ranks = world_size();
+  std::vector<std::vector<T>> all;
+  for (int r = 0; r < ranks; ++r) all.push_back(cancelling<T>(n, r));
+  std::vector<T> fold = all[0];  // the sequential left fold, rank 0 first
+  for (int r = 1; r < ranks; ++r)
+    for (std::size_t i = 0; i < n; ++i) fold[i] = op(fold[i], all[static_cast<std::size_t>(r)][i]);
+  if (dpar::op_kind_v<Op, T> == dpar::op_kind::sum && ranks >= 3) {  // the data tells groupings apart
+    T other = op(all[0][0], op(all[1][0], all[2][0]));
+    REQUIRE(std::bit_cast<bits_of<T>>(other) !=
+            std::bit_cast<bits_of<T>>(op(op(all[0][0], all[1][0]), all[2][0])));
+  }
+  auto mine = all[static_cast<std::size_t>(world_rank())];
+  dpar::all_reduce(dpar::mpi(MPI_COMM_WORLD), mine, op);
+  std::size_t differ = 0;
+  for (std::size_t i = 0; i < n; ++i)
+    differ += std::bit_cast<bits_of<T>>(mine[i]) != std::bit_cast<bits_of<T>>(fold[i]);
+  CHECK(differ == 0);
+}
+}  // namespace
+
+// backend.hpp's promise for std::plus on reals: rank order, not MPI_SUM's
+// grouping. Both paths: gathered whole (short) and reduce-scatter (long).
+TEST_CASE("mpi all_reduce of floats and doubles adds the ranks in rank order, bitwise", "[mpi][collective][rank_order]") {
+  for (std::size_t n : {std::size_t{1}, std::size_t{3}, std::size_t{97}, std::size_t{5003}, std::size_t{65537}}) {
+    INFO("n=" << n);
+    check_rank_order<float>(n, std::plus<>{});
+    check_rank_order<double>(n, std::plus<>{});
+    check_rank_order<double>(n, std::plus<double>{});
+    check_rank_order<double>(n, std::multiplies<>{});
   }
 }
 

@@ -5,8 +5,10 @@
 // inner policy, then combine the ranks' partial results in rank order; scans
 // reduce the local range, take the carry from the lower ranks with
 // MPI_Exscan, and scan locally from that carry. Arithmetic types with a
-// standard op use MPI's built-in datatypes and ops; anything else goes through
-// an ordered (non-commutative) user op, so the order guarantee holds.
+// standard op use MPI's built-in datatypes and ops, except floating-point
+// sums and products, whose grouping MPI would choose (rank_order.hpp);
+// anything else goes through an ordered (non-commutative) user op, so the
+// order guarantee holds.
 
 #include "mpi_h.hpp"
 
@@ -32,6 +34,7 @@
 #include "../kernels.hpp"
 #include "error.hpp"
 #include "ordered_op.hpp"
+#include "rank_order.hpp"
 #include "types.hpp"
 
 namespace dpar::detail::mpi {
@@ -231,7 +234,9 @@ struct collectives {
     using T = typename decltype(data)::element_type;
     errors_return guard(policy.comm());
     check_same_length(policy.comm(), data.size(), "dpar::all_reduce over MPI");
-    if constexpr (builtin_v<Op, T>) {
+    if constexpr (needs_rank_order_v<Op, T>) {
+      all_reduce_in_rank_order(policy.comm(), data, op);
+    } else if constexpr (builtin_v<Op, T>) {
       for_each_piece(data.size(), [&](std::size_t offset, int count) {
         check(MPI_Allreduce(MPI_IN_PLACE, data.data() + offset, count, datatype<T>(),
                             builtin_op(op_kind_v<Op, T>), policy.comm()),
@@ -259,6 +264,40 @@ struct collectives {
     backend_of<typename P::inner_type>::for_each(
         policy.inner(), data.begin(), data.end(),
         collective::divide_by{static_cast<std::size_t>(size_of(policy.comm()))});
+  }
+
+  // What dpar::nn's group of ranks needs besides all_reduce; collective.
+
+  // Every rank's `data` becomes a copy of rank `root`'s.
+  template <class P>
+  static void broadcast(const P& policy, std::span<std::byte> data, int root) {
+    errors_return guard(policy.comm());
+    for_each_piece(data.size(), [&](std::size_t offset, int count) {
+      check(MPI_Bcast(data.data() + offset, count, MPI_BYTE, root, policy.comm()), "MPI_Bcast");
+    });
+  }
+
+  template <class P>
+  static void barrier(const P& policy) {
+    errors_return guard(policy.comm());
+    check(MPI_Barrier(policy.comm()), "MPI_Barrier");
+  }
+
+  // Every rank's `mine`, in rank order.
+  template <class P>
+  static std::vector<unsigned long long> all_gather(const P& policy, unsigned long long mine) {
+    errors_return guard(policy.comm());
+    std::vector<unsigned long long> all(static_cast<std::size_t>(size_of(policy.comm())));
+    check(MPI_Allgather(&mine, 1, MPI_UNSIGNED_LONG_LONG, all.data(), 1, MPI_UNSIGNED_LONG_LONG, policy.comm()),
+          "MPI_Allgather");
+    return all;
+  }
+
+  // MPI's thread support level (MPI_THREAD_SINGLE ... MPI_THREAD_MULTIPLE).
+  static int thread_level() {
+    int level = MPI_THREAD_SINGLE;
+    check(MPI_Query_thread(&level), "MPI_Query_thread");
+    return level;
   }
 
 };
