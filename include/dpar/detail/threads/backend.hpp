@@ -173,11 +173,16 @@ inline sizing size_for(const parallel_policy& policy, std::size_t smallest, bool
 // Whether a transform of n elements from contiguous memory (In...) into
 // d_first writes with non-temporal stores (kernels.hpp, stream_range):
 // arithmetic outputs in contiguous memory, more of them than the caches keep.
+// (A concept, so that iterators with only what the backends use, such as the
+// derived algorithms' sinks, stop at the first test they fail.)
+template <class Out, class... In>
+concept streaming_transform = (std::contiguous_iterator<In> && ...) && std::contiguous_iterator<Out> &&
+                              std::is_same_v<std::iter_reference_t<Out>, std::iter_value_t<Out>&> &&
+                              streamable_v<std::iter_value_t<Out>>;
+
 template <class Out, class... In>
 bool streams_output(std::size_t n) {
-  if constexpr ((std::contiguous_iterator<In> && ...) && std::contiguous_iterator<Out> &&
-                std::is_same_v<std::iter_reference_t<Out>, std::iter_value_t<Out>&> &&
-                streamable_v<std::iter_value_t<Out>>)
+  if constexpr (streaming_transform<Out, In...>)
     return n * sizeof(std::iter_value_t<Out>) >= streaming_store_bytes;
   else
     return false;
