@@ -6,6 +6,7 @@
 #include <catch2/catch.hpp>
 
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <optional>
 #include <string>
@@ -82,4 +83,51 @@ TEST_CASE("totals_to_carries: every carry is init and the earlier totals, in ord
     dpar::detail::totals_to_carries(p, plus);
     CHECK(*p[3] == (std::int64_t{1} << 30) + (std::int64_t{1} << 32));
   }
+}
+
+// Large transforms write whole cache lines with non-temporal stores
+// (stream_range); the thread backend takes that path from 32 MiB of output
+// on, too large for a test, so the kernel is tested here at every alignment
+// and length around a line, and the choice of path on its own.
+TEST_CASE("stream_range writes every element once, at any alignment and length", "[kernels]") {
+  auto check = [&]<class T>(T) {
+    for (std::size_t offset = 0; offset < 20; ++offset)
+      for (std::size_t n : {0, 1, 7, 15, 16, 17, 31, 33, 64, 100, 257}) {
+        std::vector<T> out(offset + n + 20, T(-1));
+        auto value = [](std::size_t i) { return static_cast<T>(3 * i + 1); };
+        const std::size_t lo = offset, hi = offset + n;
+        if constexpr (dpar::detail::streamable_v<T>)
+          dpar::detail::stream_range(out.data(), lo, hi, value);
+        else
+          for (std::size_t i = lo; i < hi; ++i) out[i] = value(i);
+        INFO(sizeof(T) << "-byte elements, [" << lo << ", " << hi << ")");
+        for (std::size_t i = 0; i < out.size(); ++i) CHECK(out[i] == (i >= lo && i < hi ? value(i) : T(-1)));
+      }
+  };
+  check(float{});
+  check(double{});
+  check(std::int32_t{});
+  check(std::int64_t{});
+  // in place: each line's inputs are read before it is written
+  std::vector<float> v(1000);
+  for (std::size_t i = 0; i < v.size(); ++i) v[i] = static_cast<float>(i);
+  auto next = [&](std::size_t i) { return v[i] + 1; };
+  if constexpr (dpar::detail::streamable_v<float>) {
+    dpar::detail::stream_range(v.data(), 3, 997, next);
+    for (std::size_t i = 0; i < v.size(); ++i) CHECK(v[i] == static_cast<float>(i) + (i >= 3 && i < 997 ? 1 : 0));
+  }
+}
+
+TEST_CASE("transforms stream only arithmetic outputs from and to contiguous memory, from 32 MiB on", "[kernels]") {
+  using dpar::detail::threads::streams_output;
+  constexpr std::size_t limit = dpar::detail::streaming_store_bytes;
+  const bool streams = dpar::detail::streamable_v<float>;  // false where the target has no SSE2
+  CHECK(streams_output<float*, const float*>(limit / sizeof(float)) == streams);
+  CHECK(streams_output<std::vector<double>::iterator, const int*, std::vector<float>::iterator>(limit / sizeof(double)) ==
+        streams);
+  CHECK_FALSE(streams_output<float*, const float*>(limit / sizeof(float) - 1));
+  CHECK_FALSE(streams_output<std::deque<float>::iterator, const float*>(limit));
+  CHECK_FALSE(streams_output<float*, std::deque<float>::iterator>(limit));  // inputs elsewhere: derived iterators
+  CHECK_FALSE(streams_output<std::vector<bool>::iterator, const float*>(8 * limit));
+  CHECK_FALSE(streams_output<std::string*, const std::string*>(limit));
 }

@@ -245,15 +245,21 @@ void exact_columns(std::size_t k, Column& column, T* out, std::size_t lo, std::s
   }
 }
 
-// Runs exact_columns over [0, n) in slices on the pool (if any), then
-// after(lo, hi) on each slice.
+// Runs exact_columns over [0, n) in slices on the pool (if any), and
+// after(lo, hi) on each piece of a slice as soon as it is summed, while the
+// piece is still in cache (after() divides for the mean, copies to the other
+// buffers: on a whole slice it would read the sums back from memory).
 template <class T, class Column, class After>
 void exact_column_sums(thread_pool* pool, std::size_t k, std::size_t n, Column column, T* out, After after) {
   if (k == 0 || n == 0) return;
+  constexpr std::size_t piece = 4096;
   collective::for_each_slice<T>(pool, k, n, [&](std::size_t lo, std::size_t hi) {
     exact_sum scratch;
-    exact_columns<T>(k, column, out, lo, hi, scratch);
-    after(lo, hi);
+    for (std::size_t c = lo; c < hi; c += piece) {
+      const std::size_t end = std::min(hi, c + piece);
+      exact_columns<T>(k, column, out, c, end, scratch);
+      after(c, end);
+    }
   });
 }
 
