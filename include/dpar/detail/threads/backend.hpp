@@ -194,14 +194,17 @@ struct backend {
     const auto n = static_cast<std::size_t>(last - first);
     const sizing size =
         size_for(policy, min_block_for<std::iter_reference_t<In>, std::invoke_result_t<F&, std::iter_reference_t<In>>>);
-    if (streams_output<Out, In>(n)) {
-      auto value = [&](std::size_t i) { return f(at(first, i)); };
-      for_each_block(policy.pool(), n, size,
-                     [&](std::size_t, std::size_t lo, std::size_t hi) { stream_range(std::to_address(d_first), lo, hi, value); });
-    } else {
-      for_each_block(policy.pool(), n, size,
-                     [&](std::size_t, std::size_t lo, std::size_t hi) { transform_range(first, d_first, lo, hi, f); });
+    if constexpr (streaming_transform<Out, In>) {
+      if (streams_output<Out, In>(n)) {  // the constexpr test keeps stream_range from other types
+        auto value = [&](std::size_t i) { return f(at(first, i)); };
+        for_each_block(policy.pool(), n, size, [&](std::size_t, std::size_t lo, std::size_t hi) {
+          stream_range(std::to_address(d_first), lo, hi, value);
+        });
+        return d_first + (last - first);
+      }
     }
+    for_each_block(policy.pool(), n, size,
+                   [&](std::size_t, std::size_t lo, std::size_t hi) { transform_range(first, d_first, lo, hi, f); });
     return d_first + (last - first);
   }
 
@@ -211,15 +214,18 @@ struct backend {
     const sizing size = size_for(
         policy, min_block_for<std::iter_reference_t<In1>, std::iter_reference_t<In2>,
                               std::invoke_result_t<F&, std::iter_reference_t<In1>, std::iter_reference_t<In2>>>);
-    if (streams_output<Out, In1, In2>(n)) {
-      auto value = [&](std::size_t i) { return f(at(first1, i), at(first2, i)); };
-      for_each_block(policy.pool(), n, size,
-                     [&](std::size_t, std::size_t lo, std::size_t hi) { stream_range(std::to_address(d_first), lo, hi, value); });
-    } else {
-      for_each_block(policy.pool(), n, size, [&](std::size_t, std::size_t lo, std::size_t hi) {
-        transform_range(first1, first2, d_first, lo, hi, f);
-      });
+    if constexpr (streaming_transform<Out, In1, In2>) {
+      if (streams_output<Out, In1, In2>(n)) {
+        auto value = [&](std::size_t i) { return f(at(first1, i), at(first2, i)); };
+        for_each_block(policy.pool(), n, size, [&](std::size_t, std::size_t lo, std::size_t hi) {
+          stream_range(std::to_address(d_first), lo, hi, value);
+        });
+        return d_first + (last1 - first1);
+      }
     }
+    for_each_block(policy.pool(), n, size, [&](std::size_t, std::size_t lo, std::size_t hi) {
+      transform_range(first1, first2, d_first, lo, hi, f);
+    });
     return d_first + (last1 - first1);
   }
 
