@@ -14,6 +14,7 @@
 #endif
 
 #include "dpar.hpp"
+#include "detail/cuda/algorithms.hpp"
 #include "detail/cuda/backend.hpp"
 #include "detail/cuda/device_vector.hpp"
 #include "detail/cuda/error.hpp"
