@@ -71,6 +71,36 @@ void add_heavy(const std::string& impl, Policy policy) {
   })->UseRealTime()->Unit(benchmark::kMillisecond);
 }
 
+// dpar's own pool and kernels cut into one static half per thread (pool.run):
+// tells the scheduling (blocks claimed from a counter) apart from the kernels.
+template <class T>
+void add_static_pool(dpar::thread_pool& pool) {
+  auto halves = [&pool](std::size_t n, auto&& body) {
+    pool.run([&](std::size_t t, std::size_t threads) {
+      body(t, dpar::detail::even_split_begin(n, threads, t), dpar::detail::even_split_begin(n, threads, t + 1));
+    });
+  };
+  add<T>(algo::reduce, "baseline_static_pool", [halves](const arrays<T>& d) {
+    T part[64] = {};
+    std::plus<> op;
+    auto elem = [&](std::size_t i) { return d.x[i]; };
+    halves(d.n, [&](std::size_t t, std::size_t lo, std::size_t hi) { part[t] = dpar::detail::fold(T{}, lo, hi, op, elem); });
+    return part[0] + part[1];
+  });
+  add<T>(algo::dot, "baseline_static_pool", [halves](const arrays<T>& d) {
+    T part[64] = {};
+    std::plus<> op;
+    auto elem = [&](std::size_t i) { return d.x[i] * d.y[i]; };
+    halves(d.n, [&](std::size_t t, std::size_t lo, std::size_t hi) { part[t] = dpar::detail::fold(T{}, lo, hi, op, elem); });
+    return part[0] + part[1];
+  });
+  add<T>(algo::transform, "baseline_static_pool", [halves](const arrays<T>& d) {
+    auto f = [](T v) { return v * T(2) + T(1); };
+    halves(d.n, [&](std::size_t, std::size_t lo, std::size_t hi) { dpar::detail::transform_range(d.x, d.z, lo, hi, f); });
+    return T{};
+  });
+}
+
 }  // namespace
 
 void register_dpar() {
@@ -81,6 +111,8 @@ void register_dpar() {
   // Reproducible mode: correctly rounded sums, fixed-order scans (issue 11).
   add_all<float>("dpar_deterministic", dpar::deterministic(dpar::par));
   add_all<double>("dpar_deterministic", dpar::deterministic(dpar::par));
+  add_static_pool<float>(dpar::thread_pool::global());
+  add_static_pool<double>(dpar::thread_pool::global());
   add_heavy("dpar_par", dpar::par);
   add_heavy("dpar_seq", dpar::seq);
   static dpar::thread_pool two(2);

@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <random>
+#include <utility>
 #include <vector>
 
 namespace {
@@ -44,9 +45,32 @@ void BM_dpar_all_reduce(benchmark::State& state) {
   set_counters(state, bytes);
 }
 
-// Both on the same buffer size in one loop, alternating which goes first, each
-// timed between barriers: load from other processes then hits both alike, so
-// the ratio raw/dpar stays meaningful on a noisy machine.
+// raw() and with_dpar() in one loop, `calls` of each per turn, alternating
+// which goes first, each turn timed between barriers: load from other
+// processes then hits both alike, so their ratio stays meaningful on a noisy
+// machine. Returns the slowest rank's seconds per call of each (a collective
+// finishes when its last rank does).
+template <class Raw, class Dpar>
+std::pair<double, double> interleaved(benchmark::State& state, Raw&& raw, Dpar&& with_dpar, int calls) {
+  double raw_seconds = 0, dpar_seconds = 0;
+  bool raw_first = true;
+  for (auto _ : state) {
+    for (int turn = 0; turn < 2; ++turn) {
+      bool run_raw = (turn == 0) == raw_first;
+      MPI_Barrier(MPI_COMM_WORLD);
+      double start = MPI_Wtime();
+      for (int i = 0; i < calls; ++i) run_raw ? raw() : with_dpar();
+      (run_raw ? raw_seconds : dpar_seconds) += MPI_Wtime() - start;
+    }
+    raw_first = !raw_first;
+  }
+  double mine[2] = {raw_seconds, dpar_seconds}, slowest[2] = {0, 0};
+  MPI_Allreduce(mine, slowest, 2, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+  const double n = static_cast<double>(state.iterations()) * calls;
+  return {slowest[0] / n, slowest[1] / n};
+}
+
+// Both on the same buffer size, interleaved.
 void BM_interleaved_raw_vs_dpar(benchmark::State& state) {
   const auto bytes = static_cast<std::size_t>(state.range(0));
   std::vector<float> raw_buffer(bytes / sizeof(float), 0.0f), dpar_buffer(bytes / sizeof(float), 0.0f);
@@ -56,26 +80,10 @@ void BM_interleaved_raw_vs_dpar(benchmark::State& state) {
   auto with_dpar = [&] { dpar::all_reduce(policy, dpar_buffer); };
   raw();
   with_dpar();
-  double raw_seconds = 0, dpar_seconds = 0;
-  bool raw_first = true;
-  for (auto _ : state) {
-    for (int turn = 0; turn < 2; ++turn) {
-      bool run_raw = (turn == 0) == raw_first;
-      MPI_Barrier(MPI_COMM_WORLD);
-      double start = MPI_Wtime();
-      if (run_raw) raw();
-      else with_dpar();
-      (run_raw ? raw_seconds : dpar_seconds) += MPI_Wtime() - start;
-    }
-    raw_first = !raw_first;
-  }
-  // the slowest rank's totals: a collective finishes when its last rank does
-  double mine[2] = {raw_seconds, dpar_seconds}, slowest[2] = {0, 0};
-  MPI_Allreduce(mine, slowest, 2, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
-  const double n = static_cast<double>(state.iterations());
-  state.counters["raw_us"] = slowest[0] / n * 1e6;
-  state.counters["dpar_us"] = slowest[1] / n * 1e6;
-  state.counters["raw_over_dpar"] = slowest[0] / slowest[1];
+  auto [raw_seconds, dpar_seconds] = interleaved(state, raw, with_dpar, 1);
+  state.counters["raw_us"] = raw_seconds * 1e6;
+  state.counters["dpar_us"] = dpar_seconds * 1e6;
+  state.counters["raw_over_dpar"] = raw_seconds / dpar_seconds;
 }
 
 // dpar::reduce over ranks (local reduce, then one MPI_Allreduce of the partials).
@@ -87,6 +95,36 @@ void BM_dpar_reduce(benchmark::State& state) {
   MPI_Barrier(MPI_COMM_WORLD);
   for (auto _ : state) benchmark::DoNotOptimize(dpar::reduce(policy, local, 0.0f));
   state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations()) * static_cast<std::int64_t>(bytes));
+}
+
+// Latency: one double per rank (8 bytes). dpar::reduce with a built-in op
+// (arg 0) and a user op (arg 1), transform_reduce (2), inclusive_scan with
+// a built-in op (3) and a noexcept user op (4), against raw MPI_Allreduce of
+// the same 8 bytes, interleaved as above; "over_raw" is dpar's time / raw's.
+void BM_latency_vs_raw_allreduce(benchmark::State& state) {
+  const int form = static_cast<int>(state.range(0));
+  int rank = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  std::vector<double> local{rank + 1.0}, out(1);
+  double sum = 0, total = 0;
+  auto policy = dpar::mpi(MPI_COMM_WORLD);
+  auto user_plus = [](double a, double b) noexcept { return a + b; };
+  auto raw = [&] { MPI_Allreduce(local.data(), &sum, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD); };
+  auto with_dpar = [&] {
+    switch (form) {
+      case 0: total += dpar::reduce(policy, local, 0.0); break;
+      case 1: total += dpar::reduce(policy, local, 0.0, user_plus); break;
+      case 2: total += dpar::transform_reduce(policy, local, 0.0, std::plus<>{}, [](double x) { return 2 * x; }); break;
+      case 3: dpar::inclusive_scan(policy, local, out.begin()); break;
+      default: dpar::inclusive_scan(policy, local, out.begin(), user_plus); break;
+    }
+  };
+  for (int i = 0; i < 100; ++i) raw(), with_dpar();
+  auto [raw_seconds, dpar_seconds] = interleaved(state, raw, with_dpar, 16);
+  benchmark::DoNotOptimize(total);
+  state.counters["raw_us"] = raw_seconds * 1e6;
+  state.counters["dpar_us"] = dpar_seconds * 1e6;
+  state.counters["over_raw"] = dpar_seconds / raw_seconds;
 }
 
 // dpar::sort of `total` random int32 keys in all, split evenly over the ranks,
@@ -143,6 +181,13 @@ void register_benchmarks() {
     add("BM_dpar_all_reduce", BM_dpar_all_reduce);
     add("BM_dpar_reduce", BM_dpar_reduce);
   }
+  for (std::int64_t form = 0; form < 5; ++form)
+    benchmark::RegisterBenchmark("BM_latency_vs_raw_allreduce/8B", BM_latency_vs_raw_allreduce)
+        ->Arg(form)
+        ->Iterations(2000)
+        ->Repetitions(5)
+        ->ReportAggregatesOnly(true)
+        ->UseRealTime();
   for (std::int64_t keys : {std::int64_t{1} << 20, std::int64_t{1} << 24})
     benchmark::RegisterBenchmark("BM_dpar_sort_int32", BM_dpar_sort)
         ->Arg(keys)

@@ -6,6 +6,8 @@
 // slices). items_per_second is samples/s. dpar_mlp_deterministic: the same
 // under dpar::deterministic(dpar::par.on(pool)), the same bits on any thread
 // count (target: at least 0.67 of dpar_mlp's samples/s at 2 threads).
+// dpar_mlp_adamw and dpar_mlp_syncbn: AdamW instead of SGD, and batch_norm
+// (SyncBatchNorm) after each hidden layer; each a ratio against dpar_mlp.
 //
 //   bench_nn [--benchmark_repetitions=5]          1 rank x 1, 2 (and all hardware) threads; libtorch
 //   mpiexec -n 2 bench_nn                         2 ranks x 1 thread, and the cross-rank gradient
@@ -14,6 +16,15 @@
 // dpar_cnn / libtorch_cnn: the same for the example's CNN (nn::make_cnn: 3x3
 // conv 32 + pool, 3x3 conv 64 + pool, dense 128, 10) on the first 1024 of
 // those samples as 1x28x28 images (8 steps per iteration).
+//
+// Data-model parallelism (nn/model_parallel.hpp), pure data parallel against
+// data-model parallel on the same threads or ranks: *_dp rows all-reduce every
+// gradient; *_split rows mark the large dense layers model-parallel (MLP: the
+// two hidden layers; CNN with a large FC layer, nn::make_cnn with hidden 1024:
+// its 7x7x64 -> 1024 layer). bytes_per_step: what one replica sends per step,
+// from the shapes (an all-reduce of P floats sends 2 (K-1)/K P of them per
+// replica; the split layers' exchanges: model_parallel_group::
+// exchanged_bytes_per_replica). Seconds per step: 1 / (items_per_second / 128).
 //
 // Under mpiexec every rank runs the same fixed iteration counts; rank 0 reports.
 #include <benchmark/benchmark.h>
@@ -117,11 +128,80 @@ void dpar_mlp_adamw(benchmark::State& state) {
   train(state, t);
 }
 
+// The MLP with a batch_norm after each hidden Dense (784-256-BN-ReLU-128-BN-ReLU-10):
+// SyncBatchNorm's cost per step, its statistics summed over the replicas
+// twice per layer and step (read against dpar_mlp with the same thread count).
+void dpar_mlp_syncbn(benchmark::State& state) {
+  dpar::thread_pool pool(static_cast<std::size_t>(state.range(0)));
+  nn::sequential model(features);
+  model.add(nn::dense(features, 256)).add(nn::batch_norm(256)).add(nn::relu());
+  model.add(nn::dense(256, 128)).add(nn::batch_norm(128)).add(nn::relu()).add(nn::dense(128, classes));
+  model.initialize(1);
+  nn::data_parallel_trainer t(dpar::par.on(pool), model, options());
+  train(state, t);
+}
+
 // The same, reproducible: the same bits for any state.range(0).
 void dpar_mlp_deterministic(benchmark::State& state) {
   dpar::thread_pool pool(static_cast<std::size_t>(state.range(0)));
   nn::data_parallel_trainer t(dpar::deterministic(dpar::par.on(pool)), mlp(), options());
   train(state, t);
+}
+
+// The MLP with its two hidden layers model-parallel (the same parameters).
+nn::sequential split_mlp() {
+  nn::sequential m(features);
+  m.add(nn::model_parallel(nn::dense(features, 256))).add(nn::relu());
+  m.add(nn::model_parallel(nn::dense(256, 128))).add(nn::relu()).add(nn::dense(128, classes));
+  m.initialize(1);
+  return m;
+}
+
+// A CNN whose FC layer holds most of the weights: make_cnn's with hidden 1024
+// (7x7x64 -> 1024: 3.2 M of its 3.2 M parameters), that layer model-parallel or not.
+nn::sequential wide_cnn(bool split) {
+  nn::conv2d c1({1, 28, 28}, 32, 3, 1, 1);
+  nn::max_pool2d p1(c1.output_shape(), 2);
+  nn::conv2d c2(p1.output_shape(), 64, 3, 1, 1);
+  nn::max_pool2d p2(c2.output_shape(), 2);
+  nn::flatten f(p2.output_shape());
+  nn::sequential m(c1.input_shape().size());
+  m.add(c1).add(nn::relu()).add(p1).add(c2).add(nn::relu()).add(p2).add(f);
+  nn::dense fc(p2.output_shape().size(), 1024);
+  if (split)
+    m.add(nn::model_parallel(fc));
+  else
+    m.add(fc);
+  m.add(nn::relu()).add(nn::dense(1024, classes));
+  m.initialize(1);
+  return m;
+}
+
+// Bytes one of k replicas sends per step of `batch` samples (see the top).
+double bytes_per_step(const nn::sequential& m, std::size_t k) {
+  const double others = 2.0 * double(k - 1) / double(k);
+  if (!nn::model_parallel_group::needed(m)) return others * double(m.parameters().size()) * sizeof(float);
+  std::size_t shared = 0;  // parameters outside the split layers
+  for (std::size_t i = 0; i < m.size(); ++i)
+    if (!dynamic_cast<const nn::model_parallel_dense*>(&m[i])) shared += m[i].parameter_count();
+  return others * double(shared) * sizeof(float) + nn::model_parallel_group::exchanged_bytes_per_replica(m, batch, k);
+}
+
+template <class Policy>
+void train_model(benchmark::State& state, const Policy& policy, const nn::sequential& m, const nn::dataset& d) {
+  nn::data_parallel_trainer t(policy, m, options());
+  train(state, t, d);
+  state.counters["bytes_per_step"] = bytes_per_step(m, t.replicas());
+}
+
+// 1 rank x state.range(0) threads; range(1): 0 MLP, 1 the wide CNN; range(2): split.
+void dpar_data_model(benchmark::State& state) {
+  dpar::thread_pool pool(static_cast<std::size_t>(state.range(0)));
+  const bool split = state.range(2) != 0;
+  if (state.range(1) == 0)
+    train_model(state, dpar::par.on(pool), split ? split_mlp() : mlp(), data());
+  else
+    train_model(state, dpar::par.on(pool), wide_cnn(split), cnn_data());
 }
 
 void dpar_cnn(benchmark::State& state) {
@@ -136,6 +216,16 @@ void dpar_mlp_mpi(benchmark::State& state) {
   dpar::thread_pool pool(static_cast<std::size_t>(state.range(0)));
   nn::data_parallel_trainer t(dpar::mpi(MPI_COMM_WORLD, dpar::par.on(pool)), mlp(), options());
   train(state, t);
+}
+
+// All ranks x 1 thread: range(1) and range(2) as in dpar_data_model.
+void dpar_data_model_mpi(benchmark::State& state) {
+  const bool split = state.range(2) != 0;
+  auto policy = dpar::mpi(MPI_COMM_WORLD, dpar::seq);
+  if (state.range(1) == 0)
+    train_model(state, policy, split ? split_mlp() : mlp(), data());
+  else
+    train_model(state, policy, wide_cnn(split), cnn_data());
 }
 
 // The cross-rank part of one step alone: the MLP's whole gradient buffer
@@ -221,11 +311,19 @@ int main(int argc, char** argv) {
     for (int t : threads) {
       benchmark::RegisterBenchmark("dpar_mlp", dpar_mlp)->Arg(t)->UseRealTime()->MinTime(2.0);
       benchmark::RegisterBenchmark("dpar_mlp_adamw", dpar_mlp_adamw)->Arg(t)->UseRealTime()->MinTime(2.0);
+      benchmark::RegisterBenchmark("dpar_mlp_syncbn", dpar_mlp_syncbn)->Arg(t)->UseRealTime()->MinTime(2.0);
       benchmark::RegisterBenchmark("dpar_mlp_deterministic", dpar_mlp_deterministic)
           ->Arg(t)
           ->UseRealTime()
           ->MinTime(2.0);
       benchmark::RegisterBenchmark("dpar_cnn", dpar_cnn)->Arg(t)->UseRealTime()->MinTime(2.0);
+      if (t == 2)  // args: threads, model (0 MLP, 1 wide CNN), split
+        for (int model : {0, 1})
+          for (int split : {0, 1})
+            benchmark::RegisterBenchmark("dpar_data_model", dpar_data_model)
+                ->Args({t, model, split})
+                ->UseRealTime()
+                ->MinTime(2.0);
 #ifdef DPAR_BENCH_TORCH
       benchmark::RegisterBenchmark("libtorch_mlp", libtorch_mlp)->Arg(t)->UseRealTime()->MinTime(2.0);
       benchmark::RegisterBenchmark("libtorch_cnn", libtorch_cnn)->Arg(t)->UseRealTime()->MinTime(2.0);
@@ -236,6 +334,12 @@ int main(int argc, char** argv) {
   else {
     // Fixed iteration counts: every rank must make the same collective calls.
     benchmark::RegisterBenchmark("dpar_mlp_mpi", dpar_mlp_mpi)->Arg(1)->Iterations(30)->UseRealTime();
+    for (int model : {0, 1})
+      for (int split : {0, 1})
+        benchmark::RegisterBenchmark("dpar_data_model_mpi", dpar_data_model_mpi)
+            ->Args({1, model, split})
+            ->Iterations(model == 0 ? 20 : 3)
+            ->UseRealTime();
     benchmark::RegisterBenchmark("nn_mpi_gradient_all_reduce", nn_mpi_gradient_all_reduce)
         ->Iterations(500)
         ->UseRealTime();

@@ -3,9 +3,11 @@
 
 #include "bench_common.hpp"
 
+#include <immintrin.h>
 #include <omp.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <cstring>
 
 namespace bench {
@@ -115,6 +117,48 @@ void add_baseline() {
     }
     return T{};
   });
+  // transform's limit: one static half per thread, the same element function,
+  // with plain stores ("baseline_static") and with non-temporal stores
+  // ("baseline_stream", which skip reading the output's lines into cache).
+  add<T>(algo::transform, "baseline_static", [](const arrays<T>& d) {
+    const T* x = d.x;
+    T* z = d.z;
+    const auto n = static_cast<std::ptrdiff_t>(d.n);
+#pragma omp parallel
+    {
+      const std::ptrdiff_t t = omp_get_thread_num(), nt = omp_get_num_threads();
+      const std::ptrdiff_t lo = n * t / nt, hi = n * (t + 1) / nt;
+#pragma omp simd
+      for (std::ptrdiff_t i = lo; i < hi; ++i) z[i] = x[i] * T(2) + T(1);
+    }
+    return T{};
+  });
+#if defined(__AVX__)
+  add<T>(algo::transform, "baseline_stream", [](const arrays<T>& d) {
+    const T* x = d.x;
+    T* z = d.z;
+    const auto n = static_cast<std::ptrdiff_t>(d.n);
+    constexpr std::ptrdiff_t lanes = 32 / sizeof(T);
+#pragma omp parallel
+    {
+      const std::ptrdiff_t t = omp_get_thread_num(), nt = omp_get_num_threads();
+      std::ptrdiff_t lo = n * t / nt, hi = n * (t + 1) / nt;
+      for (; lo < hi && reinterpret_cast<std::uintptr_t>(z + lo) % 32; ++lo) z[lo] = x[lo] * T(2) + T(1);
+      for (; lo + lanes <= hi; lo += lanes) {
+        if constexpr (sizeof(T) == 4) {
+          __m256 v = _mm256_loadu_ps(x + lo);
+          _mm256_stream_ps(z + lo, _mm256_add_ps(_mm256_add_ps(v, v), _mm256_set1_ps(1)));
+        } else {
+          __m256d v = _mm256_loadu_pd(x + lo);
+          _mm256_stream_pd(z + lo, _mm256_add_pd(_mm256_add_pd(v, v), _mm256_set1_pd(1)));
+        }
+      }
+      for (; lo < hi; ++lo) z[lo] = x[lo] * T(2) + T(1);
+      _mm_sfence();
+    }
+    return T{};
+  });
+#endif
 }
 
 }  // namespace

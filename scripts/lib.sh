@@ -4,7 +4,7 @@
 # Everything the build, the tests and the demo use. CUDA (nvcc) is not a Debian
 # package here: GPU code is built only when nvcc is on PATH.
 DPAR_PACKAGES=(cmake make g++ clang catch2 libbenchmark-dev libtbb-dev libopenmpi-dev openmpi-bin
-               libopenblas-dev libdnnl-dev zlib1g-dev dataset-fashion-mnist python3-matplotlib)
+               libopenblas-dev libdnnl-dev zlib1g-dev dataset-fashion-mnist python3 python3-matplotlib)
 
 ensure_packages() {
   local missing=()

@@ -6,6 +6,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <span>
+#include <functional>
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <random>
@@ -15,6 +18,24 @@
 namespace nn_test {
 
 namespace nn = dpar::nn;
+
+// A replica group that forwards every call to a thread_group over `pool`:
+// the tests' stand-in groups derive from it and override what they watch.
+class forwarding_group : public nn::replica_group {
+ public:
+  explicit forwarding_group(dpar::thread_pool& pool) : replica_group(pool.size(), pool.size(), 0, 0), threads_(pool) {}
+  void run(const std::function<void(std::size_t)>& f) override { threads_.run(f); }
+  void all_reduce(std::size_t local, std::span<float> data) override { threads_.all_reduce(local, data); }
+  void all_reduce(std::size_t local, std::span<double> data) override { threads_.all_reduce(local, data); }
+  void all_reduce(std::size_t local, std::span<std::uint64_t> data) override { threads_.all_reduce(local, data); }
+  void broadcast(std::size_t local, std::span<std::byte> data, std::size_t root) override {
+    threads_.broadcast(local, data, root);
+  }
+  void barrier(std::size_t local) override { threads_.barrier(local); }
+
+ protected:
+  nn::thread_group threads_;
+};
 
 // `classes` centres in `features` dimensions, with noise.
 inline nn::dataset blobs(std::size_t n, std::size_t features, std::size_t classes, std::uint64_t seed,
@@ -81,6 +102,16 @@ inline nn::train_options options(std::size_t batch) {
 
 inline nn::sequential model() {
   auto m = nn::make_mlp({12, 16, 8, 5});
+  m.initialize(3);
+  return m;
+}
+
+// model() with its first two dense layers model-parallel (the first gets no
+// input gradient, the second does): the same layout and initial parameters.
+inline nn::sequential split_model() {
+  nn::sequential m(12);
+  m.add(nn::model_parallel(nn::dense(12, 16))).add(nn::relu());
+  m.add(nn::model_parallel(nn::dense(16, 8))).add(nn::relu()).add(nn::dense(8, 5));
   m.initialize(3);
   return m;
 }

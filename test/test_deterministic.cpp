@@ -514,3 +514,79 @@ TEST_CASE("deterministic all_reduce: the error terms of a short column", "[deter
     for (const auto& b : buffers) CHECK_BITS(b[0], 1.0 + 0x1p-52);
   });
 }
+
+// The direct path (extraction.hpp, direct_sum): a tile whose nonzero values
+// lie within 18 (floats) or 15 (doubles) binades of its largest is summed as
+// it is; one more binade, and the tile must take extraction instead. Tiles
+// here are 2048 values of one sign (the largest sums) spanning `span` binades,
+// at both edges, near the top of the double range, and with a subnormal whose
+// high 32 bits are zero hidden among ones.
+TEST_CASE("deterministic sums at the edges of the direct path", "[deterministic]") {
+  auto check_tiles = [&]<class T>(T, int top, int span, std::uint64_t seed) {
+    std::vector<T> v;
+    for (int t = 0; t < 3; ++t)
+      for (double x : dpar_test::binade_range(2048, top - span, top + 1, seed * 3 + t))
+        v.push_back(static_cast<T>(seed % 2 ? std::fabs(x) : -std::fabs(x)));
+    // the lowest and the highest binade present in every tile
+    for (std::size_t at = 0; at < v.size(); at += 2048) {
+      v[at] = static_cast<T>(std::ldexp(seed % 2 ? 1.9 : -1.9, top));
+      v[at + 1] = static_cast<T>(std::ldexp(seed % 2 ? 1.0 + 0x1p-20 : -1.0 - 0x1p-20, top - span));
+    }
+    v.resize(v.size() + 5, T(0.75));  // a partial tile
+    exact_reference exact;
+    for (T x : v) exact.add(static_cast<double>(x));
+    for_each_deterministic([&](auto p, const std::string& name) {
+      INFO(sizeof(T) << "-byte values in 2^" << top - span << " .. 2^" << top + 1 << ", " << name);
+      const T got = dpar::reduce(p, v, T(0));
+      CHECK_BITS(got, exact.rounded(got));
+    });
+  };
+  for (int span : {14, 15, 16, 17, 18, 19, 20, 40}) {
+    check_tiles(0.0f, 3, span, static_cast<std::uint64_t>(span));
+    check_tiles(0.0f, -100, span, static_cast<std::uint64_t>(span) + 1);
+    check_tiles(0.0, 3, span, static_cast<std::uint64_t>(span) + 2);
+    check_tiles(0.0, 1000, span, static_cast<std::uint64_t>(span) + 3);  // sums near 2^1018
+    check_tiles(0.0, 1006, span, static_cast<std::uint64_t>(span) + 4);  // exponent field 2029
+    check_tiles(0.0, 1010, span, static_cast<std::uint64_t>(span) + 5);  // beyond the direct path's range
+    check_tiles(0.0, -1000, span, static_cast<std::uint64_t>(span) + 6);
+  }
+  // sums that overflow, from tiles each of which alone does not
+  std::vector<double> big(3 * 2048, std::ldexp(1.5, 1012));
+  for_each_deterministic([&](auto p, const std::string& name) {
+    INFO(name);
+    CHECK(dpar::reduce(p, big, 0.0) == std::numeric_limits<double>::infinity());
+  });
+
+  // ones and one 2^-1070, whose high 32 bits are all zero
+  std::vector<double> ones(4096, 1.0);
+  ones[3000] = 0x1p-1070;
+  ones[3001] = -0.0;
+  ones[5] = 0.0;
+  exact_reference with_tiny;
+  for (double x : ones) with_tiny.add(x);
+  // uniform values (direct tiles) with inf, NaN and zeros of both signs inside
+  auto uniform = dpar_test::random_vector<float>(10007, 7);
+  const float inf = std::numeric_limits<float>::infinity();
+  for_each_deterministic([&](auto p, const std::string& name) {
+    INFO(name);
+    const double got = dpar::reduce(p, ones, 0.0);
+    CHECK_BITS(got, with_tiny.rounded(got));
+    auto v = uniform;
+    v[4100] = inf;
+    CHECK(dpar::reduce(p, v, 0.0f) == inf);
+    v[9000] = -inf;
+    CHECK(std::isnan(dpar::reduce(p, v, 0.0f)));
+    v = uniform;
+    v[2] = std::numeric_limits<float>::quiet_NaN();
+    CHECK(std::isnan(dpar::reduce(p, v, 0.0f)));
+    std::vector<double> d(uniform.begin(), uniform.end());
+    d[6000] = -std::numeric_limits<double>::infinity();
+    CHECK(dpar::reduce(p, d, 0.0) == -std::numeric_limits<double>::infinity());
+    // zeros of both signs among values that cancel exactly: +0
+    std::vector<float> cancel(4099, -0.0f);
+    for (std::size_t i = 0; i < 2048; ++i) cancel[i] = uniform[i], cancel[4095 - i] = -uniform[i];
+    cancel[4097] = 0.0f;
+    CHECK(!std::signbit(dpar::reduce(p, cancel, -0.0f)));
+    CHECK(dpar::reduce(p, cancel, -0.0f) == 0.0f);
+  });
+}

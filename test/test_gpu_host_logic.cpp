@@ -29,18 +29,9 @@ namespace mg = dpar::detail::multi_gpu;
 
 // A thread_group whose replicas say they compute on devices: the wrapper must
 // ask it for the replicas and copy their gradients through it.
-class pretend_device_group final : public nn::replica_group {
+class pretend_device_group final : public nn_test::forwarding_group {
  public:
-  explicit pretend_device_group(dpar::thread_pool& pool)
-      : replica_group(pool.size(), pool.size(), 0, 0), threads_(pool) {}
-  void run(const std::function<void(std::size_t)>& f) override { threads_.run(f); }
-  void all_reduce(std::size_t local, std::span<float> data) override { threads_.all_reduce(local, data); }
-  void all_reduce(std::size_t local, std::span<double> data) override { threads_.all_reduce(local, data); }
-  void all_reduce(std::size_t local, std::span<std::uint64_t> data) override { threads_.all_reduce(local, data); }
-  void broadcast(std::size_t local, std::span<std::byte> data, std::size_t root) override {
-    threads_.broadcast(local, data, root);
-  }
-  void barrier(std::size_t local) override { threads_.barrier(local); }
+  using forwarding_group::forwarding_group;
   std::unique_ptr<nn::replica_model> make_model(std::size_t local, const nn::sequential& model,
                                                 const nn::replica_options& options) override {
     ++models;
@@ -53,9 +44,6 @@ class pretend_device_group final : public nn::replica_group {
   }
 
   std::atomic<int> models{0}, copies{0};
-
- private:
-  nn::thread_group threads_;
 };
 
 std::vector<float> train_steps(nn::data_parallel_trainer& t, std::size_t steps) {

@@ -7,6 +7,11 @@
 #include "mpi_common.hpp"
 
 #include <algorithm>
+#include <atomic>
+#include <bit>
+#include <cmath>
+#include <random>
+#include <type_traits>
 #include <numeric>
 #include <span>
 #include <stdexcept>
@@ -66,6 +71,61 @@ TEST_CASE("mpi all_reduce over one buffer per rank", "[mpi][collective]") {
       dpar::all_reduce(policy, std::span<int>(first), [](int a, int) { return a; });
       CHECK(first == ints[0]);
     });
+  }
+}
+
+namespace {
+// Rank r's contribution to element i: magnitudes from 1e-8 to 1e16, both
+// signs, so that another grouping of the ranks' values rounds differently;
+// the first three elements are the 1, 1e16, -1e16 kind outright.
+template <class T>
+std::vector<T> cancelling(std::size_t n, int r) {
+  std::mt19937_64 rng(1000 + static_cast<std::uint64_t>(r));
+  std::uniform_real_distribution<double> mantissa(1, 2);
+  std::uniform_int_distribution<int> exponent(-8, 16), sign(0, 1);
+  std::vector<T> v(n);
+  for (auto& x : v) x = static_cast<T>((sign(rng) ? -1 : 1) * mantissa(rng) * std::pow(10.0, exponent(rng)));
+  const T big = static_cast<T>(std::is_same_v<T, float> ? 1e8 : 1e16);
+  // by rank % 3; left to right element 0 gives (1 + big) - big = 0, grouped the other way 1
+  const T pattern[3][3] = {{1, big, -big}, {-big, big, 1}, {big, -big, 1}};
+  for (std::size_t i = 0; i < std::min<std::size_t>(n, 3); ++i) v[i] = pattern[i][r % 3];
+  return v;
+}
+
+template <class T>
+using bits_of = std::conditional_t<sizeof(T) == 4, std::uint32_t, std::uint64_t>;
+
+template <class T, class Op>
+void check_rank_order(std::size_t n, Op op) {
+  const int ranks = world_size();
+  std::vector<std::vector<T>> all;
+  for (int r = 0; r < ranks; ++r) all.push_back(cancelling<T>(n, r));
+  std::vector<T> fold = all[0];  // the sequential left fold, rank 0 first
+  for (int r = 1; r < ranks; ++r)
+    for (std::size_t i = 0; i < n; ++i) fold[i] = op(fold[i], all[static_cast<std::size_t>(r)][i]);
+  if (dpar::op_kind_v<Op, T> == dpar::op_kind::sum && ranks >= 3) {  // the data tells groupings apart
+    T other = op(all[0][0], op(all[1][0], all[2][0]));
+    REQUIRE(std::bit_cast<bits_of<T>>(other) !=
+            std::bit_cast<bits_of<T>>(op(op(all[0][0], all[1][0]), all[2][0])));
+  }
+  auto mine = all[static_cast<std::size_t>(world_rank())];
+  dpar::all_reduce(dpar::mpi(MPI_COMM_WORLD), mine, op);
+  std::size_t differ = 0;
+  for (std::size_t i = 0; i < n; ++i)
+    differ += std::bit_cast<bits_of<T>>(mine[i]) != std::bit_cast<bits_of<T>>(fold[i]);
+  CHECK(differ == 0);
+}
+}  // namespace
+
+// backend.hpp's promise for std::plus on reals: rank order, not MPI_SUM's
+// grouping. Both paths: gathered whole (short) and reduce-scatter (long).
+TEST_CASE("mpi all_reduce of floats and doubles adds the ranks in rank order, bitwise", "[mpi][collective][rank_order]") {
+  for (std::size_t n : {std::size_t{1}, std::size_t{3}, std::size_t{97}, std::size_t{5003}, std::size_t{65537}}) {
+    INFO("n=" << n);
+    check_rank_order<float>(n, std::plus<>{});
+    check_rank_order<double>(n, std::plus<>{});
+    check_rank_order<double>(n, std::plus<double>{});
+    check_rank_order<double>(n, std::multiplies<>{});
   }
 }
 
@@ -173,6 +233,97 @@ TEST_CASE("mpi: a user function that throws in one rank's local phase is an erro
     std::vector<long long> ok(10, 1);
     dpar::all_reduce(dpar::mpi(MPI_COMM_WORLD), ok);
     CHECK(ok == std::vector<long long>(10, world_size()));
+  });
+}
+
+// Counts this program's collective calls: its definitions of the MPI
+// functions stand in for the library's (the MPI profiling interface) and pass
+// on to the PMPI ones.
+namespace {
+std::atomic<int> collective_calls{0};
+
+template <class Call>
+int collectives_in(Call&& call) {
+  const int before = collective_calls.load();
+  call();
+  return collective_calls.load() - before;
+}
+}  // namespace
+
+extern "C" {
+int MPI_Allreduce(const void* send, void* receive, int count, MPI_Datatype type, MPI_Op op, MPI_Comm comm) {
+  ++collective_calls;
+  return PMPI_Allreduce(send, receive, count, type, op, comm);
+}
+int MPI_Allgather(const void* send, int send_count, MPI_Datatype send_type, void* receive, int receive_count,
+                  MPI_Datatype receive_type, MPI_Comm comm) {
+  ++collective_calls;
+  return PMPI_Allgather(send, send_count, send_type, receive, receive_count, receive_type, comm);
+}
+int MPI_Exscan(const void* send, void* receive, int count, MPI_Datatype type, MPI_Op op, MPI_Comm comm) {
+  ++collective_calls;
+  return PMPI_Exscan(send, receive, count, type, op, comm);
+}
+int MPI_Scan(const void* send, void* receive, int count, MPI_Datatype type, MPI_Op op, MPI_Comm comm) {
+  ++collective_calls;
+  return PMPI_Scan(send, receive, count, type, op, comm);
+}
+int MPI_Reduce(const void* send, void* receive, int count, MPI_Datatype type, MPI_Op op, int root, MPI_Comm comm) {
+  ++collective_calls;
+  return PMPI_Reduce(send, receive, count, type, op, root, comm);
+}
+int MPI_Bcast(void* data, int count, MPI_Datatype type, int root, MPI_Comm comm) {
+  ++collective_calls;
+  return PMPI_Bcast(data, count, type, root, comm);
+}
+int MPI_Barrier(MPI_Comm comm) {
+  ++collective_calls;
+  return PMPI_Barrier(comm);
+}
+}
+
+// Latency: small reductions and scans pay per collective call, so each makes
+// one, with the failure agreement inside it. A scan whose op may throw makes
+// a second call after its last phase (the only way other ranks learn of it).
+TEST_CASE("mpi reduce, transform_reduce and scans make one collective call each", "[mpi][latency]") {
+  const int me = world_rank();
+  std::vector<long long> mine(me == 1 ? 0 : 5 + static_cast<std::size_t>(me), me + 1), out(mine.size());
+  std::vector<mat2> mats = random_mats(mine.size(), 7 + static_cast<std::uint64_t>(me)), mat_out(mats.size());
+  auto plus_noexcept = [](long long a, long long b) noexcept { return a + b; };
+  auto plus_may_throw = [](long long a, long long b) { return a + b; };
+  for_each_mpi_policy([&](auto policy, const std::string& name) {
+    INFO(name);
+    CHECK(collectives_in([&] { dpar::reduce(policy, mine, 0LL); }) == 1);
+    CHECK(collectives_in([&] { dpar::reduce(policy, mine, 0LL, plus_may_throw); }) == 1);
+    CHECK(collectives_in([&] { dpar::reduce(policy, mats.begin(), mats.end(), mat2{}, mat2_mul{}); }) == 1);
+    CHECK(collectives_in([&] { dpar::transform_reduce(policy, mine, 0LL, std::plus<>{}, [](long long x) { return 2 * x; }); }) == 1);
+    CHECK(collectives_in([&] { dpar::transform_reduce(policy, mine.begin(), mine.end(), mine.begin(), 0LL); }) == 1);
+    CHECK(collectives_in([&] { dpar::inclusive_scan(policy, mine, out.begin()); }) == 1);
+    CHECK(collectives_in([&] { dpar::inclusive_scan(policy, mine, out.begin(), plus_noexcept); }) == 1);
+    CHECK(collectives_in([&] { dpar::exclusive_scan(policy, mine, out.begin(), 0LL); }) == 1);
+    CHECK(collectives_in([&] { dpar::exclusive_scan(policy, mine, out.begin(), 0LL, plus_noexcept); }) == 1);
+    CHECK(collectives_in([&] { dpar::inclusive_scan(policy, mine, out.begin(), plus_may_throw); }) == 2);
+    CHECK(collectives_in([&] { dpar::inclusive_scan(policy, mats, mat_out.begin(), mat2_mul{}); }) == 2);
+  });
+}
+
+// With one element per rank the op first runs across ranks: inside MPI for a
+// reduce, in every rank's fold of the gathered values for a scan. It throws
+// there; every rank must raise.
+TEST_CASE("mpi: an op that throws across ranks raises on every rank", "[mpi][errors]") {
+  const int me = world_rank();
+  std::vector<long long> one{me + 1}, out(1);
+  auto throws_on_big = [](long long a, long long b) -> long long {
+    if (a + b > 2) throw std::overflow_error("too big");
+    return a + b;
+  };
+  for_each_mpi_policy([&](auto policy, const std::string& name) {
+    INFO(name);
+    CHECK_THROWS_AS(dpar::reduce(policy, one, 0LL, throws_on_big), std::exception);
+    CHECK_THROWS_AS(dpar::inclusive_scan(policy, one, out.begin(), throws_on_big), std::overflow_error);
+    CHECK_THROWS_AS(dpar::exclusive_scan(policy, one, out.begin(), 0LL, throws_on_big), std::overflow_error);
+    std::vector<long long> ok(3, 1);
+    CHECK(dpar::reduce(policy, ok, 0LL) == 3LL * world_size());
   });
 }
 

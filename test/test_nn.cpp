@@ -1,5 +1,7 @@
 // dpar::nn layers, losses, optimizer and schedules: gradients against
 // finite differences of a float64 reference, and closed-form checks.
+#include <dpar/nn/batch_norm.hpp>
+#include <dpar/nn/dropout.hpp>
 #include <dpar/nn/layers.hpp>
 #include <dpar/nn/loss.hpp>
 #include <dpar/nn/optim.hpp>
@@ -10,6 +12,8 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
+#include <cstring>
+#include <span>
 #include <functional>
 #include <memory>
 #include <random>
@@ -591,4 +595,213 @@ TEST_CASE("sequential_lr: a warmup, then a cosine that starts at the warmup's en
   REQUIRE_THROWS_WITH(nn::sequential_lr({cosine, cosine}, {}), Catch::Contains("one milestone fewer"));
   REQUIRE_THROWS_WITH(nn::sequential_lr({cosine, cosine, cosine}, {5, 5}), Catch::Contains("must increase"));
   REQUIRE_THROWS_AS(nn::sequential_lr({cosine, nn::lr_function{}}, {3}), std::invalid_argument);
+}
+
+// ---- layers with a mode and state: dropout, batch_norm ----
+namespace {
+
+// ||g - fd|| / ||fd||: the model's gradient g against central differences of
+// a float64 reference loss of the parameters.
+double gradient_error(std::span<const float> g, const std::vector<double>& p,
+                      const std::function<double(const std::vector<double>&)>& loss) {
+  const double h = 1e-6;
+  double diff2 = 0, fd2 = 0;
+  for (std::size_t i = 0; i < p.size(); ++i) {
+    auto plus = p, minus = p;
+    plus[i] += h;
+    minus[i] -= h;
+    double fd = (loss(plus) - loss(minus)) / (2 * h);
+    diff2 += (g[i] - fd) * (g[i] - fd);
+    fd2 += fd * fd;
+  }
+  return std::sqrt(diff2 / fd2);
+}
+
+// y = x W^T + b on rows x in doubles; p at `off` holds W ([out][in]) then b.
+std::vector<double> ref_dense(const std::vector<double>& x, std::size_t rows, std::size_t in, std::size_t out,
+                              const std::vector<double>& p, std::size_t off) {
+  std::vector<double> y(rows * out);
+  for (std::size_t r = 0; r < rows; ++r)
+    for (std::size_t o = 0; o < out; ++o) {
+      double s = p[off + out * in + o];
+      for (std::size_t i = 0; i < in; ++i) s += x[r * in + i] * p[off + o * in + i];
+      y[r * out + o] = s;
+    }
+  return y;
+}
+
+// Batch normalization with the batch's statistics (biased variance), gamma then beta at `off`.
+std::vector<double> ref_batch_norm(const std::vector<double>& x, std::size_t rows, std::size_t f,
+                                   const std::vector<double>& p, std::size_t off, double eps) {
+  std::vector<double> y(x.size());
+  for (std::size_t c = 0; c < f; ++c) {
+    double mean = 0, var = 0;
+    for (std::size_t r = 0; r < rows; ++r) mean += x[r * f + c];
+    mean /= double(rows);
+    for (std::size_t r = 0; r < rows; ++r) var += (x[r * f + c] - mean) * (x[r * f + c] - mean);
+    var /= double(rows);
+    for (std::size_t r = 0; r < rows; ++r)
+      y[r * f + c] = p[off + c] * (x[r * f + c] - mean) / std::sqrt(var + eps) + p[off + f + c];
+  }
+  return y;
+}
+
+std::vector<double> as_doubles(const nn::tensor& t) { return {t.data(), t.data() + t.size()}; }
+
+}  // namespace
+
+TEST_CASE("dropout: the mask is a hash of (seed, layer, step, sample, unit); inverted scaling; eval is the identity",
+          "[nn][dropout]") {
+  nn::dropout d(0.25f, 3);
+  REQUIRE(d.name() == "Dropout(0.25,3)");
+  nn::tensor x = random_tensor(64, 50, 1), y(64, 50), whole(64, 50);
+  nn::pass p{nn::mode::train, 7, 100, 2};
+  d.forward_pass(p, x, whole);
+  std::size_t dropped = 0;
+  for (std::size_t r = 0; r < 64; ++r)
+    for (std::size_t c = 0; c < 50; ++c) {
+      bool kept = d.kept(p, 100 + r, c);
+      dropped += !kept;
+      REQUIRE(whole(r, c) == (kept ? x(r, c) * (1.0f / 0.75f) : 0.0f));
+    }
+  REQUIRE(double(dropped) / (64 * 50) == Approx(0.25).margin(0.03));
+  // Rows computed apart, at their positions in the batch, get the same mask.
+  nn::tensor tail = x.rows_view(40, 24), tail_y(24, 50);
+  d.forward_pass(nn::pass{nn::mode::train, 7, 140, 2}, tail, tail_y);
+  for (std::size_t i = 0; i < tail_y.size(); ++i) REQUIRE(tail_y.data()[i] == whole.data()[40 * 50 + i]);
+  // Another step, layer position or seed: another mask.
+  for (nn::pass q : {nn::pass{nn::mode::train, 8, 100, 2}, nn::pass{nn::mode::train, 7, 100, 3}}) {
+    d.forward_pass(q, x, y);
+    REQUIRE(std::memcmp(y.data(), whole.data(), y.size() * sizeof(float)) != 0);
+  }
+  nn::dropout(0.25f, 4).forward_pass(p, x, y);
+  REQUIRE(std::memcmp(y.data(), whole.data(), y.size() * sizeof(float)) != 0);
+  // Eval mode and p = 0: the identity.
+  d.forward_pass(nn::pass{nn::mode::eval, 7, 100, 2}, x, y);
+  REQUIRE(std::memcmp(y.data(), x.data(), y.size() * sizeof(float)) == 0);
+  nn::dropout(0.0f).forward_pass(p, x, y);
+  REQUIRE(std::memcmp(y.data(), x.data(), y.size() * sizeof(float)) == 0);
+  REQUIRE_THROWS_WITH(nn::dropout(1.0f), Catch::Contains("[0, 1)"));
+  REQUIRE_THROWS_AS(nn::dropout(-0.1f), std::invalid_argument);
+}
+
+TEST_CASE("dropout: gradients match float64 finite differences of the same mask", "[nn][dropout]") {
+  nn::sequential m(5);
+  m.add(nn::dense(5, 6, nn::init::xavier)).add(nn::dropout(0.4f, 11)).add(nn::tanh_layer()).add(nn::dense(6, 3));
+  for (auto& v : m.parameters()) v += 0.03f;
+  const std::size_t rows = 9, step = 5, first = 31;
+  nn::tensor x = random_tensor(rows, 5, 2), t = random_tensor(rows, 3, 3);
+  const nn::tensor& out = m.forward(x, step, first);
+  nn::tensor g(rows, 3);
+  nn::mse{}(out, t, &g);
+  m.backward(g);
+  auto& d = dynamic_cast<const nn::dropout&>(m[1]);
+  auto loss = [&](const std::vector<double>& p) {
+    auto h = ref_dense(as_doubles(x), rows, 5, 6, p, 0);
+    for (std::size_t r = 0; r < rows; ++r)
+      for (std::size_t c = 0; c < 6; ++c)
+        h[r * 6 + c] = d.kept(nn::pass{nn::mode::train, step, 0, 1}, first + r, c) ? std::tanh(h[r * 6 + c] / 0.6) : 0.0;
+    return ref_mse(ref_dense(h, rows, 6, 3, p, 36), as_doubles(t));
+  };
+  std::vector<double> p(m.parameters().begin(), m.parameters().end());
+  double err = gradient_error(m.gradients(), p, loss);
+  INFO("relative gradient error " << err);
+  REQUIRE(err <= 1e-3);
+  // Eval mode: the same model without dropout, so another output.
+  m.eval();
+  nn::tensor train_out = m.forward(x, step, first), eval_out = m.predict(x);
+  REQUIRE(std::memcmp(m.forward(x).data(), eval_out.data(), eval_out.size() * sizeof(float)) == 0);
+  REQUIRE(std::memcmp(train_out.data(), eval_out.data(), eval_out.size() * sizeof(float)) == 0);
+  m.train();
+  REQUIRE(std::memcmp(m.forward(x, step, first).data(), eval_out.data(), eval_out.size() * sizeof(float)) != 0);
+}
+
+TEST_CASE("batch_norm: gradients match float64 finite differences, in train and eval mode", "[nn][batch_norm]") {
+  const std::size_t rows = 11;
+  nn::sequential m(3);
+  m.add(nn::dense(3, 4, nn::init::xavier)).add(nn::batch_norm(4)).add(nn::tanh_layer()).add(nn::dense(4, 2));
+  for (std::size_t i = 0; i < m.parameters().size(); ++i) m.parameters()[i] += 0.01f * float(i % 5);  // gamma != 1, beta != 0
+  nn::tensor x = random_tensor(rows, 3, 4, 2.0f), t = random_tensor(rows, 2, 5);
+  auto run = [&] {
+    const nn::tensor& out = m.forward(x);
+    nn::tensor g(rows, 2);
+    nn::mse{}(out, t, &g);
+    m.backward(g);
+  };
+  run();
+  const double eps = 1e-5;
+  auto loss = [&](const std::vector<double>& p) {
+    auto h = ref_batch_norm(ref_dense(as_doubles(x), rows, 3, 4, p, 0), rows, 4, p, 16, eps);
+    for (auto& v : h) v = std::tanh(v);
+    return ref_mse(ref_dense(h, rows, 4, 2, p, 24), as_doubles(t));
+  };
+  std::vector<double> p(m.parameters().begin(), m.parameters().end());
+  double err = gradient_error(m.gradients(), p, loss);
+  INFO("train mode: relative gradient error " << err);
+  REQUIRE(err <= 1e-3);
+
+  // The running statistics after one batch: 0.9 * (0, 1) + 0.1 * (mean, unbiased variance).
+  auto& bn = dynamic_cast<const nn::batch_norm&>(m[1]);
+  auto h = ref_dense(as_doubles(x), rows, 3, 4, p, 0);
+  for (std::size_t c = 0; c < 4; ++c) {
+    double mean = 0, var = 0;
+    for (std::size_t r = 0; r < rows; ++r) mean += h[r * 4 + c] / double(rows);
+    for (std::size_t r = 0; r < rows; ++r) var += (h[r * 4 + c] - mean) * (h[r * 4 + c] - mean) / double(rows - 1);
+    REQUIRE(bn.running_mean()[c] == Approx(0.1 * mean).epsilon(1e-5).margin(1e-6));
+    REQUIRE(bn.running_var()[c] == Approx(0.9 + 0.1 * var).epsilon(1e-5));
+  }
+  REQUIRE(m.state().size() == 8);
+
+  // Eval mode: normalized by the running statistics, constants of the batch.
+  m.eval();
+  std::vector<double> rm(bn.running_mean(), bn.running_mean() + 4), rv(bn.running_var(), bn.running_var() + 4);
+  run();
+  auto eval_loss = [&](const std::vector<double>& q) {
+    auto z = ref_dense(as_doubles(x), rows, 3, 4, q, 0);
+    for (std::size_t r = 0; r < rows; ++r)
+      for (std::size_t c = 0; c < 4; ++c)
+        z[r * 4 + c] = std::tanh(q[16 + c] * (z[r * 4 + c] - rm[c]) / std::sqrt(rv[c] + eps) + q[20 + c]);
+    return ref_mse(ref_dense(z, rows, 4, 2, q, 24), as_doubles(t));
+  };
+  err = gradient_error(m.gradients(), p, eval_loss);
+  INFO("eval mode: relative gradient error " << err);
+  REQUIRE(err <= 1e-3);
+  REQUIRE(bn.running_mean()[0] == float(rm[0]));  // eval mode leaves them alone
+  nn::tensor pred = m.predict(x);
+  REQUIRE(std::memcmp(pred.data(), m.forward(x).data(), pred.size() * sizeof(float)) == 0);
+
+  // Errors: a train-mode batch of one sample, bad options.
+  m.train();
+  REQUIRE_THROWS_WITH(m.forward(random_tensor(1, 3, 6)), Catch::Contains("more than one sample"));
+  REQUIRE_THROWS_AS(nn::batch_norm(0), std::invalid_argument);
+  REQUIRE_THROWS_AS(nn::batch_norm(3, 0.0f), std::invalid_argument);
+  REQUIRE_THROWS_AS(nn::batch_norm(3, 1e-5f, 1.5f), std::invalid_argument);
+  REQUIRE(nn::batch_norm(7, 1e-5f, 0.1f).name() == "BatchNorm(7,1e-05,0.1)");
+}
+
+TEST_CASE("sequential: parts computed together equal each part alone, and batch statistics span the parts",
+          "[nn][batch_norm]") {
+  // Without a batch layer, forward_parts gives each part the bits forward gives it alone.
+  nn::sequential m(4);
+  m.add(nn::dense(4, 5)).add(nn::relu()).add(nn::dropout(0.3f)).add(nn::dense(5, 2));
+  nn::tensor x = random_tensor(10, 4, 8);
+  nn::tensor a = x.rows_view(0, 3), b = x.rows_view(3, 7);
+  const nn::tensor* xs[] = {&a, &b};
+  const std::size_t firsts[] = {0, 3};
+  m.forward_parts(xs, firsts, 4);
+  nn::tensor both0 = m.output(0), both1 = m.output(1);
+  REQUIRE(std::memcmp(m.forward(a, 4, 0).data(), both0.data(), both0.size() * sizeof(float)) == 0);
+  REQUIRE(std::memcmp(m.forward(b, 4, 3).data(), both1.data(), both1.size() * sizeof(float)) == 0);
+  // With batch_norm: the statistics of both parts, as forward of the whole batch.
+  nn::sequential n(4);
+  n.add(nn::dense(4, 5)).add(nn::batch_norm(5)).add(nn::dense(5, 2));
+  nn::sequential whole = n;
+  n.forward_parts(xs, firsts, 0);
+  const nn::tensor& all = whole.forward(x);
+  for (std::size_t i = 0; i < 6; ++i) REQUIRE(n.output(0).data()[i] == Approx(all.data()[i]).epsilon(1e-5));
+  for (std::size_t i = 0; i < 14; ++i) REQUIRE(n.output(1).data()[i] == Approx(all.data()[6 + i]).epsilon(1e-5));
+  for (std::size_t i = 0; i < n.state().size(); ++i) REQUIRE(n.state()[i] == Approx(whole.state()[i]).epsilon(1e-6));
+  REQUIRE(n.couples_batch());
+  REQUIRE_FALSE(m.couples_batch());
+  REQUIRE(n.sync_sizes() == std::vector<std::size_t>{11, 10});
 }

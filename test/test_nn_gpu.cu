@@ -502,3 +502,26 @@ TEST_CASE("nn gpu trainer: deterministic(gpu) and deterministic(multi_gpu) train
   require_close(nn_test::params(one), nn_test::params(cpu), 1e-5);  // cuBLAS's products, not the CPU's
   three.check_replicas();
 }
+
+TEST_CASE("nn gpu trainer: dropout and batch_norm are refused by name; SyncBN's sums run over GPU groups' host threads",
+          "[nn][trainer]") {
+  nn::sequential bn(4);
+  bn.add(nn::dense(4, 3)).add(nn::batch_norm(3)).add(nn::dense(3, 2));
+  REQUIRE_THROWS_WITH(nn::data_parallel_trainer(dpar::gpu.on(0), bn, nn::train_options{}),
+                      Catch::Contains("BatchNorm(3,1e-05,0.1) has no device path"));
+  nn::sequential drop(4);
+  drop.add(nn::dense(4, 3)).add(nn::dropout(0.5f)).add(nn::dense(3, 2));
+  REQUIRE_THROWS_WITH(nn::data_parallel_trainer(dpar::multi_gpu({0, 0}), drop, nn::train_options{}),
+                      Catch::Contains("Dropout(0.5,0) has no device path"));
+  // The hook batch_norm's statistics go through, over multi_gpu({0,0})'s host threads.
+  nn::multi_gpu_group group(dpar::multi_gpu({0, 0}));
+  const std::size_t sizes[] = {3};
+  std::vector<std::vector<double>> out(2, std::vector<double>(3));
+  group.run([&](std::size_t local) {
+    const double part[3] = {1.0 + double(local), 2.0, -3.0 * double(local)};
+    const double* mine[] = {part};
+    nn::group_batch_sync sync(group, local, local, 1, 2, sizes);
+    sync.sum(mine, out[local]);
+  });
+  for (auto& o : out) REQUIRE(o == std::vector<double>{3.0, 4.0, -3.0});
+}

@@ -18,6 +18,10 @@
 #include <string>
 #include <thread>
 #include <vector>
+#include <cmath>
+#include <memory>
+#include <random>
+#include <algorithm>
 
 #include "collective_common.hpp"  // within_seconds: a hang fails the test
 
@@ -155,6 +159,14 @@ TEST_CASE("checkpoint: round trip, atomic replace, corruption and truncation det
   REQUIRE(r.schedule == 0x5eed);
   REQUIRE(r.parameters == c.parameters);
   REQUIRE(r.velocity == c.velocity);
+  c.state = {7.0f, 8.0f};
+  c.architecture = "text";
+  nn::save_checkpoint(path, c);
+  r = nn::load_checkpoint(path);
+  REQUIRE(r.state == c.state);
+  REQUIRE(r.architecture == "text");
+  c.state.clear();
+  c.architecture.clear();
   // Saving again replaces the file and leaves no temporary behind.
   c.epoch = 4;
   nn::save_checkpoint(path, c);
@@ -164,7 +176,7 @@ TEST_CASE("checkpoint: round trip, atomic replace, corruption and truncation det
 
   auto bytes = read_all(path);
   auto flipped = bytes;
-  flipped[8 + 8 * 8 + 2] ^= 1;  // one bit of a parameter
+  flipped[8 + 10 * 8 + 2] ^= 1;  // one bit of a parameter
   REQUIRE_THROWS_WITH(nn::load_checkpoint(write_file("flip.bin", flipped)), Catch::Contains("checksum mismatch"));
   // The checksum covers the header too: one bit of the epoch.
   flipped = bytes;
@@ -175,9 +187,23 @@ TEST_CASE("checkpoint: round trip, atomic replace, corruption and truncation det
   REQUIRE_THROWS_WITH(nn::load_checkpoint(write_file("cut.bin", cut)), Catch::Contains("size mismatch"));
   cut.resize(10);
   REQUIRE_THROWS_WITH(nn::load_checkpoint(write_file("short.bin", cut)), Catch::Contains("truncated"));
-  // Format 01 (no schedule field) still loads, with the schedule "not recorded".
+  // Formats 01 (no schedule field) and 02 (no state and architecture) still
+  // load, with the schedule "not recorded", no state and no architecture.
+  auto format_02 = bytes;
+  format_02[7] = '2';
+  format_02.erase(format_02.begin() + 8 + 8 * 8, format_02.begin() + 8 + 10 * 8);
+  format_02.resize(format_02.size() - 4);
+  std::uint32_t sum_02 = static_cast<std::uint32_t>(crc32(0, format_02.data(), static_cast<uInt>(format_02.size())));
+  for (int i = 0; i < 4; ++i) format_02.push_back(static_cast<unsigned char>(sum_02 >> (8 * i)));
+  nn::checkpoint old_02 = nn::load_checkpoint(write_file("format_02.bin", format_02));
+  REQUIRE(old_02.schedule == 0x5eed);
+  REQUIRE(old_02.parameters == c.parameters);
+  REQUIRE(old_02.velocity == c.velocity);
+  REQUIRE(old_02.state.empty());
+  REQUIRE(old_02.architecture.empty());
   auto format_01 = bytes;
   format_01[7] = '1';
+  format_01.erase(format_01.begin() + 8 + 8 * 8, format_01.begin() + 8 + 10 * 8);
   format_01.erase(format_01.begin() + 8 + 5 * 8, format_01.begin() + 8 + 6 * 8);
   format_01.resize(format_01.size() - 4);
   std::uint32_t sum = static_cast<std::uint32_t>(crc32(0, format_01.data(), static_cast<uInt>(format_01.size())));
@@ -431,4 +457,147 @@ TEST_CASE("trainer: a label equal to the class count is refused before any repli
   // The largest good label trains.
   trainer.train_epoch(data);
   CHECK(trainer.steps() == 2);
+}
+
+// ---- model files that record the architecture ----
+namespace {
+
+// y = x * factor, a user layer with one parameter (its kind: "Scale").
+class scale final : public nn::layer {
+ public:
+  std::string name() const override { return "Scale"; }
+  std::size_t out_features(std::size_t in) const override { return in; }
+  std::size_t parameter_count() const override { return 1; }
+  void bind(float* params, float* grads) override { factor_ = params, grad_ = grads; }
+  void initialize(std::mt19937_64&) override { *factor_ = 1.0f; }
+  void forward(const nn::tensor& x, nn::tensor& y) override {
+    for (std::size_t i = 0; i < x.size(); ++i) y.data()[i] = x.data()[i] * *factor_;
+  }
+  void backward(const nn::tensor& x, const nn::tensor&, const nn::tensor& dy, nn::tensor* dx) override {
+    float g = 0;
+    for (std::size_t i = 0; i < x.size(); ++i) g += x.data()[i] * dy.data()[i];
+    *grad_ = g;
+    if (dx)
+      for (std::size_t i = 0; i < dy.size(); ++i) dx->data()[i] = dy.data()[i] * *factor_;
+  }
+  std::unique_ptr<nn::layer> clone() const override { return std::make_unique<scale>(*this); }
+
+ private:
+  float *factor_ = nullptr, *grad_ = nullptr;
+};
+
+nn::tensor some_inputs(std::size_t rows, std::size_t cols) {
+  nn::tensor x(rows, cols);
+  for (std::size_t i = 0; i < x.size(); ++i) x.data()[i] = std::sin(0.37f * float(i));
+  return x;
+}
+
+void require_same_model(const nn::sequential& a, const nn::sequential& b) {
+  REQUIRE(a.size() == b.size());
+  REQUIRE(a.in_features() == b.in_features());
+  for (std::size_t i = 0; i < a.size(); ++i) REQUIRE(a[i].name() == b[i].name());
+  REQUIRE(std::equal(a.parameters().begin(), a.parameters().end(), b.parameters().begin(), b.parameters().end()));
+  REQUIRE(std::equal(a.state().begin(), a.state().end(), b.state().begin(), b.state().end()));
+  nn::tensor x = some_inputs(5, a.in_features());
+  nn::tensor ya = a.predict(x), yb = b.predict(x);
+  REQUIRE(std::equal(ya.data(), ya.data() + ya.size(), yb.data(), yb.data() + yb.size()));
+}
+
+}  // namespace
+
+TEST_CASE("model file: load_model(file) rebuilds every built-in layer kind, state included", "[nn][model_file]") {
+  const std::string path = (scratch_dir() / "arch.model").string();
+  nn::sequential mlp(6);
+  mlp.add(nn::dense(6, 8, nn::init::xavier)).add(nn::batch_norm(8, 1e-3f, 0.2f)).add(nn::tanh_layer());
+  mlp.add(nn::dropout(0.1f, 77)).add(nn::dense(8, 4)).add(nn::sigmoid()).add(nn::dense(4, 3)).add(nn::relu());
+  mlp.forward(some_inputs(9, 6));  // train mode: the running statistics move
+  REQUIRE(mlp.state()[0] != 0.0f);
+  nn::save_model(path, mlp);
+  require_same_model(nn::load_model(path), mlp);
+  REQUIRE(nn::load_checkpoint(path).architecture.rfind("dpar::nn model 1\nin 6\nDense(6,8)\nBatchNorm(8,0.001,0.2)\n", 0) == 0);
+
+  nn::sequential cnn(1 * 8 * 8);
+  nn::conv2d c({1, 8, 8}, 3, 3, 1, 1);
+  nn::max_pool2d pool(c.output_shape(), 2, 2);
+  cnn.add(c).add(nn::relu()).add(pool).add(nn::flatten(pool.output_shape())).add(nn::dense(pool.output_shape().size(), 2));
+  nn::save_model(path, cnn);
+  require_same_model(nn::load_model(path), cnn);
+
+  // load_model(file, model) fills a model built by hand, state too.
+  nn::sequential same(6);
+  same.add(nn::dense(6, 8)).add(nn::batch_norm(8, 1e-3f, 0.2f)).add(nn::tanh_layer());
+  same.add(nn::dropout(0.1f, 77)).add(nn::dense(8, 4)).add(nn::sigmoid()).add(nn::dense(4, 3)).add(nn::relu());
+  nn::save_model(path, mlp);
+  nn::load_model(path, same);
+  require_same_model(same, mlp);
+  fs::remove_all(scratch_dir());
+}
+
+TEST_CASE("model file: a user layer registers its kind and factory; unknown kinds and bad files name the file",
+          "[nn][model_file]") {
+  const std::string path = (scratch_dir() / "user.model").string();
+  nn::sequential m(4);
+  m.add(nn::dense(4, 4)).add(scale()).add(nn::dense(4, 2));
+  m.parameters()[20] = 2.5f;  // the scale
+  nn::save_model(path, m);
+  REQUIRE_THROWS_WITH(nn::load_model(path), Catch::Contains(path) && Catch::Contains("'Scale'") &&
+                                                Catch::Contains("not registered"));
+  nn::register_layer("Scale", [](const std::vector<std::string>& args, std::size_t) {
+    if (!args.empty()) throw std::invalid_argument("Scale takes no arguments");
+    return std::unique_ptr<nn::layer>(std::make_unique<scale>());
+  });
+  nn::sequential back = nn::load_model(path);
+  require_same_model(back, m);
+  REQUIRE(back.parameters()[20] == 2.5f);
+  REQUIRE_THROWS_AS(nn::register_layer("Bad(kind", [](const std::vector<std::string>&, std::size_t) {
+                      return std::unique_ptr<nn::layer>();
+                    }),
+                    std::invalid_argument);
+
+  // Architectures that cannot be rebuilt: each error names the file and the problem.
+  auto with_architecture = [&](const std::string& text) {
+    nn::checkpoint c = nn::load_checkpoint(path);
+    c.architecture = text;
+    nn::save_checkpoint(path, c);
+    return path;
+  };
+  REQUIRE_THROWS_WITH(nn::load_model(with_architecture("dpar::nn model 9\nin 4\n")),
+                      Catch::Contains(path) && Catch::Contains("architecture header"));
+  REQUIRE_THROWS_WITH(nn::load_model(with_architecture("dpar::nn model 1\nin four\n")),
+                      Catch::Contains(path) && Catch::Contains("input width"));
+  REQUIRE_THROWS_WITH(nn::load_model(with_architecture("dpar::nn model 1\nin 4\nDense(4,x)\n")),
+                      Catch::Contains(path) && Catch::Contains("layer 0 'Dense(4,x)'"));
+  REQUIRE_THROWS_WITH(nn::load_model(with_architecture("dpar::nn model 1\nin 4\nDense(5,4)\n")),
+                      Catch::Contains("layer 0") && Catch::Contains("expected 5"));
+  REQUIRE_THROWS_WITH(nn::load_model(with_architecture("dpar::nn model 1\nin 4\nDense(4,4\n")),
+                      Catch::Contains("malformed"));
+  // Well formed, but for other parameters than the file holds.
+  REQUIRE_THROWS_WITH(nn::load_model(with_architecture("dpar::nn model 1\nin 4\nDense(4,3)\n")),
+                      Catch::Contains(path) && Catch::Contains("different model"));
+  fs::remove_all(scratch_dir());
+}
+
+TEST_CASE("model file: files of the earlier format load into a model built by hand", "[nn][model_file]") {
+  const std::string path = (scratch_dir() / "old.model").string();
+  nn::sequential m(3);
+  m.add(nn::dense(3, 5)).add(nn::relu()).add(nn::dense(5, 2));
+  // Written as save_model wrote model files before the architecture: format
+  // 02, no state, no architecture, empty velocity.
+  std::vector<unsigned char> bytes(nn::detail::checkpoint_magic_02, nn::detail::checkpoint_magic_02 + 8);
+  std::vector<float> p(m.parameters().begin(), m.parameters().end());
+  for (auto& v : p) v *= 0.5f;
+  for (std::uint64_t v : {std::uint64_t(0), std::uint64_t(0), std::uint64_t(0), std::uint64_t(0), nn::layout_hash(m),
+                          std::uint64_t(0), std::uint64_t(p.size()), std::uint64_t(0)})
+    nn::detail::put_u64(bytes, v);
+  nn::detail::put_floats(bytes, p);
+  const std::uint32_t sum = nn::detail::crc(bytes.data(), bytes.size());
+  for (int i = 0; i < 4; ++i) bytes.push_back(static_cast<unsigned char>(sum >> (8 * i)));
+  std::ofstream(path, std::ios::binary).write(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+  nn::load_model(path, m);
+  REQUIRE(std::vector<float>(m.parameters().begin(), m.parameters().end()) == p);
+  REQUIRE_THROWS_WITH(nn::load_model(path), Catch::Contains(path) && Catch::Contains("records no architecture"));
+  nn::sequential other(3);
+  other.add(nn::dense(3, 5)).add(nn::batch_norm(5)).add(nn::dense(5, 2));
+  REQUIRE_THROWS_WITH(nn::load_model(path, other), Catch::Contains(path) && Catch::Contains("different model"));
+  fs::remove_all(scratch_dir());
 }

@@ -205,6 +205,75 @@ TEST_CASE("nn over MPI: deterministic training on ranks x 1 and 2 threads gives 
   if (world_rank() == 0) std::filesystem::remove(file);
 }
 
+namespace {
+nn::sequential sync_bn_model(bool failing = false) {
+  nn::sequential m(12);
+  m.add(nn::dense(12, 16)).add(nn::batch_norm(16)).add(nn::relu());
+  if (failing) m.add(failing_on_rank());
+  m.add(nn::dropout(0.2f, 3)).add(nn::batch_norm(16)).add(nn::dense(16, 5));
+  m.initialize(4);
+  return m;
+}
+std::vector<float> state_of(const nn::data_parallel_trainer& t) {
+  auto s = t.model().state();
+  return {s.begin(), s.end()};
+}
+}  // namespace
+
+TEST_CASE("nn over MPI: SyncBN on ranks x 1 and 2 threads is batch_norm over the global batch; bitwise when deterministic",
+          "[nn][mpi][batch_norm]") {
+  auto data = blobs(90, 12, 5, 12);
+  for (std::size_t threads : {1, 2}) {
+    INFO(threads << " threads per rank");
+    dpar::thread_pool pool(threads);
+    auto o = options(40);
+    o.micro_batch = 8;
+    nn::data_parallel_trainer single(dpar::seq, sync_bn_model(), o);
+    nn::data_parallel_trainer exact_single(dpar::deterministic(dpar::seq), sync_bn_model(), o);
+    auto t = mpi_trainer(pool, sync_bn_model(), o);
+    auto exact = threads == 1 ? nn::data_parallel_trainer(dpar::deterministic(dpar::mpi(MPI_COMM_WORLD, dpar::seq)),
+                                                          sync_bn_model(), o)
+                              : nn::data_parallel_trainer(
+                                    dpar::deterministic(dpar::mpi(MPI_COMM_WORLD, dpar::par.on(pool))), sync_bn_model(), o);
+    for (std::size_t s = 0; s < 4; ++s) {
+      INFO("step " << s);
+      auto [x, y] = batch_of(data, 40, s);
+      auto want = single.train_step(x, y);
+      auto got = t.train_step(x, y);
+      REQUIRE(got.loss_sum == Approx(want.loss_sum).epsilon(1e-6));
+      REQUIRE(max_abs_difference(params(t), params(single)) <= 1e-6 * max_abs(params(single)));
+      REQUIRE(max_abs_difference(state_of(t), state_of(single)) <= 1e-6 * max_abs(state_of(single)));
+      auto exact_want = exact_single.train_step(x, y);
+      auto exact_got = exact.train_step(x, y);
+      REQUIRE(std::bit_cast<std::uint64_t>(exact_got.loss_sum) == std::bit_cast<std::uint64_t>(exact_want.loss_sum));
+      REQUIRE(params(exact) == params(exact_single));
+      REQUIRE(state_of(exact) == state_of(exact_single));
+    }
+    auto e = exact.evaluate(data, 16), w = exact_single.evaluate(data, 16);
+    REQUIRE(std::bit_cast<std::uint64_t>(e.loss_sum) == std::bit_cast<std::uint64_t>(w.loss_sum));
+  }
+}
+
+TEST_CASE("nn over MPI: a layer failing on one rank between SyncBN's sums raises on every rank", "[nn][mpi][batch_norm]") {
+  auto data = blobs(24, 12, 5, 13);
+  dpar::thread_pool pool(2);
+  for (bool exact : {false, true}) {
+    INFO("deterministic " << exact);
+    auto o = options(24);
+    o.micro_batch = 4;
+    auto t = exact ? nn::data_parallel_trainer(dpar::deterministic(dpar::mpi(MPI_COMM_WORLD, dpar::par.on(pool))),
+                                               sync_bn_model(true), o)
+                   : mpi_trainer(pool, sync_bn_model(true), o);
+    const int failing = world_size() - 1;
+    failing_on_rank::fail_on = failing;
+    require_fails_everywhere(failing, "user layer failed on rank " + std::to_string(failing),
+                             [&] { t.train_step(data.images, data.labels); });
+    failing_on_rank::fail_on = -1;
+    t.train_step(data.images, data.labels);  // the trainer goes on
+    t.check_replicas();
+  }
+}
+
 TEST_CASE("nn over MPI: a small CNN on ranks x 1 thread matches one replica, and one replica's bits when deterministic",
           "[nn][mpi][conv]") {
   const auto& data = quadrant_images();
@@ -226,6 +295,43 @@ TEST_CASE("nn over MPI: a small CNN on ranks x 1 thread matches one replica, and
   REQUIRE(max_abs_difference(params(single), p) <= 1e-5 * max_abs(params(single)));
   REQUIRE(params(exact) == params(exact_single));
   REQUIRE(params(exact) != params(nn::data_parallel_trainer(dpar::seq, small_cnn(), o)));  // it trained
+}
+
+TEST_CASE("nn over MPI: model-parallel layers on ranks x 1 and 2 threads match data parallel; a checkpoint resumes "
+          "in plain data parallel",
+          "[nn][mpi][model_parallel]") {
+  auto data = blobs(103, 12, 5, 2);
+  const std::string file = shared_temp("dpar_nn_mpi_split_");
+  for (std::size_t threads : {1, 2}) {
+    dpar::thread_pool pool(threads);
+    nn::data_parallel_trainer single(dpar::seq, model(), options(37));
+    nn::train_options o = options(37);
+    o.check_replicas = false;  // no per-step gather: each replica holds only its own slices current
+    auto t = mpi_trainer(pool, split_model(), o);
+    for (std::size_t s = 0; s < 20; ++s) {
+      const std::size_t batch = s % 7 == 6 ? 3 : 37;  // 3: fewer samples than replicas on 4 ranks x 2
+      auto [x, y] = batch_of(data, batch, s);
+      auto want = single.train_step(x, y);
+      auto got = t.train_step(x, y);
+      REQUIRE(got.samples == want.samples);
+      REQUIRE(got.correct == want.correct);
+      REQUIRE(got.loss_sum == Approx(want.loss_sum).epsilon(1e-5));
+    }
+    t.synchronize();
+    auto p = params(t);
+    REQUIRE(p == from_rank0(p));  // the slices gathered: whole and identical on every rank
+    INFO(threads << " threads per rank: max |difference| " << max_abs_difference(params(single), p));
+    REQUIRE(max_abs_difference(params(single), p) <= 1e-5 * max_abs(params(single)));
+    auto e = t.evaluate(data, 10), w = single.evaluate(data, 10);
+    REQUIRE(e.correct == w.correct);
+    REQUIRE(e.loss_sum == Approx(w.loss_sum).epsilon(1e-5));
+    t.save(file);
+    nn::data_parallel_trainer plain(dpar::seq, model(), options(37));
+    plain.resume(file);  // a trainer of this rank alone
+    REQUIRE(params(plain) == p);
+  }
+  MPI_Barrier(MPI_COMM_WORLD);  // every rank has read the file
+  if (world_rank() == 0) std::remove(file.c_str());
 }
 
 TEST_CASE("nn over MPI: epoch totals, progress and evaluate are global and equal one replica's", "[nn][mpi]") {

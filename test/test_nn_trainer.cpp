@@ -45,21 +45,9 @@ std::vector<float> run(std::size_t k, const nn::dataset& data, std::size_t batch
 // Thread replicas that end every step as the trainer did before issue 15: the
 // whole gradient all-reduced, the whole update on every replica (the default
 // replica_group::sum_and_update), the reference for the sharded update.
-class unsharded_group final : public nn::replica_group {
+class unsharded_group final : public nn_test::forwarding_group {
  public:
-  explicit unsharded_group(dpar::thread_pool& pool)
-      : replica_group(pool.size(), pool.size(), 0, 0), threads_(pool) {}
-  void run(const std::function<void(std::size_t)>& f) override { threads_.run(f); }
-  void all_reduce(std::size_t local, std::span<float> data) override { threads_.all_reduce(local, data); }
-  void all_reduce(std::size_t local, std::span<double> data) override { threads_.all_reduce(local, data); }
-  void all_reduce(std::size_t local, std::span<std::uint64_t> data) override { threads_.all_reduce(local, data); }
-  void broadcast(std::size_t local, std::span<std::byte> data, std::size_t root) override {
-    threads_.broadcast(local, data, root);
-  }
-  void barrier(std::size_t local) override { threads_.barrier(local); }
-
- private:
-  nn::thread_group threads_;
+  using forwarding_group::forwarding_group;
 };
 
 nn::checkpoint saved(const nn::data_parallel_trainer& t, const std::string& file) {
@@ -877,4 +865,191 @@ TEST_CASE("schedule fingerprint: a schedule that differs at step 3 only has anot
     CHECK(nn::schedule_fingerprint(other) != nn::schedule_fingerprint(base));
   }
   CHECK(nn::schedule_fingerprint([](std::size_t) { return 0.1f; }) == nn::schedule_fingerprint(base));
+}
+
+// ---- batch_norm (SyncBatchNorm) and dropout on replicas ----
+namespace {
+
+nn::sequential norm_model(bool with_dropout) {
+  nn::sequential m(12);
+  m.add(nn::dense(12, 16)).add(nn::batch_norm(16)).add(nn::relu());
+  if (with_dropout) m.add(nn::dropout(0.25f, 5));
+  m.add(nn::dense(16, 5));
+  m.initialize(3);
+  return m;
+}
+
+struct run_result {
+  std::vector<float> params, state;
+  double loss = 0;
+};
+
+run_result result_of(const nn::data_parallel_trainer& t, double loss) {
+  auto s = t.model().state();
+  return {params(t), {s.begin(), s.end()}, loss};
+}
+
+// An epoch, then `steps` steps of batch_of, on policy's replicas.
+template <class Policy>
+run_result norm_run(const Policy& policy, const nn::sequential& m, const nn::train_options& o, const nn::dataset& data,
+                    std::size_t steps) {
+  nn::data_parallel_trainer t(policy, m, o);
+  double loss = t.train_epoch(data).loss_sum;
+  for (std::size_t s = 0; s < steps; ++s) {
+    auto [x, y] = batch_of(data, o.batch, s);
+    loss += t.train_step(x, y).loss_sum;
+  }
+  return result_of(t, loss);
+}
+
+double relative_difference(const std::vector<float>& a, const std::vector<float>& b) {
+  return max_abs_difference(a, b) / max_abs(b);
+}
+
+}  // namespace
+
+TEST_CASE("SyncBN: one step on 1, 2, 3, 4 thread replicas is batch_norm over the whole global batch (1e-6)",
+          "[nn][trainer][batch_norm]") {
+  auto data = blobs(30, 12, 5, 4);
+  nn::train_options o;
+  o.batch = 30;
+  o.schedule = nn::lr_schedule::constant(0.5f);
+  o.check_replicas = true;
+  // The reference: one model, forward and backward of the whole batch, p - lr g.
+  nn::sequential ref = norm_model(false);
+  const nn::tensor& out = ref.forward(data.images);
+  nn::tensor g(out.rows(), out.cols());
+  nn::softmax_cross_entropy{}(out, data.labels, &g, 30);
+  ref.backward(g);
+  std::vector<float> want(ref.parameters().begin(), ref.parameters().end());
+  for (std::size_t i = 0; i < want.size(); ++i) want[i] -= 0.5f * ref.gradients()[i];
+  std::vector<float> want_state(ref.state().begin(), ref.state().end());
+  for (std::size_t k : {1, 2, 3, 4}) {
+    dpar::thread_pool pool(k);
+    nn::data_parallel_trainer t(dpar::par.on(pool), norm_model(false), o);
+    t.train_step(data.images, data.labels);
+    auto got = result_of(t, 0);
+    INFO(k << " replicas");
+    CHECK(relative_difference(got.params, want) <= 1e-6);
+    CHECK(relative_difference(got.state, want_state) <= 1e-6);
+  }
+}
+
+TEST_CASE("SyncBN: K = 2, 3, 4 replicas follow one replica over epochs and steps; bitwise under deterministic",
+          "[nn][trainer][batch_norm]") {
+  auto data = blobs(70, 12, 5, 5);
+  for (bool with_dropout : {false, true}) {
+    auto o = options(30);
+    o.micro_batch = 8;
+    INFO("dropout " << with_dropout);
+    auto one = norm_run(dpar::seq, norm_model(with_dropout), o, data, 3);
+    auto exact_one = norm_run(dpar::deterministic(dpar::seq), norm_model(with_dropout), o, data, 3);
+    for (std::size_t k : {2, 3, 4}) {
+      INFO(k << " replicas");
+      dpar::thread_pool pool(k);
+      auto many = norm_run(dpar::par.on(pool), norm_model(with_dropout), o, data, 3);
+      CHECK(relative_difference(many.params, one.params) <= 1e-5);
+      CHECK(relative_difference(many.state, one.state) <= 1e-5);
+      auto exact = norm_run(dpar::deterministic(dpar::par.on(pool)), norm_model(with_dropout), o, data, 3);
+      CHECK(exact.params == exact_one.params);  // bitwise: the same masks, the same statistics
+      CHECK(exact.state == exact_one.state);
+      CHECK(exact.loss == exact_one.loss);
+    }
+  }
+  // A batch of 3 on 4 replicas: one has no sample, and still joins every sum.
+  auto o = options(3);
+  auto one = norm_run(dpar::seq, norm_model(false), o, blobs(9, 12, 5, 6), 2);
+  dpar::thread_pool pool(4);
+  auto many = norm_run(dpar::par.on(pool), norm_model(false), o, blobs(9, 12, 5, 6), 2);
+  CHECK(relative_difference(many.params, one.params) <= 1e-5);
+}
+
+TEST_CASE("train/eval: evaluate and predict run in eval mode; training runs in train mode",
+          "[nn][trainer][batch_norm][dropout]") {
+  auto data = blobs(60, 12, 5, 7);
+  dpar::thread_pool pool(2);
+  nn::data_parallel_trainer t(dpar::par.on(pool), norm_model(true), options(20));
+  t.train_epoch(data);
+  nn::step_result r = t.evaluate(data, 7);
+  nn::sequential m = t.model();
+  nn::tensor eval_out = m.predict(data.images);
+  double eval_loss = nn::softmax_cross_entropy{}(eval_out, data.labels);
+  CHECK(r.loss_sum == Approx(eval_loss).epsilon(1e-6));
+  CHECK(r.correct == std::size_t(std::count_if(data.labels.begin(), data.labels.end(), [&, i = 0](std::int32_t y) mutable {
+          return nn::argmax(eval_out)[i++] == y;
+        })));
+  m.train();
+  double train_loss = nn::softmax_cross_entropy{}(m.forward(data.images, 1, 0), data.labels);
+  CHECK(std::abs(train_loss - eval_loss) > 1e-3 * eval_loss);  // dropout and batch statistics change the output
+  // The running statistics moved away from (0, 1) in training, and evaluate left them alone.
+  auto before = t.model().state();
+  std::vector<float> kept(before.begin(), before.end());
+  t.evaluate(data);
+  CHECK(std::vector<float>(t.model().state().begin(), t.model().state().end()) == kept);
+  CHECK(kept[0] != 0.0f);
+}
+
+TEST_CASE("SyncBN: checkpoints keep the running statistics; a resumed run continues bitwise",
+          "[nn][trainer][batch_norm]") {
+  auto data = blobs(50, 12, 5, 8);
+  const std::string file =
+      (std::filesystem::temp_directory_path() / ("dpar_nn_bn_" + std::to_string(::getpid()))).string();
+  dpar::thread_pool pool(2);
+  nn::data_parallel_trainer a(dpar::par.on(pool), norm_model(true), options(16));
+  a.train_epoch(data);
+  a.save(file);
+  CHECK(nn::load_checkpoint(file).state.size() == 32);
+  a.train_epoch(data);
+  nn::data_parallel_trainer b(dpar::par.on(pool), norm_model(true), options(16));
+  b.resume(file);
+  CHECK(b.model().state()[0] != norm_model(true).state()[0]);
+  b.train_epoch(data);
+  CHECK(params(a) == params(b));
+  CHECK(std::vector<float>(a.model().state().begin(), a.model().state().end()) ==
+        std::vector<float>(b.model().state().begin(), b.model().state().end()));
+  // A model without the state refuses the checkpoint.
+  nn::data_parallel_trainer plain(dpar::seq, norm_model(false), options(16));
+  CHECK_THROWS_AS(plain.resume(file), nn::checkpoint_error);
+  std::filesystem::remove(file);
+}
+
+TEST_CASE("SyncBN: a replica that fails between two sums releases the others; every replica stops (run under TSan)",
+          "[nn][trainer][batch_norm]") {
+  auto data = blobs(9, 12, 4, 9);
+  for (auto& y : data.labels) y = y % 4;
+  data.labels[6] = 4;  // replica 2's first sample, of 3 replicas
+  struct picky_loss {
+    double operator()(const nn::tensor& out, std::span<const std::int32_t> labels, nn::tensor* grad,
+                      std::size_t total) const {
+      if (!labels.empty() && labels[0] == 4) throw std::runtime_error("picky_loss refuses label 4");
+      return nn::softmax_cross_entropy{}(out, labels, grad, total);
+    }
+  };
+  for (bool exact : {false, true}) {
+    INFO("deterministic " << exact);
+    auto o = options(9);
+    o.micro_batch = 3;
+    o.check_replicas = true;
+    dpar::thread_pool pool(3);
+    auto make = [&](nn::train_options opts) {
+      return exact ? nn::data_parallel_trainer(dpar::deterministic(dpar::par.on(pool)), norm_model(true), opts)
+                   : nn::data_parallel_trainer(dpar::par.on(pool), norm_model(true), opts);
+    };
+    auto with_picky = o;
+    with_picky.loss = picky_loss{};
+    auto t = make(with_picky);
+    auto before = params(t);
+    // The loss throws between the forward sums and the backward sums of replica 2 only.
+    CHECK_THROWS_WITH(t.train_step(data.images, data.labels), Catch::Contains("picky_loss refuses label 4"));
+    CHECK(params(t) == before);
+    // A label out of range: refused on replica 2 before its forward.
+    auto u = make(o);
+    data.labels[6] = 5;
+    CHECK_THROWS_AS(u.train_step(data.images, data.labels), std::out_of_range);
+    data.labels[6] = 3;
+    u.train_step(data.images, data.labels);  // and the trainer goes on
+    t.train_step(data.images, data.labels);
+    data.labels[6] = 4;
+    CHECK(params(t) == params(u));
+  }
 }

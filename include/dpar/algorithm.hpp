@@ -271,4 +271,4 @@ Out exclusive_scan(P&& policy, R&& r, Out d_first, T init) {
 #include "algorithm/compaction.hpp"
 #include "algorithm/movement.hpp"
 #include "algorithm/search.hpp"
-#include "sort.hpp"  // dpar::sort, stable_sort, sort_by_key: after range_end, which they use
+#include "sort.hpp"  // dpar::sort, stable_sort, sort_by_key

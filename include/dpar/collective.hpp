@@ -7,9 +7,15 @@
 //   dpar::all_reduce_mean(policy, buffers)  the same with +, then divided by K.
 //
 // The policy's type picks the backend at compile time through
-// detail::collective_backend<Policy> (detail/collective/backend.hpp),
-// specialized for seq and par in detail/threads/all_reduce.hpp, for MPI in
-// mpi.hpp and for multi_gpu in sharded_algorithms.hpp. What
+// detail::collective_backend<Policy> (declared below), specialized beside each
+// backend (the umbrella headers dpar.hpp, mpi.hpp and cuda.hpp include them):
+//   seq, par                       detail/threads/all_reduce.hpp
+//   mpi(comm, inner)               detail/mpi/backend.hpp
+//   deterministic(any CPU or MPI)  detail/deterministic/backend.hpp
+//   gpu: none (one device holds one replica; use multi_gpu)
+//   multi_gpu(devices)             detail/multi_gpu/all_reduce.hpp
+//   deterministic(gpu, multi_gpu)  detail/deterministic/gpu.hpp
+// What
 // `buffers` is depends on the backend: for CPU replicas any range whose
 // elements convert to std::span<T> (vectors, spans, arrays); for MPI ranks
 // the one local buffer of this rank.
@@ -26,11 +32,16 @@
 #include <type_traits>
 #include <utility>
 
-#include "communicator.hpp"
-#include "detail/threads/all_reduce.hpp"
 #include "execution.hpp"
 
 namespace dpar {
+
+namespace detail {
+// A backend provides the collectives by specializing this for its policy type
+// with static all_reduce(policy, buffers, op) and all_reduce_mean(policy, buffers).
+template <class Policy>
+struct collective_backend;
+}  // namespace detail
 
 template <execution_policy P, class Buffers, class Op = std::plus<>>
 void all_reduce(P&& policy, Buffers&& buffers, Op op = {}) {

@@ -1,8 +1,9 @@
 #pragma once
-// dpar's GPU policies: dpar::gpu (one CUDA device and stream), dpar::cuda_error
-// and dpar::device_vector. Needs nvcc (or another CUDA compiler) with
-// -std=c++20 --extended-lambda --expt-relaxed-constexpr; the dpar::dpar CMake
-// target adds those flags to CUDA sources.
+// dpar's GPU policies: dpar::gpu (one CUDA device and stream), dpar::multi_gpu
+// (several), dpar::device_vector, dpar::sharded_vector and dpar::cuda_error.
+// Needs nvcc (or another CUDA compiler) with -std=c++20 --extended-lambda
+// --expt-relaxed-constexpr; the dpar::dpar CMake target adds those flags to
+// CUDA sources.
 //
 // User functions run on the device: pass functor structs whose operator() is
 // __host__ __device__, or __host__ __device__ lambdas. (A __device__-only
@@ -14,29 +15,28 @@
 #endif
 
 #include "dpar.hpp"
-#include "detail/cuda/algorithms.hpp"
-#include "detail/cuda/backend.hpp"
-#include "detail/cuda/device_vector.hpp"
-#include "detail/cuda/error.hpp"
-#include "detail/cuda/policy.hpp"
 
-// dpar::multi_gpu, dpar::sharded_vector and the device all_reduce. The NCCL
-// path of all_reduce needs DPAR_HAVE_NCCL and libnccl (CMake: dpar::nccl).
+// The public GPU types: policies, containers, errors.
+#include "gpu/device_vector.hpp"    // dpar::device_vector
+#include "gpu/error.hpp"            // dpar::cuda_error
+#include "gpu/multi_gpu_policy.hpp" // dpar::multi_gpu
+#include "gpu/policy.hpp"           // dpar::gpu
+#include "gpu/sharded_vector.hpp"   // dpar::sharded_vector
+#include "sharded_algorithms.hpp"   // the algorithms, sort and all_reduce on sharded_vectors
+
+// The backends, in one list: one device (CUB), several devices (each shard on
+// its device; the device all_reduce over NCCL needs DPAR_HAVE_NCCL and libnccl,
+// CMake: dpar::nccl), their sorts, and deterministic(gpu or multi_gpu).
+#include "detail/cuda/backend.hpp"
+#include "detail/cuda/algorithms.hpp"  // the algorithms of dpar/algorithm/ that dpar::gpu runs
+#include "detail/cuda/sort.hpp"
 #include "detail/multi_gpu/all_reduce.hpp"
 #include "detail/multi_gpu/backend.hpp"
-#include "detail/multi_gpu/policy.hpp"
-#include "detail/multi_gpu/sharded_vector.hpp"
-#include "sharded_algorithms.hpp"
-
-// dpar::sort, stable_sort and sort_by_key on dpar::gpu (CUB) and dpar::multi_gpu.
-#include "detail/cuda/sort.hpp"
 #include "detail/multi_gpu/sort.hpp"
+#include "detail/deterministic/gpu.hpp"
 
 namespace dpar::detail {
 // Both GPU backends provide every algorithm the front doors call.
 static_assert(backend_for<cuda::backend, gpu_policy>);
 static_assert(backend_for<multi_gpu::backend, multi_gpu_policy>);
 }  // namespace dpar::detail
-
-// dpar::deterministic(dpar::gpu...) and deterministic(dpar::multi_gpu(...)).
-#include "detail/deterministic/gpu.hpp"

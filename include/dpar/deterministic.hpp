@@ -92,4 +92,3 @@ auto deterministic(P&& policy) {
 
 }  // namespace dpar
 
-#include "detail/deterministic/backend.hpp"

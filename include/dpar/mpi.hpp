@@ -30,7 +30,6 @@
 #include <type_traits>
 
 #include "dpar.hpp"
-#include "detail/collective/backend.hpp"
 #include "detail/mpi/backend.hpp"
 #include "detail/mpi/error.hpp"
 #include "detail/mpi/sort.hpp"
@@ -59,9 +58,6 @@ class mpi_policy {
 
 template <class Inner>
 struct is_execution_policy<mpi_policy<Inner>> : std::true_type {};
-
-template <class Inner>
-struct detail::collective_backend<mpi_policy<Inner>> : detail::mpi::collectives {};
 
 static_assert(detail::backend_for<detail::mpi::backend, mpi_policy<sequenced_policy>>);
 

@@ -11,16 +11,14 @@
 #include <functional>
 #include <optional>
 #include <type_traits>
+#include <utility>
 
-#include "collective.hpp"  // collective_backend, specialized below
 #include "detail/multi_gpu/all_reduce.hpp"
 #include "detail/multi_gpu/backend.hpp"
-#include "detail/multi_gpu/sharded_vector.hpp"
+#include "detail/multi_gpu/sort.hpp"
+#include "gpu/sharded_vector.hpp"
 
 namespace dpar {
-
-template <class P>
-concept multi_gpu_execution_policy = std::same_as<std::remove_cvref_t<P>, multi_gpu_policy>;
 
 template <multi_gpu_execution_policy P, class T, class U, class F>
 sharded_vector<U>& transform(P&& policy, const sharded_vector<T>& in, sharded_vector<U>& out, F f) {
@@ -79,20 +77,22 @@ requires reduction_op<Op, V, const T&> sharded_vector<V>
   return out;
 }
 
-}  // namespace dpar
+// ---- sort, stable_sort, sort_by_key (detail/multi_gpu/sort.hpp) -------------
 
-namespace dpar::detail {
-// dpar::all_reduce(multi_gpu_policy, buffers, op): one device buffer per entry
-// (dpar::device_vector<T>, std::span<T> over device memory, ...).
-template <>
-struct collective_backend<multi_gpu_policy> {
-  template <class Buffers, class Op>
-  static void all_reduce(const multi_gpu_policy& p, Buffers& buffers, Op& op) {
-    multi_gpu::device_all_reduce::all_reduce(p, buffers, op);
-  }
-  template <class Buffers>
-  static void all_reduce_mean(const multi_gpu_policy& p, Buffers& buffers) {
-    multi_gpu::device_all_reduce::all_reduce_mean(p, buffers);
-  }
-};
-}  // namespace dpar::detail
+template <multi_gpu_execution_policy P, class T, class Comp = std::less<>>
+void sort(P&& policy, sharded_vector<T>& v, Comp comp = {}) {
+  detail::multi_gpu::sort_sharded(policy, v, std::move(comp));
+}
+
+template <multi_gpu_execution_policy P, class T, class Comp = std::less<>>
+void stable_sort(P&& policy, sharded_vector<T>& v, Comp comp = {}) {
+  detail::multi_gpu::stable_sort_sharded(policy, v, std::move(comp));
+}
+
+// keys and values: sharded_vectors of the same length made with this policy.
+template <multi_gpu_execution_policy P, class K, class V, class Comp = std::less<>>
+void sort_by_key(P&& policy, sharded_vector<K>& keys, sharded_vector<V>& values, Comp comp = {}) {
+  detail::multi_gpu::sort_by_key_sharded(policy, keys, values, std::move(comp));
+}
+
+}  // namespace dpar

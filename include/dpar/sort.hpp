@@ -27,7 +27,7 @@
 #include <type_traits>
 #include <utility>
 
-#include "algorithm.hpp"
+#include "detail/backend_concept.hpp"
 #include "concepts.hpp"
 #include "deterministic.hpp"
 #include "detail/seq/sort.hpp"

@@ -13,7 +13,12 @@
 #include <utility>
 #include <vector>
 
+#if defined(__SSE2__)
+#include <immintrin.h>
+#endif
+
 #include "../functional.hpp"
+#include "../partition.hpp"
 
 namespace dpar::detail {
 
@@ -41,8 +46,7 @@ inline constexpr std::size_t vector_bytes = 16;
 // accumulators in registers and fuse the multiply-add.
 template <class Op, class T>
 inline constexpr bool vector_sum_v =
-    (std::is_same_v<std::remove_cvref_t<Op>, std::plus<>> || std::is_same_v<std::remove_cvref_t<Op>, std::plus<T>>) &&
-    std::is_arithmetic_v<T> && !std::is_same_v<T, bool> && (sizeof(T) == 4 || sizeof(T) == 8);
+    op_kind_v<Op, T> == op_kind::sum && std::is_arithmetic_v<T> && !std::is_same_v<T, bool> && (sizeof(T) == 4 || sizeof(T) == 8);
 
 // init + elem(lo) + ... + elem(hi-1), reassociated over 8 independent vector
 // accumulators, each one register of vector_bytes.
@@ -126,11 +130,6 @@ void totals_to_carries(std::vector<std::optional<T>>& part, Op& op) {
   for (std::size_t b = 1; b < part.size(); ++b) part[b] = join(part[b - 1], std::move(part[b]), op);
 }
 
-// First index of part i when [0, n) is cut into k contiguous parts whose sizes
-// differ by at most one (the first n % k parts are one longer).
-constexpr std::size_t even_split_begin(std::size_t n, std::size_t k, std::size_t i) noexcept {
-  return i * (n / k) + std::min(i, n % k);
-}
 
 template <class In, class Out, class F>
 void transform_range(In first, Out d_first, std::size_t lo, std::size_t hi, F& f) {
@@ -141,6 +140,48 @@ template <class In1, class In2, class Out, class F>
 void transform_range(In1 first1, In2 first2, Out d_first, std::size_t lo, std::size_t hi, F& f) {
   for (std::size_t i = lo; i < hi; ++i) at(d_first, i) = f(at(first1, i), at(first2, i));
 }
+
+// Outputs at least this large bypass the caches (non-temporal stores): a
+// transform that writes more than the last-level cache holds gains nothing
+// from caching its output, and a plain store first reads each line from
+// memory (a third stream next to the input and the output).
+inline constexpr std::size_t streaming_store_bytes = std::size_t{32} << 20;
+
+#if defined(__SSE2__)
+// Whether stream_range below takes outputs of type T.
+template <class T>
+inline constexpr bool streamable_v = std::is_arithmetic_v<T> && !std::is_same_v<T, bool> &&
+                                     (sizeof(T) == 4 || sizeof(T) == 8);
+
+// out[i] = value(i) for i in [lo, hi), whole 64-byte lines of out written with
+// non-temporal stores, the ragged ends with plain ones. Ends with a store
+// fence: non-temporal stores are weakly ordered, and the pool's join must
+// publish them.
+template <class T, class Value>
+void stream_range(T* out, std::size_t lo, std::size_t hi, Value& value) {
+  constexpr std::size_t line = 64 / sizeof(T);
+  std::size_t i = lo;
+  for (; i < hi && reinterpret_cast<std::uintptr_t>(out + i) % 64 != 0; ++i) out[i] = static_cast<T>(value(i));
+  for (; i + line <= hi; i += line) {
+    alignas(64) T lane[line];
+    for (std::size_t k = 0; k < line; ++k) lane[k] = static_cast<T>(value(i + k));
+#if defined(__AVX__)
+    for (std::size_t k = 0; k < line; k += 32 / sizeof(T))
+      _mm256_stream_si256(reinterpret_cast<__m256i*>(out + i + k), _mm256_load_si256(reinterpret_cast<const __m256i*>(lane + k)));
+#else
+    for (std::size_t k = 0; k < line; k += 16 / sizeof(T))
+      _mm_stream_si128(reinterpret_cast<__m128i*>(out + i + k), _mm_load_si128(reinterpret_cast<const __m128i*>(lane + k)));
+#endif
+  }
+  for (; i < hi; ++i) out[i] = static_cast<T>(value(i));
+  _mm_sfence();
+}
+#else
+template <class T>
+inline constexpr bool streamable_v = false;
+template <class T, class Value>
+void stream_range(T*, std::size_t, std::size_t, Value&) {}
+#endif
 
 // An inclusive scan without a carry (no init) starts from element lo, which
 // becomes the carry and its own output. Returns where the scan goes on: lo,

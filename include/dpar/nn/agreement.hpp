@@ -110,7 +110,9 @@ class agreement {
     value_[checkpoint_step] = c.step;
     value_[checkpoint_epoch] = c.epoch;
     value_[checkpoint_contents] =
-        hash_of(std::span<const float>(c.velocity), hash_of(std::span<const float>(c.parameters), c.seed ^ c.schedule));
+        hash_of(std::span<const float>(c.state),
+                hash_of(std::span<const float>(c.velocity),
+                        hash_of(std::span<const float>(c.parameters), c.seed ^ c.schedule)));
     return *this;
   }
 

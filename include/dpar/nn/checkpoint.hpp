@@ -38,11 +38,16 @@ struct checkpoint {
   std::uint64_t schedule = 0;  // fingerprint of the learning-rate schedule (0: not recorded)
   std::vector<float> parameters;
   std::vector<float> velocity;
+  std::vector<float> state;  // the model's values kept but not trained (batch_norm's running statistics)
+  std::string architecture;  // a model file's layer list (model_file.hpp); empty in checkpoints
 };
 
 namespace detail {
-// Format 02 added the schedule fingerprint; files of format 01 still load.
-inline constexpr char checkpoint_magic[8] = {'D', 'P', 'A', 'R', 'N', 'N', '0', '2'};
+// Format 02 added the schedule fingerprint, 03 the model's state and the
+// architecture text (two more counts in the header, two more payloads at
+// the end); files of formats 01 and 02 still load.
+inline constexpr char checkpoint_magic[8] = {'D', 'P', 'A', 'R', 'N', 'N', '0', '3'};
+inline constexpr char checkpoint_magic_02[8] = {'D', 'P', 'A', 'R', 'N', 'N', '0', '2'};
 inline constexpr char checkpoint_magic_01[8] = {'D', 'P', 'A', 'R', 'N', 'N', '0', '1'};
 
 inline void put_u64(std::vector<unsigned char>& out, std::uint64_t v) {
@@ -76,10 +81,12 @@ inline std::uint32_t crc(const unsigned char* p, std::size_t n, std::uint32_t so
 inline void save_checkpoint(const std::string& file, const checkpoint& c) {
   std::vector<unsigned char> bytes(detail::checkpoint_magic, detail::checkpoint_magic + 8);
   for (auto v : {c.epoch, c.step, c.seed, c.replicas, c.layout, c.schedule, std::uint64_t(c.parameters.size()),
-                 std::uint64_t(c.velocity.size())})
+                 std::uint64_t(c.velocity.size()), std::uint64_t(c.state.size()), std::uint64_t(c.architecture.size())})
     detail::put_u64(bytes, v);
   detail::put_floats(bytes, c.parameters);
   detail::put_floats(bytes, c.velocity);
+  detail::put_floats(bytes, c.state);
+  bytes.insert(bytes.end(), c.architecture.begin(), c.architecture.end());
   std::uint32_t sum = detail::crc(bytes.data(), bytes.size());
   for (int i = 0; i < 4; ++i) bytes.push_back(static_cast<unsigned char>(sum >> (8 * i)));
 
@@ -125,12 +132,13 @@ inline checkpoint load_checkpoint(const std::string& file) {
   constexpr std::size_t header_01 = 8 + 7 * 8, trailer = 4;
   if (in.size() < header_01 + trailer)
     throw checkpoint_error(file, "truncated: " + std::to_string(in.size()) + " bytes is shorter than the header");
-  unsigned char head[8 + 8 * 8];
+  unsigned char head[8 + 10 * 8];
   in.read(head, 8);
   const bool format_01 = std::memcmp(head, detail::checkpoint_magic_01, 8) == 0;
-  if (!format_01 && std::memcmp(head, detail::checkpoint_magic, 8) != 0)
-    throw checkpoint_error(file, "not a dpar::nn checkpoint (wrong magic)");
-  const std::size_t header = format_01 ? header_01 : header_01 + 8;
+  const bool format_02 = std::memcmp(head, detail::checkpoint_magic_02, 8) == 0;
+  if (!format_01 && !format_02 && std::memcmp(head, detail::checkpoint_magic, 8) != 0)
+    throw checkpoint_error(file, "not a dpar::nn checkpoint or model file (wrong magic)");
+  const std::size_t header = format_01 ? header_01 : format_02 ? header_01 + 8 : header_01 + 3 * 8;
   if (in.size() < header + trailer)
     throw checkpoint_error(file, "truncated: " + std::to_string(in.size()) + " bytes is shorter than the header");
   in.read(head + 8, header - 8);
@@ -144,16 +152,24 @@ inline checkpoint load_checkpoint(const std::string& file) {
     c.schedule = detail::get_u64(p);
     p += 8;
   }
-  std::uint64_t np = detail::get_u64(p), nv = detail::get_u64(p + 8);
+  std::uint64_t np = detail::get_u64(p), nv = detail::get_u64(p + 8), ns = 0, na = 0;
+  if (!format_01 && !format_02) ns = detail::get_u64(p + 16), na = detail::get_u64(p + 24);
   std::size_t body = in.size() - header - trailer;
-  if (np > body / sizeof(float) || nv > body / sizeof(float) || (np + nv) * sizeof(float) != body)
-    throw checkpoint_error(file, "size mismatch: header promises " + std::to_string(np) + " parameters and " +
-                                     std::to_string(nv) + " velocities, file holds " + std::to_string(body) +
-                                     " payload bytes (truncated or corrupt)");
+  const std::size_t floats = body / sizeof(float);
+  if (np > floats || nv > floats || ns > floats || na > body ||
+      (np + nv + ns) * sizeof(float) + na != body)
+    throw checkpoint_error(file, "size mismatch: header promises " + std::to_string(np) + " parameters, " +
+                                     std::to_string(nv) + " velocities, " + std::to_string(ns) + " state values and " +
+                                     std::to_string(na) + " bytes of architecture, file holds " +
+                                     std::to_string(body) + " payload bytes (truncated or corrupt)");
   c.parameters.resize(np);
   c.velocity.resize(nv);
+  c.state.resize(ns);
+  c.architecture.resize(na);
   in.read(c.parameters.data(), np * sizeof(float));
   in.read(c.velocity.data(), nv * sizeof(float));
+  in.read(c.state.data(), ns * sizeof(float));
+  in.read(c.architecture.data(), na);
   unsigned char tail[trailer];
   in.read(tail, trailer);
   std::uint32_t stored = 0;
@@ -163,6 +179,8 @@ inline checkpoint load_checkpoint(const std::string& file) {
   std::uint32_t sum = detail::crc(head, header);
   sum = detail::crc(as_bytes(c.parameters), np * sizeof(float), sum);
   sum = detail::crc(as_bytes(c.velocity), nv * sizeof(float), sum);
+  sum = detail::crc(as_bytes(c.state), ns * sizeof(float), sum);
+  sum = detail::crc(reinterpret_cast<const unsigned char*>(c.architecture.data()), na, sum);
   if (sum != stored) throw checkpoint_error(file, "checksum mismatch (file is corrupt)");
   return c;
 }

@@ -20,7 +20,9 @@
 #include <type_traits>
 #include <vector>
 
+#include "../detail/deterministic/backend.hpp"  // exact_columns
 #include "../deterministic.hpp"
+#include "../partition.hpp"
 #include "replica_group.hpp"
 
 namespace dpar::nn {
@@ -125,7 +127,7 @@ class deterministic_group final : public replica_group {
       inner_->barrier(local);
       std::vector<const T*> columns;
       for (auto parts : state.published) columns.insert(columns.end(), parts.begin(), parts.end());
-      exact_columns<T>(columns, state.result.data(), n * local / k, n * (local + 1) / k);
+      exact_columns<T>(columns, state.result.data(), even_split_begin(n, k, local), even_split_begin(n, k, local + 1));
       inner_->barrier(local);
       std::copy(state.result.begin(), state.result.end(), out.begin());
       inner_->barrier(local);  // the parts and the result stay until every replica is done with them

@@ -63,6 +63,35 @@ class replica_group {
   // Every replica's data becomes a copy of global replica root's.
   virtual void broadcast(std::size_t local, std::span<std::byte> data, std::size_t root) = 0;
   virtual void barrier(std::size_t local) = 0;
+  // All-to-all among all replicas (model-parallel layers, nn/model_parallel.hpp):
+  // send[d] goes to global replica d, recv[s] receives global replica s's
+  // block for this replica (as long as the block s sends here). Here: for
+  // groups whose replicas all live in this process (the others override it),
+  // each replica copies its blocks straight out of the senders' buffers.
+  virtual void exchange(std::size_t local, std::span<const std::span<const float>> send,
+                        std::span<const std::span<float>> recv) {
+    if (size() != local_size())
+      throw std::logic_error("dpar::nn::replica_group::exchange: this group's replicas span processes");
+    if (send.size() != size() || recv.size() != size())
+      throw std::invalid_argument("dpar::nn::replica_group::exchange: " + std::to_string(send.size()) + " blocks to send and " +
+                                  std::to_string(recv.size()) + " to receive among " + std::to_string(size()) +
+                                  " replicas");
+    posted_[local] = send.data();
+    barrier(local);  // every replica's blocks are posted
+    for (std::size_t s = 0; s < size(); ++s) {
+      std::span<const float> from = posted_[s][local];
+      if (from.size() != recv[s].size())
+        throw std::invalid_argument("dpar::nn::replica_group::exchange: replica " + std::to_string(s) + " sends " +
+                                    std::to_string(from.size()) + " values to replica " + std::to_string(local) +
+                                    ", which expects " + std::to_string(recv[s].size()));
+      if (from.data() != recv[s].data()) std::copy(from.begin(), from.end(), recv[s].begin());
+    }
+    barrier(local);  // nobody reuses its send buffers before all have read them
+  }
+  // True where a replica's forward pass joins collectives (model-parallel
+  // layers): every replica must then run as many passes as the others, empty
+  // ones included.
+  virtual bool lockstep_passes() const noexcept { return false; }
 
   // The model copy local replica `local` computes with: on the host unless a
   // group says otherwise (GPU groups, nn/cuda.hpp). Called before run, in the
@@ -109,8 +138,9 @@ class replica_group {
     model.update(lr);
   }
   // Collective, by every local replica, before the trainer reads
-  // model.host_velocity(): completes the velocity a sharded sum_and_update
-  // left in slices. Nothing to do here.
+  // model.host_velocity() or the whole parameters: completes the velocity a
+  // sharded sum_and_update left in slices (and, in model_parallel_group, the
+  // model-parallel layers' parameters). Nothing to do here.
   virtual void gather_velocity(std::size_t /*local*/, replica_model& /*model*/) {}
   // True where sum_parts is the same bits however the parts are spread over
   // the replicas (nn/deterministic.hpp); the trainer then cuts batches into
@@ -119,7 +149,7 @@ class replica_group {
 
  protected:
   replica_group(std::size_t size, std::size_t local_size, std::size_t first, int process_rank)
-      : size_(size), local_size_(local_size), first_(first), process_rank_(process_rank) {}
+      : size_(size), local_size_(local_size), first_(first), process_rank_(process_rank), posted_(local_size) {}
 
   // Gradient clipping by the global norm (torch.nn.utils.clip_grad_norm_):
   // the factor for a gradient whose squared norm is `squared`.
@@ -156,6 +186,7 @@ class replica_group {
 
   std::size_t size_, local_size_, first_;
   int process_rank_;
+  std::vector<const std::span<const float>*> posted_;  // exchange's send blocks, one list per local replica
 };
 
 // One replica, in the calling thread: every collective is the identity.
@@ -249,6 +280,76 @@ class thread_group final : public replica_group {
 
   thread_pool& pool_;
   std::unique_ptr<communicator> comm_;
+};
+
+// What every replica of a step throws from a batch_sync sum when a replica
+// failed before it: that replica reports its own error at the step's end.
+struct batch_aborted : std::runtime_error {
+  batch_aborted() : std::runtime_error("dpar::nn: another replica failed during the batch") {}
+};
+
+// The batch_sync of one replica's step, over any replica group: layers'
+// statistics (batch_norm's sums) combined over every part of the global
+// batch through sum_parts of doubles: in replica order, exactly under
+// dpar::deterministic (the same bits for any replica count), over MPI ranks
+// and ranks x threads as the group's sum_parts does, over a GPU group's host
+// threads. Written once here, so every kind of group has it.
+//
+// Each part carries one more value, a failure flag, so that a replica that
+// fails between two sums (a throwing layer or loss, a bad label) does not
+// leave the others waiting: it calls fail(), which takes part in the next
+// sum every replica expects (their lengths: sequential::sync_sizes) with the
+// flag set, and every replica then throws batch_aborted from that sum. A
+// replica without samples runs no layer or loss of its own between sums, so
+// its only failures are those every replica has at the same sum.
+class group_batch_sync final : public batch_sync {
+ public:
+  // parts: this replica's parts [first, first + parts) of `total`; sizes: the
+  // lengths of the step's sums, in order.
+  group_batch_sync(replica_group& group, std::size_t local, std::size_t first, std::size_t parts, std::size_t total,
+                   std::span<const std::size_t> sizes)
+      : group_(group), local_(local), first_(first), parts_(parts), total_(total), sizes_(sizes) {}
+
+  void sum(std::span<const double* const> mine, std::span<double> out) override {
+    if (mine.size() != parts_ || next_ >= sizes_.size() || out.size() != sizes_[next_])
+      throw std::logic_error("dpar::nn::group_batch_sync: sum " + std::to_string(next_) + " of " +
+                             std::to_string(out.size()) + " values over " + std::to_string(mine.size()) +
+                             " parts does not match the model's (a batch_layer must sum once per forward and "
+                             "backward, forward_sums_size() and backward_sums_size() values)");
+    exchange(mine, out, false);
+  }
+  // By a replica that failed: joins the next sum the others wait in, if any.
+  void fail() {
+    if (next_ >= sizes_.size()) return;
+    std::vector<double> out(sizes_[next_]);
+    try {
+      exchange({}, out, true);
+    } catch (const batch_aborted&) {
+    }
+  }
+
+ private:
+  void exchange(std::span<const double* const> mine, std::span<double> out, bool failed) {
+    const std::size_t n = out.size(), w = n + 1;
+    buffer_.assign(parts_ * w, 0.0);
+    std::vector<const double*> parts(parts_);
+    for (std::size_t p = 0; p < parts_; ++p) {
+      if (!failed) std::copy(mine[p], mine[p] + n, buffer_.data() + p * w);
+      buffer_[p * w + n] = failed ? 1.0 : 0.0;
+      parts[p] = buffer_.data() + p * w;
+    }
+    std::vector<double> sum(w);
+    group_.sum_parts(local_, parts, first_, total_, std::span<double>(sum));
+    ++next_;
+    if (sum[n] != 0) throw batch_aborted();
+    std::copy(sum.begin(), sum.begin() + static_cast<std::ptrdiff_t>(n), out.begin());
+  }
+
+  replica_group& group_;
+  std::size_t local_, first_, parts_, total_;
+  std::span<const std::size_t> sizes_;
+  std::size_t next_ = 0;  // sums done
+  std::vector<double> buffer_;
 };
 
 // The group a policy's replicas form. Specialize for new kinds of policy.

@@ -15,8 +15,10 @@
 #include <optional>
 #include <span>
 #include <stdexcept>
+#include <type_traits>
 #include <utility>
 #include <variant>
+#include <vector>
 
 #include "layers.hpp"
 #include "loss.hpp"
@@ -58,6 +60,29 @@ class replica_model {
   virtual shard_totals evaluate_targets(const tensor& /*x*/, const tensor& /*targets*/) {
     throw std::invalid_argument("dpar::nn: this kind of replica evaluates integer labels only, not tensor targets");
   }
+  // The mode the next calls compute in: the trainer's steps train, its
+  // evaluate evaluates (dropout, batch_norm). Kinds without such layers may ignore it.
+  virtual void set_mode(nn::mode) {}
+  // Where the next compute_gradients' batch starts in the run: dropout's mask depends on it.
+  virtual void set_position(std::uint64_t /*step*/, std::size_t /*first_sample*/) {}
+  // All of this replica's parts of a batch at once, layer by layer, for a
+  // model that couples the batch (sequential::couples_batch: batch_norm): x
+  // holds the parts back to back, part p being samples [bounds[p], bounds[p
+  // + 1]) of the batch; part p's gradient (of its loss sum / total) goes to
+  // grads[p] and its loss sum to losses[p]; sync sums the layers' statistics
+  // over every replica. Returns the correct count.
+  virtual std::size_t compute_parts_gradients(const tensor& /*x*/, std::span<const std::int32_t> /*labels*/,
+                                              std::span<const std::size_t> /*bounds*/, std::uint64_t /*step*/,
+                                              std::size_t /*total*/, batch_sync& /*sync*/,
+                                              std::span<float* const> /*grads*/, std::span<double> /*losses*/) {
+    throw std::invalid_argument("dpar::nn: this kind of replica cannot run layers that couple the batch (batch_norm)");
+  }
+  virtual std::size_t compute_parts_gradients(const tensor& /*x*/, const tensor& /*targets*/,
+                                              std::span<const std::size_t> /*bounds*/, std::uint64_t /*step*/,
+                                              std::size_t /*total*/, batch_sync& /*sync*/,
+                                              std::span<float* const> /*grads*/, std::span<double> /*losses*/) {
+    throw std::invalid_argument("dpar::nn: this kind of replica cannot run layers that couple the batch (batch_norm)");
+  }
   virtual void zero_gradients() = 0;
   // The gradient buffer, in the memory its group's all_reduce(span<float>) takes.
   virtual std::span<float> gradients() = 0;
@@ -85,9 +110,14 @@ class host_replica_model final : public replica_model {
     batch_.resize(rows, cols);
     return batch_;
   }
+  void set_mode(nn::mode m) override { model_.set_mode(m); }
+  void set_position(std::uint64_t step, std::size_t first_sample) override {
+    step_ = step;
+    first_sample_ = first_sample;
+  }
   shard_totals compute_gradients(const tensor& x, std::span<const std::int32_t> labels,
                                  std::size_t total) override {
-    const tensor& logits = model_.forward(x);
+    const tensor& logits = model_.forward(x, step_, first_sample_);
     grad_out_.resize(logits.rows(), logits.cols());
     double loss = loss_(logits, labels, &grad_out_, total);
     std::size_t correct = count_correct(logits, labels);
@@ -99,7 +129,7 @@ class host_replica_model final : public replica_model {
     return {loss_(logits, labels, nullptr, x.rows()), count_correct(logits, labels)};
   }
   shard_totals compute_target_gradients(const tensor& x, const tensor& targets, std::size_t total) override {
-    const tensor& out = model_.forward(x);
+    const tensor& out = model_.forward(x, step_, first_sample_);
     grad_out_.resize(out.rows(), out.cols());
     double loss = loss_(out, targets, &grad_out_, total);
     model_.backward(grad_out_);
@@ -107,6 +137,17 @@ class host_replica_model final : public replica_model {
   }
   shard_totals evaluate_targets(const tensor& x, const tensor& targets) override {
     return {loss_(model_.forward(x), targets, nullptr, x.rows()), 0};
+  }
+  std::size_t compute_parts_gradients(const tensor& x, std::span<const std::int32_t> labels,
+                                      std::span<const std::size_t> bounds, std::uint64_t step, std::size_t total,
+                                      batch_sync& sync, std::span<float* const> grads,
+                                      std::span<double> losses) override {
+    return parts_gradients(x, labels, bounds, step, total, sync, grads, losses);
+  }
+  std::size_t compute_parts_gradients(const tensor& x, const tensor& targets, std::span<const std::size_t> bounds,
+                                      std::uint64_t step, std::size_t total, batch_sync& sync,
+                                      std::span<float* const> grads, std::span<double> losses) override {
+    return parts_gradients(x, targets, bounds, step, total, sync, grads, losses);
   }
   void zero_gradients() override {
     auto g = model_.gradients();
@@ -118,6 +159,22 @@ class host_replica_model final : public replica_model {
   void update(float lr, std::size_t first, std::size_t last) {
     std::visit([&](auto& opt) { opt.step(model_.parameters(), model_.gradients(), lr, first, last); }, opt_);
   }
+  // The same step for the elements of several ranges, counted as one update
+  // (AdamW's bias correction): a model-parallel replica updates the shared
+  // parameters and its own slices only (nn/model_parallel.hpp).
+  void update(float lr, std::span<const std::pair<std::size_t, std::size_t>> ranges) {
+    std::visit(
+        [&](auto& opt) {
+          std::uint64_t done = 0;
+          if constexpr (std::is_same_v<std::decay_t<decltype(opt)>, adamw>) done = opt.steps();
+          for (auto [first, last] : ranges) {
+            if constexpr (std::is_same_v<std::decay_t<decltype(opt)>, adamw>) opt.set_steps(done);
+            opt.step(model_.parameters(), model_.gradients(), lr, first, last);
+          }
+          if constexpr (std::is_same_v<std::decay_t<decltype(opt)>, adamw>) opt.set_steps(done + 1);
+        },
+        opt_);
+  }
   void set_updates(std::uint64_t count) override {
     if (auto* a = std::get_if<adamw>(&opt_)) a->set_steps(count);
   }
@@ -128,6 +185,41 @@ class host_replica_model final : public replica_model {
   }
 
  private:
+  static std::span<const std::int32_t> rows_of(std::span<const std::int32_t> labels, std::size_t first,
+                                               std::size_t count) {
+    return labels.subspan(first, count);
+  }
+  static tensor rows_of(const tensor& targets, std::size_t first, std::size_t count) {
+    return targets.rows_view(first, count);
+  }
+  static std::size_t correct_of(const tensor& out, std::span<const std::int32_t> labels) {
+    return count_correct(out, labels);
+  }
+  static std::size_t correct_of(const tensor&, const tensor&) { return 0; }
+  template <class Targets>
+  std::size_t parts_gradients(const tensor& x, const Targets& ys, std::span<const std::size_t> bounds,
+                              std::uint64_t step, std::size_t total, batch_sync& sync,
+                              std::span<float* const> grads, std::span<double> losses) {
+    const std::size_t parts = bounds.empty() ? 0 : bounds.size() - 1;
+    std::vector<tensor> xs;
+    std::vector<const tensor*> in, dys;
+    for (std::size_t p = 0; p < parts; ++p) xs.push_back(x.rows_view(bounds[p] - bounds[0], bounds[p + 1] - bounds[p]));
+    for (auto& t : xs) in.push_back(&t);
+    model_.forward_parts(in, bounds.first(parts), step, &sync);
+    part_grads_.resize(parts);
+    std::size_t correct = 0;
+    for (std::size_t p = 0; p < parts; ++p) {
+      const tensor& out = model_.output(p);
+      auto y = rows_of(ys, bounds[p] - bounds[0], bounds[p + 1] - bounds[p]);
+      part_grads_[p].resize(out.rows(), out.cols());
+      losses[p] = loss_(out, y, &part_grads_[p], total);
+      correct += correct_of(out, y);
+      dys.push_back(&part_grads_[p]);
+    }
+    model_.backward_parts(dys, grads, &sync);
+    return correct;
+  }
+
   using optimizer = std::variant<sgd, adamw>;
   static optimizer make_optimizer(std::size_t n, const replica_options& o) {
     if (o.adamw) return adamw(n, *o.adamw);
@@ -138,6 +230,9 @@ class host_replica_model final : public replica_model {
   optimizer opt_;
   loss_function loss_;
   tensor grad_out_, batch_;
+  std::vector<tensor> part_grads_;  // dL/d(output) of each part (compute_parts_gradients)
+  std::uint64_t step_ = 0;
+  std::size_t first_sample_ = 0;
 };
 
 }  // namespace dpar::nn

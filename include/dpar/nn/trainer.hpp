@@ -48,6 +48,7 @@
 
 #include "../communicator.hpp"
 #include "../execution.hpp"
+#include "../partition.hpp"
 #include "agreement.hpp"
 #include "checkpoint.hpp"
 #include "deterministic.hpp"
@@ -55,6 +56,7 @@
 #include "layers.hpp"
 #include "loss.hpp"
 #include "model_file.hpp"
+#include "model_parallel.hpp"
 #include "optim.hpp"
 #include "replica_group.hpp"
 #include "replica_model.hpp"
@@ -117,7 +119,10 @@ class data_parallel_trainer {
 
   // Over a group built by hand (a new kind of replica, tests).
   data_parallel_trainer(std::unique_ptr<replica_group> group, const sequential& model, train_options options)
-      : group_(std::move(group)), options_(std::move(options)) {
+      : group_(with_model_parallel(std::move(group), model)),
+        options_(std::move(options)),
+        couples_batch_(model.couples_batch()),
+        sync_sizes_(model.sync_sizes()) {
     if (!group_) throw std::invalid_argument("dpar::nn::data_parallel_trainer: no replica group");
     const std::exception_ptr early = failure_of([&] {
       if (options_.batch == 0)
@@ -130,6 +135,9 @@ class data_parallel_trainer {
         throw std::invalid_argument("dpar::nn::data_parallel_trainer: clip_norm must be 0 (off) or positive");
       if (options_.clip_norm > 0 && group_->device_replicas())
         throw std::invalid_argument("dpar::nn::data_parallel_trainer: gradient clipping runs on CPU replicas only");
+      if (couples_batch_ && group_->lockstep_passes())
+        throw std::invalid_argument("dpar::nn::data_parallel_trainer: batch normalization and model-parallel layers "
+                                    "in one model are not supported");
       check_schedule(options_.schedule);
     });
     for (std::size_t r = 0; r < group_->local_size(); ++r)
@@ -146,6 +154,7 @@ class data_parallel_trainer {
         return;
       }
       group_->broadcast(local, std::as_writable_bytes(r.model->host_model().parameters()), 0);
+      group_->broadcast(local, std::as_writable_bytes(r.model->host_model().state()), 0);
       r.model->push();
     });
   }
@@ -157,11 +166,25 @@ class data_parallel_trainer {
   std::size_t epochs() const noexcept { return epoch_; }
   const train_options& options() const noexcept { return options_; }
   // The trained model: this rank's local replica `local` (all replicas hold the
-  // same parameters), brought to the host if it computes on a device.
+  // same parameters), brought to the host if it computes on a device. With
+  // model-parallel layers, each replica holds only its own slice of them
+  // current after a step: call synchronize() (on every rank) first.
   const sequential& model(std::size_t local = 0) const {
+    if (split_stale_)
+      throw std::logic_error(
+          "dpar::nn::data_parallel_trainer::model: the model-parallel layers' slices are spread over the replicas "
+          "since the last step; call synchronize() (on every rank) first");
     auto& m = *replicas_.at(local)->model;
     m.pull();
     return m.host_model();
+  }
+
+  // Collective: completes every replica's parameters and optimizer state
+  // where they are kept in slices (model-parallel layers; a sharded update's
+  // optimizer state), so that model() reads them whole.
+  void synchronize() {
+    run([&](std::size_t local, replica& r) { group_->gather_velocity(local, *r.model); });
+    split_stale_ = false;
   }
 
   // Changes the learning-rate schedule from the next step on (every rank alike).
@@ -196,15 +219,17 @@ class data_parallel_trainer {
                                .learning_rates(std::span(&lr, 1));
     std::size_t after = step_ + 1;
     totals result{};
+    split_stale_ = group_->lockstep_passes();
     run([&](std::size_t local, replica& r) {
       if (!agree(local, r, call, early)) return;
+      r.model->set_mode(mode::train);
       auto shard = [&](replica&, std::size_t first, std::size_t count) {
         auto ys = rows_of(targets, first, count);
         check_targets(ys, first);
         return std::pair{x.rows_view(first, count), ys};
       };
       totals t{};
-      if (!replica_step(local, r, x.rows(), lr, shard, t)) return;
+      if (!replica_step(local, r, x.rows(), step_, lr, shard, t)) return;
       if (local == 0) {
         result = t;
         step_ = after;
@@ -259,10 +284,12 @@ class data_parallel_trainer {
                                .learning_rates(rates);
     auto order = order_of(n, epoch_);
     totals sum{};
+    split_stale_ = group_->lockstep_passes();
     // One run for the whole epoch (SPMD): the replicas meet only in the
     // collectives, not in a fork and a join per step as well.
     run([&](std::size_t local, replica& r) {
       if (!agree(local, r, call, early)) return;
+      r.model->set_mode(mode::train);
       if (n == 0) {
         if (local == 0) ++epoch_;
         return;
@@ -280,7 +307,7 @@ class data_parallel_trainer {
           return std::pair{tensor::view(xs.data(), c, features), gather_targets(rep, targets, samples, c)};
         };
         totals t{};
-        if (!replica_step(local, r, count, rates[j], gather, t)) return;
+        if (!replica_step(local, r, count, step0 + j, rates[j], gather, t)) return;
         // Every replica holds the same global totals (t came out of an
         // all-reduce): local replica 0 keeps the count and reports progress.
         for (std::size_t i = 1; i < t.size(); ++i) done[i] += t[i];
@@ -330,23 +357,28 @@ class data_parallel_trainer {
     totals result{};
     run([&](std::size_t local, replica& r) {
       if (!agree(local, r, call, early)) return;
+      r.model->set_mode(mode::eval);  // dropout off, batch_norm on its running statistics
       auto [first, last] = owned(local, parts);
       r.part_losses.assign(last - first, 0.0);
       totals t{};
-      try {
-        for (std::size_t p = first; p < last; ++p)
-          // b += c, not b += chunk: that wraps for a chunk near SIZE_MAX
-          for (std::size_t b = parts.begin(p), end = parts.begin(p + 1), c = 0; b < end; b += c) {
-            c = std::min(chunk, end - b);
-            auto ys = rows_of(targets, b, c);
-            check_targets(ys, b);
-            auto [loss, correct] = evaluate_on(*r.model, inputs.rows_view(b, c), ys);
-            r.part_losses[p - first] += loss;
-            t[correct_at] += static_cast<double>(correct);
-            t[samples_at] += static_cast<double>(c);
-          }
-      } catch (...) {
-        r.error = std::current_exception();
+      if (group_->lockstep_passes()) {
+        if (!evaluate_in_lockstep(local, r, inputs, targets, chunk, parts, t)) return;
+      } else {
+        try {
+          for (std::size_t p = first; p < last; ++p)
+            // b += c, not b += chunk: that wraps for a chunk near SIZE_MAX
+            for (std::size_t b = parts.begin(p), end = parts.begin(p + 1), c = 0; b < end; b += c) {
+              c = std::min(chunk, end - b);
+              auto ys = rows_of(targets, b, c);
+              check_targets(ys, b);
+              auto [loss, correct] = evaluate_on(*r.model, inputs.rows_view(b, c), ys);
+              r.part_losses[p - first] += loss;
+              t[correct_at] += static_cast<double>(correct);
+              t[samples_at] += static_cast<double>(c);
+            }
+        } catch (...) {
+          r.error = std::current_exception();
+        }
       }
       if (sum_losses(local, r, first, parts.count, t) && local == 0) result = t;
     });
@@ -358,6 +390,7 @@ class data_parallel_trainer {
   // parameters differ from replica 0's. Collective under MPI.
   void check_replicas() const {
     run([&](std::size_t local, replica& r) { check_lockstep(local, r, step_); });
+    split_stale_ = false;
   }
 
   // Collective: replica 0 (rank 0) writes the checkpoint atomically, the
@@ -378,6 +411,7 @@ class data_parallel_trainer {
           c.schedule = schedule_fingerprint(options_.schedule);
           c.parameters.assign(m.parameters().begin(), m.parameters().end());
           c.velocity.assign(r.model->host_velocity().begin(), r.model->host_velocity().end());
+          c.state.assign(m.state().begin(), m.state().end());
           save_checkpoint(file, c);
         } catch (...) {
           r.error = std::current_exception();
@@ -386,6 +420,7 @@ class data_parallel_trainer {
       totals t{};
       sync(local, r, t);
     });
+    split_stale_ = false;
   }
 
   // Collective: every rank reads the file and restores parameters, optimizer
@@ -414,6 +449,11 @@ class data_parallel_trainer {
             throw checkpoint_error(file, "written with another optimizer (" + std::to_string(c.velocity.size()) +
                                              " state values; this run's keeps " +
                                              std::to_string(r.model->host_velocity().size()) + ")");
+          // Format 01 and 02 checkpoints hold no state: they come from models without any.
+          if (c.state.size() != m.state().size())
+            throw checkpoint_error(file, "holds " + std::to_string(c.state.size()) +
+                                             " state values (running statistics); this model keeps " +
+                                             std::to_string(m.state().size()));
           if (c.seed != options_.seed)
             throw checkpoint_error(file, "written by a run with seed " + std::to_string(c.seed) +
                                              ", this run has seed " + std::to_string(options_.seed));
@@ -433,6 +473,7 @@ class data_parallel_trainer {
       if (!agree(local, r, loaded, nullptr)) return;
       std::copy(c.parameters.begin(), c.parameters.end(), r.model->host_model().parameters().begin());
       std::copy(c.velocity.begin(), c.velocity.end(), r.model->host_velocity().begin());
+      std::copy(c.state.begin(), c.state.end(), r.model->host_model().state().begin());
       r.model->set_updates(c.step);
       r.model->push();
       if (local == 0) {
@@ -440,6 +481,7 @@ class data_parallel_trainer {
         step_ = c.step;
       }
     });
+    split_stale_ = false;
   }
 
  private:
@@ -499,8 +541,8 @@ class data_parallel_trainer {
 
   // [first, last) of n items for local replica `local` among all replicas.
   std::pair<std::size_t, std::size_t> share(std::size_t local, std::size_t n) const {
-    std::size_t g = group_->first() + local, k = group_->size();
-    return {n * g / k, n * (g + 1) / k};
+    const index_range r = even_split(n, group_->size(), group_->first() + local);
+    return {r.begin, r.end};
   }
 
   // A batch of n samples cut into the parts whose gradients and losses
@@ -510,7 +552,7 @@ class data_parallel_trainer {
   // has fewer samples), even shares.
   struct batch_parts {
     std::size_t n, size, count;
-    std::size_t begin(std::size_t p) const { return size ? std::min(n, p * size) : n * p / count; }
+    std::size_t begin(std::size_t p) const { return size ? std::min(n, p * size) : even_split_begin(n, count, p); }
   };
   batch_parts parts_of(std::size_t n, std::size_t size, std::size_t passes = 1) const {
     if (!group_->sums_exactly()) {
@@ -523,8 +565,8 @@ class data_parallel_trainer {
   // replica order; none if they hold no sample (an even share of a batch
   // smaller than the replica count).
   std::pair<std::size_t, std::size_t> owned(std::size_t local, const batch_parts& parts) const {
-    std::size_t g = group_->first() + local, k = group_->size();
-    std::size_t first = parts.count * g / k, last = parts.count * (g + 1) / k;
+    const index_range mine = even_split(parts.count, group_->size(), group_->first() + local);
+    std::size_t first = mine.begin, last = mine.end;
     if (parts.begin(first) == parts.begin(last)) last = first;
     return {first, last};
   }
@@ -574,6 +616,42 @@ class data_parallel_trainer {
     return false;
   }
 
+  // evaluate's loop where a forward is collective (model-parallel layers):
+  // one part per replica (the group does not sum exactly), every replica
+  // runs as many chunks as the largest part needs, empty ones included, each
+  // after the status collective. False, on every replica alike, if one failed.
+  template <class Targets>
+  bool evaluate_in_lockstep(std::size_t local, replica& r, const tensor& inputs, const Targets& targets,
+                            std::size_t chunk, const batch_parts& parts, totals& t) const {
+    const std::size_t g = group_->first() + local;
+    std::size_t largest = 0;
+    for (std::size_t p = 0; p < parts.count; ++p) largest = std::max(largest, parts.begin(p + 1) - parts.begin(p));
+    const std::size_t rounds = largest / chunk + (largest % chunk != 0);
+    const std::size_t begin = parts.begin(std::min(g, parts.count)), end = parts.begin(std::min(g + 1, parts.count));
+    for (std::size_t i = 0, b = begin; i < rounds; ++i) {
+      const std::size_t c = std::min(chunk, end - b);
+      decltype(rows_of(targets, b, c)) ys;
+      if (!r.error) try {
+          ys = rows_of(targets, b, c);
+          check_targets(ys, b);
+        } catch (...) {
+          r.error = std::current_exception();
+        }
+      totals ready{};
+      if (!sync(local, r, ready)) return false;
+      try {
+        auto [loss, correct] = evaluate_on(*r.model, inputs.rows_view(b, c), ys);
+        if (!r.part_losses.empty()) r.part_losses[0] += loss;
+        t[correct_at] += static_cast<double>(correct);
+        t[samples_at] += static_cast<double>(c);
+      } catch (...) {
+        r.error = std::current_exception();
+      }
+      b += c;
+    }
+    return true;
+  }
+
   // Steps counted past SIZE_MAX (a checkpoint's step count near it) would wrap.
   void check_progress(std::size_t steps) const {
     if (steps > std::numeric_limits<std::size_t>::max() - step_)
@@ -594,12 +672,14 @@ class data_parallel_trainer {
   // Compares a hash of every replica's parameters with replica 0's.
   bool check_lockstep(std::size_t local, replica& r, std::size_t after_step) const {
     std::uint64_t h = 1469598103934665603ull;
+    if (group_->lockstep_passes()) group_->gather_velocity(local, *r.model);  // the split layers' slices, whole
     r.model->pull();
-    for (float p : r.model->host_model().parameters()) {
-      std::uint32_t bits;
-      std::memcpy(&bits, &p, sizeof bits);
-      h = (h ^ bits) * 1099511628211ull;
-    }
+    for (auto values : {r.model->host_model().parameters(), r.model->host_model().state()})
+      for (float p : values) {
+        std::uint32_t bits;
+        std::memcpy(&bits, &p, sizeof bits);
+        h = (h ^ bits) * 1099511628211ull;
+      }
     std::size_t odd = first_different(local, h);
     if (odd == group_->size()) return true;
     if (local == 0)
@@ -714,40 +794,70 @@ class data_parallel_trainer {
   // collective, the gradient sum, the update. t gets the global totals.
   // False, with no update anywhere, if any replica failed.
   template <class Shard>
-  bool replica_step(std::size_t local, replica& r, std::size_t n, float lr, Shard&& shard, totals& t) const {
+  bool replica_step(std::size_t local, replica& r, std::size_t n, std::size_t step, float lr, Shard&& shard,
+                    totals& t) const {
     const batch_parts parts = parts_of(n, options_.micro_batch, options_.accumulate);
     auto [first, last] = owned(local, parts);
+    // In lockstep (model-parallel layers, whose forward is collective) a
+    // replica without samples still runs one empty pass, and every pass
+    // starts with the status collective, so that a replica whose shard
+    // failed (bad labels) stops all before any forward.
+    const bool lockstep = group_->lockstep_passes();
+    const std::size_t passes = lockstep ? std::max<std::size_t>(last - first, 1) : last - first;
     auto grads = r.model->gradients();
     std::vector<const float*> mine;
-    r.part_losses.assign(last - first, 0.0);
-    r.part_grads.resize(std::max<std::size_t>(r.part_grads.size(), last - first));
+    r.part_losses.assign(passes, 0.0);
+    r.part_grads.resize(std::max<std::size_t>(r.part_grads.size(), passes));
     t = {};
-    if (!r.error) {
-      try {
-        for (std::size_t p = first; p < last; ++p) {
-          if (p > first) {  // keep the previous part's gradient; the next pass overwrites the model's
-            auto& kept = r.part_grads[p - first - 1];
-            kept.resize(grads.size());
-            group_->copy_gradients(local, grads, kept);
-            mine.push_back(kept.data());
+    if (couples_batch_) {
+      all_parts_at_once(local, r, parts, first, last, step, shard, t, mine);
+    } else {
+      for (std::size_t q = 0; q < passes && (lockstep || !r.error); ++q) {
+        const std::size_t p = std::min(first + q, last), begin = parts.begin(p);
+        decltype(shard(r, begin, 0)) part;
+        if (!r.error) try {
+            if (q > 0) {  // keep the previous part's gradient; the next pass overwrites the model's
+              auto& kept = r.part_grads[q - 1];
+              kept.resize(grads.size());
+              group_->copy_gradients(local, grads, kept);
+              mine.push_back(kept.data());
+            }
+            part = shard(r, begin, p < last ? parts.begin(p + 1) - begin : 0);
+            // An empty pass: BLAS leaves a product over no rows unwritten, so
+            // the replicated layers' gradients start at zero (the split
+            // layers' slices are computed over the global batch all the same).
+            if (count_of(part.second) == 0) r.model->zero_gradients();
+          } catch (...) {
+            r.error = std::current_exception();
           }
-          auto [xs, ys] = shard(r, parts.begin(p), parts.begin(p + 1) - parts.begin(p));
-          // Gradient of (part loss sum) / n: the sum over all parts is the global-batch mean.
-          auto [loss, correct] = gradients_on(*r.model, xs, ys, n);
-          r.part_losses[p - first] = loss;
-          t[correct_at] += static_cast<double>(correct);
-          t[samples_at] += static_cast<double>(count_of(ys));
+        if (lockstep) {
+          totals ready{};
+          if (!sync(local, r, ready)) return false;
         }
-        if (first < last) {
-          mine.push_back(grads.data());
-        } else if (!group_->sums_exactly()) {
-          // No samples here (a batch smaller than the replica count): a zero
-          // part, zeroed where the gradients live (device memory for GPU groups).
-          r.model->zero_gradients();
-          mine.push_back(grads.data());
+        if (!r.error) try {
+            r.model->set_position(step, begin);
+            // Gradient of (part loss sum) / n: the sum over all parts is the global-batch mean.
+            auto [loss, correct] = gradients_on(*r.model, part.first, part.second, n);
+            r.part_losses[q] = loss;
+            t[correct_at] += static_cast<double>(correct);
+            t[samples_at] += static_cast<double>(count_of(part.second));
+          } catch (...) {
+            r.error = std::current_exception();
+          }
+      }
+      if (!r.error) {
+        try {
+          if (passes > 0) {
+            mine.push_back(grads.data());
+          } else if (!group_->sums_exactly()) {
+            // No samples here (a batch smaller than the replica count): a zero
+            // part, zeroed where the gradients live (device memory for GPU groups).
+            r.model->zero_gradients();
+            mine.push_back(grads.data());
+          }
+        } catch (...) {
+          r.error = std::current_exception();
         }
-      } catch (...) {
-        r.error = std::current_exception();
       }
     }
     if (!sum_losses(local, r, first, parts.count, t)) return false;
@@ -756,11 +866,55 @@ class data_parallel_trainer {
     return true;
   }
 
+  // replica_step for a model that couples the batch (batch_norm): the
+  // replica's parts [first, last) in one forward and backward, layer by
+  // layer, its layers' statistics summed over every replica through the
+  // group (group_batch_sync). Every replica takes part in the sums, even
+  // without samples or after a failure of its own.
+  template <class Shard>
+  void all_parts_at_once(std::size_t local, replica& r, const batch_parts& parts, std::size_t first, std::size_t last,
+                         std::size_t step, Shard& shard, totals& t, std::vector<const float*>& mine) const {
+    group_batch_sync sync(*group_, local, first, last - first, parts.count, sync_sizes_);
+    std::vector<float*> out;  // part p's gradient: kept copies, the last one in the model's buffer
+    for (std::size_t p = first; p < last; ++p) {
+      float* g = r.model->gradients().data();
+      if (p + 1 < last) {
+        auto& kept = r.part_grads[p - first];
+        kept.resize(r.model->gradients().size());
+        g = kept.data();
+      }
+      out.push_back(g);
+      mine.push_back(g);
+    }
+    std::vector<std::size_t> bounds;
+    for (std::size_t p = first; p <= last; ++p) bounds.push_back(parts.begin(p));
+    try {
+      if (r.error) std::rethrow_exception(r.error);
+      auto [xs, ys] = shard(r, bounds.front(), bounds.back() - bounds.front());
+      std::size_t correct = r.model->compute_parts_gradients(xs, ys, bounds, step, parts.n, sync, out, r.part_losses);
+      t[correct_at] = static_cast<double>(correct);
+      t[samples_at] = static_cast<double>(count_of(ys));
+      if (first == last && !group_->sums_exactly()) {  // no samples: a zero part
+        r.model->zero_gradients();
+        mine.push_back(r.model->gradients().data());
+      }
+    } catch (const batch_aborted&) {
+      // another replica failed: its status reports it at the step's end
+    } catch (...) {
+      r.error = std::current_exception();
+      sync.fail();
+    }
+  }
+
   std::unique_ptr<replica_group> group_;
   train_options options_;
+  bool couples_batch_;                    // the model has a batch_layer: replica_step runs all parts at once
+  std::vector<std::size_t> sync_sizes_;  // the lengths of its statistics' sums, in order
   std::vector<std::unique_ptr<replica>> replicas_;  // this rank's
   std::size_t step_ = 0, epoch_ = 0;
   mutable outcome outcome_;
+  // Model-parallel layers' slices spread over the replicas since the last step (model() refuses).
+  mutable bool split_stale_ = false;
 };
 
 }  // namespace dpar::nn

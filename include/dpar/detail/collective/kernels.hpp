@@ -34,10 +34,7 @@ template <class T>
 struct slices {
   std::size_t n;
   std::size_t parts;
-  std::size_t begin(std::size_t s) const noexcept {
-    std::size_t lines = (n + line_elements<T> - 1) / line_elements<T>;
-    return std::min(n, even_split_begin(lines, parts, s) * line_elements<T>);
-  }
+  std::size_t begin(std::size_t s) const noexcept { return aligned_split_begin(n, parts, line_elements<T>, s); }
 };
 
 // acc[i] = op(acc[i], in[i]) for i in [0, count).

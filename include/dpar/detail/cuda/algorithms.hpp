@@ -32,11 +32,12 @@
 #include <utility>
 
 #include "../../functional.hpp"
+#include "../../gpu/error.hpp"
+#include "../../gpu/memory.hpp"
+#include "../../gpu/policy.hpp"
 #include "../derived.hpp"
 #include "backend.hpp"
-#include "error.hpp"
 #include "iterators.hpp"
-#include "policy.hpp"
 
 namespace dpar::detail::cuda {
 

@@ -29,11 +29,11 @@
 #include <type_traits>
 
 #include "../../functional.hpp"
-#include "allocator.hpp"
-#include "error.hpp"
+#include "../../gpu/memory.hpp"
+#include "../../gpu/error.hpp"
 #include "iterators.hpp"
 #include "ordered_reduce.hpp"
-#include "policy.hpp"
+#include "../../gpu/policy.hpp"
 
 namespace dpar::detail::cuda {
 

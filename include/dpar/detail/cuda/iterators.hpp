@@ -21,7 +21,7 @@
 #include <utility>
 
 #include "../../execution.hpp"
-#include "error.hpp"
+#include "../../gpu/error.hpp"
 
 namespace dpar::detail::cuda {
 

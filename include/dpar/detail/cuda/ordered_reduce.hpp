@@ -24,8 +24,8 @@
 #include <cstddef>
 #include <memory>
 
-#include "allocator.hpp"
-#include "error.hpp"
+#include "../../gpu/memory.hpp"
+#include "../../gpu/error.hpp"
 
 namespace dpar::detail::cuda {
 

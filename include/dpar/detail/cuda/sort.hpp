@@ -17,11 +17,11 @@
 
 #include "../sort_backend.hpp"
 #include "../threads/sort.hpp"
-#include "allocator.hpp"
+#include "../../gpu/memory.hpp"
 #include "backend.hpp"
-#include "error.hpp"
+#include "../../gpu/error.hpp"
 #include "iterators.hpp"
-#include "policy.hpp"
+#include "../../gpu/policy.hpp"
 
 namespace dpar::detail::cuda {
 

@@ -24,7 +24,6 @@
 #include "../../thread_pool.hpp"
 #include "../collective/kernels.hpp"
 #include "../backend_concept.hpp"
-#include "../collective/backend.hpp"
 #include "../elementwise_on_inner.hpp"
 #include "../kernels.hpp"
 #include "../threads/all_reduce.hpp"
@@ -36,14 +35,10 @@ namespace dpar::detail::deterministic {
 
 // ---- which sums are exact --------------------------------------------------
 
-template <class Op, class T>
-inline constexpr bool is_plus_v =
-    std::is_same_v<std::remove_cvref_t<Op>, std::plus<>> || std::is_same_v<std::remove_cvref_t<Op>, std::plus<T>>;
-
 // A sum of values of type V (after any transform) into T with op: correctly
 // rounded when T and V are float or double and op is +.
 template <class Op, class T, class V>
-inline constexpr bool exact_sum_v = is_plus_v<Op, T> && is_float_or_double_v<T> &&
+inline constexpr bool exact_sum_v = op_kind_v<Op, T> == op_kind::sum && is_float_or_double_v<T> &&
                                     is_float_or_double_v<std::remove_cvref_t<V>>;
 
 // The type each term is added as: std::plus<T> converts it to T first.
@@ -78,10 +73,8 @@ void for_each_block(thread_pool* pool, const threads::blocks& cut, Body&& body) 
   }
 }
 
-// [0, n) cut into ceil(n / block) blocks: a function of n alone.
-inline threads::blocks fixed_blocks(std::size_t n, std::size_t block) {
-  return {n, n <= block ? 1 : (n + block - 1) / block};
-}
+// [0, n) cut into blocks of `block` elements: a function of n alone.
+inline threads::blocks fixed_blocks(std::size_t n, std::size_t block) { return {n, block_count(n, block)}; }
 
 template <class Op, class T>
 inline constexpr std::size_t fixed_block = reorderable_v<Op, T> ? threads::min_block_arithmetic : threads::min_block;
@@ -252,15 +245,21 @@ void exact_columns(std::size_t k, Column& column, T* out, std::size_t lo, std::s
   }
 }
 
-// Runs exact_columns over [0, n) in slices on the pool (if any), then
-// after(lo, hi) on each slice.
+// Runs exact_columns over [0, n) in slices on the pool (if any), and
+// after(lo, hi) on each piece of a slice as soon as it is summed, while the
+// piece is still in cache (after() divides for the mean, copies to the other
+// buffers: on a whole slice it would read the sums back from memory).
 template <class T, class Column, class After>
 void exact_column_sums(thread_pool* pool, std::size_t k, std::size_t n, Column column, T* out, After after) {
   if (k == 0 || n == 0) return;
+  constexpr std::size_t piece = 4096;
   collective::for_each_slice<T>(pool, k, n, [&](std::size_t lo, std::size_t hi) {
     exact_sum scratch;
-    exact_columns<T>(k, column, out, lo, hi, scratch);
-    after(lo, hi);
+    for (std::size_t c = lo; c < hi; c += piece) {
+      const std::size_t end = std::min(hi, c + piece);
+      exact_columns<T>(k, column, out, c, end, scratch);
+      after(c, end);
+    }
   });
 }
 

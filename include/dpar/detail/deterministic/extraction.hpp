@@ -11,6 +11,12 @@
 // NaN, all zeros, magnitudes near the ends of the double range), go to a
 // binned_sum; the tile's sums go to exact_sum. This relies on IEEE arithmetic
 // as written: do not build it with -ffast-math or -fassociative-math.
+//
+// Most tiles take a cheaper path first (direct_sum below): when every nonzero
+// value lies within a few binades of the tile's largest, the values (floats)
+// or their two halves (doubles) already are multiples of a common unit small
+// enough that 2^11 of them add exactly in a double, so they are summed as
+// they are and only checked: one pass of adds, integer max and min.
 
 #include <algorithm>
 #include <bit>
@@ -151,6 +157,124 @@ void commit(const extracted& pass, const S* x, std::size_t m, int e, binned_sum<
   table.add_range(0, count, term, into);
 }
 
+// The exact sum of a tile when its values' binades are close: for floats, all
+// nonzero |x| >= 2^-18 * 2^e (e: the largest's binade; x is then a multiple of
+// 2^(e-41), and 2^11 of them, each below 2^(e+1), sum below 2^(e+12): 53 bits);
+// for doubles, all >= 2^-15 * 2^e, each cut (as binned_sum does) into its top
+// 26 significant bits and the rest: the tops are multiples of 2^(e-40), the
+// rests of 2^(e-67) below 2^(e-26), so each kind sums exactly in 53 bits. The
+// sums are formed in any order (vector lanes, chains) and checked afterwards:
+// exact() says whether they hold the tile's exact sum.
+template <class S>
+struct direct_sum {
+  using format = tile_format<S>;
+  using bits = typename format::bits;
+  static constexpr int binades = format::is_float ? 18 : 15;  // how far below the largest, at most
+  // doubles: largest exponent field whose sums stay below 2^1024 (the tops' sum is below 2^(e+12))
+  static constexpr int highest_field = 2030;
+  static constexpr bits split_mask = ~((bits{1} << 27) - 1);  // doubles: the top 26 bits of the significand
+
+  double high = 0, low = 0;  // the sums of the values (floats) or of their tops and rests (doubles)
+  bits top = 0;              // the largest magnitude bits (only if exact())
+  bits least = ~bits{0};     // the smallest nonzero magnitude bits minus one (all ones: no nonzero value)
+
+  // Sums x[0..m), m <= tile.
+  direct_sum(const S* x, std::size_t m) {
+    constexpr std::size_t dlanes = vector_bytes / sizeof(double), ulanes = vector_bytes / sizeof(S);
+    constexpr std::size_t chains = 4, step = chains * dlanes;  // elements per iteration
+    typedef double dvec __attribute__((vector_size(vector_bytes)));
+    typedef bits uvec __attribute__((vector_size(vector_bytes)));
+    dvec sum_high[chains] = {}, sum_low[chains] = {};
+    // Unsigned max and min of the magnitude bits (and of the bits minus one,
+    // where a zero's all-ones drops out), in 32-bit lanes on the integer
+    // pipes, which leaves the floating-point ones to the sums. A double's
+    // lanes are its two halves, each compared with its kind only; the high
+    // half holds the exponent field, which is all that exact() needs.
+    typedef std::uint32_t wvec __attribute__((vector_size(vector_bytes)));
+    wvec top_w = wvec{} + 0u, least_w = wvec{} + ~0u;
+    auto keys = [&](uvec u) {
+      const uvec key = u & format::magnitude_mask, below = key - 1;
+      wvec k, b;
+      std::memcpy(&k, &key, sizeof k);
+      std::memcpy(&b, &below, sizeof b);
+      top_w = k > top_w ? k : top_w;
+      least_w = b < least_w ? b : least_w;
+    };
+    // One vector of values from x + at added to the chain (h, l). (Generic
+    // lambdas below only call these: GCC drops the vector attribute of a
+    // dependent typedef inside them.)
+    auto add = [&](dvec& h, dvec& l, std::size_t at) {
+      if constexpr (format::is_float) {
+        double lane[dlanes];
+        for (std::size_t k = 0; k < dlanes; ++k) lane[k] = static_cast<double>(x[at + k]);
+        dvec t;
+        std::memcpy(&t, lane, sizeof t);
+        h += t;
+      } else {
+        uvec u;
+        std::memcpy(&u, x + at, sizeof u);
+        const uvec top_bits = u & split_mask;
+        dvec t, high_part;
+        std::memcpy(&t, &u, sizeof t);
+        std::memcpy(&high_part, &top_bits, sizeof high_part);
+        h += high_part;
+        l += t - high_part;
+      }
+    };
+    auto check = [&](std::size_t at) {
+      uvec v;
+      std::memcpy(&v, x + at, sizeof v);
+      keys(v);
+    };
+    std::size_t i = 0;
+    const std::size_t vectors_end = m / step * step;
+    for (; i < vectors_end; i += step) {
+      [&]<std::size_t... u>(std::index_sequence<u...>) { (check(i + u * ulanes), ...); }(
+          std::make_index_sequence<step / ulanes>{});
+      [&]<std::size_t... c>(std::index_sequence<c...>) { (add(sum_high[c], sum_low[c], i + c * dlanes), ...); }(
+          std::make_index_sequence<chains>{});
+    }
+    double tail_high = 0, tail_low = 0;
+    for (; i < m; ++i) {
+      const bits u = std::bit_cast<bits>(x[i]);
+      const bits key = u & format::magnitude_mask;
+      top = std::max(top, key);
+      least = std::min(least, static_cast<bits>(key - 1));
+      if constexpr (format::is_float) {
+        tail_high += static_cast<double>(x[i]);
+      } else {
+        const double h = std::bit_cast<double>(u & split_mask);
+        tail_high += h;
+        tail_low += x[i] - h;
+      }
+    }
+    constexpr std::size_t words = sizeof(S) / 4, high_word = std::endian::native == std::endian::little ? words - 1 : 0;
+    for (std::size_t k = high_word; k < vector_bytes / 4; k += words) {
+      if constexpr (format::is_float) {
+        top = std::max(top, top_w[k]);
+        least = std::min(least, least_w[k]);
+      } else {  // the high halves; least's low half all ones (only the fields count)
+        top = std::max(top, static_cast<bits>(top_w[k]) << 32);
+        least = std::min(least, static_cast<bits>(least_w[k]) << 32 | 0xffffffffu);
+      }
+    }
+    for (std::size_t c = 0; c < chains; ++c)
+      for (std::size_t k = 0; k < dlanes; ++k) high += sum_high[c][k], low += sum_low[c][k];
+    high += tail_high;
+    low += tail_low;
+  }
+
+  // Whether high (+ low) is the exact sum: some value is not zero, none is
+  // inf or NaN, and all nonzero ones lie within `binades` of the largest.
+  bool exact() const {
+    if (top == 0 || !std::isfinite(high) || !std::isfinite(low)) return false;
+    const int field = std::max(static_cast<int>(top >> format::fraction_bits), 1);
+    if (field == format::special_field || (!format::is_float && field > highest_field)) return false;
+    const int least_field = std::max(static_cast<int>(least >> format::fraction_bits), 1);
+    return least_field + binades >= field;
+  }
+};
+
 // Adds x[0], ..., x[m-1] (m <= tile), whose largest magnitude bits are `top`,
 // exactly to `into`, through `table` where needed. Returns the tile's bound.
 template <class S>
@@ -167,55 +291,6 @@ int add_tile(const S* x, std::size_t m, typename tile_format<S>::bits top, binne
   return e;
 }
 
-// Adds term(i) for i in [lo, hi) as S values, exactly, tile by tile. Each tile
-// is read once: extracted with the previous tile's bound, in pieces small
-// enough to stay in L1 while the tile's own bound is found from them; only if
-// that bound does not fit (or leaves remainders a tighter one would not) is
-// the tile extracted again. `values`, when given, holds the terms (values[i] ==
-// term(i)); else they are copied to a buffer as they are read.
-template <class S, class Term>
-void add_terms(std::size_t lo, std::size_t hi, Term& term, binned_sum<S>& table, exact_sum& into,
-               const S* values = nullptr) {
-  using format = tile_format<S>;
-  S buffer[tile];
-  int guess = format::no_bound;
-  constexpr std::size_t piece = 256;
-  for (std::size_t start = lo; start < hi; start += tile) {
-    const std::size_t m = std::min(tile, hi - start);
-    const S* x = values ? values + start : buffer;
-    typename format::bits top = 0;
-    auto read = [&](std::size_t from, std::size_t to) {
-      if (!values)
-        for (std::size_t j = from; j < to; ++j) buffer[j] = static_cast<S>(term(start + j));
-    };
-    auto find_top = [&](std::size_t from, std::size_t to) {
-      for (std::size_t j = from; j < to; ++j)
-        top = std::max(top, static_cast<typename format::bits>(std::bit_cast<typename format::bits>(x[j]) &
-                                                                format::magnitude_mask));
-    };
-    if (guess != format::no_bound) {
-      extractor<S> pass(guess);
-      for (std::size_t j = 0; j < m; j += piece) {
-        const std::size_t to = std::min(m, j + piece);
-        read(j, to);
-        pass.run(x + j, to - j);
-        find_top(j, to);
-      }
-      const extracted result = pass.result();
-      const int e = format::bound(top);
-      if (e != format::no_bound && e <= guess && !(result.left && e < guess)) {
-        commit(result, x, m, guess, table, into);
-        guess = e;
-        continue;
-      }
-    } else {
-      read(0, m);
-      find_top(0, m);
-    }
-    guess = add_tile(x, m, top, table, into);
-  }
-}
-
 template <class S>
 typename tile_format<S>::bits largest_magnitude(const S* x, std::size_t m) {
   typename tile_format<S>::bits top = 0;
@@ -223,6 +298,34 @@ typename tile_format<S>::bits largest_magnitude(const S* x, std::size_t m) {
     top = std::max(top, static_cast<typename tile_format<S>::bits>(std::bit_cast<typename tile_format<S>::bits>(x[i]) &
                                                                     tile_format<S>::magnitude_mask));
   return top;
+}
+
+// Adds x[0], ..., x[m-1] (m <= tile) exactly to `into`: directly where the
+// tile allows it, else by extraction (through `table` where needed).
+template <class S>
+void add_exactly(const S* x, std::size_t m, binned_sum<S>& table, exact_sum& into) {
+  const direct_sum<S> direct(x, m);
+  if (direct.exact()) {
+    into.add(direct.high);
+    if constexpr (!tile_format<S>::is_float) into.add(direct.low);
+    return;
+  }
+  add_tile(x, m, largest_magnitude(x, m), table, into);
+}
+
+// Adds term(i) for i in [lo, hi) as S values, exactly, tile by tile.
+// `values`, when given, holds the terms (values[i] == term(i)); else they are
+// copied to a buffer (which stays in L1) as they are read.
+template <class S, class Term>
+void add_terms(std::size_t lo, std::size_t hi, Term& term, binned_sum<S>& table, exact_sum& into,
+               const S* values = nullptr) {
+  S buffer[tile];
+  for (std::size_t start = lo; start < hi; start += tile) {
+    const std::size_t m = std::min(tile, hi - start);
+    if (!values)
+      for (std::size_t j = 0; j < m; ++j) buffer[j] = static_cast<S>(term(start + j));
+    add_exactly(values ? values + start : buffer, m, table, into);
+  }
 }
 
 // Adds a * b for (a, b) = factors(i), i in [lo, hi), exactly. Products of
@@ -255,12 +358,17 @@ void add_products(std::size_t lo, std::size_t hi, Factors& factors, binned_sum<d
         }
       }
     }
-    add_tile(product, m, largest_magnitude(product, m), table, into);
+    add_exactly(product, m, table, into);
     if (has_error) {
       // error terms of 0 only (exact products) add nothing: their signs cannot
       // decide the sign of a zero total
-      const auto top = largest_magnitude(error, m);
-      if (top != 0) add_tile(error, m, top, table, into);
+      const direct_sum<double> direct(error, m);
+      if (direct.exact()) {
+        into.add(direct.high);
+        into.add(direct.low);
+      } else if (largest_magnitude(error, m) != 0) {
+        add_tile(error, m, largest_magnitude(error, m), table, into);
+      }
     }
   }
 }

@@ -27,14 +27,14 @@
 
 #include "../../collective.hpp"
 #include "../../deterministic.hpp"
-#include "../cuda/allocator.hpp"
+#include "../../gpu/memory.hpp"
 #include "../cuda/backend.hpp"
-#include "../cuda/error.hpp"
-#include "../cuda/policy.hpp"
+#include "../../gpu/error.hpp"
+#include "../../gpu/policy.hpp"
 #include "../elementwise_on_inner.hpp"
 #include "../multi_gpu/all_reduce.hpp"
 #include "../multi_gpu/backend.hpp"
-#include "../multi_gpu/policy.hpp"
+#include "../../gpu/multi_gpu_policy.hpp"
 #include "backend.hpp"
 
 namespace dpar::detail::deterministic {

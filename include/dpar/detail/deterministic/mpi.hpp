@@ -17,7 +17,6 @@
 #include <vector>
 
 #include "../../deterministic.hpp"
-#include "../../mpi.hpp"
 #include "../mpi/backend.hpp"
 #include "../mpi/error.hpp"
 #include "../mpi/types.hpp"

@@ -2,11 +2,14 @@
 // MPI backend: the data is the concatenation of the ranks' local ranges, in
 // rank order. Element-wise algorithms (transform, for_each) are rank-local
 // and run on the inner policy. Reductions reduce the local range with the
-// inner policy, then combine the ranks' partial results in rank order; scans
-// reduce the local range, take the carry from the lower ranks with
-// MPI_Exscan, and scan locally from that carry. Arithmetic types with a
-// standard op use MPI's built-in datatypes and ops; anything else goes through
-// an ordered (non-commutative) user op, so the order guarantee holds.
+// inner policy, then combine the ranks' partial results in rank order (one
+// MPI_Allreduce through an ordered user op); scans reduce the local range,
+// take the carry from the lower ranks (one MPI_Allgather), and scan locally
+// from that carry. all_reduce uses MPI's built-in datatypes and ops for
+// arithmetic types with a standard op, except floating-point sums and
+// products, whose grouping MPI would choose (rank_order.hpp); anything else
+// goes through an ordered (non-commutative) user op, so the order guarantee
+// holds.
 
 #include "mpi_h.hpp"
 
@@ -25,6 +28,7 @@
 #include <utility>
 #include <vector>
 
+#include "../../collective.hpp"
 #include "../../execution.hpp"
 #include "../elementwise_on_inner.hpp"
 #include "../collective/checks.hpp"
@@ -32,6 +36,7 @@
 #include "../kernels.hpp"
 #include "error.hpp"
 #include "ordered_op.hpp"
+#include "rank_order.hpp"
 #include "types.hpp"
 
 namespace dpar::detail::mpi {
@@ -71,31 +76,100 @@ std::optional<T> across_ranks(decltype(&MPI_Allreduce) collective, const char* n
   }
 }
 
-// The reduction over all ranks with a built-in op, and the failure agreement
-// with it, in one MPI_Allreduce: each rank sends its value (the identity for
-// an empty range) and its rank if its local phase failed. The op cannot throw
-// inside MPI, so no other failure needs agreeing on. (Under MPI_Exscan a rank
-// would see only the failures below it: scans agree separately.)
+// Small reductions pay per collective call, so each of reduce,
+// transform_reduce and the scans makes ONE: the value and the failure
+// agreement travel together. (An MPI_Exscan would show a rank only the
+// failures below it, so scans gather instead.)
+
+// The reduction of every rank's value (absent: an empty local range) in rank
+// order, and the agreement on failures, in one MPI_Allreduce. Each rank also
+// sends its rank if its local phase failed; op runs inside MPI through an
+// ordered user op (rank order), and where it throws the partial result is
+// marked with that rank and travels on to every rank like the rest. So every
+// rank throws when any failed: its own exception if it failed itself, else
+// collective_error naming the lowest failed rank, or mpi_error for an op that
+// threw inside MPI elsewhere. (An op that throws on some ranks and not on
+// others for the same operands, one that depends on the rank, may go unseen
+// by ranks that did not run that combination.)
 template <class T, class Op>
-T all_ranks_builtin(MPI_Comm comm, std::optional<T> local, std::exception_ptr local_error, Op& op) {
-  struct value_and_failure {
-    T value;
-    int failed_rank;  // the lowest whose local phase threw; INT_MAX: none
+std::optional<T> all_ranks(MPI_Comm comm, std::optional<T> local, std::exception_ptr local_error, Op& op) {
+  constexpr int none = INT_MAX;
+  struct packed {
+    std::optional<T> value;
+    int failed_rank;     // the lowest whose local phase threw
+    int op_failed_rank;  // the lowest where op threw inside MPI
   };
-  auto combine = [&](const value_and_failure& a, const value_and_failure& b) {
-    return value_and_failure{T(op(a.value, b.value)), std::min(a.failed_rank, b.failed_rank)};
+  static_assert(std::is_trivially_copyable_v<packed>,
+                "dpar::mpi: values combined across ranks must be trivially copyable");
+  const int me = rank_of(comm);
+  std::exception_ptr op_error;
+  auto combine = [&](const packed& a, const packed& b) {
+    packed r{std::nullopt, std::min(a.failed_rank, b.failed_rank), std::min(a.op_failed_rank, b.op_failed_rank)};
+    if (r.failed_rank != none || r.op_failed_rank != none) return r;  // discarded anyway: skip the op
+    try {
+      r.value = join(a.value, b.value, op);
+    } catch (...) {
+      if (!op_error) op_error = std::current_exception();
+      r.op_failed_rank = std::min(r.op_failed_rank, me);
+    }
+    return r;
   };
-  value_and_failure mine{local ? *local : op_identity<std::remove_cvref_t<Op>, T>::value(),
-                         local_error ? rank_of(comm) : INT_MAX},
-      all = mine;
-  byte_type<value_and_failure> type;
-  ordered_op<value_and_failure, decltype(combine)> ordered(combine);
+  packed mine{std::move(local), local_error ? me : none, none}, all = mine;
+  byte_type<packed> type;
+  ordered_op<packed, decltype(combine)> ordered(combine);
   const int code = MPI_Allreduce(&mine, &all, 1, type.get(), ordered.get(), comm);
   if (local_error) std::rethrow_exception(local_error);
+  if (op_error) std::rethrow_exception(op_error);
   check(code, "MPI_Allreduce");
-  if (all.failed_rank != INT_MAX) throw_failed_elsewhere(all.failed_rank);
-  return all.value;
+  if (all.failed_rank != none) throw_failed_elsewhere(all.failed_rank);
+  if (all.op_failed_rank != none)
+    throw mpi_error("dpar::mpi: the reduction op threw on rank " + std::to_string(all.op_failed_rank), MPI_SUCCESS);
+  return std::move(all.value);
 }
+
+// The reduction of the values of the ranks below this one, in rank order
+// (none on rank 0 or where they are all empty), and the agreement on
+// failures of the local phase, in one MPI_Allgather: every rank gets every
+// rank's value and failure, and folds all the values left to right. The
+// fold runs the same op calls on every rank (also past its own rank), so an
+// op that throws there throws on every rank; an op that depends on the rank
+// may not, so its exception goes to fold_error, for the scan's last
+// agreement. Memory: a value per rank.
+template <class T, class Op>
+std::optional<T> below_this_rank(MPI_Comm comm, std::optional<T> local, std::exception_ptr local_error, Op& op,
+                                 std::exception_ptr& fold_error) {
+  constexpr int none = INT_MAX;
+  struct packed {
+    std::optional<T> value;
+    int failed_rank;
+  };
+  static_assert(std::is_trivially_copyable_v<packed>,
+                "dpar::mpi: values combined across ranks must be trivially copyable");
+  const int me = rank_of(comm), ranks = size_of(comm);
+  packed mine{std::move(local), local_error ? me : none};
+  std::vector<packed> all(static_cast<std::size_t>(ranks));
+  const int code = MPI_Allgather(&mine, static_cast<int>(sizeof(packed)), MPI_BYTE, all.data(),
+                                 static_cast<int>(sizeof(packed)), MPI_BYTE, comm);
+  if (local_error) std::rethrow_exception(local_error);
+  check(code, "MPI_Allgather");
+  for (const packed& p : all)
+    if (p.failed_rank != none) throw_failed_elsewhere(p.failed_rank);
+  std::optional<T> below, total;
+  try {
+    for (int r = 0; r < ranks; ++r) {
+      if (r == me) below = total;
+      total = join(total, std::move(all[static_cast<std::size_t>(r)].value), op);
+    }
+  } catch (...) {
+    fold_error = std::current_exception();
+  }
+  return below;
+}
+
+// Whether op on T values cannot throw: a scan then needs no agreement after
+// its last phase. Built-in kinds on arithmetic types, or a noexcept op.
+template <class Op, class T>
+inline constexpr bool op_cannot_throw_v = builtin_v<Op, T> || std::is_nothrow_invocable_v<Op&, const T&, const T&>;
 
 // Runs a rank's local phase, which may throw: its result, or its exception.
 template <class T, class Local>
@@ -154,8 +228,9 @@ struct backend : elementwise_on_inner {
 
   template <class V, class P, class In, class Out, class Op>
   static Out inclusive_scan(const P& policy, In first, In last, Out d_first, Op op, std::optional<V> init) {
-    std::optional<V> below = carry_from_lower_ranks<V>(policy, first, last, op);
-    return scan_locally(policy, [&] {
+    std::exception_ptr fold_error;
+    std::optional<V> below = carry_from_lower_ranks<V>(policy, first, last, op, fold_error);
+    return scan_locally<V>(policy, op, fold_error, [&] {
       return backend_of<typename P::inner_type>::inclusive_scan(policy.inner(), first, last, d_first, op,
                                                                 join(init, std::move(below), op));
     });
@@ -163,8 +238,9 @@ struct backend : elementwise_on_inner {
 
   template <class P, class In, class Out, class T, class Op>
   static Out exclusive_scan(const P& policy, In first, In last, Out d_first, T init, Op op) {
-    std::optional<T> below = carry_from_lower_ranks<T>(policy, first, last, op);
-    return scan_locally(policy, [&] {
+    std::exception_ptr fold_error;
+    std::optional<T> below = carry_from_lower_ranks<T>(policy, first, last, op, fold_error);
+    return scan_locally<T>(policy, op, fold_error, [&] {
       T carry = below ? T(op(std::move(init), std::move(*below))) : std::move(init);
       return backend_of<typename P::inner_type>::exclusive_scan(policy.inner(), first, last, d_first,
                                                                 std::move(carry), op);
@@ -178,40 +254,43 @@ struct backend : elementwise_on_inner {
     errors_return guard(policy.comm());
     std::exception_ptr error;
     std::optional<T> mine = run_local<T>(local, error);
-    if constexpr (builtin_v<Op, T>) {
-      return T(op(std::move(init), all_ranks_builtin(policy.comm(), std::move(mine), error, op)));
-    } else {
-      std::optional<T> all = across_ranks(MPI_Allreduce, "MPI_Allreduce", policy.comm(), std::move(mine), error, op);
-      return all ? T(op(std::move(init), std::move(*all))) : init;
-    }
+    std::optional<T> all = all_ranks(policy.comm(), std::move(mine), error, op);
+    return all ? T(op(std::move(init), std::move(*all))) : init;
   }
 
   // The reduction of the local ranges of the ranks below this one (none on rank 0 or if they are all empty).
   template <class V, class P, class In, class Op>
-  static std::optional<V> carry_from_lower_ranks(const P& policy, In first, In last, Op& op) {
+  static std::optional<V> carry_from_lower_ranks(const P& policy, In first, In last, Op& op,
+                                                 std::exception_ptr& fold_error) {
     errors_return guard(policy.comm());
     std::exception_ptr error;
     std::optional<V> mine = run_local<V>([&] { return local_total<V>(policy, first, last, op); }, error);
-    std::optional<V> below = across_ranks(MPI_Exscan, "MPI_Exscan", policy.comm(), std::move(mine), error, op);
-    if (rank_of(policy.comm()) == 0) return std::nullopt;  // MPI leaves rank 0's result undefined
-    return below;
+    return below_this_rank(policy.comm(), std::move(mine), error, op, fold_error);
   }
 
   // A scan's last phase, from the carry: it calls op on other values than the
   // first phase (the carry; a range's first element), so it may throw where
-  // that did not. One more agreement keeps the ranks in step.
-  template <class P, class Scan>
-  static auto scan_locally(const P& policy, Scan&& scan) {
-    errors_return guard(policy.comm());
-    std::exception_ptr error;
-    std::optional<decltype(scan())> end;
-    try {
-      end.emplace(scan());
-    } catch (...) {
-      error = std::current_exception();
+  // that did not, and then one more agreement keeps the ranks in step, also
+  // on the carry's fold (fold_error); an op that cannot throw needs none.
+  template <class V, class P, class Op, class Scan>
+  static auto scan_locally(const P& policy, Op&, std::exception_ptr fold_error, Scan&& scan) {
+    if constexpr (op_cannot_throw_v<Op, V>) {
+      if (fold_error) std::rethrow_exception(fold_error);
+      return scan();
+    } else {
+      errors_return guard(policy.comm());
+      std::exception_ptr error = fold_error;
+      std::optional<decltype(scan())> end;
+      if (!error) {
+        try {
+          end.emplace(scan());
+        } catch (...) {
+          error = std::current_exception();
+        }
+      }
+      agree_on_failure(policy.comm(), error, nullptr);
+      return *end;
     }
-    agree_on_failure(policy.comm(), error, nullptr);
-    return *end;
   }
 
   template <class V, class P, class In, class Op>
@@ -221,7 +300,7 @@ struct backend : elementwise_on_inner {
   }
 };
 
-// The collectives over MPI ranks (detail/collective/backend.hpp), one buffer
+// The collectives over MPI ranks (collective.hpp), one buffer
 // per rank; afterwards every rank's holds the element-wise reduction over the
 // ranks in rank order.
 struct collectives {
@@ -231,7 +310,9 @@ struct collectives {
     using T = typename decltype(data)::element_type;
     errors_return guard(policy.comm());
     check_same_length(policy.comm(), data.size(), "dpar::all_reduce over MPI");
-    if constexpr (builtin_v<Op, T>) {
+    if constexpr (needs_rank_order_v<Op, T>) {
+      all_reduce_in_rank_order(policy.comm(), data, op);
+    } else if constexpr (builtin_v<Op, T>) {
       for_each_piece(data.size(), [&](std::size_t offset, int count) {
         check(MPI_Allreduce(MPI_IN_PLACE, data.data() + offset, count, datatype<T>(),
                             builtin_op(op_kind_v<Op, T>), policy.comm()),
@@ -261,6 +342,63 @@ struct collectives {
         collective::divide_by{static_cast<std::size_t>(size_of(policy.comm()))});
   }
 
+  // What dpar::nn's group of ranks needs besides all_reduce; collective.
+
+  // Every rank's `data` becomes a copy of rank `root`'s.
+  template <class P>
+  static void broadcast(const P& policy, std::span<std::byte> data, int root) {
+    errors_return guard(policy.comm());
+    for_each_piece(data.size(), [&](std::size_t offset, int count) {
+      check(MPI_Bcast(data.data() + offset, count, MPI_BYTE, root, policy.comm()), "MPI_Bcast");
+    });
+  }
+
+  template <class P>
+  static void barrier(const P& policy) {
+    errors_return guard(policy.comm());
+    check(MPI_Barrier(policy.comm()), "MPI_Barrier");
+  }
+
+  // Every rank's `mine`, in rank order.
+  template <class P>
+  static std::vector<unsigned long long> all_gather(const P& policy, unsigned long long mine) {
+    errors_return guard(policy.comm());
+    std::vector<unsigned long long> all(static_cast<std::size_t>(size_of(policy.comm())));
+    check(MPI_Allgather(&mine, 1, MPI_UNSIGNED_LONG_LONG, all.data(), 1, MPI_UNSIGNED_LONG_LONG, policy.comm()),
+          "MPI_Allgather");
+    return all;
+  }
+
+  // Blocks of varying sizes from every rank to every rank (MPI_Alltoallv):
+  // send_counts[r] values from send + send_at[r] to rank r, recv_counts[r]
+  // from rank r into recv + recv_at[r].
+  template <class P, class T>
+  static void all_to_all(const P& policy, const T* send, const int* send_counts, const int* send_at, T* recv,
+                         const int* recv_counts, const int* recv_at) {
+    errors_return guard(policy.comm());
+    check(MPI_Alltoallv(send, send_counts, send_at, datatype<T>(), recv, recv_counts, recv_at, datatype<T>(),
+                        policy.comm()),
+          "MPI_Alltoallv");
+  }
+
+  // MPI's thread support level (MPI_THREAD_SINGLE ... MPI_THREAD_MULTIPLE).
+  static int thread_level() {
+    int level = MPI_THREAD_SINGLE;
+    check(MPI_Query_thread(&level), "MPI_Query_thread");
+    return level;
+  }
 };
 
 }  // namespace dpar::detail::mpi
+
+namespace dpar {
+
+// The policy over ranks, defined in mpi.hpp (which includes this backend); the
+// backends name it only in templates, so its declaration is enough here.
+template <class Inner>
+class mpi_policy;
+
+template <class Inner>
+struct detail::collective_backend<mpi_policy<Inner>> : detail::mpi::collectives {};
+
+}  // namespace dpar

@@ -13,7 +13,6 @@
 #include <optional>
 #include <utility>
 
-#include "../../mpi.hpp"
 #include "../participants.hpp"
 #include "backend.hpp"
 #include "error.hpp"

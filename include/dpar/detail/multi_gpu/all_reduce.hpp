@@ -41,27 +41,17 @@
 #include <nccl.h>
 #endif
 
+#include "../../collective.hpp"
+#include "../../errors.hpp"
 #include "../../functional.hpp"
-#include "../cuda/allocator.hpp"
+#include "../../gpu/memory.hpp"
 #include "../cuda/backend.hpp"
-#include "../cuda/error.hpp"
+#include "../../gpu/error.hpp"
 #include "nccl_plan.hpp"
-#include "policy.hpp"
+#include "../../gpu/multi_gpu_policy.hpp"
 
 namespace dpar {
 
-#if defined(DPAR_HAVE_NCCL)
-// A failed NCCL call: names the operation and carries ncclGetErrorString.
-class nccl_error : public std::runtime_error {
- public:
-  nccl_error(const std::string& operation, ncclResult_t code)
-      : std::runtime_error("dpar::multi_gpu: " + operation + " failed: " + ncclGetErrorString(code)), code_(code) {}
-  ncclResult_t code() const noexcept { return code_; }
-
- private:
-  ncclResult_t code_;
-};
-#endif
 
 namespace detail::multi_gpu {
 
@@ -121,7 +111,8 @@ inline void wait_for_default_streams(const std::vector<int>& devices, cudaStream
 
 #if defined(DPAR_HAVE_NCCL)
 inline void nccl_check(ncclResult_t r, const char* operation) {
-  if (r != ncclSuccess) throw nccl_error(operation, r);
+  if (r != ncclSuccess)
+    throw nccl_error("dpar::multi_gpu: " + operation + " failed: " + ncclGetErrorString(r), static_cast<int>(r));
 }
 
 // The communicators of each set of devices used so far, rank i on devices[i]
@@ -314,3 +305,20 @@ struct device_all_reduce {
 
 }  // namespace detail::multi_gpu
 }  // namespace dpar
+
+namespace dpar::detail {
+
+// dpar::all_reduce(multi_gpu_policy, buffers, op): one device buffer per entry
+// (dpar::device_vector<T>, std::span<T> over device memory, ...).
+template <>
+struct collective_backend<multi_gpu_policy> {
+  template <class Buffers, class Op>
+  static void all_reduce(const multi_gpu_policy& p, Buffers& buffers, Op& op) {
+    multi_gpu::device_all_reduce::all_reduce(p, buffers, op);
+  }
+  template <class Buffers>
+  static void all_reduce_mean(const multi_gpu_policy& p, Buffers& buffers) {
+    multi_gpu::device_all_reduce::all_reduce_mean(p, buffers);
+  }
+};
+}  // namespace dpar::detail

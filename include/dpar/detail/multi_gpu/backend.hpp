@@ -31,13 +31,13 @@
 #include <vector>
 
 #include "../../functional.hpp"
-#include "../cuda/allocator.hpp"
+#include "../../gpu/memory.hpp"
 #include "../cuda/backend.hpp"
-#include "../cuda/error.hpp"
+#include "../../gpu/error.hpp"
 #include "../cuda/iterators.hpp"
 #include "../cuda/ordered_reduce.hpp"
-#include "policy.hpp"
-#include "sharded_vector.hpp"
+#include "../../gpu/multi_gpu_policy.hpp"
+#include "../../gpu/sharded_vector.hpp"
 
 namespace dpar::detail::multi_gpu {
 

@@ -1,6 +1,6 @@
 #pragma once
 // Sorting with dpar::multi_gpu: dpar::sort / stable_sort / sort_by_key on
-// dpar::sharded_vector (public overloads below) and on host iterators (copied
+// dpar::sharded_vector (public overloads in sharded_algorithms.hpp) and on host iterators (copied
 // into a sharded_vector, sorted, copied back). The shards are gathered on the
 // first entry's device (peer copies on its stream, after each shard's stream),
 // sorted there as dpar::gpu sorts (detail/cuda/sort.hpp), and copied back into
@@ -19,14 +19,13 @@
 #include <type_traits>
 #include <utility>
 
-#include "../../sharded_algorithms.hpp"
-#include "../cuda/allocator.hpp"
-#include "../cuda/error.hpp"
+#include "../../gpu/memory.hpp"
+#include "../../gpu/error.hpp"
 #include "../cuda/sort.hpp"
 #include "../sort_backend.hpp"
 #include "backend.hpp"
-#include "policy.hpp"
-#include "sharded_vector.hpp"
+#include "../../gpu/multi_gpu_policy.hpp"
+#include "../../gpu/sharded_vector.hpp"
 
 namespace dpar::detail::multi_gpu {
 
@@ -66,37 +65,35 @@ void sort_gathered(const multi_gpu_policy& p, SortInPlace&& sort_in_place, const
       gathered);
 }
 
-}  // namespace dpar::detail::multi_gpu
-
-namespace dpar {
-
-template <multi_gpu_execution_policy P, class T, class Comp = std::less<>>
-void sort(P&& policy, sharded_vector<T>& v, Comp comp = {}) {
-  detail::multi_gpu::sort_gathered(
-      policy, [&](const gpu_policy& g, T* data) { detail::cuda::sort_on_gpu<false>(g, data, data + v.size(), comp); },
+// The sorts of dpar::sort(policy, sharded_vector) (sharded_algorithms.hpp).
+template <class T, class Comp>
+void sort_sharded(const multi_gpu_policy& policy, sharded_vector<T>& v, Comp comp) {
+  sort_gathered(
+      policy, [&](const gpu_policy& g, T* data) { cuda::sort_on_gpu<false>(g, data, data + v.size(), comp); },
       v);
 }
 
-template <multi_gpu_execution_policy P, class T, class Comp = std::less<>>
-void stable_sort(P&& policy, sharded_vector<T>& v, Comp comp = {}) {
-  detail::multi_gpu::sort_gathered(
-      policy, [&](const gpu_policy& g, T* data) { detail::cuda::sort_on_gpu<true>(g, data, data + v.size(), comp); },
+template <class T, class Comp>
+void stable_sort_sharded(const multi_gpu_policy& policy, sharded_vector<T>& v, Comp comp) {
+  sort_gathered(
+      policy, [&](const gpu_policy& g, T* data) { cuda::sort_on_gpu<true>(g, data, data + v.size(), comp); },
       v);
 }
 
 // keys and values: sharded_vectors of the same length made with this policy.
-template <multi_gpu_execution_policy P, class K, class V, class Comp = std::less<>>
-void sort_by_key(P&& policy, sharded_vector<K>& keys, sharded_vector<V>& values, Comp comp = {}) {
+template <class K, class V, class Comp>
+void sort_by_key_sharded(const multi_gpu_policy& policy, sharded_vector<K>& keys, sharded_vector<V>& values,
+                         Comp comp) {
   if (values.size() != keys.size())
     throw std::invalid_argument("dpar::sort_by_key: " + std::to_string(keys.size()) + " keys but " +
                                 std::to_string(values.size()) + " values");
-  detail::multi_gpu::sort_gathered(
+  sort_gathered(
       policy,
-      [&](const gpu_policy& g, K* k, V* v) { detail::cuda::sort_by_key_on_gpu(g, k, k + keys.size(), v, comp); },
+      [&](const gpu_policy& g, K* k, V* v) { cuda::sort_by_key_on_gpu(g, k, k + keys.size(), v, comp); },
       keys, values);
 }
 
-}  // namespace dpar
+}  // namespace dpar::detail::multi_gpu
 
 namespace dpar::detail {
 
@@ -107,14 +104,14 @@ struct sorting<multi_gpu::backend> {
   static void sort(const multi_gpu_policy& p, It first, It last, Comp comp) {
     multi_gpu::require_host(first, "dpar::sort");
     sharded_vector<std::iter_value_t<It>> v(p, first, last);
-    dpar::sort(p, v, comp);
+    multi_gpu::sort_sharded(p, v, comp);
     v.copy_to_host(first);
   }
   template <class It, class Comp>
   static void stable_sort(const multi_gpu_policy& p, It first, It last, Comp comp) {
     multi_gpu::require_host(first, "dpar::stable_sort");
     sharded_vector<std::iter_value_t<It>> v(p, first, last);
-    dpar::stable_sort(p, v, comp);
+    multi_gpu::stable_sort_sharded(p, v, comp);
     v.copy_to_host(first);
   }
   template <class Keys, class Values, class Comp>
@@ -123,7 +120,7 @@ struct sorting<multi_gpu::backend> {
     multi_gpu::require_host(values_first, "dpar::sort_by_key");
     sharded_vector<std::iter_value_t<Keys>> keys(p, keys_first, keys_last);
     sharded_vector<std::iter_value_t<Values>> values(p, values_first, values_first + (keys_last - keys_first));
-    dpar::sort_by_key(p, keys, values, comp);
+    multi_gpu::sort_by_key_sharded(p, keys, values, comp);
     keys.copy_to_host(keys_first);
     values.copy_to_host(values_first);
   }

@@ -15,7 +15,7 @@
 
 #include "../../execution.hpp"
 #include "../../thread_pool.hpp"
-#include "../collective/backend.hpp"
+#include "../../collective.hpp"
 #include "../collective/checks.hpp"
 #include "../collective/kernels.hpp"
 
@@ -97,7 +97,7 @@ struct host_all_reduce {
 
 namespace dpar::detail {
 
-// The CPU policies' collectives (detail/collective/backend.hpp).
+// The CPU policies. collectives (collective.hpp).
 template <>
 struct collective_backend<sequenced_policy> {
   template <class Buffers, class Op>

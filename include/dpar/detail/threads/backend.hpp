@@ -18,7 +18,7 @@
 #include "../../execution.hpp"
 #include "../backend_concept.hpp"
 #include "../kernels.hpp"
-#include "../sync.hpp"
+#include "../../thread_pool.hpp"
 
 namespace dpar::detail::threads {
 
@@ -170,25 +170,56 @@ inline sizing size_for(const parallel_policy& policy, std::size_t smallest, bool
   return {smallest, policy.grain(), timed};
 }
 
+// Whether a transform of n elements from contiguous memory (In...) into
+// d_first writes with non-temporal stores (kernels.hpp, stream_range):
+// arithmetic outputs in contiguous memory, more of them than the caches keep.
+// (A concept, so that iterators with only what the backends use, such as the
+// derived algorithms' sinks, stop at the first test they fail.)
+template <class Out, class... In>
+concept streaming_transform = (std::contiguous_iterator<In> && ...) && std::contiguous_iterator<Out> &&
+                              std::is_same_v<std::iter_reference_t<Out>, std::iter_value_t<Out>&> &&
+                              streamable_v<std::iter_value_t<Out>>;
+
+template <class Out, class... In>
+bool streams_output(std::size_t n) {
+  if constexpr (streaming_transform<Out, In...>)
+    return n * sizeof(std::iter_value_t<Out>) >= streaming_store_bytes;
+  else
+    return false;
+}
+
 struct backend {
   template <class In, class Out, class F>
   static Out transform(const parallel_policy& policy, In first, In last, Out d_first, F f) {
-    for_each_block(policy.pool(), static_cast<std::size_t>(last - first),
-                   size_for(policy, min_block_for<std::iter_reference_t<In>,
-                                                  std::invoke_result_t<F&, std::iter_reference_t<In>>>),
-                   [&](std::size_t, std::size_t lo, std::size_t hi) { transform_range(first, d_first, lo, hi, f); });
+    const auto n = static_cast<std::size_t>(last - first);
+    const sizing size =
+        size_for(policy, min_block_for<std::iter_reference_t<In>, std::invoke_result_t<F&, std::iter_reference_t<In>>>);
+    if (streams_output<Out, In>(n)) {
+      auto value = [&](std::size_t i) { return f(at(first, i)); };
+      for_each_block(policy.pool(), n, size,
+                     [&](std::size_t, std::size_t lo, std::size_t hi) { stream_range(std::to_address(d_first), lo, hi, value); });
+    } else {
+      for_each_block(policy.pool(), n, size,
+                     [&](std::size_t, std::size_t lo, std::size_t hi) { transform_range(first, d_first, lo, hi, f); });
+    }
     return d_first + (last - first);
   }
 
   template <class In1, class In2, class Out, class F>
   static Out transform(const parallel_policy& policy, In1 first1, In1 last1, In2 first2, Out d_first, F f) {
-    for_each_block(policy.pool(), static_cast<std::size_t>(last1 - first1),
-                   size_for(policy, min_block_for<std::iter_reference_t<In1>, std::iter_reference_t<In2>,
-                                                  std::invoke_result_t<F&, std::iter_reference_t<In1>,
-                                                                       std::iter_reference_t<In2>>>),
-                   [&](std::size_t, std::size_t lo, std::size_t hi) {
-                     transform_range(first1, first2, d_first, lo, hi, f);
-                   });
+    const auto n = static_cast<std::size_t>(last1 - first1);
+    const sizing size = size_for(
+        policy, min_block_for<std::iter_reference_t<In1>, std::iter_reference_t<In2>,
+                              std::invoke_result_t<F&, std::iter_reference_t<In1>, std::iter_reference_t<In2>>>);
+    if (streams_output<Out, In1, In2>(n)) {
+      auto value = [&](std::size_t i) { return f(at(first1, i), at(first2, i)); };
+      for_each_block(policy.pool(), n, size,
+                     [&](std::size_t, std::size_t lo, std::size_t hi) { stream_range(std::to_address(d_first), lo, hi, value); });
+    } else {
+      for_each_block(policy.pool(), n, size, [&](std::size_t, std::size_t lo, std::size_t hi) {
+        transform_range(first1, first2, d_first, lo, hi, f);
+      });
+    }
     return d_first + (last1 - first1);
   }
 

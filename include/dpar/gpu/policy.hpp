@@ -6,7 +6,7 @@
 #include <string>
 #include <type_traits>
 
-#include "../../execution.hpp"
+#include "../execution.hpp"
 #include "error.hpp"
 
 namespace dpar {

@@ -14,10 +14,10 @@
 #include <utility>
 #include <vector>
 
-#include "../cuda/allocator.hpp"
-#include "../cuda/error.hpp"
-#include "../kernels.hpp"
-#include "policy.hpp"
+#include "memory.hpp"
+#include "error.hpp"
+#include "../partition.hpp"
+#include "multi_gpu_policy.hpp"
 
 namespace dpar {
 
@@ -77,7 +77,7 @@ class sharded_vector {
     const std::size_t k = policy.size();
     storage_.shards.reserve(k);
     for (std::size_t i = 0; i < k; ++i) {
-      const std::size_t lo = detail::even_split_begin(n, k, i), hi = detail::even_split_begin(n, k, i + 1);
+      const std::size_t lo = even_split_begin(n, k, i), hi = even_split_begin(n, k, i + 1);
       shard<T> s{policy.device(i), nullptr, hi - lo, lo, policy.stream(i)};
       // on failure storage_ frees the shards allocated so far
       if (s.size != 0)

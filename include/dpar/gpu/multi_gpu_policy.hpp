@@ -5,6 +5,7 @@
 
 #include <cuda_runtime_api.h>
 
+#include <concepts>
 #include <cstddef>
 #include <memory>
 #include <stdexcept>
@@ -12,9 +13,9 @@
 #include <type_traits>
 #include <vector>
 
-#include "../../execution.hpp"
-#include "../cuda/error.hpp"
-#include "../cuda/policy.hpp"
+#include "../execution.hpp"
+#include "error.hpp"
+#include "policy.hpp"
 
 namespace dpar {
 
@@ -141,5 +142,9 @@ inline multi_gpu_policy multi_gpu_all() {
 
 template <>
 struct is_execution_policy<multi_gpu_policy> : std::true_type {};
+
+// Policies of this type: the sharded_vector overloads take only these.
+template <class P>
+concept multi_gpu_execution_policy = std::same_as<std::remove_cvref_t<P>, multi_gpu_policy>;
 
 }  // namespace dpar

@@ -12,7 +12,7 @@
 #include <utility>
 #include <vector>
 
-#include "allocator.hpp"
+#include "memory.hpp"
 #include "error.hpp"
 
 namespace dpar {

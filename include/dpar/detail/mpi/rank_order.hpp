@@ -1,0 +1,95 @@
+#pragma once
+// Element-wise all-reduce in rank order with MPI's fast algorithms. For
+// floating-point sums and products the grouping changes the bits, and MPI
+// chooses it (MPI_SUM may add rank 2 to rank 1 before rank 0), while a
+// non-commutative user op, which keeps the order, makes OpenMPI fall back to
+// a far slower algorithm (9 ms against 1.5 ms for 1 MB on 2 ranks). So the
+// ranks move the data with MPI and combine it themselves:
+//   - short buffers (length x ranks <= small_all_reduce): one MPI_Allgather,
+//     then every rank folds all ranks' values in rank order;
+//   - long ones: a reduce-scatter by hand (MPI_Alltoallv, then each rank
+//     folds its slice of all ranks' buffers in rank order) and an
+//     MPI_Allgatherv: the traffic of a ring all-reduce.
+// Every rank gets data = op(...op(op(d0, d1), d2)..., d[p-1]), the same bits.
+
+#include "mpi_h.hpp"
+
+#include <algorithm>
+#include <climits>
+#include <cstddef>
+#include <span>
+#include <vector>
+
+#include "error.hpp"
+#include "types.hpp"
+
+namespace dpar::detail::mpi {
+
+// Up to this many elements gathered (length x ranks), an all-reduce gathers
+// whole buffers: one collective instead of two.
+inline constexpr std::size_t small_all_reduce = 4096;
+
+// The receive buffer, kept per thread between calls: allocating (and
+// faulting in) a gradient-sized buffer every training step costs more than
+// the combining itself.
+template <class T>
+std::vector<T>& rank_order_scratch() {
+  thread_local std::vector<T> scratch;
+  return scratch;
+}
+
+// data = the element-wise op over every rank's data, in rank order. T has an
+// MPI datatype; op cannot throw (built-in kinds on arithmetic types); every
+// rank passes the same length (callers check it). Collective.
+template <class T, class Op>
+void all_reduce_in_rank_order(MPI_Comm comm, std::span<T> data, Op& op) {
+  const int ranks = size_of(comm), me = rank_of(comm);
+  if (ranks == 1 || data.empty()) return;
+  const std::size_t p = static_cast<std::size_t>(ranks);
+  // MPI counts and displacements are int: pieces whose whole fits.
+  const std::size_t most = static_cast<std::size_t>(INT_MAX) / 2;
+  std::vector<T>& scratch = rank_order_scratch<T>();
+  for (std::size_t at = 0; at < data.size(); at += most) {
+    std::span<T> piece = data.subspan(at, std::min(most, data.size() - at));
+    const std::size_t n = piece.size();
+    if (n * p <= small_all_reduce) {
+      scratch.resize(n * p);
+      check(MPI_Allgather(piece.data(), static_cast<int>(n), datatype<T>(), scratch.data(), static_cast<int>(n),
+                          datatype<T>(), comm),
+            "MPI_Allgather");
+      for (std::size_t i = 0; i < n; ++i) {
+        T sum = scratch[i];
+        for (std::size_t r = 1; r < p; ++r) sum = T(op(sum, scratch[r * n + i]));
+        piece[i] = sum;
+      }
+      continue;
+    }
+    std::vector<int> counts(p), offsets(p), mine(p), at_r(p);
+    for (std::size_t r = 0; r < p; ++r) {
+      offsets[r] = static_cast<int>(n * r / p);
+      counts[r] = static_cast<int>(n * (r + 1) / p) - offsets[r];
+    }
+    const std::size_t c = static_cast<std::size_t>(counts[static_cast<std::size_t>(me)]);
+    for (std::size_t r = 0; r < p; ++r) mine[r] = static_cast<int>(c), at_r[r] = static_cast<int>(r * c);
+    scratch.resize(c * p);
+    check(MPI_Alltoallv(piece.data(), counts.data(), offsets.data(), datatype<T>(), scratch.data(), mine.data(),
+                        at_r.data(), datatype<T>(), comm),
+          "MPI_Alltoallv");
+    T* slice = piece.data() + offsets[static_cast<std::size_t>(me)];
+    std::copy(scratch.begin(), scratch.begin() + static_cast<std::ptrdiff_t>(c), slice);
+    for (std::size_t r = 1; r < p; ++r) {
+      const T* from = scratch.data() + r * c;
+      for (std::size_t i = 0; i < c; ++i) slice[i] = T(op(slice[i], from[i]));
+    }
+    check(MPI_Allgatherv(MPI_IN_PLACE, 0, datatype<T>(), piece.data(), counts.data(), offsets.data(), datatype<T>(),
+                         comm),
+          "MPI_Allgatherv");
+  }
+}
+
+// Floating-point sums and products: where MPI's own grouping would change the bits.
+template <class Op, class T>
+inline constexpr bool needs_rank_order_v =
+    builtin_v<Op, T> && std::is_floating_point_v<T> && (op_kind_v<Op, T> == op_kind::sum || op_kind_v<Op, T> == op_kind::product);
+
+}  // namespace dpar::detail::mpi

@@ -1,0 +1,3 @@
+#pragma once
+// Fixture for scripts/check-includes: a vocabulary header that includes a backend...
+#include "detail/backend.hpp"
