@@ -814,7 +814,8 @@ void derived_exceptions() {
       auto w = v;
       if (holder) CHECK_THROWS_WITH(dpar::remove_if(policy, w, pred), "bad element");
       everywhere([&] { dpar::count_if(policy, v, pred); });
-      everywhere([&] { dpar::find_if(policy, v, pred); });
+      // no match before the bad element: a search stops at its first match
+      everywhere([&] { dpar::find_if(policy, v, [&](long x) { return pred(x) && x > static_cast<long>(n); }); });
       everywhere([&] {
         dpar::min_element(policy, v, [&](long x, long y) {
           pred(x);  // every element meets a comparison

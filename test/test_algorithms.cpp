@@ -4,6 +4,7 @@
 #include "conformance_cpu.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <functional>
 #include <limits>
 #include <numeric>
@@ -61,5 +62,57 @@ TEST_CASE("op traits: kinds and identities of known ops, user ops by specializat
   for_each_policy([&](const auto& policy, const std::string& name) {
     INFO(name);
     CHECK(dpar::reduce(policy, v, 3L, declared_sum{}) == std::accumulate(v.begin(), v.end(), 3L));
+  });
+}
+
+// The vectorized extremes of arithmetic values (one pass over chunks, then a
+// search of the winning chunk): ties across and within chunks, the last
+// largest of minmax_element, and > as the comparator.
+TEMPLATE_TEST_CASE("min/max/minmax_element of arithmetic values keep std's occurrence", "[algorithms][derived]",
+                   int, float, double, unsigned char) {
+  for (std::size_t n : dpar_test::sizes_up_to_cap({0, 1, 2, 31, 4095, 4096, 4097, 16411, 65537})) {
+    for (int range : {1, 3, 200}) {
+      std::vector<TestType> v(n);
+      for (std::size_t i = 0; i < n; ++i) v[i] = static_cast<TestType>((i * 7919 + i / 5) % static_cast<std::size_t>(range));
+      if (n > 10) v[n - 3] = static_cast<TestType>(range - 1);  // a late largest: ties across chunks
+      for_each_policy([&](const auto& policy, const std::string& name) {
+        INFO(name << " n=" << n << " range=" << range);
+        auto b = v.begin(), e = v.end();
+        CHECK(dpar::min_element(policy, v) == std::min_element(b, e));
+        CHECK(dpar::max_element(policy, b, e) == std::max_element(b, e));
+        CHECK(dpar::minmax_element(policy, b, e) == std::minmax_element(b, e));
+        CHECK(dpar::min_element(policy, b, e, std::greater<>{}) == std::min_element(b, e, std::greater<>{}));
+        CHECK(dpar::max_element(policy, b, e, std::ranges::greater{}) == std::max_element(b, e, std::greater<>{}));
+        CHECK(dpar::minmax_element(policy, b, e, std::greater<TestType>{}) ==
+              std::minmax_element(b, e, std::greater<TestType>{}));
+      });
+    }
+  }
+}
+
+// find_if and the tests stop soon after a hit: pieces past the first match
+// are skipped (the answer is still the first match).
+TEST_CASE("find_if, any_of and mismatch stop early", "[algorithms][derived]") {
+  const std::size_t n = 100000;
+  std::vector<int> v(n, 0);
+  v[500] = 1;
+  v[90000] = 1;
+  for_each_policy([&](const auto& policy, const std::string& name) {
+    INFO(name);
+    std::atomic<std::size_t> calls{0};
+    auto hit = [&](int x) {
+      calls.fetch_add(1, std::memory_order_relaxed);
+      return x == 1;
+    };
+    CHECK(dpar::find_if(policy, v, hit) == v.begin() + 500);
+    CHECK(calls.load() < n / 2);
+    calls = 0;
+    CHECK(dpar::any_of(policy, v, hit));
+    CHECK(!dpar::all_of(policy, v, [&](int x) { return !hit(x); }));
+    CHECK(calls.load() < n);
+    std::vector<int> w = v;
+    w[700] = 2;
+    CHECK(dpar::mismatch(policy, v, w).first == v.begin() + 700);
+    CHECK(!dpar::equal(policy, v, w));
   });
 }

@@ -18,8 +18,13 @@
 #include <dpar/cuda.hpp>
 
 #include <thrust/copy.h>
+#include <thrust/transform.h>
 #include <thrust/device_vector.h>
 
+#include <algorithm>
+#include <cstdint>
+#include <functional>
+#include <iterator>
 #include <string>
 #include <vector>
 
@@ -67,6 +72,117 @@ DPAR_CONFORMANCE_ALGORITHMS(gpu_adaptor, "gpu", int, float, double)
 DPAR_CONFORMANCE_TYPES(gpu_adaptor, "gpu")
 DPAR_CONFORMANCE_ALGORITHMS(multi_gpu_adaptor, "multi_gpu", int, float, double)
 DPAR_CONFORMANCE_TYPES(multi_gpu_adaptor, "multi_gpu")
+
+// The 2b algorithms on dpar::gpu against std on a host copy (int, raw device
+// pointers: one instantiation each).
+namespace gpu_algos {
+struct positive {
+  __host__ __device__ bool operator()(int x) const { return x > 0; }
+};
+struct above_40 {
+  __host__ __device__ bool operator()(int x) const { return x > 40; }
+};
+struct keep_left {  // associative, not commutative: a segment's first value
+  __host__ __device__ int operator()(int a, int) const { return a; }
+};
+
+void check_all(std::size_t n) {
+  std::vector<int> h(n), keys(n);
+  std::uint32_t state = 12345u + static_cast<std::uint32_t>(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    state = state * 1664525u + 1013904223u;
+    h[i] = static_cast<int>(state >> 16) % 100 - 50;
+    keys[i] = static_cast<int>(i / 7 + (i % 13 == 0 ? 1 : 0));
+  }
+  thrust::device_vector<int> dv(h.begin(), h.end()), dk(keys.begin(), keys.end()), dout(n + 1), dout2(n + 1);
+  const int* d = thrust::raw_pointer_cast(dv.data());
+  const int* k = thrust::raw_pointer_cast(dk.data());
+  int* out = thrust::raw_pointer_cast(dout.data());
+  int* out2 = thrust::raw_pointer_cast(dout2.data());
+  auto host = [&](const thrust::device_vector<int>& v, std::size_t m) {
+    std::vector<int> r(m);
+    thrust::copy(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(m), r.begin());
+    return r;
+  };
+  const auto g = dpar::gpu;
+  auto index = [&](const int* it) { return it - d; };
+
+  std::vector<int> want;
+  std::copy_if(h.begin(), h.end(), std::back_inserter(want), positive{});
+  int* e = dpar::copy_if(g, d, d + n, out, positive{});
+  CHECK(static_cast<std::size_t>(e - out) == want.size());
+  CHECK(host(dout, want.size()) == want);
+  want.clear();
+  std::remove_copy_if(h.begin(), h.end(), std::back_inserter(want), positive{});
+  e = dpar::remove_copy_if(g, d, d + n, out, positive{});
+  CHECK(host(dout, static_cast<std::size_t>(e - out)) == want);
+
+  CHECK(dpar::count_if(g, d, d + n, positive{}) == std::count_if(h.begin(), h.end(), positive{}));
+  CHECK(dpar::count(g, d, d + n, 7) == std::count(h.begin(), h.end(), 7));
+  CHECK(dpar::any_of(g, d, d + n, above_40{}) == std::any_of(h.begin(), h.end(), above_40{}));
+  CHECK(dpar::all_of(g, d, d + n, positive{}) == std::all_of(h.begin(), h.end(), positive{}));
+  CHECK(dpar::none_of(g, d, d + n, above_40{}) == std::none_of(h.begin(), h.end(), above_40{}));
+  CHECK(index(dpar::find_if(g, d, d + n, above_40{})) == std::find_if(h.begin(), h.end(), above_40{}) - h.begin());
+  CHECK(index(dpar::find(g, d, d + n, -3)) == std::find(h.begin(), h.end(), -3) - h.begin());
+
+  CHECK(index(dpar::min_element(g, d, d + n)) == std::min_element(h.begin(), h.end()) - h.begin());
+  CHECK(index(dpar::max_element(g, d, d + n)) == std::max_element(h.begin(), h.end()) - h.begin());
+  auto [lo, hi] = dpar::minmax_element(g, d, d + n, std::greater<>{});
+  auto [wlo, whi] = std::minmax_element(h.begin(), h.end(), std::greater<>{});
+  CHECK(index(lo) == wlo - h.begin());
+  CHECK(index(hi) == whi - h.begin());
+
+  // the needles are the values, the haystack the sorted values
+  std::vector<int> sorted = h;
+  std::sort(sorted.begin(), sorted.end());
+  thrust::device_vector<int> dsorted(sorted.begin(), sorted.end());
+  const int* s = thrust::raw_pointer_cast(dsorted.data());
+  std::vector<int> bounds(n);
+  for (std::size_t i = 0; i < n; ++i)
+    bounds[i] = static_cast<int>(std::upper_bound(sorted.begin(), sorted.end(), h[i]) - sorted.begin());
+  CHECK(dpar::upper_bound(g, s, s + n, d, d + n, out) == out + n);
+  CHECK(host(dout, n) == bounds);
+  for (std::size_t i = 0; i < n; ++i)
+    bounds[i] = static_cast<int>(std::lower_bound(sorted.begin(), sorted.end(), h[i] + 1) - sorted.begin());
+  thrust::device_vector<int> plus_one(h.begin(), h.end());
+  thrust::transform(plus_one.begin(), plus_one.end(), plus_one.begin(), [] __device__(int x) { return x + 1; });
+  const int* p1 = thrust::raw_pointer_cast(plus_one.data());
+  dpar::lower_bound(g, s, s + n, p1, p1 + n, out);
+  CHECK(host(dout, n) == bounds);
+  thrust::device_vector<bool> found(n);
+  dpar::binary_search(g, s, s + n, p1, p1 + n, thrust::raw_pointer_cast(found.data()));
+  std::vector<bool> found_h(n);
+  thrust::copy(found.begin(), found.end(), found_h.begin());
+  for (std::size_t i = 0; i < n; ++i) CHECK(found_h[i] == std::binary_search(sorted.begin(), sorted.end(), h[i] + 1));
+
+  // by key: sequential references
+  std::vector<int> want_keys, want_values, incl(n), excl(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    const bool head = i == 0 || keys[i] != keys[i - 1];
+    if (head) want_keys.push_back(keys[i]), want_values.push_back(h[i]);
+    incl[i] = head ? h[i] : incl[i - 1] + h[i];
+    excl[i] = head ? 10 : excl[i - 1] + h[i - 1];
+  }
+  auto ends = dpar::reduce_by_key(g, k, k + n, d, out, out2, std::equal_to<>{}, keep_left{});
+  CHECK(static_cast<std::size_t>(ends.first - out) == want_keys.size());
+  CHECK(static_cast<std::size_t>(ends.second - out2) == want_keys.size());
+  CHECK(host(dout, want_keys.size()) == want_keys);
+  CHECK(host(dout2, want_keys.size()) == want_values);
+  CHECK(dpar::inclusive_scan_by_key(g, k, k + n, d, out) == out + n);
+  CHECK(host(dout, n) == incl);
+  dpar::exclusive_scan_by_key(g, k, k + n, d, out, 10);
+  CHECK(host(dout, n) == excl);
+  dpar::copy(g, d, d + n, out);
+  CHECK(host(dout, n) == h);
+}
+}  // namespace gpu_algos
+
+TEST_CASE("copy_if, counts, searches, extremes and by-key algorithms on dpar::gpu match std", "[gpu][derived]") {
+  for (std::size_t n : {std::size_t{0}, std::size_t{1}, std::size_t{1009}, std::size_t{100003}}) {
+    INFO("n=" << n);
+    gpu_algos::check_all(n);
+  }
+}
 
 // Without a device the suite cannot pass by doing nothing: making the
 // adaptors' policies is already a cuda_error that says why.

@@ -28,6 +28,7 @@
 // its device; the device all_reduce over NCCL needs DPAR_HAVE_NCCL and libnccl,
 // CMake: dpar::nccl), their sorts, and deterministic(gpu or multi_gpu).
 #include "detail/cuda/backend.hpp"
+#include "detail/cuda/algorithms.hpp"  // the algorithms of dpar/algorithm/ that dpar::gpu runs
 #include "detail/cuda/sort.hpp"
 #include "detail/multi_gpu/all_reduce.hpp"
 #include "detail/multi_gpu/backend.hpp"

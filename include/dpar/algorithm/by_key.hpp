@@ -44,17 +44,22 @@ template <execution_policy P, std::random_access_iterator KeyIt, std::random_acc
            random_access_output<Out, std::iter_value_t<ValueIt>&>
 Out inclusive_scan_by_key(P&& policy, KeyIt keys_first, KeyIt keys_last, ValueIt values_first, Out out,
                           KeyEqual key_eq = {}, Op op = {}) {
-  detail::require_host_policy<P>();
-  using V = std::iter_value_t<ValueIt>;
-  using headed = detail::derived::headed<V>;
-  const auto head = detail::run_heads_of(policy, keys_first, keys_last, key_eq);
-  auto element = [&](std::size_t i) { return headed{head(i), V(values_first[i])}; };
-  auto write = [&](std::size_t i, const headed& s) { detail::at(out, i) = s.value; };
-  detail::derived::index_iterator in(element);
-  const auto n = keys_last - keys_first;
-  detail::backend_of<P>::inclusive_scan(policy, in, in + n, detail::derived::sink_iterator(write),
-                                        detail::derived::segmented<V, Op>{std::move(op)}, std::optional<headed>());
-  return out + n;
+  if constexpr (detail::derived::native_v<P>) {
+    return detail::derived::native<P>::template scan_by_key<true>(policy, keys_first, keys_last, values_first, out,
+                                                                  std::iter_value_t<ValueIt>{}, key_eq, op);
+  } else {
+    detail::require_host_policy<P>();
+    using V = std::iter_value_t<ValueIt>;
+    using headed = detail::derived::headed<V>;
+    const auto head = detail::run_heads_of(policy, keys_first, keys_last, key_eq);
+    auto element = [&](std::size_t i) { return headed{head(i), V(values_first[i])}; };
+    auto write = [&](std::size_t i, const headed& s) { detail::at(out, i) = s.value; };
+    detail::derived::index_iterator in(element);
+    const auto n = keys_last - keys_first;
+    detail::backend_of<P>::inclusive_scan(policy, in, in + n, detail::derived::sink_iterator(write),
+                                          detail::derived::segmented<V, Op>{std::move(op)}, std::optional<headed>());
+    return out + n;
+  }
 }
 
 template <execution_policy P, std::random_access_iterator KeyIt, std::random_access_iterator ValueIt, class Out,
@@ -63,21 +68,26 @@ template <execution_policy P, std::random_access_iterator KeyIt, std::random_acc
            reduction_op<Op, T, std::iter_reference_t<ValueIt>> && random_access_output<Out, T&>
 Out exclusive_scan_by_key(P&& policy, KeyIt keys_first, KeyIt keys_last, ValueIt values_first, Out out, T init,
                           KeyEqual key_eq = {}, Op op = {}) {
-  detail::require_host_policy<P>();
-  using headed = detail::derived::headed<T>;
-  const auto head = detail::run_heads_of(policy, keys_first, keys_last, key_eq);
-  // A segment's first value enters as init op value, so that the pair scan
-  // carries init at the start of every segment.
-  auto element = [&](std::size_t i) {
-    const bool h = head(i);
-    return headed{h, h ? T(op(init, values_first[i])) : T(values_first[i])};
-  };
-  auto write = [&](std::size_t i, const headed& s) { detail::at(out, i) = head(i) ? init : s.value; };
-  detail::derived::index_iterator in(element);
-  const auto n = keys_last - keys_first;
-  detail::backend_of<P>::exclusive_scan(policy, in, in + n, detail::derived::sink_iterator(write), headed{true, init},
-                                        detail::derived::segmented<T, Op>{op});
-  return out + n;
+  if constexpr (detail::derived::native_v<P>) {
+    return detail::derived::native<P>::template scan_by_key<false>(policy, keys_first, keys_last, values_first, out, init,
+                                                                   key_eq, op);
+  } else {
+    detail::require_host_policy<P>();
+    using headed = detail::derived::headed<T>;
+    const auto head = detail::run_heads_of(policy, keys_first, keys_last, key_eq);
+    // A segment's first value enters as init op value, so that the pair scan
+    // carries init at the start of every segment.
+    auto element = [&](std::size_t i) {
+      const bool h = head(i);
+      return headed{h, h ? T(op(init, values_first[i])) : T(values_first[i])};
+    };
+    auto write = [&](std::size_t i, const headed& s) { detail::at(out, i) = head(i) ? init : s.value; };
+    detail::derived::index_iterator in(element);
+    const auto n = keys_last - keys_first;
+    detail::backend_of<P>::exclusive_scan(policy, in, in + n, detail::derived::sink_iterator(write), headed{true, init},
+                                          detail::derived::segmented<T, Op>{op});
+    return out + n;
+  }
 }
 
 template <execution_policy P, std::random_access_iterator KeyIt, std::random_access_iterator ValueIt,
@@ -88,36 +98,41 @@ template <execution_policy P, std::random_access_iterator KeyIt, std::random_acc
            std::indirectly_copyable<KeyIt, KeyOut> && std::indirectly_writable<ValueOut, std::iter_value_t<ValueIt>>
 std::pair<KeyOut, ValueOut> reduce_by_key(P&& policy, KeyIt keys_first, KeyIt keys_last, ValueIt values_first,
                                           KeyOut keys_out, ValueOut values_out, KeyEqual key_eq = {}, Op op = {}) {
-  detail::require_host_policy<P>();
-  static_assert(!detail::participants_of<P>::distributed,
-                "dpar::reduce_by_key: not available over MPI ranks (a segment may span ranks)");
-  using V = std::iter_value_t<ValueIt>;
-  // Each value with the number of segments started up to it: the count
-  // tells the segment's output slot, the value its reduction so far.
-  struct counted {
-    std::size_t segments;
-    V value;
-  };
-  auto combine = [&](const counted& a, const counted& b) {
-    return b.segments ? counted{a.segments + b.segments, b.value}
-                      : counted{a.segments, static_cast<V>(op(a.value, b.value))};
-  };
-  const detail::derived::run_heads<KeyIt, KeyEqual, std::iter_value_t<KeyIt>> head{keys_first, &key_eq, {}};
-  const auto n = static_cast<std::size_t>(keys_last - keys_first);
-  auto element = [&](std::size_t i) { return counted{head(i) ? std::size_t{1} : std::size_t{0}, V(values_first[i])}; };
-  std::size_t segments = 0;  // written by the call for the last element only
-  auto write = [&](std::size_t i, const counted& c) {
-    const std::size_t slot = c.segments - 1;
-    if (head(i)) detail::at(keys_out, slot) = detail::at(keys_first, i);
-    const bool last = i + 1 == n;
-    if (last || head(i + 1)) detail::at(values_out, slot) = c.value;
-    if (last) segments = c.segments;
-  };
-  detail::derived::index_iterator in(element);
-  detail::backend_of<P>::inclusive_scan(policy, in, in + static_cast<std::ptrdiff_t>(n),
-                                        detail::derived::sink_iterator(write), combine, std::optional<counted>());
-  return {keys_out + static_cast<std::iter_difference_t<KeyOut>>(segments),
-          values_out + static_cast<std::iter_difference_t<ValueOut>>(segments)};
+  if constexpr (detail::derived::native_v<P>) {
+    return detail::derived::native<P>::reduce_by_key(policy, keys_first, keys_last, values_first, keys_out, values_out,
+                                                     key_eq, op);
+  } else {
+    detail::require_host_policy<P>();
+    static_assert(!detail::participants_of<P>::distributed,
+                  "dpar::reduce_by_key: not available over MPI ranks (a segment may span ranks)");
+    using V = std::iter_value_t<ValueIt>;
+    // Each value with the number of segments started up to it: the count
+    // tells the segment's output slot, the value its reduction so far.
+    struct counted {
+      std::size_t segments;
+      V value;
+    };
+    auto combine = [&](const counted& a, const counted& b) {
+      return b.segments ? counted{a.segments + b.segments, b.value}
+                        : counted{a.segments, static_cast<V>(op(a.value, b.value))};
+    };
+    const detail::derived::run_heads<KeyIt, KeyEqual, std::iter_value_t<KeyIt>> head{keys_first, &key_eq, {}};
+    const auto n = static_cast<std::size_t>(keys_last - keys_first);
+    auto element = [&](std::size_t i) { return counted{head(i) ? std::size_t{1} : std::size_t{0}, V(values_first[i])}; };
+    std::size_t segments = 0;  // written by the call for the last element only
+    auto write = [&](std::size_t i, const counted& c) {
+      const std::size_t slot = c.segments - 1;
+      if (head(i)) detail::at(keys_out, slot) = detail::at(keys_first, i);
+      const bool last = i + 1 == n;
+      if (last || head(i + 1)) detail::at(values_out, slot) = c.value;
+      if (last) segments = c.segments;
+    };
+    detail::derived::index_iterator in(element);
+    detail::backend_of<P>::inclusive_scan(policy, in, in + static_cast<std::ptrdiff_t>(n),
+                                          detail::derived::sink_iterator(write), combine, std::optional<counted>());
+    return {keys_out + static_cast<std::iter_difference_t<KeyOut>>(segments),
+            values_out + static_cast<std::iter_difference_t<ValueOut>>(segments)};
+  }
 }
 
 }  // namespace dpar

@@ -3,8 +3,9 @@
 // stable_partition, unique, unique_copy (std's arguments after the policy;
 // the order of the elements kept is the order of the input). Each counts the
 // kept elements of pieces of the range in parallel, scans the counts and then
-// writes every piece from its start (detail/derived.hpp). The in-place forms
-// move elements through a buffer.
+// writes every piece from its start (detail/derived.hpp), calling the
+// predicate twice per element. The in-place forms move elements through a
+// buffer. dpar::gpu runs copy_if and remove_copy_if (cub::DeviceSelect::If).
 //
 // Over several participants (dpar::mpi): each rank compacts its own local
 // range into its own output and gets the end of what it wrote, so the
@@ -33,8 +34,9 @@ template <class P, class In, class Out, class Keep>
 Out copy_kept(const P& policy, In first, In last, Out d_first, const Keep& keep) {
   require_host_policy<P>();
   const std::size_t n = static_cast<std::size_t>(last - first);
+  // iterators by value: through references, the compiler reloads them after each write
   const std::size_t total = derived::compact(participants_of<P>::local(policy), n, keep,
-                                             [&](std::size_t i, std::size_t before, bool kept, std::size_t) {
+                                             [first, d_first](std::size_t i, std::size_t before, bool kept, std::size_t) {
                                                if (kept) at(d_first, before) = at(first, i);
                                              });
   return d_first + static_cast<std::iter_difference_t<Out>>(total);
@@ -66,13 +68,17 @@ auto first_of_repeats(const P& policy, It first, It last, Pred& pred) {
 template <execution_policy P, std::random_access_iterator In, std::random_access_iterator Out, class Pred>
   requires std::predicate<Pred&, std::iter_reference_t<In>> && std::indirectly_copyable<In, Out>
 Out copy_if(P&& policy, In first, In last, Out d_first, Pred pred) {
-  return detail::copy_kept(policy, first, last, d_first, [&](std::size_t i) { return bool(pred(first[i])); });
+  if constexpr (detail::derived::native_v<P>)
+    return detail::derived::native<P>::copy_if(policy, first, last, d_first, pred, false, "dpar::copy_if");
+  else return detail::copy_kept(policy, first, last, d_first, [&pred, first](std::size_t i) { return bool(pred(first[i])); });
 }
 
 template <execution_policy P, std::random_access_iterator In, std::random_access_iterator Out, class Pred>
   requires std::predicate<Pred&, std::iter_reference_t<In>> && std::indirectly_copyable<In, Out>
 Out remove_copy_if(P&& policy, In first, In last, Out d_first, Pred pred) {
-  return detail::copy_kept(policy, first, last, d_first, [&](std::size_t i) { return !pred(first[i]); });
+  if constexpr (detail::derived::native_v<P>)
+    return detail::derived::native<P>::copy_if(policy, first, last, d_first, pred, true, "dpar::remove_copy_if");
+  else return detail::copy_kept(policy, first, last, d_first, [&pred, first](std::size_t i) { return !pred(first[i]); });
 }
 
 template <execution_policy P, std::random_access_iterator In, std::random_access_iterator OutTrue,

@@ -37,7 +37,7 @@ void fill(P&& policy, It first, It last, const T& value) {
 template <execution_policy P, std::random_access_iterator In, std::random_access_iterator Out>
   requires std::indirectly_copyable<In, Out>
 Out copy(P&& policy, In first, In last, Out d_first) {
-  detail::require_host_policy<P>();
+  if constexpr (!detail::derived::native_v<P>) detail::require_host_policy<P>();
   return detail::backend_of<P>::transform(policy, first, last, d_first, std::identity{});
 }
 

@@ -10,11 +10,17 @@
 // local range holds the element, and `last` (for mismatch: the pair of local
 // ends) on every other rank. The haystack of lower_bound and the others is
 // each rank's own (searched whole; the needles are the distributed sequence).
+//
+// find, find_if, any_of, all_of, none_of, equal and mismatch search pieces of
+// the range in parallel and skip the pieces past a match already found.
 
 #include <algorithm>
+#include <array>
 #include <cstddef>
 #include <functional>
 #include <iterator>
+#include <memory>
+#include <optional>
 #include <ranges>
 #include <utility>
 
@@ -37,34 +43,49 @@ std::size_t length(It first, It last) {
 template <execution_policy P, std::random_access_iterator It, class Pred>
   requires std::predicate<Pred&, std::iter_reference_t<It>>
 std::iter_difference_t<It> count_if(P&& policy, It first, It last, Pred pred) {
-  detail::require_host_policy<P>();
-  using D = std::iter_difference_t<It>;
-  auto one_if = [&](std::iter_reference_t<It> x) -> D { return pred(x) ? 1 : 0; };
-  return detail::backend_of<P>::transform_reduce(policy, first, last, D(0), std::plus<>{}, one_if);
+  if constexpr (detail::derived::native_v<P>) {
+    return static_cast<std::iter_difference_t<It>>(detail::derived::native<P>::count_if(policy, first, last, pred));
+  } else {
+    detail::require_host_policy<P>();
+    using D = std::iter_difference_t<It>;
+    auto one_if = [&](std::iter_reference_t<It> x) -> D { return pred(x) ? 1 : 0; };
+    return detail::backend_of<P>::transform_reduce(policy, first, last, D(0), std::plus<>{}, one_if);
+  }
 }
 
 template <execution_policy P, std::random_access_iterator It, class T>
   requires std::equality_comparable_with<std::iter_reference_t<It>, const T&>
 std::iter_difference_t<It> count(P&& policy, It first, It last, const T& value) {
-  return dpar::count_if(policy, first, last, [&](std::iter_reference_t<It> x) { return x == value; });
+  if constexpr (detail::derived::native_v<P>)
+    return static_cast<std::iter_difference_t<It>>(
+        detail::derived::native<P>::count_value(policy, first, last, value));
+  else return dpar::count_if(policy, first, last, [&](std::iter_reference_t<It> x) { return x == value; });
 }
 
 template <execution_policy P, std::random_access_iterator It, class Pred>
   requires std::predicate<Pred&, std::iter_reference_t<It>>
 bool any_of(P&& policy, It first, It last, Pred pred) {
-  return dpar::count_if(policy, first, last, std::move(pred)) != 0;
+  if constexpr (detail::derived::native_v<P>) {
+    return detail::derived::native<P>::find_if(policy, first, last, pred) != detail::length(first, last);
+  } else {
+    detail::require_host_policy<P>();
+    return detail::derived::any_index(policy, detail::length(first, last),
+                                      [&](std::size_t i) { return bool(pred(first[i])); });
+  }
 }
 
 template <execution_policy P, std::random_access_iterator It, class Pred>
   requires std::predicate<Pred&, std::iter_reference_t<It>>
 bool none_of(P&& policy, It first, It last, Pred pred) {
-  return dpar::count_if(policy, first, last, std::move(pred)) == 0;
+  return !dpar::any_of(policy, first, last, std::move(pred));
 }
 
 template <execution_policy P, std::random_access_iterator It, class Pred>
   requires std::predicate<Pred&, std::iter_reference_t<It>>
 bool all_of(P&& policy, It first, It last, Pred pred) {
-  return dpar::count_if(policy, first, last, [&](std::iter_reference_t<It> x) { return !pred(x); }) == 0;
+  if constexpr (detail::derived::native_v<P>)
+    return detail::derived::native<P>::count_if(policy, first, last, pred) == detail::length(first, last);
+  else return !dpar::any_of(policy, first, last, [&](std::iter_reference_t<It> x) { return !pred(x); });
 }
 
 // ---- find, find_if ---------------------------------------------------------
@@ -72,51 +93,93 @@ bool all_of(P&& policy, It first, It last, Pred pred) {
 template <execution_policy P, std::random_access_iterator It, class Pred>
   requires std::predicate<Pred&, std::iter_reference_t<It>>
 It find_if(P&& policy, It first, It last, Pred pred) {
-  detail::require_host_policy<P>();
-  auto i = detail::derived::first_index_here(policy, detail::length(first, last),
-                                             [&](std::size_t j) { return bool(pred(first[j])); });
-  return i ? first + static_cast<std::iter_difference_t<It>>(*i) : last;
+  if constexpr (detail::derived::native_v<P>) {
+    return first + static_cast<std::iter_difference_t<It>>(detail::derived::native<P>::find_if(policy, first, last, pred));
+  } else {
+    detail::require_host_policy<P>();
+    auto i = detail::derived::first_index_here(policy, detail::length(first, last),
+                                               [&](std::size_t j) { return bool(pred(first[j])); });
+    return i ? first + static_cast<std::iter_difference_t<It>>(*i) : last;
+  }
 }
 
 template <execution_policy P, std::random_access_iterator It, class T>
   requires std::equality_comparable_with<std::iter_reference_t<It>, const T&>
 It find(P&& policy, It first, It last, const T& value) {
-  return dpar::find_if(policy, first, last, [&](std::iter_reference_t<It> x) { return x == value; });
+  if constexpr (detail::derived::native_v<P>)
+    return first + static_cast<std::iter_difference_t<It>>(detail::derived::native<P>::find_value(policy, first, last, value));
+  else return dpar::find_if(policy, first, last, [&](std::iter_reference_t<It> x) { return x == value; });
 }
 
 // ---- min_element, max_element, minmax_element ------------------------------
 // The first smallest and the first largest element, as std (minmax_element:
-// the first smallest and the last largest).
+// the first smallest and the last largest). Arithmetic values in contiguous
+// memory under < or > take one vectorized pass (detail/derived.hpp); NaNs,
+// which < does not order, give an unspecified one of the elements there.
+
+namespace detail {
+// On the host: one vectorized pass for arithmetic values under < or >,
+// else a fold through the backend per extreme.
+template <derived::extreme... Want, class P, class It, class Comp>
+std::array<It, sizeof...(Want)> host_extreme_elements(const P& policy, It first, It last, Comp& comp) {
+  require_host_policy<P>();
+  const std::size_t n = length(first, last);
+  constexpr int order = derived::plain_order_v<Comp, std::iter_value_t<It>>;
+  std::array<std::optional<std::size_t>, sizeof...(Want)> at;
+  if constexpr (order != 0 && std::contiguous_iterator<It>) {
+    // under >, the largest is the smallest by <
+    at = derived::arithmetic_extremes_here<derived::extreme{Want.largest == (order > 0), Want.last}...>(
+        policy, std::to_address(first), n);
+  } else {
+    std::size_t w = 0;
+    for (const derived::extreme want : {Want...}) {
+      at[w++] = derived::select_element_here(policy, first, n, [&](const auto& a, const auto& b) {
+        // whether b, later than a, replaces it
+        return want.largest ? (want.last ? !comp(b, a) : bool(comp(a, b)))
+                            : (want.last ? !comp(a, b) : bool(comp(b, a)));
+      });
+    }
+  }
+  std::array<It, sizeof...(Want)> result;
+  for (std::size_t w = 0; w < at.size(); ++w)
+    result[w] = at[w] ? first + static_cast<std::iter_difference_t<It>>(*at[w]) : last;
+  return result;
+}
+
+// The positions of the extremes Want (by comp) of [first, last): `largest`
+// means largest under comp.
+template <derived::extreme... Want, class P, class It, class Comp>
+std::array<It, sizeof...(Want)> extreme_elements(const P& policy, It first, It last, Comp& comp) {
+  const std::size_t n = length(first, last);
+  if constexpr (derived::native_v<P>) {
+    if (n == 0) return {((void)Want, last)...};
+    return {(first + static_cast<std::iter_difference_t<It>>(
+                         derived::native<P>::extreme_element(policy, first, last, comp, Want)))...};
+  } else {
+    return host_extreme_elements<Want...>(policy, first, last, comp);
+  }
+}
+
+}  // namespace detail
 
 template <execution_policy P, std::random_access_iterator It, class Comp = std::ranges::less>
   requires std::indirect_strict_weak_order<Comp&, It>
 It min_element(P&& policy, It first, It last, Comp comp = {}) {
-  detail::require_host_policy<P>();
-  auto i = detail::derived::select_element_here(policy, first, detail::length(first, last),
-                                                [&](const auto& a, const auto& b) { return bool(comp(b, a)); });
-  return i ? first + static_cast<std::iter_difference_t<It>>(*i) : last;
+  return detail::extreme_elements<detail::derived::extreme{false, false}>(policy, first, last, comp)[0];
 }
 
 template <execution_policy P, std::random_access_iterator It, class Comp = std::ranges::less>
   requires std::indirect_strict_weak_order<Comp&, It>
 It max_element(P&& policy, It first, It last, Comp comp = {}) {
-  detail::require_host_policy<P>();
-  auto i = detail::derived::select_element_here(policy, first, detail::length(first, last),
-                                                [&](const auto& a, const auto& b) { return bool(comp(a, b)); });
-  return i ? first + static_cast<std::iter_difference_t<It>>(*i) : last;
+  return detail::extreme_elements<detail::derived::extreme{true, false}>(policy, first, last, comp)[0];
 }
 
 template <execution_policy P, std::random_access_iterator It, class Comp = std::ranges::less>
   requires std::indirect_strict_weak_order<Comp&, It>
 std::pair<It, It> minmax_element(P&& policy, It first, It last, Comp comp = {}) {
-  return {dpar::min_element(policy, first, last, comp),
-          // the last largest: a later element replaces it unless it is smaller
-          [&] {
-            detail::require_host_policy<P>();
-            auto i = detail::derived::select_element_here(
-                policy, first, detail::length(first, last), [&](const auto& a, const auto& b) { return !comp(b, a); });
-            return i ? first + static_cast<std::iter_difference_t<It>>(*i) : last;
-          }()};
+  const auto [low, high] = detail::extreme_elements<detail::derived::extreme{false, false},
+                                                    detail::derived::extreme{true, true}>(policy, first, last, comp);
+  return {low, high};
 }
 
 // ---- equal, mismatch -------------------------------------------------------
@@ -127,9 +190,9 @@ template <class P, class It1, class It2, class Pred>
 bool equal_lengths_and_elements(const P& policy, It1 first1, std::size_t n1, It2 first2, std::size_t n2, Pred& pred) {
   require_host_policy<P>();
   const std::size_t n = std::min(n1, n2);
-  // A participant whose lengths differ counts one more mismatch, at index n.
-  auto differs = [&](std::size_t i) -> std::size_t { return i == n || !pred(first1[i], first2[i]) ? 1 : 0; };
-  return derived::fold_indices(policy, n + (n1 != n2 ? 1 : 0), std::size_t{0}, std::plus<>{}, differs) == 0;
+  // A participant whose lengths differ has one more mismatch, at index n.
+  auto differs = [&](std::size_t i) { return i == n || !pred(first1[i], first2[i]); };
+  return !derived::any_index(policy, n + (n1 != n2 ? 1 : 0), differs);
 }
 
 template <class P, class It1, class It2, class Pred>
@@ -189,7 +252,9 @@ template <execution_policy P, std::random_access_iterator It, std::random_access
           std::random_access_iterator Out, class Comp = std::ranges::less>
   requires std::indirect_strict_weak_order<Comp&, It, Needles>
 Out lower_bound(P&& policy, It first, It last, Needles needles_first, Needles needles_last, Out out, Comp comp = {}) {
-  return detail::search_each(policy, needles_first, needles_last, out, [&](const auto& needle) {
+  if constexpr (detail::derived::native_v<P>)
+    return detail::derived::native<P>::bound(policy, first, last, needles_first, needles_last, out, comp, 0);
+  else return detail::search_each(policy, needles_first, needles_last, out, [&](const auto& needle) {
     return std::lower_bound(first, last, needle, comp) - first;
   });
 }
@@ -198,7 +263,9 @@ template <execution_policy P, std::random_access_iterator It, std::random_access
           std::random_access_iterator Out, class Comp = std::ranges::less>
   requires std::indirect_strict_weak_order<Comp&, It, Needles>
 Out upper_bound(P&& policy, It first, It last, Needles needles_first, Needles needles_last, Out out, Comp comp = {}) {
-  return detail::search_each(policy, needles_first, needles_last, out, [&](const auto& needle) {
+  if constexpr (detail::derived::native_v<P>)
+    return detail::derived::native<P>::bound(policy, first, last, needles_first, needles_last, out, comp, 1);
+  else return detail::search_each(policy, needles_first, needles_last, out, [&](const auto& needle) {
     return std::upper_bound(first, last, needle, comp) - first;
   });
 }
@@ -208,7 +275,9 @@ template <execution_policy P, std::random_access_iterator It, std::random_access
   requires std::indirect_strict_weak_order<Comp&, It, Needles>
 Out binary_search(P&& policy, It first, It last, Needles needles_first, Needles needles_last, Out out,
                   Comp comp = {}) {
-  return detail::search_each(policy, needles_first, needles_last, out, [&](const auto& needle) {
+  if constexpr (detail::derived::native_v<P>)
+    return detail::derived::native<P>::bound(policy, first, last, needles_first, needles_last, out, comp, 2);
+  else return detail::search_each(policy, needles_first, needles_last, out, [&](const auto& needle) {
     return std::binary_search(first, last, needle, comp);
   });
 }

@@ -7,7 +7,10 @@
 // runs them.
 
 #include <algorithm>
+#include <array>
+#include <atomic>
 #include <cstddef>
+#include <cstring>
 #include <functional>
 #include <iterator>
 #include <memory>
@@ -19,9 +22,23 @@
 
 #include "../execution.hpp"
 #include "../functional.hpp"
+#include "kernels.hpp"
 #include "participants.hpp"
 
 namespace dpar::detail::derived {
+
+// Algorithms a backend runs with its own library instead of deriving them
+// from its primitives: `available`, and `run`, a class of static functions
+// (detail/cuda/algorithms.hpp for dpar::gpu). The front doors in
+// dpar/algorithm/ call them where available.
+template <class Backend>
+struct native_algorithms {
+  static constexpr bool available = false;
+};
+template <class P>
+inline constexpr bool native_v = native_algorithms<backend_of<P>>::available;
+template <class P>
+using native = typename native_algorithms<backend_of<P>>::run;
 
 // it[i] == f(i): an input range computed from indices, [0, n) as
 // index_iterator(f) .. index_iterator(f) + n.
@@ -105,10 +122,47 @@ T fold_indices(const P& p, std::size_t n, T init, Op op, const F& f) {
                                          std::move(op), value);
 }
 
+// How many contiguous pieces the derived algorithms cut n elements into: up to
+// 4096 elements each (enough to amortize a piece's bookkeeping), at least 64
+// pieces where n allows, so that costly elements still reach every thread.
+inline std::size_t piece_size(std::size_t n) noexcept { return std::clamp<std::size_t>(n / 64, 1, 4096); }
+
 // The first i in [0, n) with test(i), or n; on one participant's elements.
+// Pieces run in parallel, each in order; a piece starting past an index
+// already found is skipped, so the search stops soon after a hit.
 template <class L, class Test>
 std::size_t first_index(const L& local, std::size_t n, const Test& test) {
-  return fold_indices(local, n, n, minimum<>{}, [&](std::size_t i) { return test(i) ? i : n; });
+  const std::size_t piece = piece_size(n);
+  std::atomic<std::size_t> found{n};
+  for_each_index(local, (n + piece - 1) / piece, [&](std::size_t c) {
+    const std::size_t end = std::min(n, (c + 1) * piece);
+    for (std::size_t lo = c * piece; lo < end; lo += 256) {
+      if (lo >= found.load(std::memory_order_relaxed)) return;
+      for (std::size_t i = lo, hi = std::min(end, lo + 256); i < hi; ++i)
+        if (test(i)) {
+          std::size_t seen = found.load(std::memory_order_relaxed);
+          while (i < seen && !found.compare_exchange_weak(seen, i, std::memory_order_relaxed)) {
+          }
+          return;
+        }
+    }
+  });
+  return found.load(std::memory_order_relaxed);
+}
+
+// Whether test(i) holds for some i in [0, n) of any participant: global.
+template <class P, class Test>
+bool any_index(const P& p, std::size_t n, const Test& test) {
+  using parts = participants_of<P>;
+  if constexpr (!parts::distributed) {
+    return first_index(p, n, test) != n;
+  } else {
+    // one element per participant, its local answer: the backend's reduce
+    // combines them and carries an exception on one participant to all
+    return fold_indices(p, 1, std::size_t{0}, std::plus<>{}, [&](std::size_t) -> std::size_t {
+             return first_index(parts::local(p), n, test) != n ? 1 : 0;
+           }) != 0;
+  }
 }
 
 // The position of the first i that test(i) holds for over all participants,
@@ -152,37 +206,162 @@ std::optional<std::size_t> select_element_here(const P& p, It first, std::size_t
   return best->index;
 }
 
-// Compaction on one participant's elements: evaluates keep(i) once for every
-// i in [0, n), then calls emit(i, kept_before, kept, total_kept) for every i
-// (kept_before: how many j < i were kept), and returns how many were kept.
-// Pieces of the range count their kept elements in parallel, a scan of the
-// counts gives each piece its start, and the pieces emit in parallel.
+// ---- extremes of arithmetic values under < or > ---------------------------
+// min_element and the others on arithmetic values ordered by < or > (the
+// default comparators) take one vectorized pass: each chunk of the range
+// yields its smallest and largest value, a fold over chunks in order keeps
+// the first (or last) chunk holding the extreme, and a search of that one
+// chunk gives the element's position.
+
+// 1 if comp orders arithmetic V as < does, -1 as > does, 0 otherwise.
+template <class Comp, class V>
+inline constexpr int plain_order_v =
+    !std::is_arithmetic_v<V> ? 0
+    : (std::is_same_v<Comp, std::ranges::less> || std::is_same_v<Comp, std::less<>> ||
+       std::is_same_v<Comp, std::less<V>>)
+        ? 1
+    : (std::is_same_v<Comp, std::ranges::greater> || std::is_same_v<Comp, std::greater<>> ||
+       std::is_same_v<Comp, std::greater<V>>)
+        ? -1
+        : 0;
+
+template <class T>
+struct low_high {
+  T low, high;
+};
+
+// The smallest (if Low) and largest (if High) of x[0..n), n > 0, by <, in
+// independent vector accumulators (vector selects compile to vector min and
+// max; an array of scalar lanes is not vectorized).
+template <bool Low, bool High, class T>
+low_high<T> low_high_of(const T* x, std::size_t n) {
+  low_high<T> r{x[0], x[0]};
+  std::size_t i = 1;
+  if constexpr (!std::is_same_v<T, bool>) {
+    constexpr std::size_t width = vector_bytes / sizeof(T), chains = 4, step = chains * width;
+    typedef T vec __attribute__((vector_size(vector_bytes)));
+    if (n >= 2 * step) {
+      vec lo[chains], hi[chains];
+      for (std::size_t c = 0; c < chains; ++c) std::memcpy(&lo[c], x + c * width, sizeof(vec)), hi[c] = lo[c];
+      for (i = step; i + step <= n; i += step)
+        for (std::size_t c = 0; c < chains; ++c) {
+          vec v;
+          std::memcpy(&v, x + i + c * width, sizeof(vec));
+          if constexpr (Low) lo[c] = v < lo[c] ? v : lo[c];
+          if constexpr (High) hi[c] = hi[c] < v ? v : hi[c];
+        }
+      for (std::size_t c = 0; c < chains; ++c)
+        for (std::size_t k = 0; k < width; ++k) {
+          if (lo[c][k] < r.low) r.low = lo[c][k];
+          if (r.high < hi[c][k]) r.high = hi[c][k];
+        }
+    }
+  }
+  for (; i < n; ++i) {
+    if (x[i] < r.low) r.low = x[i];
+    if (r.high < x[i]) r.high = x[i];
+  }
+  return r;
+}
+
+// Which element an extreme search wants: the smallest or largest value by <,
+// the first or the last of its occurrences.
+struct extreme {
+  bool largest;
+  bool last;
+};
+
+// For each of Want, the position of that extreme of x[0..n) by <, on the
+// participant that holds it (none elsewhere, or for an empty sequence).
+template <extreme... Want, class P, class T>
+std::array<std::optional<std::size_t>, sizeof...(Want)> arithmetic_extremes_here(const P& p, const T* x,
+                                                                                 std::size_t n) {
+  using parts = participants_of<P>;
+  constexpr std::size_t k = sizeof...(Want), chunk = 16384 / sizeof(T), none = std::size_t(-1);
+  constexpr extreme want[k] = {Want...};
+  constexpr bool low = (!Want.largest || ...), high = (Want.largest || ...);
+  struct best {
+    T value[k];
+    std::size_t chunk[k];
+  };
+  // Whether b (later in sequence) replaces a as extreme w.
+  auto later_wins = [&](std::size_t w, const T& a, const T& b) {
+    return (want[w].largest ? a < b : b < a) || (want[w].last && !(a < b) && !(b < a));
+  };
+  auto combine = [&](best a, const best& b) {
+    if (a.chunk[0] == none) return b;
+    for (std::size_t w = 0; w < k; ++w)
+      if (later_wins(w, a.value[w], b.value[w])) a.value[w] = b.value[w], a.chunk[w] = b.chunk[w];
+    return a;
+  };
+  auto of_chunk = [&](std::size_t c) {
+    const low_high<T> r = low_high_of<low, high>(x + c * chunk, std::min(chunk, n - c * chunk));
+    best b;
+    for (std::size_t w = 0; w < k; ++w) b.value[w] = want[w].largest ? r.high : r.low, b.chunk[w] = c;
+    return b;
+  };
+  best none_yet;
+  for (std::size_t w = 0; w < k; ++w) none_yet.value[w] = T{}, none_yet.chunk[w] = none;
+  const best found = n == 0 ? none_yet : fold_indices(parts::local(p), (n + chunk - 1) / chunk, none_yet, combine, of_chunk);
+  std::array<std::optional<std::size_t>, k> at;
+  for (std::size_t w = 0; w < k; ++w) {
+    std::optional<indexed<T>> mine;
+    if (n != 0) {
+      // The extreme's first (last) occurrence in its chunk; the chunk's start
+      // if there is none (a NaN, not ordered by <).
+      const T v = found.value[w];
+      const std::size_t lo = found.chunk[w] * chunk, hi = std::min(n, lo + chunk);
+      std::size_t i = lo;
+      if (want[w].last) {
+        for (std::size_t j = hi; j-- > lo;)
+          if (x[j] == v) {
+            i = j;
+            break;
+          }
+      } else {
+        i = static_cast<std::size_t>(std::find(x + lo, x + hi, v) - x);
+        if (i == hi) i = lo;
+      }
+      mine = indexed<T>{i, x[i]};
+    }
+    auto wins = [&](const indexed<T>& later, const indexed<T>& earlier) { return later_wins(w, earlier.value, later.value); };
+    auto best_here = parts::template best_here<indexed<T>>(p, [&] { return mine; }, wins);
+    if (best_here) at[w] = best_here->index;
+  }
+  return at;
+}
+
+// Compaction on one participant's elements: calls emit(i, kept_before, kept,
+// total_kept) for every i in [0, n) (kept_before: how many j < i have
+// keep(j)), and returns how many were kept. Pieces of the range count their
+// kept elements in parallel, a scan of the counts gives each piece its start,
+// and the pieces emit in parallel, calling keep again: cheaper than storing
+// n flags in between (a fresh buffer per call costs its page faults), and
+// std's parallel overloads allow a predicate O(n) calls.
 template <class L, class Keep, class Emit>
 std::size_t compact(const L& local, std::size_t n, const Keep& keep, const Emit& emit) {
   if (n == 0) return 0;
-  // Enough pieces for many threads, each large enough to amortize its count.
-  const std::size_t piece = std::clamp<std::size_t>(n / 64, 1, 4096);
-  const std::size_t pieces = (n + piece - 1) / piece;
-  std::unique_ptr<unsigned char[]> kept(new unsigned char[n]);
+  const std::size_t piece = piece_size(n), pieces = (n + piece - 1) / piece;
   std::vector<std::size_t> start(pieces + 1);
   tabulate(
       local, pieces,
       [&](std::size_t c) {
         std::size_t count = 0;
-        for (std::size_t i = c * piece, end = std::min(n, i + piece); i < end; ++i) {
-          kept[i] = keep(i) ? 1 : 0;
-          count += kept[i];
-        }
+        for (std::size_t i = c * piece, end = std::min(n, i + piece); i < end; ++i) count += keep(i) ? 1 : 0;
         return count;
       },
       start.begin() + 1);
   std::inclusive_scan(start.begin(), start.end(), start.begin());
   const std::size_t total = start[pieces];
   for_each_index(local, pieces, [&](std::size_t c) {
+    // local copies: the compiler keeps what they hold in registers across the writes
+    const Keep keep_here = keep;
+    const Emit emit_here = emit;
     std::size_t before = start[c];
     for (std::size_t i = c * piece, end = std::min(n, i + piece); i < end; ++i) {
-      emit(i, before, kept[i] != 0, total);
-      before += kept[i];
+      const bool kept = keep_here(i);
+      emit_here(i, before, kept, total);
+      before += kept ? 1 : 0;
     }
   });
   return total;

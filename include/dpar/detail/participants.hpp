@@ -79,7 +79,7 @@ template <class P>
 constexpr void require_host_policy() {
   static_assert(runs_derived_v<P>,
                 "dpar: this algorithm runs on seq, par, par.on(pool), mpi(comm, seq or par) and deterministic(...) "
-                "of those; not yet on the GPU policies");
+                "of those; on dpar::gpu those that README's algorithm table marks; not yet on multi_gpu");
 }
 
 }  // namespace dpar::detail
