@@ -93,9 +93,11 @@ struct train_options {
   // Debug check: after every step, verify all replicas hold identical parameters
   // (thread replicas' sharded update all-gathers them, so there it always holds).
   bool check_replicas = false;
-  // train_epoch gathers each replica's next batch on a helper thread while
-  // the replica computes this one (a double buffer); false: in the step.
-  bool prefetch = true;
+  // true: train_epoch gathers each replica's next batch on a helper thread
+  // while the replica computes this one (a double buffer). It pays where a
+  // core is spare (fewer replicas than cores, GPU replicas); with a replica on
+  // every core the helpers only compete with them (bench/RESULTS.md, session 5).
+  bool prefetch = false;
 };
 
 struct step_result {
