@@ -532,9 +532,11 @@ class data_parallel_trainer {
     totals result{};
     run([&](std::size_t local, replica& r) {
       if (!agree(local, r, call, early)) return;
-      auto [first, last] = shards ? std::pair{group_->first() + local, group_->first() + local + 1} : owned(local, parts);
-      auto [begin, end] = shards ? std::pair{n * local / local_replicas(), n * (local + 1) / local_replicas()}
-                                 : std::pair{parts.begin(first), parts.begin(last)};
+      // (not structured bindings: lambdas cannot capture them before C++20 compilers all allow it)
+      std::size_t first = group_->first() + local, last = first + 1;
+      if (!shards) std::tie(first, last) = owned(local, parts);
+      const std::size_t begin = shards ? n * local / local_replicas() : parts.begin(first);
+      const std::size_t end = shards ? n * (local + 1) / local_replicas() : parts.begin(last);
       r.part_losses.assign(last - first, 0.0);
       auto part_begin = [&](std::size_t p) { return shards ? (p == first ? begin : end) : parts.begin(p); };
       batch_buffer& buf = r.buffers[0];
