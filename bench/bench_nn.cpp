@@ -26,6 +26,11 @@
 // replica; the split layers' exchanges: model_parallel_group::
 // exchanged_bytes_per_replica). Seconds per step: 1 / (items_per_second / 128).
 //
+// dpar_mlp_source: the MLP from the data set in memory or memory-mapped
+// (mapped_dataset of an uncompressed IDX copy), with the next batch gathered
+// on a helper thread (prefetch 1) or in the step (0). *_mapped_memory: the
+// mapped files' resident bytes in a rank over their size, during an epoch.
+//
 // Under mpiexec every rank runs the same fixed iteration counts; rank 0 reports.
 #include <benchmark/benchmark.h>
 #include <dpar/nn.hpp>
@@ -39,9 +44,15 @@
 
 #include <time.h>
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <cstdint>
+#include <cstdio>
+#include <fstream>
+#include <optional>
 #include <random>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -210,7 +221,97 @@ void dpar_cnn(benchmark::State& state) {
   train(state, t, cnn_data());
 }
 
+// The data set as an uncompressed IDX pair (the samples quantized to bytes),
+// written once per process under /tmp and removed at exit: the mapped source.
+struct bench_files {
+  std::string images, labels;
+  std::size_t bytes = 0;  // of both files
+  bench_files() {
+    const std::string stem = "/tmp/dpar_bench_nn_" + std::to_string(::getpid());
+    images = stem + ".images.idx";
+    labels = stem + ".labels.idx";
+    auto header = [](std::vector<std::uint32_t> dims) {
+      std::vector<std::uint8_t> b = {0, 0, 0x08, static_cast<std::uint8_t>(dims.size())};
+      for (auto d : dims)
+        for (int s = 24; s >= 0; s -= 8) b.push_back(static_cast<std::uint8_t>(d >> s));
+      return b;
+    };
+    auto x = header({std::uint32_t(samples), std::uint32_t(features)});
+    for (float v : data().images.flat()) x.push_back(static_cast<std::uint8_t>(std::clamp(128.0f + 40.0f * v, 0.0f, 255.0f)));
+    auto y = header({std::uint32_t(samples)});
+    for (auto l : data().labels) y.push_back(static_cast<std::uint8_t>(l));
+    std::ofstream(images, std::ios::binary).write(reinterpret_cast<const char*>(x.data()), std::streamsize(x.size()));
+    std::ofstream(labels, std::ios::binary).write(reinterpret_cast<const char*>(y.data()), std::streamsize(y.size()));
+    bytes = x.size() + y.size();
+  }
+  ~bench_files() {
+    std::remove(images.c_str());
+    std::remove(labels.c_str());
+  }
+};
+const bench_files& files() {
+  static const bench_files f;
+  return f;
+}
+
+// Resident bytes of this process's mappings of `path` (/proc/self/smaps).
+std::size_t resident_of(const std::string& path) {
+  std::ifstream smaps("/proc/self/smaps");
+  std::string line;
+  bool in = false;
+  std::size_t kb = 0;
+  while (std::getline(smaps, line)) {
+    const auto space = line.find(' ');
+    if (space != std::string::npos && line.find('-') < space) {  // a mapping's header: "start-end perms ... path"
+      in = line.size() >= path.size() && line.compare(line.size() - path.size(), path.size(), path) == 0;
+      continue;
+    }
+    if (in && line.rfind("Rss:", 0) == 0) kb += std::stoul(line.substr(4));
+  }
+  return kb * 1024;
+}
+
+// state.range(0) threads; range(1): 0 the data set in memory, 1 mapped
+// (mapped_dataset of the IDX files); range(2): prefetch (the next batch
+// gathered on a helper thread) off or on.
+void dpar_mlp_source(benchmark::State& state) {
+  dpar::thread_pool pool(static_cast<std::size_t>(state.range(0)));
+  auto o = options();
+  o.prefetch = state.range(2) != 0;
+  nn::data_parallel_trainer t(dpar::par.on(pool), mlp(), o);
+  const nn::memory_source memory(data());
+  std::optional<nn::mapped_dataset> mapped;
+  if (state.range(1)) mapped.emplace(nn::mapped_dataset::idx(files().images, files().labels));
+  const nn::data_source& source = mapped ? static_cast<const nn::data_source&>(*mapped) : memory;
+  double cpu = process_cpu_seconds();
+  for (auto _ : state) benchmark::DoNotOptimize(t.train_epoch(source).loss_sum);
+  report(state, cpu, samples);
+}
+
+// The mapped source's resident memory in this rank: the largest, after any
+// step of one epoch, and at its end, of the files' mappings, each over the
+// files' size. One epoch, no timing (smaps is read after every step).
+void mapped_memory(benchmark::State& state, nn::data_parallel_trainer& t) {
+  const auto mapped = nn::mapped_dataset::idx(files().images, files().labels);
+  std::size_t peak = 0;
+  auto resident = [] { return resident_of(files().images) + resident_of(files().labels); };
+  for (auto _ : state)
+    t.train_epoch(mapped, [&](std::size_t, std::size_t, double) { peak = std::max(peak, resident()); });
+  state.counters["peak_resident_over_data"] = double(peak) / double(files().bytes);
+  state.counters["end_resident_over_data"] = double(resident()) / double(files().bytes);
+  state.counters["data_MB"] = double(files().bytes) / 1e6;
+}
+void dpar_mlp_mapped_memory(benchmark::State& state) {
+  nn::data_parallel_trainer t(dpar::seq, mlp(), options());
+  mapped_memory(state, t);
+}
+
 #ifdef DPAR_BENCH_MPI
+void dpar_mlp_mpi_mapped_memory(benchmark::State& state) {
+  nn::data_parallel_trainer t(dpar::mpi(MPI_COMM_WORLD, dpar::seq), mlp(), options());
+  mapped_memory(state, t);
+}
+
 // All ranks x state.range(0) threads each.
 void dpar_mlp_mpi(benchmark::State& state) {
   dpar::thread_pool pool(static_cast<std::size_t>(state.range(0)));
@@ -232,7 +333,8 @@ void dpar_data_model_mpi(benchmark::State& state) {
 // through the MPI replica group's all-reduce (1 thread per rank).
 void nn_mpi_gradient_all_reduce(benchmark::State& state) {
   dpar::nn::mpi_group group(MPI_COMM_WORLD, std::make_unique<dpar::nn::sequential_group>());
-  std::vector<float> gradient(mlp().parameters().size(), 1.0f);
+  // range(0): floats, or 0 for the MLP's whole gradient (the scaling model fits latency and bandwidth to both)
+  std::vector<float> gradient(state.range(0) ? std::size_t(state.range(0)) : mlp().parameters().size(), 1.0f);
   group.all_reduce(0, std::span<float>(gradient));  // warm-up: pages, connections
   MPI_Barrier(MPI_COMM_WORLD);
   for (auto _ : state) group.all_reduce(0, std::span<float>(gradient));
@@ -324,14 +426,23 @@ int main(int argc, char** argv) {
                 ->Args({t, model, split})
                 ->UseRealTime()
                 ->MinTime(2.0);
+      for (int mapped : {0, 1})
+        for (int prefetch : {0, 1})
+          benchmark::RegisterBenchmark("dpar_mlp_source", dpar_mlp_source)
+              ->Args({t, mapped, prefetch})
+              ->ArgNames({"threads", "mapped", "prefetch"})
+              ->UseRealTime()
+              ->MinTime(1.0);
 #ifdef DPAR_BENCH_TORCH
       benchmark::RegisterBenchmark("libtorch_mlp", libtorch_mlp)->Arg(t)->UseRealTime()->MinTime(2.0);
       benchmark::RegisterBenchmark("libtorch_cnn", libtorch_cnn)->Arg(t)->UseRealTime()->MinTime(2.0);
 #endif
     }
+    benchmark::RegisterBenchmark("dpar_mlp_mapped_memory", dpar_mlp_mapped_memory)->Iterations(1);
   }
 #ifdef DPAR_BENCH_MPI
   else {
+    benchmark::RegisterBenchmark("dpar_mlp_mpi_mapped_memory", dpar_mlp_mpi_mapped_memory)->Iterations(1);
     // Fixed iteration counts: every rank must make the same collective calls.
     benchmark::RegisterBenchmark("dpar_mlp_mpi", dpar_mlp_mpi)->Arg(1)->Iterations(30)->UseRealTime();
     for (int model : {0, 1})
@@ -340,9 +451,11 @@ int main(int argc, char** argv) {
             ->Args({1, model, split})
             ->Iterations(model == 0 ? 20 : 3)
             ->UseRealTime();
-    benchmark::RegisterBenchmark("nn_mpi_gradient_all_reduce", nn_mpi_gradient_all_reduce)
-        ->Iterations(500)
-        ->UseRealTime();
+    for (int floats : {0, 256, 16384, 1 << 20})
+      benchmark::RegisterBenchmark("nn_mpi_gradient_all_reduce", nn_mpi_gradient_all_reduce)
+          ->Arg(floats)
+          ->Iterations(floats > (1 << 16) ? 100 : 500)
+          ->UseRealTime();
   }
   if (rank != 0) {
     null_reporter quiet;

@@ -10,8 +10,10 @@
 #include <functional>
 #include <cstddef>
 #include <cstdint>
+#include <fstream>
 #include <memory>
 #include <random>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -217,6 +219,45 @@ inline const nn::dataset& quadrant_images() {
     return d;
   }();
   return data;
+}
+
+// Files for the mapped data sources: a whole file of bytes, an IDX header
+// (unsigned bytes, these dims) followed by `values`.
+inline void write_bytes(const std::string& path, const void* data, std::size_t n) {
+  std::ofstream f(path, std::ios::binary | std::ios::trunc);
+  f.write(static_cast<const char*>(data), static_cast<std::streamsize>(n));
+  if (!f) throw std::runtime_error("cannot write " + path);
+}
+inline std::vector<std::uint8_t> idx_u8(const std::vector<std::uint32_t>& dims, const std::vector<std::uint8_t>& values) {
+  std::vector<std::uint8_t> b = {0, 0, 0x08, static_cast<std::uint8_t>(dims.size())};
+  for (auto d : dims)
+    for (int s = 24; s >= 0; s -= 8) b.push_back(static_cast<std::uint8_t>(d >> s));
+  b.insert(b.end(), values.begin(), values.end());
+  return b;
+}
+
+// blobs() as files: `stem`.images.idx (n x features bytes: the blobs
+// quantized), `stem`.labels.idx, and `stem`.raw (the images as idx_load_dataset
+// gives them: float32, bytes / 255). Returns the data set they hold, loaded.
+struct blob_files {
+  std::string images, labels, raw;
+};
+inline blob_files write_blob_files(const std::string& stem, std::size_t n, std::size_t features, std::uint64_t seed) {
+  const nn::dataset d = blobs(n, features, 5, seed);
+  std::vector<std::uint8_t> pixels(n * features), labels(n);
+  std::vector<float> raw(n * features);
+  for (std::size_t i = 0; i < n * features; ++i) {
+    pixels[i] = static_cast<std::uint8_t>(std::clamp(128.0f + 40.0f * d.images.data()[i], 0.0f, 255.0f));
+    raw[i] = pixels[i] * (1.0f / 255.0f);
+  }
+  for (std::size_t i = 0; i < n; ++i) labels[i] = static_cast<std::uint8_t>(d.labels[i]);
+  blob_files f{stem + ".images.idx", stem + ".labels.idx", stem + ".raw"};
+  auto images = idx_u8({static_cast<std::uint32_t>(n), static_cast<std::uint32_t>(features)}, pixels);
+  auto label_file = idx_u8({static_cast<std::uint32_t>(n)}, labels);
+  write_bytes(f.images, images.data(), images.size());
+  write_bytes(f.labels, label_file.data(), label_file.size());
+  write_bytes(f.raw, raw.data(), raw.size() * sizeof(float));
+  return f;
 }
 
 }  // namespace nn_test

@@ -24,6 +24,7 @@
 #include <algorithm>
 
 #include "collective_common.hpp"  // within_seconds: a hang fails the test
+#include "nn_test_problem.hpp"
 
 namespace nn = dpar::nn;
 namespace fs = std::filesystem;
@@ -600,4 +601,92 @@ TEST_CASE("model file: files of the earlier format load into a model built by ha
   other.add(nn::dense(3, 5)).add(nn::batch_norm(5)).add(nn::dense(5, 2));
   REQUIRE_THROWS_WITH(nn::load_model(path, other), Catch::Contains(path) && Catch::Contains("different model"));
   fs::remove_all(scratch_dir());
+
+// The memory-mapped data set: the rows idx_load_dataset gives, read in any
+// order; files that are not what they should be are idx_errors naming them.
+TEST_CASE("mapped_dataset: IDX and raw float files give idx_load_dataset's rows; bad files name the file and problem",
+          "[nn][idx][data]") {
+  const fs::path dir = scratch_dir();
+  const std::string stem = (dir / "m").string();
+  const auto files = nn_test::write_blob_files(stem, 37, 12, 4);
+  const nn::dataset memory = nn::idx_load_dataset(files.images, files.labels);
+  const auto idx = nn::mapped_dataset::idx(files.images, files.labels);
+  const auto raw = nn::mapped_dataset::raw(files.raw, 12, files.labels);
+  const std::vector<std::size_t> rows = {5, 0, 36, 5, 17};
+  for (const nn::data_source* source : {static_cast<const nn::data_source*>(&idx), static_cast<const nn::data_source*>(&raw)}) {
+    REQUIRE(source->size() == 37);
+    REQUIRE(source->features() == 12);
+    REQUIRE(source->target_columns() == 0);
+    std::vector<float> x(rows.size() * 12, -1.0f);
+    std::vector<std::int32_t> y(rows.size(), -1);
+    source->gather_inputs(rows, x.data());
+    source->gather_labels(rows, y.data());
+    for (std::size_t i = 0; i < rows.size(); ++i) {
+      REQUIRE(y[i] == memory.labels[rows[i]]);
+      for (std::size_t k = 0; k < 12; ++k) REQUIRE(x[i * 12 + k] == memory.images(rows[i], k));
+    }
+    source->gather_inputs({}, nullptr);  // no rows: nothing touched
+    REQUIRE_THROWS_WITH(source->gather_targets(rows, x.data()), Catch::Contains("labels, not targets"));
+  }
+  // Images of 3 dimensions (N x 3 x 4) are rows of 12 as well.
+  {
+    auto bytes = nn_test::idx_u8({37, 3, 4}, std::vector<std::uint8_t>(37 * 12, 9));
+    nn_test::write_bytes(stem + ".3d", bytes.data(), bytes.size());
+    REQUIRE(nn::mapped_dataset::idx(stem + ".3d", files.labels).features() == 12);
+  }
+  // Raw targets.
+  {
+    std::vector<float> targets(37 * 3);
+    for (std::size_t i = 0; i < targets.size(); ++i) targets[i] = static_cast<float>(i) * 0.5f;
+    nn_test::write_bytes(stem + ".t", targets.data(), targets.size() * sizeof(float));
+    const auto t = nn::mapped_dataset::raw(files.raw, 12, stem + ".t", 3);
+    REQUIRE(t.target_columns() == 3);
+    std::vector<float> got(rows.size() * 3);
+    t.gather_targets(rows, got.data());
+    for (std::size_t i = 0; i < rows.size(); ++i)
+      for (std::size_t k = 0; k < 3; ++k) REQUIRE(got[i * 3 + k] == targets[rows[i] * 3 + k]);
+    std::vector<std::int32_t> y(rows.size());
+    REQUIRE_THROWS_WITH(t.gather_labels(rows, y.data()), Catch::Contains("targets, not labels"));
+    REQUIRE_THROWS_WITH(nn::mapped_dataset::raw(files.raw, 12, stem + ".t", 4),
+                        Catch::Contains(stem + ".t") && Catch::Contains("not a whole number of rows of 4 floats"));
+    REQUIRE_THROWS_WITH(nn::mapped_dataset::raw(files.raw, 12, files.raw, 1),
+                        Catch::Contains("444 rows of targets but") && Catch::Contains("has 37 samples"));
+  }
+  auto fails = [](auto&& make, const std::string& file, const std::string& problem) {
+    try {
+      make();
+      FAIL("no error for " << problem);
+    } catch (const nn::idx_error& e) {
+      INFO(e.what());
+      REQUIRE_THAT(e.what(), Catch::Contains("'" + file + "'") && Catch::Contains(problem));
+    }
+  };
+  auto image_bytes = nn_test::idx_u8({37, 12}, std::vector<std::uint8_t>(37 * 12, 1));
+  const std::string bad = stem + ".bad";
+  auto write_bad = [&](std::vector<std::uint8_t> b) { nn_test::write_bytes(bad, b.data(), b.size()); };
+  write_bad({image_bytes.begin(), image_bytes.end() - 1});
+  fails([&] { nn::mapped_dataset::idx(bad, files.labels); }, bad, "truncated data");
+  auto magic = image_bytes;
+  magic[0] = 7;
+  write_bad(magic);
+  fails([&] { nn::mapped_dataset::idx(bad, files.labels); }, bad, "wrong magic number");
+  write_bad(nn_test::idx_u8({37 * 12}, std::vector<std::uint8_t>(37 * 12, 1)));
+  fails([&] { nn::mapped_dataset::idx(bad, files.labels); }, bad, "images need at least 2 dimensions, found 1");
+  write_bad(nn_test::idx_u8({36}, std::vector<std::uint8_t>(36, 1)));
+  fails([&] { nn::mapped_dataset::idx(files.images, bad); }, files.images, "37 samples but '" + bad + "' has 36 labels");
+  fails([&] { nn::mapped_dataset::raw(files.raw, 12, bad); }, files.raw, "has 36 labels");
+  write_bad(nn_test::idx_u8({37, 1}, std::vector<std::uint8_t>(37, 1)));
+  fails([&] { nn::mapped_dataset::idx(files.images, bad); }, bad, "labels need 1 dimension, found 2");
+  write_bad({0x1f, 0x8b, 8, 0, 0, 0, 0, 0});
+  fails([&] { nn::mapped_dataset::idx(bad, files.labels); }, bad, "gzip");
+  write_bad(std::vector<std::uint8_t>(12 * 4 * 37 - 1, 0));
+  fails([&] { nn::mapped_dataset::raw(bad, 12, files.labels); }, bad, "not a whole number of rows of 12 floats");
+  fails([&] { nn::mapped_dataset::raw(files.raw, 10000, files.labels); }, files.raw, "longer than the file");
+  fails([&] { nn::mapped_dataset::raw(files.raw, 0, files.labels); }, files.raw, "at least one feature");
+  write_bad({});
+  fails([&] { nn::mapped_dataset::idx(bad, files.labels); }, bad, "truncated header");
+  fails([&] { nn::mapped_dataset::raw(bad, 12, files.labels); }, bad, "0 samples but");
+  fails([&] { nn::mapped_dataset::idx(stem + ".missing", files.labels); }, stem + ".missing", "cannot open");
+  fails([&] { nn::mapped_dataset::idx(dir.string(), files.labels); }, dir.string(), "is a directory");
+  fs::remove_all(dir);
 }

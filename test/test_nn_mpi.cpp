@@ -726,6 +726,178 @@ TEST_CASE("nn over MPI: on 4 ranks, floats are all-reduced in rank order", "[nn]
 
 // Hidden (run by name only): proves the watchdog ends a hung job.
 //   DPAR_TEST_WATCHDOG_SECONDS=3 mpiexec -n 2 test_nn_mpi "[.hang]"   -> exit code 3 after 3 s
+TEST_CASE("nn over MPI: in memory, mapped IDX and mapped raw floats, each rank reading its rows, train one replica's bits "
+          "when deterministic", "[nn][mpi][deterministic][data]") {
+  const std::string stem = shared_temp("dpar_nn_mpi_data_");
+  if (world_rank() == 0) {
+    write_blob_files(stem, 150, 12, 31);
+    const auto w = waves(70, 8);
+    write_bytes(stem + ".x", w.inputs.data(), w.inputs.size() * sizeof(float));
+    write_bytes(stem + ".y", w.targets.data(), w.targets.size() * sizeof(float));
+  }
+  MPI_Barrier(MPI_COMM_WORLD);
+  const blob_files f{stem + ".images.idx", stem + ".labels.idx", stem + ".raw"};
+  const nn::dataset memory = nn::idx_load_dataset(f.images, f.labels);
+  const auto idx = nn::mapped_dataset::idx(f.images, f.labels);
+  const auto raw = nn::mapped_dataset::raw(f.raw, 12, f.labels);
+  auto o = options(32);  // 150 samples: 4 batches of 32 and one of 22
+  o.micro_batch = 8;
+  nn::data_parallel_trainer single(dpar::deterministic(dpar::seq), model(), o);
+  std::vector<std::uint64_t> losses;
+  std::vector<std::vector<float>> after;
+  for (int e = 0; e < 2; ++e) {
+    losses.push_back(std::bit_cast<std::uint64_t>(single.train_epoch(memory).loss_sum));
+    after.push_back(params(single));
+  }
+  const auto evaluated = std::bit_cast<std::uint64_t>(single.evaluate(memory, 7).loss_sum);
+  const nn::memory_source in_memory(memory);
+  const std::pair<const char*, const nn::data_source*> sources[] = {
+      {"in memory", &in_memory}, {"mapped IDX", &idx}, {"mapped raw floats", &raw}};
+  for (std::size_t threads : {1, 2}) {
+    dpar::thread_pool pool(threads);
+    for (bool prefetch : {true, false}) {
+      for (auto [name, source] : sources) {
+        INFO(name << " on ranks x " << threads << " threads, prefetch " << prefetch);
+        auto oo = o;
+        oo.prefetch = prefetch;
+        auto t = threads == 1 ? nn::data_parallel_trainer(dpar::deterministic(dpar::mpi(MPI_COMM_WORLD, dpar::seq)),
+                                                          model(), oo)
+                              : nn::data_parallel_trainer(
+                                    dpar::deterministic(dpar::mpi(MPI_COMM_WORLD, dpar::par.on(pool))), model(), oo);
+        for (int e = 0; e < 2; ++e) {
+          auto r = t.train_epoch(*source);
+          REQUIRE(r.samples == 150);
+          REQUIRE(std::bit_cast<std::uint64_t>(r.loss_sum) == losses[e]);
+          REQUIRE(params(t) == after[e]);
+        }
+        REQUIRE(std::bit_cast<std::uint64_t>(t.evaluate(*source, 7).loss_sum) == evaluated);
+      }
+    }
+  }
+  // Tensor targets from raw float files, against the same in memory.
+  const auto w = waves(70, 8);
+  const auto targets = nn::mapped_dataset::raw(stem + ".x", 2, stem + ".y", 2);
+  auto ow = options(16);
+  ow.micro_batch = 4;
+  ow.loss = user_huber{};
+  nn::data_parallel_trainer one(dpar::deterministic(dpar::seq), waves_model(), ow);
+  nn::data_parallel_trainer t(dpar::deterministic(dpar::mpi(MPI_COMM_WORLD, dpar::seq)), waves_model(), ow);
+  for (int e = 0; e < 2; ++e) {
+    auto got = t.train_epoch(targets), want = one.train_epoch(w);
+    REQUIRE(std::bit_cast<std::uint64_t>(got.loss_sum) == std::bit_cast<std::uint64_t>(want.loss_sum));
+    REQUIRE(params(t) == params(one));
+  }
+  MPI_Barrier(MPI_COMM_WORLD);
+  if (world_rank() == 0)
+    for (const char* ext : {".images.idx", ".labels.idx", ".raw", ".x", ".y"}) std::filesystem::remove(stem + ext);
+}
+
+namespace {
+// Rank r's shard in the unequal-shards case: rank 0 empty, rank 1 one sample, then 10 r + 3.
+std::size_t shard_size(int rank) { return rank == 0 ? 0 : rank == 1 ? 1 : 10 * static_cast<std::size_t>(rank) + 3; }
+nn::dataset shard_of(int rank) { return blobs(shard_size(rank), 12, 5, 100 + static_cast<std::uint64_t>(rank)); }
+}  // namespace
+
+TEST_CASE("nn over MPI: unequal rank shards (one empty, one of 1 sample) train with global totals and no hang",
+          "[nn][mpi][data]") {
+  const int ranks = world_size();
+  nn::dataset all;  // every shard, in rank order: the data the ranks hold together
+  all.images.resize(0, 12);
+  std::size_t total = 0, longest = 0;
+  for (int r = 0; r < ranks; ++r) {
+    total += shard_size(r);
+    longest = std::max(longest, shard_size(r));
+  }
+  all.images.resize(total, 12);
+  for (int r = 0, at = 0; r < ranks; ++r) {
+    auto s = shard_of(r);
+    std::copy(s.images.data(), s.images.data() + s.images.size(), all.images.row(static_cast<std::size_t>(at)));
+    all.labels.insert(all.labels.end(), s.labels.begin(), s.labels.end());
+    at += static_cast<int>(s.size());
+  }
+  const nn::dataset mine_data = shard_of(world_rank());
+  const nn::rank_shard mine(mine_data);
+  for (std::size_t threads : {1, 2}) {
+    INFO(threads << " threads per rank");
+    dpar::thread_pool pool(threads);
+    // Learning rate 0: the epoch's totals are the shards' own, every sample once.
+    auto frozen = options(6 * static_cast<std::size_t>(ranks) * threads);  // 6 samples per replica and step
+    frozen.schedule = nn::lr_schedule::constant(0.0f);
+    auto t = mpi_trainer(pool, model(), frozen);
+    std::vector<std::size_t> done;
+    auto r = t.train_epoch(mine, [&](std::size_t d, std::size_t n, double) {
+      REQUIRE(n == total);
+      done.push_back(d);
+    });
+    const std::size_t per_rank = 6 * threads, steps = longest / per_rank + (longest % per_rank != 0);
+    REQUIRE(t.steps() == steps);
+    REQUIRE(done.size() == steps);
+    REQUIRE(done.back() == total);
+    REQUIRE(r.samples == total);
+    nn::data_parallel_trainer reference(dpar::seq, model(), frozen);
+    auto whole = reference.evaluate(all);
+    REQUIRE(r.correct == whole.correct);
+    REQUIRE(r.loss_sum == Approx(whole.loss_sum).epsilon(1e-6));
+    auto e = t.evaluate(mine, 4);
+    REQUIRE(e.samples == total);
+    REQUIRE(e.correct == whole.correct);
+    REQUIRE(e.loss_sum == Approx(whole.loss_sum).epsilon(1e-6));
+    // One step holding every shard: the gradient of the mean over the real global batch.
+    auto o = options(64 * static_cast<std::size_t>(ranks) * threads);
+    auto one_step = mpi_trainer(pool, model(), o);
+    nn::data_parallel_trainer exact(dpar::deterministic(dpar::mpi(MPI_COMM_WORLD, dpar::par.on(pool))), model(), o);
+    REQUIRE(one_step.train_epoch(mine).samples == total);
+    REQUIRE(exact.train_epoch(mine).samples == total);
+    REQUIRE(one_step.steps() == 1);
+    nn::data_parallel_trainer single(dpar::seq, model(), o);
+    single.train_step(all.images, all.labels);
+    const auto want = params(single);
+    REQUIRE(max_abs_difference(params(one_step), want) <= 1e-5 * max_abs(want));
+    REQUIRE(max_abs_difference(params(exact), want) <= 1e-5 * max_abs(want));
+    // And several epochs of several steps, ranks staying in lockstep (check_replicas).
+    auto many = mpi_trainer(pool, model(), options(4 * static_cast<std::size_t>(ranks) * threads));
+    for (int epoch = 0; epoch < 3; ++epoch) REQUIRE(many.train_epoch(mine).samples == total);
+    REQUIRE(many.epochs() == 3);
+    many.check_replicas();
+  }
+}
+
+TEST_CASE("nn over MPI: data sources of other shapes on one rank are refused on every rank", "[nn][mpi][agreement][data]") {
+  const bool odd = world_rank() == 1;
+  const std::string stem = shared_temp("dpar_nn_mpi_shapes_");
+  if (world_rank() == 0) {
+    write_blob_files(stem + "a", 30, 12, 1);
+    write_blob_files(stem + "b", 30, 13, 1);
+  }
+  MPI_Barrier(MPI_COMM_WORLD);
+  dpar::thread_pool pool(1);
+  auto t = mpi_trainer(pool, model(), options(8));
+  // Files of 13 features on rank 1: refused there, before any collective, and so everywhere.
+  const std::string s = stem + (odd ? "b" : "a");
+  const auto mapped = nn::mapped_dataset::idx(s + ".images.idx", s + ".labels.idx");
+  const std::string wrong = "samples have 13 features, the model takes 12";
+  require_fails_everywhere(1, wrong, [&] { t.train_epoch(mapped); });
+  require_fails_everywhere(1, wrong, [&] { t.evaluate(mapped); });
+  require_fails_everywhere(1, wrong, [&] { t.train_epoch(nn::rank_shard(blobs(5, odd ? 13 : 12, 5, 3))); });
+  // An empty shard of another shape: the ranks' agreement tells.
+  const auto empty_data = blobs(odd ? 0 : 7, odd ? 13 : 12, 5, 3);
+  require_disagreement("the feature count", "rank 0 has 12, rank 1 has 13",
+                       [&] { t.train_epoch(nn::rank_shard(empty_data)); });
+  // A shard on one rank, the whole data set on the others.
+  const auto whole = nn::mapped_dataset::idx(stem + "a.images.idx", stem + "a.labels.idx");
+  const nn::rank_shard shard(whole);
+  require_disagreement("the labels or targets", "rank 1 differs from rank 0", [&] {
+    if (odd) t.train_epoch(shard);
+    else t.train_epoch(whole);
+  });
+  REQUIRE(t.steps() == 0);
+  REQUIRE(t.train_epoch(whole).samples == 30);  // still usable
+  MPI_Barrier(MPI_COMM_WORLD);
+  if (world_rank() == 0)
+    for (const char* part : {"a", "b"})
+      for (const char* ext : {".images.idx", ".labels.idx", ".raw"}) std::filesystem::remove(stem + part + ext);
+}
+
 TEST_CASE("nn over MPI: a rank left waiting is ended by the watchdog", "[.hang]") {
   if (world_rank() == 0) MPI_Barrier(MPI_COMM_WORLD);  // the others never come
 }

@@ -1053,3 +1053,101 @@ TEST_CASE("SyncBN: a replica that fails between two sums releases the others; ev
     CHECK(params(t) == params(u));
   }
 }
+
+namespace {
+// A data source that fails to read one row while `broken` is set (a file
+// gone bad mid-epoch).
+class flaky_source final : public nn::data_source {
+ public:
+  explicit flaky_source(const nn::dataset& d) : inner_(d) {}
+  std::size_t size() const override { return inner_.size(); }
+  std::size_t features() const override { return inner_.features(); }
+  std::size_t target_columns() const override { return 0; }
+  void gather_inputs(std::span<const std::size_t> rows, float* x) const override {
+    for (std::size_t r : rows)
+      if (broken && r == 17) throw std::runtime_error("row 17 is unreadable");
+    inner_.gather_inputs(rows, x);
+  }
+  void gather_labels(std::span<const std::size_t> rows, std::int32_t* y) const override { inner_.gather_labels(rows, y); }
+  void gather_targets(std::span<const std::size_t> rows, float* t) const override { inner_.gather_targets(rows, t); }
+  bool broken = true;
+
+ private:
+  nn::memory_source inner_;
+};
+}  // namespace
+
+TEST_CASE("trainer: data sources in memory and mapped, prefetched or not, train the same bits", "[nn][trainer][data]") {
+  const auto dir = std::filesystem::temp_directory_path() / ("dpar_trainer_data_" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  const auto files = write_blob_files((dir / "d").string(), 203, 12, 8);
+  const nn::dataset memory = nn::idx_load_dataset(files.images, files.labels);
+  const auto mapped = nn::mapped_dataset::idx(files.images, files.labels);
+  dpar::thread_pool pool(3);
+  auto o = options(24);
+  o.accumulate = 2;
+  auto run = [&](const nn::data_source& data, bool prefetch) {
+    auto oo = o;
+    oo.prefetch = prefetch;
+    nn::data_parallel_trainer t(dpar::par.on(pool), model(), oo);
+    std::vector<double> losses;
+    for (int e = 0; e < 2; ++e) losses.push_back(t.train_epoch(data).loss_sum);
+    losses.push_back(t.evaluate(data, 10).loss_sum);
+    REQUIRE(t.steps() == 2 * 9);
+    return std::pair{losses, params(t)};
+  };
+  const auto want = run(nn::memory_source(memory), false);
+  REQUIRE(run(nn::memory_source(memory), true) == want);
+  REQUIRE(run(mapped, true) == want);
+  REQUIRE(run(mapped, false) == want);
+  nn::data_parallel_trainer plain(dpar::par.on(pool), model(), o);  // train_epoch(dataset): the same path
+  plain.train_epoch(memory);
+  plain.train_epoch(memory);
+  REQUIRE(params(plain) == want.second);
+  std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("trainer: a data source failing in a gather, prefetched or not, raises and leaves the replicas equal",
+          "[nn][trainer][data]") {
+  const auto data = blobs(64, 12, 5, 2);
+  dpar::thread_pool pool(2);
+  for (bool prefetch : {true, false}) {
+    INFO("prefetch " << prefetch);
+    auto o = options(8);
+    o.prefetch = prefetch;
+    nn::data_parallel_trainer t(dpar::par.on(pool), model(), o);
+    flaky_source source(data);
+    REQUIRE_THROWS_WITH(t.train_epoch(source), Catch::Contains("row 17 is unreadable"));
+    REQUIRE(t.steps() < 8);
+    REQUIRE(t.epochs() == 0);
+    t.check_replicas();
+    source.broken = false;
+    REQUIRE(t.train_epoch(source).samples == 64);
+    REQUIRE(t.epochs() == 1);
+  }
+}
+
+TEST_CASE("trainer: a rank_shard in one process trains every sample once per epoch, in an order of its own",
+          "[nn][trainer][data]") {
+  const auto data = blobs(53, 12, 5, 6);
+  dpar::thread_pool pool(2);
+  nn::data_parallel_trainer t(dpar::par.on(pool), model(), options(10));
+  const nn::rank_shard shard(data);
+  auto order = t.epoch_order(shard, 0);
+  REQUIRE(order != t.epoch_order(data, 0));
+  std::sort(order.begin(), order.end());
+  for (std::size_t i = 0; i < order.size(); ++i) REQUIRE(order[i] == i);
+  std::size_t last = 0;
+  REQUIRE(t.train_epoch(shard, [&](std::size_t done, std::size_t, double) { last = done; }).samples == 53);
+  REQUIRE(last == 53);
+  REQUIRE(t.steps() == 6);
+  REQUIRE(t.evaluate(shard).samples == 53);
+  nn::dataset empty;
+  empty.images.resize(0, 12);
+  REQUIRE(t.train_epoch(nn::rank_shard(empty)).samples == 0);
+  REQUIRE(t.epochs() == 2);
+  auto tiny = options(1);  // fewer samples per step than replicas: refused
+  nn::data_parallel_trainer small(dpar::par.on(pool), model(), tiny);
+  REQUIRE_THROWS_WITH(small.train_epoch(shard), Catch::Contains("a batch of 1 over 2 replicas"));
+  REQUIRE(small.train_epoch(data).samples == 53);  // the whole data set, as before
+}

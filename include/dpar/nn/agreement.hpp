@@ -86,16 +86,22 @@ class agreement {
   // A batch or data set: rows x cols samples and their labels, or their
   // tensor of targets.
   agreement& data(std::size_t rows, std::size_t cols, std::span<const std::int32_t> y) {
-    value_[samples] = rows;
-    value_[features] = cols;
-    value_[labels] = hash_of(y, y.size());
-    return *this;
+    return data(rows, cols, contents_of(y));
   }
   agreement& data(std::size_t rows, std::size_t cols, const tensor& targets) {
+    return data(rows, cols, contents_of(targets));
+  }
+  // `contents`: contents_of the labels or targets, or what a data source
+  // offers instead (data_source::fingerprint).
+  agreement& data(std::size_t rows, std::size_t cols, std::uint64_t contents) {
     value_[samples] = rows;
     value_[features] = cols;
-    value_[labels] = hash_of(std::span<const float>(targets.data(), targets.size()), targets.cols());
+    value_[labels] = contents;
     return *this;
+  }
+  static std::uint64_t contents_of(std::span<const std::int32_t> y) { return hash_of(y, y.size()); }
+  static std::uint64_t contents_of(const tensor& targets) {
+    return hash_of(std::span<const float>(targets.data(), targets.size()), targets.cols());
   }
   // The learning rates the call will use.
   agreement& learning_rates(std::span<const float> lr) {

@@ -43,6 +43,7 @@
 #include <span>
 #include <stdexcept>
 #include <string>
+#include <tuple>
 #include <type_traits>
 #include <vector>
 
@@ -51,7 +52,9 @@
 #include "../partition.hpp"
 #include "agreement.hpp"
 #include "checkpoint.hpp"
+#include "data_source.hpp"
 #include "deterministic.hpp"
+#include "detail/prefetch.hpp"
 #include "idx.hpp"
 #include "layers.hpp"
 #include "loss.hpp"
@@ -92,14 +95,11 @@ struct train_options {
   // Debug check: after every step, verify all replicas hold identical parameters
   // (thread replicas' sharded update all-gathers them, so there it always holds).
   bool check_replicas = false;
-};
-
-// Samples with a tensor of targets, a row per sample (regression,
-// multi-output, soft labels): what train_epoch and evaluate take for a loss
-// of tensor targets, as nn::dataset (labels) for a loss of labels.
-struct tensor_dataset {
-  tensor inputs, targets;
-  std::size_t size() const noexcept { return targets.rows(); }
+  // true: train_epoch gathers each replica's next batch on a helper thread
+  // while the replica computes this one (a double buffer). It pays where a
+  // core is spare (fewer replicas than cores, GPU replicas); with a replica on
+  // every core the helpers only compete with them (bench/RESULTS.md, session 5).
+  bool prefetch = false;
 };
 
 struct step_result {
@@ -249,40 +249,90 @@ class data_parallel_trainer {
   std::vector<std::size_t> epoch_order(const Data& data, std::size_t epoch) const {
     return order_of(data.size(), epoch);
   }
+  // A data source's; for a rank_shard, this rank's order of its own rows.
+  std::vector<std::size_t> epoch_order(const data_source& data, std::size_t epoch) const {
+    return order_of(data.size(), epoch, data.per_rank() ? stream_of_rank() : 0);
+  }
 
   // One pass over the data in batches of options().batch (the last may be
-  // short); under MPI every rank passes the same data set. Labels are checked
-  // before the first step. progress(samples_done, samples_total,
-  // mean_loss_so_far), global figures, is called after each step on every rank
-  // (in the calling thread).
+  // short). Labels are checked before the first step. progress(samples_done,
+  // samples_total, mean_loss_so_far), global figures, is called after each
+  // step on every rank (in the calling thread).
+  //
+  // Under MPI every rank passes the same data set (in memory, or a
+  // mapped_dataset of the same files): each replica gathers only its own
+  // rows of each batch, the rows the 1-rank run gives it. Or every rank
+  // passes its own rank_shard, of any size: replica g takes its share
+  // (batch * (g + 1) / replicas - batch * g / replicas samples) of each step
+  // from its rank's shard, in an order drawn from (seed, epoch, rank); the
+  // epoch lasts as many steps as the longest shard needs, ranks that have run
+  // out join those steps with no samples, and each step's gradient is that
+  // of the mean loss over the samples the step really had. The shards'
+  // shapes must agree (an empty one too: tensor(0, features)).
   step_result train_epoch(const dataset& data,
                           const std::function<void(std::size_t, std::size_t, double)>& progress = {}) {
-    return epoch_over(data.images, std::span<const std::int32_t>(data.labels), progress);
+    return train_epoch(memory_source(data), progress);
   }
   step_result train_epoch(const tensor_dataset& data,
                           const std::function<void(std::size_t, std::size_t, double)>& progress = {}) {
-    return epoch_over(data.inputs, data.targets, progress);
+    return train_epoch(memory_source(data), progress);
+  }
+  step_result train_epoch(const data_source& data,
+                          const std::function<void(std::size_t, std::size_t, double)>& progress = {}) {
+    if (data.target_columns() == 0) return epoch_over<std::span<const std::int32_t>>(data, progress);
+    return epoch_over<tensor>(data, progress);
   }
  private:
+  // A replica's batch of a step, gathered from a data source: sample rows,
+  // inputs, and labels or targets. Two per replica: the step computes from
+  // one while the helper thread fills the other.
+  struct batch_buffer {
+    std::vector<std::size_t> rows;
+    tensor x, targets;
+    std::vector<std::int32_t> labels;
+  };
+  // A batch of n samples cut into the parts whose gradients and losses
+  // sum_parts adds. Over a group that sums exactly: parts of `size` samples at
+  // fixed positions, so each part is computed alike (the same GEMM shapes)
+  // whoever owns it. Else (size 0) `passes` parts per replica (fewer if it
+  // has fewer samples), even shares.
+  struct batch_parts {
+    std::size_t n, size, count;
+    std::vector<std::size_t> begins;  // if set (rank_shard steps): part p begins at begins[p]
+    std::size_t begin(std::size_t p) const {
+      if (!begins.empty()) return begins[p];
+      return size ? std::min(n, p * size) : even_split_begin(n, count, p);
+    }
+  };
+  // Replica `local`'s part of step j: the step's batch cut into parts, the
+  // parts it owns, and its samples: positions [from, from + count) of the
+  // epoch's order.
+  struct step_plan {
+    batch_parts parts;
+    std::size_t first = 0, last = 0, from = 0, count = 0;
+  };
+
   // train_epoch's body.
   template <class Targets>
-  step_result epoch_over(const tensor& inputs, const Targets& targets,
-                         const std::function<void(std::size_t, std::size_t, double)>& progress) {
-    const std::size_t n = count_of(targets);
-    std::size_t features = inputs.cols(), batch = options_.batch;
-    std::size_t steps = n / batch + (n % batch != 0), step0 = step_;  // not (n + batch - 1) / batch: it wraps
+  step_result epoch_over(const data_source& data, const std::function<void(std::size_t, std::size_t, double)>& progress) {
+    const bool shards = data.per_rank();
+    std::vector<std::size_t> sizes;  // rank_shard: every rank's sample count, agreed first
+    if (shards) sizes = shard_sizes<Targets>(data);
+    const std::size_t n = shards ? std::accumulate(sizes.begin(), sizes.end(), std::size_t{0}) : data.size();
+    const std::size_t batch = options_.batch, step0 = step_;
+    const std::size_t steps = shards ? shard_steps(sizes) : n / batch + (n % batch != 0);  // not (n + batch - 1) / batch: it wraps
     std::vector<float> rates;  // the schedule runs here, in the calling thread, not on every replica
     const std::exception_ptr early = failure_of([&] {
-      check_data(inputs, targets);
+      if (!shards) check_source<Targets>(data);
       check_progress(steps);
       rates.resize(steps);
       for (std::size_t j = 0; j < steps; ++j) rates[j] = options_.schedule(step0 + j);
     });
     const agreement call = agreement(trainer_call::train_epoch, options_)
                                .progress(step_, epoch_)
-                               .data(n, features, targets)
+                               .data(n, data.features(), contents_of(data))
                                .learning_rates(rates);
-    auto order = order_of(n, epoch_);
+    const auto order = order_of(data.size(), epoch_, shards ? stream_of_rank() : 0);
     totals sum{};
     split_stale_ = group_->lockstep_passes();
     // One run for the whole epoch (SPMD): the replicas meet only in the
@@ -294,20 +344,42 @@ class data_parallel_trainer {
         if (local == 0) ++epoch_;
         return;
       }
-      if (!check_share(local, r, targets)) return;
+      if (!check_share(local, r, data, shards)) return;
+      auto plan = [&](std::size_t j) {
+        return shards ? shard_step(local, j, sizes) : global_step(local, j * batch, std::min(batch, n - j * batch));
+      };
+      auto fill = [&](batch_buffer& b, const step_plan& p) {
+        b.rows.assign(order.begin() + static_cast<std::ptrdiff_t>(p.from),
+                      order.begin() + static_cast<std::ptrdiff_t>(p.from + p.count));
+        gather(data, b, Targets{});
+      };
+      std::array<step_plan, 2> plans{plan(0), {}};
+      std::optional<detail::background_job> helper;  // after plans: it may still be filling one when the run ends
+      if (options_.prefetch && steps > 1) {
+        helper.emplace();
+        helper->start([&] { fill(r.buffers[0], plans[0]); });
+      }
       totals done{};
       for (std::size_t j = 0; j < steps; ++j) {
-        std::size_t begin = j * batch, count = std::min(batch, n - begin);
-        // Each replica gathers its own shard's samples, into the buffer its model computes from best.
-        auto gather = [&](replica& rep, std::size_t first, std::size_t c) {
-          const std::size_t* samples = order.data() + begin + first;
-          tensor& xs = rep.model->input_buffer(c, features);
-          for (std::size_t i = 0; i < c; ++i)
-            std::copy(inputs.row(samples[i]), inputs.row(samples[i]) + features, xs.row(i));
-          return std::pair{tensor::view(xs.data(), c, features), gather_targets(rep, targets, samples, c)};
+        batch_buffer& b = r.buffers[j % 2];
+        const step_plan& p = plans[j % 2];
+        try {
+          if (helper) helper->wait();
+          else fill(b, p);
+        } catch (...) {
+          r.error = std::current_exception();  // reported by the step's status collective
+        }
+        if (helper && j + 1 < steps && !r.error) {
+          plans[(j + 1) % 2] = plan(j + 1);
+          helper->start([&, j] { fill(r.buffers[(j + 1) % 2], plans[(j + 1) % 2]); });
+        }
+        auto shard = [&](replica&, std::size_t first, std::size_t c) {
+          std::size_t at = first - p.parts.begin(p.first);
+          return std::pair{b.x.rows_view(at, c), rows_in(b, at, c, Targets{})};
         };
         totals t{};
-        if (!replica_step(local, r, count, step0 + j, rates[j], gather, t)) return;
+        if (!replica_step(local, r, p.parts, p.first, p.last, step0 + j, rates[j], shard, t)) return;
+        if (!helper && j + 1 < steps) plans[(j + 1) % 2] = plan(j + 1);
         // Every replica holds the same global totals (t came out of an
         // all-reduce): local replica 0 keeps the count and reports progress.
         for (std::size_t i = 1; i < t.size(); ++i) done[i] += t[i];
@@ -330,48 +402,187 @@ class data_parallel_trainer {
     return to_result(sum);
   }
 
+  // Replica `local`'s part of a step on samples [begin, begin + count) of the epoch's order.
+  step_plan global_step(std::size_t local, std::size_t begin, std::size_t count) const {
+    step_plan p;
+    p.parts = parts_of(count, options_.micro_batch, options_.accumulate);
+    std::tie(p.first, p.last) = owned(local, p.parts);
+    p.from = begin + p.parts.begin(p.first);
+    p.count = p.parts.begin(p.last) - p.parts.begin(p.first);
+    return p;
+  }
+
+  // rank_shard: global replica g's share of every step.
+  std::size_t quota(std::size_t g) const {
+    const std::size_t b = options_.batch, k = group_->size();
+    return b / k * (g + 1) + b % k * (g + 1) / k - (b / k * g + b % k * g / k);  // b*(g+1)/k - b*g/k without overflow
+  }
+  // Each rank's samples per step: the quotas of its replicas.
+  std::vector<std::size_t> rank_quotas(std::size_t processes) const {
+    std::vector<std::size_t> q(processes, 0);
+    for (std::size_t g = 0; g < group_->size(); ++g) q[static_cast<std::size_t>(group_->process_of(g))] += quota(g);
+    return q;
+  }
+  // Steps of an epoch over shards of these sizes: as many as the longest needs.
+  std::size_t shard_steps(const std::vector<std::size_t>& sizes) const {
+    auto q = rank_quotas(sizes.size());
+    std::size_t steps = 0;
+    for (std::size_t p = 0; p < sizes.size(); ++p)
+      if (sizes[p] != 0) steps = std::max(steps, sizes[p] / q[p] + (sizes[p] % q[p] != 0));
+    return steps;
+  }
+  // rank_shard: replica `local`'s part of step j. Each rank takes its quota of
+  // samples from its shard's order, its replicas in turn; the step's batch
+  // is every replica's samples, in replica order, cut into parts as
+  // parts_of cuts a replica's share (micro-batches where sums are exact).
+  step_plan shard_step(std::size_t local, std::size_t j, const std::vector<std::size_t>& sizes) const {
+    const std::size_t k = group_->size(), me = group_->first() + local;
+    const auto q = rank_quotas(sizes.size());
+    std::vector<std::size_t> taken(sizes.size(), 0);  // of each rank's samples this step, by its replicas so far
+    step_plan p;
+    std::vector<std::size_t> begins{0};
+    std::size_t n = 0;
+    for (std::size_t g = 0; g < k; ++g) {
+      const auto rank = static_cast<std::size_t>(group_->process_of(g));
+      const std::size_t start = j * q[rank], left = sizes[rank] > start ? std::min(q[rank], sizes[rank] - start) : 0;
+      const std::size_t c = std::min(quota(g), left - std::min(left, taken[rank]));
+      if (g == me) {
+        p.first = begins.size() - 1;
+        p.from = start + taken[rank];
+        p.count = c;
+      }
+      taken[rank] += quota(g);
+      const std::size_t pieces = group_->sums_exactly() ? c / options_.micro_batch + (c % options_.micro_batch != 0)
+                                                        : std::min(c, options_.accumulate);
+      for (std::size_t i = 1; i <= pieces; ++i)
+        begins.push_back(n + (group_->sums_exactly() ? std::min(c, i * options_.micro_batch) : c * i / pieces));
+      n += c;
+      if (g == me) p.last = begins.size() - 1;
+    }
+    p.parts = {n, 0, begins.size() - 1, std::move(begins)};
+    return p;
+  }
+
+  // rank_shard: agrees on the shapes and options, then every rank's sample
+  // count (collective; raises on every rank if a rank fails or differs).
+  template <class Targets>
+  std::vector<std::size_t> shard_sizes(const data_source& data) {
+    const std::exception_ptr early = failure_of([&] {
+      check_source<Targets>(data);
+      if (options_.batch < group_->size())
+        throw std::invalid_argument("dpar::nn::data_parallel_trainer: a batch of " + std::to_string(options_.batch) +
+                                    " over " + std::to_string(group_->size()) +
+                                    " replicas leaves replicas without samples of their rank's shard; train on "
+                                    "shards with a batch of at least the replica count");
+    });
+    const agreement call =
+        agreement(trainer_call::train_epoch, options_).progress(step_, epoch_).data(0, data.features(), contents_of(data));
+    const auto processes = static_cast<std::size_t>(group_->process_of(group_->size() - 1)) + 1;
+    std::vector<std::uint64_t> sizes(processes, 0);
+    run([&](std::size_t local, replica& r) {
+      if (!agree(local, r, call, early)) return;
+      std::vector<std::uint64_t> mine(processes, 0);
+      if (local == 0) mine[static_cast<std::size_t>(group_->process_rank())] = data.size();
+      group_->all_reduce(local, std::span<std::uint64_t>(mine));
+      if (local == 0) sizes = mine;
+    });
+    return {sizes.begin(), sizes.end()};
+  }
+
+  // What the ranks compare of a data source beside its size and features:
+  // its contents where it offers them, the form of its targets, and whether
+  // it is a rank's shard.
+  static std::uint64_t contents_of(const data_source& data) {
+    return data.fingerprint() ^ (data.target_columns() * 0x9E3779B97F4A7C15ull) ^
+           (data.per_rank() ? 0xD6E8FEB86659FD93ull : 0);
+  }
+  // Checks that can fail before any collective (then every rank raises).
+  template <class Targets>
+  void check_source(const data_source& data) const {
+    require_loss_for(Targets{});
+    data.check();
+    if (data.size() != 0) check_features(data.features());
+  }
+  // The order of a rank's own shard depends on the rank as well.
+  std::uint64_t stream_of_rank() const { return static_cast<std::uint64_t>(group_->process_rank()) + 1; }
+
+  // A buffer's rows gathered from the source: inputs and labels, or inputs and targets.
+  static void gather(const data_source& data, batch_buffer& b, std::span<const std::int32_t>) {
+    b.x.resize(b.rows.size(), data.features());
+    data.gather_inputs(b.rows, b.x.data());
+    b.labels.resize(b.rows.size());
+    data.gather_labels(b.rows, b.labels.data());
+  }
+  static void gather(const data_source& data, batch_buffer& b, const tensor&) {
+    b.x.resize(b.rows.size(), data.features());
+    data.gather_inputs(b.rows, b.x.data());
+    b.targets.resize(b.rows.size(), data.target_columns());
+    data.gather_targets(b.rows, b.targets.data());
+  }
+  static std::span<const std::int32_t> rows_in(const batch_buffer& b, std::size_t at, std::size_t c,
+                                               std::span<const std::int32_t>) {
+    return std::span<const std::int32_t>(b.labels).subspan(at, c);
+  }
+  static tensor rows_in(const batch_buffer& b, std::size_t at, std::size_t c, const tensor&) {
+    return b.targets.rows_view(at, c);
+  }
+
  public:
 
   // Loss sum and correct count over a data set, evaluated in parallel: each
   // replica of each rank takes a contiguous part, in chunks. Under MPI every
-  // rank passes the same data set; the totals are global.
-  step_result evaluate(const dataset& data, std::size_t chunk = 1000) {
-    return evaluate_over(data.images, std::span<const std::int32_t>(data.labels), chunk);
-  }
+  // rank passes the same data set (or each its rank_shard); the totals are global.
+  step_result evaluate(const dataset& data, std::size_t chunk = 1000) { return evaluate(memory_source(data), chunk); }
   step_result evaluate(const tensor_dataset& data, std::size_t chunk = 1000) {
-    return evaluate_over(data.inputs, data.targets, chunk);
+    return evaluate(memory_source(data), chunk);
+  }
+  step_result evaluate(const data_source& data, std::size_t chunk = 1000) {
+    if (data.target_columns() == 0) return evaluate_over<std::span<const std::int32_t>>(data, chunk);
+    return evaluate_over<tensor>(data, chunk);
   }
  private:
   // evaluate's body.
   template <class Targets>
-  step_result evaluate_over(const tensor& inputs, const Targets& targets, std::size_t chunk) {
+  step_result evaluate_over(const data_source& data, std::size_t chunk) {
+    const bool shards = data.per_rank();
     const std::exception_ptr early = failure_of([&] {
-      check_data(inputs, targets);
+      check_source<Targets>(data);
       if (chunk == 0) throw std::invalid_argument("dpar::nn::data_parallel_trainer::evaluate: chunk must be positive");
     });
     const agreement call = agreement(trainer_call::evaluate, options_)
                                .progress(step_, epoch_)
-                               .data(count_of(targets), inputs.cols(), targets)
+                               .data(shards ? 0 : data.size(), data.features(), contents_of(data))
                                .evaluation_chunk(chunk);
-    const batch_parts parts = parts_of(count_of(targets), std::max<std::size_t>(chunk, 1));
+    // Shards: each replica one part, its share of its rank's shard.
+    const std::size_t n = data.size();
+    const batch_parts parts = shards ? batch_parts{n, 0, group_->size(), {}} : parts_of(n, std::max<std::size_t>(chunk, 1));
     totals result{};
     run([&](std::size_t local, replica& r) {
       if (!agree(local, r, call, early)) return;
       r.model->set_mode(mode::eval);  // dropout off, batch_norm on its running statistics
-      auto [first, last] = owned(local, parts);
+      // (not structured bindings: lambdas cannot capture them before C++20 compilers all allow it)
+      std::size_t first = group_->first() + local, last = first + 1;
+      if (!shards) std::tie(first, last) = owned(local, parts);
+      const std::size_t begin = shards ? even_split_begin(n, local_replicas(), local) : parts.begin(first);
+      const std::size_t end = shards ? even_split_begin(n, local_replicas(), local + 1) : parts.begin(last);
       r.part_losses.assign(last - first, 0.0);
+      auto part_begin = [&](std::size_t p) { return shards ? (p == first ? begin : end) : parts.begin(p); };
+      batch_buffer& buf = r.buffers[0];
       totals t{};
       if (group_->lockstep_passes()) {
-        if (!evaluate_in_lockstep(local, r, inputs, targets, chunk, parts, t)) return;
+        if (!evaluate_in_lockstep<Targets>(local, r, data, chunk, parts, t)) return;
       } else {
         try {
           for (std::size_t p = first; p < last; ++p)
-            // b += c, not b += chunk: that wraps for a chunk near SIZE_MAX
-            for (std::size_t b = parts.begin(p), end = parts.begin(p + 1), c = 0; b < end; b += c) {
-              c = std::min(chunk, end - b);
-              auto ys = rows_of(targets, b, c);
-              check_targets(ys, b);
-              auto [loss, correct] = evaluate_on(*r.model, inputs.rows_view(b, c), ys);
+            // at += c, not at += chunk: that wraps for a chunk near SIZE_MAX
+            for (std::size_t at = part_begin(p), stop = part_begin(p + 1), c = 0; at < stop; at += c) {
+              c = std::min(chunk, stop - at);
+              buf.rows.resize(c);
+              std::iota(buf.rows.begin(), buf.rows.end(), at);
+              gather(data, buf, Targets{});
+              auto ys = rows_in(buf, 0, c, Targets{});
+              check_targets(ys, at);
+              auto [loss, correct] = evaluate_on(*r.model, buf.x, ys);
               r.part_losses[p - first] += loss;
               t[correct_at] += static_cast<double>(correct);
               t[samples_at] += static_cast<double>(c);
@@ -488,8 +699,7 @@ class data_parallel_trainer {
   struct replica {
     explicit replica(std::unique_ptr<replica_model> m) : model(std::move(m)) {}
     std::unique_ptr<replica_model> model;  // parameters, optimizer state, loss: wherever the group put them
-    std::vector<std::int32_t> batch_y;     // this replica's shard's labels, gathered by train_epoch
-    tensor batch_t;                        // or its targets
+    batch_buffer buffers[2];               // its batches gathered by train_epoch (two: see prefetch)
     std::vector<std::vector<float>> part_grads;  // gradients of its parts but the last (which stays in the model)
     std::vector<double> part_losses;
     std::exception_ptr error;  // this replica's failure in the current run
@@ -545,21 +755,12 @@ class data_parallel_trainer {
     return {r.begin, r.end};
   }
 
-  // A batch of n samples cut into the parts whose gradients and losses
-  // sum_parts adds. Over a group that sums exactly: parts of `size` samples at
-  // fixed positions, so each part is computed alike (the same GEMM shapes)
-  // whoever owns it. Else (size 0) `passes` parts per replica (fewer if it
-  // has fewer samples), even shares.
-  struct batch_parts {
-    std::size_t n, size, count;
-    std::size_t begin(std::size_t p) const { return size ? std::min(n, p * size) : even_split_begin(n, count, p); }
-  };
   batch_parts parts_of(std::size_t n, std::size_t size, std::size_t passes = 1) const {
     if (!group_->sums_exactly()) {
       const std::size_t k = group_->size(), per_replica = std::clamp<std::size_t>(n / k, 1, passes);
-      return {n, 0, k * per_replica};
+      return {n, 0, k * per_replica, {}};
     }
-    return {n, size, n / size + (n % size != 0)};  // not (n + size - 1) / size: it wraps
+    return {n, size, n / size + (n % size != 0), {}};  // not (n + size - 1) / size: it wraps
   }
   // [first, last) of the parts local replica `local` owns: contiguous, in
   // replica order; none if they hold no sample (an even share of a batch
@@ -621,18 +822,22 @@ class data_parallel_trainer {
   // runs as many chunks as the largest part needs, empty ones included, each
   // after the status collective. False, on every replica alike, if one failed.
   template <class Targets>
-  bool evaluate_in_lockstep(std::size_t local, replica& r, const tensor& inputs, const Targets& targets,
-                            std::size_t chunk, const batch_parts& parts, totals& t) const {
+  bool evaluate_in_lockstep(std::size_t local, replica& r, const data_source& data, std::size_t chunk,
+                            const batch_parts& parts, totals& t) const {
     const std::size_t g = group_->first() + local;
     std::size_t largest = 0;
     for (std::size_t p = 0; p < parts.count; ++p) largest = std::max(largest, parts.begin(p + 1) - parts.begin(p));
     const std::size_t rounds = largest / chunk + (largest % chunk != 0);
     const std::size_t begin = parts.begin(std::min(g, parts.count)), end = parts.begin(std::min(g + 1, parts.count));
+    batch_buffer& buf = r.buffers[0];
     for (std::size_t i = 0, b = begin; i < rounds; ++i) {
       const std::size_t c = std::min(chunk, end - b);
-      decltype(rows_of(targets, b, c)) ys;
+      decltype(rows_in(buf, 0, c, Targets{})) ys{};
       if (!r.error) try {
-          ys = rows_of(targets, b, c);
+          buf.rows.resize(c);
+          std::iota(buf.rows.begin(), buf.rows.end(), b);
+          gather(data, buf, Targets{});
+          ys = rows_in(buf, 0, c, Targets{});
           check_targets(ys, b);
         } catch (...) {
           r.error = std::current_exception();
@@ -640,7 +845,7 @@ class data_parallel_trainer {
       totals ready{};
       if (!sync(local, r, ready)) return false;
       try {
-        auto [loss, correct] = evaluate_on(*r.model, inputs.rows_view(b, c), ys);
+        auto [loss, correct] = evaluate_on(*r.model, buf.x, ys);
         if (!r.part_losses.empty()) r.part_losses[0] += loss;
         t[correct_at] += static_cast<double>(correct);
         t[samples_at] += static_cast<double>(c);
@@ -695,14 +900,6 @@ class data_parallel_trainer {
       throw std::invalid_argument("dpar::nn::data_parallel_trainer: samples have " + std::to_string(features) +
                                   " features, the model takes " + std::to_string(in));
   }
-  template <class Targets>
-  void check_data(const tensor& inputs, const Targets& targets) const {
-    require_loss_for(targets);
-    if (count_of(targets) != inputs.rows())
-      throw std::invalid_argument("dpar::nn::data_parallel_trainer: data set has " + std::to_string(inputs.rows()) +
-                                  " samples but " + std::to_string(count_of(targets)) + noun_of(targets));
-    if (inputs.rows() != 0) check_features(inputs.cols());
-  }
   // The loss takes the form of targets given (checked before any replica runs).
   void require_loss_for(std::span<const std::int32_t>) const {
     if (!options_.loss.takes_labels())
@@ -714,17 +911,17 @@ class data_parallel_trainer {
       throw std::invalid_argument(
           "dpar::nn::data_parallel_trainer: the loss takes integer labels; pass labels, not a tensor of targets");
   }
-  std::vector<std::size_t> order_of(std::size_t n, std::size_t epoch) const {
+  // `stream` > 0: another order for the same (seed, epoch) (a rank's shard).
+  std::vector<std::size_t> order_of(std::size_t n, std::size_t epoch, std::uint64_t stream = 0) const {
     std::vector<std::size_t> order(n);
     std::iota(order.begin(), order.end(), std::size_t{0});
-    std::mt19937_64 rng(options_.seed * 0x9E3779B97F4A7C15ull + epoch + 1);
+    std::mt19937_64 rng(options_.seed * 0x9E3779B97F4A7C15ull + epoch + 1 + stream * 0xBF58476D1CE4E5B9ull);
     std::shuffle(order.begin(), order.end(), rng);
     return order;
   }
 
-  // Labels (a span) and targets (a tensor's rows) alike: their count, name, rows
-  // [first, first + count), and the rows at `samples` gathered into a
-  // replica's buffer.
+  // Labels (a span) and targets (a tensor's rows) alike: their count, name,
+  // and rows [first, first + count).
   static std::size_t count_of(std::span<const std::int32_t> labels) { return labels.size(); }
   static std::size_t count_of(const tensor& targets) { return targets.rows(); }
   static const char* noun_of(std::span<const std::int32_t>) { return " labels"; }
@@ -736,19 +933,6 @@ class data_parallel_trainer {
   static tensor rows_of(const tensor& targets, std::size_t first, std::size_t count) {
     return targets.rows_view(first, count);
   }
-  static std::span<const std::int32_t> gather_targets(replica& r, std::span<const std::int32_t> labels,
-                                              const std::size_t* samples, std::size_t count) {
-    r.batch_y.resize(count);
-    for (std::size_t i = 0; i < count; ++i) r.batch_y[i] = labels[samples[i]];
-    return r.batch_y;
-  }
-  static tensor gather_targets(replica& r, const tensor& targets, const std::size_t* samples, std::size_t count) {
-    r.batch_t.resize(count, targets.cols());
-    for (std::size_t i = 0; i < count; ++i)
-      std::copy(targets.row(samples[i]), targets.row(samples[i]) + targets.cols(), r.batch_t.row(i));
-    return tensor::view(r.batch_t.data(), count, targets.cols());
-  }
-
   // A replica model's forward, loss (and backward) on labels or targets.
   static shard_totals gradients_on(replica_model& m, const tensor& x, std::span<const std::int32_t> labels,
                                    std::size_t total) {
@@ -775,12 +959,22 @@ class data_parallel_trainer {
                                 " of sample " + std::to_string(first + i) + " is outside [0, " +
                                 std::to_string(classes) + ")");
   }
-  // Each replica checks its share of a data set's targets; false everywhere if any is bad.
-  template <class Targets>
-  bool check_share(std::size_t local, replica& r, const Targets& targets) const {
-    auto [first, last] = share(local, count_of(targets));
+  // Each replica checks the labels of its share of a data set (of its
+  // rank's shard), a chunk at a time; false everywhere if any is bad.
+  bool check_share(std::size_t local, replica& r, const data_source& data, bool shards) const {
+    const std::size_t n = data.size(), l = local_replicas();
+    auto [first, last] = shards ? std::pair{n * local / l, n * (local + 1) / l} : share(local, n);
     try {
-      check_targets(rows_of(targets, first, last - first), first);
+      constexpr std::size_t chunk = 4096;
+      std::vector<std::size_t> rows;
+      std::vector<std::int32_t> labels;
+      for (std::size_t at = first; data.target_columns() == 0 && at < last; at += rows.size()) {
+        rows.resize(std::min(chunk, last - at));
+        std::iota(rows.begin(), rows.end(), at);
+        labels.resize(rows.size());
+        data.gather_labels(rows, labels.data());
+        check_targets(labels, at);
+      }
     } catch (...) {
       r.error = std::current_exception();
     }
@@ -798,6 +992,13 @@ class data_parallel_trainer {
                     totals& t) const {
     const batch_parts parts = parts_of(n, options_.micro_batch, options_.accumulate);
     auto [first, last] = owned(local, parts);
+    return replica_step(local, r, parts, first, last, step, lr, shard, t);
+  }
+  // The same with the parts given, and the replica's: [first, last).
+  template <class Shard>
+  bool replica_step(std::size_t local, replica& r, const batch_parts& parts, std::size_t first, std::size_t last,
+                    std::size_t step, float lr, Shard&& shard, totals& t) const {
+    const std::size_t n = parts.n;
     // In lockstep (model-parallel layers, whose forward is collective) a
     // replica without samples still runs one empty pass, and every pass
     // starts with the status collective, so that a replica whose shard

@@ -39,6 +39,8 @@ class input_file {
 
   // The file's size when it was opened.
   std::size_t size() const noexcept { return size_; }
+  // The open descriptor (to map the file), closed with this object.
+  int descriptor() const noexcept { return fd_; }
 
   // Reads exactly n bytes from the current position; a file that ends first
   // (it shrank meanwhile) is an error.
