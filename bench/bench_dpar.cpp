@@ -77,7 +77,7 @@ template <class T>
 void add_static_pool(dpar::thread_pool& pool) {
   auto halves = [&pool](std::size_t n, auto&& body) {
     pool.run([&](std::size_t t, std::size_t threads) {
-      body(t, dpar::detail::even_split_begin(n, threads, t), dpar::detail::even_split_begin(n, threads, t + 1));
+      body(t, dpar::even_split_begin(n, threads, t), dpar::even_split_begin(n, threads, t + 1));
     });
   };
   add<T>(algo::reduce, "baseline_static_pool", [halves](const arrays<T>& d) {

@@ -601,6 +601,7 @@ TEST_CASE("model file: files of the earlier format load into a model built by ha
   other.add(nn::dense(3, 5)).add(nn::batch_norm(5)).add(nn::dense(5, 2));
   REQUIRE_THROWS_WITH(nn::load_model(path, other), Catch::Contains(path) && Catch::Contains("different model"));
   fs::remove_all(scratch_dir());
+}
 
 // The memory-mapped data set: the rows idx_load_dataset gives, read in any
 // order; files that are not what they should be are idx_errors naming them.

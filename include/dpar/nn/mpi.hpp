@@ -160,7 +160,7 @@ class mpi_group final : public replica_group {
       recv_counts[p] = checked(in) - recv_at[p];
     }
     exchange_recv_.resize(in);
-    collectives::all_to_all(ranks(), exchange_send_.data(), send_counts.data(), send_at.data(), exchange_recv_.data(),
+    collectives::all_to_all(this->ranks(), exchange_send_.data(), send_counts.data(), send_at.data(), exchange_recv_.data(),
                             recv_counts.data(), recv_at.data());
     const float* from = exchange_recv_.data();
     for (std::size_t s = 0; s < size(); ++s)

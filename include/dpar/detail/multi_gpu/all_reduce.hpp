@@ -112,7 +112,8 @@ inline void wait_for_default_streams(const std::vector<int>& devices, cudaStream
 #if defined(DPAR_HAVE_NCCL)
 inline void nccl_check(ncclResult_t r, const char* operation) {
   if (r != ncclSuccess)
-    throw nccl_error("dpar::multi_gpu: " + operation + " failed: " + ncclGetErrorString(r), static_cast<int>(r));
+    throw nccl_error(std::string("dpar::multi_gpu: ") + operation + " failed: " + ncclGetErrorString(r),
+                     static_cast<int>(r));
 }
 
 // The communicators of each set of devices used so far, rank i on devices[i]
