@@ -21,22 +21,12 @@ namespace nn_test {
 
 namespace nn = dpar::nn;
 
-// A replica group that forwards every call to a thread_group over `pool`:
-// the tests' stand-in groups derive from it and override what they watch.
-class forwarding_group : public nn::replica_group {
+// The library's forwarding_group over a thread_group on `pool`: the tests'
+// stand-in groups derive from it and override what they watch.
+class forwarding_group : public nn::forwarding_group {
  public:
-  explicit forwarding_group(dpar::thread_pool& pool) : replica_group(pool.size(), pool.size(), 0, 0), threads_(pool) {}
-  void run(const std::function<void(std::size_t)>& f) override { threads_.run(f); }
-  void all_reduce(std::size_t local, std::span<float> data) override { threads_.all_reduce(local, data); }
-  void all_reduce(std::size_t local, std::span<double> data) override { threads_.all_reduce(local, data); }
-  void all_reduce(std::size_t local, std::span<std::uint64_t> data) override { threads_.all_reduce(local, data); }
-  void broadcast(std::size_t local, std::span<std::byte> data, std::size_t root) override {
-    threads_.broadcast(local, data, root);
-  }
-  void barrier(std::size_t local) override { threads_.barrier(local); }
-
- protected:
-  nn::thread_group threads_;
+  explicit forwarding_group(dpar::thread_pool& pool)
+      : nn::forwarding_group(std::make_unique<nn::thread_group>(pool)) {}
 };
 
 // `classes` centres in `features` dimensions, with noise.

@@ -35,12 +35,12 @@ class pretend_device_group final : public nn_test::forwarding_group {
   std::unique_ptr<nn::replica_model> make_model(std::size_t local, const nn::sequential& model,
                                                 const nn::replica_options& options) override {
     ++models;
-    return threads_.make_model(local, model, options);
+    return inner().make_model(local, model, options);
   }
   bool device_replicas() const noexcept override { return true; }
   void copy_gradients(std::size_t local, std::span<const float> from, std::span<float> to) override {
     ++copies;
-    threads_.copy_gradients(local, from, to);
+    inner().copy_gradients(local, from, to);
   }
 
   std::atomic<int> models{0}, copies{0};

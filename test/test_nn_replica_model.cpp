@@ -65,7 +65,7 @@ class recording_group final : public nn_test::forwarding_group {
   using forwarding_group::all_reduce;
   void all_reduce(std::size_t local, std::span<float> data) override {
     if (data.data() != models[local]->gradients().data()) throw std::logic_error("not the model's gradient buffer");
-    threads_.all_reduce(local, data);
+    inner().all_reduce(local, data);
   }
   std::unique_ptr<nn::replica_model> make_model(std::size_t local, const nn::sequential& m,
                                                 const nn::replica_options& o) override {

@@ -37,34 +37,11 @@ namespace dpar::nn {
 //     slot (x plus -0s is x, whatever the grouping), and every replica sums
 //     the slots. (Over device replicas, whose float all-reduce takes device
 //     buffers, float slots travel as doubles: exact both ways.)
-// The replicas and where they compute (make_model, device_replicas,
-// copy_gradients) are the inner group's.
-class deterministic_group final : public replica_group {
+// Everything else is the inner group's (forwarding_group).
+class deterministic_group final : public forwarding_group {
  public:
   explicit deterministic_group(std::unique_ptr<replica_group> inner)
-      : replica_group(inner->size(), inner->local_size(), inner->first(), inner->process_rank()),
-        inner_(std::move(inner)),
-        floats_(local_size()),
-        doubles_(local_size()),
-        staged_(local_size()) {}
-
-  int process_of(std::size_t g) const override { return inner_->process_of(g); }
-  void run(const std::function<void(std::size_t)>& f) override { inner_->run(f); }
-  void all_reduce(std::size_t local, std::span<float> data) override { inner_->all_reduce(local, data); }
-  void all_reduce(std::size_t local, std::span<double> data) override { inner_->all_reduce(local, data); }
-  void all_reduce(std::size_t local, std::span<std::uint64_t> data) override { inner_->all_reduce(local, data); }
-  void broadcast(std::size_t local, std::span<std::byte> data, std::size_t root) override {
-    inner_->broadcast(local, data, root);
-  }
-  void barrier(std::size_t local) override { inner_->barrier(local); }
-  std::unique_ptr<replica_model> make_model(std::size_t local, const sequential& model,
-                                            const replica_options& options) override {
-    return inner_->make_model(local, model, options);
-  }
-  bool device_replicas() const noexcept override { return inner_->device_replicas(); }
-  void copy_gradients(std::size_t local, std::span<const float> from, std::span<float> to) override {
-    inner_->copy_gradients(local, from, to);
-  }
+      : forwarding_group(std::move(inner)), floats_(local_size()), doubles_(local_size()), staged_(local_size()) {}
 
   // Device replicas: the part still in the model's device buffer (the others
   // are host copies already) goes to the host, the exact sum is taken there
@@ -122,15 +99,15 @@ class deterministic_group final : public replica_group {
     if (size() == 1) return exact_columns<T>(mine, out.data(), 0, n);
     if (size() == k) {  // one process: read the others' parts in place
       state.published[local] = mine;
-      inner_->barrier(local);
+      inner().barrier(local);
       if (local == 0) state.result.resize(n);
-      inner_->barrier(local);
+      inner().barrier(local);
       std::vector<const T*> columns;
       for (auto parts : state.published) columns.insert(columns.end(), parts.begin(), parts.end());
       exact_columns<T>(columns, state.result.data(), even_split_begin(n, k, local), even_split_begin(n, k, local + 1));
-      inner_->barrier(local);
+      inner().barrier(local);
       std::copy(state.result.begin(), state.result.end(), out.begin());
-      inner_->barrier(local);  // the parts and the result stay until every replica is done with them
+      inner().barrier(local);  // the parts and the result stay until every replica is done with them
       return;
     }
     auto& slots = state.slots[local];
@@ -138,17 +115,16 @@ class deterministic_group final : public replica_group {
     for (std::size_t j = 0; j < mine.size(); ++j) std::copy(mine[j], mine[j] + n, slots.data() + (first + j) * n);
     if (std::is_same_v<T, float> && device_replicas()) {
       std::vector<double> wide(slots.begin(), slots.end());
-      inner_->all_reduce(local, std::span<double>(wide));
+      inner().all_reduce(local, std::span<double>(wide));
       std::copy(wide.begin(), wide.end(), slots.begin());
     } else {
-      inner_->all_reduce(local, std::span<T>(slots));
+      inner().all_reduce(local, std::span<T>(slots));
     }
     std::vector<const T*> columns(total);
     for (std::size_t p = 0; p < total; ++p) columns[p] = slots.data() + p * n;
     exact_columns<T>(columns, out.data(), 0, n);
   }
 
-  std::unique_ptr<replica_group> inner_;
   shared<float> floats_;
   shared<double> doubles_;
   std::vector<std::vector<float>> staged_;  // each local device replica's gradient sum on the host

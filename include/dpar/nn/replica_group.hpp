@@ -189,6 +189,56 @@ class replica_group {
   std::vector<const std::span<const float>*> posted_;  // exchange's send blocks, one list per local replica
 };
 
+// The replicas of another group (`inner`), with what that group does
+// forwarded to it: where the replicas run and compute (run, process_of,
+// make_model, device_replicas, copy_gradients, lockstep_passes) and how they
+// meet (all_reduce, broadcast, barrier, exchange). The sums of a step
+// (sum_parts, sum_and_update, gather_velocity, sums_exactly) are
+// replica_group's own, on the forwarded collectives, not the inner group's:
+// so a wrapper that changes sum_parts is the one its sum_and_update and
+// batch sums use. The base of the groups that wrap another and change a few
+// calls (deterministic_group, model_parallel_group): they override only those.
+class forwarding_group : public replica_group {
+ public:
+  explicit forwarding_group(std::unique_ptr<replica_group> inner)
+      : replica_group(checked(inner).size(), inner->local_size(), inner->first(), inner->process_rank()),
+        inner_(std::move(inner)) {}
+
+  replica_group& inner() noexcept { return *inner_; }
+  const replica_group& inner() const noexcept { return *inner_; }
+
+  int process_of(std::size_t g) const override { return inner_->process_of(g); }
+  void run(const std::function<void(std::size_t)>& f) override { inner_->run(f); }
+  void all_reduce(std::size_t local, std::span<float> data) override { inner_->all_reduce(local, data); }
+  void all_reduce(std::size_t local, std::span<double> data) override { inner_->all_reduce(local, data); }
+  void all_reduce(std::size_t local, std::span<std::uint64_t> data) override { inner_->all_reduce(local, data); }
+  void broadcast(std::size_t local, std::span<std::byte> data, std::size_t root) override {
+    inner_->broadcast(local, data, root);
+  }
+  void barrier(std::size_t local) override { inner_->barrier(local); }
+  void exchange(std::size_t local, std::span<const std::span<const float>> send,
+                std::span<const std::span<float>> recv) override {
+    inner_->exchange(local, send, recv);
+  }
+  bool lockstep_passes() const noexcept override { return inner_->lockstep_passes(); }
+  std::unique_ptr<replica_model> make_model(std::size_t local, const sequential& model,
+                                            const replica_options& options) override {
+    return inner_->make_model(local, model, options);
+  }
+  bool device_replicas() const noexcept override { return inner_->device_replicas(); }
+  void copy_gradients(std::size_t local, std::span<const float> from, std::span<float> to) override {
+    inner_->copy_gradients(local, from, to);
+  }
+
+ private:
+  static const replica_group& checked(const std::unique_ptr<replica_group>& inner) {
+    if (!inner) throw std::invalid_argument("dpar::nn::forwarding_group: no inner group");
+    return *inner;
+  }
+
+  std::unique_ptr<replica_group> inner_;
+};
+
 // One replica, in the calling thread: every collective is the identity.
 class sequential_group : public replica_group {
  public:
