@@ -383,17 +383,14 @@ class gpu_model {
   }
 
  private:
-  enum class kind { dense, relu, tanh, sigmoid };
+  using kind = builtin_layer;
   struct step {
     kind what;
     std::size_t in, out, offset;  // offset: of the layer's parameters in the flat buffer
   };
 
   static kind kind_of(const layer& l) {
-    if (dynamic_cast<const dense*>(&l)) return kind::dense;
-    if (dynamic_cast<const relu*>(&l)) return kind::relu;
-    if (dynamic_cast<const tanh_layer*>(&l)) return kind::tanh;
-    if (dynamic_cast<const sigmoid*>(&l)) return kind::sigmoid;
+    if (const kind k = l.builtin(); k != kind::other) return k;
     throw std::invalid_argument("dpar::nn::gpu_model: layer " + l.name() +
                                 " has no device path (supported: Dense, ReLU, Tanh, Sigmoid)");
   }
@@ -408,6 +405,7 @@ class gpu_model {
       case kind::relu: return ops::bias_activate(place_, y, n, cols, b, relu::function{});
       case kind::tanh: return ops::bias_activate(place_, y, n, cols, b, tanh_layer::function{});
       case kind::sigmoid: return ops::bias_activate(place_, y, n, cols, b, sigmoid::function{});
+      case kind::other: return;  // never a step: kind_of refuses it
     }
   }
   void activation_backward(kind what, const float* y, const float* dy, float* dx, std::size_t count) const {
@@ -416,6 +414,7 @@ class gpu_model {
       case kind::relu: return ops::activation_backward(place_, y, dy, dx, count, relu::gradient{});
       case kind::tanh: return ops::activation_backward(place_, y, dy, dx, count, tanh_layer::gradient{});
       case kind::sigmoid: return ops::activation_backward(place_, y, dy, dx, count, sigmoid::gradient{});
+      case kind::other: return;  // never a step: kind_of refuses it
     }
   }
 

@@ -49,6 +49,15 @@ class batch_sync {
   virtual void sum(std::span<const double* const> mine, std::span<double> out) = 0;
 };
 
+class activation;
+class batch_layer;
+class replica_split;  // nn/model_parallel.hpp
+
+// The built-in layers a backend may run by kind instead of through their
+// virtual calls (the device model of nn/cuda.hpp): each names itself in
+// layer::builtin(); every other layer is `other`, which such a backend refuses.
+enum class builtin_layer { other, dense, relu, tanh, sigmoid };
+
 class layer {
  public:
   virtual ~layer() = default;
@@ -79,6 +88,28 @@ class layer {
   virtual void backward_pass(const pass&, const tensor& x, const tensor& y, const tensor& dy, tensor* dx) {
     backward(x, y, dy, dx);
   }
+
+  // Hooks by which sequential and the replica groups learn what a layer is,
+  // each answered by the kind itself, so a new kind plugs in without a type
+  // switch elsewhere. The defaults: a plain layer.
+  virtual nn::builtin_layer builtin() const noexcept { return nn::builtin_layer::other; }
+  // Non-null for a layer that couples the batch (batch_layer::as_batch_layer).
+  virtual batch_layer* as_batch_layer() noexcept { return nullptr; }
+  virtual const batch_layer* as_batch_layer() const noexcept { return nullptr; }
+  // Non-null for an activation that may run fused behind the layer before it
+  // (activation::fusable).
+  virtual const activation* fusable() const noexcept { return nullptr; }
+  // True for a layer that can write f(its output) in one pass, f a fusable
+  // activation (dense: f(x W^T + b)); its backward must not read its own
+  // output, which the fused pass never stores. forward_fused then computes
+  // y = f(layer(x)); the default, a forward then f in place, is correct for
+  // any such layer, only not fused.
+  virtual bool fuses_activation() const noexcept { return false; }
+  virtual void forward_fused(const tensor& x, tensor& y, const activation& f);
+  // Non-null for a layer whose parameters are split over the replicas of a
+  // trainer (model_parallel_dense); model_parallel_group runs it.
+  virtual replica_split* as_replica_split() noexcept { return nullptr; }
+  virtual const replica_split* as_replica_split() const noexcept { return nullptr; }
 };
 
 // A layer whose output for a sample depends, in train mode, on the whole
@@ -97,6 +128,8 @@ class batch_layer : public layer {
   virtual void begin_forward(const pass&, const double* global_sums) = 0;
   virtual void backward_sums(const pass&, const tensor& x, const tensor& y, const tensor& dy, double* sums) const = 0;
   virtual void begin_backward(const pass&, const double* global_sums) = 0;
+  batch_layer* as_batch_layer() noexcept final { return this; }
+  const batch_layer* as_batch_layer() const noexcept final { return this; }
   // The plain forms: x alone is the batch.
   void forward(const tensor& x, tensor& y) override {
     std::vector<double> s(forward_sums_size());
@@ -130,7 +163,13 @@ class activation : public layer {
     std::copy(x.data(), x.data() + x.size(), y.data());
     forward_with_bias(y, nullptr);
   }
+  const activation* fusable() const noexcept override { return backward_reads_x() ? nullptr : this; }
 };
+
+inline void layer::forward_fused(const tensor& x, tensor& y, const activation& f) {
+  forward(x, y);
+  f.forward_with_bias(y, nullptr);
+}
 
 class relu final : public activation {
  public:
@@ -145,6 +184,7 @@ class relu final : public activation {
   }
   bool backward_reads_x() const override { return false; }
   std::unique_ptr<layer> clone() const override { return std::make_unique<relu>(*this); }
+  nn::builtin_layer builtin() const noexcept override { return nn::builtin_layer::relu; }
 };
 
 class tanh_layer final : public activation {
@@ -160,6 +200,7 @@ class tanh_layer final : public activation {
   }
   bool backward_reads_x() const override { return false; }
   std::unique_ptr<layer> clone() const override { return std::make_unique<tanh_layer>(*this); }
+  nn::builtin_layer builtin() const noexcept override { return nn::builtin_layer::tanh; }
 };
 
 class sigmoid final : public activation {
@@ -175,6 +216,7 @@ class sigmoid final : public activation {
   }
   bool backward_reads_x() const override { return false; }
   std::unique_ptr<layer> clone() const override { return std::make_unique<sigmoid>(*this); }
+  nn::builtin_layer builtin() const noexcept override { return nn::builtin_layer::sigmoid; }
 };
 
 enum class init { he, xavier };
@@ -233,6 +275,13 @@ class dense final : public layer {
     ops::dense_backward(host_place{}, x.data(), dy.data(), x.rows(), in_, out_, w_, dw_, db_, dx ? dx->data() : nullptr);
   }
   std::unique_ptr<layer> clone() const override { return std::make_unique<dense>(*this); }
+  nn::builtin_layer builtin() const noexcept override { return nn::builtin_layer::dense; }
+  // The bias added and the activation applied in one pass over the output.
+  bool fuses_activation() const noexcept override { return true; }
+  void forward_fused(const tensor& x, tensor& y, const activation& f) override {
+    forward_linear(x, y);
+    f.forward_with_bias(y, b_);
+  }
 
  private:
   std::size_t in_, out_;
@@ -336,7 +385,7 @@ class sequential {
   // (a batch_layer): the trainer then runs all of a replica's parts at once.
   bool couples_batch() const {
     for (auto& l : layers_)
-      if (dynamic_cast<const batch_layer*>(l.get())) return true;
+      if (l->as_batch_layer()) return true;
     return false;
   }
   // The lengths of the vectors a train-mode forward and backward sum over
@@ -344,9 +393,9 @@ class sequential {
   std::vector<std::size_t> sync_sizes() const {
     std::vector<std::size_t> sizes;
     for (auto& l : layers_)
-      if (auto* b = dynamic_cast<const batch_layer*>(l.get())) sizes.push_back(b->forward_sums_size());
+      if (const batch_layer* b = l->as_batch_layer()) sizes.push_back(b->forward_sums_size());
     for (std::size_t i = layers_.size(); i-- > 0;)
-      if (auto* b = dynamic_cast<const batch_layer*>(layers_[i].get())) sizes.push_back(b->backward_sums_size());
+      if (const batch_layer* b = layers_[i]->as_batch_layer()) sizes.push_back(b->backward_sums_size());
     return sizes;
   }
 
@@ -395,20 +444,18 @@ class sequential {
       const std::size_t next = layers_[i]->out_features(f);
       auto in = [&](std::size_t p) -> const tensor& { return i == 0 ? *xs[p] : acts_[p][i]; };
       for (std::size_t p = 0; p < parts; ++p) acts_[p][i + 1].resize(xs[p]->rows(), next);
-      auto* d = dynamic_cast<dense*>(layers_[i].get());
-      auto* a = i + 1 < layers_.size() ? dynamic_cast<activation*>(layers_[i + 1].get()) : nullptr;
-      if (d && a && !a->backward_reads_x()) {
-        // Fused: the activation's output is written directly; the Dense output
-        // itself is never needed (Dense backward uses x and dy only, the
+      const activation* a = i + 1 < layers_.size() ? layers_[i + 1]->fusable() : nullptr;
+      if (a && layers_[i]->fuses_activation()) {
+        // Fused: the activation's output is written directly; the layer's own
+        // output is never needed (its backward reads x and dy only, the
         // activation's y and dy only).
         for (std::size_t p = 0; p < parts; ++p) {
           acts_[p][i + 2].resize(xs[p]->rows(), next);
-          d->forward_linear(in(p), acts_[p][i + 2]);
-          a->forward_with_bias(acts_[p][i + 2], d->bias());
+          layers_[i]->forward_fused(in(p), acts_[p][i + 2], *a);
         }
         ++i;
       } else {
-        auto* b = dynamic_cast<batch_layer*>(layers_[i].get());
+        batch_layer* b = layers_[i]->as_batch_layer();
         if (b && mode_ == nn::mode::train) {
           const std::size_t n = b->forward_sums_size();
           sums.assign((parts + 1) * n, 0.0);
@@ -450,7 +497,7 @@ class sequential {
           dx[p] = &grad_acts_[p][i];
         }
       }
-      auto* b = dynamic_cast<batch_layer*>(layers_[i].get());
+      batch_layer* b = layers_[i]->as_batch_layer();
       if (b && mode_ == nn::mode::train) {
         const std::size_t n = b->backward_sums_size();
         sums.assign((parts + 1) * n, 0.0);

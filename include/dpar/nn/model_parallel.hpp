@@ -64,10 +64,32 @@ inline std::pair<std::size_t, std::size_t> model_parallel_share(std::size_t n, s
   return {units.begin, units.end};
 }
 
+// What model_parallel_group needs of a layer whose parameters are split
+// over the replicas (layer::as_replica_split): which of them each replica
+// owns, the group to compute through, and what it sends. model_parallel_dense
+// is one; another kind of split layer implements this and the group runs it.
+class replica_split {
+ public:
+  virtual ~replica_split() = default;
+  // Empty if the layer can be split over k replicas, else why not ("2 output
+  // units, fewer than the 3 replicas it is split over").
+  virtual std::string cannot_split(std::size_t k) const = 0;
+  // The parameters global replica g of k owns, as ranges of the layer's own
+  // [0, parameter_count()), in increasing order. Every parameter is owned by
+  // one replica.
+  virtual std::vector<std::pair<std::size_t, std::size_t>> owned(std::size_t g, std::size_t k) const = 0;
+  // By the group, for the replica `local` whose model copy holds the layer:
+  // the layer computes split through `group` while active() is true.
+  virtual void attach(replica_group& group, std::size_t local, const std::function<bool()>& active) = 0;
+  // The floats a replica sends per step for this layer, on a global batch of
+  // n rows spread evenly over k replicas; first: the model's first layer.
+  virtual double exchanged_values(std::size_t n, std::size_t k, bool first) const = 0;
+};
+
 // A dense layer split by output units over the replicas of a trainer. Out of
 // a trainer (or outside its calls: predict on trainer.model()) it computes as
 // the plain dense layer it wraps, from whole parameters.
-class model_parallel_dense final : public layer {
+class model_parallel_dense final : public layer, public replica_split {
  public:
   explicit model_parallel_dense(dense d) : dense_(std::move(d)) {}
 
@@ -83,11 +105,35 @@ class model_parallel_dense final : public layer {
   }
   void initialize(std::mt19937_64& rng) override { dense_.initialize(rng); }
 
-  // Called by model_parallel_group for the replica `local` whose model this is.
-  void attach(replica_group& group, std::size_t local, const std::function<bool()>& active) {
+  replica_split* as_replica_split() noexcept override { return this; }
+  const replica_split* as_replica_split() const noexcept override { return this; }
+  std::string cannot_split(std::size_t k) const override {
+    if (out() >= k) return {};
+    return std::to_string(out()) + " output units, fewer than the " + std::to_string(k) +
+           " replicas it is split over";
+  }
+  // Its units' weight rows and biases.
+  std::vector<std::pair<std::size_t, std::size_t>> owned(std::size_t g, std::size_t k) const override {
+    const auto [lo, hi] = model_parallel_share(out(), g, k);
+    const std::size_t biases = out() * in();
+    return {{lo * in(), hi * in()}, {biases + lo, biases + hi}};
+  }
+  void attach(replica_group& group, std::size_t local, const std::function<bool()>& active) override {
     group_ = &group;
     local_ = local;
     active_ = active;
+  }
+  // All-gather of the inputs (its rows to the k - 1 others), all-to-all of
+  // the outputs and again of their gradients (its slice of the others'
+  // rows), reduce-scatter of the input gradients (the others' rows of its
+  // partial sums; the first layer has none). The row counts (8 bytes per
+  // replica and pass) are left out.
+  double exchanged_values(std::size_t n, std::size_t k, bool first) const override {
+    const double rows = static_cast<double>(n), others = static_cast<double>(k - 1) / static_cast<double>(k);
+    const double in = static_cast<double>(this->in()), out = static_cast<double>(this->out());
+    double values = rows * in * others + 2 * rows * out * others / static_cast<double>(k);
+    if (!first) values += rows * in * others;
+    return values;
   }
 
   void forward(const tensor& x, tensor& y) override {
@@ -197,35 +243,31 @@ inline model_parallel_dense model_parallel(dense d) { return model_parallel_dens
 
 // The replicas of an inner group (any CPU group: seq, threads, ranks x
 // threads) training a model with model-parallel layers: the inner group's
-// collectives, plus the split parameters' own ends of a step.
-class model_parallel_group final : public replica_group {
+// replicas and collectives (forwarding_group), plus the split parameters'
+// own ends of a step.
+class model_parallel_group final : public forwarding_group {
  public:
   model_parallel_group(std::unique_ptr<replica_group> inner, const sequential& model)
-      : replica_group(inner->size(), inner->local_size(), inner->first(), inner->process_rank()),
-        inner_(std::move(inner)),
-        active_(local_size(), 0) {
-    if (inner_->sums_exactly())
+      : forwarding_group(std::move(inner)), active_(local_size(), 0), owned_(size()) {
+    if (this->inner().sums_exactly())
       throw std::invalid_argument(
           "dpar::nn: model-parallel layers cannot run under dpar::deterministic: the split changes which product "
           "computes each sum, so the bits would depend on the replica count");
-    if (inner_->device_replicas())
+    if (this->inner().device_replicas())
       throw std::invalid_argument("dpar::nn: model-parallel layers run on CPU replicas only");
-    std::size_t offset = 0;
+    // The replicated parameters: everything outside the split layers.
+    std::size_t offset = 0, at = 0;
     for (std::size_t i = 0; i < model.size(); ++i) {
-      if (auto* l = dynamic_cast<const model_parallel_dense*>(&model[i])) {
-        if (l->out() < size())
-          throw std::invalid_argument("dpar::nn: model-parallel layer " + std::to_string(i) + " (" + l->name() +
-                                      ") has " + std::to_string(l->out()) + " output units, fewer than the " +
-                                      std::to_string(size()) + " replicas it is split over");
-        split_.push_back({offset, l->in(), l->out()});
+      if (const replica_split* l = model[i].as_replica_split()) {
+        if (std::string why = l->cannot_split(size()); !why.empty())
+          throw std::invalid_argument("dpar::nn: model-parallel layer " + std::to_string(i) + " (" + model[i].name() +
+                                      ") has " + why);
+        for (std::size_t g = 0; g < size(); ++g)
+          for (auto [a, b] : l->owned(g, size())) owned_[g].push_back({offset + a, offset + b});
+        if (offset > at) shared_.push_back({at, offset});
+        at = offset + model[i].parameter_count();
       }
       offset += model[i].parameter_count();
-    }
-    // The replicated parameters: everything outside the split layers.
-    std::size_t at = 0;
-    for (auto& s : split_) {
-      if (s.offset > at) shared_.push_back({at, s.offset});
-      at = s.offset + s.out * s.in + s.out;
     }
     if (offset > at) shared_.push_back({at, offset});
     for (auto [a, b] : shared_) shared_size_ += b - a;
@@ -235,13 +277,12 @@ class model_parallel_group final : public replica_group {
   // True if the model holds a model-parallel layer.
   static bool needed(const sequential& model) {
     for (std::size_t i = 0; i < model.size(); ++i)
-      if (dynamic_cast<const model_parallel_dense*>(&model[i])) return true;
+      if (model[i].as_replica_split()) return true;
     return false;
   }
 
-  int process_of(std::size_t g) const override { return inner_->process_of(g); }
   void run(const std::function<void(std::size_t)>& f) override {
-    inner_->run([&](std::size_t local) {
+    inner().run([&](std::size_t local) {
       struct on {  // the layers compute split only inside the trainer's calls
         char& flag;
         explicit on(char& f) : flag(f) { flag = 1; }
@@ -250,27 +291,16 @@ class model_parallel_group final : public replica_group {
       f(local);
     });
   }
-  void all_reduce(std::size_t local, std::span<float> data) override { inner_->all_reduce(local, data); }
-  void all_reduce(std::size_t local, std::span<double> data) override { inner_->all_reduce(local, data); }
-  void all_reduce(std::size_t local, std::span<std::uint64_t> data) override { inner_->all_reduce(local, data); }
-  void broadcast(std::size_t local, std::span<std::byte> data, std::size_t root) override {
-    inner_->broadcast(local, data, root);
-  }
-  void barrier(std::size_t local) override { inner_->barrier(local); }
-  void exchange(std::size_t local, std::span<const std::span<const float>> send,
-                std::span<const std::span<float>> recv) override {
-    inner_->exchange(local, send, recv);
-  }
   bool lockstep_passes() const noexcept override { return true; }
 
   std::unique_ptr<replica_model> make_model(std::size_t local, const sequential& model,
                                             const replica_options& options) override {
-    std::unique_ptr<replica_model> m = inner_->make_model(local, model, options);
-    if (!dynamic_cast<host_replica_model*>(m.get()))
+    std::unique_ptr<replica_model> m = inner().make_model(local, model, options);
+    if (!m->updates_ranges())
       throw std::invalid_argument("dpar::nn: model-parallel layers run on host replicas only");
     sequential& copy = m->host_model();
     for (std::size_t i = 0; i < copy.size(); ++i)
-      if (auto* l = dynamic_cast<model_parallel_dense*>(&copy[i]))
+      if (replica_split* l = copy[i].as_replica_split())
         l->attach(*this, local, [this, local] { return active_[local] != 0; });
     return m;
   }
@@ -280,11 +310,10 @@ class model_parallel_group final : public replica_group {
   // gradients summed over its own parts only, then the update of those two.
   void sum_and_update(std::size_t local, std::span<const float* const> mine, std::size_t first, std::size_t total,
                       replica_model& model, float lr, float max_norm) override {
-    auto& host = dynamic_cast<host_replica_model&>(model);
-    std::span<float> grads = host.gradients();
+    std::span<float> grads = model.gradients();
     scratch& s = scratch_[local];
-    s.owned = owned(local);
-    for (auto [a, b] : s.owned)  // the parts added in order, as the inner group adds the shared ones
+    const std::vector<range>& owned = owned_[this->first() + local];
+    for (auto [a, b] : owned)  // the parts added in order, as the inner group adds the shared ones
       if (mine.size() != 1 || mine[0] != grads.data())
         for (std::size_t i = a; i < b; ++i) {
           float v = 0.0f;
@@ -303,22 +332,22 @@ class model_parallel_group final : public replica_group {
         s.parts.push_back(s.packed[0].data());
       }
       s.sum.resize(shared_size_);
-      inner_->sum_parts(local, s.parts, first, total, s.sum);
+      inner().sum_parts(local, s.parts, first, total, s.sum);
       unpack(s.sum, grads);
     }
     if (max_norm > 0) {
       double own = 0;
-      for (auto [a, b] : s.owned) own += squares(grads.subspan(a, b - a));
-      inner_->all_reduce(local, std::span<double>(&own, 1));
+      for (auto [a, b] : owned) own += squares(grads.subspan(a, b - a));
+      inner().all_reduce(local, std::span<double>(&own, 1));
       double squared = own;
       for (auto [a, b] : shared_) squared += squares(grads.subspan(a, b - a));
       const float factor = clip_scale(max_norm, squared);
       for (auto [a, b] : shared_) scale(grads.subspan(a, b - a), factor);
-      for (auto [a, b] : s.owned) scale(grads.subspan(a, b - a), factor);
+      for (auto [a, b] : owned) scale(grads.subspan(a, b - a), factor);
     }
     s.ranges = shared_;
-    s.ranges.insert(s.ranges.end(), s.owned.begin(), s.owned.end());
-    host.update(lr, s.ranges);
+    s.ranges.insert(s.ranges.end(), owned.begin(), owned.end());
+    model.update_ranges(lr, s.ranges);
   }
 
   // All-gathers every split layer's slices of the parameters and of each
@@ -331,50 +360,25 @@ class model_parallel_group final : public replica_group {
       gather(local, state.subspan(at, params.size()));
   }
 
-  // Bytes a replica sends per step for the split layers, on a global batch
-  // of n rows spread evenly over k replicas: all-gather of the inputs (its
-  // rows to the k - 1 others), all-to-all of the outputs and again of their
-  // gradients (its slice of the others' rows), reduce-scatter of the input
-  // gradients (the others' rows of its partial sums; the first layer has
-  // none). The row counts (8 bytes per replica and pass) are left out.
+  // Bytes a replica sends per step for the split layers (replica_split::
+  // exchanged_values), on a global batch of n rows spread evenly over k replicas.
   static double exchanged_bytes_per_replica(const sequential& model, std::size_t n, std::size_t k) {
-    const double rows = static_cast<double>(n), others = static_cast<double>(k - 1) / static_cast<double>(k);
     double values = 0;
     for (std::size_t i = 0; i < model.size(); ++i)
-      if (auto* l = dynamic_cast<const model_parallel_dense*>(&model[i])) {
-        const double in = static_cast<double>(l->in()), out = static_cast<double>(l->out());
-        values += rows * in * others;                                // all-gather of the inputs
-        values += 2 * rows * out * others / static_cast<double>(k);  // outputs, then their gradients
-        if (i > 0) values += rows * in * others;                     // reduce-scatter of the input gradients
-      }
+      if (const replica_split* l = model[i].as_replica_split()) values += l->exchanged_values(n, k, i == 0);
     return values * sizeof(float);
   }
 
  private:
-  struct split_layer {
-    std::size_t offset, in, out;
-  };
   using range = std::pair<std::size_t, std::size_t>;
   struct scratch {
     std::vector<std::vector<float>> packed;
     std::vector<const float*> parts;
     std::vector<float> sum, gathered;
-    std::vector<range> owned, ranges;
+    std::vector<range> ranges;
     std::vector<std::span<const float>> send;
     std::vector<std::span<float>> recv;
   };
-
-  // Global replica g's slices: its weight rows and biases of every split layer.
-  std::vector<range> owned_by(std::size_t g) const {
-    std::vector<range> r;
-    for (auto& s : split_) {
-      auto [lo, hi] = model_parallel_share(s.out, g, size());
-      r.push_back({s.offset + lo * s.in, s.offset + hi * s.in});
-      r.push_back({s.offset + s.out * s.in + lo, s.offset + s.out * s.in + hi});
-    }
-    return r;
-  }
-  std::vector<range> owned(std::size_t local) const { return owned_by(first() + local); }
 
   void pack(const float* from, std::vector<float>& to) const {
     to.resize(shared_size_);
@@ -394,33 +398,30 @@ class model_parallel_group final : public replica_group {
   void gather(std::size_t local, std::span<float> buf) {
     scratch& s = scratch_[local];
     const std::size_t k = size();
-    std::vector<std::vector<range>> slices(k);
     std::vector<std::size_t> at(k + 1, 0);
     for (std::size_t g = 0; g < k; ++g) {
-      slices[g] = owned_by(g);
       at[g + 1] = at[g];
-      for (auto [a, b] : slices[g]) at[g + 1] += b - a;
+      for (auto [a, b] : owned_[g]) at[g + 1] += b - a;
     }
     const std::size_t me = first() + local;
     s.gathered.resize(at[k]);
     float* out = s.gathered.data() + at[me];
-    for (auto [a, b] : slices[me]) out = std::copy(buf.data() + a, buf.data() + b, out);
+    for (auto [a, b] : owned_[me]) out = std::copy(buf.data() + a, buf.data() + b, out);
     s.send.assign(k, std::span<const float>(s.gathered.data() + at[me], at[me + 1] - at[me]));
     s.recv.resize(k);
     for (std::size_t g = 0; g < k; ++g) s.recv[g] = std::span<float>(s.gathered.data() + at[g], at[g + 1] - at[g]);
-    inner_->exchange(local, s.send, s.recv);
+    inner().exchange(local, s.send, s.recv);
     for (std::size_t g = 0; g < k; ++g) {
       const float* from = s.gathered.data() + at[g];
-      for (auto [a, b] : slices[g]) {
+      for (auto [a, b] : owned_[g]) {
         std::copy(from, from + (b - a), buf.data() + a);
         from += b - a;
       }
     }
   }
 
-  std::unique_ptr<replica_group> inner_;
   std::vector<char> active_;  // local replica l is inside run (written and read by its own thread)
-  std::vector<split_layer> split_;
+  std::vector<std::vector<range>> owned_;  // global replica g's slices of the split layers, in increasing order
   std::vector<range> shared_;
   std::size_t shared_size_ = 0;
   std::vector<scratch> scratch_;  // one per local replica

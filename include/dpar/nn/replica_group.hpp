@@ -292,13 +292,12 @@ class thread_group final : public replica_group {
   // completes it for the rare reader (save).
   // Gathering it every step as well made this step's end about 10% slower
   // (784-256-128-10 MLP, K = 2: ~82 against ~74 us; the whole update ~99 us).
-  // Models of another kind (a group wrapping this one made its own) take
-  // the default path.
+  // Models that update whole only (updates_ranges() false) take the default path.
   void sum_and_update(std::size_t local, std::span<const float* const> mine, std::size_t first, std::size_t total,
                       replica_model& model, float lr, float max_norm) override {
-    auto* host = dynamic_cast<host_replica_model*>(&model);
-    if (!comm_ || !host) return replica_group::sum_and_update(local, mine, first, total, model, lr, max_norm);
-    std::span<float> grads = host->gradients();
+    if (!comm_ || !model.updates_ranges())
+      return replica_group::sum_and_update(local, mine, first, total, model, lr, max_norm);
+    std::span<float> grads = model.gradients();
     add_parts(mine, grads);
     comm_->reduce_scatter(local, grads);
     auto [lo, hi] = comm_->slice<float>(local, grads.size());
@@ -307,8 +306,9 @@ class thread_group final : public replica_group {
       comm_->all_reduce(local, std::span<double>(&squared, 1));
       scale(grads.subspan(lo, hi - lo), clip_scale(max_norm, squared));
     }
-    host->update(lr, lo, hi);
-    comm_->all_gather(local, host->host_model().parameters());
+    const std::pair<std::size_t, std::size_t> slice{lo, hi};
+    model.update_ranges(lr, std::span(&slice, 1));
+    comm_->all_gather(local, model.host_model().parameters());
   }
   // The state is one or more buffers of the parameter count (SGD's velocity;
   // AdamW's m and v), each sliced as the parameters are.

@@ -88,6 +88,17 @@ class replica_model {
   virtual std::span<float> gradients() = 0;
   // One optimizer step from gradients().
   virtual void update(float lr) = 0;
+  // For groups that share a step's update out among the replicas
+  // (thread_group's sharded update, model_parallel_group's own slices): true
+  // where gradients() and host_model().parameters() are the state this
+  // replica computes with, in host memory, and update_ranges can update
+  // parts of it. Other kinds (GPU replicas) take the whole update(lr).
+  virtual bool updates_ranges() const noexcept { return false; }
+  // One optimizer step, counted as one update (AdamW's bias correction), for
+  // the elements of `ranges` only. Where updates_ranges() alone.
+  virtual void update_ranges(float /*lr*/, std::span<const std::pair<std::size_t, std::size_t>> /*ranges*/) {
+    throw std::logic_error("dpar::nn: this kind of replica updates its parameters whole (updates_ranges() is false)");
+  }
   // The count of updates made so far, for an optimizer that depends on it
   // (AdamW's bias correction): a resumed run continues it.
   virtual void set_updates(std::uint64_t /*count*/) {}
@@ -154,15 +165,12 @@ class host_replica_model final : public replica_model {
     std::fill(g.begin(), g.end(), 0.0f);
   }
   std::span<float> gradients() override { return model_.gradients(); }
-  void update(float lr) override { update(lr, 0, model_.parameters().size()); }
-  // The same step for parameters [first, last) only (a sharded update, thread_group).
-  void update(float lr, std::size_t first, std::size_t last) {
-    std::visit([&](auto& opt) { opt.step(model_.parameters(), model_.gradients(), lr, first, last); }, opt_);
+  void update(float lr) override {
+    const std::pair<std::size_t, std::size_t> all{0, model_.parameters().size()};
+    update_ranges(lr, std::span(&all, 1));
   }
-  // The same step for the elements of several ranges, counted as one update
-  // (AdamW's bias correction): a model-parallel replica updates the shared
-  // parameters and its own slices only (nn/model_parallel.hpp).
-  void update(float lr, std::span<const std::pair<std::size_t, std::size_t>> ranges) {
+  bool updates_ranges() const noexcept override { return true; }
+  void update_ranges(float lr, std::span<const std::pair<std::size_t, std::size_t>> ranges) override {
     std::visit(
         [&](auto& opt) {
           std::uint64_t done = 0;
