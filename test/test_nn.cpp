@@ -138,6 +138,26 @@ void add_act(nn::sequential& m, act a) {
   if (a == act::silu_layer) m.add(user_silu_layer());
 }
 
+// ||g - fd|| / ||fd||: the model's gradient g against central differences of
+// a float64 reference loss of the parameters. each, if given, sees every
+// parameter's (index, g, fd).
+double gradient_error(std::span<const float> g, const std::vector<double>& p,
+                      const std::function<double(const std::vector<double>&)>& loss,
+                      const std::function<void(std::size_t, float, double)>& each = {}) {
+  const double h = 1e-6;
+  double diff2 = 0, fd2 = 0;
+  for (std::size_t i = 0; i < p.size(); ++i) {
+    auto plus = p, minus = p;
+    plus[i] += h;
+    minus[i] -= h;
+    double fd = (loss(plus) - loss(minus)) / (2 * h);
+    if (each) each(i, g[i], fd);
+    diff2 += (g[i] - fd) * (g[i] - fd);
+    fd2 += fd * fd;
+  }
+  return std::sqrt(diff2 / fd2);
+}
+
 // Checks model gradients against central differences of the float64 reference loss.
 void check_gradients(nn::sequential& m, const std::vector<ref_layer>& layers, const nn::tensor& x,
                      const std::function<double(const nn::tensor&, nn::tensor&)>& loss_and_grad,
@@ -159,20 +179,11 @@ void check_gradients(nn::sequential& m, const std::vector<ref_layer>& layers, co
     auto z = ref_forward(layers, p, xd, x.rows(), cols);
     for (std::size_t i = 0; i < z.size(); ++i) REQUIRE(out.data()[i] == Approx(z[i]).margin(1e-5).epsilon(1e-4));
   }
-  const double h = 1e-6;
-  double diff2 = 0, fd2 = 0;
-  for (std::size_t i = 0; i < p.size(); ++i) {
-    auto plus = p, minus = p;
-    plus[i] += h;
-    minus[i] -= h;
-    double fd = (eval(plus) - eval(minus)) / (2 * h);
+  // Each element, then the whole gradient (run with -s to see it).
+  double relative_error = gradient_error(m.gradients(), p, eval, [](std::size_t i, float g, double fd) {
     INFO("parameter " << i);
-    REQUIRE(m.gradients()[i] == Approx(fd).margin(2e-5).epsilon(2e-3));
-    diff2 += (m.gradients()[i] - fd) * (m.gradients()[i] - fd);
-    fd2 += fd * fd;
-  }
-  // The whole gradient: ||g - fd|| / ||fd|| (run with -s to see it).
-  double relative_error = std::sqrt(diff2 / fd2);
+    REQUIRE(g == Approx(fd).margin(2e-5).epsilon(2e-3));
+  });
   REQUIRE(relative_error <= 1e-3);
 }
 
@@ -599,23 +610,6 @@ TEST_CASE("sequential_lr: a warmup, then a cosine that starts at the warmup's en
 
 // ---- layers with a mode and state: dropout, batch_norm ----
 namespace {
-
-// ||g - fd|| / ||fd||: the model's gradient g against central differences of
-// a float64 reference loss of the parameters.
-double gradient_error(std::span<const float> g, const std::vector<double>& p,
-                      const std::function<double(const std::vector<double>&)>& loss) {
-  const double h = 1e-6;
-  double diff2 = 0, fd2 = 0;
-  for (std::size_t i = 0; i < p.size(); ++i) {
-    auto plus = p, minus = p;
-    plus[i] += h;
-    minus[i] -= h;
-    double fd = (loss(plus) - loss(minus)) / (2 * h);
-    diff2 += (g[i] - fd) * (g[i] - fd);
-    fd2 += fd * fd;
-  }
-  return std::sqrt(diff2 / fd2);
-}
 
 // y = x W^T + b on rows x in doubles; p at `off` holds W ([out][in]) then b.
 std::vector<double> ref_dense(const std::vector<double>& x, std::size_t rows, std::size_t in, std::size_t out,
