@@ -28,7 +28,9 @@
 
 namespace dpar::nn {
 
-class mpi_group final : public replica_group {
+// The rank's own replicas are those of the group `local` (forwarding_group:
+// run, make_model, where the replicas compute); the collectives span the ranks.
+class mpi_group final : public forwarding_group {
  public:
   // The ranks of `comm`, each running the replicas of `local`.
   mpi_group(MPI_Comm comm, std::unique_ptr<replica_group> local)
@@ -40,22 +42,20 @@ class mpi_group final : public replica_group {
     return static_cast<int>(std::upper_bound(firsts_.begin(), firsts_.end(), g) - firsts_.begin()) - 1;
   }
 
-  void run(const std::function<void(std::size_t)>& f) override { local_->run(f); }
-
   // Device replicas' gradients (mpi(comm, gpu.on(d))): summed inside the rank
   // on the devices, then host-staged across ranks (dpar does not assume a
   // CUDA-aware MPI): each local replica copies its (identical) sum to the host,
   // replica 0 all-reduces it over MPI, the rank's replicas share the result and
   // copy it back.
   void all_reduce(std::size_t local, std::span<float> data) override {
-    if (!local_->device_replicas()) return reduce(local, data);
-    local_->all_reduce(local, data);
+    if (!inner().device_replicas()) return reduce(local, data);
+    inner().all_reduce(local, data);
     std::vector<float>& host = staged_[local];
     host.resize(data.size());
-    local_->copy_gradients(local, data, host);
+    inner().copy_gradients(local, data, host);
     if (local == 0) dpar::all_reduce(ranks(), host);
-    local_->broadcast(local, std::as_writable_bytes(std::span<float>(host)), 0);
-    local_->copy_gradients(local, host, data);
+    inner().broadcast(local, std::as_writable_bytes(std::span<float>(host)), 0);
+    inner().copy_gradients(local, host, data);
   }
   void all_reduce(std::size_t local, std::span<double> data) override { reduce(local, data); }
   void all_reduce(std::size_t local, std::span<std::uint64_t> data) override { reduce(local, data); }
@@ -63,9 +63,9 @@ class mpi_group final : public replica_group {
   void broadcast(std::size_t local, std::span<std::byte> data, std::size_t root) override {
     int owner = process_of(root);
     bool here = owner == process_rank();
-    if (here) local_->broadcast(local, data, root - first());
+    if (here) inner().broadcast(local, data, root - first());
     if (local == 0) collectives::broadcast(ranks(), data, owner);
-    if (!here) local_->broadcast(local, data, 0);
+    if (!here) inner().broadcast(local, data, 0);
   }
 
   // The all-to-all over ranks: each local replica posts its blocks, local
@@ -79,24 +79,15 @@ class mpi_group final : public replica_group {
                                   " blocks to send and " + std::to_string(recv.size()) + " to receive among " +
                                   std::to_string(size()) + " replicas");
     blocks_[local] = {send.data(), recv.data()};
-    local_->barrier(local);
+    inner().barrier(local);
     if (local == 0) exchange_over_ranks();
-    local_->barrier(local);
-  }
-
-  std::unique_ptr<replica_model> make_model(std::size_t local, const sequential& model,
-                                            const replica_options& options) override {
-    return local_->make_model(local, model, options);
-  }
-  bool device_replicas() const noexcept override { return local_->device_replicas(); }
-  void copy_gradients(std::size_t local, std::span<const float> from, std::span<float> to) override {
-    local_->copy_gradients(local, from, to);
+    inner().barrier(local);
   }
 
   void barrier(std::size_t local) override {
-    local_->barrier(local);
+    inner().barrier(local);
     if (local == 0) collectives::barrier(ranks());
-    local_->barrier(local);
+    inner().barrier(local);
   }
 
  private:
@@ -123,9 +114,8 @@ class mpi_group final : public replica_group {
 
   // `local` is an rvalue reference: nothing moves out of it before layout_of has read it.
   mpi_group(MPI_Comm comm, std::unique_ptr<replica_group>&& local, layout l)
-      : replica_group(l.size, local->local_size(), l.firsts[static_cast<std::size_t>(l.rank)], l.rank),
+      : forwarding_group(std::move(local), l.size, l.firsts[static_cast<std::size_t>(l.rank)], l.rank),
         comm_(comm),
-        local_(std::move(local)),
         firsts_(std::move(l.firsts)),
         staged_(local_size()),
         blocks_(local_size()) {}
@@ -177,13 +167,12 @@ class mpi_group final : public replica_group {
   // Inside the rank, then across ranks (by local replica 0), then back.
   template <class T>
   void reduce(std::size_t local, std::span<T> data) {
-    local_->all_reduce(local, data);
+    inner().all_reduce(local, data);
     if (local == 0) dpar::all_reduce(ranks(), data);
-    local_->broadcast(local, std::as_writable_bytes(data), 0);
+    inner().broadcast(local, std::as_writable_bytes(data), 0);
   }
 
   MPI_Comm comm_;
-  std::unique_ptr<replica_group> local_;
   std::vector<std::size_t> firsts_;
   std::vector<std::vector<float>> staged_;  // device replicas' gradients on the host, one per local replica
   struct posted {  // a local replica's blocks in the current exchange

@@ -230,6 +230,13 @@ class forwarding_group : public replica_group {
     inner_->copy_gradients(local, from, to);
   }
 
+ protected:
+  // For a group with more replicas than the inner group's, numbered its own
+  // way (mpi_group: every rank runs an inner group): its size, first replica
+  // and MPI rank; the local replicas are the inner group's.
+  forwarding_group(std::unique_ptr<replica_group> inner, std::size_t size, std::size_t first, int process_rank)
+      : replica_group(size, checked(inner).local_size(), first, process_rank), inner_(std::move(inner)) {}
+
  private:
   static const replica_group& checked(const std::unique_ptr<replica_group>& inner) {
     if (!inner) throw std::invalid_argument("dpar::nn::forwarding_group: no inner group");
