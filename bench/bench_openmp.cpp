@@ -3,10 +3,13 @@
 
 #include "bench_common.hpp"
 
+#include <dpar/partition.hpp>
+
 #include <immintrin.h>
 #include <omp.h>
 
 #include <algorithm>
+#include <cstddef>
 #include <cstdint>
 #include <cstring>
 
@@ -86,6 +89,17 @@ void add_openmp() {
   });
 }
 
+// The calling OpenMP thread's piece [lo, hi) of [0, n): dpar's even split
+// over the team, as dpar's own thread backend splits its blocks.
+struct piece {
+  std::ptrdiff_t lo, hi;
+};
+piece thread_piece(std::ptrdiff_t n) {
+  const dpar::index_range r = dpar::even_split(static_cast<std::size_t>(n), static_cast<std::size_t>(omp_get_num_threads()),
+                                               static_cast<std::size_t>(omp_get_thread_num()));
+  return {static_cast<std::ptrdiff_t>(r.begin), static_cast<std::ptrdiff_t>(r.end)};
+}
+
 // The physical limit: one static block per thread, a plain vectorized sum
 // (read bandwidth) and memcpy (copy bandwidth), nothing else.
 template <class T>
@@ -96,8 +110,7 @@ void add_baseline() {
     T sum{};
 #pragma omp parallel reduction(+ : sum)
     {
-      const std::ptrdiff_t t = omp_get_thread_num(), nt = omp_get_num_threads();
-      const std::ptrdiff_t lo = n * t / nt, hi = n * (t + 1) / nt;
+      const auto [lo, hi] = thread_piece(n);
       T local{};
 #pragma omp simd reduction(+ : local)
       for (std::ptrdiff_t i = lo; i < hi; ++i) local += x[i];
@@ -111,8 +124,7 @@ void add_baseline() {
     const auto n = static_cast<std::ptrdiff_t>(d.n);
 #pragma omp parallel
     {
-      const std::ptrdiff_t t = omp_get_thread_num(), nt = omp_get_num_threads();
-      const std::ptrdiff_t lo = n * t / nt, hi = n * (t + 1) / nt;
+      const auto [lo, hi] = thread_piece(n);
       std::memcpy(z + lo, x + lo, static_cast<std::size_t>(hi - lo) * sizeof(T));
     }
     return T{};
@@ -126,8 +138,7 @@ void add_baseline() {
     const auto n = static_cast<std::ptrdiff_t>(d.n);
 #pragma omp parallel
     {
-      const std::ptrdiff_t t = omp_get_thread_num(), nt = omp_get_num_threads();
-      const std::ptrdiff_t lo = n * t / nt, hi = n * (t + 1) / nt;
+      const auto [lo, hi] = thread_piece(n);
 #pragma omp simd
       for (std::ptrdiff_t i = lo; i < hi; ++i) z[i] = x[i] * T(2) + T(1);
     }
@@ -141,8 +152,7 @@ void add_baseline() {
     constexpr std::ptrdiff_t lanes = 32 / sizeof(T);
 #pragma omp parallel
     {
-      const std::ptrdiff_t t = omp_get_thread_num(), nt = omp_get_num_threads();
-      std::ptrdiff_t lo = n * t / nt, hi = n * (t + 1) / nt;
+      auto [lo, hi] = thread_piece(n);
       for (; lo < hi && reinterpret_cast<std::uintptr_t>(z + lo) % 32; ++lo) z[lo] = x[lo] * T(2) + T(1);
       for (; lo + lanes <= hi; lo += lanes) {
         if constexpr (sizeof(T) == 4) {
