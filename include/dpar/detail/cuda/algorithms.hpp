@@ -128,16 +128,24 @@ struct algorithms {
     return advance(d_first, static_cast<std::size_t>(kept));
   }
 
-  // The number of elements pred holds for.
-  template <class It, class Pred>
-  static std::size_t count_if(const gpu_policy& p, It first, It last, Pred pred) {
+  // The op-reduction, from init, of f(i) over the indices i of [first, last),
+  // where f = make(in) and in is the checked device input: each index is
+  // reduced with what it holds (count_if, find_if).
+  template <class It, class T, class Op, class Make>
+  static T reduce_indices(const gpu_policy& p, const char* what, It first, It last, T init, Op op, Make make) {
     DPAR_CUDA_REQUIRE_DEVICE_ITERATOR(It);
-    const launch l(p, "dpar::count_if");
+    const launch l(p, what);
     const auto n = static_cast<std::size_t>(last - first);
     auto in = l.arg(first, "input");
     thrust::counting_iterator<std::size_t> index(0);
-    return backend::transform_reduce(p, index, index + n, std::size_t{0}, std::plus<std::size_t>{},
-                                     count_one<decltype(in), Pred>{in, pred});
+    return backend::transform_reduce(p, index, index + n, init, op, make(in));
+  }
+
+  // The number of elements pred holds for.
+  template <class It, class Pred>
+  static std::size_t count_if(const gpu_policy& p, It first, It last, Pred pred) {
+    return reduce_indices(p, "dpar::count_if", first, last, std::size_t{0}, std::plus<std::size_t>{},
+                          [&](auto in) { return count_one<decltype(in), Pred>{in, pred}; });
   }
 
   template <class It, class T>
@@ -155,13 +163,9 @@ struct algorithms {
   // The first index pred holds for, or n.
   template <class It, class Pred>
   static std::size_t find_if(const gpu_policy& p, It first, It last, Pred pred) {
-    DPAR_CUDA_REQUIRE_DEVICE_ITERATOR(It);
-    const launch l(p, "dpar::find_if");
     const auto n = static_cast<std::size_t>(last - first);
-    auto in = l.arg(first, "input");
-    thrust::counting_iterator<std::size_t> index(0);
-    return backend::transform_reduce(p, index, index + n, n, minimum<std::size_t>{},
-                                     index_if<decltype(in), Pred>{in, pred, n});
+    return reduce_indices(p, "dpar::find_if", first, last, n, minimum<std::size_t>{},
+                          [&](auto in) { return index_if<decltype(in), Pred>{in, pred, n}; });
   }
 
   // The index of the extreme `want` under comp, or n for an empty range.
