@@ -15,7 +15,9 @@
 //
 // dpar_cnn / libtorch_cnn: the same for the example's CNN (nn::make_cnn: 3x3
 // conv 32 + pool, 3x3 conv 64 + pool, dense 128, 10) on the first 1024 of
-// those samples as 1x28x28 images (8 steps per iteration).
+// those samples as 1x28x28 images (8 steps per iteration). libtorch's Linear
+// layers run on OpenBLAS, which falls back to SSE3 kernels on CPUs it does not
+// know: OPENBLAS_CORETYPE=SkylakeX (or Haswell) gives it its best there.
 //
 // Data-model parallelism (nn/model_parallel.hpp), pure data parallel against
 // data-model parallel on the same threads or ranks: *_dp rows all-reduce every

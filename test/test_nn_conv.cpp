@@ -31,10 +31,12 @@ struct conv_case {
 };
 
 // Odd sizes; stride 2 with and without padding; a kernel as large as the
-// padded image; 1x1; a padding larger than the kernel's reach.
+// padded image; 1x1; a padding larger than the kernel's reach; "same" 5x5
+// (stride 1, as wide as the input: im2col's one-run path), also on an image
+// smaller than the padding, where some kernel columns read only padding.
 const std::vector<conv_case> conv_cases = {
-    {{3, 7, 5}, 4, 3, 1, 1}, {{2, 9, 8}, 3, 3, 2, 0}, {{2, 7, 6}, 5, 3, 2, 1},
-    {{1, 4, 5}, 2, 6, 1, 1}, {{3, 5, 7}, 2, 1, 1, 0}, {{1, 3, 3}, 2, 2, 3, 2},
+    {{3, 7, 5}, 4, 3, 1, 1}, {{2, 9, 8}, 3, 3, 2, 0}, {{2, 7, 6}, 5, 3, 2, 1}, {{1, 4, 5}, 2, 6, 1, 1},
+    {{3, 5, 7}, 2, 1, 1, 0}, {{1, 3, 3}, 2, 2, 3, 2}, {{2, 6, 5}, 3, 5, 1, 2}, {{1, 2, 2}, 2, 5, 1, 2},
 };
 
 std::vector<double> random_values(std::size_t n, std::uint64_t seed) {
@@ -180,9 +182,9 @@ TEST_CASE("max_pool2d and flatten: forward matches the direct loop, gradients ma
     nn::image_shape in;
     std::size_t kernel, stride;
   };
-  // Non-overlapping with a ragged edge, overlapping, one window, 1x1.
-  for (const pool_case& c : {pool_case{{3, 7, 5}, 2, 2}, pool_case{{2, 7, 9}, 3, 2}, pool_case{{1, 4, 6}, 4, 3},
-                             pool_case{{2, 3, 3}, 1, 1}}) {
+  // Non-overlapping 2x2 with and without a ragged edge (its own loop), overlapping, one window, 1x1.
+  for (const pool_case& c : {pool_case{{3, 7, 5}, 2, 2}, pool_case{{2, 4, 6}, 2, 2}, pool_case{{2, 7, 9}, 3, 2},
+                             pool_case{{1, 4, 6}, 4, 3}, pool_case{{2, 3, 3}, 1, 1}}) {
     DYNAMIC_SECTION("input " << c.in.str() << " k" << c.kernel << " s" << c.stride) {
       nn::max_pool2d l(c.in, c.kernel, c.stride);
       REQUIRE(l.output_shape() == nn::image_shape{c.in.channels, (c.in.height - c.kernel) / c.stride + 1,
