@@ -4,7 +4,7 @@
 # Everything the build, the tests and the demo use. CUDA (nvcc) is not a Debian
 # package here: GPU code is built only when nvcc is on PATH.
 DPAR_PACKAGES=(cmake make g++ clang catch2 libbenchmark-dev libtbb-dev libopenmpi-dev openmpi-bin
-               libopenblas-dev libdnnl-dev zlib1g-dev dataset-fashion-mnist python3 python3-matplotlib)
+               libopenblas-dev libdnnl-dev zlib1g-dev dataset-fashion-mnist python3 python3-matplotlib ninja-build)
 
 ensure_packages() {
   local missing=()
@@ -26,3 +26,30 @@ ensure_packages() {
 if ! command -v nvcc >/dev/null 2>&1 && [ -x /usr/local/cuda/bin/nvcc ]; then
   export PATH="/usr/local/cuda/bin:$PATH"
 fi
+
+# The release preset's CUDA settings. Without a GPU the CUDA programs are built
+# only to check that they compile cleanly (their tests skip): device code stops
+# after nvcc's front end (DPAR_CUDA_DEVICE_SYNTAX_ONLY) for a virtual
+# architecture, skipping cicc's optimizer and ptxas. With a GPU they get sm_90
+# machine code (set explicitly: a build folder keeps cached values).
+dpar_release_flags=()
+if command -v nvcc >/dev/null 2>&1; then
+  if ! nvidia-smi -L >/dev/null 2>&1 && [ ! -e /dev/nvidia0 ]; then
+    dpar_release_flags+=(-DDPAR_CUDA_ARCHITECTURES=90-virtual -DCMAKE_CUDA_ARCHITECTURES=90-virtual
+                         -DDPAR_CUDA_DEVICE_SYNTAX_ONLY=ON)
+  else
+    dpar_release_flags+=(-DDPAR_CUDA_ARCHITECTURES=90 -DCMAKE_CUDA_ARCHITECTURES=90 -DDPAR_CUDA_DEVICE_SYNTAX_ONLY=OFF)
+  fi
+fi
+
+# dpar_configure PRESET [cmake arguments]: configures build/PRESET, with Ninja
+# when it is installed and the folder is new (less overhead per target than
+# make, and a target's sources start before the libraries it links are built);
+# the log goes to build-PRESET.configure.log and is shown on failure.
+dpar_configure() {
+  local preset=$1 generator=()
+  shift
+  if [ ! -f "build/$preset/CMakeCache.txt" ] && command -v ninja >/dev/null 2>&1; then generator=(-G Ninja); fi
+  cmake --preset "$preset" "${generator[@]}" "$@" >"build-$preset.configure.log" 2>&1 ||
+    { cat "build-$preset.configure.log"; return 1; }
+}

@@ -3,8 +3,7 @@
 // Listing tests (catch_discover_tests) needs no device. The option
 // --dpar-run-without-device runs the selected tests anyway: the [nodevice]
 // test checks the errors a machine without a GPU gives.
-#define CATCH_CONFIG_RUNNER
-#include <catch2/catch.hpp>
+#include "catch_run.hpp"
 
 #include <cuda_runtime_api.h>
 
@@ -31,6 +30,11 @@ int main(int argc, char** argv) {
                   e != cudaSuccess ? cudaGetErrorString(e) : "cudaGetDeviceCount found 0 devices");
       return 77;
     }
+#ifdef DPAR_CUDA_DEVICE_SYNTAX_ONLY
+    std::printf("FAILED: this build has no device code (DPAR_CUDA_DEVICE_SYNTAX_ONLY=ON); "
+                "configure without it to run on a GPU\n");
+    return 1;
+#endif
   }
-  return Catch::Session().run(static_cast<int>(args.size()), args.data());
+  return dpar_test::run_catch(static_cast<int>(args.size()), args.data());
 }

@@ -1,2 +1,4 @@
-#define CATCH_CONFIG_MAIN
-#include <catch2/catch.hpp>
+// main() of the plain test programs.
+#include "catch_run.hpp"
+
+int main(int argc, char** argv) { return dpar_test::run_catch(argc, argv); }

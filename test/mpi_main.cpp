@@ -1,14 +1,13 @@
 // main() of the MPI test programs (test_mpi, test_deterministic_mpi): every
 // rank runs the Catch session; the program fails on every rank if a test
 // failed on any.
-#define CATCH_CONFIG_RUNNER
-#include <catch2/catch.hpp>
+#include "catch_run.hpp"
 
 #include <mpi.h>
 
 int main(int argc, char** argv) {
   MPI_Init(&argc, &argv);
-  int result = Catch::Session().run(argc, argv);
+  int result = dpar_test::run_catch(argc, argv);
   int worst = 0;
   MPI_Allreduce(&result, &worst, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
   MPI_Finalize();

@@ -7,8 +7,9 @@
 // watchdog aborts the job if a case hangs.
 #include <dpar/nn/mpi.hpp>
 
-#define CATCH_CONFIG_RUNNER
 #include <catch2/catch.hpp>
+
+#include "catch_run.hpp"
 #include <unistd.h>
 
 #include <algorithm>
@@ -922,7 +923,7 @@ int main(int argc, char** argv) {
       std::_Exit(3);
     }
   });
-  int result = Catch::Session().run(argc, argv);
+  int result = dpar_test::run_catch(argc, argv);
   int worst = 0;
   MPI_Allreduce(&result, &worst, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
   {
