@@ -14,6 +14,7 @@
 #include "mpi_h.hpp"
 
 #include <algorithm>
+#include <array>
 #include <climits>
 #include <cstddef>
 #include <cstdint>
@@ -67,9 +68,8 @@ std::optional<T> across_ranks(decltype(&MPI_Allreduce) collective, const char* n
                   "dpar::mpi: values combined across ranks with a user op must be trivially copyable");
     auto combine = [&](const std::optional<T>& a, const std::optional<T>& b) { return join(a, b, op); };
     std::optional<T> all;
-    byte_type<std::optional<T>> type;
     ordered_op<std::optional<T>, decltype(combine)> ordered(combine);
-    int code = collective(&local, &all, 1, type.get(), ordered.get(), comm);
+    int code = collective(&local, &all, 1, byte_datatype<std::optional<T>>(), ordered.get(), comm);
     agree_on_failure(comm, local_error, ordered.take_failure());
     check(code, name);
     return all;
@@ -92,7 +92,7 @@ std::optional<T> across_ranks(decltype(&MPI_Allreduce) collective, const char* n
 // others for the same operands, one that depends on the rank, may go unseen
 // by ranks that did not run that combination.)
 template <class T, class Op>
-std::optional<T> all_ranks(MPI_Comm comm, std::optional<T> local, std::exception_ptr local_error, Op& op) {
+std::optional<T> all_ranks_ordered(MPI_Comm comm, std::optional<T> local, std::exception_ptr local_error, Op& op) {
   constexpr int none = INT_MAX;
   struct packed {
     std::optional<T> value;
@@ -115,9 +115,8 @@ std::optional<T> all_ranks(MPI_Comm comm, std::optional<T> local, std::exception
     return r;
   };
   packed mine{std::move(local), local_error ? me : none, none}, all = mine;
-  byte_type<packed> type;
   ordered_op<packed, decltype(combine)> ordered(combine);
-  const int code = MPI_Allreduce(&mine, &all, 1, type.get(), ordered.get(), comm);
+  const int code = MPI_Allreduce(&mine, &all, 1, byte_datatype<packed>(), ordered.get(), comm);
   if (local_error) std::rethrow_exception(local_error);
   if (op_error) std::rethrow_exception(op_error);
   check(code, "MPI_Allreduce");
@@ -125,6 +124,27 @@ std::optional<T> all_ranks(MPI_Comm comm, std::optional<T> local, std::exception
   if (all.op_failed_rank != none)
     throw mpi_error("dpar::mpi: the reduction op threw on rank " + std::to_string(all.op_failed_rank), MPI_SUCCESS);
   return std::move(all.value);
+}
+
+// The same for every T and op; integers under an order-free built-in kind
+// (types.hpp) take MPI's own op, which gives the same result.
+template <class T, class Op>
+std::optional<T> all_ranks(MPI_Comm comm, std::optional<T> local, std::exception_ptr local_error, Op& op) {
+  if constexpr (order_free_v<Op, T>) {
+    // MPI's own op on its own datatype, with the failure flag as a second
+    // element; only when some rank failed, a second call names the lowest.
+    using flags = order_free_flags<op_kind_v<Op, T>, T>;
+    T mine[2] = {local ? *local : op_identity<std::remove_cvref_t<Op>, T>::value(),
+                 local_error ? flags::failed : flags::ok};
+    T all[2] = {mine[0], mine[1]};
+    const int code = MPI_Allreduce(mine, all, 2, datatype<T>(), builtin_op(op_kind_v<Op, T>), comm);
+    if (code != MPI_SUCCESS && local_error) std::rethrow_exception(local_error);
+    check(code, "MPI_Allreduce");
+    if (all[1] != flags::ok) agree_on_failure(comm, local_error, nullptr);  // throws on every rank
+    return all[0];
+  } else {
+    return all_ranks_ordered(comm, std::move(local), std::move(local_error), op);
+  }
 }
 
 // The reduction of the values of the ranks below this one, in rank order
@@ -147,7 +167,13 @@ std::optional<T> below_this_rank(MPI_Comm comm, std::optional<T> local, std::exc
                 "dpar::mpi: values combined across ranks must be trivially copyable");
   const int me = rank_of(comm), ranks = size_of(comm);
   packed mine{std::move(local), local_error ? me : none};
-  std::vector<packed> all(static_cast<std::size_t>(ranks));
+  // On the stack for a few ranks: a heap allocation per call was a tenth of
+  // a small scan's latency.
+  constexpr std::size_t few = sizeof(packed) <= 64 ? 8 : 0;
+  std::array<packed, few> on_stack;
+  std::vector<packed> on_heap;
+  if (static_cast<std::size_t>(ranks) > few) on_heap.resize(static_cast<std::size_t>(ranks));
+  const std::span<packed> all(on_heap.empty() ? on_stack.data() : on_heap.data(), static_cast<std::size_t>(ranks));
   const int code = MPI_Allgather(&mine, static_cast<int>(sizeof(packed)), MPI_BYTE, all.data(),
                                  static_cast<int>(sizeof(packed)), MPI_BYTE, comm);
   if (local_error) std::rethrow_exception(local_error);
@@ -320,12 +346,12 @@ struct collectives {
       });
     } else {
       auto combine = [&](const T& a, const T& b) -> T { return op(a, b); };
-      byte_type<T> type;
+      const MPI_Datatype type = byte_datatype<T>();
       ordered_op<T, decltype(combine)> ordered(combine);
       int code = MPI_SUCCESS;
       for_each_piece(data.size(), [&](std::size_t offset, int count) {
         if (code == MPI_SUCCESS)
-          code = MPI_Allreduce(MPI_IN_PLACE, data.data() + offset, count, type.get(), ordered.get(), policy.comm());
+          code = MPI_Allreduce(MPI_IN_PLACE, data.data() + offset, count, type, ordered.get(), policy.comm());
       });
       agree_on_failure(policy.comm(), nullptr, ordered.take_failure());
       check(code, "MPI_Allreduce");
