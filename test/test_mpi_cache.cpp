@@ -9,7 +9,9 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdio>
+#include <cstdint>
 #include <cstdlib>
+#include <deque>
 #include <functional>
 #include <numeric>
 #include <stdexcept>
@@ -25,7 +27,7 @@ using namespace dpar_test_mpi;
 // Counts the handles this program makes and frees: its definitions stand in
 // for the library's (the MPI profiling interface) and pass on to PMPI.
 namespace {
-std::atomic<int> types_made{0}, types_freed{0}, ops_made{0}, ops_freed{0};
+std::atomic<int> types_made{0}, types_freed{0}, ops_made{0}, ops_freed{0}, comms_made{0}, comms_freed{0};
 
 int handles_made() { return types_made.load() + ops_made.load(); }
 int handles_freed() { return types_freed.load() + ops_freed.load(); }
@@ -48,13 +50,33 @@ int MPI_Op_free(MPI_Op* op) {
   ++ops_freed;
   return PMPI_Op_free(op);
 }
-// MPI_Finalize must free every cached handle (through MPI_COMM_SELF's
-// attribute); a leak fails the program.
+// Communicators: the tests' own and dpar's duplicates of them.
+int MPI_Comm_dup(MPI_Comm comm, MPI_Comm* new_comm) {
+  const int code = PMPI_Comm_dup(comm, new_comm);
+  if (code == MPI_SUCCESS) ++comms_made;
+  return code;
+}
+int MPI_Comm_split(MPI_Comm comm, int color, int key, MPI_Comm* new_comm) {
+  const int code = PMPI_Comm_split(comm, color, key, new_comm);
+  if (code == MPI_SUCCESS && *new_comm != MPI_COMM_NULL) ++comms_made;
+  return code;
+}
+int MPI_Comm_free(MPI_Comm* comm) {
+  const int code = PMPI_Comm_free(comm);
+  if (code == MPI_SUCCESS) ++comms_freed;
+  return code;
+}
+// MPI_Finalize must free every cached handle and dpar's duplicate of
+// MPI_COMM_WORLD (through MPI_COMM_SELF's attributes), and the tests free
+// their communicators; a leak fails the program.
 int MPI_Finalize() {
   const int code = PMPI_Finalize();
-  if (types_made != types_freed || ops_made != ops_freed) {
-    std::fprintf(stderr, "test_mpi: %d datatypes made, %d freed; %d ops made, %d freed by MPI_Finalize\n",
-                 types_made.load(), types_freed.load(), ops_made.load(), ops_freed.load());
+  if (types_made != types_freed || ops_made != ops_freed || comms_made != comms_freed) {
+    std::fprintf(stderr,
+                 "test_mpi: %d datatypes made, %d freed; %d ops made, %d freed; %d communicators made, %d freed "
+                 "by MPI_Finalize\n",
+                 types_made.load(), types_freed.load(), ops_made.load(), ops_freed.load(), comms_made.load(),
+                 comms_freed.load());
     std::_Exit(3);
   }
   return code;
@@ -289,4 +311,202 @@ TEST_CASE("mpi: two threads calling at once each get their own op object", "[mpi
     CHECK(wrong[0] == 0);
     CHECK(wrong[1] == 0);
   });
+}
+
+// ---- No failure flag where nothing can fail; dpar's own communicator ----
+
+namespace {
+// An affine map x -> m x + c on unsigned 64-bit integers (wrapping):
+// composition is associative and not commutative, so it shows the order.
+struct affine {
+  std::uint64_t m, c;
+  friend bool operator==(const affine&, const affine&) = default;
+};
+// then(f, g): f first, then g.
+struct then {
+  affine operator()(const affine& f, const affine& g) const noexcept { return {g.m * f.m, g.m * f.c + g.c}; }
+};
+affine to_affine(long long x) noexcept {
+  return {static_cast<std::uint64_t>(x) * 2 + 1, static_cast<std::uint64_t>(x) ^ 0x9e3779b97f4a7c15ULL};
+}
+auto keep_right = [](double, double b) noexcept { return b; };
+auto noexcept_plus = [](double a, double b) noexcept { return a + b; };
+auto may_throw_plus = [](double a, double b) { return a + b; };
+
+using seq_policy = dpar::mpi_policy<dpar::sequenced_policy>;
+using par_policy = dpar::mpi_policy<dpar::parallel_policy>;
+using vec_it = std::vector<double>::iterator;
+using ll_it = std::vector<long long>::iterator;
+namespace dm = dpar::detail::mpi;
+
+// Which calls send the value alone: decided at compile time.
+static_assert(dm::cannot_fail_v<seq_policy, double, std::plus<>, double&, vec_it>);
+static_assert(dm::cannot_fail_v<seq_policy, long long, std::plus<>, long long&, ll_it>);
+static_assert(dm::cannot_fail_v<seq_policy, double, decltype(noexcept_plus), double&, vec_it>);
+static_assert(dm::cannot_fail_v<seq_policy, double, dpar::minimum<>, double&, vec_it>);
+static_assert(dm::cannot_fail_v<seq_policy, affine, then, affine, ll_it>);
+static_assert(dm::cannot_fail_v<seq_policy, double, std::plus<>, double, const double*>);
+// ... and which keep the failure flag: an op that may throw, an inner policy
+// that may, an input whose iterator is the user's code.
+static_assert(!dm::cannot_fail_v<seq_policy, double, decltype(may_throw_plus), double&, vec_it>);
+static_assert(!dm::cannot_fail_v<par_policy, double, std::plus<>, double&, vec_it>);
+static_assert(!dm::cannot_fail_v<seq_policy, dpar_test::mat2, dpar_test::mat2_mul, dpar_test::mat2&,
+                                 std::vector<dpar_test::mat2>::iterator>);
+static_assert(!dm::cannot_fail_v<seq_policy, double, std::plus<>, double, std::deque<double>::iterator>);
+
+// MPI_COMM_WORLD's first `ranks` ranks (MPI_COMM_NULL on the others).
+MPI_Comm first_ranks(int ranks) {
+  MPI_Comm comm = MPI_COMM_NULL;
+  MPI_Comm_split(MPI_COMM_WORLD, world_rank() < ranks ? 0 : MPI_UNDEFINED, world_rank(), &comm);
+  return comm;
+}
+
+// This rank's part of `global` under uneven_cut over `ranks` ranks (rank 1
+// empty on 3 or more).
+template <class T>
+std::vector<T> part_of(const std::vector<T>& global, int ranks, int me, std::size_t& below) {
+  const auto cut = uneven_cut(global.size(), ranks);
+  below = cut[static_cast<std::size_t>(me)];
+  return std::vector<T>(global.begin() + static_cast<std::ptrdiff_t>(cut[static_cast<std::size_t>(me)]),
+                        global.begin() + static_cast<std::ptrdiff_t>(cut[static_cast<std::size_t>(me) + 1]));
+}
+
+template <class T>
+bool same_as_slice(const std::vector<T>& out, const std::vector<T>& whole, std::size_t below) {
+  return std::equal(out.begin(), out.end(), whole.begin() + static_cast<std::ptrdiff_t>(below));
+}
+
+template <class Policy>
+void check_nothrow_forms(Policy policy, int ranks, int me, std::size_t n, std::uint64_t seed) {
+  // Small integers as doubles: sums are exact, so any grouping gives the same bits.
+  std::vector<double> reals(n);
+  std::vector<long long> longs = dpar_test::random_vector<long long>(n, seed);
+  std::vector<short> shorts(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    reals[i] = static_cast<double>(longs[i] % 1000);
+    shorts[i] = static_cast<short>(longs[i] % 100);
+  }
+  std::size_t below = 0;
+  const auto my_reals = part_of(reals, ranks, me, below);
+  const auto my_longs = part_of(longs, ranks, me, below);
+  const auto my_shorts = part_of(shorts, ranks, me, below);
+
+  CHECK(dpar::reduce(policy, my_reals, 0.5) == std::accumulate(reals.begin(), reals.end(), 0.5));
+  CHECK(dpar::reduce(policy, my_reals, 0.5, noexcept_plus) == std::accumulate(reals.begin(), reals.end(), 0.5));
+  CHECK(dpar::reduce(policy, my_reals, -1.0, keep_right) == (n ? reals.back() : -1.0));
+  CHECK(dpar::reduce(policy, my_reals, 1e9, dpar::minimum<>{}) ==
+        std::accumulate(reals.begin(), reals.end(), 1e9, dpar::minimum<>{}));
+  CHECK(dpar::reduce(policy, my_longs, 3LL) == std::accumulate(longs.begin(), longs.end(), 3LL));
+  CHECK(dpar::reduce(policy, my_longs, 0LL, std::bit_xor<>{}) ==
+        std::accumulate(longs.begin(), longs.end(), 0LL, std::bit_xor<>{}));
+  CHECK(dpar::reduce(policy, my_shorts, short{0}) ==
+        std::accumulate(shorts.begin(), shorts.end(), short{0}, [](short a, short b) { return short(a + b); }));
+  const affine id{1, 0};
+  CHECK(dpar::transform_reduce(policy, my_longs, id, then{}, to_affine) ==
+        std::transform_reduce(longs.begin(), longs.end(), id, then{}, to_affine));
+  auto half = [](double x) noexcept { return 0.5 * x; };
+  CHECK(dpar::transform_reduce(policy, my_reals, 0.0, noexcept_plus, half) ==
+        std::transform_reduce(reals.begin(), reals.end(), 0.0, noexcept_plus, half));
+  CHECK(dpar::transform_reduce(policy, my_reals.begin(), my_reals.end(), my_reals.begin(), 0.0) ==
+        std::transform_reduce(reals.begin(), reals.end(), reals.begin(), 0.0));
+
+  std::vector<double> out(my_reals.size()), whole(n);
+  dpar::inclusive_scan(policy, my_reals, out.begin());
+  std::inclusive_scan(reals.begin(), reals.end(), whole.begin());
+  CHECK(same_as_slice(out, whole, below));
+  dpar::inclusive_scan(policy, my_reals, out.begin(), noexcept_plus, 7.0);
+  std::inclusive_scan(reals.begin(), reals.end(), whole.begin(), noexcept_plus, 7.0);
+  CHECK(same_as_slice(out, whole, below));
+  dpar::inclusive_scan(policy, my_reals, out.begin(), keep_right);
+  std::inclusive_scan(reals.begin(), reals.end(), whole.begin(), keep_right);
+  CHECK(same_as_slice(out, whole, below));
+  dpar::exclusive_scan(policy, my_reals, out.begin(), -2.0, noexcept_plus);
+  std::exclusive_scan(reals.begin(), reals.end(), whole.begin(), -2.0, noexcept_plus);
+  CHECK(same_as_slice(out, whole, below));
+  dpar::exclusive_scan(policy, my_reals, out.begin(), 1e9, dpar::minimum<>{});
+  std::exclusive_scan(reals.begin(), reals.end(), whole.begin(), 1e9, dpar::minimum<>{});
+  CHECK(same_as_slice(out, whole, below));
+  std::vector<long long> long_out(my_longs.size()), long_whole(n);
+  dpar::exclusive_scan(policy, my_longs, long_out.begin(), 5LL);
+  std::exclusive_scan(longs.begin(), longs.end(), long_whole.begin(), 5LL);
+  CHECK(same_as_slice(long_out, long_whole, below));
+  dpar::inclusive_scan(policy, my_longs, long_out.begin(), std::bit_xor<>{});
+  std::inclusive_scan(longs.begin(), longs.end(), long_whole.begin(), std::bit_xor<>{});
+  CHECK(same_as_slice(long_out, long_whole, below));
+}
+}  // namespace
+
+TEST_CASE("mpi: noexcept and built-in ops give the right values on 1 to 4 ranks; a throwing op raises on all",
+          "[mpi][nothrow]") {
+  dpar_test::within_seconds(120, "nothrow forms", [] {
+    for (int ranks = 1; ranks <= world_size(); ++ranks) {
+      MPI_Comm comm = first_ranks(ranks);
+      if (comm != MPI_COMM_NULL) {
+        int me = 0;
+        MPI_Comm_rank(comm, &me);
+        for (std::size_t n : {std::size_t{0}, std::size_t{1}, std::size_t{3}, std::size_t{1000}}) {
+          INFO(ranks << " ranks, " << n << " elements, rank " << me);
+          check_nothrow_forms(dpar::mpi(comm), ranks, me, n, 7 + n);
+          check_nothrow_forms(dpar::mpi(comm, dpar::par), ranks, me, n, 7 + n);  // the flag path
+        }
+        // An op that may throw, and does on the last rank: every rank raises,
+        // then the communicator works on.
+        std::vector<double> mine{me + 1.0, 1.0}, out(2);
+        const int bad = ranks - 1;
+        auto op = [&](double a, double b) -> double {
+          if (me == bad) throw std::domain_error("armed");
+          return a + b;
+        };
+        auto policy = dpar::mpi(comm);
+        CHECK_THROWS(dpar::reduce(policy, mine, 0.0, op));
+        CHECK_THROWS(dpar::transform_reduce(policy, mine, 0.0, op, [](double x) noexcept { return x; }));
+        CHECK_THROWS(dpar::inclusive_scan(policy, mine, out.begin(), op));
+        CHECK_THROWS(dpar::exclusive_scan(policy, mine, out.begin(), 0.0, op));
+        CHECK(dpar::reduce(policy, mine, 0.0, noexcept_plus) == ranks * (ranks + 1) / 2.0 + ranks);
+        MPI_Comm_free(&comm);
+      }
+      MPI_Barrier(MPI_COMM_WORLD);
+    }
+  });
+}
+
+TEST_CASE("mpi: the caller's error handler is the same after dpar's calls", "[mpi][comm]") {
+  MPI_Comm comm = MPI_COMM_NULL;
+  MPI_Comm_dup(MPI_COMM_WORLD, &comm);
+  MPI_Comm_set_errhandler(comm, MPI_ERRORS_ARE_FATAL);
+  for (MPI_Comm c : {MPI_COMM_WORLD, comm}) {
+    MPI_Errhandler before = MPI_ERRHANDLER_NULL, after = MPI_ERRHANDLER_NULL;
+    MPI_Comm_get_errhandler(c, &before);
+    auto policy = dpar::mpi(c);
+    std::vector<double> mine{1.0, 2.0}, out(2);
+    std::vector<int> keys{3, 1, 2};
+    std::vector<float> buffer(4, 1.0f);
+    dpar::reduce(policy, mine, 0.0);
+    dpar::reduce(policy, mine, 0.0, may_throw_plus);
+    dpar::inclusive_scan(policy, mine, out.begin());
+    dpar::all_reduce(policy, buffer);
+    dpar::sort(policy, keys);
+    CHECK_THROWS_AS(dpar::reduce(policy, mine, 0.0, [](double, double) -> double { throw std::domain_error("x"); }),
+                    std::domain_error);
+    MPI_Comm_get_errhandler(c, &after);
+    CHECK(before == after);
+    MPI_Errhandler_free(&before);
+    MPI_Errhandler_free(&after);
+  }
+  MPI_Comm_free(&comm);
+}
+
+TEST_CASE("mpi: dpar makes one duplicate per communicator and frees it with the communicator", "[mpi][comm]") {
+  std::vector<long long> mine{world_rank() + 1LL};
+  const long long ranks = world_size();
+  for (int round = 0; round < 3; ++round) {
+    const int made = comms_made.load(), freed = comms_freed.load();
+    MPI_Comm comm = first_ranks(world_size());  // a handle MPI may reuse from the last round
+    REQUIRE(comms_made == made + 1);
+    for (int i = 0; i < 10; ++i) CHECK(dpar::reduce(dpar::mpi(comm), mine, 0LL) == ranks * (ranks + 1) / 2);
+    CHECK(dpar::reduce(dpar::mpi(comm), mine, 0LL, offset_plus{1}) == ranks * (ranks + 1) / 2 + ranks);  // ranks ops: init and ranks elements
+    CHECK(comms_made == made + 2);  // the split and dpar's duplicate of it
+    MPI_Comm_free(&comm);
+    CHECK(comms_freed == freed + 2);  // the user's and, from its delete callback, dpar's
+  }
 }

@@ -4,8 +4,10 @@
 // and run on the inner policy. Reductions reduce the local range with the
 // inner policy, then combine the ranks' partial results in rank order (one
 // MPI_Allreduce through an ordered user op); scans reduce the local range,
-// take the carry from the lower ranks (one MPI_Allgather), and scan locally
-// from that carry. all_reduce uses MPI's built-in datatypes and ops for
+// take the carry from the lower ranks (one MPI_Exscan, or one MPI_Allgather
+// where a rank's part may fail), and scan locally from that carry. Every
+// collective runs on dpar's own duplicate of the policy's communicator
+// (private_comm.hpp). all_reduce uses MPI's built-in datatypes and ops for
 // arithmetic types with a standard op, except floating-point sums and
 // products, whose grouping MPI would choose (rank_order.hpp); anything else
 // goes through an ordered (non-commutative) user op, so the order guarantee
@@ -37,6 +39,7 @@
 #include "../kernels.hpp"
 #include "error.hpp"
 #include "ordered_op.hpp"
+#include "private_comm.hpp"
 #include "rank_order.hpp"
 #include "types.hpp"
 
@@ -72,6 +75,79 @@ std::optional<T> across_ranks(decltype(&MPI_Allreduce) collective, const char* n
     int code = collective(&local, &all, 1, byte_datatype<std::optional<T>>(), ordered.get(), comm);
     agree_on_failure(comm, local_error, ordered.take_failure());
     check(code, name);
+    return all;
+  }
+}
+
+// Whether op on T values cannot throw: a scan then needs no agreement after
+// its last phase. Built-in kinds on arithmetic types, or a noexcept op.
+template <class Op, class T>
+inline constexpr bool op_cannot_throw_v = builtin_v<Op, T> || std::is_nothrow_invocable_v<Op&, const T&, const T&>;
+
+// Whether op combines T values, and a T with E (what the local fold takes
+// from the input), without throwing, in every way dpar calls it: one of
+// dpar's built-in ops on arithmetic types (the op-kind table,
+// functional.hpp), or an op that is noexcept for those operands.
+template <class Op, class T, class E>
+inline constexpr bool combines_nothrow_v =
+    (builtin_v<Op, T> && std::is_arithmetic_v<std::remove_cvref_t<E>>) ||
+    (std::is_nothrow_invocable_r_v<T, Op&, const T&, const T&> && std::is_nothrow_invocable_r_v<T, Op&, T, T> &&
+     std::is_nothrow_invocable_r_v<T, Op&, const T&, T> && std::is_nothrow_invocable_r_v<T, Op&, T, E>);
+
+// Whether no rank's part of a reduction or scan can throw, so no rank can
+// fail while the others wait in the collective. Then the value crosses the
+// ranks alone (8 bytes for a double) with no failure flag beside it: the
+// flag made the message 16-24 bytes, 11-23% slower at 8 (bench/RESULTS.md,
+// session 6). Decided here only, at compile time, and only where it is
+// certain:
+//   - the inner policy is seq (par's pool allocates per call and may start
+//     its threads: std::bad_alloc, std::system_error; GPU calls throw on
+//     CUDA errors);
+//   - the input is contiguous memory of arithmetic values (no iterator code
+//     of the user's runs);
+//   - E, what the fold takes (the element, or a nothrow-invocable
+//     transform's result), converts to T without throwing;
+//   - op combines without throwing (combines_nothrow_v).
+// T crosses ranks as bytes, so it is trivially copyable: copies cannot throw.
+template <class P, class T, class Op, class E, class... It>
+inline constexpr bool cannot_fail_v =
+    std::is_same_v<typename P::inner_type, sequenced_policy> && std::is_trivially_copyable_v<T> &&
+    ((std::contiguous_iterator<It> && std::is_arithmetic_v<std::iter_value_t<It>>) && ...) &&
+    std::is_nothrow_constructible_v<T, E> && combines_nothrow_v<Op, T, E>;
+
+// Op's identity on T is exact: op(id, x) == op(x, id) == x for every x,
+// NaNs included (not so for floating-point min and max, where min(+inf,
+// NaN) may give +inf), so an empty rank may send it for "no value".
+template <class Op, class T>
+inline constexpr bool exact_identity_v =
+    builtin_v<Op, T> && (std::is_integral_v<std::remove_cv_t<T>> || op_kind_v<Op, T> == op_kind::sum ||
+                         op_kind_v<Op, T> == op_kind::product);
+
+// One value per rank through `collective` (MPI_Allreduce: the ranks' values
+// in rank order; MPI_Exscan: those of the ranks below, undefined on rank 0)
+// where nothing can fail (cannot_fail_v): only the value crosses. Integers
+// under a built-in kind take MPI's own op on its own datatype (any grouping
+// gives the same result); other values an ordered op (rank order), on T
+// itself where an empty rank can send the identity, else on optional<T>
+// (the value and whether there is one).
+template <class T, class Op>
+std::optional<T> across_ranks_nothrow(decltype(&MPI_Allreduce) collective, const char* name, MPI_Comm comm,
+                                      std::optional<T> local, Op& op) {
+  if constexpr (exact_identity_v<Op, T>) {
+    T mine = local ? *local : op_identity<std::remove_cvref_t<Op>, T>::value(), all = mine;
+    if constexpr (std::is_integral_v<std::remove_cv_t<T>>) {
+      check(collective(&mine, &all, 1, datatype<T>(), builtin_op(op_kind_v<Op, T>), comm), name);
+    } else {
+      auto combine = [&](const T& a, const T& b) noexcept -> T { return op(a, b); };
+      ordered_op<T, decltype(combine)> ordered(combine);
+      check(collective(&mine, &all, 1, byte_datatype<T>(), ordered.get(), comm), name);
+    }
+    return all;
+  } else {
+    auto combine = [&](const std::optional<T>& a, const std::optional<T>& b) noexcept { return join(a, b, op); };
+    std::optional<T> all = local;
+    ordered_op<std::optional<T>, decltype(combine)> ordered(combine);
+    check(collective(&local, &all, 1, byte_datatype<std::optional<T>>(), ordered.get(), comm), name);
     return all;
   }
 }
@@ -192,11 +268,6 @@ std::optional<T> below_this_rank(MPI_Comm comm, std::optional<T> local, std::exc
   return below;
 }
 
-// Whether op on T values cannot throw: a scan then needs no agreement after
-// its last phase. Built-in kinds on arithmetic types, or a noexcept op.
-template <class Op, class T>
-inline constexpr bool op_cannot_throw_v = builtin_v<Op, T> || std::is_nothrow_invocable_v<Op&, const T&, const T&>;
-
 // Runs a rank's local phase, which may throw: its result, or its exception.
 template <class T, class Local>
 std::optional<T> run_local(Local&& local, std::exception_ptr& error) {
@@ -229,14 +300,18 @@ auto local_span(Buffer& buffer) {
 struct backend : elementwise_on_inner {
   template <class P, class It, class T, class Op>
   static T reduce(const P& policy, It first, It last, T init, Op op) {
-    return reduce_across(policy, std::move(init), op, [&] {
+    constexpr bool no_fail = cannot_fail_v<P, T, Op, std::iter_reference_t<It>, It>;
+    return reduce_across<no_fail>(policy, std::move(init), op, [&] {
       return local_total<T>(policy, first, last, op);
     });
   }
 
   template <class P, class It, class T, class R, class U>
   static T transform_reduce(const P& policy, It first, It last, T init, R reduce, U transform) {
-    return reduce_across(policy, std::move(init), reduce, [&]() -> std::optional<T> {
+    using E = std::invoke_result_t<U&, std::iter_reference_t<It>>;
+    constexpr bool no_fail =
+        std::is_nothrow_invocable_v<U&, std::iter_reference_t<It>> && cannot_fail_v<P, T, R, E, It>;
+    return reduce_across<no_fail>(policy, std::move(init), reduce, [&]() -> std::optional<T> {
       if (first == last) return std::nullopt;
       return backend_of<typename P::inner_type>::transform_reduce(policy.inner(), first + 1, last,
                                                                   T(transform(*first)), reduce, transform);
@@ -245,7 +320,10 @@ struct backend : elementwise_on_inner {
 
   template <class P, class It1, class It2, class T, class R, class U>
   static T transform_reduce(const P& policy, It1 first1, It1 last1, It2 first2, T init, R reduce, U transform) {
-    return reduce_across(policy, std::move(init), reduce, [&]() -> std::optional<T> {
+    using E = std::invoke_result_t<U&, std::iter_reference_t<It1>, std::iter_reference_t<It2>>;
+    constexpr bool no_fail = std::is_nothrow_invocable_v<U&, std::iter_reference_t<It1>, std::iter_reference_t<It2>> &&
+                             cannot_fail_v<P, T, R, E, It1, It2>;
+    return reduce_across<no_fail>(policy, std::move(init), reduce, [&]() -> std::optional<T> {
       if (first1 == last1) return std::nullopt;
       return backend_of<typename P::inner_type>::transform_reduce(
           policy.inner(), first1 + 1, last1, first2 + 1, T(transform(*first1, *first2)), reduce, transform);
@@ -274,13 +352,19 @@ struct backend : elementwise_on_inner {
   }
 
  private:
-  // init op (the ranks' local results in rank order); local() is this rank's.
-  template <class P, class T, class Op, class Local>
+  // init op (the ranks' local results in rank order); local() is this
+  // rank's. NoFail: cannot_fail_v, so no failure flag.
+  template <bool NoFail, class P, class T, class Op, class Local>
   static T reduce_across(const P& policy, T init, Op& op, Local&& local) {
-    errors_return guard(policy.comm());
-    std::exception_ptr error;
-    std::optional<T> mine = run_local<T>(local, error);
-    std::optional<T> all = all_ranks(policy.comm(), std::move(mine), error, op);
+    const MPI_Comm comm = private_comm(policy.comm());
+    std::optional<T> all;
+    if constexpr (NoFail) {
+      all = across_ranks_nothrow(MPI_Allreduce, "MPI_Allreduce", comm, std::optional<T>(local()), op);
+    } else {
+      std::exception_ptr error;
+      std::optional<T> mine = run_local<T>(local, error);
+      all = all_ranks(comm, std::move(mine), error, op);
+    }
     return all ? T(op(std::move(init), std::move(*all))) : init;
   }
 
@@ -288,10 +372,18 @@ struct backend : elementwise_on_inner {
   template <class V, class P, class In, class Op>
   static std::optional<V> carry_from_lower_ranks(const P& policy, In first, In last, Op& op,
                                                  std::exception_ptr& fold_error) {
-    errors_return guard(policy.comm());
-    std::exception_ptr error;
-    std::optional<V> mine = run_local<V>([&] { return local_total<V>(policy, first, last, op); }, error);
-    return below_this_rank(policy.comm(), std::move(mine), error, op, fold_error);
+    const MPI_Comm comm = private_comm(policy.comm());
+    if constexpr (cannot_fail_v<P, V, Op, std::iter_reference_t<In>, In>) {
+      // No failures to agree on: a rank needs only the ranks below it.
+      std::optional<V> below =
+          across_ranks_nothrow(MPI_Exscan, "MPI_Exscan", comm, local_total<V>(policy, first, last, op), op);
+      if (rank_of(comm) == 0) return std::nullopt;  // MPI leaves rank 0's result undefined
+      return below;
+    } else {
+      std::exception_ptr error;
+      std::optional<V> mine = run_local<V>([&] { return local_total<V>(policy, first, last, op); }, error);
+      return below_this_rank(comm, std::move(mine), error, op, fold_error);
+    }
   }
 
   // A scan's last phase, from the carry: it calls op on other values than the
@@ -304,7 +396,7 @@ struct backend : elementwise_on_inner {
       if (fold_error) std::rethrow_exception(fold_error);
       return scan();
     } else {
-      errors_return guard(policy.comm());
+      const MPI_Comm comm = private_comm(policy.comm());
       std::exception_ptr error = fold_error;
       std::optional<decltype(scan())> end;
       if (!error) {
@@ -314,7 +406,7 @@ struct backend : elementwise_on_inner {
           error = std::current_exception();
         }
       }
-      agree_on_failure(policy.comm(), error, nullptr);
+      agree_on_failure(comm, error, nullptr);
       return *end;
     }
   }
@@ -334,14 +426,14 @@ struct collectives {
   static void all_reduce(const P& policy, Buffer& buffer, Op& op) {
     auto data = local_span(buffer);
     using T = typename decltype(data)::element_type;
-    errors_return guard(policy.comm());
-    check_same_length(policy.comm(), data.size(), "dpar::all_reduce over MPI");
+    const MPI_Comm comm = private_comm(policy.comm());
+    check_same_length(comm, data.size(), "dpar::all_reduce over MPI");
     if constexpr (needs_rank_order_v<Op, T>) {
-      all_reduce_in_rank_order(policy.comm(), data, op);
+      all_reduce_in_rank_order(comm, data, op);
     } else if constexpr (builtin_v<Op, T>) {
       for_each_piece(data.size(), [&](std::size_t offset, int count) {
         check(MPI_Allreduce(MPI_IN_PLACE, data.data() + offset, count, datatype<T>(),
-                            builtin_op(op_kind_v<Op, T>), policy.comm()),
+                            builtin_op(op_kind_v<Op, T>), comm),
               "MPI_Allreduce");
       });
     } else {
@@ -351,9 +443,9 @@ struct collectives {
       int code = MPI_SUCCESS;
       for_each_piece(data.size(), [&](std::size_t offset, int count) {
         if (code == MPI_SUCCESS)
-          code = MPI_Allreduce(MPI_IN_PLACE, data.data() + offset, count, type, ordered.get(), policy.comm());
+          code = MPI_Allreduce(MPI_IN_PLACE, data.data() + offset, count, type, ordered.get(), comm);
       });
-      agree_on_failure(policy.comm(), nullptr, ordered.take_failure());
+      agree_on_failure(comm, nullptr, ordered.take_failure());
       check(code, "MPI_Allreduce");
     }
   }
@@ -373,24 +465,24 @@ struct collectives {
   // Every rank's `data` becomes a copy of rank `root`'s.
   template <class P>
   static void broadcast(const P& policy, std::span<std::byte> data, int root) {
-    errors_return guard(policy.comm());
+    const MPI_Comm comm = private_comm(policy.comm());
     for_each_piece(data.size(), [&](std::size_t offset, int count) {
-      check(MPI_Bcast(data.data() + offset, count, MPI_BYTE, root, policy.comm()), "MPI_Bcast");
+      check(MPI_Bcast(data.data() + offset, count, MPI_BYTE, root, comm), "MPI_Bcast");
     });
   }
 
   template <class P>
   static void barrier(const P& policy) {
-    errors_return guard(policy.comm());
-    check(MPI_Barrier(policy.comm()), "MPI_Barrier");
+    const MPI_Comm comm = private_comm(policy.comm());
+    check(MPI_Barrier(comm), "MPI_Barrier");
   }
 
   // Every rank's `mine`, in rank order.
   template <class P>
   static std::vector<unsigned long long> all_gather(const P& policy, unsigned long long mine) {
-    errors_return guard(policy.comm());
-    std::vector<unsigned long long> all(static_cast<std::size_t>(size_of(policy.comm())));
-    check(MPI_Allgather(&mine, 1, MPI_UNSIGNED_LONG_LONG, all.data(), 1, MPI_UNSIGNED_LONG_LONG, policy.comm()),
+    const MPI_Comm comm = private_comm(policy.comm());
+    std::vector<unsigned long long> all(static_cast<std::size_t>(size_of(comm)));
+    check(MPI_Allgather(&mine, 1, MPI_UNSIGNED_LONG_LONG, all.data(), 1, MPI_UNSIGNED_LONG_LONG, comm),
           "MPI_Allgather");
     return all;
   }
@@ -401,9 +493,9 @@ struct collectives {
   template <class P, class T>
   static void all_to_all(const P& policy, const T* send, const int* send_counts, const int* send_at, T* recv,
                          const int* recv_counts, const int* recv_at) {
-    errors_return guard(policy.comm());
+    const MPI_Comm comm = private_comm(policy.comm());
     check(MPI_Alltoallv(send, send_counts, send_at, datatype<T>(), recv, recv_counts, recv_at, datatype<T>(),
-                        policy.comm()),
+                        comm),
           "MPI_Alltoallv");
   }
 

@@ -13,7 +13,8 @@
 // several threads (MPI_THREAD_MULTIPLE, one communicator each) each see
 // their own object. An exception must not cross MPI's C frames, so the
 // trampoline catches it, and after the MPI call agree_on_failure (error.hpp)
-// tells every rank whether some op threw.
+// tells every rank whether some op threw; a noexcept combine (where nothing
+// can fail, backend.hpp's cannot_fail_v) has nothing to catch.
 
 #include "mpi_h.hpp"
 
@@ -105,8 +106,7 @@ class ordered_op {
       MPI_Abort(MPI_COMM_WORLD, 1);  // the one MPI call allowed inside an op
       return;
     }
-    if (failure()) return;  // results are discarded anyway
-    try {
+    auto apply = [&] {
       auto* left = static_cast<const unsigned char*>(in);
       auto* right = static_cast<unsigned char*>(inout);
       for (int i = 0; i < *length; ++i, left += sizeof(T), right += sizeof(T)) {
@@ -117,8 +117,16 @@ class ordered_op {
                               *std::launder(reinterpret_cast<const T*>(b_bytes)));
         std::memcpy(right, &result, sizeof(T));
       }
-    } catch (...) {
-      failure() = std::current_exception();
+    };
+    if constexpr (std::is_nothrow_invocable_v<Combine&, const T&, const T&>) {
+      apply();  // a noexcept combine: nothing can cross MPI's frames
+    } else {
+      if (failure()) return;  // results are discarded anyway
+      try {
+        apply();
+      } catch (...) {
+        failure() = std::current_exception();
+      }
     }
   }
 

@@ -227,8 +227,7 @@ void sample_sort(const P& policy, Keys first, Keys last, Values values_first, Co
     else if constexpr (Stable) inner::stable_sort(policy.inner(), first, last, comp);
     else inner::sort(policy.inner(), first, last, comp);
   };
-  const MPI_Comm comm = policy.comm();
-  errors_return guard(comm);
+  const MPI_Comm comm = private_comm(policy.comm());
   on_every_rank(comm, sort_locally);
   const int ranks = size_of(comm), me = rank_of(comm);
   if (ranks == 1) return;
