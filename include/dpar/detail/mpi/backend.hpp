@@ -20,9 +20,11 @@
 #include <climits>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <exception>
 #include <functional>
 #include <iterator>
+#include <new>
 #include <optional>
 #include <ranges>
 #include <span>
@@ -123,12 +125,33 @@ inline constexpr bool exact_identity_v =
     builtin_v<Op, T> && (std::is_integral_v<std::remove_cv_t<T>> || op_kind_v<Op, T> == op_kind::sum ||
                          op_kind_v<Op, T> == op_kind::product);
 
+// An optional<T> in sizeof(T) + 1 bytes: T's bytes, then whether there is
+// one (std::optional<double> takes 16). OpenMPI's shared-memory path moves
+// 8 or 9 bytes alike but 12 or 16 bytes 12-22% slower (bench/RESULTS.md).
+template <class T>
+struct packed_optional {
+  static_assert(std::is_trivially_copyable_v<T>, "dpar::mpi: values that cross ranks must be trivially copyable");
+  unsigned char bytes[sizeof(T) + 1];
+
+  explicit packed_optional(const std::optional<T>& value) noexcept {
+    bytes[sizeof(T)] = value ? 1 : 0;
+    if (value) std::memcpy(bytes, &*value, sizeof(T));
+    else std::memset(bytes, 0, sizeof(T));
+  }
+  std::optional<T> get() const noexcept {
+    if (!bytes[sizeof(T)]) return std::nullopt;
+    alignas(T) unsigned char aligned[sizeof(T)];
+    std::memcpy(aligned, bytes, sizeof(T));
+    return *std::launder(reinterpret_cast<const T*>(aligned));
+  }
+};
+
 // One value per rank through `collective` (MPI_Allreduce: the ranks' values
 // in rank order; MPI_Exscan: those of the ranks below, undefined on rank 0)
 // where nothing can fail (cannot_fail_v): only the value crosses. Integers
 // under a built-in kind take MPI's own op on its own datatype (any grouping
 // gives the same result); other values an ordered op (rank order), on T
-// itself where an empty rank can send the identity, else on optional<T>
+// itself where an empty rank can send the identity, else on packed_optional
 // (the value and whether there is one).
 template <class T, class Op>
 std::optional<T> across_ranks_nothrow(decltype(&MPI_Allreduce) collective, const char* name, MPI_Comm comm,
@@ -144,11 +167,12 @@ std::optional<T> across_ranks_nothrow(decltype(&MPI_Allreduce) collective, const
     }
     return all;
   } else {
-    auto combine = [&](const std::optional<T>& a, const std::optional<T>& b) noexcept { return join(a, b, op); };
-    std::optional<T> all = local;
-    ordered_op<std::optional<T>, decltype(combine)> ordered(combine);
-    check(collective(&local, &all, 1, byte_datatype<std::optional<T>>(), ordered.get(), comm), name);
-    return all;
+    using wire = packed_optional<T>;
+    auto combine = [&](const wire& a, const wire& b) noexcept { return wire(join(a.get(), b.get(), op)); };
+    wire mine(local), all = mine;
+    ordered_op<wire, decltype(combine)> ordered(combine);
+    check(collective(&mine, &all, 1, byte_datatype<wire>(), ordered.get(), comm), name);
+    return all.get();
   }
 }
 
