@@ -10,6 +10,8 @@
 
 #include <algorithm>
 #include <random>
+#include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -97,26 +99,52 @@ void BM_dpar_reduce(benchmark::State& state) {
   state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations()) * static_cast<std::int64_t>(bytes));
 }
 
-// Latency: one double per rank (8 bytes). dpar::reduce with a built-in op
-// (arg 0) and a user op (arg 1), transform_reduce (2), inclusive_scan with
-// a built-in op (3) and a noexcept user op (4), against raw MPI_Allreduce of
-// the same 8 bytes, interleaved as above; "over_raw" is dpar's time / raw's.
-void BM_latency_vs_raw_allreduce(benchmark::State& state) {
-  const int form = static_cast<int>(state.range(0));
+// Latency: one 8-byte value per rank. Each form of dpar call against a raw
+// MPI collective on the same 8 bytes (MPI_Allreduce, or MPI_Scan for the
+// scans), interleaved as above; "over_raw" is dpar's time / raw's.
+// With seq inside and contiguous arithmetic input, every form but the last
+// cannot fail: the value crosses alone, without the failure flag.
+enum class latency_form {
+  reduce_plus,              // double, std::plus: rank order, through an ordered user op on 8 bytes
+  reduce_user,              // double, a noexcept user op (value and presence: 9 bytes)
+  reduce_plus_int64,        // long long, std::plus: MPI_SUM on MPI_LONG_LONG
+  transform_reduce_plus,    // double, std::plus
+  transform_reduce_user,    // double, a noexcept user op
+  inclusive_scan_plus,      // double, std::plus
+  inclusive_scan_user,      // double, a noexcept user op
+  exclusive_scan_plus,      // double, std::plus
+  exclusive_scan_user,      // double, a noexcept user op
+  inclusive_scan_may_throw  // double, a user op that may throw: two collective calls (gather, agreement)
+};
+
+void BM_latency(benchmark::State& state, latency_form form, bool raw_scan) {
   int rank = 0;
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
   std::vector<double> local{rank + 1.0}, out(1);
+  std::vector<long long> local_int{rank + 1LL};
   double sum = 0, total = 0;
   auto policy = dpar::mpi(MPI_COMM_WORLD);
   auto user_plus = [](double a, double b) noexcept { return a + b; };
-  auto raw = [&] { MPI_Allreduce(local.data(), &sum, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD); };
+  auto may_throw_plus = [](double a, double b) { return a + b; };
+  auto twice = [](double x) noexcept { return 2 * x; };  // without noexcept: the failure flag
+  auto raw = [&] {
+    if (raw_scan) MPI_Scan(local.data(), &sum, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
+    else MPI_Allreduce(local.data(), &sum, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
+  };
   auto with_dpar = [&] {
     switch (form) {
-      case 0: total += dpar::reduce(policy, local, 0.0); break;
-      case 1: total += dpar::reduce(policy, local, 0.0, user_plus); break;
-      case 2: total += dpar::transform_reduce(policy, local, 0.0, std::plus<>{}, [](double x) { return 2 * x; }); break;
-      case 3: dpar::inclusive_scan(policy, local, out.begin()); break;
-      default: dpar::inclusive_scan(policy, local, out.begin(), user_plus); break;
+      case latency_form::reduce_plus: total += dpar::reduce(policy, local, 0.0); break;
+      case latency_form::reduce_user: total += dpar::reduce(policy, local, 0.0, user_plus); break;
+      case latency_form::reduce_plus_int64: total += static_cast<double>(dpar::reduce(policy, local_int, 0LL)); break;
+      case latency_form::transform_reduce_plus:
+        total += dpar::transform_reduce(policy, local, 0.0, std::plus<>{}, twice);
+        break;
+      case latency_form::transform_reduce_user: total += dpar::transform_reduce(policy, local, 0.0, user_plus, twice); break;
+      case latency_form::inclusive_scan_plus: dpar::inclusive_scan(policy, local, out.begin()); break;
+      case latency_form::inclusive_scan_user: dpar::inclusive_scan(policy, local, out.begin(), user_plus); break;
+      case latency_form::exclusive_scan_plus: dpar::exclusive_scan(policy, local, out.begin(), 0.0); break;
+      case latency_form::exclusive_scan_user: dpar::exclusive_scan(policy, local, out.begin(), 0.0, user_plus); break;
+      case latency_form::inclusive_scan_may_throw: dpar::inclusive_scan(policy, local, out.begin(), may_throw_plus); break;
     }
   };
   for (int i = 0; i < 100; ++i) raw(), with_dpar();
@@ -181,13 +209,28 @@ void register_benchmarks() {
     add("BM_dpar_all_reduce", BM_dpar_all_reduce);
     add("BM_dpar_reduce", BM_dpar_reduce);
   }
-  for (std::int64_t form = 0; form < 5; ++form)
-    benchmark::RegisterBenchmark("BM_latency_vs_raw_allreduce/8B", BM_latency_vs_raw_allreduce)
-        ->Arg(form)
-        ->Iterations(2000)
-        ->Repetitions(5)
-        ->ReportAggregatesOnly(true)
-        ->UseRealTime();
+  const std::pair<const char*, latency_form> forms[] = {
+      {"reduce_plus", latency_form::reduce_plus},
+      {"reduce_user", latency_form::reduce_user},
+      {"reduce_plus_int64", latency_form::reduce_plus_int64},
+      {"transform_reduce_plus", latency_form::transform_reduce_plus},
+      {"transform_reduce_user", latency_form::transform_reduce_user},
+      {"inclusive_scan_plus", latency_form::inclusive_scan_plus},
+      {"inclusive_scan_user", latency_form::inclusive_scan_user},
+      {"exclusive_scan_plus", latency_form::exclusive_scan_plus},
+      {"exclusive_scan_user", latency_form::exclusive_scan_user},
+      {"inclusive_scan_may_throw", latency_form::inclusive_scan_may_throw}};
+  for (auto [name, form] : forms)
+    for (bool raw_scan : {false, true}) {
+      const bool scan = std::string_view(name).find("scan") != std::string_view::npos;
+      if (raw_scan && !scan) continue;
+      std::string full = std::string("BM_latency_8B/") + name + (raw_scan ? "/vs_MPI_Scan" : "/vs_MPI_Allreduce");
+      benchmark::RegisterBenchmark(full.c_str(), BM_latency, form, raw_scan)
+          ->Iterations(2000)
+          ->Repetitions(5)
+          ->ReportAggregatesOnly(true)
+          ->UseRealTime();
+    }
   for (std::int64_t keys : {std::int64_t{1} << 20, std::int64_t{1} << 24})
     benchmark::RegisterBenchmark("BM_dpar_sort_int32", BM_dpar_sort)
         ->Arg(keys)

@@ -31,10 +31,10 @@ struct site<mpi_policy<Inner>> {
   static thread_pool* pool(const mpi_policy<Inner>& policy) { return site<Inner>::pool(policy.inner()); }
 
   static void combine(const mpi_policy<Inner>& policy, exact_sum& total) {
-    mpi::errors_return guard(policy.comm());
+    const MPI_Comm comm = mpi::private_comm(policy.comm());
     std::int64_t wire[exact_sum::wire_size];
     total.to_wire(wire);
-    mpi::check(MPI_Allreduce(MPI_IN_PLACE, wire, exact_sum::wire_size, MPI_INT64_T, MPI_SUM, policy.comm()),
+    mpi::check(MPI_Allreduce(MPI_IN_PLACE, wire, exact_sum::wire_size, MPI_INT64_T, MPI_SUM, comm),
                "MPI_Allreduce");
     total.from_wire(wire);
   }
@@ -53,8 +53,7 @@ struct site<mpi_policy<Inner>> {
   static void exact_all_reduce(const mpi_policy<Inner>& policy, Buffer& buffer, bool mean) {
     auto data = mpi::local_span(buffer);
     using T = typename decltype(data)::element_type;
-    const MPI_Comm comm = policy.comm();
-    mpi::errors_return guard(comm);
+    const MPI_Comm comm = mpi::private_comm(policy.comm());
     const char* who = mean ? "dpar::all_reduce_mean over MPI" : "dpar::all_reduce over MPI";
     mpi::check_same_length(comm, data.size(), who);
     const auto ranks = static_cast<std::size_t>(mpi::size_of(comm));

@@ -4,8 +4,10 @@
 // and run on the inner policy. Reductions reduce the local range with the
 // inner policy, then combine the ranks' partial results in rank order (one
 // MPI_Allreduce through an ordered user op); scans reduce the local range,
-// take the carry from the lower ranks (one MPI_Allgather), and scan locally
-// from that carry. all_reduce uses MPI's built-in datatypes and ops for
+// take the carry from the lower ranks (one MPI_Exscan, or one MPI_Allgather
+// where a rank's part may fail), and scan locally from that carry. Every
+// collective runs on dpar's own duplicate of the policy's communicator
+// (private_comm.hpp). all_reduce uses MPI's built-in datatypes and ops for
 // arithmetic types with a standard op, except floating-point sums and
 // products, whose grouping MPI would choose (rank_order.hpp); anything else
 // goes through an ordered (non-commutative) user op, so the order guarantee
@@ -14,12 +16,15 @@
 #include "mpi_h.hpp"
 
 #include <algorithm>
+#include <array>
 #include <climits>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <exception>
 #include <functional>
 #include <iterator>
+#include <new>
 #include <optional>
 #include <ranges>
 #include <span>
@@ -36,6 +41,7 @@
 #include "../kernels.hpp"
 #include "error.hpp"
 #include "ordered_op.hpp"
+#include "private_comm.hpp"
 #include "rank_order.hpp"
 #include "types.hpp"
 
@@ -67,12 +73,106 @@ std::optional<T> across_ranks(decltype(&MPI_Allreduce) collective, const char* n
                   "dpar::mpi: values combined across ranks with a user op must be trivially copyable");
     auto combine = [&](const std::optional<T>& a, const std::optional<T>& b) { return join(a, b, op); };
     std::optional<T> all;
-    byte_type<std::optional<T>> type;
     ordered_op<std::optional<T>, decltype(combine)> ordered(combine);
-    int code = collective(&local, &all, 1, type.get(), ordered.get(), comm);
+    int code = collective(&local, &all, 1, byte_datatype<std::optional<T>>(), ordered.get(), comm);
     agree_on_failure(comm, local_error, ordered.take_failure());
     check(code, name);
     return all;
+  }
+}
+
+// Whether op on T values cannot throw: a scan then needs no agreement after
+// its last phase. Built-in kinds on arithmetic types, or a noexcept op.
+template <class Op, class T>
+inline constexpr bool op_cannot_throw_v = builtin_v<Op, T> || std::is_nothrow_invocable_v<Op&, const T&, const T&>;
+
+// Whether op combines T values, and a T with E (what the local fold takes
+// from the input), without throwing, in every way dpar calls it: one of
+// dpar's built-in ops on arithmetic types (the op-kind table,
+// functional.hpp), or an op that is noexcept for those operands.
+template <class Op, class T, class E>
+inline constexpr bool combines_nothrow_v =
+    (builtin_v<Op, T> && std::is_arithmetic_v<std::remove_cvref_t<E>>) ||
+    (std::is_nothrow_invocable_r_v<T, Op&, const T&, const T&> && std::is_nothrow_invocable_r_v<T, Op&, T, T> &&
+     std::is_nothrow_invocable_r_v<T, Op&, const T&, T> && std::is_nothrow_invocable_r_v<T, Op&, T, E>);
+
+// Whether no rank's part of a reduction or scan can throw, so no rank can
+// fail while the others wait in the collective. Then the value crosses the
+// ranks alone (8 bytes for a double) with no failure flag beside it: the
+// flag made the message 16-24 bytes, 11-23% slower at 8 (bench/RESULTS.md,
+// session 6). Decided here only, at compile time, and only where it is
+// certain:
+//   - the inner policy is seq (par's pool allocates per call and may start
+//     its threads: std::bad_alloc, std::system_error; GPU calls throw on
+//     CUDA errors);
+//   - the input is contiguous memory of arithmetic values (no iterator code
+//     of the user's runs);
+//   - E, what the fold takes (the element, or a nothrow-invocable
+//     transform's result), converts to T without throwing;
+//   - op combines without throwing (combines_nothrow_v).
+// T crosses ranks as bytes, so it is trivially copyable: copies cannot throw.
+template <class P, class T, class Op, class E, class... It>
+inline constexpr bool cannot_fail_v =
+    std::is_same_v<typename P::inner_type, sequenced_policy> && std::is_trivially_copyable_v<T> &&
+    ((std::contiguous_iterator<It> && std::is_arithmetic_v<std::iter_value_t<It>>) && ...) &&
+    std::is_nothrow_constructible_v<T, E> && combines_nothrow_v<Op, T, E>;
+
+// Op's identity on T is exact: op(id, x) == op(x, id) == x for every x,
+// NaNs included (not so for floating-point min and max, where min(+inf,
+// NaN) may give +inf), so an empty rank may send it for "no value".
+template <class Op, class T>
+inline constexpr bool exact_identity_v =
+    builtin_v<Op, T> && (std::is_integral_v<std::remove_cv_t<T>> || op_kind_v<Op, T> == op_kind::sum ||
+                         op_kind_v<Op, T> == op_kind::product);
+
+// An optional<T> in sizeof(T) + 1 bytes: T's bytes, then whether there is
+// one (std::optional<double> takes 16). OpenMPI's shared-memory path moves
+// 8 or 9 bytes alike but 12 or 16 bytes 12-22% slower (bench/RESULTS.md).
+template <class T>
+struct packed_optional {
+  static_assert(std::is_trivially_copyable_v<T>, "dpar::mpi: values that cross ranks must be trivially copyable");
+  unsigned char bytes[sizeof(T) + 1];
+
+  explicit packed_optional(const std::optional<T>& value) noexcept {
+    bytes[sizeof(T)] = value ? 1 : 0;
+    if (value) std::memcpy(bytes, &*value, sizeof(T));
+    else std::memset(bytes, 0, sizeof(T));
+  }
+  std::optional<T> get() const noexcept {
+    if (!bytes[sizeof(T)]) return std::nullopt;
+    alignas(T) unsigned char aligned[sizeof(T)];
+    std::memcpy(aligned, bytes, sizeof(T));
+    return *std::launder(reinterpret_cast<const T*>(aligned));
+  }
+};
+
+// One value per rank through `collective` (MPI_Allreduce: the ranks' values
+// in rank order; MPI_Exscan: those of the ranks below, undefined on rank 0)
+// where nothing can fail (cannot_fail_v): only the value crosses. Integers
+// under a built-in kind take MPI's own op on its own datatype (any grouping
+// gives the same result); other values an ordered op (rank order), on T
+// itself where an empty rank can send the identity, else on packed_optional
+// (the value and whether there is one).
+template <class T, class Op>
+std::optional<T> across_ranks_nothrow(decltype(&MPI_Allreduce) collective, const char* name, MPI_Comm comm,
+                                      std::optional<T> local, Op& op) {
+  if constexpr (exact_identity_v<Op, T>) {
+    T mine = local ? *local : op_identity<std::remove_cvref_t<Op>, T>::value(), all = mine;
+    if constexpr (std::is_integral_v<std::remove_cv_t<T>>) {
+      check(collective(&mine, &all, 1, datatype<T>(), builtin_op(op_kind_v<Op, T>), comm), name);
+    } else {
+      auto combine = [&](const T& a, const T& b) noexcept -> T { return op(a, b); };
+      ordered_op<T, decltype(combine)> ordered(combine);
+      check(collective(&mine, &all, 1, byte_datatype<T>(), ordered.get(), comm), name);
+    }
+    return all;
+  } else {
+    using wire = packed_optional<T>;
+    auto combine = [&](const wire& a, const wire& b) noexcept { return wire(join(a.get(), b.get(), op)); };
+    wire mine(local), all = mine;
+    ordered_op<wire, decltype(combine)> ordered(combine);
+    check(collective(&mine, &all, 1, byte_datatype<wire>(), ordered.get(), comm), name);
+    return all.get();
   }
 }
 
@@ -92,7 +192,7 @@ std::optional<T> across_ranks(decltype(&MPI_Allreduce) collective, const char* n
 // others for the same operands, one that depends on the rank, may go unseen
 // by ranks that did not run that combination.)
 template <class T, class Op>
-std::optional<T> all_ranks(MPI_Comm comm, std::optional<T> local, std::exception_ptr local_error, Op& op) {
+std::optional<T> all_ranks_ordered(MPI_Comm comm, std::optional<T> local, std::exception_ptr local_error, Op& op) {
   constexpr int none = INT_MAX;
   struct packed {
     std::optional<T> value;
@@ -115,9 +215,8 @@ std::optional<T> all_ranks(MPI_Comm comm, std::optional<T> local, std::exception
     return r;
   };
   packed mine{std::move(local), local_error ? me : none, none}, all = mine;
-  byte_type<packed> type;
   ordered_op<packed, decltype(combine)> ordered(combine);
-  const int code = MPI_Allreduce(&mine, &all, 1, type.get(), ordered.get(), comm);
+  const int code = MPI_Allreduce(&mine, &all, 1, byte_datatype<packed>(), ordered.get(), comm);
   if (local_error) std::rethrow_exception(local_error);
   if (op_error) std::rethrow_exception(op_error);
   check(code, "MPI_Allreduce");
@@ -125,6 +224,27 @@ std::optional<T> all_ranks(MPI_Comm comm, std::optional<T> local, std::exception
   if (all.op_failed_rank != none)
     throw mpi_error("dpar::mpi: the reduction op threw on rank " + std::to_string(all.op_failed_rank), MPI_SUCCESS);
   return std::move(all.value);
+}
+
+// The same for every T and op; integers under an order-free built-in kind
+// (types.hpp) take MPI's own op, which gives the same result.
+template <class T, class Op>
+std::optional<T> all_ranks(MPI_Comm comm, std::optional<T> local, std::exception_ptr local_error, Op& op) {
+  if constexpr (order_free_v<Op, T>) {
+    // MPI's own op on its own datatype, with the failure flag as a second
+    // element; only when some rank failed, a second call names the lowest.
+    using flags = order_free_flags<op_kind_v<Op, T>, T>;
+    T mine[2] = {local ? *local : op_identity<std::remove_cvref_t<Op>, T>::value(),
+                 local_error ? flags::failed : flags::ok};
+    T all[2] = {mine[0], mine[1]};
+    const int code = MPI_Allreduce(mine, all, 2, datatype<T>(), builtin_op(op_kind_v<Op, T>), comm);
+    if (code != MPI_SUCCESS && local_error) std::rethrow_exception(local_error);
+    check(code, "MPI_Allreduce");
+    if (all[1] != flags::ok) agree_on_failure(comm, local_error, nullptr);  // throws on every rank
+    return all[0];
+  } else {
+    return all_ranks_ordered(comm, std::move(local), std::move(local_error), op);
+  }
 }
 
 // The reduction of the values of the ranks below this one, in rank order
@@ -147,7 +267,13 @@ std::optional<T> below_this_rank(MPI_Comm comm, std::optional<T> local, std::exc
                 "dpar::mpi: values combined across ranks must be trivially copyable");
   const int me = rank_of(comm), ranks = size_of(comm);
   packed mine{std::move(local), local_error ? me : none};
-  std::vector<packed> all(static_cast<std::size_t>(ranks));
+  // On the stack for a few ranks: a heap allocation per call was a tenth of
+  // a small scan's latency.
+  constexpr std::size_t few = sizeof(packed) <= 64 ? 8 : 0;
+  std::array<packed, few> on_stack;
+  std::vector<packed> on_heap;
+  if (static_cast<std::size_t>(ranks) > few) on_heap.resize(static_cast<std::size_t>(ranks));
+  const std::span<packed> all(on_heap.empty() ? on_stack.data() : on_heap.data(), static_cast<std::size_t>(ranks));
   const int code = MPI_Allgather(&mine, static_cast<int>(sizeof(packed)), MPI_BYTE, all.data(),
                                  static_cast<int>(sizeof(packed)), MPI_BYTE, comm);
   if (local_error) std::rethrow_exception(local_error);
@@ -165,11 +291,6 @@ std::optional<T> below_this_rank(MPI_Comm comm, std::optional<T> local, std::exc
   }
   return below;
 }
-
-// Whether op on T values cannot throw: a scan then needs no agreement after
-// its last phase. Built-in kinds on arithmetic types, or a noexcept op.
-template <class Op, class T>
-inline constexpr bool op_cannot_throw_v = builtin_v<Op, T> || std::is_nothrow_invocable_v<Op&, const T&, const T&>;
 
 // Runs a rank's local phase, which may throw: its result, or its exception.
 template <class T, class Local>
@@ -203,14 +324,18 @@ auto local_span(Buffer& buffer) {
 struct backend : elementwise_on_inner {
   template <class P, class It, class T, class Op>
   static T reduce(const P& policy, It first, It last, T init, Op op) {
-    return reduce_across(policy, std::move(init), op, [&] {
+    constexpr bool no_fail = cannot_fail_v<P, T, Op, std::iter_reference_t<It>, It>;
+    return reduce_across<no_fail>(policy, std::move(init), op, [&] {
       return local_total<T>(policy, first, last, op);
     });
   }
 
   template <class P, class It, class T, class R, class U>
   static T transform_reduce(const P& policy, It first, It last, T init, R reduce, U transform) {
-    return reduce_across(policy, std::move(init), reduce, [&]() -> std::optional<T> {
+    using E = std::invoke_result_t<U&, std::iter_reference_t<It>>;
+    constexpr bool no_fail =
+        std::is_nothrow_invocable_v<U&, std::iter_reference_t<It>> && cannot_fail_v<P, T, R, E, It>;
+    return reduce_across<no_fail>(policy, std::move(init), reduce, [&]() -> std::optional<T> {
       if (first == last) return std::nullopt;
       return backend_of<typename P::inner_type>::transform_reduce(policy.inner(), first + 1, last,
                                                                   T(transform(*first)), reduce, transform);
@@ -219,7 +344,10 @@ struct backend : elementwise_on_inner {
 
   template <class P, class It1, class It2, class T, class R, class U>
   static T transform_reduce(const P& policy, It1 first1, It1 last1, It2 first2, T init, R reduce, U transform) {
-    return reduce_across(policy, std::move(init), reduce, [&]() -> std::optional<T> {
+    using E = std::invoke_result_t<U&, std::iter_reference_t<It1>, std::iter_reference_t<It2>>;
+    constexpr bool no_fail = std::is_nothrow_invocable_v<U&, std::iter_reference_t<It1>, std::iter_reference_t<It2>> &&
+                             cannot_fail_v<P, T, R, E, It1, It2>;
+    return reduce_across<no_fail>(policy, std::move(init), reduce, [&]() -> std::optional<T> {
       if (first1 == last1) return std::nullopt;
       return backend_of<typename P::inner_type>::transform_reduce(
           policy.inner(), first1 + 1, last1, first2 + 1, T(transform(*first1, *first2)), reduce, transform);
@@ -248,13 +376,19 @@ struct backend : elementwise_on_inner {
   }
 
  private:
-  // init op (the ranks' local results in rank order); local() is this rank's.
-  template <class P, class T, class Op, class Local>
+  // init op (the ranks' local results in rank order); local() is this
+  // rank's. NoFail: cannot_fail_v, so no failure flag.
+  template <bool NoFail, class P, class T, class Op, class Local>
   static T reduce_across(const P& policy, T init, Op& op, Local&& local) {
-    errors_return guard(policy.comm());
-    std::exception_ptr error;
-    std::optional<T> mine = run_local<T>(local, error);
-    std::optional<T> all = all_ranks(policy.comm(), std::move(mine), error, op);
+    const MPI_Comm comm = private_comm(policy.comm());
+    std::optional<T> all;
+    if constexpr (NoFail) {
+      all = across_ranks_nothrow(MPI_Allreduce, "MPI_Allreduce", comm, std::optional<T>(local()), op);
+    } else {
+      std::exception_ptr error;
+      std::optional<T> mine = run_local<T>(local, error);
+      all = all_ranks(comm, std::move(mine), error, op);
+    }
     return all ? T(op(std::move(init), std::move(*all))) : init;
   }
 
@@ -262,10 +396,18 @@ struct backend : elementwise_on_inner {
   template <class V, class P, class In, class Op>
   static std::optional<V> carry_from_lower_ranks(const P& policy, In first, In last, Op& op,
                                                  std::exception_ptr& fold_error) {
-    errors_return guard(policy.comm());
-    std::exception_ptr error;
-    std::optional<V> mine = run_local<V>([&] { return local_total<V>(policy, first, last, op); }, error);
-    return below_this_rank(policy.comm(), std::move(mine), error, op, fold_error);
+    const MPI_Comm comm = private_comm(policy.comm());
+    if constexpr (cannot_fail_v<P, V, Op, std::iter_reference_t<In>, In>) {
+      // No failures to agree on: a rank needs only the ranks below it.
+      std::optional<V> below =
+          across_ranks_nothrow(MPI_Exscan, "MPI_Exscan", comm, local_total<V>(policy, first, last, op), op);
+      if (rank_of(comm) == 0) return std::nullopt;  // MPI leaves rank 0's result undefined
+      return below;
+    } else {
+      std::exception_ptr error;
+      std::optional<V> mine = run_local<V>([&] { return local_total<V>(policy, first, last, op); }, error);
+      return below_this_rank(comm, std::move(mine), error, op, fold_error);
+    }
   }
 
   // A scan's last phase, from the carry: it calls op on other values than the
@@ -278,7 +420,7 @@ struct backend : elementwise_on_inner {
       if (fold_error) std::rethrow_exception(fold_error);
       return scan();
     } else {
-      errors_return guard(policy.comm());
+      const MPI_Comm comm = private_comm(policy.comm());
       std::exception_ptr error = fold_error;
       std::optional<decltype(scan())> end;
       if (!error) {
@@ -288,7 +430,7 @@ struct backend : elementwise_on_inner {
           error = std::current_exception();
         }
       }
-      agree_on_failure(policy.comm(), error, nullptr);
+      agree_on_failure(comm, error, nullptr);
       return *end;
     }
   }
@@ -308,26 +450,26 @@ struct collectives {
   static void all_reduce(const P& policy, Buffer& buffer, Op& op) {
     auto data = local_span(buffer);
     using T = typename decltype(data)::element_type;
-    errors_return guard(policy.comm());
-    check_same_length(policy.comm(), data.size(), "dpar::all_reduce over MPI");
+    const MPI_Comm comm = private_comm(policy.comm());
+    check_same_length(comm, data.size(), "dpar::all_reduce over MPI");
     if constexpr (needs_rank_order_v<Op, T>) {
-      all_reduce_in_rank_order(policy.comm(), data, op);
+      all_reduce_in_rank_order(comm, data, op);
     } else if constexpr (builtin_v<Op, T>) {
       for_each_piece(data.size(), [&](std::size_t offset, int count) {
         check(MPI_Allreduce(MPI_IN_PLACE, data.data() + offset, count, datatype<T>(),
-                            builtin_op(op_kind_v<Op, T>), policy.comm()),
+                            builtin_op(op_kind_v<Op, T>), comm),
               "MPI_Allreduce");
       });
     } else {
       auto combine = [&](const T& a, const T& b) -> T { return op(a, b); };
-      byte_type<T> type;
+      const MPI_Datatype type = byte_datatype<T>();
       ordered_op<T, decltype(combine)> ordered(combine);
       int code = MPI_SUCCESS;
       for_each_piece(data.size(), [&](std::size_t offset, int count) {
         if (code == MPI_SUCCESS)
-          code = MPI_Allreduce(MPI_IN_PLACE, data.data() + offset, count, type.get(), ordered.get(), policy.comm());
+          code = MPI_Allreduce(MPI_IN_PLACE, data.data() + offset, count, type, ordered.get(), comm);
       });
-      agree_on_failure(policy.comm(), nullptr, ordered.take_failure());
+      agree_on_failure(comm, nullptr, ordered.take_failure());
       check(code, "MPI_Allreduce");
     }
   }
@@ -347,24 +489,24 @@ struct collectives {
   // Every rank's `data` becomes a copy of rank `root`'s.
   template <class P>
   static void broadcast(const P& policy, std::span<std::byte> data, int root) {
-    errors_return guard(policy.comm());
+    const MPI_Comm comm = private_comm(policy.comm());
     for_each_piece(data.size(), [&](std::size_t offset, int count) {
-      check(MPI_Bcast(data.data() + offset, count, MPI_BYTE, root, policy.comm()), "MPI_Bcast");
+      check(MPI_Bcast(data.data() + offset, count, MPI_BYTE, root, comm), "MPI_Bcast");
     });
   }
 
   template <class P>
   static void barrier(const P& policy) {
-    errors_return guard(policy.comm());
-    check(MPI_Barrier(policy.comm()), "MPI_Barrier");
+    const MPI_Comm comm = private_comm(policy.comm());
+    check(MPI_Barrier(comm), "MPI_Barrier");
   }
 
   // Every rank's `mine`, in rank order.
   template <class P>
   static std::vector<unsigned long long> all_gather(const P& policy, unsigned long long mine) {
-    errors_return guard(policy.comm());
-    std::vector<unsigned long long> all(static_cast<std::size_t>(size_of(policy.comm())));
-    check(MPI_Allgather(&mine, 1, MPI_UNSIGNED_LONG_LONG, all.data(), 1, MPI_UNSIGNED_LONG_LONG, policy.comm()),
+    const MPI_Comm comm = private_comm(policy.comm());
+    std::vector<unsigned long long> all(static_cast<std::size_t>(size_of(comm)));
+    check(MPI_Allgather(&mine, 1, MPI_UNSIGNED_LONG_LONG, all.data(), 1, MPI_UNSIGNED_LONG_LONG, comm),
           "MPI_Allgather");
     return all;
   }
@@ -375,9 +517,9 @@ struct collectives {
   template <class P, class T>
   static void all_to_all(const P& policy, const T* send, const int* send_counts, const int* send_at, T* recv,
                          const int* recv_counts, const int* recv_at) {
-    errors_return guard(policy.comm());
+    const MPI_Comm comm = private_comm(policy.comm());
     check(MPI_Alltoallv(send, send_counts, send_at, datatype<T>(), recv, recv_counts, recv_at, datatype<T>(),
-                        policy.comm()),
+                        comm),
           "MPI_Alltoallv");
   }
 

@@ -1,8 +1,9 @@
 #pragma once
-// MPI failures as exceptions. dpar switches the communicator to
-// MPI_ERRORS_RETURN for the duration of each call (restoring the caller's
-// handler afterwards) and turns every error code into dpar::mpi_error, whose
-// message names the MPI function and carries MPI's own error string.
+// MPI failures as exceptions. dpar's collectives run on its own duplicate of
+// the caller's communicator, which has MPI_ERRORS_RETURN (private_comm.hpp;
+// the caller's handler is switched to it only while that duplicate is made),
+// and every error code becomes dpar::mpi_error, whose message names the MPI
+// function and carries MPI's own error string.
 
 #include "mpi_h.hpp"
 
@@ -61,7 +62,8 @@ inline void agree_on_failure(MPI_Comm comm, std::exception_ptr local_error, std:
     throw mpi_error("dpar::mpi: the reduction op threw on rank " + std::to_string(lowest - size), MPI_SUCCESS);
 }
 
-// MPI_ERRORS_RETURN on `comm` while it lives, so failures come back as codes.
+// MPI_ERRORS_RETURN on `comm` while it lives, so failures come back as codes
+// (for the calls on the caller's own communicator).
 class errors_return {
  public:
   explicit errors_return(MPI_Comm comm) : comm_(comm) {

@@ -27,26 +27,26 @@ struct participants<mpi_policy<Inner>> {
   static const Inner& local(const policy_type& policy) noexcept { return policy.inner(); }
 
   static std::size_t offset(const policy_type& policy, std::size_t n) {
-    mpi::errors_return guard(policy.comm());
+    const MPI_Comm comm = mpi::private_comm(policy.comm());
     std::plus<> sum;
-    auto below = mpi::across_ranks(MPI_Exscan, "MPI_Exscan", policy.comm(), std::optional<std::size_t>(n), nullptr, sum);
+    auto below = mpi::across_ranks(MPI_Exscan, "MPI_Exscan", comm, std::optional<std::size_t>(n), nullptr, sum);
     return policy.rank() == 0 ? 0 : *below;  // MPI leaves rank 0's result undefined
   }
 
   template <class T, class It>
   static std::optional<T> previous_element(const policy_type& policy, It first, It last) {
-    mpi::errors_return guard(policy.comm());
+    const MPI_Comm comm = mpi::private_comm(policy.comm());
     auto later = [](const T&, const T& b) { return b; };  // join keeps the last present one
     std::optional<T> mine;
     if (first != last) mine.emplace(*(last - 1));
-    auto below = mpi::across_ranks(MPI_Exscan, "MPI_Exscan", policy.comm(), std::move(mine), nullptr, later);
+    auto below = mpi::across_ranks(MPI_Exscan, "MPI_Exscan", comm, std::move(mine), nullptr, later);
     if (policy.rank() == 0) return std::nullopt;
     return below;
   }
 
   template <class V, class Local, class Better>
   static std::optional<V> best_here(const policy_type& policy, Local&& local, Better&& better) {
-    mpi::errors_return guard(policy.comm());
+    const MPI_Comm comm = mpi::private_comm(policy.comm());
     struct candidate {
       V value;
       int rank;
@@ -56,7 +56,7 @@ struct participants<mpi_policy<Inner>> {
     std::optional<candidate> offer;
     if (mine) offer = candidate{*mine, policy.rank()};
     auto pick = [&](const candidate& a, const candidate& b) { return better(b.value, a.value) ? b : a; };
-    auto best = mpi::across_ranks(MPI_Allreduce, "MPI_Allreduce", policy.comm(), std::move(offer), error, pick);
+    auto best = mpi::across_ranks(MPI_Allreduce, "MPI_Allreduce", comm, std::move(offer), error, pick);
     if (best && best->rank == policy.rank()) return mine;
     return std::nullopt;
   }

@@ -80,7 +80,7 @@ std::vector<std::size_t> exact_splits(MPI_Comm comm, const K* keys, std::size_t 
   std::vector<unsigned long long> counts(boundaries * pivots + 1), sums(counts.size());
   std::vector<int> pivot_rank(boundaries * pivots);
   std::vector<bool> open(boundaries);
-  byte_type<sample<K>> sample_type;
+  const MPI_Datatype sample_type = byte_datatype<sample<K>>();
   std::exception_ptr error;
 
   // Elements in (key, rank, position) order: distinct, equal keys in rank order.
@@ -116,8 +116,8 @@ std::vector<std::size_t> exact_splits(MPI_Comm comm, const K* keys, std::size_t 
         x.weight = to - from;
       }
     }
-    check(MPI_Allgather(mine.data(), static_cast<int>(mine.size()), sample_type.get(), all.data(),
-                        static_cast<int>(mine.size()), sample_type.get(), comm),
+    check(MPI_Allgather(mine.data(), static_cast<int>(mine.size()), sample_type, all.data(),
+                        static_cast<int>(mine.size()), sample_type, comm),
           "MPI_Allgather");
     // Every rank sees the same samples: all stop together when no window is left.
     bool any_open = false;
@@ -205,9 +205,9 @@ template <class It>
 void exchange(MPI_Comm comm, It range, std::size_t n, const exchange_plan& plan) {
   using T = std::iter_value_t<It>;
   threads::scratch<T> received(n, 0);  // raw storage that MPI fills with trivially copyable T
-  byte_type<T> type;
-  check(MPI_Alltoallv(std::to_address(range), plan.send_counts.data(), plan.send_displs.data(), type.get(),
-                      received.data(), plan.recv_counts.data(), plan.recv_displs.data(), type.get(), comm),
+  const MPI_Datatype type = byte_datatype<T>();
+  check(MPI_Alltoallv(std::to_address(range), plan.send_counts.data(), plan.send_displs.data(), type,
+                      received.data(), plan.recv_counts.data(), plan.recv_displs.data(), type, comm),
         "MPI_Alltoallv");
   std::copy(received.data(), received.data() + n, range);
 }
@@ -227,8 +227,7 @@ void sample_sort(const P& policy, Keys first, Keys last, Values values_first, Co
     else if constexpr (Stable) inner::stable_sort(policy.inner(), first, last, comp);
     else inner::sort(policy.inner(), first, last, comp);
   };
-  const MPI_Comm comm = policy.comm();
-  errors_return guard(comm);
+  const MPI_Comm comm = private_comm(policy.comm());
   on_every_rank(comm, sort_locally);
   const int ranks = size_of(comm), me = rank_of(comm);
   if (ranks == 1) return;

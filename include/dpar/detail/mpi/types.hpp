@@ -40,6 +40,25 @@ template <class Op, class T>
 inline constexpr bool builtin_v =
     has_datatype_v<std::remove_cv_t<T>> && op_kind_v<Op, T> != op_kind::other && has_identity<Op, T>;
 
+// Integers under a built-in kind that gives the same result in any grouping
+// and order, so MPI's own op may combine them; a rank's failure travels as
+// a flag beside the value under the same op (order_free_flags). Not xor (a
+// flag's parity loses two failures) and not sums of types narrower than int
+// (their flags could wrap around with many ranks).
+template <class Op, class T>
+inline constexpr bool order_free_v =
+    builtin_v<Op, T> && std::is_integral_v<std::remove_cv_t<T>> && op_kind_v<Op, T> != op_kind::bit_xor &&
+    (op_kind_v<Op, T> != op_kind::sum || sizeof(T) >= sizeof(int));
+
+// The flag an ok rank and a failed rank send beside the value: combining
+// the ranks' flags with the kind's op gives `ok` only if every rank sent it.
+template <op_kind Kind, class T>
+struct order_free_flags {
+  static constexpr bool ok_is_zero = Kind == op_kind::sum || Kind == op_kind::max || Kind == op_kind::bit_or;
+  static constexpr T ok = ok_is_zero ? T(0) : Kind == op_kind::bit_and ? static_cast<T>(~T(0)) : T(1);
+  static constexpr T failed = ok_is_zero ? T(1) : T(0);
+};
+
 inline MPI_Op builtin_op(op_kind kind) {
   switch (kind) {
     case op_kind::sum: return MPI_SUM;
