@@ -11,8 +11,10 @@
 //    offset_d + size_d), in (key, shard, position) order. Its probes read one
 //    key from a device (a copy to the host) and count, on every other shard's
 //    device, the keys before it in a window of that shard (a one-thread
-//    binary search kernel), each waited for: about shards x log2(shard size)
-//    probes a boundary, so this step costs milliseconds of round trips.
+//    binary search kernel), each waited for: at most about shards x
+//    log2(shard size) probes a boundary, each a key copy and one kernel per
+//    shard, so the round trips grow as shards^2 x log2(n) a boundary
+//    (latency, not bandwidth; never measured).
 // 3. Every destination shard copies its runs, in shard order, from the
 //    source shards into a buffer on its device (cudaMemcpyPeerAsync on its
 //    stream, after the source's stream), keys and values alike.
@@ -23,9 +25,10 @@
 //    all of its own elements moves nothing; one that receives a single run
 //    does not sort it again.
 //
-// Every device holds at most twice its shard. A comparator that is no strict
-// weak order (NaNs under std::less) still leaves every shard its size, but
-// the result is then not sorted across shards. This file has never run on a
+// A device needs room for its shard, the runs it receives (as many elements)
+// and the sort's scratch (a third copy for radix sorts). A comparator that is
+// no strict weak order (NaNs under std::less) still leaves every shard its
+// size, but the result may then not be sorted across shards. This file has never run on a
 // GPU: it is compile-checked under nvcc only, and its splits are tested on the
 // CPU (test_sort, "[splits]").
 
