@@ -446,7 +446,8 @@ std::vector<std::vector<K>> random_shards(const std::vector<std::size_t>& sizes,
   std::vector<std::vector<K>> shards;
   for (std::size_t size : sizes) {
     std::vector<K> shard(size);
-    for (auto& x : shard) x = static_cast<K>(std::uniform_int_distribution<long long>(0, static_cast<long long>(distinct) - 1)(rng));
+    std::uniform_int_distribution<long long> key(0, static_cast<long long>(distinct) - 1);
+    for (auto& x : shard) x = static_cast<K>(key(rng));
     shards.push_back(std::move(shard));
   }
   return shards;

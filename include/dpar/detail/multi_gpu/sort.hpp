@@ -146,7 +146,8 @@ void sample_sort(const multi_gpu_policy& policy, Comp comp, sharded_vector<K>& k
     if constexpr (by_key) cuda::sort_by_key_on_gpu(policy.entry(i), k, k + n, v..., comp);
     else cuda::sort_on_gpu<Stable>(policy.entry(i), k, k + n, comp);
   };
-  for (std::size_t i = 0; i < shards.size(); ++i) sort_on(i, shards[i].data, shards[i].size, values.shards()[i].data...);
+  for (std::size_t i = 0; i < shards.size(); ++i)
+    sort_on(i, shards[i].data, shards[i].size, values.shards()[i].data...);
   if (shards.size() < 2 || keys.size() < 2) return;
 
   std::vector<std::size_t> sizes;
