@@ -12,6 +12,7 @@
 #include <random>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -155,11 +156,14 @@ void BM_latency(benchmark::State& state, latency_form form, bool raw_scan) {
   state.counters["over_raw"] = dpar_seconds / raw_seconds;
 }
 
-// dpar::sort of `total` random int32 keys in all, split evenly over the ranks,
-// each rank's part sorted on dpar::par: run with DPAR_NUM_THREADS=1 under
-// mpiexec -n 2 and with DPAR_NUM_THREADS=2 under mpiexec -n 1 to compare
-// 2 ranks x 1 thread with 1 rank x 2 threads. Refilling the keys is not timed.
-void BM_dpar_sort(benchmark::State& state) {
+// dpar::sort of `total` random keys (int32 or float) in all, split evenly over
+// the ranks, each rank's part sorted on the inner policy (dpar::par or
+// dpar::seq). For the figure in bench/RESULTS.md: 2 ranks x 1 thread is
+// mpiexec -n 2 with DPAR_NUM_THREADS=1 (BM_dpar_sort_*/par), 1 rank x 2
+// threads is mpiexec -n 1 with DPAR_NUM_THREADS=2 (par), 1 rank x 1 thread is
+// mpiexec -n 1 (seq). Refilling the keys is not timed.
+template <class T, class Inner>
+void BM_dpar_sort(benchmark::State& state, Inner inner) {
   int ranks = 1, rank = 0;
   MPI_Comm_size(MPI_COMM_WORLD, &ranks);
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
@@ -167,9 +171,14 @@ void BM_dpar_sort(benchmark::State& state) {
   const std::size_t mine = total * static_cast<std::size_t>(rank + 1) / static_cast<std::size_t>(ranks) -
                            total * static_cast<std::size_t>(rank) / static_cast<std::size_t>(ranks);
   std::mt19937 rng(static_cast<unsigned>(rank) + 1);
-  std::vector<int> input(mine), work(mine);
-  for (auto& x : input) x = static_cast<int>(rng());
-  auto policy = dpar::mpi(MPI_COMM_WORLD, dpar::par);
+  std::vector<T> input(mine), work(mine);
+  if constexpr (std::is_floating_point_v<T>) {
+    std::uniform_real_distribution<T> uniform(T(-1e6), T(1e6));
+    for (auto& x : input) x = uniform(rng);
+  } else {
+    for (auto& x : input) x = static_cast<T>(rng());
+  }
+  auto policy = dpar::mpi(MPI_COMM_WORLD, inner);
   for (auto _ : state) {
     state.PauseTiming();
     std::copy(input.begin(), input.end(), work.begin());
@@ -178,7 +187,8 @@ void BM_dpar_sort(benchmark::State& state) {
     dpar::sort(policy, work);
   }
   state.counters["ranks"] = ranks;
-  state.counters["threads"] = static_cast<double>(dpar::thread_pool::global().size());
+  state.counters["threads"] =
+      std::is_same_v<Inner, dpar::sequenced_policy> ? 1.0 : static_cast<double>(dpar::thread_pool::global().size());
   state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()) * static_cast<std::int64_t>(total));
 }
 
@@ -231,13 +241,22 @@ void register_benchmarks() {
           ->ReportAggregatesOnly(true)
           ->UseRealTime();
     }
-  for (std::int64_t keys : {std::int64_t{1} << 20, std::int64_t{1} << 24})
-    benchmark::RegisterBenchmark("BM_dpar_sort_int32", BM_dpar_sort)
-        ->Arg(keys)
-        ->Iterations(10)
-        ->Repetitions(5)
-        ->ReportAggregatesOnly(true)
-        ->UseRealTime();
+  for (std::int64_t keys : {std::int64_t{1} << 20, std::int64_t{1} << 24}) {
+    auto add_sort = [&](const char* name, auto inner, auto type) {
+      benchmark::RegisterBenchmark(name, [inner](benchmark::State& state) {
+        BM_dpar_sort<typename decltype(type)::type>(state, inner);
+      })
+          ->Arg(keys)
+          ->Iterations(keys > (1 << 20) ? 3 : 10)  // 2^24 keys: about 0.7 s a sort on 2 ranks here
+          ->Repetitions(3)
+          ->ReportAggregatesOnly(true)
+          ->UseRealTime();
+    };
+    add_sort("BM_dpar_sort_int32/par", dpar::par, std::type_identity<int>{});
+    add_sort("BM_dpar_sort_float/par", dpar::par, std::type_identity<float>{});
+    add_sort("BM_dpar_sort_int32/seq", dpar::seq, std::type_identity<int>{});
+    add_sort("BM_dpar_sort_float/seq", dpar::seq, std::type_identity<float>{});
+  }
 }
 
 int main(int argc, char** argv) {

@@ -592,3 +592,45 @@ TEST_CASE("multi_gpu sort, stable_sort and sort_by_key on sharded_vector and hos
     }
   }
 }
+
+// A comparator on the last decimal digit only: few distinct keys, many equal ones.
+struct by_last_digit {
+  __host__ __device__ bool operator()(std::int64_t a, std::int64_t b) const {
+    return (a % 10 + 10) % 10 < (b % 10 + 10) % 10;
+  }
+};
+
+// The sample sort's paths: input already sorted (every shard keeps its own
+// elements), reversed (every element moves), few distinct keys under a user
+// comparator (the merge sort; stability across shards by positions as values).
+TEST_CASE("multi_gpu sample sort: sorted, reversed and few distinct keys, stable across shards",
+          "[multi_gpu][gpu][sort]") {
+  for (const auto& list : device_lists()) {
+    auto policy = dpar::multi_gpu(list);
+    for (std::size_t n : {std::size_t{2}, std::size_t{97}, std::size_t{65537}}) {
+      INFO(name_of(list) << ", n = " << n);
+      std::vector<std::int64_t> ascending(n), positions(n);
+      std::iota(ascending.begin(), ascending.end(), std::int64_t{-5});
+      std::iota(positions.begin(), positions.end(), std::int64_t{0});
+      const std::vector<std::int64_t> descending(ascending.rbegin(), ascending.rend());
+      for (const auto& input : {ascending, descending}) {
+        dpar::sharded_vector<std::int64_t> v(policy, input);
+        dpar::stable_sort(policy, v);
+        CHECK(v.to_host() == ascending);
+      }
+      const auto keys = random_ints(n, n + 7);
+      auto want_positions = positions;
+      std::stable_sort(want_positions.begin(), want_positions.end(), [&](std::int64_t a, std::int64_t b) {
+        return by_last_digit{}(keys[static_cast<std::size_t>(a)], keys[static_cast<std::size_t>(b)]);
+      });
+      dpar::sharded_vector<std::int64_t> k(policy, keys), p(policy, positions);
+      dpar::sort_by_key(policy, k, p, by_last_digit{});
+      CHECK(p.to_host() == want_positions);
+      auto stable = keys;
+      dpar::stable_sort(policy, stable.begin(), stable.end(), by_last_digit{});
+      auto want = keys;
+      std::stable_sort(want.begin(), want.end(), by_last_digit{});
+      CHECK(stable == want);
+    }
+  }
+}

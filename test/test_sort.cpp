@@ -3,10 +3,14 @@
 // std::less / std::greater) and the merge path (other types, comparators and
 // iterators), sizes across the cut-offs, key patterns, stability, element types
 // that are neither default-constructible nor trivially copyable, and
-// comparators that throw.
+// comparators that throw; and the exact splits of a multi-device sample sort
+// (detail/sort_splits.hpp) with host vectors as shards.
 #include "common.hpp"
 
+#include <dpar/detail/sort_splits.hpp>
+
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <cstdint>
 #include <deque>
@@ -370,4 +374,153 @@ TEST_CASE("sort inside a pool job (nested) runs and sorts", "[sort][nested]") {
   for (std::size_t i = 0; i < lists.size(); ++i) lists[i] = keys<int>(20000 + i, pattern::random, i);
   dpar::for_each(dpar::par.on(pool), lists, [](std::vector<int>& l) { dpar::sort(dpar::par, l); });
   for (const auto& l : lists) CHECK(std::is_sorted(l.begin(), l.end()));
+}
+
+// ---- exact splits (detail/sort_splits.hpp), as dpar::multi_gpu uses them ----
+namespace {
+
+// A sorted host vector as the shard exact_splits asks; counts its probes.
+template <class K, class Comp>
+struct host_shard {
+  const std::vector<K>* keys;
+  Comp comp;
+  std::size_t* probes;
+  std::size_t size() const { return keys->size(); }
+  K key_at(std::size_t pos) const {
+    ++*probes;
+    return (*keys)[pos];
+  }
+  std::size_t lower_bound(const K& key, std::size_t lo, std::size_t hi) const {
+    return static_cast<std::size_t>(std::lower_bound(keys->begin() + static_cast<std::ptrdiff_t>(lo),
+                                                     keys->begin() + static_cast<std::ptrdiff_t>(hi), key, comp) -
+                                    keys->begin());
+  }
+  std::size_t upper_bound(const K& key, std::size_t lo, std::size_t hi) const {
+    return static_cast<std::size_t>(std::upper_bound(keys->begin() + static_cast<std::ptrdiff_t>(lo),
+                                                     keys->begin() + static_cast<std::ptrdiff_t>(hi), key, comp) -
+                                    keys->begin());
+  }
+};
+
+// Sorts every shard, splits them between destinations of the given sizes
+// and checks the splits against (key, shard, position) order: destination d's
+// runs are exactly the elements of global positions [offset_d, offset_d + size_d).
+template <class K, class Comp>
+void check_splits(std::vector<std::vector<K>> shards, const std::vector<std::size_t>& destination_sizes, Comp comp) {
+  std::size_t probes = 0, longest = 0;
+  std::vector<host_shard<K, Comp>> views;
+  for (auto& shard : shards) {
+    std::sort(shard.begin(), shard.end(), comp);
+    longest = std::max(longest, shard.size());
+    views.push_back({&shard, comp, &probes});
+  }
+  const auto splits = dpar::detail::exact_splits(views, destination_sizes);
+  REQUIRE(splits.size() == shards.size());
+  // (shard, position) of every element, in (key, shard, position) order
+  std::vector<std::pair<std::size_t, std::size_t>> order;
+  for (std::size_t s = 0; s < shards.size(); ++s)
+    for (std::size_t i = 0; i < shards[s].size(); ++i) order.emplace_back(s, i);
+  std::stable_sort(order.begin(), order.end(), [&](const auto& a, const auto& b) {
+    return comp(shards[a.first][a.second], shards[b.first][b.second]);
+  });
+  std::size_t offset = 0;
+  std::vector<std::size_t> taken(shards.size(), 0);  // per shard: elements before the boundary
+  for (std::size_t d = 0; d <= destination_sizes.size(); ++d) {
+    for (std::size_t s = 0; s < shards.size(); ++s) {
+      INFO("destination boundary " << d << ", shard " << s);
+      REQUIRE(splits[s].size() == destination_sizes.size() + 1);
+      CHECK(splits[s][d] == taken[s]);
+    }
+    if (d == destination_sizes.size()) break;
+    for (std::size_t i = offset; i < offset + destination_sizes[d]; ++i) ++taken[order[i].first];
+    offset += destination_sizes[d];
+  }
+  // about shards x log2(longest) probes a boundary
+  const std::size_t boundaries = destination_sizes.empty() ? 0 : destination_sizes.size() - 1;
+  CHECK(probes <= boundaries * shards.size() * (static_cast<std::size_t>(std::bit_width(longest)) + 1));
+}
+
+template <class K>
+std::vector<std::vector<K>> random_shards(const std::vector<std::size_t>& sizes, K distinct, std::uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::vector<std::vector<K>> shards;
+  for (std::size_t size : sizes) {
+    std::vector<K> shard(size);
+    std::uniform_int_distribution<long long> key(0, static_cast<long long>(distinct) - 1);
+    for (auto& x : shard) x = static_cast<K>(key(rng));
+    shards.push_back(std::move(shard));
+  }
+  return shards;
+}
+
+}  // namespace
+
+TEST_CASE("exact splits of sorted shards: random keys, many equal keys, empty shards, one shard holding all",
+          "[sort][splits]") {
+  std::mt19937_64 rng(21);
+  for (std::size_t count = 1; count <= 8; ++count) {
+    for (int distinct : {1, 3, 50, 1000000}) {
+      for (int layout = 0; layout < 4; ++layout) {
+        // layout 0: random sizes; 1: some shards empty; 2: one shard holds all; 3: all empty
+        std::vector<std::size_t> sizes(count);
+        for (std::size_t s = 0; s < count; ++s) {
+          const std::size_t size = std::uniform_int_distribution<std::size_t>(0, 3000)(rng);
+          sizes[s] = layout == 0 ? size : layout == 1 ? (s % 2 == 0 ? 0 : size) : 0;
+        }
+        if (layout == 2) sizes[count / 2] = 5000;
+        INFO(count << " shards, " << distinct << " distinct keys, layout " << layout);
+        const auto shards = random_shards<int>(sizes, distinct, rng());
+        check_splits(shards, sizes, std::less<>{});
+        check_splits(shards, sizes, std::greater<>{});
+        // destinations of other sizes than the shards (the same total)
+        const std::size_t total = std::accumulate(sizes.begin(), sizes.end(), std::size_t{0});
+        std::vector<std::size_t> other(count + 1, total / (count + 1));
+        other.back() += total % (count + 1);
+        check_splits(shards, other, std::less<>{});
+      }
+    }
+  }
+}
+
+TEST_CASE("exact splits by a user comparator on records: equal keys in shard order", "[sort][splits]") {
+  struct record {
+    int key;
+    int payload;
+  };
+  auto by_key_mod = [](const record& a, const record& b) { return a.key % 7 < b.key % 7; };
+  std::mt19937_64 rng(5);
+  std::vector<std::vector<record>> shards(5);
+  for (auto& shard : shards) {
+    shard.resize(std::uniform_int_distribution<std::size_t>(0, 400)(rng));
+    for (auto& r : shard) r = {static_cast<int>(rng() % 1000), static_cast<int>(rng() % 1000)};
+  }
+  std::vector<std::size_t> sizes;
+  for (const auto& shard : shards) sizes.push_back(shard.size());
+  check_splits(shards, sizes, by_key_mod);
+}
+
+TEST_CASE("exact splits: every destination gets its size even under a comparator that is no order (NaN)",
+          "[sort][splits]") {
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  std::vector<std::vector<float>> shards = {{nan, 1, 2, nan, 3}, {0, nan}, {}, {nan, nan, -1, 5, nan, 2}};
+  std::vector<std::size_t> sizes = {5, 2, 0, 6};
+  std::size_t probes = 0;
+  std::vector<host_shard<float, std::less<>>> views;
+  for (auto& shard : shards) views.push_back({&shard, {}, &probes});
+  const auto splits = dpar::detail::exact_splits(views, sizes);
+  for (std::size_t d = 0; d < sizes.size(); ++d) {
+    std::size_t received = 0;
+    for (std::size_t s = 0; s < shards.size(); ++s) {
+      CHECK(splits[s][d] <= splits[s][d + 1]);
+      received += splits[s][d + 1] - splits[s][d];
+    }
+    CHECK(received == sizes[d]);
+  }
+}
+
+TEST_CASE("exact splits: destination sizes that do not add up are an error", "[sort][splits]") {
+  std::vector<int> keys = {1, 2, 3};
+  std::size_t probes = 0;
+  std::vector<host_shard<int, std::less<>>> views = {{&keys, {}, &probes}};
+  CHECK_THROWS_AS(dpar::detail::exact_splits(views, {1, 1}), std::invalid_argument);
 }
