@@ -3,28 +3,20 @@
 // are global, ranks stay bitwise identical, checkpoints resume exactly, a
 // failure on one rank raises on every rank, and ranks that disagree are
 // refused on every rank; under dpar::deterministic, ranks x threads give one
-// replica's bits. Every rank runs the same test cases in the same order; a
-// watchdog aborts the job if a case hangs.
+// replica's bits. Every rank runs the same test cases in the same order; the
+// watchdog of mpi_main.cpp aborts the job if a case hangs.
 #include <dpar/nn/mpi.hpp>
 
 #include <catch2/catch.hpp>
-
-#include "catch_run.hpp"
 #include <unistd.h>
 
 #include <algorithm>
 #include <bit>
-#include <chrono>
-#include <condition_variable>
 #include <cstdint>
-#include <cstdio>
-#include <cstdlib>
 #include <filesystem>
 #include <functional>
-#include <mutex>
 #include <span>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "nn_test_problem.hpp"
@@ -727,8 +719,6 @@ TEST_CASE("nn over MPI: on 4 ranks, floats are all-reduced in rank order", "[nn]
   }
 }
 
-// Hidden (run by name only): proves the watchdog ends a hung job.
-//   DPAR_TEST_WATCHDOG_SECONDS=3 mpiexec -n 2 test_nn_mpi "[.hang]"   -> exit code 3 after 3 s
 TEST_CASE("nn over MPI: in memory, mapped IDX and mapped raw floats, each rank reading its rows, train one replica's bits "
           "when deterministic", "[nn][mpi][deterministic][data]") {
   const std::string stem = shared_temp("dpar_nn_mpi_data_");
@@ -901,37 +891,8 @@ TEST_CASE("nn over MPI: data sources of other shapes on one rank are refused on 
       for (const char* ext : {".images.idx", ".labels.idx", ".raw"}) std::filesystem::remove(stem + part + ext);
 }
 
+// Hidden (run by name only): proves the watchdog ends a hung job.
+//   DPAR_TEST_WATCHDOG_SECONDS=3 mpiexec -n 2 test_nn_mpi "[.hang]"   -> exit code 3 after 3 s (mpi_main.cpp)
 TEST_CASE("nn over MPI: a rank left waiting is ended by the watchdog", "[.hang]") {
   if (world_rank() == 0) MPI_Barrier(MPI_COMM_WORLD);  // the others never come
-}
-
-int main(int argc, char** argv) {
-  int provided = 0;
-  MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided);
-  // The watchdog: a case that hangs (a rank left waiting in MPI) aborts the
-  // whole job instead of stalling until CTest's timeout.
-  std::mutex m;
-  std::condition_variable cv;
-  bool finished = false;
-  const char* limit_text = std::getenv("DPAR_TEST_WATCHDOG_SECONDS");
-  const int limit = limit_text ? std::atoi(limit_text) : 120;
-  std::thread watchdog([&] {
-    std::unique_lock lock(m);
-    if (!cv.wait_for(lock, std::chrono::seconds(limit), [&] { return finished; })) {
-      std::fprintf(stderr, "test_nn_mpi: rank %d still running after %d s: aborting (a hang)\n", world_rank(), limit);
-      MPI_Abort(MPI_COMM_WORLD, 3);
-      std::_Exit(3);
-    }
-  });
-  int result = dpar_test::run_catch(argc, argv);
-  int worst = 0;
-  MPI_Allreduce(&result, &worst, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
-  {
-    std::lock_guard lock(m);
-    finished = true;
-  }
-  cv.notify_one();
-  watchdog.join();
-  MPI_Finalize();
-  return worst;
 }

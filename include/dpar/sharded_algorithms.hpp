@@ -81,12 +81,12 @@ requires reduction_op<Op, V, const T&> sharded_vector<V>
 
 template <multi_gpu_execution_policy P, class T, class Comp = std::less<>>
 void sort(P&& policy, sharded_vector<T>& v, Comp comp = {}) {
-  detail::multi_gpu::sort_sharded(policy, v, std::move(comp));
+  detail::multi_gpu::sort_sharded<false>(policy, v, std::move(comp));
 }
 
 template <multi_gpu_execution_policy P, class T, class Comp = std::less<>>
 void stable_sort(P&& policy, sharded_vector<T>& v, Comp comp = {}) {
-  detail::multi_gpu::stable_sort_sharded(policy, v, std::move(comp));
+  detail::multi_gpu::sort_sharded<true>(policy, v, std::move(comp));
 }
 
 // keys and values: sharded_vectors of the same length made with this policy.

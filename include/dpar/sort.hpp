@@ -48,7 +48,7 @@ void stable_sort(P&& policy, It first, It last, Comp comp = {}) {
   if constexpr (detail::deterministic::is_deterministic_v<std::remove_cvref_t<P>>)
     dpar::stable_sort(policy.inner(), first, last, std::move(comp));
   else
-    detail::sorting<detail::backend_of<P>>::stable_sort(policy, first, last, std::move(comp));
+    detail::sorting<detail::backend_of<P>>::template sort<true>(policy, first, last, std::move(comp));
 }
 
 template <execution_policy P, std::random_access_iterator It, class Comp = std::less<>>
@@ -57,7 +57,7 @@ void sort(P&& policy, It first, It last, Comp comp = {}) {
   if constexpr (detail::deterministic::is_deterministic_v<std::remove_cvref_t<P>>)
     dpar::stable_sort(policy.inner(), first, last, std::move(comp));  // equal elements in one order for any split
   else
-    detail::sorting<detail::backend_of<P>>::sort(policy, first, last, std::move(comp));
+    detail::sorting<detail::backend_of<P>>::template sort<false>(policy, first, last, std::move(comp));
 }
 
 template <execution_policy P, std::random_access_iterator Keys, std::random_access_iterator Values,

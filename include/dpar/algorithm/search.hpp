@@ -241,10 +241,20 @@ std::pair<It1, It2> mismatch(P&& policy, It1 first1, It1 last1, It2 first2, It2 
 // std::binary_search finds it.
 
 namespace detail {
-template <class P, class Needles, class Out, class Search>
-Out search_each(const P& policy, Needles needles_first, Needles needles_last, Out out, const Search& search) {
-  require_host_policy<P>();
-  return backend_of<P>::transform(policy, needles_first, needles_last, out, search);
+// Each needle searched on its own: a transform, or the backend's own search.
+template <derived::search_kind Kind, class P, class It, class Needles, class Out, class Comp>
+Out search_each(const P& policy, It first, It last, Needles needles_first, Needles needles_last, Out out, Comp& comp) {
+  using kind = derived::search_kind;
+  if constexpr (derived::native_v<P>) {
+    return derived::native<P>::template search<Kind>(policy, first, last, needles_first, needles_last, out, comp);
+  } else {
+    require_host_policy<P>();
+    return backend_of<P>::transform(policy, needles_first, needles_last, out, [&](const auto& needle) {
+      if constexpr (Kind == kind::lower_bound) return std::lower_bound(first, last, needle, comp) - first;
+      else if constexpr (Kind == kind::upper_bound) return std::upper_bound(first, last, needle, comp) - first;
+      else return std::binary_search(first, last, needle, comp);
+    });
+  }
 }
 }  // namespace detail
 
@@ -252,22 +262,16 @@ template <execution_policy P, std::random_access_iterator It, std::random_access
           std::random_access_iterator Out, class Comp = std::ranges::less>
   requires std::indirect_strict_weak_order<Comp&, It, Needles>
 Out lower_bound(P&& policy, It first, It last, Needles needles_first, Needles needles_last, Out out, Comp comp = {}) {
-  if constexpr (detail::derived::native_v<P>)
-    return detail::derived::native<P>::bound(policy, first, last, needles_first, needles_last, out, comp, 0);
-  else return detail::search_each(policy, needles_first, needles_last, out, [&](const auto& needle) {
-    return std::lower_bound(first, last, needle, comp) - first;
-  });
+  return detail::search_each<detail::derived::search_kind::lower_bound>(policy, first, last, needles_first,
+                                                                        needles_last, out, comp);
 }
 
 template <execution_policy P, std::random_access_iterator It, std::random_access_iterator Needles,
           std::random_access_iterator Out, class Comp = std::ranges::less>
   requires std::indirect_strict_weak_order<Comp&, It, Needles>
 Out upper_bound(P&& policy, It first, It last, Needles needles_first, Needles needles_last, Out out, Comp comp = {}) {
-  if constexpr (detail::derived::native_v<P>)
-    return detail::derived::native<P>::bound(policy, first, last, needles_first, needles_last, out, comp, 1);
-  else return detail::search_each(policy, needles_first, needles_last, out, [&](const auto& needle) {
-    return std::upper_bound(first, last, needle, comp) - first;
-  });
+  return detail::search_each<detail::derived::search_kind::upper_bound>(policy, first, last, needles_first,
+                                                                        needles_last, out, comp);
 }
 
 template <execution_policy P, std::random_access_iterator It, std::random_access_iterator Needles,
@@ -275,11 +279,8 @@ template <execution_policy P, std::random_access_iterator It, std::random_access
   requires std::indirect_strict_weak_order<Comp&, It, Needles>
 Out binary_search(P&& policy, It first, It last, Needles needles_first, Needles needles_last, Out out,
                   Comp comp = {}) {
-  if constexpr (detail::derived::native_v<P>)
-    return detail::derived::native<P>::bound(policy, first, last, needles_first, needles_last, out, comp, 2);
-  else return detail::search_each(policy, needles_first, needles_last, out, [&](const auto& needle) {
-    return std::binary_search(first, last, needle, comp);
-  });
+  return detail::search_each<detail::derived::search_kind::binary_search>(policy, first, last, needles_first,
+                                                                          needles_last, out, comp);
 }
 
 // ---- range forms -----------------------------------------------------------

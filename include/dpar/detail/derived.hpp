@@ -40,6 +40,10 @@ inline constexpr bool native_v = native_algorithms<backend_of<P>>::available;
 template <class P>
 using native = typename native_algorithms<backend_of<P>>::run;
 
+// Which of Thrust's vectorized searches: a template argument, so that a
+// backend instantiates only the one asked for.
+enum class search_kind { lower_bound, upper_bound, binary_search };
+
 // it[i] == f(i): an input range computed from indices, [0, n) as
 // index_iterator(f) .. index_iterator(f) + n.
 template <class F>

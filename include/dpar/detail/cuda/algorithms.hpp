@@ -181,23 +181,28 @@ struct algorithms {
                                      pick_extreme<decltype(in), Comp>{in, comp, want}, same_index{});
   }
 
-  template <class It, class Needles, class Out, class Comp>
-  static Out bound(const gpu_policy& p, It first, It last, Needles needles_first, Needles needles_last, Out out,
-                   Comp comp, int which /* 0 lower, 1 upper, 2 binary_search */) {
+  template <derived::search_kind Kind, class It, class Needles, class Out, class Comp>
+  static Out search(const gpu_policy& p, It first, It last, Needles needles_first, Needles needles_last, Out out,
+                    Comp comp) {
     DPAR_CUDA_REQUIRE_DEVICE_ITERATOR(It);
     DPAR_CUDA_REQUIRE_DEVICE_ITERATOR(Needles);
     DPAR_CUDA_REQUIRE_DEVICE_ITERATOR(Out);
-    const char* names[] = {"dpar::lower_bound", "dpar::upper_bound", "dpar::binary_search"};
-    const launch l(p, names[which]);
+    using kind = derived::search_kind;
+    const char* const name = Kind == kind::lower_bound   ? "dpar::lower_bound"
+                             : Kind == kind::upper_bound ? "dpar::upper_bound"
+                                                         : "dpar::binary_search";
+    const launch l(p, name);
     const auto n = static_cast<std::size_t>(needles_last - needles_first);
     if (n == 0) return out;
     auto hay = l.arg(first, "haystack");
     auto hay_end = advance(hay, static_cast<std::size_t>(last - first));
     auto needles = l.arg(needles_first, "needles");
     auto result = l.arg(out, "output");
-    thrust_call(l, names[which], [&](auto on) {
-      if (which == 0) thrust::lower_bound(on, hay, hay_end, needles, advance(needles, n), result, comp);
-      else if (which == 1) thrust::upper_bound(on, hay, hay_end, needles, advance(needles, n), result, comp);
+    thrust_call(l, name, [&](auto on) {
+      if constexpr (Kind == kind::lower_bound)
+        thrust::lower_bound(on, hay, hay_end, needles, advance(needles, n), result, comp);
+      else if constexpr (Kind == kind::upper_bound)
+        thrust::upper_bound(on, hay, hay_end, needles, advance(needles, n), result, comp);
       else thrust::binary_search(on, hay, hay_end, needles, advance(needles, n), result, comp);
       return 0;
     });

@@ -120,13 +120,9 @@ namespace dpar::detail {
 
 template <>
 struct sorting<cuda::backend> {
-  template <class It, class Comp>
+  template <bool Stable, class It, class Comp>
   static void sort(const gpu_policy& p, It first, It last, Comp comp) {
-    cuda::sort_on_gpu<false>(p, first, last, comp);
-  }
-  template <class It, class Comp>
-  static void stable_sort(const gpu_policy& p, It first, It last, Comp comp) {
-    cuda::sort_on_gpu<true>(p, first, last, comp);
+    cuda::sort_on_gpu<Stable>(p, first, last, comp);
   }
   template <class Keys, class Values, class Comp>
   static void sort_by_key(const gpu_policy& p, Keys keys_first, Keys keys_last, Values values_first, Comp comp) {

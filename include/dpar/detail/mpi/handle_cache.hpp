@@ -1,6 +1,7 @@
 #pragma once
 // MPI handles that dpar creates once and keeps until MPI_Finalize: the byte
-// datatypes values cross ranks as, and the ordered MPI_Ops of user ops.
+// datatypes values cross ranks as, and the ordered MPI_Ops of user ops (and,
+// through at_finalize, the communicators of private_comm.hpp).
 // Creating and freeing them around every call cost more than a small
 // MPI_Allreduce itself (2.4-3.5x raw at 8 bytes on 2 ranks, bench/RESULTS.md).
 //
@@ -36,6 +37,16 @@ class handle_cache {
   static Handle get(cached_handle<Handle>& slot, Make&& make) {
     if (slot.ready.load(std::memory_order_acquire)) return slot.handle;
     return instance().add<Handle, Free>(slot, make);
+  }
+
+  // Calls release(p) at MPI_Finalize, with the cached handles (newest
+  // first): the one hook for everything dpar keeps until then
+  // (private_comm.hpp's duplicates too).
+  static void at_finalize(void* p, void (*release)(void*) noexcept) {
+    handle_cache& cache = instance();
+    std::lock_guard lock(cache.mutex_);
+    cache.hook_finalize();
+    cache.entries_.push_back({p, release});
   }
 
  private:
@@ -84,16 +95,19 @@ class handle_cache {
   }
 
   // MPI's C code calls this: nothing may throw out of it.
+  // The releases run outside the lock: they may take locks of their own
+  // (private_comm.hpp's), which are held while registering here.
   static int on_finalize(MPI_Comm, int, void*, void*) noexcept {
     handle_cache& cache = instance();
+    std::vector<entry> entries;
     try {
       std::lock_guard lock(cache.mutex_);
-      for (auto e = cache.entries_.rbegin(); e != cache.entries_.rend(); ++e) e->release(e->slot);
-      cache.entries_.clear();
+      entries.swap(cache.entries_);
       MPI_Comm_free_keyval(&cache.keyval_);  // sets it to MPI_KEYVAL_INVALID
     } catch (...) {
       return MPI_ERR_OTHER;  // only std::mutex can throw here
     }
+    for (auto e = entries.rbegin(); e != entries.rend(); ++e) e->release(e->slot);
     return MPI_SUCCESS;
   }
 

@@ -13,8 +13,7 @@
 // The duplicate is an attribute of the user's communicator: MPI_Comm_free of
 // the user's communicator runs the delete callback, which frees it.
 // Predefined communicators are never freed by the user, so MPI_Finalize
-// frees what is left, first thing (an attribute on MPI_COMM_SELF, whose
-// attributes MPI deletes before anything else is shut down, MPI-3.1 8.7.1).
+// frees what is left, first thing (handle_cache's hook on MPI_COMM_SELF).
 //
 // MPI_Comm_dup is collective. The first dpar call on a communicator is a
 // collective call, so every rank of it makes the duplicate in that same call.
@@ -32,6 +31,7 @@
 #include <vector>
 
 #include "error.hpp"
+#include "handle_cache.hpp"
 
 namespace dpar::detail::mpi {
 
@@ -69,25 +69,22 @@ class private_comms {
     return *comms;
   }
 
-  // The keyval of the attribute, and the hook on MPI_COMM_SELF that frees
-  // the duplicates left at MPI_Finalize; made once, under the lock (no
-  // collective in there).
+  // The keyval of the attribute, made once, under the lock (no collective
+  // in there), with the duplicates left at MPI_Finalize freed then.
   int keyval() {
     std::lock_guard lock(mutex_);
     if (keyval_ != MPI_KEYVAL_INVALID) return keyval_;
     // MPI_COMM_NULL_COPY_FN: a communicator the user duplicates gets its own
     // duplicate on its first use, not this one.
-    int dup = MPI_KEYVAL_INVALID, finalize = MPI_KEYVAL_INVALID;
-    int code = MPI_Comm_create_keyval(MPI_COMM_NULL_COPY_FN, &on_delete, &dup, nullptr);
-    if (code == MPI_SUCCESS) code = MPI_Comm_create_keyval(MPI_COMM_NULL_COPY_FN, &on_finalize, &finalize, nullptr);
-    if (code == MPI_SUCCESS) code = MPI_Comm_set_attr(MPI_COMM_SELF, finalize, nullptr);
-    if (code != MPI_SUCCESS) {
-      if (dup != MPI_KEYVAL_INVALID) MPI_Comm_free_keyval(&dup);
-      if (finalize != MPI_KEYVAL_INVALID) MPI_Comm_free_keyval(&finalize);
-      check(code, "MPI_Comm_create_keyval");
+    int key = MPI_KEYVAL_INVALID;
+    check(MPI_Comm_create_keyval(MPI_COMM_NULL_COPY_FN, &on_delete, &key, nullptr), "MPI_Comm_create_keyval");
+    try {
+      handle_cache::at_finalize(this, &on_finalize);
+    } catch (...) {
+      MPI_Comm_free_keyval(&key);
+      throw;
     }
-    finalize_keyval_ = finalize;
-    keyval_ = dup;
+    keyval_ = key;
     return keyval_;
   }
 
@@ -141,28 +138,22 @@ class private_comms {
   // MPI_Finalize: frees every duplicate left, while MPI still works. Their
   // entries stay (reachable, MPI_COMM_NULL) until their attributes are
   // deleted, if ever.
-  static int on_finalize(MPI_Comm, int, void*, void*) noexcept {
-    private_comms& all = instance();
-    int code = MPI_SUCCESS;
+  static void on_finalize(void* self) noexcept {
+    private_comms& all = *static_cast<private_comms*>(self);
     try {
       std::lock_guard lock(all.mutex_);
-      for (auto e = all.entries_.rbegin(); e != all.entries_.rend(); ++e) {
-        if ((*e)->dup == MPI_COMM_NULL) continue;
-        const int freed = MPI_Comm_free(&(*e)->dup);  // sets it to MPI_COMM_NULL
-        if (code == MPI_SUCCESS) code = freed;
-      }
+      for (auto e = all.entries_.rbegin(); e != all.entries_.rend(); ++e)
+        if ((*e)->dup != MPI_COMM_NULL) MPI_Comm_free(&(*e)->dup);  // sets it to MPI_COMM_NULL
       MPI_Comm_free_keyval(&all.keyval_);  // MPI keeps it while attributes use it
-      MPI_Comm_free_keyval(&all.finalize_keyval_);
     } catch (...) {
-      return MPI_ERR_OTHER;
+      return;  // only std::mutex can throw here; MPI_Finalize goes on
     }
     all.generation_.fetch_add(1, std::memory_order_acq_rel);
-    return code;
   }
 
   std::mutex mutex_;
   std::vector<entry*> entries_;  // those whose attribute is not deleted yet
-  int keyval_ = MPI_KEYVAL_INVALID, finalize_keyval_ = MPI_KEYVAL_INVALID;
+  int keyval_ = MPI_KEYVAL_INVALID;
   std::atomic<unsigned long> generation_{1};
 };
 

@@ -224,8 +224,7 @@ void sample_sort(const P& policy, Keys first, Keys last, Values values_first, Co
   using inner = sorting<backend_of<typename P::inner_type>>;
   auto sort_locally = [&] {
     if constexpr (by_key) inner::sort_by_key(policy.inner(), first, last, values_first, comp);
-    else if constexpr (Stable) inner::stable_sort(policy.inner(), first, last, comp);
-    else inner::sort(policy.inner(), first, last, comp);
+    else inner::template sort<Stable>(policy.inner(), first, last, comp);
   };
   const MPI_Comm comm = private_comm(policy.comm());
   on_every_rank(comm, sort_locally);
@@ -279,13 +278,9 @@ namespace dpar::detail {
 
 template <>
 struct sorting<mpi::backend> {
-  template <class P, class It, class Comp>
+  template <bool Stable, class P, class It, class Comp>
   static void sort(const P& policy, It first, It last, Comp comp) {
-    mpi::sample_sort<false>(policy, first, last, nullptr, comp);
-  }
-  template <class P, class It, class Comp>
-  static void stable_sort(const P& policy, It first, It last, Comp comp) {
-    mpi::sample_sort<true>(policy, first, last, nullptr, comp);
+    mpi::sample_sort<Stable>(policy, first, last, nullptr, comp);
   }
   template <class P, class Keys, class Values, class Comp>
   static void sort_by_key(const P& policy, Keys keys_first, Keys keys_last, Values values_first, Comp comp) {

@@ -214,15 +214,10 @@ void sample_sort(const multi_gpu_policy& policy, Comp comp, sharded_vector<K>& k
   }
 }
 
-// The sorts of dpar::sort(policy, sharded_vector) (sharded_algorithms.hpp).
-template <class T, class Comp>
+// The sorts of dpar::sort / stable_sort(policy, sharded_vector) (sharded_algorithms.hpp).
+template <bool Stable, class T, class Comp>
 void sort_sharded(const multi_gpu_policy& policy, sharded_vector<T>& v, Comp comp) {
-  sample_sort<false>(policy, comp, v);
-}
-
-template <class T, class Comp>
-void stable_sort_sharded(const multi_gpu_policy& policy, sharded_vector<T>& v, Comp comp) {
-  sample_sort<true>(policy, comp, v);
+  sample_sort<Stable>(policy, comp, v);
 }
 
 // keys and values: sharded_vectors of the same length made with this policy.
@@ -242,18 +237,11 @@ namespace dpar::detail {
 // Host iterators: into a sharded_vector, sorted there, and back.
 template <>
 struct sorting<multi_gpu::backend> {
-  template <class It, class Comp>
+  template <bool Stable, class It, class Comp>
   static void sort(const multi_gpu_policy& p, It first, It last, Comp comp) {
-    multi_gpu::require_host(first, "dpar::sort");
+    multi_gpu::require_host(first, Stable ? "dpar::stable_sort" : "dpar::sort");
     sharded_vector<std::iter_value_t<It>> v(p, first, last);
-    multi_gpu::sort_sharded(p, v, comp);
-    v.copy_to_host(first);
-  }
-  template <class It, class Comp>
-  static void stable_sort(const multi_gpu_policy& p, It first, It last, Comp comp) {
-    multi_gpu::require_host(first, "dpar::stable_sort");
-    sharded_vector<std::iter_value_t<It>> v(p, first, last);
-    multi_gpu::stable_sort_sharded(p, v, comp);
+    multi_gpu::sort_sharded<Stable>(p, v, comp);
     v.copy_to_host(first);
   }
   template <class Keys, class Values, class Comp>

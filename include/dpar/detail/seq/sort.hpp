@@ -13,13 +13,9 @@ namespace dpar::detail {
 
 template <>
 struct sorting<seq::backend> {
-  template <class It, class Comp>
+  template <bool Stable, class It, class Comp>
   static void sort(const sequenced_policy&, It first, It last, Comp comp) {
-    threads::sort<false>(nullptr, first, last, std::move(comp));
-  }
-  template <class It, class Comp>
-  static void stable_sort(const sequenced_policy&, It first, It last, Comp comp) {
-    threads::sort<true>(nullptr, first, last, std::move(comp));
+    threads::sort<Stable>(nullptr, first, last, std::move(comp));
   }
   template <class Keys, class Values, class Comp>
   static void sort_by_key(const sequenced_policy&, Keys keys_first, Keys keys_last, Values values_first, Comp comp) {

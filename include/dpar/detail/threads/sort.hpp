@@ -432,13 +432,9 @@ namespace dpar::detail {
 
 template <>
 struct sorting<threads::backend> {
-  template <class It, class Comp>
+  template <bool Stable, class It, class Comp>
   static void sort(const parallel_policy& policy, It first, It last, Comp comp) {
-    threads::sort<false>(threads::sorting_pool(policy.pool()), first, last, std::move(comp));
-  }
-  template <class It, class Comp>
-  static void stable_sort(const parallel_policy& policy, It first, It last, Comp comp) {
-    threads::sort<true>(threads::sorting_pool(policy.pool()), first, last, std::move(comp));
+    threads::sort<Stable>(threads::sorting_pool(policy.pool()), first, last, std::move(comp));
   }
   template <class Keys, class Values, class Comp>
   static void sort_by_key(const parallel_policy& policy, Keys keys_first, Keys keys_last, Values values_first,
