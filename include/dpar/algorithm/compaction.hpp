@@ -36,7 +36,7 @@ Out copy_kept(const P& policy, In first, In last, Out d_first, const Keep& keep)
   const std::size_t n = static_cast<std::size_t>(last - first);
   // iterators by value: through references, the compiler reloads them after each write
   const std::size_t total = derived::compact(participants_of<P>::local(policy), n, keep,
-                                             [first, d_first](std::size_t i, std::size_t before, bool kept, std::size_t) {
+                                             [first, d_first](std::size_t i, std::size_t before, bool kept) {
                                                if (kept) at(d_first, before) = at(first, i);
                                              });
   return d_first + static_cast<std::iter_difference_t<Out>>(total);
@@ -91,7 +91,7 @@ std::pair<OutTrue, OutFalse> partition_copy(P&& policy, In first, In last, OutTr
   const std::size_t n = static_cast<std::size_t>(last - first);
   const std::size_t total = detail::derived::compact(
       detail::participants_of<P>::local(policy), n, [&](std::size_t i) { return bool(pred(first[i])); },
-      [&](std::size_t i, std::size_t before, bool kept, std::size_t) {
+      [&](std::size_t i, std::size_t before, bool kept) {
         if (kept) detail::at(d_first_true, before) = detail::at(first, i);
         else detail::at(d_first_false, i - before) = detail::at(first, i);
       });

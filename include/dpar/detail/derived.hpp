@@ -335,16 +335,38 @@ std::array<std::optional<std::size_t>, sizeof...(Want)> arithmetic_extremes_here
   return at;
 }
 
-// Compaction on one participant's elements: calls emit(i, kept_before, kept,
-// total_kept) for every i in [0, n) (kept_before: how many j < i have
-// keep(j)), and returns how many were kept. Pieces of the range count their
-// kept elements in parallel, a scan of the counts gives each piece its start,
-// and the pieces emit in parallel, calling keep again: cheaper than storing
-// n flags in between (a fresh buffer per call costs its page faults), and
-// std's parallel overloads allow a predicate O(n) calls.
+// Compaction on one participant's elements: calls emit(i, kept_before, kept)
+// for every i in [0, n) (kept_before: how many j < i have keep(j)), and
+// returns how many were kept. keep(i) may be called more than once per i
+// (std's parallel overloads allow a predicate O(n) calls).
+//
+// Short ranges: pieces count their kept elements in parallel, timed by the
+// backend (so that costly predicates on few elements reach every thread), a
+// scan of the counts gives each piece its start, and the pieces emit.
+// From one_pass_compaction elements: one exclusive scan of the 0/1 counts on
+// the backend, whose output calls emit. The threads backend runs it in one
+// pass over memory (look-back over cache-sized tiles), where two passes would
+// read the input twice, the second time often from another core's cache
+// (bench/RESULTS.md, session 7: 0.8-0.95 of std::copy_if(par_unseq) against
+// 1.05-1.40).
+inline constexpr std::size_t one_pass_compaction = 32768;
+
 template <class L, class Keep, class Emit>
 std::size_t compact(const L& local, std::size_t n, const Keep& keep, const Emit& emit) {
   if (n == 0) return 0;
+  if (n >= one_pass_compaction) {
+    auto count = [&keep](std::size_t i) -> std::size_t { return keep(i) ? 1 : 0; };
+    std::size_t total = 0;  // written by the call for the last element only
+    auto emit_one = [&](std::size_t i, std::size_t before) {
+      const bool kept = keep(i);
+      emit(i, before, kept);
+      if (i + 1 == n) total = before + (kept ? 1 : 0);
+    };
+    index_iterator counts(count);
+    backend_of<L>::exclusive_scan(local, counts, counts + static_cast<std::ptrdiff_t>(n), sink_iterator(emit_one),
+                                  std::size_t{0}, std::plus<>{});
+    return total;
+  }
   const std::size_t piece = piece_size(n), pieces = (n + piece - 1) / piece;
   std::vector<std::size_t> start(pieces + 1);
   tabulate(
@@ -356,7 +378,6 @@ std::size_t compact(const L& local, std::size_t n, const Keep& keep, const Emit&
       },
       start.begin() + 1);
   std::inclusive_scan(start.begin(), start.end(), start.begin());
-  const std::size_t total = start[pieces];
   for_each_index(local, pieces, [&](std::size_t c) {
     // local copies: the compiler keeps what they hold in registers across the writes
     const Keep keep_here = keep;
@@ -364,11 +385,11 @@ std::size_t compact(const L& local, std::size_t n, const Keep& keep, const Emit&
     std::size_t before = start[c];
     for (std::size_t i = c * piece, end = std::min(n, i + piece); i < end; ++i) {
       const bool kept = keep_here(i);
-      emit_here(i, before, kept, total);
+      emit_here(i, before, kept);
       before += kept ? 1 : 0;
     }
   });
-  return total;
+  return start[pieces];
 }
 
 // Moves first[i] for kept i to the front, in order, others after them in
@@ -378,9 +399,14 @@ template <class L, class It, class Keep>
 std::size_t compact_in_place(const L& local, It first, std::size_t n, const Keep& keep, bool keep_rest) {
   using V = std::iter_value_t<It>;
   std::unique_ptr<std::optional<V>[]> moved(new std::optional<V>[n]);
-  const std::size_t total = compact(local, n, keep, [&](std::size_t i, std::size_t before, bool kept, std::size_t all) {
+  // where the others start: after every kept element
+  const std::size_t kept_total =
+      keep_rest && n != 0
+          ? fold_indices(local, n, std::size_t{0}, std::plus<>{}, [&](std::size_t i) -> std::size_t { return keep(i) ? 1 : 0; })
+          : 0;
+  const std::size_t total = compact(local, n, keep, [&](std::size_t i, std::size_t before, bool kept) {
     if (kept) moved[before].emplace(std::move(first[i]));
-    else if (keep_rest) moved[all + i - before].emplace(std::move(first[i]));
+    else if (keep_rest) moved[kept_total + i - before].emplace(std::move(first[i]));
   });
   for_each_index(local, keep_rest ? n : total, [&](std::size_t j) { first[j] = std::move(*moved[j]); });
   return total;
