@@ -8,6 +8,9 @@
 // count (target: at least 0.67 of dpar_mlp's samples/s at 2 threads).
 // dpar_mlp_adamw and dpar_mlp_syncbn: AdamW instead of SGD, and batch_norm
 // (SyncBatchNorm) after each hidden layer; each a ratio against dpar_mlp.
+// fma_peak_fraction (MLP rows in one process): samples/s x the MLP's GEMM
+// FLOP per sample (1,007,104) / the FMA peak of as many threads, measured in
+// the same process (fma_peak.hpp): the share of the machine's limit used.
 //
 //   bench_nn [--benchmark_repetitions=5]          1 rank x 1, 2 (and all hardware) threads; libtorch
 //   mpiexec -n 2 bench_nn                         2 ranks x 1 thread, and the cross-rank gradient
@@ -49,6 +52,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <fstream>
@@ -58,6 +62,7 @@
 #include <thread>
 #include <vector>
 
+#include "fma_peak.hpp"
 #include "nn_bench_data.hpp"
 
 namespace nn = dpar::nn;
@@ -88,10 +93,34 @@ const nn::dataset& cnn_data() {
   return d;
 }
 
-void report(benchmark::State& state, double cpu_start, std::size_t per_iteration) {
-  double samples_done = double(state.iterations()) * double(per_iteration);
+// FLOP of the MLP's GEMMs per sample: x W^T forward and dW backward for
+// every dense layer, dX for all but the first: 1,007,104 for 784-256-128-10.
+double mlp_gemm_flop_per_sample() {
+  const std::size_t sizes[] = {features, 256, 128, classes};
+  double weights = 0, below_first = 0;
+  for (std::size_t i = 0; i + 1 < std::size(sizes); ++i) {
+    const double w = double(sizes[i]) * double(sizes[i + 1]);
+    weights += w;
+    if (i > 0) below_first += w;
+  }
+  return 2 * (2 * weights + below_first);
+}
+
+using wall_clock = std::chrono::steady_clock;
+
+// samples_per_cpu_s; with peak_threads > 0 (rows that train the MLP in one
+// process) also fma_peak_fraction: samples/s x the MLP's GEMM FLOP per sample
+// / the FMA peak of peak_threads threads, measured in this process after
+// the row (fma_peak.hpp): how much of the machine's limit the training uses.
+void report(benchmark::State& state, double cpu_start, wall_clock::time_point wall_start, std::size_t per_iteration,
+            unsigned peak_threads = 0) {
+  const double samples_done = double(state.iterations()) * double(per_iteration);
+  const std::chrono::duration<double> wall = wall_clock::now() - wall_start;
   state.SetItemsProcessed(static_cast<std::int64_t>(samples_done));
   state.counters["samples_per_cpu_s"] = samples_done / (process_cpu_seconds() - cpu_start);
+  if (peak_threads > 0 && fma_peak_gflops(peak_threads) > 0)
+    state.counters["fma_peak_fraction"] =
+        samples_done / wall.count() * mlp_gemm_flop_per_sample() / 1e9 / fma_peak_gflops(peak_threads);
 }
 
 nn::sequential mlp() {
@@ -114,13 +143,16 @@ nn::sequential cnn() {
   return model;
 }
 
-void train(benchmark::State& state, nn::data_parallel_trainer& t, const nn::dataset& d = data()) {
-  double cpu = process_cpu_seconds();
+// peak_threads: see report.
+void train(benchmark::State& state, nn::data_parallel_trainer& t, const nn::dataset& d = data(),
+           unsigned peak_threads = 0) {
+  const double cpu = process_cpu_seconds();
+  const auto wall = wall_clock::now();
   for (auto _ : state) {
     auto r = t.train_epoch(d);  // steps of 128 samples: 64 (MLP), 8 (CNN)
     benchmark::DoNotOptimize(r.loss_sum);
   }
-  report(state, cpu, d.size());
+  report(state, cpu, wall, d.size(), peak_threads);
   state.counters["replicas"] = static_cast<double>(t.replicas());
 }
 
@@ -128,7 +160,7 @@ void train(benchmark::State& state, nn::data_parallel_trainer& t, const nn::data
 void dpar_mlp(benchmark::State& state) {
   dpar::thread_pool pool(static_cast<std::size_t>(state.range(0)));
   nn::data_parallel_trainer t(dpar::par.on(pool), mlp(), options());
-  train(state, t);
+  train(state, t, data(), static_cast<unsigned>(state.range(0)));
 }
 
 // The same with AdamW instead of SGD with momentum: the optimizer's cost per
@@ -138,7 +170,7 @@ void dpar_mlp_adamw(benchmark::State& state) {
   auto o = options();
   o.adamw = nn::adamw_options{};
   nn::data_parallel_trainer t(dpar::par.on(pool), mlp(), o);
-  train(state, t);
+  train(state, t, data(), static_cast<unsigned>(state.range(0)));
 }
 
 // The MLP with a batch_norm after each hidden Dense (784-256-BN-ReLU-128-BN-ReLU-10):
@@ -151,14 +183,14 @@ void dpar_mlp_syncbn(benchmark::State& state) {
   model.add(nn::dense(256, 128)).add(nn::batch_norm(128)).add(nn::relu()).add(nn::dense(128, classes));
   model.initialize(1);
   nn::data_parallel_trainer t(dpar::par.on(pool), model, options());
-  train(state, t);
+  train(state, t, data(), static_cast<unsigned>(state.range(0)));
 }
 
 // The same, reproducible: the same bits for any state.range(0).
 void dpar_mlp_deterministic(benchmark::State& state) {
   dpar::thread_pool pool(static_cast<std::size_t>(state.range(0)));
   nn::data_parallel_trainer t(dpar::deterministic(dpar::par.on(pool)), mlp(), options());
-  train(state, t);
+  train(state, t, data(), static_cast<unsigned>(state.range(0)));
 }
 
 // The MLP with its two hidden layers model-parallel (the same parameters).
@@ -201,9 +233,10 @@ double bytes_per_step(const nn::sequential& m, std::size_t k) {
 }
 
 template <class Policy>
-void train_model(benchmark::State& state, const Policy& policy, const nn::sequential& m, const nn::dataset& d) {
+void train_model(benchmark::State& state, const Policy& policy, const nn::sequential& m, const nn::dataset& d,
+                 unsigned peak_threads = 0) {
   nn::data_parallel_trainer t(policy, m, options());
-  train(state, t, d);
+  train(state, t, d, peak_threads);
   state.counters["bytes_per_step"] = bytes_per_step(m, t.replicas());
 }
 
@@ -212,7 +245,7 @@ void dpar_data_model(benchmark::State& state) {
   dpar::thread_pool pool(static_cast<std::size_t>(state.range(0)));
   const bool split = state.range(2) != 0;
   if (state.range(1) == 0)
-    train_model(state, dpar::par.on(pool), split ? split_mlp() : mlp(), data());
+    train_model(state, dpar::par.on(pool), split ? split_mlp() : mlp(), data(), static_cast<unsigned>(state.range(0)));
   else
     train_model(state, dpar::par.on(pool), wide_cnn(split), cnn_data());
 }
@@ -285,9 +318,10 @@ void dpar_mlp_source(benchmark::State& state) {
   std::optional<nn::mapped_dataset> mapped;
   if (state.range(1)) mapped.emplace(nn::mapped_dataset::idx(files().images, files().labels));
   const nn::data_source& source = mapped ? static_cast<const nn::data_source&>(*mapped) : memory;
-  double cpu = process_cpu_seconds();
+  const double cpu = process_cpu_seconds();
+  const auto wall = wall_clock::now();
   for (auto _ : state) benchmark::DoNotOptimize(t.train_epoch(source).loss_sum);
-  report(state, cpu, samples);
+  report(state, cpu, wall, samples);
 }
 
 // The mapped source's resident memory in this rank: the largest, after any
@@ -354,7 +388,7 @@ class null_reporter : public benchmark::BenchmarkReporter {  // ranks other than
 // libtorch on state.range(0) threads: SGD with momentum 0.9 over d in steps
 // of `batch` samples, each sample shaped `sample` (features, or C x H x W).
 void libtorch_train(benchmark::State& state, torch::nn::Sequential& model, const nn::dataset& d,
-                    std::vector<std::int64_t> sample) {
+                    std::vector<std::int64_t> sample, unsigned peak_threads = 0) {
   int threads = static_cast<int>(state.range(0));
   torch::set_num_threads(threads);
   if (openblas_set_num_threads) openblas_set_num_threads(threads);  // in case torch's GEMMs go to OpenBLAS
@@ -364,7 +398,8 @@ void libtorch_train(benchmark::State& state, torch::nn::Sequential& model, const
   auto x = torch::from_blob(const_cast<float*>(d.images.data()), sample, torch::kFloat);
   std::vector<std::int64_t> labels(d.labels.begin(), d.labels.end());
   auto y = torch::from_blob(labels.data(), {n}, torch::kLong);
-  double cpu = process_cpu_seconds();
+  const double cpu = process_cpu_seconds();
+  const auto wall = wall_clock::now();
   for (auto _ : state) {
     for (std::int64_t at = 0; at < n; at += std::int64_t(batch)) {  // the same steps as dpar's
       opt.zero_grad();
@@ -374,7 +409,7 @@ void libtorch_train(benchmark::State& state, torch::nn::Sequential& model, const
       benchmark::DoNotOptimize(loss.item<float>());
     }
   }
-  report(state, cpu, d.size());
+  report(state, cpu, wall, d.size(), peak_threads);
   if (openblas_set_num_threads) openblas_set_num_threads(1);
 }
 
@@ -382,7 +417,7 @@ void libtorch_mlp(benchmark::State& state) {
   torch::manual_seed(1);
   torch::nn::Sequential model(torch::nn::Linear(features, 256), torch::nn::ReLU(), torch::nn::Linear(256, 128),
                               torch::nn::ReLU(), torch::nn::Linear(128, classes));
-  libtorch_train(state, model, data(), {std::int64_t(features)});
+  libtorch_train(state, model, data(), {std::int64_t(features)}, static_cast<unsigned>(state.range(0)));
 }
 
 void libtorch_cnn(benchmark::State& state) {
