@@ -8,6 +8,7 @@
 // count (target: at least 0.67 of dpar_mlp's samples/s at 2 threads).
 // dpar_mlp_adamw and dpar_mlp_syncbn: AdamW instead of SGD, and batch_norm
 // (SyncBatchNorm) after each hidden layer; each a ratio against dpar_mlp.
+// mlp_gemms: the MLP's GEMMs alone, the ceiling of dpar_mlp's fma_peak_fraction.
 // fma_peak_fraction (MLP rows in one process): samples/s x the MLP's GEMM
 // FLOP per sample (1,007,104) / the FMA peak of as many threads, measured in
 // the same process (fma_peak.hpp): the share of the machine's limit used.
@@ -161,6 +162,62 @@ void dpar_mlp(benchmark::State& state) {
   dpar::thread_pool pool(static_cast<std::size_t>(state.range(0)));
   nn::data_parallel_trainer t(dpar::par.on(pool), mlp(), options());
   train(state, t, data(), static_cast<unsigned>(state.range(0)));
+}
+
+// The MLP's GEMMs alone (nn::blas::gemm, as ops.hpp's dense layers call it):
+// state.range(0) threads at once, each running one replica's share of a step
+// (batch / threads samples) 64 times per iteration, forward x W^T, backward
+// dW and dX (not for the first layer). Its fma_peak_fraction is the ceiling
+// that the GEMM library sets on dpar_mlp's: everything else in a step only
+// adds time.
+void mlp_gemms(benchmark::State& state) {
+  const auto threads = static_cast<unsigned>(state.range(0));
+  const std::size_t rows = batch / threads, sizes[] = {features, 256, 128, classes}, layers = 3;
+  struct replica {
+    std::vector<float> act[layers + 1], grad[layers + 1], w[layers], dw[layers];
+  };
+  std::vector<replica> replicas(threads);
+  std::mt19937 gen(1);
+  std::uniform_real_distribution<float> value(-0.05f, 0.05f);
+  for (auto& r : replicas)
+    for (std::size_t l = 0; l <= layers; ++l) {
+      r.act[l].resize(rows * sizes[l]);
+      r.grad[l].resize(rows * sizes[l]);
+      for (float& v : r.act[l]) v = value(gen);
+      for (float& v : r.grad[l]) v = value(gen);
+      if (l == layers) break;
+      r.w[l].resize(sizes[l + 1] * sizes[l]);
+      r.dw[l].resize(r.w[l].size());
+      for (float& v : r.w[l]) v = value(gen);
+    }
+  auto steps = [&](replica& r) {
+    for (int step = 0; step < 64; ++step) {
+      for (std::size_t l = 0; l < layers; ++l)
+        nn::blas::gemm(false, true, rows, sizes[l + 1], sizes[l], 1.0f, r.act[l].data(), sizes[l], r.w[l].data(),
+                       sizes[l], 0.0f, r.act[l + 1].data(), sizes[l + 1]);
+      for (std::size_t l = layers; l-- > 0;) {
+        nn::blas::gemm(true, false, sizes[l + 1], sizes[l], rows, 1.0f, r.grad[l + 1].data(), sizes[l + 1],
+                       r.act[l].data(), sizes[l], 0.0f, r.dw[l].data(), sizes[l]);
+        if (l > 0)
+          nn::blas::gemm(false, false, rows, sizes[l], sizes[l + 1], 1.0f, r.grad[l + 1].data(), sizes[l + 1],
+                         r.w[l].data(), sizes[l], 0.0f, r.grad[l].data(), sizes[l]);
+      }
+    }
+  };
+  const auto wall = wall_clock::now();
+  for (auto _ : state) {
+    std::vector<std::thread> running;
+    for (unsigned t = 1; t < threads; ++t) running.emplace_back([&, t] { steps(replicas[t]); });
+    steps(replicas[0]);
+    for (auto& t : running) t.join();
+  }
+  const std::chrono::duration<double> took = wall_clock::now() - wall;
+  const double samples = double(state.iterations()) * 64 * double(rows * threads);
+  state.SetItemsProcessed(static_cast<std::int64_t>(samples));
+  if (fma_peak_gflops(threads) > 0)
+    state.counters["fma_peak_fraction"] =
+        samples / took.count() * mlp_gemm_flop_per_sample() / 1e9 / fma_peak_gflops(threads);
+  state.SetLabel(nn::blas::implementation());
 }
 
 // The same with AdamW instead of SGD with momentum: the optimizer's cost per
@@ -448,6 +505,7 @@ int main(int argc, char** argv) {
     int hw = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
     if (hw > 2) threads.push_back(hw);
     for (int t : threads) {
+      benchmark::RegisterBenchmark("mlp_gemms", mlp_gemms)->Arg(t)->UseRealTime()->MinTime(1.0);
       benchmark::RegisterBenchmark("dpar_mlp", dpar_mlp)->Arg(t)->UseRealTime()->MinTime(2.0);
       benchmark::RegisterBenchmark("dpar_mlp_adamw", dpar_mlp_adamw)->Arg(t)->UseRealTime()->MinTime(2.0);
       benchmark::RegisterBenchmark("dpar_mlp_syncbn", dpar_mlp_syncbn)->Arg(t)->UseRealTime()->MinTime(2.0);
