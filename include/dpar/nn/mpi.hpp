@@ -10,8 +10,10 @@
 // hierarchical: inside the rank first (dpar::communicator), then
 // dpar::all_reduce over dpar::mpi of the whole buffer by the rank's replica 0,
 // which adds the ranks in rank order (every rank gets the same bits), then a
-// broadcast back to the rank's replicas. dpar::nn makes no MPI calls of its
-// own: it goes through the MPI backend (detail/mpi/backend.hpp). MPI is called
+// broadcast back to the rank's replicas. The end of a step is sharded over
+// the ranks (ZeRO stage 1, sum_and_update): a reduce-scatter over the ranks,
+// each rank's replicas update its slice, an all-gather. dpar::nn makes no MPI
+// calls of its own: it goes through the MPI backend (detail/mpi/backend.hpp). MPI is called
 // only from the thread that called the trainer (replica 0 runs there), so
 // MPI_THREAD_FUNNELED is enough.
 
