@@ -13,9 +13,9 @@
 // broadcast back to the rank's replicas. The end of a step is sharded over
 // the ranks (ZeRO stage 1, sum_and_update): a reduce-scatter over the ranks,
 // each rank's replicas update its slice, an all-gather. dpar::nn makes no MPI
-// calls of its own: it goes through the MPI backend (detail/mpi/backend.hpp). MPI is called
-// only from the thread that called the trainer (replica 0 runs there), so
-// MPI_THREAD_FUNNELED is enough.
+// calls of its own: it goes through the MPI backend (detail/mpi/backend.hpp).
+// MPI is called only from the thread that called the trainer (replica 0 runs
+// there), so MPI_THREAD_FUNNELED is enough.
 
 #include "../mpi.hpp"
 #include "../nn.hpp"
@@ -101,16 +101,17 @@ class mpi_group final : public forwarding_group {
   // parameters (dpar::even_split over the ranks), which the rank's replicas
   // share; each replica updates its own piece of the slice (even_split
   // again), and the parameters are gathered back (gather_pieces). The same
-  // bits as the whole update: every element is the same sum in the same
-  // order and the same element-wise update. Each replica reads and writes the
-  // optimizer state of its piece only, 1/replicas of it; gather_velocity
-  // completes the state for save. Device replicas (host-staged sums, whole
-  // updates on the device) and models that update whole only take the
-  // default path, as do gradients too long for one MPI call (INT_MAX values).
+  // bits as the whole update (the clip factor aside, below): every element is
+  // the same sum in the same order and the same element-wise update. Each
+  // replica reads and writes the optimizer state of its piece only,
+  // 1/replicas of it; gather_velocity completes the state for save. Device
+  // replicas (host-staged sums, whole updates on the device) and models that
+  // update whole only take the default path, as do gradients too long for
+  // one MPI call (INT_MAX values).
   void sum_and_update(std::size_t local, std::span<const float* const> mine, std::size_t first, std::size_t total,
                       replica_model& model, float lr, float max_norm) override {
-    std::span<float> grads = model.gradients();
     if (!shards(model)) return replica_group::sum_and_update(local, mine, first, total, model, lr, max_norm);
+    std::span<float> grads = model.gradients();
     add_parts(mine, grads);
     inner().all_reduce(local, grads);  // the rank's sum, grouped as all_reduce groups it
     const index_range ours = collectives::slice(ranks(), grads.size());
@@ -118,7 +119,11 @@ class mpi_group final : public forwarding_group {
     inner().broadcast(local, std::as_writable_bytes(grads.subspan(ours.begin, ours.size())), 0);
     const index_range own = piece(local, grads.size());
     const std::span<float> own_grads = grads.subspan(own.begin, own.size());
-    if (max_norm > 0) {  // the whole gradient's norm: every piece's squares, summed in replica order
+    // The whole gradient's norm: every piece's squares, summed in replica
+    // order. A double sum grouped otherwise than the whole update's, so the
+    // float clip factor could differ in its last bit (rarely: it is rounded
+    // from a double); the tests' clipped runs match bitwise.
+    if (max_norm > 0) {
       double squared = squares(own_grads);
       all_reduce(local, std::span<double>(&squared, 1));
       scale(own_grads, clip_scale(max_norm, squared));
