@@ -15,7 +15,9 @@
 //
 //   bench_nn [--benchmark_repetitions=5]          1 rank x 1, 2 (and all hardware) threads; libtorch
 //   mpiexec -n 2 bench_nn                         2 ranks x 1 thread, and the cross-rank gradient
-//                                                 all-reduce alone (time per call = per step)
+//                                                 all-reduce alone (time per call = per step);
+//                                                 dpar_mlp_mpi_zero: ZeRO stage 1 over ranks on
+//                                                 and off (SGD, AdamW)
 //
 // dpar_cnn / libtorch_cnn: the same for the example's CNN (nn::make_cnn: 3x3
 // conv 32 + pool, 3x3 conv 64 + pool, dense 128, 10) on the first 1024 of
@@ -412,6 +414,20 @@ void dpar_mlp_mpi(benchmark::State& state) {
   train(state, t);
 }
 
+// ZeRO stage 1 over ranks against the whole update on every replica: all
+// ranks x range(0) threads; range(1): 1 the sharded update (mpi_group's
+// sum_and_update), 0 the whole one (replica_group's, through a
+// forwarding_group); range(2): 1 AdamW, 0 SGD with momentum. The same bits.
+void dpar_mlp_mpi_zero(benchmark::State& state) {
+  dpar::thread_pool pool(static_cast<std::size_t>(state.range(0)));
+  auto group = nn::make_replica_group(dpar::mpi(MPI_COMM_WORLD, dpar::par.on(pool)));
+  if (state.range(1) == 0) group = std::make_unique<nn::forwarding_group>(std::move(group));
+  auto o = options();
+  if (state.range(2) != 0) o.adamw = nn::adamw_options{};
+  nn::data_parallel_trainer t(std::move(group), mlp(), o);
+  train(state, t);
+}
+
 // All ranks x 1 thread: range(1) and range(2) as in dpar_data_model.
 void dpar_data_model_mpi(benchmark::State& state) {
   const bool split = state.range(2) != 0;
@@ -540,6 +556,13 @@ int main(int argc, char** argv) {
     benchmark::RegisterBenchmark("dpar_mlp_mpi_mapped_memory", dpar_mlp_mpi_mapped_memory)->Iterations(1);
     // Fixed iteration counts: every rank must make the same collective calls.
     benchmark::RegisterBenchmark("dpar_mlp_mpi", dpar_mlp_mpi)->Arg(1)->Iterations(30)->UseRealTime();
+    for (int adamw : {0, 1})
+      for (int zero : {0, 1})
+        benchmark::RegisterBenchmark("dpar_mlp_mpi_zero", dpar_mlp_mpi_zero)
+            ->Args({1, zero, adamw})
+            ->ArgNames({"threads", "zero", "adamw"})
+            ->Iterations(30)
+            ->UseRealTime();
     for (int model : {0, 1})
       for (int split : {0, 1})
         benchmark::RegisterBenchmark("dpar_data_model_mpi", dpar_data_model_mpi)

@@ -41,6 +41,19 @@ nn::data_parallel_trainer mpi_trainer(dpar::thread_pool& pool, const nn::sequent
   return nn::data_parallel_trainer(dpar::mpi(MPI_COMM_WORLD, dpar::par.on(pool)), m, std::move(o));
 }
 
+// The replica group of ranks x `threads` (1: seq inside the rank) over `comm`.
+std::unique_ptr<nn::replica_group> ranks_group(dpar::thread_pool& pool, MPI_Comm comm = MPI_COMM_WORLD) {
+  if (pool.size() == 1) return nn::make_replica_group(dpar::mpi(comm, dpar::seq));
+  return nn::make_replica_group(dpar::mpi(comm, dpar::par.on(pool)));
+}
+
+// The same ranks x threads ending every step with the whole update on every
+// replica (replica_group::sum_and_update over mpi_group's all-reduce, as
+// before ZeRO over ranks): the reference for the sharded update.
+std::unique_ptr<nn::replica_group> unsharded_group(dpar::thread_pool& pool, MPI_Comm comm = MPI_COMM_WORLD) {
+  return std::make_unique<nn::forwarding_group>(ranks_group(pool, comm));
+}
+
 // A file name every rank agrees on (rank 0's pid).
 std::string shared_temp(const std::string& stem) {
   std::vector<int> pid{static_cast<int>(::getpid())};
@@ -549,13 +562,21 @@ TEST_CASE("nn over MPI: check_replicas names the first rank that diverged", "[nn
   m.initialize(1);
   dpar::thread_pool pool(2);
   auto o = options(16);
-  auto t = mpi_trainer(pool, m, o);
   auto [x, y] = batch_of(data, 16, 0);
+  {
+    // The sharded update all-gathers the parameters every step, which makes
+    // the replicas identical again whatever a layer did to them.
+    auto sharded = mpi_trainer(pool, m, o);
+    sharded.train_step(x, y);
+    sharded.check_replicas();
+  }
+  // Over a group that updates every replica whole (as under dpar::deterministic):
+  nn::data_parallel_trainer t(unsharded_group(pool), m, o);
   std::size_t first_of_rank1 = t.local_replicas();  // replicas are numbered rank-major
   REQUIRE_THROWS_WITH(t.train_step(x, y), Catch::Contains("replica " + std::to_string(first_of_rank1) +
                                                            " (rank 1) diverged from replica 0 after step 1"));
   o.check_replicas = false;
-  auto unchecked = mpi_trainer(pool, m, o);
+  nn::data_parallel_trainer unchecked(unsharded_group(pool), m, o);
   unchecked.train_step(x, y);
   REQUIRE_THROWS_AS(unchecked.check_replicas(), std::logic_error);
 }
@@ -889,6 +910,161 @@ TEST_CASE("nn over MPI: data sources of other shapes on one rank are refused on 
   if (world_rank() == 0)
     for (const char* part : {"a", "b"})
       for (const char* ext : {".images.idx", ".labels.idx", ".raw"}) std::filesystem::remove(stem + part + ext);
+}
+
+// ZeRO stage 1 over ranks (issue 22): the rank's replicas' gradients summed,
+// reduce-scattered over the ranks, each replica updating its piece of its
+// rank's slice, the parameters all-gathered; also run on 1 and 3 ranks
+// (test/CMakeLists.txt: nn_mpi.np1.zero, nn_mpi.np3.zero).
+namespace {
+nn::checkpoint saved(const nn::data_parallel_trainer& t, const std::string& file) {
+  t.save(file);
+  return nn::load_checkpoint(file);
+}
+
+// The elements global replica `local` of this rank updates in the sharded
+// update: its piece (dpar::even_split over the rank's replicas) of the rank's
+// slice (dpar::even_split over the ranks).
+dpar::index_range piece_of(std::size_t local, std::size_t threads, std::size_t n) {
+  auto rank = dpar::even_split(n, static_cast<std::size_t>(world_size()), static_cast<std::size_t>(world_rank()));
+  auto own = dpar::even_split(rank.size(), threads, local);
+  return {rank.begin + own.begin, rank.begin + own.end};
+}
+}  // namespace
+
+TEST_CASE("nn over MPI: ZeRO over ranks x 1 and 2 threads, two group steps: the whole update's bits, optimizer state "
+          "touched on each replica's piece only, gathered whole on demand", "[nn][mpi][zero]") {
+  const float lr = 0.05f;
+  const nn::sgd_options opt{0.9f, false, 1e-3f};
+  auto two = nn::make_mlp({1, 1});  // 2 parameters: on 3 and 4 ranks, some ranks own none
+  two.initialize(4);
+  const std::vector<nn::sequential> models{two, model()};  // 2 and 389 parameters
+  // Small integers: their sum is exact in any grouping.
+  auto gradient = [](std::size_t g, std::size_t i) { return float((g % 3 + 1) * (i % 7)) - 3.0f; };
+  for (std::size_t threads : {1, 2})
+    for (const nn::sequential& m : models) {
+      const std::size_t n = m.parameters().size();
+      INFO(threads << " threads per rank, " << n << " parameters");
+      dpar::thread_pool pool(threads);
+      auto group = ranks_group(pool);
+      std::vector<std::unique_ptr<nn::replica_model>> replicas;
+      for (std::size_t l = 0; l < threads; ++l)
+        replicas.push_back(group->make_model(l, m, {opt, nn::loss_kind::softmax_cross_entropy}));
+      std::vector<float> sum(n, 0.0f), expected(m.parameters().begin(), m.parameters().end());
+      for (std::size_t g = 0; g < group->size(); ++g)
+        for (std::size_t i = 0; i < n; ++i) sum[i] += gradient(g, i);
+      nn::sgd reference(n, opt);
+      for (int step = 0; step < 2; ++step) {  // the second reads the velocity the first left
+        reference.step(expected, sum, lr);
+        group->run([&](std::size_t local) {
+          auto g = replicas[local]->gradients();
+          for (std::size_t i = 0; i < n; ++i) g[i] = gradient(group->first() + local, i);
+          std::vector<const float*> mine{g.data()};
+          group->sum_and_update(local, mine, group->first() + local, group->size(), *replicas[local], lr, 0.0f);
+        });
+      }
+      for (std::size_t l = 0; l < threads; ++l) {
+        INFO("local replica " << l);
+        auto p = replicas[l]->host_model().parameters();
+        REQUIRE(std::vector<float>(p.begin(), p.end()) == expected);
+        auto v = replicas[l]->host_velocity();
+        const dpar::index_range own = piece_of(l, threads, n);
+        for (std::size_t i = 0; i < n; ++i) {
+          if (own.begin <= i && i < own.end) REQUIRE(v[i] == reference.velocity()[i]);
+          else REQUIRE(v[i] == 0.0f);  // never touched: the update really was sharded
+        }
+      }
+      group->run([&](std::size_t local) { group->gather_velocity(local, *replicas[local]); });
+      const std::vector<float> whole(reference.velocity().begin(), reference.velocity().end());
+      for (auto& r : replicas) REQUIRE(std::vector<float>(r->host_velocity().begin(), r->host_velocity().end()) == whole);
+    }
+}
+
+TEST_CASE("nn over MPI: ZeRO over ranks x 1 and 2 threads gives the whole update's bits over 20 clipped steps, SGD "
+          "with momentum and AdamW; the saved state too", "[nn][mpi][zero]") {
+  const std::string file = shared_temp("dpar_nn_mpi_zero_");
+  auto tiny = nn::make_mlp({1, 2});  // 4 parameters: on 4 ranks x 2 threads, half the replicas update none
+  tiny.initialize(4);
+  struct problem {
+    const char* name;
+    nn::sequential model;
+    nn::dataset data;
+    std::size_t batch;
+  };
+  const std::vector<problem> problems = {{"12-16-8-5 MLP", model(), blobs(103, 12, 5, 1), 37},
+                                         {"1-2 layer", tiny, blobs(97, 1, 2, 6), 10}};
+  for (std::size_t threads : {1, 2})
+    for (const auto& pr : problems)
+      for (bool adamw : {false, true}) {
+        INFO(threads << " threads per rank, " << pr.name << (adamw ? ", AdamW" : ", SGD with momentum"));
+        auto o = options(pr.batch);
+        if (adamw) o.adamw = nn::adamw_options{.weight_decay = 0.02f};
+        o.clip_norm = 0.05f;  // below the gradients' norm: the steps are clipped
+        dpar::thread_pool pool(threads), reference_pool(threads);
+        auto sharded = mpi_trainer(pool, pr.model, o);
+        nn::data_parallel_trainer reference(unsharded_group(reference_pool), pr.model, o);
+        for (std::size_t s = 0; s < 20; ++s) {
+          auto [x, y] = batch_of(pr.data, pr.batch, s);
+          sharded.train_step(x, y);
+          reference.train_step(x, y);
+          REQUIRE(params(sharded) == params(reference));
+        }
+        REQUIRE(params(sharded) != params(nn::data_parallel_trainer(dpar::seq, pr.model, o)));  // it trains
+        auto a = saved(sharded, file), b = saved(reference, file);
+        REQUIRE(a.parameters == b.parameters);
+        REQUIRE(a.velocity == b.velocity);  // every rank's slices, gathered
+        REQUIRE(std::any_of(a.velocity.begin(), a.velocity.end(), [](float v) { return v != 0.0f; }));
+      }
+  MPI_Barrier(MPI_COMM_WORLD);
+  if (world_rank() == 0) std::filesystem::remove(file);
+}
+
+TEST_CASE("nn over MPI: ZeRO over ranks, saved on every rank, resumed on one rank fewer (alone on 2) continues as "
+          "the whole update does", "[nn][mpi][zero]") {
+  auto data = blobs(120, 12, 5, 12);
+  const std::string file = shared_temp("dpar_nn_mpi_zero_resume_");
+  const int fewer = std::max(1, world_size() - 1);
+  for (bool adamw : {false, true}) {
+    INFO((adamw ? "AdamW" : "SGD with momentum"));
+    auto o = options(24);
+    if (adamw) o.adamw = nn::adamw_options{.weight_decay = 0.02f};
+    o.clip_norm = 0.05f;
+    std::vector<float> at_save;
+    {
+      dpar::thread_pool pool(2);
+      auto t = mpi_trainer(pool, model(), o);
+      t.train_epoch(data);
+      t.save(file);  // gathers the optimizer state from every rank's replicas
+      at_save = params(t);
+    }
+    MPI_Comm sub = MPI_COMM_NULL;
+    MPI_Comm_split(MPI_COMM_WORLD, world_rank() < fewer ? 0 : MPI_UNDEFINED, world_rank(), &sub);
+    if (sub != MPI_COMM_NULL) {
+      for (std::size_t threads : {1, 2}) {
+        INFO("resumed on " << fewer << " ranks x " << threads << " threads");
+        dpar::thread_pool pool(threads), reference_pool(threads);
+        auto fresh = model();
+        fresh.initialize(99);
+        nn::data_parallel_trainer resumed(ranks_group(pool, sub), fresh, o),
+            reference(unsharded_group(reference_pool, sub), fresh, o);
+        resumed.resume(file);
+        reference.resume(file);
+        REQUIRE(params(resumed) == at_save);
+        for (int e = 0; e < 2; ++e) {
+          resumed.train_epoch(data);
+          reference.train_epoch(data);
+          REQUIRE(params(resumed) == params(reference));
+        }
+        REQUIRE(resumed.steps() == 15);
+        auto p = params(resumed);
+        MPI_Bcast(p.data(), static_cast<int>(p.size() * sizeof(float)), MPI_BYTE, 0, sub);
+        REQUIRE(p == params(resumed));  // ranks identical
+      }
+      MPI_Comm_free(&sub);
+    }
+    MPI_Barrier(MPI_COMM_WORLD);
+  }
+  if (world_rank() == 0) std::filesystem::remove(file);
 }
 
 // Hidden (run by name only): proves the watchdog ends a hung job.

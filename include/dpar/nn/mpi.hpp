@@ -10,16 +10,20 @@
 // hierarchical: inside the rank first (dpar::communicator), then
 // dpar::all_reduce over dpar::mpi of the whole buffer by the rank's replica 0,
 // which adds the ranks in rank order (every rank gets the same bits), then a
-// broadcast back to the rank's replicas. dpar::nn makes no MPI calls of its
-// own: it goes through the MPI backend (detail/mpi/backend.hpp). MPI is called
-// only from the thread that called the trainer (replica 0 runs there), so
-// MPI_THREAD_FUNNELED is enough.
+// broadcast back to the rank's replicas. The end of a step is sharded over
+// the ranks (ZeRO stage 1, sum_and_update): a reduce-scatter over the ranks,
+// each rank's replicas update its slice, an all-gather. dpar::nn makes no MPI
+// calls of its own: it goes through the MPI backend (detail/mpi/backend.hpp).
+// MPI is called only from the thread that called the trainer (replica 0 runs
+// there), so MPI_THREAD_FUNNELED is enough.
 
 #include "../mpi.hpp"
 #include "../nn.hpp"
+#include "../partition.hpp"
 
 #include <algorithm>
 #include <climits>
+#include <cstddef>
 #include <memory>
 #include <span>
 #include <stdexcept>
@@ -90,6 +94,53 @@ class mpi_group final : public forwarding_group {
     inner().barrier(local);
   }
 
+  // ZeRO stage 1 over ranks: thread_group's sharded update, one level up.
+  // The rank's replicas sum their gradients as all_reduce does (inside the
+  // rank first); local replica 0 reduce-scatters that sum over the ranks in
+  // rank order, leaving each rank the global sum on its slice of the
+  // parameters (dpar::even_split over the ranks), which the rank's replicas
+  // share; each replica updates its own piece of the slice (even_split
+  // again), and the parameters are gathered back (gather_pieces). The same
+  // bits as the whole update (the clip factor aside, below): every element is
+  // the same sum in the same order and the same element-wise update. Each
+  // replica reads and writes the optimizer state of its piece only,
+  // 1/replicas of it; gather_velocity completes the state for save. Device
+  // replicas (host-staged sums, whole updates on the device) and models that
+  // update whole only take the default path, as do gradients too long for
+  // one MPI call (INT_MAX values).
+  void sum_and_update(std::size_t local, std::span<const float* const> mine, std::size_t first, std::size_t total,
+                      replica_model& model, float lr, float max_norm) override {
+    if (!shards(model)) return replica_group::sum_and_update(local, mine, first, total, model, lr, max_norm);
+    std::span<float> grads = model.gradients();
+    add_parts(mine, grads);
+    inner().all_reduce(local, grads);  // the rank's sum, grouped as all_reduce groups it
+    const index_range ours = collectives::slice(ranks(), grads.size());
+    if (local == 0) collectives::reduce_scatter_sum(ranks(), grads);
+    inner().broadcast(local, std::as_writable_bytes(grads.subspan(ours.begin, ours.size())), 0);
+    const index_range own = piece(local, grads.size());
+    const std::span<float> own_grads = grads.subspan(own.begin, own.size());
+    // The whole gradient's norm: every piece's squares, summed in replica
+    // order. A double sum grouped otherwise than the whole update's, so the
+    // float clip factor could differ in its last bit (rarely: it is rounded
+    // from a double); the tests' clipped runs match bitwise.
+    if (max_norm > 0) {
+      double squared = squares(own_grads);
+      all_reduce(local, std::span<double>(&squared, 1));
+      scale(own_grads, clip_scale(max_norm, squared));
+    }
+    const std::pair<std::size_t, std::size_t> range{own.begin, own.end};
+    model.update_ranges(lr, std::span(&range, 1));
+    gather_pieces(local, model.host_model().parameters());
+  }
+  // The state is one or more buffers of the parameter count (SGD's velocity;
+  // AdamW's m and v), each cut into pieces as the parameters are.
+  void gather_velocity(std::size_t local, replica_model& model) override {
+    if (!shards(model)) return;
+    std::span<float> state = model.host_velocity();
+    const std::size_t n = model.host_model().parameters().size();
+    for (std::size_t at = 0; n != 0 && at < state.size(); at += n) gather_pieces(local, state.subspan(at, n));
+  }
+
  private:
   struct layout {
     std::vector<std::size_t> firsts;  // global number of each rank's replica 0
@@ -118,7 +169,8 @@ class mpi_group final : public forwarding_group {
         comm_(comm),
         firsts_(std::move(l.firsts)),
         staged_(local_size()),
-        blocks_(local_size()) {}
+        blocks_(local_size()),
+        pieces_(local_size()) {}
 
   void exchange_over_ranks() {
     const std::size_t ranks = firsts_.size(), here = local_size();
@@ -164,6 +216,37 @@ class mpi_group final : public forwarding_group {
   using collectives = dpar::detail::mpi::collectives;
   dpar::mpi_policy<dpar::sequenced_policy> ranks() const { return dpar::mpi(comm_); }
 
+  // Where sum_and_update shards the update over ranks.
+  bool shards(replica_model& model) const {
+    return !inner().device_replicas() && model.updates_ranges() &&
+           model.gradients().size() <= static_cast<std::size_t>(INT_MAX);
+  }
+  // The elements of an n-element buffer local replica `local` updates: its
+  // piece of this rank's slice.
+  index_range piece(std::size_t local, std::size_t n) const {
+    const index_range ours = collectives::slice(ranks(), n);
+    const index_range own = even_split(ours.size(), local_size(), local);
+    return {ours.begin + own.begin, ours.begin + own.end};
+  }
+  // Each local replica's `whole` (n values, the same n for all) is current
+  // on its piece; afterwards every replica's is current everywhere. Local
+  // replica 0 copies the rank's other pieces out of their replicas' buffers
+  // (posted before a barrier; their owners wait in the broadcast until it
+  // is done), all-gathers the slices over the ranks, and the rank's
+  // replicas copy its buffer.
+  void gather_pieces(std::size_t local, std::span<float> whole) {
+    pieces_[local] = whole.data();
+    inner().barrier(local);
+    if (local == 0) {
+      for (std::size_t l = 1; l < local_size(); ++l) {
+        const index_range p = piece(l, whole.size());
+        std::copy(pieces_[l] + p.begin, pieces_[l] + p.end, whole.begin() + static_cast<std::ptrdiff_t>(p.begin));
+      }
+      collectives::all_gather(ranks(), whole);
+    }
+    inner().broadcast(local, std::as_writable_bytes(whole), 0);
+  }
+
   // Inside the rank, then across ranks (by local replica 0), then back.
   template <class T>
   void reduce(std::size_t local, std::span<T> data) {
@@ -181,6 +264,7 @@ class mpi_group final : public forwarding_group {
   };
   std::vector<posted> blocks_;
   std::vector<float> exchange_send_, exchange_recv_;  // local replica 0's packed blocks
+  std::vector<float*> pieces_;  // each local replica's buffer in the current gather_pieces
 };
 
 template <class Inner>

@@ -28,6 +28,7 @@
 #include <optional>
 #include <ranges>
 #include <span>
+#include <stdexcept>
 #include <string>
 #include <type_traits>
 #include <utility>
@@ -35,6 +36,7 @@
 
 #include "../../collective.hpp"
 #include "../../execution.hpp"
+#include "../../partition.hpp"
 #include "../elementwise_on_inner.hpp"
 #include "../collective/checks.hpp"
 #include "../collective/kernels.hpp"
@@ -313,6 +315,14 @@ inline void check_same_length(MPI_Comm comm, std::size_t length, const char* who
   collective::check_same_lengths<collective_error>(lengths, who, "rank");
 }
 
+// Throws std::length_error for a buffer one MPI call cannot take whole
+// (counts and displacements are int); every rank with the same length throws.
+inline void check_fits_int(std::size_t length, const char* who) {
+  if (length > static_cast<std::size_t>(INT_MAX))
+    throw std::length_error(std::string(who) + ": " + std::to_string(length) + " values; at most " +
+                            std::to_string(INT_MAX) + " in one call");
+}
+
 template <class Buffer>
 auto local_span(Buffer& buffer) {
   auto s = std::span(buffer);
@@ -509,6 +519,36 @@ struct collectives {
     check(MPI_Allgather(&mine, 1, MPI_UNSIGNED_LONG_LONG, all.data(), 1, MPI_UNSIGNED_LONG_LONG, comm),
           "MPI_Allgather");
     return all;
+  }
+
+  // The two halves of all_reduce's sum over long buffers, for work that each
+  // rank does on its own slice in between (dpar::nn's optimizer update
+  // sharded over ranks). slice(): the part of an n-element buffer this rank
+  // owns (dpar::even_split over the ranks, in rank order). reduce_scatter_sum:
+  // this rank's slice of data becomes the sum over every rank's data there,
+  // in rank order (the bits all_reduce gives there); the rest is left as it
+  // was. all_gather: every rank's slice r becomes rank r's. Float or double;
+  // the same length on every rank (reduce_scatter_sum checks it), at most
+  // INT_MAX (MPI's counts are int).
+  template <class P>
+  static index_range slice(const P& policy, std::size_t n) {
+    const MPI_Comm comm = private_comm(policy.comm());
+    return rank_slice(n, size_of(comm), rank_of(comm));
+  }
+  template <class P, class T>
+  static void reduce_scatter_sum(const P& policy, std::span<T> data) {
+    static_assert(std::is_floating_point_v<T>, "dpar::mpi reduce_scatter_sum: float or double");
+    const MPI_Comm comm = private_comm(policy.comm());
+    check_same_length(comm, data.size(), "dpar::mpi reduce_scatter_sum");
+    check_fits_int(data.size(), "dpar::mpi reduce_scatter_sum");
+    std::plus<> sum;
+    reduce_scatter_in_rank_order(comm, data, sum);
+  }
+  template <class P, class T>
+  static void all_gather(const P& policy, std::span<T> data) {
+    const MPI_Comm comm = private_comm(policy.comm());
+    check_fits_int(data.size(), "dpar::mpi all_gather");
+    all_gather_slices(comm, data);
   }
 
   // Blocks of varying sizes from every rank to every rank (MPI_Alltoallv):

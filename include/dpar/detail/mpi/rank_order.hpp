@@ -9,7 +9,10 @@
 //     then every rank folds all ranks' values in rank order;
 //   - long ones: a reduce-scatter by hand (MPI_Alltoallv, then each rank
 //     folds its slice of all ranks' buffers in rank order) and an
-//     MPI_Allgatherv: the traffic of a ring all-reduce.
+//     MPI_Allgatherv: the traffic of a ring all-reduce. Those two halves
+//     are also callable alone (reduce_scatter_in_rank_order,
+//     all_gather_slices), for work done on each rank's slice in between
+//     (dpar::nn's optimizer update sharded over ranks).
 // Every rank gets data = op(...op(op(d0, d1), d2)..., d[p-1]), the same bits.
 
 #include "mpi_h.hpp"
@@ -20,6 +23,7 @@
 #include <span>
 #include <vector>
 
+#include "../../partition.hpp"
 #include "error.hpp"
 #include "types.hpp"
 
@@ -38,12 +42,72 @@ std::vector<T>& rank_order_scratch() {
   return scratch;
 }
 
+// The slice of an n-element buffer that rank r owns in the reduce-scatter and
+// all-gather below (and in all_reduce_in_rank_order's long path): [0, n) cut
+// by dpar::even_split, the same split wherever dpar cuts.
+inline index_range rank_slice(std::size_t n, int ranks, int r) {
+  return even_split(n, static_cast<std::size_t>(ranks), static_cast<std::size_t>(r));
+}
+
+// The slices' lengths and offsets for MPI (ints: n fits in an int, callers check).
+inline void slice_counts(std::size_t n, int ranks, std::vector<int>& counts, std::vector<int>& offsets) {
+  counts.resize(static_cast<std::size_t>(ranks));
+  offsets.resize(static_cast<std::size_t>(ranks));
+  for (int r = 0; r < ranks; ++r) {
+    const index_range s = rank_slice(n, ranks, r);
+    offsets[static_cast<std::size_t>(r)] = static_cast<int>(s.begin);
+    counts[static_cast<std::size_t>(r)] = static_cast<int>(s.size());
+  }
+}
+
+// This rank's slice of data (rank_slice) becomes the element-wise op over
+// every rank's data there, in rank order; the rest of data is left as it
+// was. One MPI_Alltoallv (each rank sends every other rank that rank's
+// slice), then this rank folds the p copies of its slice. T has an MPI
+// datatype; op cannot throw; every rank passes the same length, at most
+// INT_MAX. Collective.
+template <class T, class Op>
+void reduce_scatter_in_rank_order(MPI_Comm comm, std::span<T> data, Op& op) {
+  const int ranks = size_of(comm), me = rank_of(comm);
+  if (ranks == 1 || data.empty()) return;
+  const std::size_t p = static_cast<std::size_t>(ranks);
+  std::vector<int> counts, offsets, mine(p), at_r(p);
+  slice_counts(data.size(), ranks, counts, offsets);
+  const std::size_t c = static_cast<std::size_t>(counts[static_cast<std::size_t>(me)]);
+  for (std::size_t r = 0; r < p; ++r) mine[r] = static_cast<int>(c), at_r[r] = static_cast<int>(r * c);
+  std::vector<T>& scratch = rank_order_scratch<T>();
+  scratch.resize(c * p);
+  check(MPI_Alltoallv(data.data(), counts.data(), offsets.data(), datatype<T>(), scratch.data(), mine.data(),
+                      at_r.data(), datatype<T>(), comm),
+        "MPI_Alltoallv");
+  T* slice = data.data() + offsets[static_cast<std::size_t>(me)];
+  std::copy(scratch.begin(), scratch.begin() + static_cast<std::ptrdiff_t>(c), slice);
+  for (std::size_t r = 1; r < p; ++r) {
+    const T* from = scratch.data() + r * c;
+    for (std::size_t i = 0; i < c; ++i) slice[i] = T(op(slice[i], from[i]));
+  }
+}
+
+// Every rank's slice r of data (rank_slice) becomes a copy of rank r's, for
+// every r: one MPI_Allgatherv in place. Same length on every rank, at most
+// INT_MAX. Collective.
+template <class T>
+void all_gather_slices(MPI_Comm comm, std::span<T> data) {
+  const int ranks = size_of(comm);
+  if (ranks == 1 || data.empty()) return;
+  std::vector<int> counts, offsets;
+  slice_counts(data.size(), ranks, counts, offsets);
+  check(MPI_Allgatherv(MPI_IN_PLACE, 0, datatype<T>(), data.data(), counts.data(), offsets.data(), datatype<T>(),
+                       comm),
+        "MPI_Allgatherv");
+}
+
 // data = the element-wise op over every rank's data, in rank order. T has an
 // MPI datatype; op cannot throw (built-in kinds on arithmetic types); every
 // rank passes the same length (callers check it). Collective.
 template <class T, class Op>
 void all_reduce_in_rank_order(MPI_Comm comm, std::span<T> data, Op& op) {
-  const int ranks = size_of(comm), me = rank_of(comm);
+  const int ranks = size_of(comm);
   if (ranks == 1 || data.empty()) return;
   const std::size_t p = static_cast<std::size_t>(ranks);
   // MPI counts and displacements are int: pieces whose whole fits.
@@ -64,26 +128,8 @@ void all_reduce_in_rank_order(MPI_Comm comm, std::span<T> data, Op& op) {
       }
       continue;
     }
-    std::vector<int> counts(p), offsets(p), mine(p), at_r(p);
-    for (std::size_t r = 0; r < p; ++r) {
-      offsets[r] = static_cast<int>(n * r / p);
-      counts[r] = static_cast<int>(n * (r + 1) / p) - offsets[r];
-    }
-    const std::size_t c = static_cast<std::size_t>(counts[static_cast<std::size_t>(me)]);
-    for (std::size_t r = 0; r < p; ++r) mine[r] = static_cast<int>(c), at_r[r] = static_cast<int>(r * c);
-    scratch.resize(c * p);
-    check(MPI_Alltoallv(piece.data(), counts.data(), offsets.data(), datatype<T>(), scratch.data(), mine.data(),
-                        at_r.data(), datatype<T>(), comm),
-          "MPI_Alltoallv");
-    T* slice = piece.data() + offsets[static_cast<std::size_t>(me)];
-    std::copy(scratch.begin(), scratch.begin() + static_cast<std::ptrdiff_t>(c), slice);
-    for (std::size_t r = 1; r < p; ++r) {
-      const T* from = scratch.data() + r * c;
-      for (std::size_t i = 0; i < c; ++i) slice[i] = T(op(slice[i], from[i]));
-    }
-    check(MPI_Allgatherv(MPI_IN_PLACE, 0, datatype<T>(), piece.data(), counts.data(), offsets.data(), datatype<T>(),
-                         comm),
-          "MPI_Allgatherv");
+    reduce_scatter_in_rank_order(comm, piece, op);
+    all_gather_slices(comm, piece);
   }
 }
 
