@@ -1,0 +1,168 @@
+#pragma once
+// The algorithms of dpar/algorithm/ that dpar::multi_gpu runs on
+// dpar::sharded_vector (public overloads in sharded_algorithms.hpp). Each
+// shard runs dpar::gpu's call (detail/cuda/algorithms.hpp) on its device and
+// stream, every shard queued before any wait; the host combines the shards'
+// results in shard order (detail/shard_combine.hpp, tested on the CPU).
+//
+//   fill, iota, copy          shard-local (iota counts from the shard's offset)
+//   count, count_if,          one count per shard (the backend's transform_reduce),
+//   any_of, all_of, none_of     summed
+//   find, find_if,            one least index per shard (CUB's TransformReduce over
+//   mismatch, equal             indices); the first shard that has one wins
+//   copy_if, remove_copy_if   each shard selects into a scratch buffer on its device
+//                               (cub::DeviceSelect::If) and counts; the counts give
+//                               every shard's place in the output (exclusive offsets),
+//                               and each shard copies its kept elements there
+//                               (cudaMemcpyPeerAsync on its stream), so they sit at
+//                               the front of the output in input order
+//
+// Never run on a GPU: compile-checked under nvcc only.
+
+#include <thrust/iterator/counting_iterator.h>
+
+#include <cstddef>
+#include <cub/device/device_reduce.cuh>
+#include <functional>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "../../functional.hpp"
+#include "../../gpu/error.hpp"
+#include "../../gpu/memory.hpp"
+#include "../../gpu/multi_gpu_policy.hpp"
+#include "../../gpu/sharded_vector.hpp"
+#include "../cuda/algorithms.hpp"
+#include "../shard_combine.hpp"
+#include "backend.hpp"
+
+namespace dpar::detail::multi_gpu {
+
+template <class Pred>
+struct one_if {
+  Pred pred;
+  template <class X>
+  __host__ __device__ std::size_t operator()(const X& x) const {
+    return pred(x) ? 1 : 0;
+  }
+};
+
+struct algorithms {
+  template <class T, class U>
+  static void fill(const multi_gpu_policy& p, sharded_vector<T>& v, const U& value) {
+    check_layout(p, v, "dpar::fill", "range");
+    for (std::size_t i = 0; i < v.shard_count(); ++i) {
+      const auto& s = v.shard_at(i);
+      if (s.size) cuda::algorithms::fill(p.entry(i), s.begin(), s.end(), value);
+    }
+  }
+
+  // v[i] = value + i over the whole vector.
+  template <class T>
+  static void iota(const multi_gpu_policy& p, sharded_vector<T>& v, const T& value) {
+    check_layout(p, v, "dpar::iota", "range");
+    for (std::size_t i = 0; i < v.shard_count(); ++i) {
+      const auto& s = v.shard_at(i);
+      if (s.size) cuda::algorithms::iota(p.entry(i), s.begin(), s.end(), value, s.offset);
+    }
+  }
+
+  template <class T, class Pred>
+  static std::size_t count_if(const multi_gpu_policy& p, const sharded_vector<T>& v, Pred pred) {
+    return backend::sharded_transform_reduce(p, v, std::size_t{0}, std::plus<std::size_t>{}, one_if<Pred>{pred});
+  }
+
+  // The global position of the first element pred holds for, v.size() if none.
+  template <class T, class Pred>
+  static std::size_t find_if(const multi_gpu_policy& p, const sharded_vector<T>& v, Pred pred) {
+    check_layout(p, v, "dpar::find_if", "input");
+    return first_index(v.shards(), [&](const shard<T>& s, std::size_t) {
+      return cuda::index_if<const T*, Pred>{s.data, pred, s.size};
+    });
+  }
+
+  // The global position of the first pair pred fails for, a.size() if none.
+  template <class T1, class T2, class Pred>
+  static std::size_t mismatch(const multi_gpu_policy& p, const sharded_vector<T1>& a, const sharded_vector<T2>& b,
+                              Pred pred) {
+    check_same_layout(p, a, b, "dpar::mismatch or dpar::equal", "first input", "second input");
+    return first_index(a.shards(), [&](const shard<T1>& s, std::size_t i) {
+      return cuda::index_unless_equal<const T1*, const T2*, Pred>{s.data, b.shard_at(i).data, pred, s.size};
+    });
+  }
+
+  // The elements pred holds for (fails for, if `negate`) to the front of
+  // out, in order; returns how many. out keeps its length; the elements
+  // past the kept ones are left as they were. out may be in.
+  template <class T, class Pred>
+  static std::size_t copy_if(const multi_gpu_policy& p, const sharded_vector<T>& in, sharded_vector<T>& out,
+                             Pred pred, bool negate, const char* algorithm) {
+    check_same_layout(p, in, out, algorithm);
+    const std::size_t k = in.shard_count();
+    // every shard's selection is queued before any count is waited for
+    std::vector<std::unique_ptr<cuda::temp_buffer>> kept(k), counted(k);
+    for (std::size_t i = 0; i < k; ++i) {
+      const auto& s = in.shard_at(i);
+      if (s.size == 0) continue;
+      kept[i] = std::make_unique<cuda::temp_buffer>(s.device, s.size * sizeof(T), s.stream);
+      counted[i] =
+          cuda::algorithms::queue_copy_if(p.entry(i), s.data, s.size, kept[i]->as<T>(), pred, negate, algorithm);
+    }
+    std::vector<std::size_t> counts(k), sizes(k);
+    std::size_t total = 0;
+    for (std::size_t i = 0; i < k; ++i) {
+      sizes[i] = out.shard_at(i).size;
+      counts[i] = counted[i] ? cuda::algorithms::selected_count(*counted[i]) : 0;
+      total += counts[i];
+    }
+    const auto pieces = shards::packing_pieces(counts, sizes);
+    // A copy into a shard waits for the work queued on that shard (its own
+    // selection, when out is in), and the shard's later work waits for it.
+    for (const shards::piece& c : pieces) {
+      const auto &from = in.shard_at(c.from), &to = out.shard_at(c.to);
+      if (to.stream != from.stream)
+        cuda::stream_wait(from.stream, to.device, to.stream, "ordering copy_if's copy after its destination's work");
+      cuda::device_scope scope(from.device);
+      cuda::check(cudaMemcpyPeerAsync(to.data + c.to_at, to.device, kept[c.from]->as<T>() + c.from_at, from.device,
+                                      c.count * sizeof(T), from.stream),
+                  "cudaMemcpyPeerAsync (kept elements)", from.device);
+    }
+    for (const shards::piece& c : pieces) {
+      const auto &from = in.shard_at(c.from), &to = out.shard_at(c.to);
+      if (to.stream != from.stream)
+        cuda::stream_wait(to.stream, from.device, from.stream, "ordering work on a shard after copy_if's copies");
+    }
+    return total;  // the scratch buffers are freed in the order of their shards' streams, after the copies
+  }
+
+ private:
+  // The global position of the first index that a shard's functor,
+  // make(shard, i), maps to less than the shard's size; the sum of the sizes
+  // if none.
+  template <class T, class Make>
+  static std::size_t first_index(std::span<const shard<T>> shards, Make make) {
+    std::vector<queued_partial> found(shards.size());
+    for (std::size_t i = 0; i < shards.size(); ++i) {
+      const shard<T>& s = shards[i];
+      if (s.size == 0) continue;
+      const auto f = make(s, i);
+      found[i] = queue_partial<std::size_t>(s.device, s.stream, s.size, minimum<std::size_t>{}, f,
+                                            [&](void* temp, std::size_t& bytes, std::size_t* out, auto count,
+                                                std::size_t id) {
+                                              thrust::counting_iterator<decltype(count)> index(0);
+                                              return cub::DeviceReduce::TransformReduce(
+                                                  temp, bytes, index, out, count, minimum<std::size_t>{}, f, id,
+                                                  s.stream);
+                                            });
+    }
+    std::vector<std::size_t> local(shards.size()), sizes(shards.size());
+    for (std::size_t i = 0; i < shards.size(); ++i) {
+      sizes[i] = shards[i].size;
+      local[i] = found[i] ? found[i]->fetch<std::size_t>() : 0;
+    }
+    return shards::first_match(local, sizes);
+  }
+};
+
+}  // namespace dpar::detail::multi_gpu
