@@ -22,6 +22,7 @@
 #include <functional>
 #include <iterator>
 #include <memory>
+#include <optional>
 #include <random>
 #include <stdexcept>
 #include <vector>
@@ -73,6 +74,15 @@ TEST_CASE("gpu host logic: the first match over shards is the first shard's that
   CHECK(first_match(std::vector<std::size_t>{3, 0, 4, 1}, sizes) == 8);
   CHECK(first_match(std::vector<std::size_t>{3, 0, 4, 2}, sizes) == 9);  // none: the total
   CHECK(first_match(std::vector<std::size_t>{}, std::vector<std::size_t>{}) == 0);
+}
+
+TEST_CASE("gpu host logic: a shard's first element follows the last of the nearest earlier shard holding any",
+          "[gpu-host][shards]") {
+  using dpar::detail::shards::previous_nonempty;
+  using opt = std::optional<std::size_t>;
+  CHECK(previous_nonempty(std::vector<std::size_t>{0, 3, 0, 0, 2, 1, 0}) ==
+        std::vector<opt>{std::nullopt, std::nullopt, std::nullopt, std::nullopt, opt(1), opt(4), std::nullopt});
+  CHECK(previous_nonempty(std::vector<std::size_t>{}).empty());
 }
 
 TEST_CASE("gpu host logic: packing pieces put every shard's kept elements at the front, in shard order",

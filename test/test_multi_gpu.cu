@@ -212,7 +212,9 @@ TEST_CASE("multi_gpu transform, for_each, reduce, transform_reduce match seq and
   }
 }
 
-TEST_CASE("multi_gpu counts, searches, fill, iota, copy and copy_if on sharded_vector match std", "[multi_gpu][gpu]") {
+TEST_CASE("multi_gpu counts, searches, fill, iota, copy, compactions, adjacent_difference and transform scans on "
+          "sharded_vector match std",
+          "[multi_gpu][gpu]") {
   auto at = [](const std::vector<std::int64_t>& v, auto it) { return static_cast<std::size_t>(it - v.begin()); };
   for (const auto& list : device_lists()) {
     auto p = dpar::multi_gpu(list);
@@ -262,6 +264,43 @@ TEST_CASE("multi_gpu counts, searches, fill, iota, copy and copy_if on sharded_v
       CHECK(dpar::remove_copy_if(p, in_place, in_place, positive{}) == removed_end);
       const auto got = in_place.to_host();
       CHECK(std::equal(got.begin(), got.begin() + static_cast<std::ptrdiff_t>(removed_end), want.begin()));
+
+      // unique: runs of equal values that cross shard boundaries
+      std::vector<std::int64_t> runs(n);
+      for (std::size_t i = 0; i < n; ++i) runs[i] = static_cast<std::int64_t>(i / 3 + (i % 7 == 0 ? 1 : 0));
+      dpar::sharded_vector<std::int64_t> vruns(p, runs);
+      want.clear();
+      std::unique_copy(runs.begin(), runs.end(), std::back_inserter(want));
+      dpar::fill(p, out, std::int64_t{-1});
+      CHECK(dpar::unique_copy(p, vruns, out) == want.size());
+      const std::size_t unique_count = want.size();
+      want.resize(n, -1);
+      CHECK(out.to_host() == want);
+      CHECK(dpar::unique(p, vruns) == unique_count);
+      const auto unique_in_place = vruns.to_host();
+      CHECK(std::equal(want.begin(), want.begin() + static_cast<std::ptrdiff_t>(unique_count), unique_in_place.begin()));
+      // remove_if in place: the elements kept by remove_copy_if above
+      dpar::sharded_vector<std::int64_t> removed(p, a);
+      CHECK(dpar::remove_if(p, removed, positive{}) == removed_end);
+      const auto removed_h = removed.to_host();
+      CHECK(std::equal(removed_h.begin(), removed_h.begin() + static_cast<std::ptrdiff_t>(removed_end), got.begin()));
+
+      // adjacent_difference: each shard's first element against the previous shard's last
+      std::adjacent_difference(a.begin(), a.end(), want.begin());
+      CHECK(&dpar::adjacent_difference(p, va, out) == &out);
+      CHECK(out.to_host() == want);
+
+      // transform scans: the carries cross the shards
+      std::vector<std::int64_t> want_scan(n);
+      std::transform_inclusive_scan(a.begin(), a.end(), want_scan.begin(), std::plus<>{}, affine{});
+      dpar::transform_inclusive_scan(p, va, out, std::plus<>{}, affine{});
+      CHECK(out.to_host() == want_scan);
+      std::transform_inclusive_scan(a.begin(), a.end(), want_scan.begin(), std::plus<>{}, affine{}, std::int64_t{5});
+      dpar::transform_inclusive_scan(p, va, out, std::plus<>{}, affine{}, std::int64_t{5});
+      CHECK(out.to_host() == want_scan);
+      std::transform_exclusive_scan(a.begin(), a.end(), want_scan.begin(), std::int64_t{5}, std::plus<>{}, affine{});
+      dpar::transform_exclusive_scan(p, va, out, std::int64_t{5}, std::plus<>{}, affine{});
+      CHECK(out.to_host() == want_scan);
 
       // host iterators: copy and for_each_n are the backend's transform and for_each
       std::vector<std::int64_t> h(n);

@@ -168,6 +168,32 @@ bool equal(P&& policy, const sharded_vector<T1>& a, const sharded_vector<T2>& b,
   return a.size() == b.size() && detail::multi_gpu::algorithms::mismatch(policy, a, b, pred) == a.size();
 }
 
+// The transform scans: unary per shard into out, then the sharded scan in
+// place (its carries cross the shards).
+template <multi_gpu_execution_policy P, class T, class V, class BinaryOp, class UnaryOp>
+sharded_vector<V>& transform_inclusive_scan(P&& policy, const sharded_vector<T>& in, sharded_vector<V>& out,
+                                            BinaryOp binary_op, UnaryOp unary_op) {
+  detail::multi_gpu::backend::sharded_transform(policy, in, out, unary_op);
+  detail::multi_gpu::backend::sharded_inclusive_scan<V>(policy, out, out, binary_op, std::optional<V>());
+  return out;
+}
+
+template <multi_gpu_execution_policy P, class T, class V, class BinaryOp, class UnaryOp>
+sharded_vector<V>& transform_inclusive_scan(P&& policy, const sharded_vector<T>& in, sharded_vector<V>& out,
+                                            BinaryOp binary_op, UnaryOp unary_op, V init) {
+  detail::multi_gpu::backend::sharded_transform(policy, in, out, unary_op);
+  detail::multi_gpu::backend::sharded_inclusive_scan<V>(policy, out, out, binary_op, std::optional<V>(std::move(init)));
+  return out;
+}
+
+template <multi_gpu_execution_policy P, class T, class V, class BinaryOp, class UnaryOp>
+sharded_vector<V>& transform_exclusive_scan(P&& policy, const sharded_vector<T>& in, sharded_vector<V>& out, V init,
+                                            BinaryOp binary_op, UnaryOp unary_op) {
+  detail::multi_gpu::backend::sharded_transform(policy, in, out, unary_op);
+  detail::multi_gpu::backend::sharded_exclusive_scan<V>(policy, out, out, std::move(init), binary_op);
+  return out;
+}
+
 // The kept elements to the front of out, in input order, across the shards
 // (out keeps its length and shards; the rest of it is left as it was; out may
 // be in); returns how many.
@@ -179,6 +205,30 @@ std::size_t copy_if(P&& policy, const sharded_vector<T>& in, sharded_vector<T>& 
 template <multi_gpu_execution_policy P, class T, class Pred>
 std::size_t remove_copy_if(P&& policy, const sharded_vector<T>& in, sharded_vector<T>& out, Pred pred) {
   return detail::multi_gpu::algorithms::copy_if(policy, in, out, pred, true, "dpar::remove_copy_if");
+}
+
+// In place: the kept elements to the front of v; returns how many.
+template <multi_gpu_execution_policy P, class T, class Pred>
+std::size_t remove_if(P&& policy, sharded_vector<T>& v, Pred pred) {
+  return detail::multi_gpu::algorithms::copy_if(policy, v, v, pred, true, "dpar::remove_if");
+}
+
+// The first element of each run of equal ones (under pred), as copy_if.
+template <multi_gpu_execution_policy P, class T, class Pred = std::equal_to<>>
+std::size_t unique_copy(P&& policy, const sharded_vector<T>& in, sharded_vector<T>& out, Pred pred = {}) {
+  return detail::multi_gpu::algorithms::unique_copy(policy, in, out, pred);
+}
+
+template <multi_gpu_execution_policy P, class T, class Pred = std::equal_to<>>
+std::size_t unique(P&& policy, sharded_vector<T>& v, Pred pred = {}) {
+  return detail::multi_gpu::algorithms::unique_copy(policy, v, v, pred);
+}
+
+// out[0] = in[0], out[i] = op(in[i], in[i - 1]) across the shards; out must not be in.
+template <multi_gpu_execution_policy P, class T, class U, class Op = std::minus<>>
+sharded_vector<U>& adjacent_difference(P&& policy, const sharded_vector<T>& in, sharded_vector<U>& out, Op op = {}) {
+  detail::multi_gpu::algorithms::adjacent_difference(policy, in, out, op);
+  return out;
 }
 
 }  // namespace dpar

@@ -1,12 +1,14 @@
 #pragma once
 // How dpar::multi_gpu combines per-shard results on the host, in shard order
-// (detail/multi_gpu/algorithms.hpp): the first match over the shards, and
-// where the elements each shard keeps go when they are packed at the front
-// of a sequence sharded like the input. Plain C++ that knows no CUDA, so the
+// (detail/multi_gpu/algorithms.hpp): the first match over the shards, which
+// shard's last element comes before a shard's first, and where the elements
+// each shard keeps go when they are packed at the front of a sequence
+// sharded like the input. Plain C++ that knows no CUDA, so the
 // CPU tests run it (test_gpu_host_logic, "[shards]").
 
 #include <algorithm>
 #include <cstddef>
+#include <optional>
 #include <span>
 #include <vector>
 
@@ -22,6 +24,20 @@ inline std::size_t first_match(std::span<const std::size_t> local, std::span<con
     offset += sizes[i];
   }
   return offset;
+}
+
+// For each shard, the nearest earlier shard that holds any element (its last
+// element comes before the shard's first in the sequence); none for empty
+// shards and for the first that holds any.
+inline std::vector<std::optional<std::size_t>> previous_nonempty(std::span<const std::size_t> sizes) {
+  std::vector<std::optional<std::size_t>> before(sizes.size());
+  std::optional<std::size_t> last;
+  for (std::size_t i = 0; i < sizes.size(); ++i) {
+    if (sizes[i] == 0) continue;
+    before[i] = last;
+    last = i;
+  }
+  return before;
 }
 
 // count elements copied from shard `from` (starting at its position

@@ -109,9 +109,11 @@ template <class It, class Pred>
 struct run_head {  // whether element i is not a repeat of the one before it
   It in;
   Pred pred;
+  const std::iter_value_t<It>* before;  // the element before in[0] (multi_gpu: the previous shard's last), or null
   template <class I>
   __host__ __device__ bool operator()(I i) const {
-    return i == 0 || !pred(in[i - 1], in[i]);
+    if (i == 0) return before == nullptr || !pred(*before, in[0]);
+    return !pred(in[i - 1], in[i]);
   }
 };
 
@@ -223,21 +225,29 @@ struct algorithms {
   // The first element of each run of equal ones (under pred) to out.
   template <class In, class Out, class Pred>
   static Out unique_copy(const gpu_policy& p, In first, In last, Out d_first, Pred pred) {
+    const auto n = static_cast<std::size_t>(last - first);
+    if (n == 0) return d_first;
+    return advance(d_first, selected_count(*queue_unique_copy(p, first, n, d_first, pred, nullptr)));
+  }
+
+  // unique_copy's selection of n > 0 elements, queued as queue_copy_if's;
+  // `before` (device memory, or null) is the element before the first.
+  template <class In, class Out, class Pred>
+  static std::unique_ptr<temp_buffer> queue_unique_copy(const gpu_policy& p, In first, std::size_t n, Out d_first,
+                                                        Pred pred, const std::iter_value_t<In>* before) {
     DPAR_CUDA_REQUIRE_DEVICE_ITERATOR(In);
     DPAR_CUDA_REQUIRE_DEVICE_ITERATOR(Out);
     const launch l(p, "dpar::unique or dpar::unique_copy");
-    const auto n = static_cast<std::size_t>(last - first);
-    if (n == 0) return d_first;
     auto in = l.arg(first, "input");
     auto out = l.arg(d_first, "output");
-    temp_buffer selected(l.device, sizeof(std::int64_t), l.stream);
+    auto selected = std::make_unique<temp_buffer>(l.device, sizeof(std::int64_t), l.stream);
     auto heads = thrust::make_transform_iterator(thrust::counting_iterator<std::int64_t>(0),
-                                                 run_head<decltype(in), Pred>{in, pred});
+                                                 run_head<decltype(in), Pred>{in, pred, before});
     l.with_storage("cub::DeviceSelect::Flagged", [&](void* temp, std::size_t& bytes) {
-      return cub::DeviceSelect::Flagged(temp, bytes, in, heads, out, selected.as<std::int64_t>(),
+      return cub::DeviceSelect::Flagged(temp, bytes, in, heads, out, selected->as<std::int64_t>(),
                                         static_cast<std::int64_t>(n), l.stream);
     });
-    return advance(d_first, selected_count(selected));
+    return selected;
   }
 
   // remove_if, stable_partition and unique in place: compact(scratch) writes
