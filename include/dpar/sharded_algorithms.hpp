@@ -3,7 +3,8 @@
 // through dpar/cuda.hpp). The front
 // doors of algorithm.hpp take random-access ranges; a sharded_vector is not
 // one (its shards live on several devices), so it gets these thin overloads,
-// each forwarding to the multi-GPU backend. Outputs are sharded_vectors of the
+// each forwarding to the multi-GPU backend (the algorithms of dpar/algorithm/
+// to detail/multi_gpu/algorithms.hpp). Outputs are sharded_vectors of the
 // same length made with the same policy (in place allowed); they are queued on
 // the shards' streams (policy.synchronize() or copy_to_host to wait).
 

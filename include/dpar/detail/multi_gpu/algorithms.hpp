@@ -136,7 +136,8 @@ struct algorithms {
       const auto &s = in.shard_at(i), &o = out.shard_at(i);
       if (s.size == 0) continue;
       cuda::algorithms::adjacent_difference(p.entry(i), s.begin(), s.end(), o.begin(), op);
-      if (before[i]) cuda::backend::transform(p.entry(i), s.data, s.data + 1, before[i]->template as<T>(), o.data, op);
+      if (before[i])  // out[0] = op(in[0], the previous shard's last)
+        cuda::backend::transform(p.entry(i), s.data, s.data + 1, before[i]->template as<T>(), o.data, op);
     }
   }
 
@@ -203,8 +204,8 @@ struct algorithms {
       if (from.stream != to.stream)
         cuda::stream_wait(to.stream, from.device, from.stream, "ordering the copy of a shard's last element");
       cuda::device_scope scope(to.device);
-      cuda::check(cudaMemcpyPeerAsync(before[i]->template as<T>(), to.device, from.data + from.size - 1, from.device, sizeof(T),
-                                      to.stream),
+      cuda::check(cudaMemcpyPeerAsync(before[i]->as<T>(), to.device, from.data + from.size - 1, from.device,
+                                      sizeof(T), to.stream),
                   "cudaMemcpyPeerAsync (a shard's last element)", to.device);
     }
     return before;
