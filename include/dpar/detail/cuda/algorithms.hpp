@@ -34,7 +34,6 @@
 #include <cub/device/device_scan.cuh>
 #include <cub/device/device_select.cuh>
 #include <thrust/binary_search.h>
-#include <thrust/device_ptr.h>
 #include <thrust/execution_policy.h>
 #include <thrust/iterator/counting_iterator.h>
 #include <thrust/iterator/transform_iterator.h>
@@ -406,8 +405,9 @@ struct algorithms {
   }
 
   // The transform scans: the backend's scans of unary(first[i]), read
-  // through a transform iterator over the checked input (a raw pointer is
-  // wrapped as a device pointer, so that the iterator says "device").
+  // through a transform iterator over the indices that reads the checked
+  // input (so unary gets the elements as transform_reduce's transform does,
+  // T& and not Thrust's device_reference on device_vector iterators).
   template <class V, class In, class Out, class Op, class Unary>
   static Out transform_inclusive_scan(const gpu_policy& p, In first, In last, Out d_first, Op op, Unary unary,
                                       std::optional<V> init) {
@@ -429,9 +429,8 @@ struct algorithms {
     DPAR_CUDA_REQUIRE_DEVICE_ITERATOR(In);
     const launch l(p, algorithm);
     auto in = l.arg(first, "input");
-    if constexpr (std::is_pointer_v<decltype(in)>)
-      return thrust::make_transform_iterator(thrust::device_pointer_cast(in), unary);
-    else return thrust::make_transform_iterator(in, unary);
+    return thrust::make_transform_iterator(thrust::counting_iterator<std::size_t>(0),
+                                           transform_at<decltype(in), Unary>{in, unary});
   }
 
   // The index of the extreme `want` under comp, or n for an empty range.
