@@ -25,6 +25,7 @@
 #include <cstdint>
 #include <functional>
 #include <iterator>
+#include <numeric>
 #include <string>
 #include <vector>
 
@@ -81,6 +82,12 @@ struct positive {
 };
 struct above_40 {
   __host__ __device__ bool operator()(int x) const { return x > 40; }
+};
+struct square {
+  __host__ __device__ int operator()(int x) const { return x * x; }
+};
+struct add_one {
+  __host__ __device__ void operator()(int& x) const { ++x; }
 };
 struct keep_left {  // associative, not commutative: a segment's first value
   __host__ __device__ int operator()(int a, int) const { return a; }
@@ -174,10 +181,81 @@ void check_all(std::size_t n) {
   CHECK(host(dout, n) == excl);
   dpar::copy(g, d, d + n, out);
   CHECK(host(dout, n) == h);
+
+  // the rest of the compactions
+  std::vector<int> want_true, want_false;
+  std::partition_copy(h.begin(), h.end(), std::back_inserter(want_true), std::back_inserter(want_false), positive{});
+  auto [true_end, false_end] = dpar::partition_copy(g, d, d + n, out, out2, positive{});
+  CHECK(host(dout, static_cast<std::size_t>(true_end - out)) == want_true);
+  CHECK(host(dout2, static_cast<std::size_t>(false_end - out2)) == want_false);
+  std::vector<int> hw = h;
+  thrust::device_vector<int> work(h.begin(), h.end());
+  int* w = thrust::raw_pointer_cast(work.data());
+  auto kept = static_cast<std::size_t>(std::remove_if(hw.begin(), hw.end(), positive{}) - hw.begin());
+  CHECK(static_cast<std::size_t>(dpar::remove_if(g, w, w + n, positive{}) - w) == kept);
+  CHECK(host(work, kept) == std::vector<int>(hw.begin(), hw.begin() + static_cast<std::ptrdiff_t>(kept)));
+  hw = h;
+  thrust::copy(h.begin(), h.end(), work.begin());
+  kept = static_cast<std::size_t>(std::stable_partition(hw.begin(), hw.end(), positive{}) - hw.begin());
+  CHECK(static_cast<std::size_t>(dpar::stable_partition(g, w, w + n, positive{}) - w) == kept);
+  CHECK(host(work, n) == hw);
+  std::vector<int> runs;  // the keys: runs of equal values
+  std::unique_copy(keys.begin(), keys.end(), std::back_inserter(runs));
+  CHECK(host(dout, static_cast<std::size_t>(dpar::unique_copy(g, k, k + n, out) - out)) == runs);
+  thrust::copy(keys.begin(), keys.end(), work.begin());
+  CHECK(host(work, static_cast<std::size_t>(dpar::unique(g, w, w + n, std::equal_to<>{}) - w)) == runs);
+
+  // equal and mismatch: the values against a copy with one changed
+  hw = h;
+  if (n > 0) hw[n / 2] += 1;
+  thrust::copy(hw.begin(), hw.end(), work.begin());
+  CHECK(dpar::equal(g, d, d + n, d) == true);
+  CHECK(dpar::equal(g, d, d + n, w) == (n == 0));
+  CHECK(dpar::equal(g, d, d + n, w, w + (n > 0 ? n - 1 : 0)) == (n == 0));
+  auto [m1, m2] = dpar::mismatch(g, d, d + n, w);
+  CHECK(index(m1) == std::mismatch(h.begin(), h.end(), hw.begin()).first - h.begin());
+  CHECK(m2 - w == m1 - d);
+
+  // movement: fill, iota, for_each_n, adjacent_difference, gather, scatter
+  dpar::fill(g, out, out + n, 5);
+  CHECK(host(dout, n) == std::vector<int>(n, 5));
+  dpar::iota(g, out, out + n, -3);
+  std::vector<int> want_iota(n);
+  std::iota(want_iota.begin(), want_iota.end(), -3);
+  CHECK(host(dout, n) == want_iota);
+  CHECK(dpar::for_each_n(g, out, n / 2, add_one{}) == out + n / 2);
+  for (std::size_t i = 0; i < n / 2; ++i) ++want_iota[i];
+  CHECK(host(dout, n) == want_iota);
+  std::vector<int> want_diff(n);
+  std::adjacent_difference(h.begin(), h.end(), want_diff.begin());
+  CHECK(dpar::adjacent_difference(g, d, d + n, out) == out + n);
+  CHECK(host(dout, n) == want_diff);
+  std::vector<int> reversed(n);
+  for (std::size_t i = 0; i < n; ++i) reversed[i] = static_cast<int>(n - 1 - i);
+  thrust::device_vector<int> dmap(reversed.begin(), reversed.end());
+  const int* map = thrust::raw_pointer_cast(dmap.data());
+  std::vector<int> want_rev(h.rbegin(), h.rend());
+  CHECK(dpar::gather(g, map, map + n, d, out) == out + n);
+  CHECK(host(dout, n) == want_rev);
+  dpar::scatter(g, d, d + n, map, out2);
+  CHECK(host(dout2, n) == want_rev);
+
+  // the transform scans
+  std::vector<int> want_scan(n);
+  std::transform_inclusive_scan(h.begin(), h.end(), want_scan.begin(), std::plus<>{}, square{});
+  CHECK(dpar::transform_inclusive_scan(g, d, d + n, out, std::plus<>{}, square{}) == out + n);
+  CHECK(host(dout, n) == want_scan);
+  std::transform_inclusive_scan(h.begin(), h.end(), want_scan.begin(), std::plus<>{}, square{}, 7);
+  dpar::transform_inclusive_scan(g, d, d + n, out, std::plus<>{}, square{}, 7);
+  CHECK(host(dout, n) == want_scan);
+  std::transform_exclusive_scan(h.begin(), h.end(), want_scan.begin(), 7, std::plus<>{}, square{});
+  dpar::transform_exclusive_scan(g, d, d + n, out, 7, std::plus<>{}, square{});
+  CHECK(host(dout, n) == want_scan);
 }
 }  // namespace gpu_algos
 
-TEST_CASE("copy_if, counts, searches, extremes and by-key algorithms on dpar::gpu match std", "[gpu][derived]") {
+TEST_CASE("compactions, counts, searches, extremes, by-key algorithms, movement and transform scans on dpar::gpu "
+          "match std", "[gpu][derived]") {
   for (std::size_t n : {std::size_t{0}, std::size_t{1}, std::size_t{1009}, std::size_t{100003}}) {
     INFO("n=" << n);
     gpu_algos::check_all(n);

@@ -4,18 +4,26 @@
 // when NCCL may take a call, which communicator set, which rank per entry),
 // and deterministic training over device replicas (nn/deterministic.hpp): the
 // wrapper keeps the inner group's replicas and stages their gradients through
-// copy_gradients, with the bits of deterministic(seq). The device side of each
-// is in the .cu tests.
+// copy_gradients, with the bits of deterministic(seq), and how multi_gpu
+// combines per-shard results (detail/shard_combine.hpp: the first match over
+// the shards, where compacted elements go). The device side of each is in
+// the .cu tests.
 #include <dpar/detail/cuda/placement.hpp>
 #include <dpar/detail/multi_gpu/nccl_plan.hpp>
+#include <dpar/detail/shard_combine.hpp>
 #include <dpar/nn.hpp>
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <atomic>
+#include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <iterator>
 #include <memory>
+#include <optional>
+#include <random>
 #include <stdexcept>
 #include <vector>
 
@@ -56,6 +64,69 @@ std::vector<float> train_steps(nn::data_parallel_trainer& t, std::size_t steps) 
 }
 
 }  // namespace
+
+TEST_CASE("gpu host logic: the first match over shards is the first shard's that has one", "[gpu-host][shards]") {
+  using dpar::detail::shards::first_match;
+  const std::vector<std::size_t> sizes = {3, 0, 4, 2};
+  // shard 0 has none (its size), shard 1 is empty, shard 2 matches at 1, shard 3 at 0
+  CHECK(first_match(std::vector<std::size_t>{3, 0, 1, 0}, sizes) == 4);
+  CHECK(first_match(std::vector<std::size_t>{2, 0, 1, 0}, sizes) == 2);
+  CHECK(first_match(std::vector<std::size_t>{3, 0, 4, 1}, sizes) == 8);
+  CHECK(first_match(std::vector<std::size_t>{3, 0, 4, 2}, sizes) == 9);  // none: the total
+  CHECK(first_match(std::vector<std::size_t>{}, std::vector<std::size_t>{}) == 0);
+}
+
+TEST_CASE("gpu host logic: a shard's first element follows the last of the nearest earlier shard holding any",
+          "[gpu-host][shards]") {
+  using dpar::detail::shards::previous_nonempty;
+  using opt = std::optional<std::size_t>;
+  CHECK(previous_nonempty(std::vector<std::size_t>{0, 3, 0, 0, 2, 1, 0}) ==
+        std::vector<opt>{std::nullopt, std::nullopt, std::nullopt, std::nullopt, opt(1), opt(4), std::nullopt});
+  CHECK(previous_nonempty(std::vector<std::size_t>{}).empty());
+}
+
+TEST_CASE("gpu host logic: packing pieces put every shard's kept elements at the front, in shard order",
+          "[gpu-host][shards]") {
+  using dpar::detail::shards::packing_pieces;
+  using dpar::detail::shards::piece;
+  // kept 2, 0, 3, 1 into shards of 3, 0, 2, 4: global [0,2) [2,5) [5,6)
+  CHECK(packing_pieces(std::vector<std::size_t>{2, 0, 3, 1}, std::vector<std::size_t>{3, 0, 2, 4}) ==
+        std::vector<piece>{{0, 0, 0, 0, 2}, {2, 0, 0, 2, 1}, {2, 1, 2, 0, 2}, {3, 0, 3, 0, 1}});
+  CHECK(packing_pieces(std::vector<std::size_t>{0, 0}, std::vector<std::size_t>{0, 5}).empty());
+
+  // Random layouts (as multi_gpu's: each shard keeps at most its size): the
+  // pieces, applied to shards of data, give std::copy_if's result.
+  std::mt19937 rng(7);
+  for (int trial = 0; trial < 200; ++trial) {
+    const std::size_t k = 1 + rng() % 6;
+    std::vector<std::vector<int>> in(k), out(k);
+    std::vector<std::size_t> counts(k), sizes(k);
+    std::vector<int> all, want;
+    int next = 0;
+    for (std::size_t s = 0; s < k; ++s) {
+      sizes[s] = rng() % 3 == 0 ? 0 : rng() % 9;
+      for (std::size_t i = 0; i < sizes[s]; ++i) in[s].push_back(next++);
+      out[s].assign(sizes[s], -1);
+    }
+    auto keep = [&](int x) { return (x * 2654435761u >> 7) % 3 != 0; };
+    std::vector<std::vector<int>> kept(k);
+    for (std::size_t s = 0; s < k; ++s) {
+      std::copy_if(in[s].begin(), in[s].end(), std::back_inserter(kept[s]), keep);
+      counts[s] = kept[s].size();
+      std::copy_if(in[s].begin(), in[s].end(), std::back_inserter(want), keep);
+    }
+    for (const piece& c : packing_pieces(counts, sizes)) {
+      REQUIRE(c.count > 0);
+      REQUIRE(c.from_at + c.count <= counts[c.from]);
+      REQUIRE(c.to_at + c.count <= sizes[c.to]);
+      std::copy_n(kept[c.from].begin() + static_cast<std::ptrdiff_t>(c.from_at), c.count,
+                  out[c.to].begin() + static_cast<std::ptrdiff_t>(c.to_at));
+    }
+    for (const auto& shard : out) all.insert(all.end(), shard.begin(), shard.end());
+    want.resize(all.size(), -1);
+    CHECK(all == want);
+  }
+}
 
 TEST_CASE("gpu host logic: a device tensor's memory is on its own device or the place's, never another",
           "[gpu-host]") {

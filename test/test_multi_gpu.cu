@@ -18,9 +18,11 @@
 #include "exact_reference.hpp"  // adversarial float data
 #include "gpu_common.hpp"       // device_lists, on_host_threads
 #include "mat2.hpp"
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <iterator>
 #include <dpar/cuda.hpp>
 #include <limits>
 #include <numeric>
@@ -53,6 +55,12 @@ struct affine {  // x -> 3x + 1, exact in int64 for these inputs
 };
 struct negate_in_place {
   __host__ __device__ void operator()(std::int64_t& x) const { x = -x; }
+};
+struct positive {
+  __host__ __device__ bool operator()(std::int64_t x) const { return x > 0; }
+};
+struct above_900 {
+  __host__ __device__ bool operator()(std::int64_t x) const { return x > 900; }
 };
 
 // Sets x = value after spinning `cycles` clock cycles: device work that is
@@ -200,6 +208,106 @@ TEST_CASE("multi_gpu transform, for_each, reduce, transform_reduce match seq and
       std::vector<float> minus_zero(n, -0.0f);
       dpar::sharded_vector<float> vz(p, minus_zero);
       CHECK(std::signbit(dpar::reduce(p, vz, -0.0f)));
+    }
+  }
+}
+
+TEST_CASE("multi_gpu counts, searches, fill, iota, copy, compactions, adjacent_difference and transform scans on "
+          "sharded_vector match std",
+          "[multi_gpu][gpu]") {
+  auto at = [](const std::vector<std::int64_t>& v, auto it) { return static_cast<std::size_t>(it - v.begin()); };
+  for (const auto& list : device_lists()) {
+    auto p = dpar::multi_gpu(list);
+    for (std::size_t n : sizes) {
+      INFO(name_of(list) << " n = " << n);
+      const auto a = random_ints(n, n + 5);
+      dpar::sharded_vector<std::int64_t> va(p, a), out(p, n);
+
+      CHECK(dpar::count_if(p, va, positive{}) == static_cast<std::size_t>(std::count_if(a.begin(), a.end(), positive{})));
+      const std::int64_t probe = n ? a[n / 2] : 7;
+      CHECK(dpar::count(p, va, probe) == static_cast<std::size_t>(std::count(a.begin(), a.end(), probe)));
+      CHECK(dpar::find_if(p, va, above_900{}) == at(a, std::find_if(a.begin(), a.end(), above_900{})));
+      CHECK(dpar::find(p, va, probe) == at(a, std::find(a.begin(), a.end(), probe)));
+      CHECK(dpar::any_of(p, va, above_900{}) == std::any_of(a.begin(), a.end(), above_900{}));
+      CHECK(dpar::all_of(p, va, positive{}) == std::all_of(a.begin(), a.end(), positive{}));
+      CHECK(dpar::none_of(p, va, above_900{}) == std::none_of(a.begin(), a.end(), above_900{}));
+
+      // one element changed, in a later shard than the first where there are several
+      auto c = a;
+      if (n) c[n - 1 - n / 3] += 1;
+      dpar::sharded_vector<std::int64_t> vc(p, c);
+      CHECK(dpar::mismatch(p, va, vc) == at(a, std::mismatch(a.begin(), a.end(), c.begin()).first));
+      CHECK(dpar::equal(p, va, va));
+      CHECK(dpar::equal(p, va, vc) == (n == 0));
+
+      dpar::fill(p, out, std::int64_t{9});
+      CHECK(out.to_host() == std::vector<std::int64_t>(n, 9));
+      dpar::iota(p, out, std::int64_t{-4});
+      std::vector<std::int64_t> want(n);
+      std::iota(want.begin(), want.end(), std::int64_t{-4});
+      CHECK(out.to_host() == want);
+      CHECK(&dpar::copy(p, va, out) == &out);
+      CHECK(out.to_host() == a);
+
+      // the kept elements of every shard packed at the front of out, the rest untouched
+      std::vector<std::int64_t> kept;
+      std::copy_if(a.begin(), a.end(), std::back_inserter(kept), positive{});
+      dpar::fill(p, out, std::int64_t{-1});
+      const std::size_t m = dpar::copy_if(p, va, out, positive{});
+      CHECK(m == kept.size());
+      kept.resize(n, -1);
+      CHECK(out.to_host() == kept);
+      // in place
+      dpar::sharded_vector<std::int64_t> in_place(p, a);
+      want = a;
+      const std::size_t removed_end = at(want, std::remove_if(want.begin(), want.end(), positive{}));
+      CHECK(dpar::remove_copy_if(p, in_place, in_place, positive{}) == removed_end);
+      const auto got = in_place.to_host();
+      CHECK(std::equal(got.begin(), got.begin() + static_cast<std::ptrdiff_t>(removed_end), want.begin()));
+
+      // unique: runs of equal values that cross shard boundaries
+      std::vector<std::int64_t> runs(n);
+      for (std::size_t i = 0; i < n; ++i) runs[i] = static_cast<std::int64_t>(i / 3 + (i % 7 == 0 ? 1 : 0));
+      dpar::sharded_vector<std::int64_t> vruns(p, runs);
+      want.clear();
+      std::unique_copy(runs.begin(), runs.end(), std::back_inserter(want));
+      dpar::fill(p, out, std::int64_t{-1});
+      CHECK(dpar::unique_copy(p, vruns, out) == want.size());
+      const std::size_t unique_count = want.size();
+      want.resize(n, -1);
+      CHECK(out.to_host() == want);
+      CHECK(dpar::unique(p, vruns) == unique_count);
+      const auto unique_in_place = vruns.to_host();
+      CHECK(std::equal(want.begin(), want.begin() + static_cast<std::ptrdiff_t>(unique_count), unique_in_place.begin()));
+      // remove_if in place: the elements kept by remove_copy_if above
+      dpar::sharded_vector<std::int64_t> removed(p, a);
+      CHECK(dpar::remove_if(p, removed, positive{}) == removed_end);
+      const auto removed_h = removed.to_host();
+      CHECK(std::equal(removed_h.begin(), removed_h.begin() + static_cast<std::ptrdiff_t>(removed_end), got.begin()));
+
+      // adjacent_difference: each shard's first element against the previous shard's last
+      std::adjacent_difference(a.begin(), a.end(), want.begin());
+      CHECK(&dpar::adjacent_difference(p, va, out) == &out);
+      CHECK(out.to_host() == want);
+
+      // transform scans: the carries cross the shards
+      std::vector<std::int64_t> want_scan(n);
+      std::transform_inclusive_scan(a.begin(), a.end(), want_scan.begin(), std::plus<>{}, affine{});
+      dpar::transform_inclusive_scan(p, va, out, std::plus<>{}, affine{});
+      CHECK(out.to_host() == want_scan);
+      std::transform_inclusive_scan(a.begin(), a.end(), want_scan.begin(), std::plus<>{}, affine{}, std::int64_t{5});
+      dpar::transform_inclusive_scan(p, va, out, std::plus<>{}, affine{}, std::int64_t{5});
+      CHECK(out.to_host() == want_scan);
+      std::transform_exclusive_scan(a.begin(), a.end(), want_scan.begin(), std::int64_t{5}, std::plus<>{}, affine{});
+      dpar::transform_exclusive_scan(p, va, out, std::int64_t{5}, std::plus<>{}, affine{});
+      CHECK(out.to_host() == want_scan);
+
+      // host iterators: copy and for_each_n are the backend's transform and for_each
+      std::vector<std::int64_t> h(n);
+      CHECK(dpar::copy(p, a.begin(), a.end(), h.begin()) == h.end());
+      CHECK(h == a);
+      CHECK(dpar::for_each_n(p, h.begin(), n / 2, negate_in_place{}) == h.begin() + static_cast<std::ptrdiff_t>(n / 2));
+      for (std::size_t i = 0; i < n / 2; ++i) CHECK(h[i] == -a[i]);
     }
   }
 }

@@ -3,16 +3,19 @@
 // through dpar/cuda.hpp). The front
 // doors of algorithm.hpp take random-access ranges; a sharded_vector is not
 // one (its shards live on several devices), so it gets these thin overloads,
-// each forwarding to the multi-GPU backend. Outputs are sharded_vectors of the
+// each forwarding to the multi-GPU backend (the algorithms of dpar/algorithm/
+// to detail/multi_gpu/algorithms.hpp). Outputs are sharded_vectors of the
 // same length made with the same policy (in place allowed); they are queued on
 // the shards' streams (policy.synchronize() or copy_to_host to wait).
 
 #include <concepts>
+#include <cstddef>
 #include <functional>
 #include <optional>
 #include <type_traits>
 #include <utility>
 
+#include "detail/multi_gpu/algorithms.hpp"
 #include "detail/multi_gpu/all_reduce.hpp"
 #include "detail/multi_gpu/backend.hpp"
 #include "detail/multi_gpu/sort.hpp"
@@ -93,6 +96,140 @@ void stable_sort(P&& policy, sharded_vector<T>& v, Comp comp = {}) {
 template <multi_gpu_execution_policy P, class K, class V, class Comp = std::less<>>
 void sort_by_key(P&& policy, sharded_vector<K>& keys, sharded_vector<V>& values, Comp comp = {}) {
   detail::multi_gpu::sort_by_key_sharded(policy, keys, values, std::move(comp));
+}
+
+// ---- more of dpar/algorithm/ (detail/multi_gpu/algorithms.hpp) -------------
+// Functions must be __host__ __device__. Without iterators into a
+// sharded_vector, the searches return global positions (the vector's size
+// for none) where std returns iterators.
+
+template <multi_gpu_execution_policy P, class T, class U>
+void fill(P&& policy, sharded_vector<T>& v, const U& value) {
+  detail::multi_gpu::algorithms::fill(policy, v, value);
+}
+
+// v[i] = value + i.
+template <multi_gpu_execution_policy P, class T>
+void iota(P&& policy, sharded_vector<T>& v, T value) {
+  detail::multi_gpu::algorithms::iota(policy, v, value);
+}
+
+template <multi_gpu_execution_policy P, class T, class U>
+sharded_vector<U>& copy(P&& policy, const sharded_vector<T>& in, sharded_vector<U>& out) {
+  detail::multi_gpu::backend::sharded_transform(policy, in, out, std::identity{});
+  return out;
+}
+
+template <multi_gpu_execution_policy P, class T, class Pred>
+std::size_t count_if(P&& policy, const sharded_vector<T>& v, Pred pred) {
+  return detail::multi_gpu::algorithms::count_if(policy, v, pred);
+}
+
+template <multi_gpu_execution_policy P, class T, class U>
+std::size_t count(P&& policy, const sharded_vector<T>& v, const U& value) {
+  detail::cuda::require_device_value<U>();
+  return detail::multi_gpu::algorithms::count_if(policy, v, detail::cuda::equal_to_value<U>{value});
+}
+
+template <multi_gpu_execution_policy P, class T, class Pred>
+std::size_t find_if(P&& policy, const sharded_vector<T>& v, Pred pred) {
+  return detail::multi_gpu::algorithms::find_if(policy, v, pred);
+}
+
+template <multi_gpu_execution_policy P, class T, class U>
+std::size_t find(P&& policy, const sharded_vector<T>& v, const U& value) {
+  detail::cuda::require_device_value<U>();
+  return detail::multi_gpu::algorithms::find_if(policy, v, detail::cuda::equal_to_value<U>{value});
+}
+
+template <multi_gpu_execution_policy P, class T, class Pred>
+bool any_of(P&& policy, const sharded_vector<T>& v, Pred pred) {
+  return detail::multi_gpu::algorithms::find_if(policy, v, pred) != v.size();
+}
+
+template <multi_gpu_execution_policy P, class T, class Pred>
+bool none_of(P&& policy, const sharded_vector<T>& v, Pred pred) {
+  return !dpar::any_of(policy, v, std::move(pred));
+}
+
+template <multi_gpu_execution_policy P, class T, class Pred>
+bool all_of(P&& policy, const sharded_vector<T>& v, Pred pred) {
+  return detail::multi_gpu::algorithms::count_if(policy, v, pred) == v.size();
+}
+
+// The position of the first pair that differs (a.size() if none); a and b of the same length.
+template <multi_gpu_execution_policy P, class T1, class T2, class Pred = std::equal_to<>>
+std::size_t mismatch(P&& policy, const sharded_vector<T1>& a, const sharded_vector<T2>& b, Pred pred = {}) {
+  return detail::multi_gpu::algorithms::mismatch(policy, a, b, pred);
+}
+
+// false for different lengths, as std's four-iterator form.
+template <multi_gpu_execution_policy P, class T1, class T2, class Pred = std::equal_to<>>
+bool equal(P&& policy, const sharded_vector<T1>& a, const sharded_vector<T2>& b, Pred pred = {}) {
+  return a.size() == b.size() && detail::multi_gpu::algorithms::mismatch(policy, a, b, pred) == a.size();
+}
+
+// The transform scans: unary per shard into out, then the sharded scan in
+// place (its carries cross the shards).
+template <multi_gpu_execution_policy P, class T, class V, class BinaryOp, class UnaryOp>
+sharded_vector<V>& transform_inclusive_scan(P&& policy, const sharded_vector<T>& in, sharded_vector<V>& out,
+                                            BinaryOp binary_op, UnaryOp unary_op) {
+  detail::multi_gpu::backend::sharded_transform(policy, in, out, unary_op);
+  detail::multi_gpu::backend::sharded_inclusive_scan<V>(policy, out, out, binary_op, std::optional<V>());
+  return out;
+}
+
+template <multi_gpu_execution_policy P, class T, class V, class BinaryOp, class UnaryOp>
+sharded_vector<V>& transform_inclusive_scan(P&& policy, const sharded_vector<T>& in, sharded_vector<V>& out,
+                                            BinaryOp binary_op, UnaryOp unary_op, V init) {
+  detail::multi_gpu::backend::sharded_transform(policy, in, out, unary_op);
+  detail::multi_gpu::backend::sharded_inclusive_scan<V>(policy, out, out, binary_op, std::optional<V>(std::move(init)));
+  return out;
+}
+
+template <multi_gpu_execution_policy P, class T, class V, class BinaryOp, class UnaryOp>
+sharded_vector<V>& transform_exclusive_scan(P&& policy, const sharded_vector<T>& in, sharded_vector<V>& out, V init,
+                                            BinaryOp binary_op, UnaryOp unary_op) {
+  detail::multi_gpu::backend::sharded_transform(policy, in, out, unary_op);
+  detail::multi_gpu::backend::sharded_exclusive_scan<V>(policy, out, out, std::move(init), binary_op);
+  return out;
+}
+
+// The kept elements to the front of out, in input order, across the shards
+// (out keeps its length and shards; the rest of it is left as it was; out may
+// be in); returns how many.
+template <multi_gpu_execution_policy P, class T, class Pred>
+std::size_t copy_if(P&& policy, const sharded_vector<T>& in, sharded_vector<T>& out, Pred pred) {
+  return detail::multi_gpu::algorithms::copy_if(policy, in, out, pred, false, "dpar::copy_if");
+}
+
+template <multi_gpu_execution_policy P, class T, class Pred>
+std::size_t remove_copy_if(P&& policy, const sharded_vector<T>& in, sharded_vector<T>& out, Pred pred) {
+  return detail::multi_gpu::algorithms::copy_if(policy, in, out, pred, true, "dpar::remove_copy_if");
+}
+
+// In place: the kept elements to the front of v; returns how many.
+template <multi_gpu_execution_policy P, class T, class Pred>
+std::size_t remove_if(P&& policy, sharded_vector<T>& v, Pred pred) {
+  return detail::multi_gpu::algorithms::copy_if(policy, v, v, pred, true, "dpar::remove_if");
+}
+
+// The first element of each run of equal ones (under pred), as copy_if.
+template <multi_gpu_execution_policy P, class T, class Pred = std::equal_to<>>
+std::size_t unique_copy(P&& policy, const sharded_vector<T>& in, sharded_vector<T>& out, Pred pred = {}) {
+  return detail::multi_gpu::algorithms::unique_copy(policy, in, out, pred);
+}
+
+template <multi_gpu_execution_policy P, class T, class Pred = std::equal_to<>>
+std::size_t unique(P&& policy, sharded_vector<T>& v, Pred pred = {}) {
+  return detail::multi_gpu::algorithms::unique_copy(policy, v, v, pred);
+}
+
+// out[0] = in[0], out[i] = op(in[i], in[i - 1]) across the shards; out must not be in.
+template <multi_gpu_execution_policy P, class T, class U, class Op = std::minus<>>
+sharded_vector<U>& adjacent_difference(P&& policy, const sharded_vector<T>& in, sharded_vector<U>& out, Op op = {}) {
+  detail::multi_gpu::algorithms::adjacent_difference(policy, in, out, op);
+  return out;
 }
 
 }  // namespace dpar

@@ -5,7 +5,7 @@
 // kept elements of pieces of the range in parallel, scans the counts and then
 // writes every piece from its start (detail/derived.hpp), calling the
 // predicate twice per element. The in-place forms move elements through a
-// buffer. dpar::gpu runs copy_if and remove_copy_if (cub::DeviceSelect::If).
+// buffer. dpar::gpu runs each with CUB (detail/cuda/algorithms.hpp).
 //
 // Over several participants (dpar::mpi): each rank compacts its own local
 // range into its own output and gets the end of what it wrote, so the
@@ -87,42 +87,52 @@ template <execution_policy P, std::random_access_iterator In, std::random_access
            std::indirectly_copyable<In, OutFalse>
 std::pair<OutTrue, OutFalse> partition_copy(P&& policy, In first, In last, OutTrue d_first_true,
                                             OutFalse d_first_false, Pred pred) {
-  detail::require_host_policy<P>();
-  const std::size_t n = static_cast<std::size_t>(last - first);
-  const std::size_t total = detail::derived::compact(
-      detail::participants_of<P>::local(policy), n, [&](std::size_t i) { return bool(pred(first[i])); },
-      [&](std::size_t i, std::size_t before, bool kept) {
-        if (kept) detail::at(d_first_true, before) = detail::at(first, i);
-        else detail::at(d_first_false, i - before) = detail::at(first, i);
-      });
-  return {d_first_true + static_cast<std::iter_difference_t<OutTrue>>(total),
-          d_first_false + static_cast<std::iter_difference_t<OutFalse>>(n - total)};
+  if constexpr (detail::derived::native_v<P>)
+    return detail::derived::native<P>::partition_copy(policy, first, last, d_first_true, d_first_false, pred);
+  else {
+    detail::require_host_policy<P>();
+    const std::size_t n = static_cast<std::size_t>(last - first);
+    const std::size_t total = detail::derived::compact(
+        detail::participants_of<P>::local(policy), n, [&](std::size_t i) { return bool(pred(first[i])); },
+        [&](std::size_t i, std::size_t before, bool kept) {
+          if (kept) detail::at(d_first_true, before) = detail::at(first, i);
+          else detail::at(d_first_false, i - before) = detail::at(first, i);
+        });
+    return std::pair{d_first_true + static_cast<std::iter_difference_t<OutTrue>>(total),
+                     d_first_false + static_cast<std::iter_difference_t<OutFalse>>(n - total)};
+  }
 }
 
 template <execution_policy P, std::random_access_iterator It, class Pred>
   requires std::predicate<Pred&, std::iter_reference_t<It>> && std::permutable<It>
 It remove_if(P&& policy, It first, It last, Pred pred) {
-  return detail::compact_in_place(policy, first, last, [&](std::size_t i) { return !pred(first[i]); }, false);
+  if constexpr (detail::derived::native_v<P>) return detail::derived::native<P>::remove_if(policy, first, last, pred);
+  else return detail::compact_in_place(policy, first, last, [&](std::size_t i) { return !pred(first[i]); }, false);
 }
 
 template <execution_policy P, std::random_access_iterator It, class Pred>
   requires std::predicate<Pred&, std::iter_reference_t<It>> && std::permutable<It>
 It stable_partition(P&& policy, It first, It last, Pred pred) {
-  return detail::compact_in_place(policy, first, last, [&](std::size_t i) { return bool(pred(first[i])); }, true);
+  if constexpr (detail::derived::native_v<P>)
+    return detail::derived::native<P>::stable_partition(policy, first, last, pred);
+  else return detail::compact_in_place(policy, first, last, [&](std::size_t i) { return bool(pred(first[i])); }, true);
 }
 
 // Keeps the first element of each run of consecutive equal elements.
 template <execution_policy P, std::random_access_iterator It, class Pred = std::ranges::equal_to>
   requires std::indirect_equivalence_relation<Pred&, It> && std::permutable<It>
 It unique(P&& policy, It first, It last, Pred pred = {}) {
-  return detail::compact_in_place(policy, first, last, detail::first_of_repeats(policy, first, last, pred), false);
+  if constexpr (detail::derived::native_v<P>) return detail::derived::native<P>::unique(policy, first, last, pred);
+  else return detail::compact_in_place(policy, first, last, detail::first_of_repeats(policy, first, last, pred), false);
 }
 
 template <execution_policy P, std::random_access_iterator In, std::random_access_iterator Out,
           class Pred = std::ranges::equal_to>
   requires std::indirect_equivalence_relation<Pred&, In> && std::indirectly_copyable<In, Out>
 Out unique_copy(P&& policy, In first, In last, Out d_first, Pred pred = {}) {
-  return detail::copy_kept(policy, first, last, d_first, detail::first_of_repeats(policy, first, last, pred));
+  if constexpr (detail::derived::native_v<P>)
+    return detail::derived::native<P>::unique_copy(policy, first, last, d_first, pred);
+  else return detail::copy_kept(policy, first, last, d_first, detail::first_of_repeats(policy, first, last, pred));
 }
 
 // ---- range forms -----------------------------------------------------------

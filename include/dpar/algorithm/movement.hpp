@@ -10,6 +10,9 @@
 // concatenation; adjacent_difference takes the element before a rank's first
 // from the nearest lower rank holding any; the transform scans are global,
 // as the scans.
+//
+// dpar::gpu runs each with CUB (detail/cuda/algorithms.hpp); user functions
+// must be __host__ __device__ there.
 
 #include <cstddef>
 #include <functional>
@@ -30,21 +33,26 @@ namespace dpar {
 template <execution_policy P, std::random_access_iterator It, class T>
   requires std::indirectly_writable<It, const T&>
 void fill(P&& policy, It first, It last, const T& value) {
-  detail::require_host_policy<P>();
-  detail::backend_of<P>::for_each(policy, first, last, [&](std::iter_reference_t<It> x) { x = value; });
+  if constexpr (detail::derived::native_v<P>) {
+    detail::derived::native<P>::fill(policy, first, last, value);
+  } else {
+    detail::require_host_policy<P>();
+    detail::backend_of<P>::for_each(policy, first, last, [&](std::iter_reference_t<It> x) { x = value; });
+  }
 }
 
 template <execution_policy P, std::random_access_iterator In, std::random_access_iterator Out>
   requires std::indirectly_copyable<In, Out>
 Out copy(P&& policy, In first, In last, Out d_first) {
-  if constexpr (!detail::derived::native_v<P>) detail::require_host_policy<P>();
+  // a transform: every backend runs it (multi_gpu on host iterators through the devices)
   return detail::backend_of<P>::transform(policy, first, last, d_first, std::identity{});
 }
 
 template <execution_policy P, std::random_access_iterator It, std::integral Size, class F>
   requires std::invocable<F&, std::iter_reference_t<It>>
 It for_each_n(P&& policy, It first, Size n, F f) {
-  detail::require_host_policy<P>();
+  // for_each on the first n: every backend runs it (multi_gpu on host
+  // iterators copies them to the devices and back)
   const auto count = n > 0 ? static_cast<std::iter_difference_t<It>>(n) : std::iter_difference_t<It>(0);
   detail::backend_of<P>::for_each(policy, first, first + count, std::move(f));
   return first + count;
@@ -56,13 +64,17 @@ template <execution_policy P, std::random_access_iterator It, class T>
     { value + static_cast<T>(i) } -> std::convertible_to<T>;
   } && std::indirectly_writable<It, T>
 void iota(P&& policy, It first, It last, T value) {
-  detail::require_host_policy<P>();
-  using parts = detail::participants_of<P>;
-  const std::size_t n = static_cast<std::size_t>(last - first);
-  const std::size_t offset = parts::offset(policy, n);
-  detail::derived::tabulate(
-      parts::local(policy), n, [&](std::size_t i) { return static_cast<T>(value + static_cast<T>(offset + i)); },
-      first);
+  if constexpr (detail::derived::native_v<P>) {
+    detail::derived::native<P>::iota(policy, first, last, value);
+  } else {
+    detail::require_host_policy<P>();
+    using parts = detail::participants_of<P>;
+    const std::size_t n = static_cast<std::size_t>(last - first);
+    const std::size_t offset = parts::offset(policy, n);
+    detail::derived::tabulate(
+        parts::local(policy), n, [&](std::size_t i) { return static_cast<T>(value + static_cast<T>(offset + i)); },
+        first);
+  }
 }
 
 // d_first[0] = first[0], d_first[i] = op(first[i], first[i - 1]); the ranges
@@ -74,17 +86,21 @@ template <execution_policy P, std::random_access_iterator In, std::random_access
            std::convertible_to<std::invoke_result_t<Op&, std::iter_reference_t<In>, std::iter_reference_t<In>>,
                                std::iter_value_t<In>>
 Out adjacent_difference(P&& policy, In first, In last, Out d_first, Op op = {}) {
-  detail::require_host_policy<P>();
-  using V = std::iter_value_t<In>;
-  using parts = detail::participants_of<P>;
-  const std::optional<V> before = parts::template previous_element<V>(policy, first, last);
-  return detail::derived::tabulate(
-      parts::local(policy), static_cast<std::size_t>(last - first),
-      [&](std::size_t i) -> V {
-        if (i > 0) return op(first[i], first[i - 1]);
-        return before ? V(op(first[0], *before)) : V(first[0]);
-      },
-      d_first);
+  if constexpr (detail::derived::native_v<P>) {
+    return detail::derived::native<P>::adjacent_difference(policy, first, last, d_first, op);
+  } else {
+    detail::require_host_policy<P>();
+    using V = std::iter_value_t<In>;
+    using parts = detail::participants_of<P>;
+    const std::optional<V> before = parts::template previous_element<V>(policy, first, last);
+    return detail::derived::tabulate(
+        parts::local(policy), static_cast<std::size_t>(last - first),
+        [&](std::size_t i) -> V {
+          if (i > 0) return op(first[i], first[i - 1]);
+          return before ? V(op(first[0], *before)) : V(first[0]);
+        },
+        d_first);
+  }
 }
 
 // Scans of unary(first[i]): without init from the first element.
@@ -95,11 +111,16 @@ template <execution_policy P, std::random_access_iterator In, class Out, class B
            random_access_output<Out, std::remove_cvref_t<std::invoke_result_t<UnaryOp&, std::iter_reference_t<In>>>&>
 Out transform_inclusive_scan(P&& policy, In first, In last, Out d_first, BinaryOp binary_op, UnaryOp unary_op) {
   using V = std::remove_cvref_t<std::invoke_result_t<UnaryOp&, std::iter_reference_t<In>>>;
-  detail::require_host_policy<P>();
-  auto element = [&](std::size_t i) -> V { return unary_op(first[i]); };
-  detail::derived::index_iterator in(element);
-  return detail::backend_of<P>::inclusive_scan(policy, in, in + (last - first), d_first, std::move(binary_op),
-                                               std::optional<V>());
+  if constexpr (detail::derived::native_v<P>) {
+    return detail::derived::native<P>::template transform_inclusive_scan<V>(policy, first, last, d_first, binary_op,
+                                                                           unary_op, std::optional<V>());
+  } else {
+    detail::require_host_policy<P>();
+    auto element = [&](std::size_t i) -> V { return unary_op(first[i]); };
+    detail::derived::index_iterator in(element);
+    return detail::backend_of<P>::inclusive_scan(policy, in, in + (last - first), d_first, std::move(binary_op),
+                                                 std::optional<V>());
+  }
 }
 
 template <execution_policy P, std::random_access_iterator In, class Out, class BinaryOp, class UnaryOp, class T>
@@ -108,11 +129,16 @@ template <execution_policy P, std::random_access_iterator In, class Out, class B
            random_access_output<Out, T&>
 Out transform_inclusive_scan(P&& policy, In first, In last, Out d_first, BinaryOp binary_op, UnaryOp unary_op,
                              T init) {
-  detail::require_host_policy<P>();
-  auto element = [&](std::size_t i) -> decltype(auto) { return unary_op(first[i]); };
-  detail::derived::index_iterator in(element);
-  return detail::backend_of<P>::inclusive_scan(policy, in, in + (last - first), d_first, std::move(binary_op),
-                                               std::optional<T>(std::move(init)));
+  if constexpr (detail::derived::native_v<P>) {
+    return detail::derived::native<P>::template transform_inclusive_scan<T>(policy, first, last, d_first, binary_op,
+                                                                           unary_op, std::optional<T>(std::move(init)));
+  } else {
+    detail::require_host_policy<P>();
+    auto element = [&](std::size_t i) -> decltype(auto) { return unary_op(first[i]); };
+    detail::derived::index_iterator in(element);
+    return detail::backend_of<P>::inclusive_scan(policy, in, in + (last - first), d_first, std::move(binary_op),
+                                                 std::optional<T>(std::move(init)));
+  }
 }
 
 template <execution_policy P, std::random_access_iterator In, class Out, class T, class BinaryOp, class UnaryOp>
@@ -121,11 +147,16 @@ template <execution_policy P, std::random_access_iterator In, class Out, class T
            random_access_output<Out, T&&>
 Out transform_exclusive_scan(P&& policy, In first, In last, Out d_first, T init, BinaryOp binary_op,
                              UnaryOp unary_op) {
-  detail::require_host_policy<P>();
-  auto element = [&](std::size_t i) -> decltype(auto) { return unary_op(first[i]); };
-  detail::derived::index_iterator in(element);
-  return detail::backend_of<P>::exclusive_scan(policy, in, in + (last - first), d_first, std::move(init),
-                                               std::move(binary_op));
+  if constexpr (detail::derived::native_v<P>) {
+    return detail::derived::native<P>::transform_exclusive_scan(policy, first, last, d_first, std::move(init),
+                                                                binary_op, unary_op);
+  } else {
+    detail::require_host_policy<P>();
+    auto element = [&](std::size_t i) -> decltype(auto) { return unary_op(first[i]); };
+    detail::derived::index_iterator in(element);
+    return detail::backend_of<P>::exclusive_scan(policy, in, in + (last - first), d_first, std::move(init),
+                                                 std::move(binary_op));
+  }
 }
 
 // ---- gather, scatter (Thrust's forms) --------------------------------------
@@ -135,10 +166,14 @@ template <execution_policy P, std::random_access_iterator Map, std::random_acces
           std::random_access_iterator Out>
   requires std::integral<std::iter_value_t<Map>> && std::indirectly_copyable<In, Out>
 Out gather(P&& policy, Map map_first, Map map_last, In input_first, Out out) {
-  detail::require_host_policy<P>();
-  return detail::backend_of<P>::transform(policy, map_first, map_last, out, [&](std::iter_reference_t<Map> m) {
-    return std::iter_value_t<In>(input_first[static_cast<std::iter_difference_t<In>>(m)]);
-  });
+  if constexpr (detail::derived::native_v<P>) {
+    return detail::derived::native<P>::gather(policy, map_first, map_last, input_first, out);
+  } else {
+    detail::require_host_policy<P>();
+    return detail::backend_of<P>::transform(policy, map_first, map_last, out, [&](std::iter_reference_t<Map> m) {
+      return std::iter_value_t<In>(input_first[static_cast<std::iter_difference_t<In>>(m)]);
+    });
+  }
 }
 
 // out[map_first[i]] = first[i]; the map's values must differ.
@@ -146,12 +181,16 @@ template <execution_policy P, std::random_access_iterator In, std::random_access
           std::random_access_iterator Out>
   requires std::integral<std::iter_value_t<Map>> && std::indirectly_copyable<In, Out>
 void scatter(P&& policy, In first, In last, Map map_first, Out out) {
-  detail::require_host_policy<P>();
-  detail::derived::for_each_index(detail::participants_of<P>::local(policy), static_cast<std::size_t>(last - first),
-                                  [&](std::size_t i) {
-                                    out[static_cast<std::iter_difference_t<Out>>(detail::at(map_first, i))] =
-                                        detail::at(first, i);
-                                  });
+  if constexpr (detail::derived::native_v<P>) {
+    detail::derived::native<P>::scatter(policy, first, last, map_first, out);
+  } else {
+    detail::require_host_policy<P>();
+    detail::derived::for_each_index(detail::participants_of<P>::local(policy), static_cast<std::size_t>(last - first),
+                                    [&](std::size_t i) {
+                                      out[static_cast<std::iter_difference_t<Out>>(detail::at(map_first, i))] =
+                                          detail::at(first, i);
+                                    });
+  }
 }
 
 // ---- range forms -----------------------------------------------------------

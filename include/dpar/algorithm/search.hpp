@@ -188,18 +188,27 @@ namespace detail {
 // Whether first1[i] and first2[i] are equal for i < n1 and n1 == n2: global.
 template <class P, class It1, class It2, class Pred>
 bool equal_lengths_and_elements(const P& policy, It1 first1, std::size_t n1, It2 first2, std::size_t n2, Pred& pred) {
-  require_host_policy<P>();
-  const std::size_t n = std::min(n1, n2);
-  // A participant whose lengths differ has one more mismatch, at index n.
-  auto differs = [&](std::size_t i) { return i == n || !pred(first1[i], first2[i]); };
-  return !derived::any_index(policy, n + (n1 != n2 ? 1 : 0), differs);
+  if constexpr (derived::native_v<P>) {
+    return n1 == n2 && derived::native<P>::mismatch(policy, first1, first2, n1, pred) == n1;
+  } else {
+    require_host_policy<P>();
+    const std::size_t n = std::min(n1, n2);
+    // A participant whose lengths differ has one more mismatch, at index n.
+    auto differs = [&](std::size_t i) { return i == n || !pred(first1[i], first2[i]); };
+    return !derived::any_index(policy, n + (n1 != n2 ? 1 : 0), differs);
+  }
 }
 
 template <class P, class It1, class It2, class Pred>
 std::pair<It1, It2> mismatch_at(const P& policy, It1 first1, It2 first2, std::size_t n, Pred& pred) {
-  require_host_policy<P>();
-  auto i = derived::first_index_here(policy, n, [&](std::size_t j) { return !pred(first1[j], first2[j]); });
-  const std::size_t at = i ? *i : n;
+  std::size_t at = n;
+  if constexpr (derived::native_v<P>) {
+    at = derived::native<P>::mismatch(policy, first1, first2, n, pred);
+  } else {
+    require_host_policy<P>();
+    auto i = derived::first_index_here(policy, n, [&](std::size_t j) { return !pred(first1[j], first2[j]); });
+    if (i) at = *i;
+  }
   return {first1 + static_cast<std::iter_difference_t<It1>>(at), first2 + static_cast<std::iter_difference_t<It2>>(at)};
 }
 }  // namespace detail

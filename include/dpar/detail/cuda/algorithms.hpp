@@ -5,30 +5,48 @@
 // User functions (predicates, comparators, ops) must be __host__ __device__.
 //
 //   copy_if, remove_copy_if               cub::DeviceSelect::If
+//   partition_copy                        cub::DeviceSelect::If twice (kept, then the rest)
+//   remove_if, stable_partition, unique   into a scratch buffer (DeviceSelect::If, Flagged),
+//                                           copied back with the backend's transform
+//   unique_copy                           cub::DeviceSelect::Flagged, flags computed from the
+//                                           pairs of neighbours (CUB's Unique takes no predicate)
 //   count, count_if, find, find_if,       one reduce over the indices (cub::DeviceReduce::
 //   any_of, all_of, none_of                 TransformReduce, the backend's)
 //   min_element, max_element,             an ordered reduce over the indices keeping the
 //   minmax_element                          first (last) extreme under comp (the backend's)
+//   equal, mismatch                       the least index of a differing pair (as find_if)
 //   reduce_by_key                         thrust::reduce_by_key (CUB's ReduceByKey takes no key
 //                                           predicate)
 //   inclusive/exclusive_scan_by_key       cub::DeviceScan::InclusiveScanByKey / ExclusiveScanByKey
 //   lower_bound, upper_bound,             thrust's vectorized searches
 //   binary_search
-//   fill, copy                            the backend's transform
+//   copy, iota, gather                    the backend's transform (cub::DeviceTransform), iota
+//                                           and gather over indices
+//   fill, scatter                         the backend's for_each (cub::DeviceFor), scatter
+//                                           over indices
+//   adjacent_difference                   cub::DeviceAdjacentDifference::SubtractLeftCopy
+//   transform_inclusive_scan,             the backend's scans (cub::DeviceScan) over a
+//   transform_exclusive_scan                thrust::transform_iterator
 // Ops need not be commutative: CUB's scans by key and Thrust's reduce_by_key
 // keep operand order.
 
+#include <cub/device/device_adjacent_difference.cuh>
 #include <cub/device/device_scan.cuh>
 #include <cub/device/device_select.cuh>
 #include <thrust/binary_search.h>
 #include <thrust/execution_policy.h>
 #include <thrust/iterator/counting_iterator.h>
+#include <thrust/iterator/transform_iterator.h>
 #include <thrust/reduce.h>
 #include <thrust/system/system_error.h>
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <iterator>
+#include <memory>
+#include <optional>
+#include <type_traits>
 #include <utility>
 
 #include "../../functional.hpp"
@@ -77,6 +95,59 @@ struct equal_to_value {
   }
 };
 
+template <class It1, class It2, class Pred>
+struct index_unless_equal {  // i where the pair differs, else n (the least is the first)
+  It1 in1;
+  It2 in2;
+  Pred pred;
+  std::size_t n;
+  __host__ __device__ std::size_t operator()(std::size_t i) const { return pred(in1[i], in2[i]) ? n : i; }
+};
+
+template <class It, class Pred>
+struct run_head {  // whether element i is not a repeat of the one before it
+  It in;
+  Pred pred;
+  const std::iter_value_t<It>* before;  // the element before in[0] (multi_gpu: the previous shard's last), or null
+  template <class I>
+  __host__ __device__ bool operator()(I i) const {
+    if (i == 0) return before == nullptr || !pred(*before, in[0]);
+    return !pred(in[i - 1], in[i]);
+  }
+};
+
+template <class T>
+struct assign_value {
+  T value;
+  template <class X>
+  __host__ __device__ void operator()(X& x) const {
+    x = value;
+  }
+};
+
+template <class T>
+struct value_plus_index {  // iota: value + i, where i counts from the shard's offset
+  T value;
+  __host__ __device__ T operator()(std::size_t i) const { return static_cast<T>(value + static_cast<T>(i)); }
+};
+
+template <class It>
+struct gather_from {
+  It in;
+  template <class M>
+  __host__ __device__ std::iter_value_t<It> operator()(const M& m) const {
+    return in[m];
+  }
+};
+
+template <class In, class Map, class Out>
+struct scatter_to {
+  In in;
+  Map map;
+  Out out;
+  __host__ __device__ void operator()(std::size_t i) const { out[map[i]] = in[i]; }
+};
+
 struct same_index {
   __host__ __device__ std::size_t operator()(std::size_t i) const { return i; }
 };
@@ -110,22 +181,117 @@ struct algorithms {
   template <class In, class Out, class Pred>
   static Out copy_if(const gpu_policy& p, In first, In last, Out d_first, Pred pred, bool negate,
                      const char* algorithm) {
+    const auto n = static_cast<std::size_t>(last - first);
+    if (n == 0) return d_first;
+    return advance(d_first, selected_count(*queue_copy_if(p, first, n, d_first, pred, negate, algorithm)));
+  }
+
+  // copy_if's selection of n > 0 elements, queued on the policy's stream; the
+  // count lands in the returned buffer (selected_count waits for it), so
+  // that multi_gpu queues every shard's before waiting for any.
+  template <class In, class Out, class Pred>
+  static std::unique_ptr<temp_buffer> queue_copy_if(const gpu_policy& p, In first, std::size_t n, Out d_first,
+                                                    Pred pred, bool negate, const char* algorithm) {
     DPAR_CUDA_REQUIRE_DEVICE_ITERATOR(In);
     DPAR_CUDA_REQUIRE_DEVICE_ITERATOR(Out);
     const launch l(p, algorithm);
-    const auto n = static_cast<std::size_t>(last - first);
-    if (n == 0) return d_first;
     auto in = l.arg(first, "input");
     auto out = l.arg(d_first, "output");
-    temp_buffer selected(l.device, sizeof(std::int64_t), l.stream);
+    auto selected = std::make_unique<temp_buffer>(l.device, sizeof(std::int64_t), l.stream);
     keep_if<Pred> keep{pred, negate};
-    l.run_with_storage(n, "cub::DeviceSelect::If", [&](void* temp, std::size_t& bytes, auto count) {
-      auto* kept = selected.as<decltype(count)>();
-      return cub::DeviceSelect::If(temp, bytes, in, out, kept, count, keep, l.stream);
+    l.with_storage("cub::DeviceSelect::If", [&](void* temp, std::size_t& bytes) {
+      return cub::DeviceSelect::If(temp, bytes, in, out, selected->as<std::int64_t>(), static_cast<std::int64_t>(n),
+                                   keep, l.stream);
     });
-    std::int64_t kept = 0;
-    with_count(n, [&](auto count) { kept = static_cast<std::int64_t>(selected.fetch<decltype(count)>()); });
-    return advance(d_first, static_cast<std::size_t>(kept));
+    return selected;
+  }
+
+  // How many elements a selection kept (waits for it).
+  static std::size_t selected_count(const temp_buffer& selected) {
+    return static_cast<std::size_t>(selected.fetch<std::int64_t>());
+  }
+
+  // The kept elements to out_true, the others to out_false, each in order:
+  // two selections (the predicate runs twice per element, as std's parallel
+  // forms allow), the same CUB instantiation as copy_if's.
+  template <class In, class OutTrue, class OutFalse, class Pred>
+  static std::pair<OutTrue, OutFalse> partition_copy(const gpu_policy& p, In first, In last, OutTrue out_true,
+                                                     OutFalse out_false, Pred pred) {
+    const OutTrue true_end = copy_if(p, first, last, out_true, pred, false, "dpar::partition_copy");
+    return {true_end, copy_if(p, first, last, out_false, pred, true, "dpar::partition_copy")};
+  }
+
+  // The first element of each run of equal ones (under pred) to out.
+  template <class In, class Out, class Pred>
+  static Out unique_copy(const gpu_policy& p, In first, In last, Out d_first, Pred pred) {
+    const auto n = static_cast<std::size_t>(last - first);
+    if (n == 0) return d_first;
+    return advance(d_first, selected_count(*queue_unique_copy(p, first, n, d_first, pred, nullptr)));
+  }
+
+  // unique_copy's selection of n > 0 elements, queued as queue_copy_if's;
+  // `before` (device memory, or null) is the element before the first.
+  template <class In, class Out, class Pred>
+  static std::unique_ptr<temp_buffer> queue_unique_copy(const gpu_policy& p, In first, std::size_t n, Out d_first,
+                                                        Pred pred, const std::iter_value_t<In>* before) {
+    DPAR_CUDA_REQUIRE_DEVICE_ITERATOR(In);
+    DPAR_CUDA_REQUIRE_DEVICE_ITERATOR(Out);
+    const launch l(p, "dpar::unique or dpar::unique_copy");
+    auto in = l.arg(first, "input");
+    auto out = l.arg(d_first, "output");
+    auto selected = std::make_unique<temp_buffer>(l.device, sizeof(std::int64_t), l.stream);
+    auto heads = thrust::make_transform_iterator(thrust::counting_iterator<std::int64_t>(0),
+                                                 run_head<decltype(in), Pred>{in, pred, before});
+    l.with_storage("cub::DeviceSelect::Flagged", [&](void* temp, std::size_t& bytes) {
+      return cub::DeviceSelect::Flagged(temp, bytes, in, heads, out, selected->as<std::int64_t>(),
+                                        static_cast<std::int64_t>(n), l.stream);
+    });
+    return selected;
+  }
+
+  // remove_if, stable_partition and unique in place: compact(scratch) writes
+  // the kept elements (stable_partition: then the rest) into a scratch buffer
+  // and returns {kept, written}; the written ones are copied back by the
+  // backend's transform. The same CUB instantiations as copy_if and
+  // unique_copy, where CUB's in-place selections would each add their own
+  // (and its partition would leave the rest reversed).
+  template <class It, class Compact>
+  static It compact_in_place(const gpu_policy& p, It first, It last, const char* algorithm, Compact compact) {
+    using V = std::iter_value_t<It>;
+    require_device_value<V>();
+    const auto n = static_cast<std::size_t>(last - first);
+    if (n == 0) return first;
+    const launch l(p, algorithm);
+    temp_buffer scratch(l.device, n * sizeof(V), l.stream);  // freed in the order of the stream
+    V* const from = scratch.as<V>();
+    const auto [kept, moved] = compact(from);
+    backend::transform(p, from, from + moved, first, std::identity{});
+    return advance(first, kept);
+  }
+
+  template <class It, class Pred>
+  static It remove_if(const gpu_policy& p, It first, It last, Pred pred) {
+    return compact_in_place(p, first, last, "dpar::remove_if", [&](auto* scratch) {
+      const auto kept = static_cast<std::size_t>(copy_if(p, first, last, scratch, pred, true, "dpar::remove_if") - scratch);
+      return std::pair{kept, kept};
+    });
+  }
+
+  template <class It, class Pred>
+  static It stable_partition(const gpu_policy& p, It first, It last, Pred pred) {
+    return compact_in_place(p, first, last, "dpar::stable_partition", [&](auto* scratch) {
+      auto* const true_end = copy_if(p, first, last, scratch, pred, false, "dpar::stable_partition");
+      copy_if(p, first, last, true_end, pred, true, "dpar::stable_partition");
+      return std::pair{static_cast<std::size_t>(true_end - scratch), static_cast<std::size_t>(last - first)};
+    });
+  }
+
+  template <class It, class Pred>
+  static It unique(const gpu_policy& p, It first, It last, Pred pred) {
+    return compact_in_place(p, first, last, "dpar::unique", [&](auto* scratch) {
+      const auto kept = static_cast<std::size_t>(unique_copy(p, first, last, scratch, pred) - scratch);
+      return std::pair{kept, kept};
+    });
   }
 
   // The op-reduction, from init, of f(i) over the indices i of [first, last),
@@ -166,6 +332,105 @@ struct algorithms {
     const auto n = static_cast<std::size_t>(last - first);
     return reduce_indices(p, "dpar::find_if", first, last, n, minimum<std::size_t>{},
                           [&](auto in) { return index_if<decltype(in), Pred>{in, pred, n}; });
+  }
+
+  // The first index i < n where pred(first1[i], first2[i]) fails, or n.
+  template <class It1, class It2, class Pred>
+  static std::size_t mismatch(const gpu_policy& p, It1 first1, It2 first2, std::size_t n, Pred pred) {
+    DPAR_CUDA_REQUIRE_DEVICE_ITERATOR(It1);
+    DPAR_CUDA_REQUIRE_DEVICE_ITERATOR(It2);
+    const launch l(p, "dpar::equal or dpar::mismatch");
+    if (n == 0) return 0;
+    auto in1 = l.arg(first1, "first input");
+    auto in2 = l.arg(first2, "second input");
+    thrust::counting_iterator<std::size_t> index(0);
+    return backend::transform_reduce(p, index, index + n, n, minimum<std::size_t>{},
+                                     index_unless_equal<decltype(in1), decltype(in2), Pred>{in1, in2, pred, n});
+  }
+
+  template <class It, class T>
+  static void fill(const gpu_policy& p, It first, It last, const T& value) {
+    require_device_value<T>();
+    backend::for_each(p, first, last, assign_value<T>{value});
+  }
+
+  // first[i] = value + (offset + i): offset is a shard's start under multi_gpu.
+  template <class It, class T>
+  static void iota(const gpu_policy& p, It first, It last, const T& value, std::size_t offset = 0) {
+    require_device_value<T>();
+    thrust::counting_iterator<std::size_t> index(offset);
+    backend::transform(p, index, index + (last - first), first, value_plus_index<T>{value});
+  }
+
+  template <class Map, class In, class Out>
+  static Out gather(const gpu_policy& p, Map map_first, Map map_last, In input_first, Out out) {
+    DPAR_CUDA_REQUIRE_DEVICE_ITERATOR(In);
+    const launch l(p, "dpar::gather");
+    if (map_first == map_last) return out;
+    auto in = l.arg(input_first, "input");
+    return backend::transform(p, map_first, map_last, out, gather_from<decltype(in)>{in});
+  }
+
+  template <class In, class Map, class Out>
+  static void scatter(const gpu_policy& p, In first, In last, Map map_first, Out out) {
+    DPAR_CUDA_REQUIRE_DEVICE_ITERATOR(In);
+    DPAR_CUDA_REQUIRE_DEVICE_ITERATOR(Map);
+    DPAR_CUDA_REQUIRE_DEVICE_ITERATOR(Out);
+    const launch l(p, "dpar::scatter");
+    const auto n = static_cast<std::size_t>(last - first);
+    if (n == 0) return;
+    auto in = l.arg(first, "input");
+    auto map = l.arg(map_first, "map");
+    auto result = l.arg(out, "output");
+    thrust::counting_iterator<std::size_t> index(0);
+    backend::for_each(p, index, index + n,
+                      scatter_to<decltype(in), decltype(map), decltype(result)>{in, map, result});
+  }
+
+  template <class In, class Out, class Op>
+  static Out adjacent_difference(const gpu_policy& p, In first, In last, Out d_first, Op op) {
+    DPAR_CUDA_REQUIRE_DEVICE_ITERATOR(In);
+    DPAR_CUDA_REQUIRE_DEVICE_ITERATOR(Out);
+    const launch l(p, "dpar::adjacent_difference");
+    const auto n = static_cast<std::size_t>(last - first);
+    if (n == 0) return d_first;
+    auto in = l.arg(first, "input");
+    auto out = l.arg(d_first, "output");
+    l.run_with_storage(n, "cub::DeviceAdjacentDifference::SubtractLeftCopy",
+                       [&](void* temp, std::size_t& bytes, auto count) {
+                         return cub::DeviceAdjacentDifference::SubtractLeftCopy(temp, bytes, in, out, count, op,
+                                                                                l.stream);
+                       });
+    return advance(d_first, n);
+  }
+
+  // The transform scans: the backend's scans of unary(first[i]), read
+  // through a transform iterator over the indices that reads the checked
+  // input (so unary gets the elements as transform_reduce's transform does,
+  // T& and not Thrust's device_reference on device_vector iterators).
+  template <class V, class In, class Out, class Op, class Unary>
+  static Out transform_inclusive_scan(const gpu_policy& p, In first, In last, Out d_first, Op op, Unary unary,
+                                      std::optional<V> init) {
+    if (first == last) return d_first;
+    auto in = transformed(p, first, unary, "dpar::transform_inclusive_scan");
+    return backend::inclusive_scan<V>(p, in, in + (last - first), d_first, op, std::move(init));
+  }
+
+  template <class In, class Out, class T, class Op, class Unary>
+  static Out transform_exclusive_scan(const gpu_policy& p, In first, In last, Out d_first, T init, Op op,
+                                      Unary unary) {
+    if (first == last) return d_first;
+    auto in = transformed(p, first, unary, "dpar::transform_exclusive_scan");
+    return backend::exclusive_scan(p, in, in + (last - first), d_first, std::move(init), op);
+  }
+
+  template <class In, class Unary>
+  static auto transformed(const gpu_policy& p, In first, Unary unary, const char* algorithm) {
+    DPAR_CUDA_REQUIRE_DEVICE_ITERATOR(In);
+    const launch l(p, algorithm);
+    auto in = l.arg(first, "input");
+    return thrust::make_transform_iterator(thrust::counting_iterator<std::size_t>(0),
+                                           transform_at<decltype(in), Unary>{in, unary});
   }
 
   // The index of the extreme `want` under comp, or n for an empty range.

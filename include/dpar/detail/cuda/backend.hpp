@@ -116,11 +116,18 @@ class launch {
   template <class Call>
   void run_with_storage(std::size_t n, const char* name, Call call) const {
     with_count(n, [&](auto count) {
-      std::size_t bytes = 0;
-      check(call(nullptr, bytes, count), name, device);
-      temp_buffer buffer(device, bytes, stream);
-      check(call(buffer.data(), bytes, count), name, device);
+      with_storage(name, [&](void* temp, std::size_t& bytes) { return call(temp, bytes, count); });
     });
+  }
+
+  // call(temp, bytes): the same for a CUB call that takes a 64-bit count
+  // whatever n is (DeviceSelect), so that it is instantiated once.
+  template <class Call>
+  void with_storage(const char* name, Call call) const {
+    std::size_t bytes = 0;
+    check(call(nullptr, bytes), name, device);
+    temp_buffer buffer(device, bytes, stream);
+    check(call(buffer.data(), bytes), name, device);
   }
 
   // call(temp, bytes, out, count): a CUB reduction, its result waited for.
