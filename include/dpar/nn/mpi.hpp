@@ -90,6 +90,28 @@ class mpi_group final : public forwarding_group {
     inner().barrier(local);
   }
 
+  // Gradient buckets (replica_group::sums_in_buckets), host replicas: a
+  // bucket is summed inside the rank at once (the inner group's all_reduce),
+  // then local replica 0 starts its rank-ordered sum over the ranks without
+  // waiting for it (rank_order_async.hpp) and advances it between layers; at
+  // the end it waits for them all and shares the result with the rank's
+  // replicas. Each element: the sums of reduce(), the same bits.
+  bool sums_in_buckets(const replica_model&) const noexcept override { return !inner().device_replicas(); }
+  void start_bucket(std::size_t local, replica_model& model, std::size_t lo, std::size_t hi) override {
+    std::span<float> bucket = model.gradients().subspan(lo, hi - lo);
+    inner().all_reduce(local, bucket);
+    if (local != 0) return;
+    if (!bucket_sums_) bucket_sums_ = collectives::async_sums<float>(ranks());
+    bucket_sums_->start(bucket);
+  }
+  void progress_buckets(std::size_t local) override {
+    if (local == 0 && bucket_sums_) bucket_sums_->progress();
+  }
+  void finish_buckets(std::size_t local, replica_model& model) override {
+    if (local == 0 && bucket_sums_) bucket_sums_->wait();
+    inner().broadcast(local, std::as_writable_bytes(model.gradients()), 0);
+  }
+
  private:
   struct layout {
     std::vector<std::size_t> firsts;  // global number of each rank's replica 0
@@ -181,6 +203,7 @@ class mpi_group final : public forwarding_group {
   };
   std::vector<posted> blocks_;
   std::vector<float> exchange_send_, exchange_recv_;  // local replica 0's packed blocks
+  std::unique_ptr<dpar::detail::mpi::rank_order_sums<float>> bucket_sums_;  // local replica 0's, made at the first bucket
 };
 
 template <class Inner>
