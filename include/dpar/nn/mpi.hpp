@@ -93,16 +93,19 @@ class mpi_group final : public forwarding_group {
   // Gradient buckets (replica_group::sums_in_buckets), host replicas: a
   // bucket is summed inside the rank at once (the inner group's all_reduce),
   // then local replica 0 starts its rank-ordered sum over the ranks without
-  // waiting for it (rank_order_async.hpp) and advances it between layers; at
-  // the end it waits for them all and shares the result with the rank's
-  // replicas. Each element: the sums of reduce(), the same bits.
+  // waiting for it (rank_order_async.hpp) and advances it between layers,
+  // but for the first layer's bucket, summed at once; at the end it waits
+  // for them all and shares the result with the rank's replicas. Each element: the sums of reduce(), the same bits.
   bool sums_in_buckets(const replica_model&) const noexcept override { return !inner().device_replicas(); }
   void start_bucket(std::size_t local, replica_model& model, std::size_t lo, std::size_t hi) override {
     std::span<float> bucket = model.gradients().subspan(lo, hi - lo);
     inner().all_reduce(local, bucket);
     if (local != 0) return;
     if (!bucket_sums_) bucket_sums_ = collectives::async_sums<float>(ranks());
-    bucket_sums_->start(bucket);
+    if (lo == 0)  // the last bucket: the backward is over, nothing to overlap
+      bucket_sums_->sum_now(bucket);
+    else
+      bucket_sums_->start(bucket);
   }
   void progress_buckets(std::size_t local) override {
     if (local == 0 && bucket_sums_) bucket_sums_->progress();

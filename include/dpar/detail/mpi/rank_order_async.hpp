@@ -22,6 +22,7 @@
 #include <algorithm>
 #include <climits>
 #include <cstddef>
+#include <functional>
 #include <span>
 #include <vector>
 
@@ -86,6 +87,15 @@ class rank_order_sums {
                            s.mine.data(), s.at.data(), datatype<T>(), exchanges_, &s.request),
             "MPI_Ialltoallv");
     }
+  }
+
+  // data = the same sum, now (all_reduce_in_rank_order, blocking): for a
+  // sum with nothing left to overlap, which Open MPI's blocking collectives
+  // finish sooner than its non-blocking ones (bench/RESULTS.md, session 7).
+  // Collective, in the caller's order with start.
+  void sum_now(std::span<T> data) {
+    std::plus<> op;
+    all_reduce_in_rank_order(comm_, data, op);
   }
 
   // Advances the started sums without blocking.
