@@ -335,9 +335,11 @@ void dpar_data_model_mpi(benchmark::State& state) {
 // Gradient buckets (train_options::bucket_bytes) on all ranks x 1 thread:
 // range(0) the model (0 MLP, 1 CNN), range(1) the bucket size in KiB (0:
 // the sum at the step's end). The mpi_group is wrapped in a group that
-// times what a step's end waits for the gradient sum: the whole all-reduce
-// without buckets, finish_buckets with them. wait_us_per_step: that time,
-// per step; hidden share of the sum = 1 - wait(buckets) / wait(no buckets).
+// times what the gradient sum keeps a replica from computing: the whole
+// all-reduce without buckets; with them every bucket call (starts, the
+// progress between layers, the first layer's bucket summed at once, the
+// wait at the end). wait_us_per_step: that time, per step; the share of
+// the sum hidden behind backward = 1 - wait(buckets) / wait(no buckets).
 class timed_sum_group final : public nn::forwarding_group {
  public:
   timed_sum_group() : forwarding_group(std::make_unique<nn::mpi_group>(MPI_COMM_WORLD, std::make_unique<nn::sequential_group>())) {}
@@ -345,9 +347,9 @@ class timed_sum_group final : public nn::forwarding_group {
   using forwarding_group::all_reduce;
   bool sums_in_buckets(const nn::replica_model& m) const noexcept override { return inner().sums_in_buckets(m); }
   void start_bucket(std::size_t local, nn::replica_model& m, std::size_t lo, std::size_t hi) override {
-    inner().start_bucket(local, m, lo, hi);
+    timed([&] { inner().start_bucket(local, m, lo, hi); });
   }
-  void progress_buckets(std::size_t local) override { inner().progress_buckets(local); }
+  void progress_buckets(std::size_t local) override { timed([&] { inner().progress_buckets(local); }); }
   void finish_buckets(std::size_t local, nn::replica_model& m) override {
     timed([&] { inner().finish_buckets(local, m); });
   }

@@ -104,13 +104,17 @@ struct train_options {
   // sum of a step's gradients starts during backward, a bucket of layers at
   // a time from the last layer, each as soon as its gradients are final, so
   // that it runs while earlier layers compute (PyTorch DDP's buckets). A
-  // bucket is whole layers of at least this many bytes of gradients. The
-  // same bits as the sum at the step's end; 0 keeps that. Steps where a
-  // replica has several parts (accumulate > 1, micro-batches under
-  // dpar::deterministic, whose exact sum stays at the end), models that
-  // couple the batch and model-parallel ones sum at the end. Default: the
-  // best of 64 KiB to 4 MiB measured on 2 and 4 ranks (bench/RESULTS.md, session 7).
-  std::size_t bucket_bytes = 256 * 1024;
+  // bucket is whole layers of at least this many bytes of gradients; the
+  // first layer's is summed at once (nothing is left to overlap). The same
+  // bits as the sum at the step's end. 0, the default, keeps that: on the
+  // machine measured (2 vCPUs, Open MPI 4.1, 2 and 4 ranks) a non-blocking
+  // sum advances only inside MPI calls, i.e. between layers, and finished
+  // later than the blocking one, so buckets lengthened the step's wait for
+  // the sum (bench/RESULTS.md, session 7). Steps where a replica has
+  // several parts (accumulate > 1, micro-batches under dpar::deterministic,
+  // whose exact sum stays at the end), models that couple the batch and
+  // model-parallel ones sum at the end whatever this says.
+  std::size_t bucket_bytes = 0;
 };
 
 struct step_result {
