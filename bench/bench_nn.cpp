@@ -438,6 +438,53 @@ void dpar_data_model_mpi(benchmark::State& state) {
     train_model(state, policy, wide_cnn(split), cnn_data());
 }
 
+// Gradient buckets (train_options::bucket_bytes) on all ranks x 1 thread:
+// range(0) the model (0 MLP, 1 CNN), range(1) the bucket size in KiB (0:
+// the sum at the step's end). The mpi_group is wrapped in a group that
+// times what the gradient sum keeps a replica from computing: the whole
+// all-reduce without buckets; with them every bucket call (starts, the
+// progress between layers, the first layer's bucket summed at once, the
+// wait at the end). wait_us_per_step: that time, per step; the share of
+// the sum hidden behind backward = 1 - wait(buckets) / wait(no buckets).
+class timed_sum_group final : public nn::forwarding_group {
+ public:
+  timed_sum_group() : forwarding_group(std::make_unique<nn::mpi_group>(MPI_COMM_WORLD, std::make_unique<nn::sequential_group>())) {}
+  void all_reduce(std::size_t local, std::span<float> data) override { timed([&] { inner().all_reduce(local, data); }); }
+  using forwarding_group::all_reduce;
+  bool sums_in_buckets(const nn::replica_model& m) const noexcept override { return inner().sums_in_buckets(m); }
+  void start_bucket(std::size_t local, nn::replica_model& m, std::size_t lo, std::size_t hi) override {
+    timed([&] { inner().start_bucket(local, m, lo, hi); });
+  }
+  void progress_buckets(std::size_t local) override { timed([&] { inner().progress_buckets(local); }); }
+  void finish_buckets(std::size_t local, nn::replica_model& m) override {
+    timed([&] { inner().finish_buckets(local, m); });
+  }
+  double waited = 0;  // seconds
+
+ private:
+  template <class F>
+  void timed(F&& f) {
+    const auto t0 = std::chrono::steady_clock::now();
+    f();
+    waited += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  }
+};
+
+void dpar_mpi_buckets(benchmark::State& state) {
+  auto o = options();
+  o.bucket_bytes = static_cast<std::size_t>(state.range(1)) * 1024;
+  const bool cnn_model = state.range(0) != 0;
+  auto group = std::make_unique<timed_sum_group>();
+  timed_sum_group& timed = *group;
+  nn::data_parallel_trainer t(std::move(group), cnn_model ? cnn() : mlp(), o);
+  const nn::dataset& d = cnn_model ? cnn_data() : data();
+  t.train_epoch(d);  // warm-up: pages, connections, the buckets' duplicates
+  timed.waited = 0;
+  train(state, t, d);
+  const double steps = double(state.iterations()) * double(d.size() / batch);
+  state.counters["wait_us_per_step"] = 1e6 * timed.waited / steps;
+}
+
 // The cross-rank part of one step alone: the MLP's whole gradient buffer
 // through the MPI replica group's all-reduce (1 thread per rank).
 void nn_mpi_gradient_all_reduce(benchmark::State& state) {
@@ -568,6 +615,13 @@ int main(int argc, char** argv) {
         benchmark::RegisterBenchmark("dpar_data_model_mpi", dpar_data_model_mpi)
             ->Args({1, model, split})
             ->Iterations(model == 0 ? 20 : 3)
+            ->UseRealTime();
+    for (int model : {0, 1})
+      for (int kib : {0, 64, 256, 1024, 4096})
+        benchmark::RegisterBenchmark("dpar_mpi_buckets", dpar_mpi_buckets)
+            ->Args({model, kib})
+            ->ArgNames({"cnn", "bucket_KiB"})
+            ->Iterations(model == 0 ? 20 : 6)
             ->UseRealTime();
     for (int floats : {0, 256, 16384, 1 << 20})
       benchmark::RegisterBenchmark("nn_mpi_gradient_all_reduce", nn_mpi_gradient_all_reduce)

@@ -169,6 +169,79 @@ TEST_CASE("nn over MPI: ranks x 1 and 2 threads match one replica over 20 steps;
   }
 }
 
+TEST_CASE("nn over MPI: gradient buckets started during backward give the bits of the sum at the step's end",
+          "[nn][mpi][buckets]") {
+  // 12-300-64-5: the middle layer's bucket goes the sliced way (MPI_Ialltoallv,
+  // MPI_Iallgatherv), the last one's the gathered way (short), on 2 and 4 ranks.
+  auto bigger = [] {
+    auto m = nn::make_mlp({12, 300, 64, 5});
+    m.initialize(5);
+    return m;
+  };
+  auto data = blobs(211, 12, 5, 3);
+  for (std::size_t threads : {1, 2})
+    for (bool adamw : {false, true})
+      for (float clip : {0.0f, 0.5f})
+        for (std::size_t batch : {64, 3}) {  // batch 3: replicas without samples start zero buckets
+          dpar::thread_pool pool(threads);
+          auto o = options(batch);
+          if (adamw) o.adamw = nn::adamw_options{};
+          o.clip_norm = clip;
+          std::vector<float> want;
+          for (std::size_t bytes : {std::size_t{0}, std::size_t{1}, std::size_t{2000}, std::size_t{1} << 30}) {
+            INFO(threads << " threads per rank, " << (adamw ? "AdamW" : "SGD") << ", clip " << clip << ", batch "
+                         << batch << ", buckets of " << bytes << " bytes");
+            o.bucket_bytes = bytes;
+            auto t = mpi_trainer(pool, bigger(), o);
+            for (std::size_t s = 0; s < 4; ++s) {
+              auto [x, y] = batch_of(data, batch, s);
+              t.train_step(x, y);
+            }
+            auto p = params(t);
+            REQUIRE(p == from_rank0(p));
+            if (bytes == 0) want = p;
+            REQUIRE(p == want);
+          }
+        }
+  // Steps that alternate between the two ends of a step: accumulating 2
+  // parts, a batch of 64 gives replicas two parts each (no buckets: the
+  // update sharded over ranks, the optimizer state left in pieces), a batch
+  // of 4 at most one (buckets, then a whole update, which must gather the
+  // state first).
+  for (bool adamw : {false, true}) {
+    std::vector<float> want;
+    for (std::size_t bytes : {std::size_t{0}, std::size_t{1}}) {
+      INFO((adamw ? "AdamW" : "SGD") << ", buckets of " << bytes << " bytes, batches of 64 and 4 in turn");
+      dpar::thread_pool pool(2);
+      auto o = options(64);
+      o.accumulate = 2;
+      o.bucket_bytes = bytes;
+      if (adamw) o.adamw = nn::adamw_options{};
+      auto t = mpi_trainer(pool, bigger(), o);
+      for (std::size_t s = 0; s < 6; ++s) {
+        auto [x, y] = batch_of(data, s % 2 == 0 ? 64 : 4, s);
+        t.train_step(x, y);
+      }
+      if (bytes == 0) want = params(t);
+      REQUIRE(params(t) == want);
+    }
+  }
+  // Under deterministic(mpi(...)) the exact sum stays at the end: the same bits for any bucket_bytes.
+  std::vector<float> want;
+  for (std::size_t bytes : {std::size_t{0}, std::size_t{1}}) {
+    auto o = options(64);
+    o.bucket_bytes = bytes;
+    o.micro_batch = 64;
+    nn::data_parallel_trainer t(dpar::deterministic(dpar::mpi(MPI_COMM_WORLD, dpar::seq)), bigger(), o);
+    for (std::size_t s = 0; s < 4; ++s) {
+      auto [x, y] = batch_of(data, 64, s);
+      t.train_step(x, y);
+    }
+    if (want.empty()) want = params(t);
+    REQUIRE(params(t) == want);
+  }
+}
+
 TEST_CASE("nn over MPI: deterministic training on ranks x 1 and 2 threads gives one replica's bits after every step",
           "[nn][mpi][deterministic]") {
   const auto& data = fashion_shaped();
@@ -453,7 +526,9 @@ TEST_CASE("nn over MPI: a failure on one rank raises on every rank, and the trai
       nn::sequential m(12);
       m.add(failing_on_rank()).add(nn::dense(12, 5));
       m.initialize(2);
-      auto t = mpi_trainer(pool, m, options(16));
+      auto o = options(16);
+      o.bucket_bytes = 1;  // the others start the dense layer's bucket during backward, rank 0 after its failure
+      auto t = mpi_trainer(pool, m, o);
       auto batch = batch_of(data, 16, 0);  // not a structured binding: lambdas capture x and y
       const nn::tensor& x = batch.first;
       auto y = batch.second;
@@ -628,6 +703,9 @@ TEST_CASE("nn over MPI: options that differ on one rank are refused on every ran
     o = options(16);
     o.clip_norm = odd ? 1.0f : 0.0f;
     require_disagreement("the optimizer options", "rank 1 differs from rank 0", [&] { mpi_trainer(pool, model(), o); });
+    o = options(16);
+    o.bucket_bytes = odd ? 1 : 0;  // other buckets: sums that do not match
+    require_disagreement("options.bucket_bytes", "rank 0 has 0, rank 1 has 1", [&] { mpi_trainer(pool, model(), o); });
     o = options(16);
     o.loss = odd ? nn::loss_function(nn::loss_kind::mse) : nn::loss_function(nn::loss_kind::softmax_cross_entropy);
     require_disagreement("options.loss", "rank 1 differs from rank 0", [&] { mpi_trainer(pool, model(), o); });

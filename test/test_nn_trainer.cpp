@@ -1151,3 +1151,130 @@ TEST_CASE("trainer: a rank_shard in one process trains every sample once per epo
   REQUIRE_THROWS_WITH(small.train_epoch(shard), Catch::Contains("a batch of 1 over 2 replicas"));
   REQUIRE(small.train_epoch(data).samples == 53);  // the whole data set, as before
 }
+
+namespace {
+
+// Thread replicas that sum in buckets the plainest way (each bucket
+// all-reduced at once by the thread group), recording what the trainer asks:
+// the trainer's side of buckets, without MPI. With bucket_bytes 0 the same
+// group sums at the step's end (replica_group's default): the reference.
+class bucket_recording_group final : public nn_test::forwarding_group {
+ public:
+  using forwarding_group::forwarding_group;
+  bool sums_in_buckets(const nn::replica_model&) const noexcept override { return true; }
+  void start_bucket(std::size_t local, nn::replica_model& model, std::size_t lo, std::size_t hi) override {
+    all_reduce(local, model.gradients().subspan(lo, hi - lo));
+    if (local == 0) started.emplace_back(lo, hi);
+  }
+  void progress_buckets(std::size_t local) override {
+    if (local == 0) ++progressed;
+  }
+  void finish_buckets(std::size_t local, nn::replica_model&) override {
+    if (local == 0) ++finished;
+  }
+  std::vector<std::pair<std::size_t, std::size_t>> started;  // by local replica 0, in order
+  std::size_t progressed = 0, finished = 0;
+};
+
+}  // namespace
+
+TEST_CASE("trainer: gradient buckets, last layer first, give the bits of the sum at the step's end", "[nn][trainer]") {
+  // model(): 12-16-8-5, dense layers of 208, 136 and 45 parameters at 0, 208 and 344.
+  using ranges = std::vector<std::pair<std::size_t, std::size_t>>;
+  const std::pair<std::size_t, ranges> layouts[] = {
+      {1, {{344, 389}, {208, 344}, {0, 208}}},  // a bucket per layer
+      {600, {{208, 389}, {0, 208}}},            // 45 floats are under 600 bytes: two layers in one
+      {std::size_t{1} << 30, {{0, 389}}}};      // larger than the model: one bucket
+  auto data = blobs(103, 12, 5, 1);
+  for (std::size_t threads : {1, 2})
+    for (bool adamw : {false, true})
+      for (float clip : {0.0f, 0.5f})
+        for (std::size_t batch : {37, 1}) {  // batch 1: one replica without samples
+          if (batch < threads && threads == 1) continue;
+          dpar::thread_pool pool(threads);
+          auto o = options(batch);
+          if (adamw) o.adamw = nn::adamw_options{};
+          o.clip_norm = clip;
+          o.bucket_bytes = 0;
+          std::vector<float> want;
+          {
+            auto group = std::make_unique<bucket_recording_group>(pool);
+            auto* g = group.get();
+            nn::data_parallel_trainer t(std::move(group), model(), o);
+            for (std::size_t s = 0; s < 5; ++s) {
+              auto [x, y] = batch_of(data, batch, s);
+              t.train_step(x, y);
+            }
+            REQUIRE(g->started.empty());
+            want = params(t);
+          }
+          for (const auto& [bytes, expected] : layouts) {
+            INFO(threads << " threads, " << (adamw ? "AdamW" : "SGD") << ", clip " << clip << ", batch " << batch
+                         << ", buckets of " << bytes << " bytes");
+            o.bucket_bytes = bytes;
+            auto group = std::make_unique<bucket_recording_group>(pool);
+            auto* g = group.get();
+            nn::data_parallel_trainer t(std::move(group), model(), o);
+            ranges all;
+            for (std::size_t s = 0; s < 5; ++s) {
+              auto [x, y] = batch_of(data, batch, s);
+              t.train_step(x, y);
+              all.insert(all.end(), expected.begin(), expected.end());
+            }
+            REQUIRE(g->started == all);
+            REQUIRE(g->finished == 5);
+            if (bytes == 1) REQUIRE(g->progressed > 0);  // the activations' turns, between buckets
+            REQUIRE(params(t) == want);
+          }
+        }
+}
+
+TEST_CASE("trainer: buckets stay at the step's end for several parts per replica and under deterministic",
+          "[nn][trainer]") {
+  auto data = blobs(103, 12, 5, 1);
+  dpar::thread_pool pool(2);
+  auto o = options(37);
+  o.bucket_bytes = 1;
+  o.accumulate = 2;  // two passes per replica: the parts are summed at the end
+  auto group = std::make_unique<bucket_recording_group>(pool);
+  auto* g = group.get();
+  nn::data_parallel_trainer t(std::move(group), model(), o);
+  auto [x, y] = batch_of(data, 37, 0);
+  t.train_step(x, y);
+  REQUIRE(g->started.empty());
+  REQUIRE(g->finished == 0);
+  // deterministic(...): the exact sum, at the end, whatever bucket_bytes says.
+  std::vector<float> want;
+  for (std::size_t bytes : {std::size_t{0}, std::size_t{1}, std::size_t{4096}}) {
+    o = options(37);
+    o.bucket_bytes = bytes;
+    o.micro_batch = 64;  // one part per replica
+    nn::data_parallel_trainer d(dpar::deterministic(dpar::par.on(pool)), model(), o);
+    for (std::size_t s = 0; s < 5; ++s) {
+      auto [xs, ys] = batch_of(data, 37, s);
+      d.train_step(xs, ys);
+    }
+    if (want.empty()) want = params(d);
+    REQUIRE(params(d) == want);
+  }
+}
+
+TEST_CASE("trainer: a replica that fails during a bucketed step starts every bucket; every replica raises",
+          "[nn][trainer]") {
+  auto data = blobs(103, 12, 5, 1);
+  dpar::thread_pool pool(3);
+  auto o = options(30);
+  o.bucket_bytes = 1;
+  auto group = std::make_unique<bucket_recording_group>(pool);
+  auto* g = group.get();
+  nn::data_parallel_trainer t(std::move(group), model(), o);
+  auto [x, y] = batch_of(data, 30, 0);
+  std::vector<std::int32_t> labels(y.begin(), y.end());
+  labels[25] = 9;  // replica 2's shard: a label out of range, found before its forward
+  const auto before = params(t);
+  REQUIRE_THROWS_WITH(t.train_step(x, labels), Catch::Contains("label 9"));
+  REQUIRE(g->started.size() == 3);  // replica 2 started the three buckets the others waited in
+  REQUIRE(params(t) == before);     // no update anywhere
+  t.train_step(x, y);               // usable afterwards
+  REQUIRE(g->started.size() == 6);
+}

@@ -43,6 +43,7 @@ class agreement {
     loss,
     optimizer,
     check_replicas,
+    bucket_bytes,
     step,
     epoch,
     samples,
@@ -75,6 +76,7 @@ class agreement {
     }
     value_[optimizer] = h;
     value_[check_replicas] = o.check_replicas;
+    value_[bucket_bytes] = o.bucket_bytes;  // the buckets' bounds: each rank starts the same sums
   }
 
   // The trainer's progress so far.
@@ -128,7 +130,7 @@ class agreement {
   static const char* name(field f) noexcept {
     static constexpr const char* names[field_count] = {
         "the call",           "options.batch",     "options.micro_batch", "options.seed",
-        "options.loss",       "the optimizer options",       "options.check_replicas", "the steps taken",
+        "options.loss",       "the optimizer options",       "options.check_replicas", "options.bucket_bytes", "the steps taken",
         "the epochs done",    "the sample count",  "the feature count",   "the labels or targets",
         "the learning rates", "the evaluation chunk", "the checkpoint's step", "the checkpoint's epoch",
         "the checkpoint's contents"};

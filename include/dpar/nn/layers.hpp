@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <random>
 #include <span>
@@ -512,8 +513,16 @@ class sequential {
         if (grads[p] != grads_.data()) layers_[i]->bind(params_.data() + offsets_[i], grads_.data() + offsets_[i]);
       }
       for (std::size_t p = 0; p < parts; ++p) dy[p] = dx[p];
+      if (on_backward_) on_backward_(offsets_[i]);
     }
   }
+
+  // Called during every backward after each layer's, with the offset from
+  // which the gradients are final for that backward: the buffer's suffix
+  // [offset, size), growing from the last layer's (the trainer starts the
+  // sum of a bucket of layers while earlier ones compute). Not copied with
+  // the model; an empty function stops it.
+  void on_backward(std::function<void(std::size_t)> f) { on_backward_ = std::move(f); }
 
   // The outputs (logits) for the batch x, in eval mode, computed in buffers
   // of its own: the state kept for backward is left alone, so a const
@@ -586,6 +595,7 @@ class sequential {
   std::vector<std::unique_ptr<layer>> layers_;
   std::vector<float> params_, grads_, state_;
   std::vector<std::size_t> offsets_;  // layer i's parameters start at offsets_[i]
+  std::function<void(std::size_t)> on_backward_;
   // The last forward's parts: inputs, positions, and activations
   // (acts_[p][i + 1] is layer i's output for part p).
   std::vector<const tensor*> inputs_;

@@ -94,6 +94,42 @@ class mpi_group final : public forwarding_group {
     inner().barrier(local);
   }
 
+  // Gradient buckets (replica_group::sums_in_buckets), host replicas: a
+  // bucket is summed inside the rank at once (the inner group's all_reduce),
+  // then local replica 0 starts its rank-ordered sum over the ranks without
+  // waiting for it (rank_order_async.hpp) and advances it between layers,
+  // but for the first layer's bucket, summed at once; at the end it waits
+  // for them all and shares the result with the rank's replicas. Each
+  // element gets the sums of reduce(), the same bits.
+  bool sums_in_buckets(const replica_model&) const noexcept override { return !inner().device_replicas(); }
+  void start_bucket(std::size_t local, replica_model& model, std::size_t lo, std::size_t hi) override {
+    std::span<float> bucket = model.gradients().subspan(lo, hi - lo);
+    inner().all_reduce(local, bucket);
+    if (local != 0) return;
+    if (!bucket_sums_) bucket_sums_ = collectives::async_sums<float>(ranks());
+    if (lo == 0)  // the last bucket: the backward is over, nothing to overlap
+      bucket_sums_->sum_now(bucket);
+    else
+      bucket_sums_->start(bucket);
+  }
+  void progress_buckets(std::size_t local) override {
+    if (local == 0 && bucket_sums_) bucket_sums_->progress();
+  }
+  void finish_buckets(std::size_t local, replica_model& model) override {
+    if (local == 0 && bucket_sums_) bucket_sums_->wait();
+    inner().broadcast(local, std::as_writable_bytes(model.gradients()), 0);
+  }
+  // The update after buckets is whole (the gradient sum is whole on every
+  // replica). After sharded steps (sum_and_update below) the optimizer state
+  // is current on each replica's piece only, so it is gathered first: the
+  // trainer takes the bucket path on every replica of a step or on none, so
+  // all of them take part. (Steps alternate between the two paths where
+  // micro-batches give some replicas several parts.)
+  void update_summed(std::size_t local, replica_model& model, float lr, float max_norm) override {
+    if (state_in_pieces_[local]) gather_velocity(local, model);
+    replica_group::update_summed(local, model, lr, max_norm);
+  }
+
   // ZeRO stage 1 over ranks: thread_group's sharded update, one level up.
   // The rank's replicas sum their gradients as all_reduce does (inside the
   // rank first); local replica 0 reduce-scatters that sum over the ranks in
@@ -111,6 +147,7 @@ class mpi_group final : public forwarding_group {
   void sum_and_update(std::size_t local, std::span<const float* const> mine, std::size_t first, std::size_t total,
                       replica_model& model, float lr, float max_norm) override {
     if (!shards(model)) return replica_group::sum_and_update(local, mine, first, total, model, lr, max_norm);
+    state_in_pieces_[local] = true;
     std::span<float> grads = model.gradients();
     add_parts(mine, grads);
     inner().all_reduce(local, grads);  // the rank's sum, grouped as all_reduce groups it
@@ -136,6 +173,7 @@ class mpi_group final : public forwarding_group {
   // AdamW's m and v), each cut into pieces as the parameters are.
   void gather_velocity(std::size_t local, replica_model& model) override {
     if (!shards(model)) return;
+    state_in_pieces_[local] = false;
     std::span<float> state = model.host_velocity();
     const std::size_t n = model.host_model().parameters().size();
     for (std::size_t at = 0; n != 0 && at < state.size(); at += n) gather_pieces(local, state.subspan(at, n));
@@ -170,7 +208,8 @@ class mpi_group final : public forwarding_group {
         firsts_(std::move(l.firsts)),
         staged_(local_size()),
         blocks_(local_size()),
-        pieces_(local_size()) {}
+        pieces_(local_size()),
+        state_in_pieces_(local_size(), false) {}
 
   void exchange_over_ranks() {
     const std::size_t ranks = firsts_.size(), here = local_size();
@@ -265,6 +304,10 @@ class mpi_group final : public forwarding_group {
   std::vector<posted> blocks_;
   std::vector<float> exchange_send_, exchange_recv_;  // local replica 0's packed blocks
   std::vector<float*> pieces_;  // each local replica's buffer in the current gather_pieces
+  std::unique_ptr<dpar::detail::mpi::rank_order_sums<float>> bucket_sums_;  // local replica 0's, made at the first bucket
+  // Per local replica: whether its optimizer state is current on its piece
+  // only (a sharded step since the last gather_velocity).
+  std::vector<char> state_in_pieces_;
 };
 
 template <class Inner>

@@ -132,8 +132,38 @@ class replica_group {
   // itself, may be stale until gather_velocity.
   virtual void sum_and_update(std::size_t local, std::span<const float* const> mine, std::size_t first,
                               std::size_t total, replica_model& model, float lr, float max_norm) {
+    sum_parts(local, mine, first, total, model.gradients());
+    update_summed(local, model, lr, max_norm);
+  }
+
+  // Gradient buckets (train_options::bucket_bytes): a group that can sum a
+  // range of the gradients while the replica computes the rest of its
+  // backward. For a step in which every replica has at most one part, the
+  // trainer asks sums_in_buckets(model) (the same answer on every replica
+  // of every process: it depends on the kind of group and replica only);
+  // if true, every local replica calls start_bucket(local, model, lo, hi)
+  // for each bucket, in the same order (the buffer's end first), once
+  // model.gradients()[lo, hi) are final, progress_buckets(local) between
+  // layers, and finish_buckets(local, model) after its backward (then
+  // model.gradients() holds the sum of all replicas', the same bits as
+  // sum_parts gives); the step ends in update_summed instead of
+  // sum_and_update. A replica that failed still starts every bucket (the
+  // others may wait in them) and no replica updates. Here false: the sum
+  // stays at the step's end; forwarding groups keep that unless they say
+  // otherwise (a deterministic group's exact sum). A group that shards the
+  // update over processes may answer false as well.
+  virtual bool sums_in_buckets(const replica_model& /*model*/) const noexcept { return false; }
+  virtual void start_bucket(std::size_t /*local*/, replica_model& /*model*/, std::size_t /*lo*/, std::size_t /*hi*/) {
+    throw std::logic_error("dpar::nn::replica_group: this group does not sum in buckets");
+  }
+  virtual void progress_buckets(std::size_t /*local*/) {}
+  virtual void finish_buckets(std::size_t /*local*/, replica_model& /*model*/) {
+    throw std::logic_error("dpar::nn::replica_group: this group does not sum in buckets");
+  }
+  // The end of sum_and_update once model.gradients() holds the sum: the
+  // clip, then the update.
+  virtual void update_summed(std::size_t /*local*/, replica_model& model, float lr, float max_norm) {
     std::span<float> grads = model.gradients();
-    sum_parts(local, mine, first, total, grads);
     if (max_norm > 0) scale(grads, clip_scale(max_norm, squares(grads)));
     model.update(lr);
   }

@@ -12,6 +12,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <span>
 #include <stdexcept>
@@ -84,6 +85,11 @@ class replica_model {
     throw std::invalid_argument("dpar::nn: this kind of replica cannot run layers that couple the batch (batch_norm)");
   }
   virtual void zero_gradients() = 0;
+  // During the backward of the next compute_gradients calls: done(offset)
+  // once gradients()[offset, size) are final, as sequential::on_backward (an
+  // empty function stops it). Kinds that cannot say (GPU replicas) ignore
+  // it: their gradients are final when compute_gradients returns.
+  virtual void watch_backward(std::function<void(std::size_t)> /*done*/) {}
   // The gradient buffer, in the memory its group's all_reduce(span<float>) takes.
   virtual std::span<float> gradients() = 0;
   // One optimizer step from gradients().
@@ -165,6 +171,7 @@ class host_replica_model final : public replica_model {
     std::fill(g.begin(), g.end(), 0.0f);
   }
   std::span<float> gradients() override { return model_.gradients(); }
+  void watch_backward(std::function<void(std::size_t)> done) override { model_.on_backward(std::move(done)); }
   void update(float lr) override {
     const std::pair<std::size_t, std::size_t> all{0, model_.parameters().size()};
     update_ranges(lr, std::span(&all, 1));

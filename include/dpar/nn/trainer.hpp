@@ -100,6 +100,21 @@ struct train_options {
   // core is spare (fewer replicas than cores, GPU replicas); with a replica on
   // every core the helpers only compete with them (bench/RESULTS.md, session 5).
   bool prefetch = false;
+  // Gradient buckets: where the group can (MPI ranks of host replicas), the
+  // sum of a step's gradients starts during backward, a bucket of layers at
+  // a time from the last layer, each as soon as its gradients are final, so
+  // that it runs while earlier layers compute (PyTorch DDP's buckets). A
+  // bucket is whole layers of at least this many bytes of gradients; the
+  // first layer's is summed at once (nothing is left to overlap). The same
+  // bits as the sum at the step's end. 0, the default, keeps that: on the
+  // machine measured (2 vCPUs, Open MPI 4.1, 2 and 4 ranks) a non-blocking
+  // sum advances only inside MPI calls, i.e. between layers, and finished
+  // later than the blocking one, so buckets lengthened the step's wait for
+  // the sum (bench/RESULTS.md, session 7). Steps where a replica has
+  // several parts (accumulate > 1, micro-batches under dpar::deterministic,
+  // whose exact sum stays at the end), models that couple the batch and
+  // model-parallel ones sum at the end whatever this says.
+  std::size_t bucket_bytes = 0;
 };
 
 struct step_result {
@@ -122,7 +137,8 @@ class data_parallel_trainer {
       : group_(with_model_parallel(std::move(group), model)),
         options_(std::move(options)),
         couples_batch_(model.couples_batch()),
-        sync_sizes_(model.sync_sizes()) {
+        sync_sizes_(model.sync_sizes()),
+        buckets_(buckets_of(model, options_.bucket_bytes)) {
     if (!group_) throw std::invalid_argument("dpar::nn::data_parallel_trainer: no replica group");
     const std::exception_ptr early = failure_of([&] {
       if (options_.batch == 0)
@@ -1007,6 +1023,11 @@ class data_parallel_trainer {
     const std::size_t passes = lockstep ? std::max<std::size_t>(last - first, 1) : last - first;
     auto grads = r.model->gradients();
     std::vector<const float*> mine;
+    // Buckets: decided alike on every replica (at most one part each).
+    const bool buckets = !couples_batch_ && !lockstep && !buckets_.empty() && parts.count <= group_->size() &&
+                         group_->sums_in_buckets(*r.model);
+    bucket_walk walk{*group_, local, *r.model, buckets_};
+    if (buckets) r.model->watch_backward([&walk](std::size_t final_from) { walk.reached(final_from); });
     r.part_losses.assign(passes, 0.0);
     r.part_grads.resize(std::max<std::size_t>(r.part_grads.size(), passes));
     t = {};
@@ -1046,7 +1067,10 @@ class data_parallel_trainer {
             r.error = std::current_exception();
           }
       }
-      if (!r.error) {
+      if (buckets) {
+        r.model->watch_backward({});
+        walk.finish(r, passes == 0);
+      } else if (!r.error) {
         try {
           if (passes > 0) {
             mine.push_back(grads.data());
@@ -1062,10 +1086,63 @@ class data_parallel_trainer {
       }
     }
     if (!sum_losses(local, r, first, parts.count, t)) return false;
-    group_->sum_and_update(local, mine, first, parts.count, *r.model, lr,
-                           options_.clip_norm);  // exact groups: no parts give zeros
+    if (buckets)
+      group_->update_summed(local, *r.model, lr, options_.clip_norm);
+    else
+      group_->sum_and_update(local, mine, first, parts.count, *r.model, lr,
+                             options_.clip_norm);  // exact groups: no parts give zeros
     return true;
   }
+
+  // The buckets of a model's gradient buffer for bucket_bytes: whole layers,
+  // from the last, cut once a bucket holds `bytes`; none for 0 (or no parameters).
+  static std::vector<std::pair<std::size_t, std::size_t>> buckets_of(const sequential& model, std::size_t bytes) {
+    std::vector<std::pair<std::size_t, std::size_t>> buckets;
+    if (bytes == 0) return buckets;
+    std::vector<std::size_t> starts{0};
+    for (std::size_t i = 0; i < model.size(); ++i) starts.push_back(starts.back() + model[i].parameter_count());
+    std::size_t hi = starts.back();
+    for (std::size_t i = model.size(); i-- > 0;)
+      if (hi > starts[i] && (i == 0 || (hi - starts[i]) * sizeof(float) >= bytes)) {
+        buckets.emplace_back(starts[i], hi);
+        hi = starts[i];
+      }
+    return buckets;
+  }
+
+  // One replica's buckets during a step: each started once the backward has
+  // made its range final, the group's sums advanced between layers.
+  struct bucket_walk {
+    replica_group& group;
+    std::size_t local;
+    replica_model& model;
+    std::span<const std::pair<std::size_t, std::size_t>> buckets;
+    std::size_t started = 0;
+
+    void reached(std::size_t final_from) {
+      if (started == buckets.size() || buckets[started].first < final_from) return group.progress_buckets(local);
+      while (started < buckets.size() && buckets[started].first >= final_from) {
+        auto [lo, hi] = buckets[started++];  // counted first: a bucket whose start throws is not started again
+        group.start_bucket(local, model, lo, hi);
+      }
+    }
+    // After the replica's passes: zero gradients if it had no samples, the
+    // buckets not started yet (all of them where the model does not report
+    // its backward, and after a failure: the others wait in them), the wait.
+    void finish(replica& r, bool no_samples) {
+      try {
+        if (no_samples && !r.error) model.zero_gradients();
+      } catch (...) {
+        r.error = std::current_exception();
+      }
+      try {
+        reached(0);
+        group.finish_buckets(local, model);
+      } catch (...) {
+        if (!r.error) r.error = std::current_exception();
+      }
+    }
+  };
 
   // replica_step for a model that couples the batch (batch_norm): the
   // replica's parts [first, last) in one forward and backward, layer by
@@ -1111,6 +1188,7 @@ class data_parallel_trainer {
   train_options options_;
   bool couples_batch_;                    // the model has a batch_layer: replica_step runs all parts at once
   std::vector<std::size_t> sync_sizes_;  // the lengths of its statistics' sums, in order
+  std::vector<std::pair<std::size_t, std::size_t>> buckets_;  // [lo, hi) of the gradients, the buffer's end first
   std::vector<std::unique_ptr<replica>> replicas_;  // this rank's
   std::size_t step_ = 0, epoch_ = 0;
   mutable outcome outcome_;

@@ -26,6 +26,7 @@
 #include <iterator>
 #include <new>
 #include <optional>
+#include <memory>
 #include <ranges>
 #include <span>
 #include <stdexcept>
@@ -45,6 +46,7 @@
 #include "ordered_op.hpp"
 #include "private_comm.hpp"
 #include "rank_order.hpp"
+#include "rank_order_async.hpp"
 #include "types.hpp"
 
 namespace dpar::detail::mpi {
@@ -561,6 +563,13 @@ struct collectives {
     check(MPI_Alltoallv(send, send_counts, send_at, datatype<T>(), recv, recv_counts, recv_at, datatype<T>(),
                         comm),
           "MPI_Alltoallv");
+  }
+
+  // Sums over the policy's ranks started now and completed later
+  // (rank_order_async.hpp), on dpar's duplicate of its communicator.
+  template <class T, class P>
+  static std::unique_ptr<rank_order_sums<T>> async_sums(const P& policy) {
+    return std::make_unique<rank_order_sums<T>>(private_comm(policy.comm()));
   }
 
   // MPI's thread support level (MPI_THREAD_SINGLE ... MPI_THREAD_MULTIPLE).
