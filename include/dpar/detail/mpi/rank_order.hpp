@@ -60,6 +60,18 @@ inline void slice_counts(std::size_t n, int ranks, std::vector<int>& counts, std
   }
 }
 
+// out[i] = op(...op(op(b[i], b[c + i]), b[2c + i])..., b[(p-1)c + i]) for i < c:
+// p blocks of c values, one per rank in rank order, folded in rank order.
+// (out may not overlap the blocks.)
+template <class T, class Op>
+void fold_in_rank_order(const T* blocks, std::size_t c, std::size_t p, T* out, Op& op) {
+  std::copy(blocks, blocks + c, out);
+  for (std::size_t r = 1; r < p; ++r) {
+    const T* from = blocks + r * c;
+    for (std::size_t i = 0; i < c; ++i) out[i] = T(op(out[i], from[i]));
+  }
+}
+
 // This rank's slice of data (rank_slice) becomes the element-wise op over
 // every rank's data there, in rank order; the rest of data is left as it
 // was. One MPI_Alltoallv (each rank sends every other rank that rank's
@@ -80,12 +92,7 @@ void reduce_scatter_in_rank_order(MPI_Comm comm, std::span<T> data, Op& op) {
   check(MPI_Alltoallv(data.data(), counts.data(), offsets.data(), datatype<T>(), scratch.data(), mine.data(),
                       at_r.data(), datatype<T>(), comm),
         "MPI_Alltoallv");
-  T* slice = data.data() + offsets[static_cast<std::size_t>(me)];
-  std::copy(scratch.begin(), scratch.begin() + static_cast<std::ptrdiff_t>(c), slice);
-  for (std::size_t r = 1; r < p; ++r) {
-    const T* from = scratch.data() + r * c;
-    for (std::size_t i = 0; i < c; ++i) slice[i] = T(op(slice[i], from[i]));
-  }
+  fold_in_rank_order(scratch.data(), c, p, data.data() + offsets[static_cast<std::size_t>(me)], op);
 }
 
 // Every rank's slice r of data (rank_slice) becomes a copy of rank r's, for
@@ -121,11 +128,7 @@ void all_reduce_in_rank_order(MPI_Comm comm, std::span<T> data, Op& op) {
       check(MPI_Allgather(piece.data(), static_cast<int>(n), datatype<T>(), scratch.data(), static_cast<int>(n),
                           datatype<T>(), comm),
             "MPI_Allgather");
-      for (std::size_t i = 0; i < n; ++i) {
-        T sum = scratch[i];
-        for (std::size_t r = 1; r < p; ++r) sum = T(op(sum, scratch[r * n + i]));
-        piece[i] = sum;
-      }
+      fold_in_rank_order(scratch.data(), n, p, piece.data(), op);
       continue;
     }
     reduce_scatter_in_rank_order(comm, piece, op);

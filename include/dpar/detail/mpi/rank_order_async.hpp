@@ -75,11 +75,8 @@ class rank_order_sums {
         continue;
       }
       const int me = rank_of(comm_);
-      s.counts.resize(p), s.offsets.resize(p), s.mine.resize(p), s.at.resize(p);
-      for (std::size_t r = 0; r < p; ++r) {  // the slices of all_reduce_in_rank_order
-        s.offsets[r] = static_cast<int>(n * r / p);
-        s.counts[r] = static_cast<int>(n * (r + 1) / p) - s.offsets[r];
-      }
+      slice_counts(n, static_cast<int>(p), s.counts, s.offsets);  // the slices of all_reduce_in_rank_order
+      s.mine.resize(p), s.at.resize(p);
       const int c = s.counts[static_cast<std::size_t>(me)];
       for (std::size_t r = 0; r < p; ++r) s.mine[r] = c, s.at[r] = static_cast<int>(r) * c;
       s.scratch.resize(static_cast<std::size_t>(c) * p);
@@ -136,22 +133,12 @@ class rank_order_sums {
   // Once s's exchange is done: the rank-order fold, then (sliced) the gather.
   void fold_and_gather(sum& s) {
     const std::size_t p = static_cast<std::size_t>(size_of(comm_)), me = static_cast<std::size_t>(rank_of(comm_));
+    std::plus<> op;
     if (s.whole) {
-      const std::size_t n = s.data.size();
-      for (std::size_t i = 0; i < n; ++i) {
-        T total = s.scratch[i];
-        for (std::size_t r = 1; r < p; ++r) total = T(total + s.scratch[r * n + i]);
-        s.data[i] = total;
-      }
+      fold_in_rank_order(s.scratch.data(), s.data.size(), p, s.data.data(), op);
       return;  // request is MPI_REQUEST_NULL: nothing to gather
     }
-    const std::size_t c = static_cast<std::size_t>(s.counts[me]);
-    T* slice = s.data.data() + s.offsets[me];
-    std::copy(s.scratch.begin(), s.scratch.begin() + static_cast<std::ptrdiff_t>(c), slice);
-    for (std::size_t r = 1; r < p; ++r) {
-      const T* from = s.scratch.data() + r * c;
-      for (std::size_t i = 0; i < c; ++i) slice[i] = T(slice[i] + from[i]);
-    }
+    fold_in_rank_order(s.scratch.data(), static_cast<std::size_t>(s.counts[me]), p, s.data.data() + s.offsets[me], op);
     check(MPI_Iallgatherv(MPI_IN_PLACE, 0, datatype<T>(), s.data.data(), s.counts.data(), s.offsets.data(),
                           datatype<T>(), gathers_, &s.request),
           "MPI_Iallgatherv");
