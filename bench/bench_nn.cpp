@@ -287,7 +287,7 @@ double bytes_per_step(const nn::sequential& m, std::size_t k) {
   if (!nn::model_parallel_group::needed(m)) return others * double(m.parameters().size()) * sizeof(float);
   std::size_t shared = 0;  // parameters outside the split layers
   for (std::size_t i = 0; i < m.size(); ++i)
-    if (!dynamic_cast<const nn::model_parallel_dense*>(&m[i])) shared += m[i].parameter_count();
+    if (!m[i].as_replica_split()) shared += m[i].parameter_count();
   return others * double(shared) * sizeof(float) + nn::model_parallel_group::exchanged_bytes_per_replica(m, batch, k);
 }
 
