@@ -154,29 +154,17 @@ class mpi_group final : public forwarding_group {
     const index_range ours = collectives::slice(ranks(), grads.size());
     if (local == 0) collectives::reduce_scatter_sum(ranks(), grads);
     inner().broadcast(local, std::as_writable_bytes(grads.subspan(ours.begin, ours.size())), 0);
-    const index_range own = piece(local, grads.size());
-    const std::span<float> own_grads = grads.subspan(own.begin, own.size());
-    // The whole gradient's norm: every piece's squares, summed in replica
-    // order. A double sum grouped otherwise than the whole update's, so the
-    // float clip factor could differ in its last bit (rarely: it is rounded
-    // from a double); the tests' clipped runs match bitwise.
-    if (max_norm > 0) {
-      double squared = squares(own_grads);
-      all_reduce(local, std::span<double>(&squared, 1));
-      scale(own_grads, clip_scale(max_norm, squared));
-    }
-    const std::pair<std::size_t, std::size_t> range{own.begin, own.end};
-    model.update_ranges(lr, std::span(&range, 1));
+    // The clip's norm is summed from the pieces: a double sum grouped
+    // otherwise than the whole update's, so the float clip factor could
+    // differ in its last bit (rarely: it is rounded from a double); the
+    // tests' clipped runs match bitwise.
+    update_piece(local, model, piece(local, grads.size()), lr, max_norm);
     gather_pieces(local, model.host_model().parameters());
   }
-  // The state is one or more buffers of the parameter count (SGD's velocity;
-  // AdamW's m and v), each cut into pieces as the parameters are.
   void gather_velocity(std::size_t local, replica_model& model) override {
     if (!shards(model)) return;
     state_in_pieces_[local] = false;
-    std::span<float> state = model.host_velocity();
-    const std::size_t n = model.host_model().parameters().size();
-    for (std::size_t at = 0; n != 0 && at < state.size(); at += n) gather_pieces(local, state.subspan(at, n));
+    for_each_state_buffer(model, [&](std::span<float> state) { gather_pieces(local, state); });
   }
 
  private:

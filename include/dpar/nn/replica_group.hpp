@@ -33,6 +33,7 @@
 
 #include "../communicator.hpp"
 #include "../execution.hpp"
+#include "../partition.hpp"
 #include "../thread_pool.hpp"
 #include "replica_model.hpp"
 
@@ -150,8 +151,9 @@ class replica_group {
   // sum_and_update. A replica that failed still starts every bucket (the
   // others may wait in them) and no replica updates. Here false: the sum
   // stays at the step's end; forwarding groups keep that unless they say
-  // otherwise (a deterministic group's exact sum). A group that shards the
-  // update over processes may answer false as well.
+  // otherwise (a deterministic group's exact sum). update_summed's update is
+  // whole: a group whose sum_and_update leaves the optimizer state in pieces
+  // completes it there first (mpi_group).
   virtual bool sums_in_buckets(const replica_model& /*model*/) const noexcept { return false; }
   virtual void start_bucket(std::size_t /*local*/, replica_model& /*model*/, std::size_t /*lo*/, std::size_t /*hi*/) {
     throw std::logic_error("dpar::nn::replica_group: this group does not sum in buckets");
@@ -194,6 +196,30 @@ class replica_group {
   static void scale(std::span<float> g, float factor) {
     if (factor < 1.0f)
       for (float& v : g) v *= factor;
+  }
+
+  // The end of a sharded step (ZeRO stage 1), by every local replica:
+  // model.gradients() holds the global sum on `own`, this replica's piece;
+  // clip it by the whole gradient's norm (every piece's squares, summed over
+  // the group in replica order) and update the parameters and optimizer
+  // state there only.
+  void update_piece(std::size_t local, replica_model& model, index_range own, float lr, float max_norm) {
+    const std::span<float> own_grads = model.gradients().subspan(own.begin, own.size());
+    if (max_norm > 0) {
+      double squared = squares(own_grads);
+      all_reduce(local, std::span<double>(&squared, 1));
+      scale(own_grads, clip_scale(max_norm, squared));
+    }
+    const std::pair<std::size_t, std::size_t> range{own.begin, own.end};
+    model.update_ranges(lr, std::span(&range, 1));
+  }
+  // f(buffer) for each buffer of the optimizer state, each as long as the
+  // parameters and cut into pieces as they are (SGD's velocity; AdamW's m and v).
+  template <class F>
+  static void for_each_state_buffer(replica_model& model, F&& f) {
+    std::span<float> state = model.host_velocity();
+    const std::size_t n = model.host_model().parameters().size();
+    for (std::size_t at = 0; n != 0 && at < state.size(); at += n) f(state.subspan(at, n));
   }
 
   // out = the element-wise sum of this replica's parts, in order (out may be
@@ -338,22 +364,11 @@ class thread_group final : public replica_group {
     add_parts(mine, grads);
     comm_->reduce_scatter(local, grads);
     auto [lo, hi] = comm_->slice<float>(local, grads.size());
-    if (max_norm > 0) {  // the whole gradient's norm: every slice's squares, summed in replica order
-      double squared = squares(grads.subspan(lo, hi - lo));
-      comm_->all_reduce(local, std::span<double>(&squared, 1));
-      scale(grads.subspan(lo, hi - lo), clip_scale(max_norm, squared));
-    }
-    const std::pair<std::size_t, std::size_t> slice{lo, hi};
-    model.update_ranges(lr, std::span(&slice, 1));
+    update_piece(local, model, {lo, hi}, lr, max_norm);
     comm_->all_gather(local, model.host_model().parameters());
   }
-  // The state is one or more buffers of the parameter count (SGD's velocity;
-  // AdamW's m and v), each sliced as the parameters are.
   void gather_velocity(std::size_t local, replica_model& model) override {
-    if (!comm_) return;
-    std::span<float> state = model.host_velocity();
-    const std::size_t n = model.host_model().parameters().size();
-    for (std::size_t at = 0; n != 0 && at < state.size(); at += n) comm_->all_gather(local, state.subspan(at, n));
+    if (comm_) for_each_state_buffer(model, [&](std::span<float> state) { comm_->all_gather(local, state); });
   }
 
  private:
