@@ -116,6 +116,11 @@ blocks for_each_block(thread_pool& pool, std::size_t n, const sizing& size, Body
                : size.grain > 0 ? blocks{n, most_blocks(pool, n, size)}
                                 : split(pool, n, size.smallest);
   if (cut.count >= threads || size.grain > 0 || !size.timed || n < 2) {
+    // Once the count alone is worth a fork, elements that may be costly get
+    // the full number of claimed blocks: a few costly blocks cannot balance
+    // (2^24 floats' min_element folds 4096 chunks of 16 KB: two blocks).
+    if (size.timed && size.grain == 0 && cut.count >= threads)
+      cut.count = std::min(n, threads * blocks_per_thread);
     for_each_block(pool, cut, body);
     return cut;
   }
