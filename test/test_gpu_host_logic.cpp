@@ -248,7 +248,8 @@ TEST_CASE("gpu host logic: scan by key carries across shards, op on the left, gi
     std::vector<std::string> all_values;
     for (std::size_t s = 0; s < k; ++s)
       for (std::size_t i = 0; i < sizes[s]; ++i) {
-        keys[s].push_back(rng() % 4 == 0 ? static_cast<int>(rng() % distinct) : (all_keys.empty() ? 0 : all_keys.back()));
+        const int repeat = all_keys.empty() ? 0 : all_keys.back();
+        keys[s].push_back(rng() % 4 == 0 ? static_cast<int>(rng() % static_cast<unsigned>(distinct)) : repeat);
         values[s].push_back(std::string(1, static_cast<char>('a' + rng() % 26)));
         all_keys.push_back(keys[s].back());
         all_values.push_back(values[s].back());

@@ -58,7 +58,7 @@ inline std::vector<std::optional<std::size_t>> next_nonempty(std::span<const std
 // Whether b, later in the sequence than a, replaces a as the extreme: the
 // first smallest (largest) under comp or, with `last`, the last one.
 template <class Comp, class T>
-bool later_wins(const Comp& comp, const T& a, const T& b, bool largest, bool last) {
+constexpr bool later_wins(const Comp& comp, const T& a, const T& b, bool largest, bool last) {
   return largest ? (last ? !comp(b, a) : bool(comp(a, b))) : (last ? !comp(a, b) : bool(comp(b, a)));
 }
 
