@@ -4,9 +4,10 @@
 // doors of algorithm.hpp take random-access ranges; a sharded_vector is not
 // one (its shards live on several devices), so it gets these thin overloads,
 // each forwarding to the multi-GPU backend (the algorithms of dpar/algorithm/
-// to detail/multi_gpu/algorithms.hpp). Outputs are sharded_vectors of the
-// same length made with the same policy (in place allowed); they are queued on
-// the shards' streams (policy.synchronize() or copy_to_host to wait).
+// to detail/multi_gpu/algorithms.hpp). Outputs are sharded_vectors made with
+// the same policy, of the input's length (gather: the map's; the searches: the
+// needles') and in place allowed unless said below; they are queued on the
+// shards' streams (policy.synchronize() or copy_to_host to wait).
 
 #include <concepts>
 #include <cstddef>
