@@ -263,7 +263,7 @@ struct algorithms {
   static void adjacent_difference(const multi_gpu_policy& p, const sharded_vector<T>& in, sharded_vector<U>& out,
                                   Op op) {
     check_same_layout(p, in, out, "dpar::adjacent_difference");
-    if (static_cast<const void*>(&in) == static_cast<const void*>(&out))
+    if (same(in, out))
       throw std::invalid_argument("dpar::adjacent_difference: the input and output sharded_vectors must differ");
     const auto before = neighbours(in.shards(), false);
     for (std::size_t i = 0; i < in.shard_count(); ++i) {
