@@ -9,7 +9,9 @@
 // default streams, and from several host threads; float sums in entry order
 // to the bit unless the policy opts into NCCL's order), int-in/int64-out scans across shards,
 // deterministic(multi_gpu) (its exact all_reduce against the host
-// deterministic one), and the errors. multi_gpu on host iterators against
+// deterministic one), and the errors. The algorithms of dpar/algorithm/ on
+// sharded_vector against std:: (and host loops for the by-key ones, with the
+// matrix product, over runs of keys that cross and fill shards). multi_gpu on host iterators against
 // std:: is in the conformance suite (test_gpu_conformance.cu). Run by
 // gpu_main.cpp, which skips (exit 77) without a CUDA device; the [nodevice]
 // tests run everywhere.
@@ -308,6 +310,113 @@ TEST_CASE("multi_gpu counts, searches, fill, iota, copy, compactions, adjacent_d
       CHECK(h == a);
       CHECK(dpar::for_each_n(p, h.begin(), n / 2, negate_in_place{}) == h.begin() + static_cast<std::ptrdiff_t>(n / 2));
       for (std::size_t i = 0; i < n / 2; ++i) CHECK(h[i] == -a[i]);
+    }
+  }
+}
+
+TEST_CASE("multi_gpu extremes, partitions, gather, scatter, searches and the by-key algorithms on sharded_vector "
+          "match std",
+          "[multi_gpu][gpu]") {
+  auto at = [](const auto& v, auto it) { return static_cast<std::size_t>(it - v.begin()); };
+  for (const auto& list : device_lists()) {
+    auto p = dpar::multi_gpu(list);
+    for (std::size_t n : sizes) {
+      INFO(name_of(list) << " n = " << n);
+      const auto a = random_ints(n, n + 6);  // values in [-1000, 1000]: ties from n ~ 50 on
+      dpar::sharded_vector<std::int64_t> va(p, a), out(p, n), rest(p, n);
+
+      // extremes: ties go to the first smallest and largest, minmax's largest to the last
+      CHECK(dpar::min_element(p, va) == at(a, std::min_element(a.begin(), a.end())));
+      CHECK(dpar::max_element(p, va) == at(a, std::max_element(a.begin(), a.end())));
+      const auto [low, high] = std::minmax_element(a.begin(), a.end());
+      CHECK(dpar::minmax_element(p, va) == std::pair{at(a, low), at(a, high)});
+
+      // partition_copy and stable_partition: true ones first, in order, across the shards
+      std::vector<std::int64_t> yes, no;
+      std::partition_copy(a.begin(), a.end(), std::back_inserter(yes), std::back_inserter(no), positive{});
+      dpar::fill(p, out, std::int64_t{-1});
+      dpar::fill(p, rest, std::int64_t{-1});
+      CHECK(dpar::partition_copy(p, va, out, rest, positive{}) == std::pair{yes.size(), no.size()});
+      auto padded = [n](std::vector<std::int64_t> v) {
+        v.resize(n, -1);
+        return v;
+      };
+      CHECK(out.to_host() == padded(yes));
+      CHECK(rest.to_host() == padded(no));
+      dpar::sharded_vector<std::int64_t> parted(p, a);
+      CHECK(dpar::stable_partition(p, parted, positive{}) == yes.size());
+      yes.insert(yes.end(), no.begin(), no.end());
+      CHECK(parted.to_host() == yes);
+
+      // gather from an input of another length, scatter by a permutation
+      const std::size_t m = n / 2 + 3;
+      const auto input = random_ints(m, n + 7);
+      std::vector<std::int64_t> map(n), want(n);
+      std::mt19937_64 rng(n);
+      for (auto& i : map) i = static_cast<std::int64_t>(rng() % m);
+      for (std::size_t i = 0; i < n; ++i) want[i] = input[static_cast<std::size_t>(map[i])];
+      dpar::sharded_vector<std::int64_t> vinput(p, input), vmap(p, map);
+      CHECK(&dpar::gather(p, vmap, vinput, out) == &out);
+      CHECK(out.to_host() == want);
+      std::iota(map.begin(), map.end(), std::int64_t{0});
+      std::shuffle(map.begin(), map.end(), rng);
+      for (std::size_t i = 0; i < n; ++i) want[static_cast<std::size_t>(map[i])] = a[i];
+      dpar::sharded_vector<std::int64_t> vperm(p, map);
+      dpar::scatter(p, va, vperm, out);
+      CHECK(out.to_host() == want);
+
+      // vectorized searches: a sorted haystack across the shards, needles in and
+      // out of its range (also for an empty haystack)
+      auto hay = a;
+      std::sort(hay.begin(), hay.end());
+      const auto needles = random_ints(m, n + 8);
+      dpar::sharded_vector<std::int64_t> vhay(p, hay), vneedles(p, needles);
+      dpar::sharded_vector<std::size_t> pos(p, m);
+      std::vector<std::size_t> want_pos(m);
+      for (std::size_t i = 0; i < m; ++i) want_pos[i] = at(hay, std::lower_bound(hay.begin(), hay.end(), needles[i]));
+      CHECK(dpar::lower_bound(p, vhay, vneedles, pos).to_host() == want_pos);
+      for (std::size_t i = 0; i < m; ++i) want_pos[i] = at(hay, std::upper_bound(hay.begin(), hay.end(), needles[i]));
+      CHECK(dpar::upper_bound(p, vhay, vneedles, pos).to_host() == want_pos);
+      const auto found = dpar::binary_search(p, vhay, vneedles, pos).to_host();
+      for (std::size_t i = 0; i < m; ++i)
+        CHECK((found[i] != 0) == std::binary_search(hay.begin(), hay.end(), needles[i]));
+
+      // by key, with a non-commutative op: short runs, and three long ones
+      // that cross (and fill) shards
+      const auto values = random_matrices(n, n + 9);
+      dpar::sharded_vector<mat2> vvalues(p, values), scanned(p, n), reduced(p, n);
+      const mat2 start{2, 1, 1, 1};  // init, not the identity: it must sit on the left
+      for (int pattern = 0; pattern < 2; ++pattern) {
+        INFO("key pattern " << pattern);
+        std::vector<std::int64_t> keys(n);
+        for (std::size_t i = 0; i < n; ++i)
+          keys[i] = static_cast<std::int64_t>(pattern == 0 ? i / 3 + (i % 7 == 0 ? 1 : 0) : 3 * i / n);
+        dpar::sharded_vector<std::int64_t> vkeys(p, keys);
+        std::vector<mat2> incl(n), excl(n), sums;
+        std::vector<std::int64_t> heads;
+        for (std::size_t i = 0; i < n; ++i) {
+          const bool starts = i == 0 || keys[i - 1] != keys[i];
+          incl[i] = starts ? values[i] : mat_mul{}(incl[i - 1], values[i]);
+          excl[i] = starts ? start : mat_mul{}(excl[i - 1], values[i - 1]);
+          if (starts) {
+            heads.push_back(keys[i]);
+            sums.push_back(values[i]);
+          } else {
+            sums.back() = incl[i];
+          }
+        }
+        CHECK(dpar::inclusive_scan_by_key(p, vkeys, vvalues, scanned, std::equal_to<>{}, mat_mul{}).to_host() == incl);
+        CHECK(dpar::exclusive_scan_by_key(p, vkeys, vvalues, scanned, start, std::equal_to<>{}, mat_mul{})
+                  .to_host() == excl);
+        dpar::fill(p, out, std::int64_t{-1});
+        CHECK(dpar::reduce_by_key(p, vkeys, vvalues, out, reduced, std::equal_to<>{}, mat_mul{}) == heads.size());
+        auto got_keys = out.to_host();
+        auto got_sums = reduced.to_host();
+        got_keys.resize(heads.size());
+        got_sums.resize(sums.size());
+        CHECK(got_keys == heads);
+        CHECK(got_sums == sums);
+      }
     }
   }
 }

@@ -4,9 +4,10 @@
 // doors of algorithm.hpp take random-access ranges; a sharded_vector is not
 // one (its shards live on several devices), so it gets these thin overloads,
 // each forwarding to the multi-GPU backend (the algorithms of dpar/algorithm/
-// to detail/multi_gpu/algorithms.hpp). Outputs are sharded_vectors of the
-// same length made with the same policy (in place allowed); they are queued on
-// the shards' streams (policy.synchronize() or copy_to_host to wait).
+// to detail/multi_gpu/algorithms.hpp). Outputs are sharded_vectors made with
+// the same policy, of the input's length (gather: the map's; the searches: the
+// needles') and in place allowed unless said below; they are queued on the
+// shards' streams (policy.synchronize() or copy_to_host to wait).
 
 #include <concepts>
 #include <cstddef>
@@ -229,6 +230,116 @@ std::size_t unique(P&& policy, sharded_vector<T>& v, Pred pred = {}) {
 template <multi_gpu_execution_policy P, class T, class U, class Op = std::minus<>>
 sharded_vector<U>& adjacent_difference(P&& policy, const sharded_vector<T>& in, sharded_vector<U>& out, Op op = {}) {
   detail::multi_gpu::algorithms::adjacent_difference(policy, in, out, op);
+  return out;
+}
+
+// In the range, the elements pred holds for to the front of out_true, the
+// others to the front of out_false, each in order; returns how many of each.
+// The three sharded_vectors must differ.
+template <multi_gpu_execution_policy P, class T, class Pred>
+std::pair<std::size_t, std::size_t> partition_copy(P&& policy, const sharded_vector<T>& in, sharded_vector<T>& out_true,
+                                                   sharded_vector<T>& out_false, Pred pred) {
+  return detail::multi_gpu::algorithms::partition_copy(policy, in, out_true, out_false, pred);
+}
+
+// The elements pred holds for first, then the others, each in order; returns
+// how many hold.
+template <multi_gpu_execution_policy P, class T, class Pred>
+std::size_t stable_partition(P&& policy, sharded_vector<T>& v, Pred pred) {
+  return detail::multi_gpu::algorithms::stable_partition(policy, v, pred);
+}
+
+// The positions of the first smallest, the first largest, and (minmax) the
+// first smallest and the last largest under comp; v.size() (0) if v is empty.
+template <multi_gpu_execution_policy P, class T, class Comp = std::less<>>
+std::size_t min_element(P&& policy, const sharded_vector<T>& v, Comp comp = {}) {
+  using detail::derived::extreme;
+  return detail::multi_gpu::algorithms::extreme_elements<1>(policy, v, comp, {extreme{false, false}})[0];
+}
+
+template <multi_gpu_execution_policy P, class T, class Comp = std::less<>>
+std::size_t max_element(P&& policy, const sharded_vector<T>& v, Comp comp = {}) {
+  using detail::derived::extreme;
+  return detail::multi_gpu::algorithms::extreme_elements<1>(policy, v, comp, {extreme{true, false}})[0];
+}
+
+template <multi_gpu_execution_policy P, class T, class Comp = std::less<>>
+std::pair<std::size_t, std::size_t> minmax_element(P&& policy, const sharded_vector<T>& v, Comp comp = {}) {
+  using detail::derived::extreme;
+  const auto [low, high] =
+      detail::multi_gpu::algorithms::extreme_elements<2>(policy, v, comp, {extreme{false, false}, extreme{true, true}});
+  return {low, high};
+}
+
+// out[i] = input[map[i]]: map and out of the same length, the indices global
+// positions in input (any length); input and out must differ. Every map
+// shard's device holds a copy of the whole input during the call.
+template <multi_gpu_execution_policy P, class I, class T>
+sharded_vector<T>& gather(P&& policy, const sharded_vector<I>& map, const sharded_vector<T>& input,
+                          sharded_vector<T>& out) {
+  detail::multi_gpu::algorithms::gather(policy, map, input, out);
+  return out;
+}
+
+// out[map[i]] = in[i]: in and map of the same length, the indices global
+// positions in out (any length); in and out must differ. Every out shard's
+// device holds copies of the whole of in and map during the call.
+template <multi_gpu_execution_policy P, class T, class I>
+void scatter(P&& policy, const sharded_vector<T>& in, const sharded_vector<I>& map, sharded_vector<T>& out) {
+  detail::multi_gpu::algorithms::scatter(policy, in, map, out);
+}
+
+// Each segment's (run of keys equal under key_eq) first key to the front of
+// keys_out and the op-reduction of its values, in order, to the front of
+// values_out (both of the keys' length); returns the number of segments.
+// Segments may cross shards; op need not be commutative.
+template <multi_gpu_execution_policy P, class K, class V, class KeyEq = std::equal_to<>, class Op = std::plus<>>
+std::size_t reduce_by_key(P&& policy, const sharded_vector<K>& keys, const sharded_vector<V>& values,
+                          sharded_vector<K>& keys_out, sharded_vector<V>& values_out, KeyEq key_eq = {}, Op op = {}) {
+  return detail::multi_gpu::algorithms::reduce_by_key(policy, keys, values, keys_out, values_out, key_eq, op);
+}
+
+template <multi_gpu_execution_policy P, class K, class V, class KeyEq = std::equal_to<>, class Op = std::plus<>>
+sharded_vector<V>& inclusive_scan_by_key(P&& policy, const sharded_vector<K>& keys, const sharded_vector<V>& values,
+                                         sharded_vector<V>& out, KeyEq key_eq = {}, Op op = {}) {
+  detail::multi_gpu::algorithms::inclusive_scan_by_key(policy, keys, values, out, key_eq, op,
+                                                       "dpar::inclusive_scan_by_key");
+  return out;
+}
+
+// init at the start of every segment.
+template <multi_gpu_execution_policy P, class K, class V, class KeyEq = std::equal_to<>, class Op = std::plus<>>
+sharded_vector<V>& exclusive_scan_by_key(P&& policy, const sharded_vector<K>& keys, const sharded_vector<V>& values,
+                                         sharded_vector<V>& out, V init, KeyEq key_eq = {}, Op op = {}) {
+  detail::multi_gpu::algorithms::exclusive_scan_by_key(policy, keys, values, out, std::move(init), key_eq, op);
+  return out;
+}
+
+// For each needle, its answer in the whole sorted haystack (by comp):
+// lower_bound and upper_bound write global positions, binary_search whether
+// it is there, to out (the needles' length). Every needle shard's device
+// holds a copy of the whole haystack during the call.
+template <multi_gpu_execution_policy P, class T, class U, class R, class Comp = std::less<>>
+sharded_vector<R>& lower_bound(P&& policy, const sharded_vector<T>& haystack, const sharded_vector<U>& needles,
+                               sharded_vector<R>& out, Comp comp = {}) {
+  using detail::derived::search_kind;
+  detail::multi_gpu::algorithms::search<search_kind::lower_bound>(policy, haystack, needles, out, comp);
+  return out;
+}
+
+template <multi_gpu_execution_policy P, class T, class U, class R, class Comp = std::less<>>
+sharded_vector<R>& upper_bound(P&& policy, const sharded_vector<T>& haystack, const sharded_vector<U>& needles,
+                               sharded_vector<R>& out, Comp comp = {}) {
+  using detail::derived::search_kind;
+  detail::multi_gpu::algorithms::search<search_kind::upper_bound>(policy, haystack, needles, out, comp);
+  return out;
+}
+
+template <multi_gpu_execution_policy P, class T, class U, class R, class Comp = std::less<>>
+sharded_vector<R>& binary_search(P&& policy, const sharded_vector<T>& haystack, const sharded_vector<U>& needles,
+                                 sharded_vector<R>& out, Comp comp = {}) {
+  using detail::derived::search_kind;
+  detail::multi_gpu::algorithms::search<search_kind::binary_search>(policy, haystack, needles, out, comp);
   return out;
 }
 

@@ -79,7 +79,7 @@ template <class P>
 constexpr void require_host_policy() {
   static_assert(runs_derived_v<P>,
                 "dpar: this algorithm runs on seq, par, par.on(pool), mpi(comm, seq or par) and deterministic(...) "
-                "of those, and dpar::gpu; on multi_gpu, those README's algorithm table names, on sharded_vector");
+                "of those, and dpar::gpu; on multi_gpu, on sharded_vector (dpar/sharded_algorithms.hpp)");
 }
 
 }  // namespace dpar::detail

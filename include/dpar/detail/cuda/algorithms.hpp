@@ -54,6 +54,7 @@
 #include "../../gpu/memory.hpp"
 #include "../../gpu/policy.hpp"
 #include "../derived.hpp"
+#include "../shard_combine.hpp"
 #include "backend.hpp"
 #include "iterators.hpp"
 
@@ -116,6 +117,20 @@ struct run_head {  // whether element i is not a repeat of the one before it
   }
 };
 
+template <class It, class Pred>
+struct run_tail {  // whether element i ends a run of equal ones (under pred)
+  It in;
+  Pred pred;
+  std::size_t n;
+  const std::iter_value_t<It>* after;  // the element after in[n - 1] (multi_gpu: the next shard's first), or null
+  template <class I>
+  __host__ __device__ bool operator()(I i) const {
+    const auto j = static_cast<std::size_t>(i);
+    if (j + 1 == n) return after == nullptr || !pred(in[j], *after);
+    return !pred(in[j], in[j + 1]);
+  }
+};
+
 template <class T>
 struct assign_value {
   T value;
@@ -160,11 +175,14 @@ struct pick_extreme {
   Comp comp;
   derived::extreme want;
   __host__ __device__ std::size_t operator()(std::size_t a, std::size_t b) const {
-    const bool later_wins = want.largest ? (want.last ? !comp(in[b], in[a]) : bool(comp(in[a], in[b])))
-                                         : (want.last ? !comp(in[a], in[b]) : bool(comp(in[b], in[a])));
-    return later_wins ? b : a;
+    return shards::later_wins(comp, in[a], in[b], want.largest, want.last) ? b : a;
   }
 };
+
+template <derived::search_kind Kind>
+inline constexpr const char* search_name = Kind == derived::search_kind::lower_bound   ? "dpar::lower_bound"
+                                           : Kind == derived::search_kind::upper_bound ? "dpar::upper_bound"
+                                                                                       : "dpar::binary_search";
 
 // Thrust reports errors as thrust::system_error; dpar's are cuda_error,
 // naming the algorithm and the device.
@@ -238,12 +256,31 @@ struct algorithms {
     DPAR_CUDA_REQUIRE_DEVICE_ITERATOR(Out);
     const launch l(p, "dpar::unique or dpar::unique_copy");
     auto in = l.arg(first, "input");
-    auto out = l.arg(d_first, "output");
-    auto selected = std::make_unique<temp_buffer>(l.device, sizeof(std::int64_t), l.stream);
     auto heads = thrust::make_transform_iterator(thrust::counting_iterator<std::int64_t>(0),
                                                  run_head<decltype(in), Pred>{in, pred, before});
+    return queue_flagged(l, in, heads, n, l.arg(d_first, "output"));
+  }
+
+  // The values (n > 0) at the ends of runs of equal keys (under key_eq;
+  // `after`, in device memory or null, is the key after the last) to out,
+  // queued as queue_copy_if's: multi_gpu's reduce_by_key takes the segments'
+  // reductions from the inclusive scan by key.
+  template <class V, class K, class KeyEqual>
+  static std::unique_ptr<temp_buffer> queue_run_tails(const gpu_policy& p, const V* values, std::size_t n,
+                                                      const K* keys, KeyEqual key_eq, const K* after, V* out) {
+    const launch l(p, "dpar::reduce_by_key");
+    auto tails = thrust::make_transform_iterator(thrust::counting_iterator<std::int64_t>(0),
+                                                 run_tail<const K*, KeyEqual>{keys, key_eq, n, after});
+    return queue_flagged(l, l.arg(values, "values"), tails, n, l.arg(out, "output"));
+  }
+
+  // cub::DeviceSelect::Flagged of n elements on l's stream; the count lands
+  // in the returned buffer.
+  template <class In, class Flags, class Out>
+  static std::unique_ptr<temp_buffer> queue_flagged(const launch& l, In in, Flags flags, std::size_t n, Out out) {
+    auto selected = std::make_unique<temp_buffer>(l.device, sizeof(std::int64_t), l.stream);
     l.with_storage("cub::DeviceSelect::Flagged", [&](void* temp, std::size_t& bytes) {
-      return cub::DeviceSelect::Flagged(temp, bytes, in, heads, out, selected->as<std::int64_t>(),
+      return cub::DeviceSelect::Flagged(temp, bytes, in, flags, out, selected->as<std::int64_t>(),
                                         static_cast<std::int64_t>(n), l.stream);
     });
     return selected;
@@ -453,9 +490,7 @@ struct algorithms {
     DPAR_CUDA_REQUIRE_DEVICE_ITERATOR(Needles);
     DPAR_CUDA_REQUIRE_DEVICE_ITERATOR(Out);
     using kind = derived::search_kind;
-    const char* const name = Kind == kind::lower_bound   ? "dpar::lower_bound"
-                             : Kind == kind::upper_bound ? "dpar::upper_bound"
-                                                         : "dpar::binary_search";
+    const char* const name = search_name<Kind>;
     const launch l(p, name);
     const auto n = static_cast<std::size_t>(needles_last - needles_first);
     if (n == 0) return out;
