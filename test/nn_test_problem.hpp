@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <fstream>
 #include <memory>
+#include <optional>
 #include <random>
 #include <stdexcept>
 #include <string>
@@ -67,6 +68,9 @@ class observed_group final : public nn::forwarding_group {
     inner().update_summed(local, model, lr, max_norm);
   }
   void gather_velocity(std::size_t local, nn::replica_model& model) override { inner().gather_velocity(local, model); }
+  std::optional<dpar::index_range> state_piece(std::size_t local, std::size_t n) const override {
+    return inner().state_piece(local, n);
+  }
   void keep_state_piece(std::size_t local, nn::replica_model& model) override {
     inner().keep_state_piece(local, model);
   }

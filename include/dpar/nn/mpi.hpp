@@ -25,6 +25,7 @@
 #include <climits>
 #include <cstddef>
 #include <memory>
+#include <optional>
 #include <span>
 #include <stdexcept>
 #include <string>
@@ -141,8 +142,8 @@ class mpi_group final : public forwarding_group {
   // bits as the whole update (the clip factor aside, below): every element is
   // the same sum in the same order and the same element-wise update. Each
   // replica keeps, reads and writes the optimizer state of its piece only,
-  // 1/replicas of it (keep_state_piece, update_piece); gather_velocity makes
-  // the state whole for save. Device
+  // 1/replicas of it (state_piece); gather_velocity makes the state whole
+  // for save. Device
   // replicas (host-staged sums, whole updates on the device) and models that
   // update whole only take the default path, as do gradients too long for
   // one MPI call (INT_MAX values).
@@ -168,10 +169,14 @@ class mpi_group final : public forwarding_group {
     state_in_pieces_[local] = false;
     gather_state(model, [&](std::span<float> state) { gather_pieces(local, state); });
   }
+  std::optional<index_range> state_piece(std::size_t local, std::size_t n) const override {
+    if (!shards(n)) return std::nullopt;
+    return piece(local, n);
+  }
   void keep_state_piece(std::size_t local, replica_model& model) override {
     if (!shards(model)) return;
     state_in_pieces_[local] = true;
-    model.set_state_window(piece(local, model.host_model().parameters().size()));
+    replica_group::keep_state_piece(local, model);
   }
 
  private:
@@ -204,7 +209,7 @@ class mpi_group final : public forwarding_group {
         staged_(local_size()),
         blocks_(local_size()),
         pieces_(local_size()),
-        state_in_pieces_(local_size(), false) {}
+        state_in_pieces_(local_size(), true) {}
 
   void exchange_over_ranks() {
     const std::size_t ranks = firsts_.size(), here = local_size();
@@ -250,11 +255,10 @@ class mpi_group final : public forwarding_group {
   using collectives = dpar::detail::mpi::collectives;
   dpar::mpi_policy<dpar::sequenced_policy> ranks() const { return dpar::mpi(comm_); }
 
-  // Where sum_and_update shards the update over ranks.
-  bool shards(replica_model& model) const {
-    return !inner().device_replicas() && model.updates_ranges() &&
-           model.gradients().size() <= static_cast<std::size_t>(INT_MAX);
-  }
+  // Where sum_and_update shards the update over ranks: host replicas that
+  // update ranges, n elements few enough for one MPI call.
+  bool shards(std::size_t n) const { return !inner().device_replicas() && n <= static_cast<std::size_t>(INT_MAX); }
+  bool shards(replica_model& model) const { return model.updates_ranges() && shards(model.gradients().size()); }
   // The elements of an n-element buffer local replica `local` updates: its
   // piece of this rank's slice.
   index_range piece(std::size_t local, std::size_t n) const {
@@ -300,11 +304,11 @@ class mpi_group final : public forwarding_group {
   std::vector<float> exchange_send_, exchange_recv_;  // local replica 0's packed blocks
   std::vector<float*> pieces_;  // each local replica's buffer in the current gather_pieces
   std::unique_ptr<dpar::detail::mpi::rank_order_sums<float>> bucket_sums_;  // local replica 0's, made at the first bucket
-  // Per local replica: whether its optimizer state may be its piece's only (a
-  // sharded step or keep_state_piece since the last gather_velocity). A flag
-  // rather than the model's window, which is the whole on a replica whose
-  // piece is all of a short buffer while the others' are not: every replica
-  // must decide alike.
+  // Per local replica: whether its optimizer state may be its piece's only
+  // (since construction, a sharded step or keep_state_piece, until the next
+  // gather_velocity). A flag rather than the model's window, which is the
+  // whole on a replica whose piece is all of a short buffer while the
+  // others' are not: every replica must decide alike.
   std::vector<char> state_in_pieces_;
 };
 

@@ -11,6 +11,7 @@
 #include <compare>
 #include <functional>
 #include <numbers>
+#include <optional>
 #include <span>
 #include <stdexcept>
 #include <string>
@@ -138,15 +139,22 @@ inline void check_step(const char* who, std::size_t params, std::size_t grads, s
                             std::to_string(window.begin) + ", " + std::to_string(window.end) + ") only");
 }
 
+// w, if it lies within n parameters; the whole of them if unset.
+inline index_range checked_window(const char* who, std::size_t n, std::optional<index_range> w) {
+  if (!w) return {0, n};
+  if (w->begin > w->end || w->end > n)
+    throw std::out_of_range(std::string("dpar::nn::") + who + ": a state window of [" + std::to_string(w->begin) +
+                            ", " + std::to_string(w->end) + ") for " + std::to_string(n) + " parameters");
+  return *w;
+}
+
 // `buffers` state buffers of n elements, kept for the elements of window
 // `from` (back to back in `state`), kept for window `to` instead: elements in
 // both keep their values, the others of `to` start at 0. A new vector, so
 // that a narrower window releases the memory.
 inline std::vector<float> rewindow(const char* who, const std::vector<float>& state, std::size_t buffers,
                                    std::size_t n, index_range from, index_range to) {
-  if (to.begin > to.end || to.end > n)
-    throw std::out_of_range(std::string("dpar::nn::") + who + "::set_window: [" + std::to_string(to.begin) + ", " +
-                            std::to_string(to.end) + ") of " + std::to_string(n) + " parameters");
+  checked_window(who, n, to);
   std::vector<float> out(buffers * to.size(), 0.0f);
   const std::size_t lo = std::max(from.begin, to.begin), hi = std::min(from.end, to.end);
   for (std::size_t b = 0; b < buffers && lo < hi; ++b)
@@ -164,12 +172,15 @@ struct sgd_options {
 };
 
 // The state of elements [first, last) of the parameters is kept (a window,
-// window(): all of them unless set_window narrows it), so that a sharded
+// window(): all of them unless given or set_window), so that a sharded
 // optimizer (ZeRO stage 1) holds the state of the elements it updates only.
 class sgd {
  public:
-  explicit sgd(std::size_t parameters, sgd_options options = {})
-      : options_(options), n_(parameters), window_{0, parameters}, velocity_(parameters, 0.0f) {
+  explicit sgd(std::size_t parameters, sgd_options options = {}, std::optional<index_range> window = std::nullopt)
+      : options_(options),
+        n_(parameters),
+        window_(detail::checked_window("sgd", parameters, window)),
+        velocity_(window_.size(), 0.0f) {
     if (options.nesterov && options.momentum <= 0.0f)
       throw std::invalid_argument("dpar::nn::sgd: Nesterov momentum needs momentum > 0");
   }
@@ -216,8 +227,11 @@ struct adamw_options {
 // made, which the bias correction uses.
 class adamw {
  public:
-  explicit adamw(std::size_t parameters, adamw_options options = {})
-      : options_(options), n_(parameters), window_{0, parameters}, state_(2 * parameters, 0.0f) {
+  explicit adamw(std::size_t parameters, adamw_options options = {}, std::optional<index_range> window = std::nullopt)
+      : options_(options),
+        n_(parameters),
+        window_(detail::checked_window("adamw", parameters, window)),
+        state_(2 * window_.size(), 0.0f) {
     auto in = [](float b) { return b >= 0.0f && b < 1.0f; };
     if (!in(options.beta1) || !in(options.beta2))
       throw std::invalid_argument("dpar::nn::adamw: betas must be in [0, 1), got " + std::to_string(options.beta1) +

@@ -24,6 +24,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <span>
 #include <stdexcept>
 #include <string>
@@ -175,13 +176,22 @@ class replica_group {
   // in model_parallel_group, completes the model-parallel layers' slices).
   // Nothing to do here.
   virtual void gather_velocity(std::size_t /*local*/, replica_model& /*model*/) {}
+  // The piece of each optimizer state buffer (n elements) that local replica
+  // `local` keeps where this group's sum_and_update shards the update (ZeRO
+  // stage 1: 1/replicas of the state per replica): the trainer makes its
+  // model with that window (replica_options::state_window), and
+  // keep_state_piece narrows it again. None here, nor in wrappers
+  // (forwarding_group), whose steps end in the whole update.
+  virtual std::optional<index_range> state_piece(std::size_t /*local*/, std::size_t /*n*/) const {
+    return std::nullopt;
+  }
   // By each local replica, between steps (not collective): narrows the
-  // model's optimizer state to the piece this group's sum_and_update updates
-  // (replica_model::set_state_window), where it shards the update (ZeRO
-  // stage 1: 1/replicas of the state per replica); after construction and
-  // after a gather_velocity that only a save needed. Nothing here, nor in
-  // wrappers (forwarding_group) whose steps end in a whole update.
-  virtual void keep_state_piece(std::size_t /*local*/, replica_model& /*model*/) {}
+  // model's optimizer state to its state_piece after a gather_velocity that
+  // only a save needed.
+  virtual void keep_state_piece(std::size_t local, replica_model& model) {
+    if (!model.updates_ranges()) return;
+    if (auto piece = state_piece(local, model.host_model().parameters().size())) model.set_state_window(*piece);
+  }
   // True where sum_parts is the same bits however the parts are spread over
   // the replicas (nn/deterministic.hpp); the trainer then cuts batches into
   // parts of a fixed size at fixed positions.
@@ -365,8 +375,8 @@ class thread_group final : public replica_group {
   // per replica. Optimizer state (velocity, AdamW's moments) stays sharded:
   // each replica always updates the same slice (it depends only on the
   // length and K), so it keeps the state of that slice only
-  // (keep_state_piece), and gather_velocity makes it whole for the rare
-  // reader (save).
+  // (state_piece), and gather_velocity makes it whole for the rare reader
+  // (save).
   // Gathering it every step as well made this step's end about 10% slower
   // (784-256-128-10 MLP, K = 2: ~82 against ~74 us; the whole update ~99 us).
   // Models that update whole only (updates_ranges() false) take the default path.
@@ -384,10 +394,10 @@ class thread_group final : public replica_group {
   void gather_velocity(std::size_t local, replica_model& model) override {
     if (comm_) gather_state(model, [&](std::span<float> state) { comm_->all_gather(local, state); });
   }
-  void keep_state_piece(std::size_t local, replica_model& model) override {
-    if (!comm_ || !model.updates_ranges()) return;
-    auto [lo, hi] = comm_->slice<float>(local, model.host_model().parameters().size());
-    model.set_state_window({lo, hi});
+  std::optional<index_range> state_piece(std::size_t local, std::size_t n) const override {
+    if (!comm_) return std::nullopt;
+    auto [lo, hi] = comm_->slice<float>(local, n);
+    return index_range{lo, hi};
   }
 
  private:

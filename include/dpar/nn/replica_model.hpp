@@ -38,6 +38,10 @@ struct replica_options {
   sgd_options sgd{};
   loss_function loss{};
   std::optional<adamw_options> adamw{};  // set: AdamW instead of SGD
+  // Set: the optimizer keeps the state of this window of the parameters only,
+  // from the start (replica_model::set_state_window), where the replica's
+  // kind keeps windows; the whole state is never allocated.
+  std::optional<index_range> state_window{};
 };
 
 class replica_model {
@@ -271,8 +275,8 @@ class host_replica_model final : public replica_model {
 
   using optimizer = std::variant<sgd, adamw>;
   static optimizer make_optimizer(std::size_t n, const replica_options& o) {
-    if (o.adamw) return adamw(n, *o.adamw);
-    return sgd(n, o.sgd);
+    if (o.adamw) return adamw(n, *o.adamw, o.state_window);
+    return sgd(n, o.sgd, o.state_window);
   }
 
   sequential model_;

@@ -156,11 +156,10 @@ class data_parallel_trainer {
                                     "in one model are not supported");
       check_schedule(options_.schedule);
     });
-    for (std::size_t r = 0; r < group_->local_size(); ++r) {
-      replicas_.push_back(
-          std::make_unique<replica>(group_->make_model(r, model, {options_.sgd, options_.loss, options_.adamw})));
-      group_->keep_state_piece(r, *replicas_.back()->model);  // ZeRO: from the start, one whole state at a time
-    }
+    for (std::size_t r = 0; r < group_->local_size(); ++r)  // ZeRO: each replica's piece of the optimizer state
+      replicas_.push_back(std::make_unique<replica>(group_->make_model(
+          r, model,
+          {options_.sgd, options_.loss, options_.adamw, group_->state_piece(r, model.parameters().size())})));
     std::uint64_t layout = layout_hash(model) ^ model.parameters().size();
     run([&](std::size_t local, replica& r) {
       if (!agree(local, r, agreement(trainer_call::construct, options_), early)) return;
