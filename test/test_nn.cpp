@@ -607,6 +607,10 @@ TEST_CASE("optimizers keep the state of a window: the whole step's bits there, r
   const nn::sgd_options momentum{0.9f, true, 1e-3f};
   check(nn::sgd(n, momentum), nn::sgd(n, momentum), 1, [](nn::sgd& o) { return o.velocity(); });
   check(nn::adamw(n), nn::adamw(n), 2, [](nn::adamw& o) { return o.state(); });
+  // Made with a window, the whole state is never allocated.
+  REQUIRE(nn::sgd(n, momentum, w).velocity().size() == w.size());
+  REQUIRE(nn::adamw(n, {}, w).state().size() == 2 * w.size());
+  REQUIRE_THROWS_WITH(nn::sgd(n, momentum, dpar::index_range{30, 38}), Catch::Contains("[30, 38) for 37 parameters"));
 }
 
 TEST_CASE("learning-rate schedules: step, cosine, warmup", "[nn]") {

@@ -171,9 +171,9 @@ struct sgd_options {
   float weight_decay = 0.0f;
 };
 
-// The state of elements [first, last) of the parameters is kept (a window,
-// window(): all of them unless given or set_window), so that a sharded
-// optimizer (ZeRO stage 1) holds the state of the elements it updates only.
+// Keeps the velocity of a window of the parameters only (window(): all of
+// them unless the constructor or set_window says otherwise), so that a
+// sharded optimizer (ZeRO stage 1) holds the state of what it updates.
 class sgd {
  public:
   explicit sgd(std::size_t parameters, sgd_options options = {}, std::optional<index_range> window = std::nullopt)
