@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <fstream>
 #include <memory>
+#include <optional>
 #include <random>
 #include <stdexcept>
 #include <string>
@@ -27,6 +28,55 @@ class forwarding_group : public nn::forwarding_group {
  public:
   explicit forwarding_group(dpar::thread_pool& pool)
       : nn::forwarding_group(std::make_unique<nn::thread_group>(pool)) {}
+};
+
+// Another group with all it does forwarded to it, the end of a step and the
+// optimizer state's pieces included (a forwarding_group keeps
+// replica_group's own), keeping the models it makes: for tests that look at
+// the trainer's replicas.
+class observed_group final : public nn::forwarding_group {
+ public:
+  explicit observed_group(std::unique_ptr<nn::replica_group> inner)
+      : nn::forwarding_group(std::move(inner)), models(local_size()) {}
+  std::unique_ptr<nn::replica_model> make_model(std::size_t local, const nn::sequential& m,
+                                                const nn::replica_options& o) override {
+    auto made = inner().make_model(local, m, o);
+    models[local] = made.get();
+    return made;
+  }
+  void sum_parts(std::size_t local, std::span<const float* const> mine, std::size_t first, std::size_t total,
+                 std::span<float> out) override {
+    inner().sum_parts(local, mine, first, total, out);
+  }
+  void sum_parts(std::size_t local, std::span<const double* const> mine, std::size_t first, std::size_t total,
+                 std::span<double> out) override {
+    inner().sum_parts(local, mine, first, total, out);
+  }
+  void sum_and_update(std::size_t local, std::span<const float* const> mine, std::size_t first, std::size_t total,
+                      nn::replica_model& model, float lr, float max_norm) override {
+    inner().sum_and_update(local, mine, first, total, model, lr, max_norm);
+  }
+  bool sums_in_buckets(const nn::replica_model& model) const noexcept override {
+    return inner().sums_in_buckets(model);
+  }
+  void start_bucket(std::size_t local, nn::replica_model& model, std::size_t lo, std::size_t hi) override {
+    inner().start_bucket(local, model, lo, hi);
+  }
+  void progress_buckets(std::size_t local) override { inner().progress_buckets(local); }
+  void finish_buckets(std::size_t local, nn::replica_model& model) override { inner().finish_buckets(local, model); }
+  void update_summed(std::size_t local, nn::replica_model& model, float lr, float max_norm) override {
+    inner().update_summed(local, model, lr, max_norm);
+  }
+  void gather_velocity(std::size_t local, nn::replica_model& model) override { inner().gather_velocity(local, model); }
+  std::optional<dpar::index_range> state_piece(std::size_t local, std::size_t n) const override {
+    return inner().state_piece(local, n);
+  }
+  void keep_state_piece(std::size_t local, nn::replica_model& model) override {
+    inner().keep_state_piece(local, model);
+  }
+  bool sums_exactly() const noexcept override { return inner().sums_exactly(); }
+
+  std::vector<nn::replica_model*> models;  // local replica l's
 };
 
 // `classes` centres in `features` dimensions, with noise.

@@ -18,6 +18,7 @@
 #include <memory>
 #include <random>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 namespace nn = dpar::nn;
@@ -565,6 +566,51 @@ TEST_CASE("adamw: 20 steps follow a float64 reference of torch.optim.AdamW; slic
   REQUIRE_THROWS_WITH(opt.step(p, short_grads, 0.1f), Catch::Contains("36 gradients"));
   REQUIRE_THROWS_AS(nn::adamw(3, {1.0f, 0.999f, 1e-8f, 0.0f}), std::invalid_argument);
   REQUIRE_THROWS_AS(nn::adamw(3, {0.9f, 0.999f, 0.0f, 0.0f}), std::invalid_argument);
+}
+
+// Issue 22 item 4: an optimizer keeps the state of a window of the
+// parameters; a sharded one (ZeRO stage 1) updates its window only.
+TEST_CASE("optimizers keep the state of a window: the whole step's bits there, ranges outside it refused", "[nn]") {
+  const std::size_t n = 37;
+  const dpar::index_range w{10, 25};
+  std::mt19937_64 g(5);
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  // One optimizer whole, a copy keeping window w, stepped alike (the copy on w, in two ranges).
+  auto check = [&](auto whole, auto window, std::size_t buffers, auto state) {
+    std::vector<float> p(n), grad(n);
+    for (auto& v : p) v = u(g);
+    std::vector<float> pw = p, pk = p;
+    window.set_window(w);
+    REQUIRE(state(window).size() == buffers * w.size());
+    for (int t = 0; t < 3; ++t) {
+      for (auto& x : grad) x = u(g);
+      whole.step(pw, grad, 0.05f);
+      window.step(pk, grad, 0.05f, 12, 25);
+      if constexpr (std::is_same_v<decltype(window), nn::adamw>) window.set_steps(window.steps() - 1);  // one update
+      window.step(pk, grad, 0.05f, 10, 12);
+    }
+    for (std::size_t i = w.begin; i < w.end; ++i) REQUIRE(pk[i] == pw[i]);
+    auto ws = state(whole);
+    auto ks = state(window);
+    for (std::size_t b = 0; b < buffers; ++b)
+      for (std::size_t i = w.begin; i < w.end; ++i) REQUIRE(ks[b * w.size() + i - w.begin] == ws[b * n + i]);
+    REQUIRE_THROWS_WITH(window.step(pk, grad, 0.05f, 9, 20),
+                        Catch::Contains("[9, 20) of 37") && Catch::Contains("kept for [10, 25) only"));
+    REQUIRE_THROWS_WITH(window.step(pk, grad, 0.05f), Catch::Contains("[0, 37) of 37"));
+    REQUIRE_THROWS_AS(window.set_window({30, 38}), std::out_of_range);
+    // Widened back: the window's state where it was, the rest 0.
+    window.set_window({0, n});
+    ks = state(window);
+    for (std::size_t b = 0; b < buffers; ++b)
+      for (std::size_t i = 0; i < n; ++i) REQUIRE(ks[b * n + i] == (w.begin <= i && i < w.end ? ws[b * n + i] : 0.0f));
+  };
+  const nn::sgd_options momentum{0.9f, true, 1e-3f};
+  check(nn::sgd(n, momentum), nn::sgd(n, momentum), 1, [](nn::sgd& o) { return o.velocity(); });
+  check(nn::adamw(n), nn::adamw(n), 2, [](nn::adamw& o) { return o.state(); });
+  // Made with a window, the whole state is never allocated.
+  REQUIRE(nn::sgd(n, momentum, w).velocity().size() == w.size());
+  REQUIRE(nn::adamw(n, {}, w).state().size() == 2 * w.size());
+  REQUIRE_THROWS_WITH(nn::sgd(n, momentum, dpar::index_range{30, 38}), Catch::Contains("[30, 38) for 37 parameters"));
 }
 
 TEST_CASE("learning-rate schedules: step, cosine, warmup", "[nn]") {

@@ -1011,7 +1011,7 @@ dpar::index_range piece_of(std::size_t local, std::size_t threads, std::size_t n
 }  // namespace
 
 TEST_CASE("nn over MPI: ZeRO over ranks x 1 and 2 threads, two group steps: the whole update's bits, optimizer state "
-          "touched on each replica's piece only, gathered whole on demand", "[nn][mpi][zero]") {
+          "kept for each replica's piece only, gathered whole on demand", "[nn][mpi][zero]") {
   const float lr = 0.05f;
   const nn::sgd_options opt{0.9f, false, 1e-3f};
   auto two = nn::make_mlp({1, 1});  // 2 parameters: on 3 and 4 ranks, some ranks own none
@@ -1045,12 +1045,13 @@ TEST_CASE("nn over MPI: ZeRO over ranks x 1 and 2 threads, two group steps: the 
         INFO("local replica " << l);
         auto p = replicas[l]->host_model().parameters();
         REQUIRE(std::vector<float>(p.begin(), p.end()) == expected);
-        auto v = replicas[l]->host_velocity();
+        // It keeps the velocity of its piece only: the update and the state are sharded.
         const dpar::index_range own = piece_of(l, threads, n);
-        for (std::size_t i = 0; i < n; ++i) {
-          if (own.begin <= i && i < own.end) REQUIRE(v[i] == reference.velocity()[i]);
-          else REQUIRE(v[i] == 0.0f);  // never touched: the update really was sharded
-        }
+        REQUIRE(replicas[l]->state_window() == own);
+        auto v = replicas[l]->host_velocity();
+        REQUIRE(std::vector<float>(v.begin(), v.end()) ==
+                std::vector<float>(reference.velocity().begin() + static_cast<std::ptrdiff_t>(own.begin),
+                                   reference.velocity().begin() + static_cast<std::ptrdiff_t>(own.end)));
       }
       group->run([&](std::size_t local) { group->gather_velocity(local, *replicas[local]); });
       const std::vector<float> whole(reference.velocity().begin(), reference.velocity().end());
@@ -1142,6 +1143,80 @@ TEST_CASE("nn over MPI: ZeRO over ranks, saved on every rank, resumed on one ran
     }
     MPI_Barrier(MPI_COMM_WORLD);
   }
+  if (world_rank() == 0) std::filesystem::remove(file);
+}
+
+// Issue 22 item 4: each replica keeps the optimizer state of its piece only,
+// about 1/(ranks x threads) of it, from construction on, through steps (the
+// whole update's bits), steps alternating with bucket steps (whole updates,
+// which gather the state first), save and resume.
+TEST_CASE("nn over MPI: ZeRO over ranks x 1 and 2 threads keeps each replica's piece of the optimizer state only, SGD "
+          "and AdamW; save and resume give the whole update's bits", "[nn][mpi][zero]") {
+  auto data = blobs(120, 12, 5, 12);
+  const std::string file = shared_temp("dpar_nn_mpi_zmem_");
+  const std::size_t n = model().parameters().size();  // 389: on 3 ranks at most 130 per rank
+  for (std::size_t threads : {1, 2})
+    for (bool adamw : {false, true}) {
+      INFO(threads << " threads per rank, " << (adamw ? "AdamW" : "SGD with momentum"));
+      auto o = options(24);
+      if (adamw) o.adamw = nn::adamw_options{.weight_decay = 0.02f};
+      const std::size_t buffers = adamw ? 2 : 1, replicas = static_cast<std::size_t>(world_size()) * threads;
+      dpar::thread_pool pool(threads), reference_pool(threads);
+      auto observed = [&](nn_test::observed_group*& g, nn::train_options opts) {
+        auto group = std::make_unique<nn_test::observed_group>(ranks_group(pool));
+        g = group.get();
+        return nn::data_parallel_trainer(std::move(group), model(), std::move(opts));
+      };
+      auto require_pieces = [&](const nn_test::observed_group& g) {
+        for (std::size_t l = 0; l < threads; ++l) {
+          const dpar::index_range own = piece_of(l, threads, n);
+          REQUIRE(g.models[l]->state_window() == own);
+          REQUIRE(g.models[l]->host_velocity().size() == buffers * own.size());
+          REQUIRE(own.size() <= (n + replicas - 1) / replicas + 1);
+        }
+      };
+      nn_test::observed_group* g = nullptr;
+      auto sharded = observed(g, o);
+      nn::data_parallel_trainer reference(unsharded_group(reference_pool), model(), o);
+      require_pieces(*g);  // from construction on
+      sharded.train_epoch(data);
+      reference.train_epoch(data);
+      REQUIRE(params(sharded) == params(reference));
+      require_pieces(*g);
+      auto a = saved(sharded, file), b = saved(reference, file);
+      REQUIRE(a.velocity.size() == buffers * n);
+      REQUIRE(a.velocity == b.velocity);
+      require_pieces(*g);  // the whole state was the save's only
+
+      nn_test::observed_group* h = nullptr;
+      auto resumed = observed(h, o);
+      resumed.resume(file);
+      require_pieces(*h);
+      for (auto* t : {&resumed, &reference}) t->train_epoch(data);
+      REQUIRE(params(resumed) == params(reference));
+      require_pieces(*h);
+      auto c = saved(resumed, file), e = saved(reference, file);
+      REQUIRE(c.velocity == e.velocity);
+      REQUIRE(std::any_of(c.velocity.begin(), c.velocity.end(), [](float v) { return v != 0.0f; }));
+
+      // Accumulating 2 parts: a batch of 48 gives replicas two parts each (the
+      // sharded update), one of 2 at most one (buckets, then the whole update
+      // of the whole state, gathered first); the next sharded step narrows it.
+      o.accumulate = 2;
+      o.bucket_bytes = 1;
+      nn_test::observed_group* k = nullptr;
+      auto alternating = observed(k, o);
+      nn::data_parallel_trainer whole(unsharded_group(reference_pool), model(), o);
+      for (std::size_t step = 0; step < 4; ++step) {
+        auto [x, y] = batch_of(data, step % 2 == 0 ? 48 : 2, step);
+        alternating.train_step(x, y);
+        whole.train_step(x, y);
+        REQUIRE(params(alternating) == params(whole));
+        if (step % 2 == 0) require_pieces(*k);
+        else REQUIRE(k->models[0]->host_velocity().size() == buffers * n);
+      }
+    }
+  MPI_Barrier(MPI_COMM_WORLD);
   if (world_rank() == 0) std::filesystem::remove(file);
 }
 

@@ -422,7 +422,8 @@ TEST_CASE("trainer: a checkpoint of another replica count is accepted and contin
 }
 
 // Issue 15: thread replicas reduce-scatter the gradients, update one slice
-// each and all-gather the parameters; velocity stays in slices until save.
+// each and all-gather the parameters; each keeps its slice of the velocity
+// only, until a save gathers it.
 TEST_CASE("thread_group: sum_and_update updates each replica's slice; velocity is gathered on demand (run under TSan)",
           "[nn][trainer]") {
   const std::size_t k = 3;
@@ -454,15 +455,14 @@ TEST_CASE("thread_group: sum_and_update updates each replica's slice; velocity i
     INFO("replica " << r);
     auto p = replicas[r]->host_model().parameters();
     REQUIRE(std::vector<float>(p.begin(), p.end()) == expected);
-    // Its own slice of the velocity is current; the others' slices are not
-    // touched (still 0): the update really was sharded.
-    auto v = replicas[r]->host_velocity();
+    // It keeps the velocity of its own slice only, current: the update
+    // really was sharded, and so is the state.
     auto [first, last] = cut.slice<float>(r, n);
     REQUIRE(first < last);
-    for (std::size_t i = 0; i < n; ++i) {
-      if (first <= i && i < last) REQUIRE(v[i] == reference.velocity()[i]);
-      else REQUIRE(v[i] == 0.0f);
-    }
+    REQUIRE(replicas[r]->state_window() == dpar::index_range{first, last});
+    auto v = replicas[r]->host_velocity();
+    REQUIRE(std::vector<float>(v.begin(), v.end()) ==
+            std::vector<float>(reference.velocity().begin() + first, reference.velocity().begin() + last));
   }
   group.run([&](std::size_t local) { group.gather_velocity(local, *replicas[local]); });
   for (auto& r : replicas) {
@@ -526,6 +526,66 @@ TEST_CASE("trainer: the sharded update on K = 2, 3 threads gives the bits of the
         auto c = saved(resumed, file), e = saved(reference, file);
         REQUIRE(c.velocity == e.velocity);
       }
+  std::filesystem::remove(file);
+}
+
+// Issue 22 item 4: each thread replica keeps the optimizer state of its
+// slice only, 1/K of it, from construction on, through steps, save (which
+// gathers the whole for a moment) and resume; the bits stay the whole update's.
+TEST_CASE("trainer: ZeRO over K = 2, 3 threads keeps each replica's slice of the optimizer state only, SGD and AdamW; "
+          "save and resume give the whole update's bits", "[nn][trainer][zero]") {
+  auto data = blobs(120, 12, 5, 12);
+  std::string file = (std::filesystem::temp_directory_path() / ("dpar_nn_zmem_" + std::to_string(::getpid()))).string();
+  const std::size_t n = model().parameters().size();  // 389
+  for (std::size_t k : {2, 3})
+    for (bool adamw : {false, true}) {
+      INFO("K = " << k << (adamw ? ", AdamW" : ", SGD with momentum"));
+      auto o = options(24);
+      if (adamw) o.adamw = nn::adamw_options{.weight_decay = 0.02f};
+      const std::size_t buffers = adamw ? 2 : 1;
+      dpar::thread_pool pool(k), reference_pool(k);
+      auto observed = [&](nn_test::observed_group*& g) {
+        auto group = std::make_unique<nn_test::observed_group>(std::make_unique<nn::thread_group>(pool));
+        g = group.get();
+        return group;
+      };
+      // Replica r keeps its slice (whole cache lines) of each state buffer; the slices tile the parameters.
+      auto require_slices = [&](const nn_test::observed_group& g) {
+        dpar::communicator cut(k);
+        std::size_t kept = 0;
+        for (std::size_t r = 0; r < k; ++r) {
+          auto [first, last] = cut.slice<float>(r, n);
+          REQUIRE(g.models[r]->state_window() == dpar::index_range{first, last});
+          REQUIRE(g.models[r]->host_velocity().size() == buffers * (last - first));
+          REQUIRE(last - first <= (n + 15) / k + 16);
+          kept += last - first;
+        }
+        REQUIRE(kept == n);
+      };
+      nn_test::observed_group* g = nullptr;
+      nn::data_parallel_trainer sharded(observed(g), model(), o);
+      nn::data_parallel_trainer reference(std::make_unique<unsharded_group>(reference_pool), model(), o);
+      require_slices(*g);  // from construction on
+      sharded.train_epoch(data);
+      reference.train_epoch(data);
+      REQUIRE(params(sharded) == params(reference));
+      require_slices(*g);
+      auto a = saved(sharded, file), b = saved(reference, file);
+      REQUIRE(a.velocity.size() == buffers * n);
+      REQUIRE(a.velocity == b.velocity);
+      require_slices(*g);  // the whole state was the save's only
+
+      sharded.save(file);
+      nn_test::observed_group* h = nullptr;
+      nn::data_parallel_trainer resumed(observed(h), model(), o);
+      resumed.resume(file);
+      require_slices(*h);
+      for (auto* t : {&resumed, &reference}) t->train_epoch(data);
+      REQUIRE(params(resumed) == params(reference));
+      auto c = saved(resumed, file), e = saved(reference, file);
+      REQUIRE(c.velocity == e.velocity);
+      REQUIRE(std::any_of(c.velocity.begin(), c.velocity.end(), [](float v) { return v != 0.0f; }));
+    }
   std::filesystem::remove(file);
 }
 

@@ -25,6 +25,7 @@
 #include <climits>
 #include <cstddef>
 #include <memory>
+#include <optional>
 #include <span>
 #include <stdexcept>
 #include <string>
@@ -120,11 +121,12 @@ class mpi_group final : public forwarding_group {
     inner().broadcast(local, std::as_writable_bytes(model.gradients()), 0);
   }
   // The update after buckets is whole (the gradient sum is whole on every
-  // replica). After sharded steps (sum_and_update below) the optimizer state
-  // is current on each replica's piece only, so it is gathered first: the
-  // trainer takes the bucket path on every replica of a step or on none, so
-  // all of them take part. (Steps alternate between the two paths where
-  // micro-batches give some replicas several parts.)
+  // replica). After sharded steps (sum_and_update below) or
+  // keep_state_piece, each replica keeps the optimizer state of its piece
+  // only, so it is gathered whole first: the trainer takes the bucket path
+  // on every replica of a step or on none, so all of them take part. (Steps
+  // alternate between the two paths where micro-batches give some replicas
+  // several parts; the next sharded step narrows the state again.)
   void update_summed(std::size_t local, replica_model& model, float lr, float max_norm) override {
     if (state_in_pieces_[local]) gather_velocity(local, model);
     replica_group::update_summed(local, model, lr, max_norm);
@@ -139,8 +141,9 @@ class mpi_group final : public forwarding_group {
   // again), and the parameters are gathered back (gather_pieces). The same
   // bits as the whole update (the clip factor aside, below): every element is
   // the same sum in the same order and the same element-wise update. Each
-  // replica reads and writes the optimizer state of its piece only,
-  // 1/replicas of it; gather_velocity completes the state for save. Device
+  // replica keeps, reads and writes the optimizer state of its piece only,
+  // 1/replicas of it (state_piece); gather_velocity makes the state whole
+  // for save. Device
   // replicas (host-staged sums, whole updates on the device) and models that
   // update whole only take the default path, as do gradients too long for
   // one MPI call (INT_MAX values).
@@ -164,7 +167,16 @@ class mpi_group final : public forwarding_group {
   void gather_velocity(std::size_t local, replica_model& model) override {
     if (!shards(model)) return;
     state_in_pieces_[local] = false;
-    for_each_state_buffer(model, [&](std::span<float> state) { gather_pieces(local, state); });
+    gather_state(model, [&](std::span<float> state) { gather_pieces(local, state); });
+  }
+  std::optional<index_range> state_piece(std::size_t local, std::size_t n) const override {
+    if (!shards(n)) return std::nullopt;
+    return piece(local, n);
+  }
+  void keep_state_piece(std::size_t local, replica_model& model) override {
+    if (!shards(model)) return;
+    state_in_pieces_[local] = true;
+    replica_group::keep_state_piece(local, model);
   }
 
  private:
@@ -197,7 +209,7 @@ class mpi_group final : public forwarding_group {
         staged_(local_size()),
         blocks_(local_size()),
         pieces_(local_size()),
-        state_in_pieces_(local_size(), false) {}
+        state_in_pieces_(local_size(), true) {}
 
   void exchange_over_ranks() {
     const std::size_t ranks = firsts_.size(), here = local_size();
@@ -243,11 +255,10 @@ class mpi_group final : public forwarding_group {
   using collectives = dpar::detail::mpi::collectives;
   dpar::mpi_policy<dpar::sequenced_policy> ranks() const { return dpar::mpi(comm_); }
 
-  // Where sum_and_update shards the update over ranks.
-  bool shards(replica_model& model) const {
-    return !inner().device_replicas() && model.updates_ranges() &&
-           model.gradients().size() <= static_cast<std::size_t>(INT_MAX);
-  }
+  // Where sum_and_update shards the update over ranks: host replicas that
+  // update ranges, n elements few enough for one MPI call.
+  bool shards(std::size_t n) const { return !inner().device_replicas() && n <= static_cast<std::size_t>(INT_MAX); }
+  bool shards(replica_model& model) const { return model.updates_ranges() && shards(model.gradients().size()); }
   // The elements of an n-element buffer local replica `local` updates: its
   // piece of this rank's slice.
   index_range piece(std::size_t local, std::size_t n) const {
@@ -293,8 +304,11 @@ class mpi_group final : public forwarding_group {
   std::vector<float> exchange_send_, exchange_recv_;  // local replica 0's packed blocks
   std::vector<float*> pieces_;  // each local replica's buffer in the current gather_pieces
   std::unique_ptr<dpar::detail::mpi::rank_order_sums<float>> bucket_sums_;  // local replica 0's, made at the first bucket
-  // Per local replica: whether its optimizer state is current on its piece
-  // only (a sharded step since the last gather_velocity).
+  // Per local replica: whether its optimizer state may be its piece's only
+  // (since construction, a sharded step or keep_state_piece, until the next
+  // gather_velocity). A flag rather than the model's window, which is the
+  // whole on a replica whose piece is all of a short buffer while the
+  // others' are not: every replica must decide alike.
   std::vector<char> state_in_pieces_;
 };
 

@@ -11,6 +11,7 @@
 #include <compare>
 #include <functional>
 #include <numbers>
+#include <optional>
 #include <span>
 #include <stdexcept>
 #include <string>
@@ -18,6 +19,7 @@
 
 #include "../algorithm.hpp"
 #include "../execution.hpp"
+#include "../partition.hpp"
 #include "ops.hpp"
 
 namespace dpar::nn {
@@ -122,8 +124,8 @@ inline std::uint64_t schedule_fingerprint(const lr_function& schedule) {
 }
 
 namespace detail {
-inline void check_step(const char* who, std::size_t params, std::size_t grads, std::size_t n, std::size_t first,
-                       std::size_t last) {
+inline void check_step(const char* who, std::size_t params, std::size_t grads, std::size_t n, index_range window,
+                       std::size_t first, std::size_t last) {
   if (params != n || grads != n)
     throw std::invalid_argument(std::string("dpar::nn::") + who + "::step: " + std::to_string(params) +
                                 " parameters and " + std::to_string(grads) + " gradients for an optimizer of " +
@@ -131,6 +133,35 @@ inline void check_step(const char* who, std::size_t params, std::size_t grads, s
   if (first > last || last > n)
     throw std::out_of_range(std::string("dpar::nn::") + who + "::step: elements [" + std::to_string(first) + ", " +
                             std::to_string(last) + ") of " + std::to_string(n));
+  if (first < last && (first < window.begin || last > window.end))
+    throw std::out_of_range(std::string("dpar::nn::") + who + "::step: elements [" + std::to_string(first) + ", " +
+                            std::to_string(last) + ") of " + std::to_string(n) + ", but the state is kept for [" +
+                            std::to_string(window.begin) + ", " + std::to_string(window.end) + ") only");
+}
+
+// w, if it lies within n parameters; the whole of them if unset.
+inline index_range checked_window(const char* who, std::size_t n, std::optional<index_range> w) {
+  if (!w) return {0, n};
+  if (w->begin > w->end || w->end > n)
+    throw std::out_of_range(std::string("dpar::nn::") + who + ": a state window of [" + std::to_string(w->begin) +
+                            ", " + std::to_string(w->end) + ") for " + std::to_string(n) + " parameters");
+  return *w;
+}
+
+// `buffers` state buffers of n elements, kept for the elements of window
+// `from` (back to back in `state`), kept for window `to` instead: elements in
+// both keep their values, the others of `to` start at 0. A new vector, so
+// that a narrower window releases the memory.
+inline std::vector<float> rewindow(const char* who, const std::vector<float>& state, std::size_t buffers,
+                                   std::size_t n, index_range from, index_range to) {
+  checked_window(who, n, to);
+  std::vector<float> out(buffers * to.size(), 0.0f);
+  const std::size_t lo = std::max(from.begin, to.begin), hi = std::min(from.end, to.end);
+  for (std::size_t b = 0; b < buffers && lo < hi; ++b)
+    std::copy(state.begin() + static_cast<std::ptrdiff_t>(b * from.size() + lo - from.begin),
+              state.begin() + static_cast<std::ptrdiff_t>(b * from.size() + hi - from.begin),
+              out.begin() + static_cast<std::ptrdiff_t>(b * to.size() + lo - to.begin));
+  return out;
 }
 }  // namespace detail
 
@@ -140,33 +171,49 @@ struct sgd_options {
   float weight_decay = 0.0f;
 };
 
+// Keeps the velocity of a window of the parameters only (window(): all of
+// them unless the constructor or set_window says otherwise), so that a
+// sharded optimizer (ZeRO stage 1) holds the state of what it updates.
 class sgd {
  public:
-  explicit sgd(std::size_t parameters, sgd_options options = {}) : options_(options), velocity_(parameters, 0.0f) {
+  explicit sgd(std::size_t parameters, sgd_options options = {}, std::optional<index_range> window = std::nullopt)
+      : options_(options),
+        n_(parameters),
+        window_(detail::checked_window("sgd", parameters, window)),
+        velocity_(window_.size(), 0.0f) {
     if (options.nesterov && options.momentum <= 0.0f)
       throw std::invalid_argument("dpar::nn::sgd: Nesterov momentum needs momentum > 0");
   }
 
   const sgd_options& options() const noexcept { return options_; }
+  // The velocity of the window's elements.
   std::span<float> velocity() noexcept { return velocity_; }
   std::span<const float> velocity() const noexcept { return velocity_; }
+  index_range window() const noexcept { return window_; }
+  // Keeps the velocity of the elements of w (within the parameters) instead:
+  // those also in the old window keep theirs, the others start at 0.
+  void set_window(index_range w) {
+    velocity_ = detail::rewindow("sgd", velocity_, 1, n_, window_, w);
+    window_ = w;
+  }
 
   // One update of params from grads, in a single fused pass (ops::sgd_step).
-  void step(std::span<float> params, std::span<const float> grads, float lr) {
-    step(params, grads, lr, 0, velocity_.size());
-  }
-  // The same update of elements [first, last) only (and of their velocity):
-  // element-wise, so a sharded optimizer that updates slices gets the bits of
-  // the whole step.
+  void step(std::span<float> params, std::span<const float> grads, float lr) { step(params, grads, lr, 0, n_); }
+  // The same update of elements [first, last) only (and of their velocity,
+  // which the window must hold): element-wise, so a sharded optimizer that
+  // updates slices gets the bits of the whole step.
   void step(std::span<float> params, std::span<const float> grads, float lr, std::size_t first, std::size_t last) {
-    detail::check_step("sgd", params.size(), grads.size(), velocity_.size(), first, last);
-    ops::sgd_step(host_place{}, params.data() + first, grads.data() + first, velocity_.data() + first, last - first,
-                  lr, options_.momentum, options_.nesterov, options_.weight_decay);
+    detail::check_step("sgd", params.size(), grads.size(), n_, window_, first, last);
+    if (first == last) return;
+    ops::sgd_step(host_place{}, params.data() + first, grads.data() + first, velocity_.data() + (first - window_.begin),
+                  last - first, lr, options_.momentum, options_.nesterov, options_.weight_decay);
   }
 
  private:
   sgd_options options_;
-  std::vector<float> velocity_;
+  std::size_t n_;
+  index_range window_;
+  std::vector<float> velocity_;  // of the window's elements
 };
 
 struct adamw_options {
@@ -175,12 +222,16 @@ struct adamw_options {
 };
 
 // AdamW with bias correction. Its state is the first moments of every
-// parameter followed by the second moments (state(): 2 x parameters), and
-// the count of updates made, which the bias correction uses.
+// parameter followed by the second moments (state(): 2 x parameters, or 2 x
+// the window's elements, as sgd keeps a window), and the count of updates
+// made, which the bias correction uses.
 class adamw {
  public:
-  explicit adamw(std::size_t parameters, adamw_options options = {})
-      : options_(options), n_(parameters), state_(2 * parameters, 0.0f) {
+  explicit adamw(std::size_t parameters, adamw_options options = {}, std::optional<index_range> window = std::nullopt)
+      : options_(options),
+        n_(parameters),
+        window_(detail::checked_window("adamw", parameters, window)),
+        state_(2 * window_.size(), 0.0f) {
     auto in = [](float b) { return b >= 0.0f && b < 1.0f; };
     if (!in(options.beta1) || !in(options.beta2))
       throw std::invalid_argument("dpar::nn::adamw: betas must be in [0, 1), got " + std::to_string(options.beta1) +
@@ -194,22 +245,31 @@ class adamw {
   std::uint64_t steps() const noexcept { return steps_; }
   // Sets the count of updates made (a resumed run continues the count).
   void set_steps(std::uint64_t steps) noexcept { steps_ = steps; }
+  index_range window() const noexcept { return window_; }
+  // As sgd::set_window, for both moments.
+  void set_window(index_range w) {
+    state_ = detail::rewindow("adamw", state_, 2, n_, window_, w);
+    window_ = w;
+  }
 
   void step(std::span<float> params, std::span<const float> grads, float lr) { step(params, grads, lr, 0, n_); }
   // Update number steps() + 1 of elements [first, last) only (each element's
   // update is its own: a sharded optimizer gets the bits of the whole step).
   void step(std::span<float> params, std::span<const float> grads, float lr, std::size_t first, std::size_t last) {
-    detail::check_step("adamw", params.size(), grads.size(), n_, first, last);
+    detail::check_step("adamw", params.size(), grads.size(), n_, window_, first, last);
     ++steps_;
-    ops::adamw_step(host_place{}, params.data() + first, grads.data() + first, state_.data() + first,
-                    state_.data() + n_ + first, last - first, lr, options_.beta1, options_.beta2, options_.eps,
-                    options_.weight_decay, steps_);
+    if (first == last) return;
+    const std::size_t at = first - window_.begin;
+    ops::adamw_step(host_place{}, params.data() + first, grads.data() + first, state_.data() + at,
+                    state_.data() + window_.size() + at, last - first, lr, options_.beta1, options_.beta2,
+                    options_.eps, options_.weight_decay, steps_);
   }
 
  private:
   adamw_options options_;
   std::size_t n_;
-  std::vector<float> state_;  // [m (n_), v (n_)]
+  index_range window_;
+  std::vector<float> state_;  // [m, v] of the window's elements
   std::uint64_t steps_ = 0;
 };
 

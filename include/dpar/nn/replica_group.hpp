@@ -24,6 +24,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <span>
 #include <stdexcept>
 #include <string>
@@ -170,10 +171,27 @@ class replica_group {
     model.update(lr);
   }
   // Collective, by every local replica, before the trainer reads
-  // model.host_velocity() or the whole parameters: completes the velocity a
-  // sharded sum_and_update left in slices (and, in model_parallel_group, the
-  // model-parallel layers' parameters). Nothing to do here.
+  // model.host_velocity() or the whole parameters: makes the optimizer state
+  // whole where a sharded sum_and_update keeps only the replica's piece (and,
+  // in model_parallel_group, completes the model-parallel layers' slices).
+  // Nothing to do here.
   virtual void gather_velocity(std::size_t /*local*/, replica_model& /*model*/) {}
+  // The piece of each optimizer state buffer (n elements) that local replica
+  // `local` keeps where this group's sum_and_update shards the update (ZeRO
+  // stage 1: 1/replicas of the state per replica): the trainer makes its
+  // model with that window (replica_options::state_window), and
+  // keep_state_piece narrows it again. None here, nor in wrappers
+  // (forwarding_group), whose steps end in the whole update.
+  virtual std::optional<index_range> state_piece(std::size_t /*local*/, std::size_t /*n*/) const {
+    return std::nullopt;
+  }
+  // By each local replica, between steps (not collective): narrows the
+  // model's optimizer state to its state_piece after a gather_velocity that
+  // only a save needed.
+  virtual void keep_state_piece(std::size_t local, replica_model& model) {
+    if (!model.updates_ranges()) return;
+    if (auto piece = state_piece(local, model.host_model().parameters().size())) model.set_state_window(*piece);
+  }
   // True where sum_parts is the same bits however the parts are spread over
   // the replicas (nn/deterministic.hpp); the trainer then cuts batches into
   // parts of a fixed size at fixed positions.
@@ -202,8 +220,10 @@ class replica_group {
   // model.gradients() holds the global sum on `own`, this replica's piece;
   // clip it by the whole gradient's norm (every piece's squares, summed over
   // the group in replica order) and update the parameters and optimizer
-  // state there only.
+  // state there only. The state is narrowed to `own` first where it is whole
+  // (after a save or a whole update, every replica's whole state is current).
   void update_piece(std::size_t local, replica_model& model, index_range own, float lr, float max_norm) {
+    if (model.state_window() != own) model.set_state_window(own);
     const std::span<float> own_grads = model.gradients().subspan(own.begin, own.size());
     if (max_norm > 0) {
       double squared = squares(own_grads);
@@ -213,13 +233,16 @@ class replica_group {
     const std::pair<std::size_t, std::size_t> range{own.begin, own.end};
     model.update_ranges(lr, std::span(&range, 1));
   }
-  // f(buffer) for each buffer of the optimizer state, each as long as the
-  // parameters and cut into pieces as they are (SGD's velocity; AdamW's m and v).
+  // Widens the model's optimizer state to the whole (the window's values stay
+  // in place), then gather(buffer) for each buffer, each as long as the
+  // parameters and cut into pieces as they are (SGD's velocity; AdamW's m
+  // and v): it completes the buffer from every replica's piece.
   template <class F>
-  static void for_each_state_buffer(replica_model& model, F&& f) {
-    std::span<float> state = model.host_velocity();
+  static void gather_state(replica_model& model, F&& gather) {
     const std::size_t n = model.host_model().parameters().size();
-    for (std::size_t at = 0; n != 0 && at < state.size(); at += n) f(state.subspan(at, n));
+    model.set_state_window({0, n});
+    std::span<float> state = model.host_velocity();
+    for (std::size_t at = 0; n != 0 && at < state.size(); at += n) gather(state.subspan(at, n));
   }
 
   // out = the element-wise sum of this replica's parts, in order (out may be
@@ -351,8 +374,9 @@ class thread_group final : public replica_group {
   // rank-order sum and the same element-wise update), with 1/K of the update
   // per replica. Optimizer state (velocity, AdamW's moments) stays sharded:
   // each replica always updates the same slice (it depends only on the
-  // length and K), so only that slice is ever read, and gather_velocity
-  // completes it for the rare reader (save).
+  // length and K), so it keeps the state of that slice only
+  // (state_piece), and gather_velocity makes it whole for the rare reader
+  // (save).
   // Gathering it every step as well made this step's end about 10% slower
   // (784-256-128-10 MLP, K = 2: ~82 against ~74 us; the whole update ~99 us).
   // Models that update whole only (updates_ranges() false) take the default path.
@@ -368,7 +392,12 @@ class thread_group final : public replica_group {
     comm_->all_gather(local, model.host_model().parameters());
   }
   void gather_velocity(std::size_t local, replica_model& model) override {
-    if (comm_) for_each_state_buffer(model, [&](std::span<float> state) { comm_->all_gather(local, state); });
+    if (comm_) gather_state(model, [&](std::span<float> state) { comm_->all_gather(local, state); });
+  }
+  std::optional<index_range> state_piece(std::size_t local, std::size_t n) const override {
+    if (!comm_) return std::nullopt;
+    auto [lo, hi] = comm_->slice<float>(local, n);
+    return index_range{lo, hi};
   }
 
  private:

@@ -10,6 +10,7 @@
 // to where the replica computes; pull() brings that state back into it. For a
 // host replica both are no-ops: the mirror is the state.
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -21,6 +22,7 @@
 #include <variant>
 #include <vector>
 
+#include "../partition.hpp"
 #include "layers.hpp"
 #include "loss.hpp"
 #include "optim.hpp"
@@ -36,6 +38,10 @@ struct replica_options {
   sgd_options sgd{};
   loss_function loss{};
   std::optional<adamw_options> adamw{};  // set: AdamW instead of SGD
+  // Set: the optimizer keeps the state of this window of the parameters only,
+  // from the start (replica_model::set_state_window), where the replica's
+  // kind keeps windows; the whole state is never allocated.
+  std::optional<index_range> state_window{};
 };
 
 class replica_model {
@@ -110,9 +116,32 @@ class replica_model {
   virtual void set_updates(std::uint64_t /*count*/) {}
 
   virtual sequential& host_model() = 0;
-  // The optimizer's state: SGD's velocity, AdamW's moments (m then v), each a
-  // multiple of the parameter count long.
+  // The optimizer's state: SGD's velocity, AdamW's moments (m then v),
+  // state_size() values in all, each buffer as long as the parameters. The
+  // replica keeps each buffer's elements [state_window()) only, back to back
+  // in host_velocity(): all of them unless set_state_window narrowed it.
   virtual std::span<float> host_velocity() = 0;
+  virtual std::size_t state_size() { return host_velocity().size(); }
+  virtual index_range state_window() { return {0, host_model().parameters().size()}; }
+  // Keeps the state of window w instead: elements also in the old window keep
+  // their values, the others start at 0. A group that shards the update
+  // (ZeRO stage 1) narrows it to the piece the replica updates and widens it
+  // to gather the whole state. Where updates_ranges() alone; the others keep
+  // the whole state.
+  virtual void set_state_window(index_range w) {
+    if (w != state_window())
+      throw std::logic_error("dpar::nn: this kind of replica keeps its optimizer state whole (updates_ranges() is false)");
+  }
+  // Sets the state from the whole state (state_size() values): each buffer's
+  // window (resume).
+  void set_whole_state(std::span<const float> whole) {
+    const index_range w = state_window();
+    const std::size_t n = host_model().parameters().size();
+    std::span<float> mine = host_velocity();
+    for (std::size_t b = 0; b * w.size() < mine.size(); ++b)
+      std::copy_n(whole.begin() + static_cast<std::ptrdiff_t>(b * n + w.begin), w.size(),
+                  mine.begin() + static_cast<std::ptrdiff_t>(b * w.size()));
+  }
   virtual void push() {}
   virtual void pull() {}
 };
@@ -198,6 +227,15 @@ class host_replica_model final : public replica_model {
     if (auto* a = std::get_if<adamw>(&opt_)) return a->state();
     return std::get<sgd>(opt_).velocity();
   }
+  std::size_t state_size() override {
+    return model_.parameters().size() * (std::holds_alternative<adamw>(opt_) ? 2 : 1);
+  }
+  index_range state_window() override {
+    return std::visit([](auto& opt) { return opt.window(); }, opt_);
+  }
+  void set_state_window(index_range w) override {
+    std::visit([&](auto& opt) { opt.set_window(w); }, opt_);
+  }
 
  private:
   static std::span<const std::int32_t> rows_of(std::span<const std::int32_t> labels, std::size_t first,
@@ -237,8 +275,8 @@ class host_replica_model final : public replica_model {
 
   using optimizer = std::variant<sgd, adamw>;
   static optimizer make_optimizer(std::size_t n, const replica_options& o) {
-    if (o.adamw) return adamw(n, *o.adamw);
-    return sgd(n, o.sgd);
+    if (o.adamw) return adamw(n, *o.adamw, o.state_window);
+    return sgd(n, o.sgd, o.state_window);
   }
 
   sequential model_;

@@ -156,9 +156,10 @@ class data_parallel_trainer {
                                     "in one model are not supported");
       check_schedule(options_.schedule);
     });
-    for (std::size_t r = 0; r < group_->local_size(); ++r)
-      replicas_.push_back(
-          std::make_unique<replica>(group_->make_model(r, model, {options_.sgd, options_.loss, options_.adamw})));
+    for (std::size_t r = 0; r < group_->local_size(); ++r)  // ZeRO: each replica's piece of the optimizer state
+      replicas_.push_back(std::make_unique<replica>(group_->make_model(
+          r, model,
+          {options_.sgd, options_.loss, options_.adamw, group_->state_piece(r, model.parameters().size())})));
     std::uint64_t layout = layout_hash(model) ^ model.parameters().size();
     run([&](std::size_t local, replica& r) {
       if (!agree(local, r, agreement(trainer_call::construct, options_), early)) return;
@@ -196,10 +197,14 @@ class data_parallel_trainer {
   }
 
   // Collective: completes every replica's parameters and optimizer state
-  // where they are kept in slices (model-parallel layers; a sharded update's
-  // optimizer state), so that model() reads them whole.
+  // where they are kept in slices (model-parallel layers), so that model()
+  // reads them whole. (A sharded update's optimizer state is each replica's
+  // piece again afterwards.)
   void synchronize() {
-    run([&](std::size_t local, replica& r) { group_->gather_velocity(local, *r.model); });
+    run([&](std::size_t local, replica& r) {
+      group_->gather_velocity(local, *r.model);
+      group_->keep_state_piece(local, *r.model);
+    });
     split_stale_ = false;
   }
 
@@ -622,6 +627,8 @@ class data_parallel_trainer {
 
   // Collective: replica 0 (rank 0) writes the checkpoint atomically, the
   // others wait; an error writing it (a full disk) raises on every rank.
+  // Where each replica keeps a piece of the optimizer state (ZeRO), the
+  // whole state is gathered for the save and dropped after it.
   void save(const std::string& file) const {
     run([&](std::size_t local, replica& r) {
       group_->gather_velocity(local, *r.model);
@@ -644,6 +651,7 @@ class data_parallel_trainer {
           r.error = std::current_exception();
         }
       }
+      group_->keep_state_piece(local, *r.model);
       totals t{};
       sync(local, r, t);
     });
@@ -672,10 +680,10 @@ class data_parallel_trainer {
             throw checkpoint_error(file, "written for a different model (" + std::to_string(c.parameters.size()) +
                                              " parameters; this model has " +
                                              std::to_string(m.parameters().size()) + ")");
-          if (c.velocity.size() != r.model->host_velocity().size())
+          if (c.velocity.size() != r.model->state_size())
             throw checkpoint_error(file, "written with another optimizer (" + std::to_string(c.velocity.size()) +
                                              " state values; this run's keeps " +
-                                             std::to_string(r.model->host_velocity().size()) + ")");
+                                             std::to_string(r.model->state_size()) + ")");
           // Format 01 and 02 checkpoints hold no state: they come from models without any.
           if (c.state.size() != m.state().size())
             throw checkpoint_error(file, "holds " + std::to_string(c.state.size()) +
@@ -699,7 +707,7 @@ class data_parallel_trainer {
       if (local == 0 && !r.error) loaded.loaded(c);
       if (!agree(local, r, loaded, nullptr)) return;
       std::copy(c.parameters.begin(), c.parameters.end(), r.model->host_model().parameters().begin());
-      std::copy(c.velocity.begin(), c.velocity.end(), r.model->host_velocity().begin());
+      r.model->set_whole_state(c.velocity);  // of each buffer, the window the replica keeps
       std::copy(c.state.begin(), c.state.end(), r.model->host_model().state().begin());
       r.model->set_updates(c.step);
       r.model->push();
