@@ -60,6 +60,18 @@ struct participants<mpi_policy<Inner>> {
     if (best && best->rank == policy.rank()) return mine;
     return std::nullopt;
   }
+
+  // One MPI_Allgather of the ranks' values, and one agreement after finish
+  // unless op cannot throw (finish must throw only where op may).
+  template <class V, class Local, class Op, class Finish>
+  static auto from_later(const policy_type& policy, Local&& local, Op& op, Finish&& finish) {
+    const MPI_Comm comm = mpi::private_comm(policy.comm());
+    std::exception_ptr error, fold_error;
+    std::optional<V> mine = mpi::run_local<V>(local, error);
+    std::optional<V> later = mpi::beside_this_rank<true>(comm, std::move(mine), error, op, fold_error);
+    return mpi::last_phase<mpi::op_cannot_throw_v<Op, V>>(comm, std::move(fold_error),
+                                                          [&] { return finish(std::move(later)); });
+  }
 };
 
 }  // namespace dpar::detail
