@@ -11,6 +11,7 @@
 #include <exception>
 #include <functional>
 #include <optional>
+#include <type_traits>
 #include <utility>
 
 #include "../participants.hpp"
@@ -36,10 +37,12 @@ struct participants<mpi_policy<Inner>> {
   template <class T, class It>
   static std::optional<T> previous_element(const policy_type& policy, It first, It last) {
     const MPI_Comm comm = mpi::private_comm(policy.comm());
-    auto later = [](const T&, const T& b) { return b; };  // join keeps the last present one
+    static_assert(std::is_trivially_copyable_v<T>, "dpar::mpi: elements that cross ranks must be trivially copyable");
+    // join keeps the last present one; a copy of T cannot throw, so no agreement follows
+    auto later = [](const T&, const T& b) noexcept { return b; };
     std::optional<T> mine;
     if (first != last) mine.emplace(*(last - 1));
-    auto below = mpi::across_ranks(MPI_Exscan, "MPI_Exscan", comm, std::move(mine), nullptr, later);
+    auto below = mpi::across_ranks_nothrow(MPI_Exscan, "MPI_Exscan", comm, std::move(mine), later);
     if (policy.rank() == 0) return std::nullopt;
     return below;
   }
