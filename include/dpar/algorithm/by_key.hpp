@@ -18,8 +18,8 @@
 // (those ranks hold the segment's continuation and write nothing for it), so
 // the ranks' outputs in rank order are the one-process result. Two
 // collectives: the lower rank's last key (MPI_Exscan), and the ranks' values
-// before their first head (MPI_Allgather); keys and values must be
-// trivially copyable.
+// before their first head (MPI_Allgather); a third, the agreement on
+// failures, where op may throw. Keys and values must be trivially copyable.
 
 #include <cstddef>
 #include <functional>
@@ -170,15 +170,16 @@ std::pair<KeyOut, ValueOut> reduce_by_key(P&& policy, KeyIt keys_first, KeyIt ke
     auto up_to_head = [&](const rest& a, const rest& b) noexcept(nothrow) {
       return a.head ? a : rest{b.head, detail::join(a.value, b.value, op)};
     };
+    // The last segment's value, with the rest from later participants; the count of segments here.
     auto finish = [&](std::optional<rest> later) {
       if (segments == 0) return segments;
       detail::at(values_out, segments - 1) =
           later && later->value ? V(op(std::move(*last_part), std::move(*later->value))) : std::move(*last_part);
       return segments;
     };
-    parts::template from_later<rest>(policy, rest_of, up_to_head, finish);
-    return {keys_out + static_cast<std::iter_difference_t<KeyOut>>(segments),
-            values_out + static_cast<std::iter_difference_t<ValueOut>>(segments)};
+    const std::size_t count = parts::template from_later<rest>(policy, rest_of, up_to_head, finish);
+    return {keys_out + static_cast<std::iter_difference_t<KeyOut>>(count),
+            values_out + static_cast<std::iter_difference_t<ValueOut>>(count)};
   }
 }
 

@@ -11,7 +11,6 @@
 #include <exception>
 #include <functional>
 #include <optional>
-#include <type_traits>
 #include <utility>
 
 #include "../participants.hpp"
@@ -37,7 +36,6 @@ struct participants<mpi_policy<Inner>> {
   template <class T, class It>
   static std::optional<T> previous_element(const policy_type& policy, It first, It last) {
     const MPI_Comm comm = mpi::private_comm(policy.comm());
-    static_assert(std::is_trivially_copyable_v<T>, "dpar::mpi: elements that cross ranks must be trivially copyable");
     // join keeps the last present one; a copy of T cannot throw, so no agreement follows
     auto later = [](const T&, const T& b) noexcept { return b; };
     std::optional<T> mine;
