@@ -727,15 +727,19 @@ void derived_by_key() {
       std::vector<mat2> incl(n), excl(n);
       std::vector<int> run_keys;
       std::vector<mat2> run_totals;
+      std::vector<long long> run_lengths, run_at(n, -1);  // run_at: the run each head starts
       for (std::size_t i = 0; i < n; ++i) {
         const bool head = i == 0 || gkeys[i] != gkeys[i - 1];
         incl[i] = head ? gvals[i] : mat2_mul{}(incl[i - 1], gvals[i]);
         excl[i] = head ? init : mat2_mul{}(excl[i - 1], gvals[i - 1]);
         if (head) {
+          run_at[i] = static_cast<long long>(run_keys.size());
           run_keys.push_back(gkeys[i]);
           run_totals.push_back(gvals[i]);
+          run_lengths.push_back(1);
         } else {
           run_totals.back() = mat2_mul{}(run_totals.back(), gvals[i]);
+          ++run_lengths.back();
         }
       }
       CHECK(dpar::inclusive_scan_by_key(policy, keys.begin(), keys.end(), vals.begin(), got.begin(), std::equal_to<>{},
@@ -750,18 +754,25 @@ void derived_by_key() {
       auto ones = A::place(gone);
       dpar::inclusive_scan_by_key(policy, keys.begin(), keys.end(), ones.begin(), ones.begin());
       CHECK(A::host(ones) == mine<A>(gsum));
-      if constexpr (!dpar::detail::participants_of<decltype(policy)>::distributed) {
-        std::vector<int> key_out(n, -1);
-        std::vector<mat2> val_out(n);
-        auto [ke, ve] = dpar::reduce_by_key(policy, keys.begin(), keys.end(), vals.begin(), key_out.begin(),
-                                            val_out.begin(), std::equal_to<>{}, mat2_mul{});
-        CHECK(std::vector<int>(key_out.begin(), ke) == run_keys);
-        CHECK(std::vector<mat2>(val_out.begin(), ve) == run_totals);
-        std::vector<long long> counts(n);
-        auto ends = dpar::reduce_by_key(policy, keys.begin(), keys.end(), gone.begin(), key_out.begin(), counts.begin());
-        CHECK(static_cast<std::size_t>(ends.second - counts.begin()) == run_keys.size());
-        CHECK(std::accumulate(counts.begin(), ends.second, 0LL) == static_cast<long long>(n));
-      }
+      // reduce_by_key: a participant writes the runs that start in its part, reduced whole
+      std::vector<int> want_keys;
+      std::vector<mat2> want_totals;
+      std::vector<long long> want_lengths;
+      for (long long r : mine<A>(run_at))
+        if (r >= 0) {
+          want_keys.push_back(run_keys[static_cast<std::size_t>(r)]);
+          want_totals.push_back(run_totals[static_cast<std::size_t>(r)]);
+          want_lengths.push_back(run_lengths[static_cast<std::size_t>(r)]);
+        }
+      std::vector<int> key_out(n, -1);
+      std::vector<mat2> val_out(n);
+      auto [ke, ve] = dpar::reduce_by_key(policy, keys.begin(), keys.end(), vals.begin(), key_out.begin(),
+                                          val_out.begin(), std::equal_to<>{}, mat2_mul{});
+      CHECK(std::vector<int>(key_out.begin(), ke) == want_keys);
+      CHECK(std::vector<mat2>(val_out.begin(), ve) == want_totals);
+      std::vector<long long> counts(n);
+      auto ends = dpar::reduce_by_key(policy, keys.begin(), keys.end(), gone.begin(), key_out.begin(), counts.begin());
+      CHECK(std::vector<long long>(counts.begin(), ends.second) == want_lengths);
     }
   });
 }

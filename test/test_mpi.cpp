@@ -220,6 +220,11 @@ void check_local_throw_fails_everywhere(int bad) {
     fails_everywhere("reduce", [&] { dpar::reduce(policy, mine, 0LL, poisoned_plus); });
     fails_everywhere("inclusive_scan", [&] { dpar::inclusive_scan(policy, mine, out.begin(), poisoned_plus); });
     fails_everywhere("exclusive_scan", [&] { dpar::exclusive_scan(policy, mine, out.begin(), 0LL, poisoned_plus); });
+    // one segment over every rank (equal keys)
+    fails_everywhere("reduce_by_key", [&] {
+      dpar::reduce_by_key(policy, mine.begin(), mine.end(), mine.begin(), out.begin(), out.begin(),
+                          std::equal_to<>{}, poisoned_plus);
+    });
   });
 }
 }  // namespace
@@ -304,6 +309,15 @@ TEST_CASE("mpi reduce, transform_reduce and scans make one collective call each"
     CHECK(collectives_in([&] { dpar::exclusive_scan(policy, mine, out.begin(), 0LL, plus_noexcept); }) == 1);
     CHECK(collectives_in([&] { dpar::inclusive_scan(policy, mine, out.begin(), plus_may_throw); }) == 2);
     CHECK(collectives_in([&] { dpar::inclusive_scan(policy, mats, mat_out.begin(), mat2_mul{}); }) == 2);
+    // reduce_by_key: the lower rank's last key, the higher ranks' values, an agreement if op may throw
+    CHECK(collectives_in([&] {
+            dpar::reduce_by_key(policy, mine.begin(), mine.end(), mine.begin(), out.begin(), out.begin(),
+                                std::equal_to<>{}, plus_noexcept);
+          }) == 2);
+    CHECK(collectives_in([&] {
+            dpar::reduce_by_key(policy, mine.begin(), mine.end(), mats.begin(), out.begin(), mat_out.begin(),
+                                std::equal_to<>{}, mat2_mul{});
+          }) == 3);
   });
 }
 
@@ -322,6 +336,19 @@ TEST_CASE("mpi: an op that throws across ranks raises on every rank", "[mpi][err
     CHECK_THROWS_AS(dpar::reduce(policy, one, 0LL, throws_on_big), std::exception);
     CHECK_THROWS_AS(dpar::inclusive_scan(policy, one, out.begin(), throws_on_big), std::overflow_error);
     CHECK_THROWS_AS(dpar::exclusive_scan(policy, one, out.begin(), 0LL, throws_on_big), std::overflow_error);
+    // One segment over every rank: its values meet in every rank's fold of
+    // the gathered ones (3+ ranks), or in rank 0's last phase only (2 ranks).
+    std::vector<long long> same_key{0}, key_out(1);
+    try {
+      dpar::reduce_by_key(policy, same_key.begin(), same_key.end(), one.begin(), key_out.begin(), out.begin(),
+                          std::equal_to<>{}, throws_on_big);
+      FAIL("no exception on rank " << me);
+    } catch (const std::overflow_error&) {
+      CHECK((me == 0 || world_size() > 2));
+    } catch (const dpar::collective_error& e) {
+      CHECK(me != 0);
+      CHECK_THAT(e.what(), Catch::Contains("threw on rank 0"));
+    }
     std::vector<long long> ok(3, 1);
     CHECK(dpar::reduce(policy, ok, 0LL) == 3LL * world_size());
   });

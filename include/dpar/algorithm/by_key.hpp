@@ -10,9 +10,16 @@
 // Each is one scan of (value, segment starts here) pairs under a segmented op
 // (detail/derived.hpp), on any backend's scan.
 //
-// Over several participants (dpar::mpi): the scans are global, segments may
-// cross ranks (a rank's first key is compared with the last key of the nearest
-// lower rank holding any). reduce_by_key is not available there.
+// Over several participants (dpar::mpi): segments may cross ranks (a rank's
+// first key is compared with the last key of the nearest lower rank holding
+// any). The scans are global. reduce_by_key writes, on each rank, the
+// segments that start there, in order, each with its full reduction: a
+// segment that goes on into higher ranks takes their values up to its end
+// (those ranks hold the segment's continuation and write nothing for it), so
+// the ranks' outputs in rank order are the one-process result. Two
+// collectives: the lower rank's last key (MPI_Exscan), and the ranks' values
+// before their first head (MPI_Allgather); a third, the agreement on
+// failures, where op may throw. Keys and values must be trivially copyable.
 
 #include <cstddef>
 #include <functional>
@@ -103,11 +110,16 @@ std::pair<KeyOut, ValueOut> reduce_by_key(P&& policy, KeyIt keys_first, KeyIt ke
                                                      key_eq, op);
   } else {
     detail::require_host_policy<P>();
-    static_assert(!detail::participants_of<P>::distributed,
-                  "dpar::reduce_by_key: not available over MPI ranks (a segment may span ranks)");
+    using parts = detail::participants_of<P>;
+    using K = std::iter_value_t<KeyIt>;
     using V = std::iter_value_t<ValueIt>;
-    // Each value with the number of segments started up to it: the count
-    // tells the segment's output slot, the value its reduction so far.
+    static_assert(!parts::distributed || (std::is_trivially_copyable_v<K> && std::is_trivially_copyable_v<V>),
+                  "dpar::reduce_by_key over MPI ranks: keys and values must be trivially copyable (a rank's last "
+                  "key and partial reductions cross ranks)");
+    // Each value with the number of segments started up to it on this
+    // participant: the count tells the segment's output slot, the value its
+    // reduction so far. Values before the first head (count 0) continue a
+    // segment of an earlier participant.
     struct counted {
       std::size_t segments;
       V value;
@@ -116,22 +128,58 @@ std::pair<KeyOut, ValueOut> reduce_by_key(P&& policy, KeyIt keys_first, KeyIt ke
       return b.segments ? counted{a.segments + b.segments, b.value}
                         : counted{a.segments, static_cast<V>(op(a.value, b.value))};
     };
-    const detail::derived::run_heads<KeyIt, KeyEqual, std::iter_value_t<KeyIt>> head{keys_first, &key_eq, {}};
+    const auto head = detail::run_heads_of(policy, keys_first, keys_last, key_eq);
     const auto n = static_cast<std::size_t>(keys_last - keys_first);
     auto element = [&](std::size_t i) { return counted{head(i) ? std::size_t{1} : std::size_t{0}, V(values_first[i])}; };
-    std::size_t segments = 0;  // written by the call for the last element only
+    // Written by one call each: the last element's, and the one before the first head.
+    std::size_t segments = 0;
+    std::optional<V> last_part, before_head;
     auto write = [&](std::size_t i, const counted& c) {
+      const bool last = i + 1 == n, ends = last || head(i + 1);
+      if (c.segments == 0) {
+        if (ends) before_head.emplace(c.value);
+        return;
+      }
       const std::size_t slot = c.segments - 1;
       if (head(i)) detail::at(keys_out, slot) = detail::at(keys_first, i);
-      const bool last = i + 1 == n;
-      if (last || head(i + 1)) detail::at(values_out, slot) = c.value;
-      if (last) segments = c.segments;
+      if (last) {
+        segments = c.segments;
+        last_part.emplace(c.value);  // the segment may go on past this participant
+      } else if (ends) {
+        detail::at(values_out, slot) = c.value;
+      }
     };
-    detail::derived::index_iterator in(element);
-    detail::backend_of<P>::inclusive_scan(policy, in, in + static_cast<std::ptrdiff_t>(n),
-                                          detail::derived::sink_iterator(write), combine, std::optional<counted>());
-    return {keys_out + static_cast<std::iter_difference_t<KeyOut>>(segments),
-            values_out + static_cast<std::iter_difference_t<ValueOut>>(segments)};
+    // What a participant passes to earlier ones: its values before its first
+    // head, and whether it has one; combined in order, they give the rest of
+    // a segment that goes on past a participant (up to the next head).
+    struct rest {
+      bool head;
+      std::optional<V> value;
+    };
+    auto rest_of = [&]() -> std::optional<rest> {
+      detail::derived::index_iterator in(element);
+      auto&& local = parts::local(policy);
+      detail::backend_of<decltype(local)>::inclusive_scan(local, in, in + static_cast<std::ptrdiff_t>(n),
+                                                          detail::derived::sink_iterator(write), combine,
+                                                          std::optional<counted>());
+      if (n == 0) return std::nullopt;
+      return rest{segments != 0, std::move(before_head)};
+    };
+    constexpr bool nothrow =
+        std::is_nothrow_invocable_r_v<V, Op&, const V&, V> && std::is_nothrow_copy_constructible_v<V>;
+    auto up_to_head = [&](const rest& a, const rest& b) noexcept(nothrow) {
+      return a.head ? a : rest{b.head, detail::join(a.value, b.value, op)};
+    };
+    // The last segment's value, with the rest from later participants; the count of segments here.
+    auto finish = [&](std::optional<rest> later) {
+      if (segments == 0) return segments;
+      detail::at(values_out, segments - 1) =
+          later && later->value ? V(op(std::move(*last_part), std::move(*later->value))) : std::move(*last_part);
+      return segments;
+    };
+    const std::size_t count = parts::template from_later<rest>(policy, rest_of, up_to_head, finish);
+    return {keys_out + static_cast<std::iter_difference_t<KeyOut>>(count),
+            values_out + static_cast<std::iter_difference_t<ValueOut>>(count)};
   }
 }
 

@@ -41,6 +41,15 @@ struct one_participant {
   static std::optional<V> best_here(const P&, Local&& local, Better&&) {
     return local();
   }
+  // Runs local(), which gives this participant's value (or none), then
+  // returns finish(later), where later is the values of the participants
+  // after this one combined in order by op (none where there are none or all
+  // are empty). Every participant throws if either step threw on any.
+  template <class V, class Local, class Op, class Finish>
+  static auto from_later(const P&, Local&& local, Op&, Finish&& finish) {
+    local();
+    return finish(std::optional<V>());
+  }
 };
 
 template <>
@@ -64,6 +73,11 @@ struct participants<deterministic_policy<Inner>> {
   template <class V, class Local, class Better>
   static std::optional<V> best_here(const deterministic_policy<Inner>& policy, Local&& local, Better&& better) {
     return inner::template best_here<V>(policy.inner(), std::forward<Local>(local), std::forward<Better>(better));
+  }
+  template <class V, class Local, class Op, class Finish>
+  static auto from_later(const deterministic_policy<Inner>& policy, Local&& local, Op& op, Finish&& finish) {
+    return inner::template from_later<V>(policy.inner(), std::forward<Local>(local), op,
+                                         std::forward<Finish>(finish));
   }
 };
 

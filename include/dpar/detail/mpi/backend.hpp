@@ -251,17 +251,18 @@ std::optional<T> all_ranks(MPI_Comm comm, std::optional<T> local, std::exception
   }
 }
 
-// The reduction of the values of the ranks below this one, in rank order
-// (none on rank 0 or where they are all empty), and the agreement on
-// failures of the local phase, in one MPI_Allgather: every rank gets every
-// rank's value and failure, and folds all the values left to right. The
-// fold runs the same op calls on every rank (also past its own rank), so an
-// op that throws there throws on every rank; an op that depends on the rank
-// may not, so its exception goes to fold_error, for the scan's last
-// agreement. Memory: a value per rank.
-template <class T, class Op>
-std::optional<T> below_this_rank(MPI_Comm comm, std::optional<T> local, std::exception_ptr local_error, Op& op,
-                                 std::exception_ptr& fold_error) {
+// The reduction of the values of the ranks below this one (Above: above
+// it), in rank order (none where there are none or they are all empty),
+// and the agreement on failures of the local phase, in one MPI_Allgather:
+// every rank gets every rank's value and failure, and folds all the values
+// (from the left, or from the right for Above). The fold runs the same op
+// calls on every rank (also past its own rank), so an op that throws there
+// throws on every rank; an op that depends on the rank may not, so its
+// exception goes to fold_error, for the caller's last agreement
+// (last_phase). Memory: a value per rank.
+template <bool Above = false, class T, class Op>
+std::optional<T> beside_this_rank(MPI_Comm comm, std::optional<T> local, std::exception_ptr local_error, Op& op,
+                                  std::exception_ptr& fold_error) {
   constexpr int none = INT_MAX;
   struct packed {
     std::optional<T> value;
@@ -284,16 +285,42 @@ std::optional<T> below_this_rank(MPI_Comm comm, std::optional<T> local, std::exc
   check(code, "MPI_Allgather");
   for (const packed& p : all)
     if (p.failed_rank != none) throw_failed_elsewhere(p.failed_rank);
-  std::optional<T> below, total;
+  std::optional<T> beside, total;
   try {
-    for (int r = 0; r < ranks; ++r) {
-      if (r == me) below = total;
-      total = join(total, std::move(all[static_cast<std::size_t>(r)].value), op);
+    for (int i = 0; i < ranks; ++i) {
+      const int r = Above ? ranks - 1 - i : i;
+      if (r == me) beside = total;
+      std::optional<T>& value = all[static_cast<std::size_t>(r)].value;
+      total = Above ? join(value, std::move(total), op) : join(total, std::move(value), op);
     }
   } catch (...) {
     fold_error = std::current_exception();
   }
-  return below;
+  return beside;
+}
+
+// A last local phase after a collective that agreed on failures: it may
+// throw where the earlier phases did not (other operands), so one more
+// agreement keeps the ranks in step, also on an earlier fold's error
+// (fold_error); a phase that cannot throw (CannotThrow) needs none.
+template <bool CannotThrow, class Phase>
+auto last_phase(MPI_Comm comm, std::exception_ptr fold_error, Phase&& phase) {
+  if constexpr (CannotThrow) {
+    if (fold_error) std::rethrow_exception(fold_error);
+    return phase();
+  } else {
+    std::exception_ptr error = fold_error;
+    std::optional<decltype(phase())> end;
+    if (!error) {
+      try {
+        end.emplace(phase());
+      } catch (...) {
+        error = std::current_exception();
+      }
+    }
+    agree_on_failure(comm, error, nullptr);
+    return *end;
+  }
 }
 
 // Runs a rank's local phase, which may throw: its result, or its exception.
@@ -418,33 +445,16 @@ struct backend : elementwise_on_inner {
     } else {
       std::exception_ptr error;
       std::optional<V> mine = run_local<V>([&] { return local_total<V>(policy, first, last, op); }, error);
-      return below_this_rank(comm, std::move(mine), error, op, fold_error);
+      return beside_this_rank(comm, std::move(mine), error, op, fold_error);
     }
   }
 
   // A scan's last phase, from the carry: it calls op on other values than the
   // first phase (the carry; a range's first element), so it may throw where
-  // that did not, and then one more agreement keeps the ranks in step, also
-  // on the carry's fold (fold_error); an op that cannot throw needs none.
+  // that did not.
   template <class V, class P, class Op, class Scan>
   static auto scan_locally(const P& policy, Op&, std::exception_ptr fold_error, Scan&& scan) {
-    if constexpr (op_cannot_throw_v<Op, V>) {
-      if (fold_error) std::rethrow_exception(fold_error);
-      return scan();
-    } else {
-      const MPI_Comm comm = private_comm(policy.comm());
-      std::exception_ptr error = fold_error;
-      std::optional<decltype(scan())> end;
-      if (!error) {
-        try {
-          end.emplace(scan());
-        } catch (...) {
-          error = std::current_exception();
-        }
-      }
-      agree_on_failure(comm, error, nullptr);
-      return *end;
-    }
+    return last_phase<op_cannot_throw_v<Op, V>>(private_comm(policy.comm()), std::move(fold_error), scan);
   }
 
   template <class V, class P, class In, class Op>

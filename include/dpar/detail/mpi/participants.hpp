@@ -36,10 +36,11 @@ struct participants<mpi_policy<Inner>> {
   template <class T, class It>
   static std::optional<T> previous_element(const policy_type& policy, It first, It last) {
     const MPI_Comm comm = mpi::private_comm(policy.comm());
-    auto later = [](const T&, const T& b) { return b; };  // join keeps the last present one
+    // join keeps the last present one; a copy of T cannot throw, so no agreement follows
+    auto later = [](const T&, const T& b) noexcept { return b; };
     std::optional<T> mine;
     if (first != last) mine.emplace(*(last - 1));
-    auto below = mpi::across_ranks(MPI_Exscan, "MPI_Exscan", comm, std::move(mine), nullptr, later);
+    auto below = mpi::across_ranks_nothrow(MPI_Exscan, "MPI_Exscan", comm, std::move(mine), later);
     if (policy.rank() == 0) return std::nullopt;
     return below;
   }
@@ -59,6 +60,18 @@ struct participants<mpi_policy<Inner>> {
     auto best = mpi::across_ranks(MPI_Allreduce, "MPI_Allreduce", comm, std::move(offer), error, pick);
     if (best && best->rank == policy.rank()) return mine;
     return std::nullopt;
+  }
+
+  // One MPI_Allgather of the ranks' values, and one agreement after finish
+  // unless op cannot throw (finish must throw only where op may).
+  template <class V, class Local, class Op, class Finish>
+  static auto from_later(const policy_type& policy, Local&& local, Op& op, Finish&& finish) {
+    const MPI_Comm comm = mpi::private_comm(policy.comm());
+    std::exception_ptr error, fold_error;
+    std::optional<V> mine = mpi::run_local<V>(local, error);
+    std::optional<V> later = mpi::beside_this_rank<true>(comm, std::move(mine), error, op, fold_error);
+    return mpi::last_phase<mpi::op_cannot_throw_v<Op, V>>(comm, std::move(fold_error),
+                                                          [&] { return finish(std::move(later)); });
   }
 };
 
