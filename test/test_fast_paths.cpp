@@ -289,6 +289,30 @@ TEST_CASE("heavy elements use every thread: 64 elements of 2 ms", "[split]") {
   }));
 }
 
+// Where the count alone is worth a fork but gives few blocks (4096 elements
+// that may be costly: 2 blocks of 2048), the call gets 4 claimed blocks per
+// thread, so that a disturbed thread cannot hold up half of it (min_element
+// folds 16 KB chunks: 2^24 floats are 4096 such elements).
+TEST_CASE("costly elements: 4 claimed blocks per thread once the count is worth a fork", "[split]") {
+  namespace threads = dpar::detail::threads;
+  dpar::thread_pool& two = dpar_test::pool(2);
+  for (const std::size_t n : {std::size_t{4096}, std::size_t{6000}, std::size_t{100000}}) {
+    INFO("n = " << n);
+    std::vector<std::atomic<int>> seen(n);
+    const threads::blocks cut =
+        threads::for_each_block(two, n, threads::sizing{threads::min_block, 0, true},
+                                [&](std::size_t, std::size_t lo, std::size_t hi) {
+                                  for (std::size_t i = lo; i < hi; ++i) seen[i].fetch_add(1, std::memory_order_relaxed);
+                                });
+    CHECK(cut.count == 2 * threads::blocks_per_thread);
+    CHECK(std::all_of(seen.begin(), seen.end(), [](const std::atomic<int>& c) { return c.load() == 1; }));
+  }
+  // cheap elements (not timed) keep the count's cut
+  const threads::blocks cheap = threads::for_each_block(two, 4096, threads::sizing{threads::min_block, 0, false},
+                                                        [](std::size_t, std::size_t, std::size_t) {});
+  CHECK(cheap.count == 2);
+}
+
 // Cheap and few: the probe blocks take all of them on the calling thread
 // (timing-dependent where a sanitizer makes every element slow, so checked
 // only without one).
