@@ -119,7 +119,7 @@ blocks for_each_block(thread_pool& pool, std::size_t n, const sizing& size, Body
     // Once the count alone is worth a fork, elements that may be costly get
     // the full number of claimed blocks: a few costly blocks cannot balance
     // (2^24 floats' min_element folds 4096 chunks of 16 KB: two blocks).
-    if (size.timed && size.grain == 0 && cut.count >= threads)
+    if (threads > 1 && size.timed && size.grain == 0 && cut.count >= threads)
       cut.count = std::min(n, threads * blocks_per_thread);
     for_each_block(pool, cut, body);
     return cut;
