@@ -304,7 +304,11 @@ TEST_CASE("checkpoint: devices, directories and FIFOs are refused at once, namin
 }
 
 TEST_CASE("checkpoint: saves killed mid-write leave no temporary files behind", "[nn][checkpoint]") {
-  std::string path = (scratch_dir() / "killed.bin").string();
+  // a directory of its own: only this test's files are counted below
+  const fs::path dir = scratch_dir() / "killed";
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  std::string path = (dir / "killed.bin").string();
   nn::checkpoint big;
   big.parameters.assign(100000, 0.5f);  // 400 KB: more than the child may write
   for (int kill = 0; kill < 5; ++kill) {
@@ -318,7 +322,7 @@ TEST_CASE("checkpoint: saves killed mid-write leave no temporary files behind", 
     REQUIRE(status == 128 + SIGXFSZ);
   }
   std::size_t leftovers = 0;
-  for (auto& e : fs::directory_iterator(scratch_dir())) leftovers += e.path().filename() != "killed.bin.tmp";
+  for (auto& e : fs::directory_iterator(dir)) leftovers += e.path().filename() != "killed.bin.tmp";
   REQUIRE(leftovers == 0);  // the killed saves share one temporary file
   nn::checkpoint c;
   c.epoch = 7;
@@ -326,7 +330,7 @@ TEST_CASE("checkpoint: saves killed mid-write leave no temporary files behind", 
   nn::save_checkpoint(path, c);
   REQUIRE(nn::load_checkpoint(path).epoch == 7);
   std::vector<std::string> names;
-  for (auto& e : fs::directory_iterator(scratch_dir())) names.push_back(e.path().filename().string());
+  for (auto& e : fs::directory_iterator(dir)) names.push_back(e.path().filename().string());
   REQUIRE(names == std::vector<std::string>{"killed.bin"});
   fs::remove_all(scratch_dir());
 }
