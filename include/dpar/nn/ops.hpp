@@ -20,6 +20,7 @@
 #include <compare>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <functional>
 #include <iterator>
 #include <type_traits>
@@ -415,50 +416,55 @@ void sgd_step(const Place& place, float* p, const float* g, float* v, std::size_
 // ---- AdamW (torch.optim.AdamW), one fused pass ----
 //   p -= lr wd p;  m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2;
 //   p -= lr (m c1) / (sqrt(v c2) + eps),  c1 = 1 / (1 - b1^t), c2 = 1 / (1 - b2^t)
+// The update of one element, or of a host vector's lanes (V: float, or a
+// GCC vector of floats; root: the square root of a V), written once so that
+// both give the same operations in the same order.
+struct adamw_rule {
+  float lr, wd, b1, b2, eps, c1, c2;
+  template <class V, class Root>
+  DPAR_NN_HOST_DEVICE void operator()(V& p, V g, V& m, V& v, Root root) const {
+    m = b1 * m + (1.0f - b1) * g;
+    v = b2 * v + (1.0f - b2) * g * g;
+    const V decayed = p - lr * wd * p;
+    p = decayed - lr * (m * c1) / (root(v * c2) + eps);
+  }
+};
+
+struct float_root {
+  DPAR_NN_HOST_DEVICE float operator()(float x) const { return sqrtf(x); }
+};
+
 struct adamw_at {
   float* p;
   const float* g;
   float *m, *v;
-  float lr, wd, b1, b2, eps, c1, c2;
-  DPAR_NN_HOST_DEVICE void operator()(std::size_t i) const {
-    float gi = g[i];
-    float mi = b1 * m[i] + (1.0f - b1) * gi;
-    float vi = b2 * v[i] + (1.0f - b2) * gi * gi;
-    m[i] = mi;
-    v[i] = vi;
-    float pi = p[i] - lr * wd * p[i];
-    p[i] = pi - lr * (mi * c1) / (sqrtf(vi * c2) + eps);
-  }
+  adamw_rule rule;
+  DPAR_NN_HOST_DEVICE void operator()(std::size_t i) const { rule(p[i], g[i], m[i], v[i], float_root{}); }
 };
 
-#if defined(__SSE2__)
-// adamw_at over [0, n) on the host, four elements at a time: the same
-// operations in the same order, with SSE's square root and division (IEEE,
-// as sqrtf's). GCC keeps a loop over sqrtf scalar for its errno path: 2.5 ns
-// per parameter against 0.7 (bench/RESULTS.md). The last elements go through
-// the same vector code (padded), so an element's bits do not depend on where
-// a piece of the update starts.
+#if defined(__SSE2__) && !defined(__CUDA_ARCH__)  // nvcc's device pass takes no vector types
+// adamw_at over [0, n) on the host, four elements at a time, with SSE's
+// square root (IEEE, as sqrtf's). GCC keeps a loop over sqrtf scalar for its
+// errno path: 2.5 ns per parameter against 0.7 (bench/RESULTS.md). The last
+// elements go through the same vector code (padded), so an element's bits do
+// not depend on where a piece of the update starts.
 inline void adamw_host(const adamw_at& a, std::size_t n) {
-  const __m128 b1 = _mm_set1_ps(a.b1), rest1 = _mm_set1_ps(1.0f - a.b1), b2 = _mm_set1_ps(a.b2),
-               rest2 = _mm_set1_ps(1.0f - a.b2), decay = _mm_set1_ps(a.lr * a.wd), lr = _mm_set1_ps(a.lr),
-               c1 = _mm_set1_ps(a.c1), c2 = _mm_set1_ps(a.c2), eps = _mm_set1_ps(a.eps);
-  auto four = [&](float* p, const float* g, float* m, float* v) {
-    const __m128 gi = _mm_loadu_ps(g), pi = _mm_loadu_ps(p);
-    const __m128 mi = _mm_add_ps(_mm_mul_ps(b1, _mm_loadu_ps(m)), _mm_mul_ps(rest1, gi));
-    const __m128 vi = _mm_add_ps(_mm_mul_ps(b2, _mm_loadu_ps(v)), _mm_mul_ps(_mm_mul_ps(rest2, gi), gi));
-    _mm_storeu_ps(m, mi);
-    _mm_storeu_ps(v, vi);
-    const __m128 decayed = _mm_sub_ps(pi, _mm_mul_ps(decay, pi));
-    const __m128 denominator = _mm_add_ps(_mm_sqrt_ps(_mm_mul_ps(vi, c2)), eps);
-    _mm_storeu_ps(p, _mm_sub_ps(decayed, _mm_div_ps(_mm_mul_ps(lr, _mm_mul_ps(mi, c1)), denominator)));
+  typedef float four __attribute__((vector_size(16)));
+  auto root = [](four x) { return four(_mm_sqrt_ps(__m128(x))); };
+  auto step = [&](float* p, const float* g, float* m, float* v) {
+    four pv, gv, mv, vv;
+    std::memcpy(&pv, p, sizeof pv), std::memcpy(&gv, g, sizeof gv), std::memcpy(&mv, m, sizeof mv),
+        std::memcpy(&vv, v, sizeof vv);
+    a.rule(pv, gv, mv, vv, root);
+    std::memcpy(p, &pv, sizeof pv), std::memcpy(m, &mv, sizeof mv), std::memcpy(v, &vv, sizeof vv);
   };
   std::size_t i = 0;
-  for (; i + 4 <= n; i += 4) four(a.p + i, a.g + i, a.m + i, a.v + i);
+  for (; i + 4 <= n; i += 4) step(a.p + i, a.g + i, a.m + i, a.v + i);
   if (i == n) return;
   float p[4] = {}, g[4] = {}, m[4] = {}, v[4] = {};
   const std::size_t k = n - i;
   std::copy_n(a.p + i, k, p), std::copy_n(a.g + i, k, g), std::copy_n(a.m + i, k, m), std::copy_n(a.v + i, k, v);
-  four(p, g, m, v);
+  step(p, g, m, v);
   std::copy_n(p, k, a.p + i), std::copy_n(m, k, a.m + i), std::copy_n(v, k, a.v + i);
 }
 #endif
@@ -470,8 +476,8 @@ void adamw_step(const Place& place, float* p, const float* g, float* m, float* v
   const double td = static_cast<double>(t);
   const float c1 = static_cast<float>(1.0 / (1.0 - std::pow(static_cast<double>(beta1), td)));
   const float c2 = static_cast<float>(1.0 / (1.0 - std::pow(static_cast<double>(beta2), td)));
-  const adamw_at update{p, g, m, v, lr, weight_decay, beta1, beta2, eps, c1, c2};
-#if defined(__SSE2__)
+  const adamw_at update{p, g, m, v, {lr, weight_decay, beta1, beta2, eps, c1, c2}};
+#if defined(__SSE2__) && !defined(__CUDA_ARCH__)
   if constexpr (std::is_same_v<Place, host_place>) return adamw_host(update, n);
 #endif
   auto [first, last] = place.indices(n);

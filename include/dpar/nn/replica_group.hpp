@@ -387,8 +387,7 @@ class thread_group final : public replica_group {
     std::span<float> grads = model.gradients();
     add_parts(mine, grads);
     comm_->reduce_scatter(local, grads);
-    auto [lo, hi] = comm_->slice<float>(local, grads.size());
-    update_piece(local, model, {lo, hi}, lr, max_norm);
+    update_piece(local, model, *state_piece(local, grads.size()), lr, max_norm);
     comm_->all_gather(local, model.host_model().parameters());
   }
   void gather_velocity(std::size_t local, replica_model& model) override {
