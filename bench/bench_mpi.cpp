@@ -103,8 +103,10 @@ void BM_dpar_reduce(benchmark::State& state) {
 // Latency: one 8-byte value per rank. Each form of dpar call against a raw
 // MPI collective on the same 8 bytes (MPI_Allreduce, or MPI_Scan for the
 // scans), interleaved as above; "over_raw" is dpar's time / raw's.
-// With seq inside and contiguous arithmetic input, every form but the last
-// cannot fail: the value crosses alone, without the failure flag.
+// With seq inside and contiguous arithmetic input, the forms with noexcept
+// functions (or std::plus) cannot fail: the value crosses alone. The
+// "may_throw" forms take functions not declared noexcept, as most lambdas
+// are: the value crosses with a status byte that also carries a failure.
 enum class latency_form {
   reduce_plus,              // double, std::plus: rank order, through an ordered user op on 8 bytes
   reduce_user,              // double, a noexcept user op (value and presence: 9 bytes)
@@ -115,6 +117,8 @@ enum class latency_form {
   inclusive_scan_user,      // double, a noexcept user op
   exclusive_scan_plus,      // double, std::plus
   exclusive_scan_user,      // double, a noexcept user op
+  reduce_may_throw,         // double, a user op that may throw: value and status, one call
+  transform_reduce_may_throw,  // double, a transform that may throw, std::plus
   inclusive_scan_may_throw  // double, a user op that may throw: two collective calls (gather, agreement)
 };
 
@@ -128,6 +132,7 @@ void BM_latency(benchmark::State& state, latency_form form, bool raw_scan) {
   auto user_plus = [](double a, double b) noexcept { return a + b; };
   auto may_throw_plus = [](double a, double b) { return a + b; };
   auto twice = [](double x) noexcept { return 2 * x; };  // without noexcept: the failure flag
+  auto may_throw_twice = [](double x) { return 2 * x; };
   auto raw = [&] {
     if (raw_scan) MPI_Scan(local.data(), &sum, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
     else MPI_Allreduce(local.data(), &sum, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
@@ -145,6 +150,10 @@ void BM_latency(benchmark::State& state, latency_form form, bool raw_scan) {
       case latency_form::inclusive_scan_user: dpar::inclusive_scan(policy, local, out.begin(), user_plus); break;
       case latency_form::exclusive_scan_plus: dpar::exclusive_scan(policy, local, out.begin(), 0.0); break;
       case latency_form::exclusive_scan_user: dpar::exclusive_scan(policy, local, out.begin(), 0.0, user_plus); break;
+      case latency_form::reduce_may_throw: total += dpar::reduce(policy, local, 0.0, may_throw_plus); break;
+      case latency_form::transform_reduce_may_throw:
+        total += dpar::transform_reduce(policy, local, 0.0, std::plus<>{}, may_throw_twice);
+        break;
       case latency_form::inclusive_scan_may_throw: dpar::inclusive_scan(policy, local, out.begin(), may_throw_plus); break;
     }
   };
@@ -229,6 +238,8 @@ void register_benchmarks() {
       {"inclusive_scan_user", latency_form::inclusive_scan_user},
       {"exclusive_scan_plus", latency_form::exclusive_scan_plus},
       {"exclusive_scan_user", latency_form::exclusive_scan_user},
+      {"reduce_may_throw", latency_form::reduce_may_throw},
+      {"transform_reduce_may_throw", latency_form::transform_reduce_may_throw},
       {"inclusive_scan_may_throw", latency_form::inclusive_scan_may_throw}};
   for (auto [name, form] : forms)
     for (bool raw_scan : {false, true}) {

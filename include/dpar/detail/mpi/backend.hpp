@@ -58,33 +58,6 @@ void for_each_piece(std::size_t n, Body&& body) {
   for (std::size_t offset = 0; offset < n; offset += most) body(offset, static_cast<int>(std::min(most, n - offset)));
 }
 
-// One value per rank through `collective` (MPI_Allreduce: the ranks' values in
-// rank order; MPI_Exscan: those of the ranks below), each value absent where a
-// rank's local range is empty. Every rank joins even when its local phase
-// failed (local_error), and then every rank throws (agree_on_failure).
-template <class T, class Op>
-std::optional<T> across_ranks(decltype(&MPI_Allreduce) collective, const char* name, MPI_Comm comm,
-                              std::optional<T> local, std::exception_ptr local_error, Op& op) {
-  if constexpr (builtin_v<Op, T>) {
-    // Empty ranges contribute the identity, which changes nothing.
-    T mine = local ? *local : op_identity<std::remove_cvref_t<Op>, T>::value(), all = mine;
-    int code = collective(&mine, &all, 1, datatype<T>(), builtin_op(op_kind_v<Op, T>), comm);
-    agree_on_failure(comm, local_error, nullptr);
-    check(code, name);
-    return all;
-  } else {
-    static_assert(std::is_trivially_copyable_v<T>,
-                  "dpar::mpi: values combined across ranks with a user op must be trivially copyable");
-    auto combine = [&](const std::optional<T>& a, const std::optional<T>& b) { return join(a, b, op); };
-    std::optional<T> all;
-    ordered_op<std::optional<T>, decltype(combine)> ordered(combine);
-    int code = collective(&local, &all, 1, byte_datatype<std::optional<T>>(), ordered.get(), comm);
-    agree_on_failure(comm, local_error, ordered.take_failure());
-    check(code, name);
-    return all;
-  }
-}
-
 // Whether op on T values cannot throw: a scan then needs no agreement after
 // its last phase. Built-in kinds on arithmetic types, or a noexcept op.
 template <class Op, class T>
@@ -129,23 +102,44 @@ inline constexpr bool exact_identity_v =
     builtin_v<Op, T> && (std::is_integral_v<std::remove_cv_t<T>> || op_kind_v<Op, T> == op_kind::sum ||
                          op_kind_v<Op, T> == op_kind::product);
 
-// An optional<T> in sizeof(T) + 1 bytes: T's bytes, then whether there is
-// one (std::optional<double> takes 16). OpenMPI's shared-memory path moves
-// 8 or 9 bytes alike but 12 or 16 bytes 12-22% slower (bench/RESULTS.md).
+// One rank's part of a reduction or scan as it crosses the ranks: nothing
+// (an empty local range), a value, or a failure (its failure_code, error.hpp),
+// in max(sizeof(T), sizeof(int)) + 1 bytes: T's bytes or the code, then
+// which of the three. std::optional<double> alone takes 16 bytes, with the
+// failure ranks beside it 24; OpenMPI's shared-memory path moves 8 or 9
+// bytes alike but 12 or more 12-22% slower (bench/RESULTS.md, session 6).
 template <class T>
-struct packed_optional {
+class wire_value {
   static_assert(std::is_trivially_copyable_v<T>, "dpar::mpi: values that cross ranks must be trivially copyable");
-  unsigned char bytes[sizeof(T) + 1];
+  enum : unsigned char { absent, present, failed };
+  static constexpr std::size_t payload = std::max(sizeof(T), sizeof(int));
+  unsigned char bytes_[payload + 1] = {};
 
-  explicit packed_optional(const std::optional<T>& value) noexcept {
-    bytes[sizeof(T)] = value ? 1 : 0;
-    if (value) std::memcpy(bytes, &*value, sizeof(T));
-    else std::memset(bytes, 0, sizeof(T));
+ public:
+  wire_value() noexcept = default;
+  explicit wire_value(const std::optional<T>& value) noexcept {
+    if (!value) return;
+    std::memcpy(bytes_, &*value, sizeof(T));
+    bytes_[payload] = present;
   }
-  std::optional<T> get() const noexcept {
-    if (!bytes[sizeof(T)]) return std::nullopt;
+  static wire_value failure(int code) noexcept {
+    wire_value w;
+    std::memcpy(w.bytes_, &code, sizeof(int));
+    w.bytes_[payload] = failed;
+    return w;
+  }
+
+  bool is_failure() const noexcept { return bytes_[payload] == failed; }
+  // failure_code::none unless a failure.
+  int code() const noexcept {
+    int c = failure_code::none;
+    if (is_failure()) std::memcpy(&c, bytes_, sizeof(int));
+    return c;
+  }
+  std::optional<T> value() const noexcept {
+    if (bytes_[payload] != present) return std::nullopt;
     alignas(T) unsigned char aligned[sizeof(T)];
-    std::memcpy(aligned, bytes, sizeof(T));
+    std::memcpy(aligned, bytes_, sizeof(T));
     return *std::launder(reinterpret_cast<const T*>(aligned));
   }
 };
@@ -155,7 +149,7 @@ struct packed_optional {
 // where nothing can fail (cannot_fail_v): only the value crosses. Integers
 // under a built-in kind take MPI's own op on its own datatype (any grouping
 // gives the same result); other values an ordered op (rank order), on T
-// itself where an empty rank can send the identity, else on packed_optional
+// itself where an empty rank can send the identity, else on wire_value
 // (the value and whether there is one).
 template <class T, class Op>
 std::optional<T> across_ranks_nothrow(decltype(&MPI_Allreduce) collective, const char* name, MPI_Comm comm,
@@ -171,69 +165,62 @@ std::optional<T> across_ranks_nothrow(decltype(&MPI_Allreduce) collective, const
     }
     return all;
   } else {
-    using wire = packed_optional<T>;
-    auto combine = [&](const wire& a, const wire& b) noexcept { return wire(join(a.get(), b.get(), op)); };
+    using wire = wire_value<T>;
+    auto combine = [&](const wire& a, const wire& b) noexcept { return wire(join(a.value(), b.value(), op)); };
     wire mine(local), all = mine;
     ordered_op<wire, decltype(combine)> ordered(combine);
     check(collective(&mine, &all, 1, byte_datatype<wire>(), ordered.get(), comm), name);
-    return all.get();
+    return all.value();
   }
 }
 
 // Small reductions pay per collective call, so each of reduce,
 // transform_reduce and the scans makes ONE: the value and the failure
-// agreement travel together. (An MPI_Exscan would show a rank only the
-// failures below it, so scans gather instead.)
+// agreement travel together, in a wire_value. (An MPI_Exscan would show a
+// rank only the failures below it, so scans that may fail gather instead.)
 
 // The reduction of every rank's value (absent: an empty local range) in rank
-// order, and the agreement on failures, in one MPI_Allreduce. Each rank also
-// sends its rank if its local phase failed; op runs inside MPI through an
-// ordered user op (rank order), and where it throws the partial result is
-// marked with that rank and travels on to every rank like the rest. So every
-// rank throws when any failed: its own exception if it failed itself, else
-// collective_error naming the lowest failed rank, or mpi_error for an op that
-// threw inside MPI elsewhere. (An op that throws on some ranks and not on
-// others for the same operands, one that depends on the rank, may go unseen
-// by ranks that did not run that combination.)
+// order, and the agreement on failures, in one MPI_Allreduce. A rank whose
+// local phase failed sends its failure in place of its value; op runs inside
+// MPI through an ordered user op (rank order), and where it throws the
+// partial result becomes that failure, which travels on to every rank like
+// the rest (the lowest code wins). So every rank throws when any failed: its
+// own exception if it failed itself, else collective_error naming the lowest
+// failed rank, or mpi_error for an op that threw inside MPI elsewhere. (An op
+// that throws on some ranks and not on others for the same operands, one that
+// depends on the rank, may go unseen by ranks that did not run that
+// combination.)
 template <class T, class Op>
-std::optional<T> all_ranks_ordered(MPI_Comm comm, std::optional<T> local, std::exception_ptr local_error, Op& op) {
-  constexpr int none = INT_MAX;
-  struct packed {
-    std::optional<T> value;
-    int failed_rank;     // the lowest whose local phase threw
-    int op_failed_rank;  // the lowest where op threw inside MPI
-  };
-  static_assert(std::is_trivially_copyable_v<packed>,
-                "dpar::mpi: values combined across ranks must be trivially copyable");
-  const int me = rank_of(comm);
+std::optional<T> all_ranks_ordered(const ranked_comm& comm, std::optional<T> local, std::exception_ptr local_error,
+                                   Op& op) {
+  using wire = wire_value<T>;
+  const int me = comm.rank, ranks = comm.size;
   std::exception_ptr op_error;
-  auto combine = [&](const packed& a, const packed& b) {
-    packed r{std::nullopt, std::min(a.failed_rank, b.failed_rank), std::min(a.op_failed_rank, b.op_failed_rank)};
-    if (r.failed_rank != none || r.op_failed_rank != none) return r;  // discarded anyway: skip the op
+  auto combine = [&](const wire& a, const wire& b) noexcept {
+    // after a failure the value is discarded anyway: skip the op
+    if (a.is_failure() || b.is_failure()) return wire::failure(std::min(a.code(), b.code()));
     try {
-      r.value = join(a.value, b.value, op);
+      return wire(join(a.value(), b.value(), op));
     } catch (...) {
       if (!op_error) op_error = std::current_exception();
-      r.op_failed_rank = std::min(r.op_failed_rank, me);
+      return wire::failure(failure_code::of(me, ranks, nullptr, op_error));
     }
-    return r;
   };
-  packed mine{std::move(local), local_error ? me : none, none}, all = mine;
-  ordered_op<packed, decltype(combine)> ordered(combine);
-  const int code = MPI_Allreduce(&mine, &all, 1, byte_datatype<packed>(), ordered.get(), comm);
+  wire mine = local_error ? wire::failure(failure_code::of(me, ranks, local_error, nullptr)) : wire(local);
+  wire all = mine;
+  ordered_op<wire, decltype(combine)> ordered(combine);
+  const int code = MPI_Allreduce(&mine, &all, 1, byte_datatype<wire>(), ordered.get(), comm.comm);
   if (local_error) std::rethrow_exception(local_error);
   if (op_error) std::rethrow_exception(op_error);
   check(code, "MPI_Allreduce");
-  if (all.failed_rank != none) throw_failed_elsewhere(all.failed_rank);
-  if (all.op_failed_rank != none)
-    throw mpi_error("dpar::mpi: the reduction op threw on rank " + std::to_string(all.op_failed_rank), MPI_SUCCESS);
-  return std::move(all.value);
+  failure_code::raise(all.code(), ranks, nullptr, nullptr);
+  return all.value();
 }
 
 // The same for every T and op; integers under an order-free built-in kind
 // (types.hpp) take MPI's own op, which gives the same result.
 template <class T, class Op>
-std::optional<T> all_ranks(MPI_Comm comm, std::optional<T> local, std::exception_ptr local_error, Op& op) {
+std::optional<T> all_ranks(const ranked_comm& comm, std::optional<T> local, std::exception_ptr local_error, Op& op) {
   if constexpr (order_free_v<Op, T>) {
     // MPI's own op on its own datatype, with the failure flag as a second
     // element; only when some rank failed, a second call names the lowest.
@@ -241,10 +228,10 @@ std::optional<T> all_ranks(MPI_Comm comm, std::optional<T> local, std::exception
     T mine[2] = {local ? *local : op_identity<std::remove_cvref_t<Op>, T>::value(),
                  local_error ? flags::failed : flags::ok};
     T all[2] = {mine[0], mine[1]};
-    const int code = MPI_Allreduce(mine, all, 2, datatype<T>(), builtin_op(op_kind_v<Op, T>), comm);
+    const int code = MPI_Allreduce(mine, all, 2, datatype<T>(), builtin_op(op_kind_v<Op, T>), comm.comm);
     if (code != MPI_SUCCESS && local_error) std::rethrow_exception(local_error);
     check(code, "MPI_Allreduce");
-    if (all[1] != flags::ok) agree_on_failure(comm, local_error, nullptr);  // throws on every rank
+    if (all[1] != flags::ok) agree_on_failure(comm.comm, local_error, nullptr);  // throws on every rank
     return all[0];
   } else {
     return all_ranks_ordered(comm, std::move(local), std::move(local_error), op);
@@ -261,36 +248,31 @@ std::optional<T> all_ranks(MPI_Comm comm, std::optional<T> local, std::exception
 // exception goes to fold_error, for the caller's last agreement
 // (last_phase). Memory: a value per rank.
 template <bool Above = false, class T, class Op>
-std::optional<T> beside_this_rank(MPI_Comm comm, std::optional<T> local, std::exception_ptr local_error, Op& op,
-                                  std::exception_ptr& fold_error) {
-  constexpr int none = INT_MAX;
-  struct packed {
-    std::optional<T> value;
-    int failed_rank;
-  };
-  static_assert(std::is_trivially_copyable_v<packed>,
-                "dpar::mpi: values combined across ranks must be trivially copyable");
-  const int me = rank_of(comm), ranks = size_of(comm);
-  packed mine{std::move(local), local_error ? me : none};
+std::optional<T> beside_this_rank(const ranked_comm& comm, std::optional<T> local, std::exception_ptr local_error,
+                                  Op& op, std::exception_ptr& fold_error) {
+  using wire = wire_value<T>;
+  const int me = comm.rank, ranks = comm.size;
+  const wire mine = local_error ? wire::failure(failure_code::of(me, ranks, local_error, nullptr)) : wire(local);
   // On the stack for a few ranks: a heap allocation per call was a tenth of
   // a small scan's latency.
-  constexpr std::size_t few = sizeof(packed) <= 64 ? 8 : 0;
-  std::array<packed, few> on_stack;
-  std::vector<packed> on_heap;
+  constexpr std::size_t few = sizeof(wire) <= 64 ? 8 : 0;
+  std::array<wire, few> on_stack;
+  std::vector<wire> on_heap;
   if (static_cast<std::size_t>(ranks) > few) on_heap.resize(static_cast<std::size_t>(ranks));
-  const std::span<packed> all(on_heap.empty() ? on_stack.data() : on_heap.data(), static_cast<std::size_t>(ranks));
-  const int code = MPI_Allgather(&mine, static_cast<int>(sizeof(packed)), MPI_BYTE, all.data(),
-                                 static_cast<int>(sizeof(packed)), MPI_BYTE, comm);
+  const std::span<wire> all(on_heap.empty() ? on_stack.data() : on_heap.data(), static_cast<std::size_t>(ranks));
+  const int code = MPI_Allgather(&mine, static_cast<int>(sizeof(wire)), MPI_BYTE, all.data(),
+                                 static_cast<int>(sizeof(wire)), MPI_BYTE, comm.comm);
   if (local_error) std::rethrow_exception(local_error);
   check(code, "MPI_Allgather");
-  for (const packed& p : all)
-    if (p.failed_rank != none) throw_failed_elsewhere(p.failed_rank);
+  int lowest = failure_code::none;
+  for (const wire& w : all) lowest = std::min(lowest, w.code());
+  failure_code::raise(lowest, ranks, nullptr, nullptr);
   std::optional<T> beside, total;
   try {
     for (int i = 0; i < ranks; ++i) {
       const int r = Above ? ranks - 1 - i : i;
       if (r == me) beside = total;
-      std::optional<T>& value = all[static_cast<std::size_t>(r)].value;
+      std::optional<T> value = all[static_cast<std::size_t>(r)].value();
       total = Above ? join(value, std::move(total), op) : join(total, std::move(value), op);
     }
   } catch (...) {
@@ -419,10 +401,10 @@ struct backend : elementwise_on_inner {
   // rank's. NoFail: cannot_fail_v, so no failure flag.
   template <bool NoFail, class P, class T, class Op, class Local>
   static T reduce_across(const P& policy, T init, Op& op, Local&& local) {
-    const MPI_Comm comm = private_comm(policy.comm());
+    const ranked_comm comm = private_ranked_comm(policy.comm());
     std::optional<T> all;
     if constexpr (NoFail) {
-      all = across_ranks_nothrow(MPI_Allreduce, "MPI_Allreduce", comm, std::optional<T>(local()), op);
+      all = across_ranks_nothrow(MPI_Allreduce, "MPI_Allreduce", comm.comm, std::optional<T>(local()), op);
     } else {
       std::exception_ptr error;
       std::optional<T> mine = run_local<T>(local, error);
@@ -435,12 +417,12 @@ struct backend : elementwise_on_inner {
   template <class V, class P, class In, class Op>
   static std::optional<V> carry_from_lower_ranks(const P& policy, In first, In last, Op& op,
                                                  std::exception_ptr& fold_error) {
-    const MPI_Comm comm = private_comm(policy.comm());
+    const ranked_comm comm = private_ranked_comm(policy.comm());
     if constexpr (cannot_fail_v<P, V, Op, std::iter_reference_t<In>, In>) {
       // No failures to agree on: a rank needs only the ranks below it.
       std::optional<V> below =
-          across_ranks_nothrow(MPI_Exscan, "MPI_Exscan", comm, local_total<V>(policy, first, last, op), op);
-      if (rank_of(comm) == 0) return std::nullopt;  // MPI leaves rank 0's result undefined
+          across_ranks_nothrow(MPI_Exscan, "MPI_Exscan", comm.comm, local_total<V>(policy, first, last, op), op);
+      if (comm.rank == 0) return std::nullopt;  // MPI leaves rank 0's result undefined
       return below;
     } else {
       std::exception_ptr error;

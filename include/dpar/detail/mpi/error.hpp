@@ -47,19 +47,34 @@ inline int size_of(MPI_Comm comm) {
                          ", so this collective call failed on every rank");
 }
 
+// A rank's failure as one int, so that the lowest (MPI_MIN, or std::min
+// inside an op) is the one every rank names: rank r's local phase threw: r;
+// the user op threw inside MPI on rank r: ranks + r; nothing: none.
+struct failure_code {
+  static constexpr int none = INT_MAX;
+  static int of(int rank, int ranks, std::exception_ptr local_error, std::exception_ptr op_error) noexcept {
+    return local_error ? rank : op_error ? ranks + rank : none;
+  }
+  // On every rank after the codes were combined: a rank that failed itself
+  // rethrows its own exception; the others throw naming the lowest failure.
+  static void raise(int lowest, int ranks, std::exception_ptr local_error, std::exception_ptr op_error) {
+    if (local_error) std::rethrow_exception(local_error);
+    if (op_error) std::rethrow_exception(op_error);
+    if (lowest < ranks) throw_failed_elsewhere(lowest);
+    if (lowest != none)
+      throw mpi_error("dpar::mpi: the reduction op threw on rank " + std::to_string(lowest - ranks), MPI_SUCCESS);
+  }
+};
+
 // Collective, after a step that every rank joined even if it failed: a rank
 // whose local phase threw (local_error) or whose user op threw inside MPI
 // (op_error) rethrows its own exception; every other rank throws naming the
 // lowest rank that failed. So nobody is left waiting in a later collective.
 inline void agree_on_failure(MPI_Comm comm, std::exception_ptr local_error, std::exception_ptr op_error) {
-  const int size = size_of(comm), me = rank_of(comm), none = INT_MAX;
-  int mine = local_error ? me : op_error ? size + me : none, lowest = none;
+  const int size = size_of(comm);
+  int mine = failure_code::of(rank_of(comm), size, local_error, op_error), lowest = failure_code::none;
   check(MPI_Allreduce(&mine, &lowest, 1, MPI_INT, MPI_MIN, comm), "MPI_Allreduce");
-  if (local_error) std::rethrow_exception(local_error);
-  if (op_error) std::rethrow_exception(op_error);
-  if (lowest < size) throw_failed_elsewhere(lowest);
-  if (lowest != none)
-    throw mpi_error("dpar::mpi: the reduction op threw on rank " + std::to_string(lowest - size), MPI_SUCCESS);
+  failure_code::raise(lowest, size, local_error, op_error);
 }
 
 // MPI_ERRORS_RETURN on `comm` while it lives, so failures come back as codes

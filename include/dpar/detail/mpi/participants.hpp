@@ -29,7 +29,7 @@ struct participants<mpi_policy<Inner>> {
   static std::size_t offset(const policy_type& policy, std::size_t n) {
     const MPI_Comm comm = mpi::private_comm(policy.comm());
     std::plus<> sum;
-    auto below = mpi::across_ranks(MPI_Exscan, "MPI_Exscan", comm, std::optional<std::size_t>(n), nullptr, sum);
+    auto below = mpi::across_ranks_nothrow(MPI_Exscan, "MPI_Exscan", comm, std::optional<std::size_t>(n), sum);
     return policy.rank() == 0 ? 0 : *below;  // MPI leaves rank 0's result undefined
   }
 
@@ -47,7 +47,7 @@ struct participants<mpi_policy<Inner>> {
 
   template <class V, class Local, class Better>
   static std::optional<V> best_here(const policy_type& policy, Local&& local, Better&& better) {
-    const MPI_Comm comm = mpi::private_comm(policy.comm());
+    const mpi::ranked_comm comm = mpi::private_ranked_comm(policy.comm());
     struct candidate {
       V value;
       int rank;
@@ -57,7 +57,7 @@ struct participants<mpi_policy<Inner>> {
     std::optional<candidate> offer;
     if (mine) offer = candidate{*mine, policy.rank()};
     auto pick = [&](const candidate& a, const candidate& b) { return better(b.value, a.value) ? b : a; };
-    auto best = mpi::across_ranks(MPI_Allreduce, "MPI_Allreduce", comm, std::move(offer), error, pick);
+    auto best = mpi::all_ranks(comm, std::move(offer), error, pick);
     if (best && best->rank == policy.rank()) return mine;
     return std::nullopt;
   }
@@ -66,11 +66,11 @@ struct participants<mpi_policy<Inner>> {
   // unless op cannot throw (finish must throw only where op may).
   template <class V, class Local, class Op, class Finish>
   static auto from_later(const policy_type& policy, Local&& local, Op& op, Finish&& finish) {
-    const MPI_Comm comm = mpi::private_comm(policy.comm());
+    const mpi::ranked_comm comm = mpi::private_ranked_comm(policy.comm());
     std::exception_ptr error, fold_error;
     std::optional<V> mine = mpi::run_local<V>(local, error);
     std::optional<V> later = mpi::beside_this_rank<true>(comm, std::move(mine), error, op, fold_error);
-    return mpi::last_phase<mpi::op_cannot_throw_v<Op, V>>(comm, std::move(fold_error),
+    return mpi::last_phase<mpi::op_cannot_throw_v<Op, V>>(comm.comm, std::move(fold_error),
                                                           [&] { return finish(std::move(later)); });
   }
 };

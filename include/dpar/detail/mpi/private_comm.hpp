@@ -35,10 +35,18 @@
 
 namespace dpar::detail::mpi {
 
+// A communicator with this process's rank in it and its size, which never
+// change: kept beside it, they cost no MPI call per collective (MPI_Comm_rank
+// and MPI_Comm_size together took 8 ns, near 2% of an 8-byte reduce).
+struct ranked_comm {
+  MPI_Comm comm = MPI_COMM_NULL;
+  int rank = 0, size = 0;
+};
+
 class private_comms {
  public:
   // The duplicate of `user` (collective on its first use for `user`).
-  static MPI_Comm of(MPI_Comm user) {
+  static const ranked_comm& of(MPI_Comm user) {
     // A one-entry cache per thread: a call finds its communicator in a few
     // nanoseconds, not the 17-25 ns of MPI_Comm_get_attr. `generation`
     // changes whenever a duplicate is freed, so a freed communicator whose
@@ -47,9 +55,11 @@ class private_comms {
     private_comms& all = instance();
     const unsigned long generation = all.generation_.load(std::memory_order_acquire);
     if (last.user == user && last.generation == generation) return last.dup;
-    const MPI_Comm dup = all.find_or_make(user);
+    ranked_comm dup{all.find_or_make(user)};
+    check(MPI_Comm_rank(dup.comm, &dup.rank), "MPI_Comm_rank");
+    check(MPI_Comm_size(dup.comm, &dup.size), "MPI_Comm_size");
     last = {user, dup, generation};
-    return dup;
+    return last.dup;
   }
 
  private:
@@ -59,7 +69,8 @@ class private_comms {
     MPI_Comm dup = MPI_COMM_NULL;
   };
   struct last_use {
-    MPI_Comm user = MPI_COMM_NULL, dup = MPI_COMM_NULL;
+    MPI_Comm user = MPI_COMM_NULL;
+    ranked_comm dup;
     unsigned long generation = 0;
   };
 
@@ -158,6 +169,8 @@ class private_comms {
 };
 
 // The communicator dpar's collectives run on for a policy over `user`.
-inline MPI_Comm private_comm(MPI_Comm user) { return private_comms::of(user); }
+inline MPI_Comm private_comm(MPI_Comm user) { return private_comms::of(user).comm; }
+// The same with this process's rank in it and its size.
+inline ranked_comm private_ranked_comm(MPI_Comm user) { return private_comms::of(user); }
 
 }  // namespace dpar::detail::mpi
