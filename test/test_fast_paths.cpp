@@ -5,6 +5,7 @@
 #include "common.hpp"
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -311,6 +312,42 @@ TEST_CASE("costly elements: 4 claimed blocks per thread once the count is worth 
   const threads::blocks cheap = threads::for_each_block(two, 4096, threads::sizing{threads::min_block, 0, false},
                                                         [](std::size_t, std::size_t, std::size_t) {});
   CHECK(cheap.count == 2);
+}
+
+// Each thread claims the blocks of its own run first (one run of consecutive
+// blocks per thread), so repeated calls over the same range give a thread
+// the same data, which its core's cache may still hold. Each thread's first
+// block waits until the other thread has started one, so neither can reach
+// the other's run first: the first claims are the runs' first blocks.
+TEST_CASE("each thread first claims the first block of its own run; every block runs once", "[split]") {
+  namespace threads = dpar::detail::threads;
+  dpar::thread_pool& two = dpar_test::pool(2);
+  const auto caller = std::this_thread::get_id();
+  for (const std::size_t from : {std::size_t{0}, std::size_t{2}}) {
+    INFO("from block " << from);
+    const threads::blocks cut{1000, 8};
+    std::array<std::atomic<long>, 2> first{-1, -1};
+    std::atomic<int> started{0};
+    std::vector<std::atomic<int>> runs(cut.count);
+    threads::for_each_block(two, cut, [&](std::size_t b, std::size_t, std::size_t) {
+      runs[b].fetch_add(1);
+      std::atomic<long>& mine = first[std::this_thread::get_id() == caller ? 0 : 1];
+      long none = -1;
+      if (!mine.compare_exchange_strong(none, static_cast<long>(b))) return;
+      started.fetch_add(1);
+      const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+      while (started.load() < 2 && std::chrono::steady_clock::now() < give_up) std::this_thread::yield();
+    }, from);
+    CHECK(started.load() == 2);  // the worker joined
+    CHECK(first[0].load() == static_cast<long>(from));
+    CHECK(first[1].load() == static_cast<long>(from + dpar::even_split_begin(cut.count - from, 2, 1)));
+    for (std::size_t b = 0; b < cut.count; ++b) CHECK(runs[b].load() == (b < from ? 0 : 1));
+  }
+  // inline (one thread): every block in order
+  dpar::thread_pool& one = dpar_test::pool(1);
+  std::vector<std::size_t> order;
+  threads::for_each_block(one, threads::blocks{100, 5}, [&](std::size_t b, std::size_t, std::size_t) { order.push_back(b); });
+  CHECK(order == std::vector<std::size_t>{0, 1, 2, 3, 4});
 }
 
 // Cheap and few: the probe blocks take all of them on the calling thread
