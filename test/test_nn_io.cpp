@@ -31,10 +31,21 @@ namespace fs = std::filesystem;
 
 namespace {
 
+// This process's scratch directory, removed when the process exits (CTest
+// runs every case in a process of its own; fork() children leave by _Exit).
+struct scratch_directory {
+  const pid_t owner = ::getpid();
+  const fs::path path = fs::temp_directory_path() / ("dpar_test_nn_io_" + std::to_string(owner));
+  ~scratch_directory() {
+    std::error_code ignored;
+    if (::getpid() == owner) fs::remove_all(path, ignored);
+  }
+};
+
 fs::path scratch_dir() {
-  fs::path d = fs::temp_directory_path() / ("dpar_test_nn_io_" + std::to_string(::getpid()));
-  fs::create_directories(d);
-  return d;
+  static const scratch_directory d;
+  fs::create_directories(d.path);
+  return d.path;
 }
 
 std::vector<std::uint8_t> idx_bytes(std::uint8_t type, std::vector<std::uint32_t> dims, std::size_t values) {
@@ -219,7 +230,6 @@ TEST_CASE("checkpoint: round trip, atomic replace, corruption and truncation det
   REQUIRE_THROWS_WITH(nn::load_checkpoint(write_file("magic.bin", magic)), Catch::Contains("wrong magic"));
   REQUIRE_THROWS_WITH(nn::load_checkpoint("/nonexistent/ck"), Catch::Contains("cannot open"));
   REQUIRE_THROWS_WITH(nn::save_checkpoint("/nonexistent/dir/ck", c), Catch::Contains("cannot create"));
-  fs::remove_all(scratch_dir());
 }
 
 namespace {
@@ -300,7 +310,6 @@ TEST_CASE("checkpoint: devices, directories and FIFOs are refused at once, namin
   auto bytes = read_all(path);
   bytes[8 + 6 * 8 + 7] = 0x40;  // parameter count ~ 2^62
   REQUIRE_THROWS_WITH(nn::load_checkpoint(write_file("big_claim.bin", bytes)), Catch::Contains("size mismatch"));
-  fs::remove_all(scratch_dir());
 }
 
 TEST_CASE("checkpoint: saves killed mid-write leave no temporary files behind", "[nn][checkpoint]") {
@@ -332,7 +341,6 @@ TEST_CASE("checkpoint: saves killed mid-write leave no temporary files behind", 
   std::vector<std::string> names;
   for (auto& e : fs::directory_iterator(dir)) names.push_back(e.path().filename().string());
   REQUIRE(names == std::vector<std::string>{"killed.bin"});
-  fs::remove_all(scratch_dir());
 }
 
 TEST_CASE("checkpoint: concurrent saves to one file take turns and leave a valid checkpoint", "[nn][checkpoint]") {
@@ -357,7 +365,6 @@ TEST_CASE("checkpoint: concurrent saves to one file take turns and leave a valid
   nn::checkpoint r = nn::load_checkpoint(path);
   REQUIRE(r.epoch < 4);
   REQUIRE(r.parameters == std::vector<float>(5000, static_cast<float>(r.epoch)));
-  fs::remove_all(scratch_dir());
 }
 
 TEST_CASE("idx: directories and FIFOs are clear errors, not a size limit or a hang", "[nn][idx]") {
@@ -367,7 +374,6 @@ TEST_CASE("idx: directories and FIFOs are clear errors, not a size limit or a ha
     REQUIRE_THROWS_WITH(nn::idx_load(make_fifo("idx.fifo")), Catch::Contains("not a regular file"));
     REQUIRE_THROWS_WITH(nn::idx_load("/dev/zero"), Catch::Contains("not a regular file"));
   });
-  fs::remove_all(scratch_dir());
 }
 
 TEST_CASE("idx: every member of a multi-member gzip file is read, as gunzip does", "[nn][idx]") {
@@ -383,7 +389,6 @@ TEST_CASE("idx: every member of a multi-member gzip file is read, as gunzip does
   // Bytes after the last member that are not another member: an error, not ignored.
   joined.push_back(0x42);
   REQUIRE_THROWS_WITH(nn::idx_gunzip(joined, "garbage.gz"), Catch::Contains("1 bytes after the end of the gzip stream"));
-  fs::remove_all(scratch_dir());
 }
 
 TEST_CASE("idx: the size cap bounds the float images, and loading holds the bytes once", "[nn][idx]") {
@@ -425,7 +430,6 @@ TEST_CASE("idx: the size cap bounds the float images, and loading holds the byte
                       Catch::Contains("more than the limit of " + std::to_string(floats - 4) + " bytes as floats"));
   REQUIRE_THROWS_WITH(nn::idx_load_dataset(images, labels, floats / 2), Catch::Contains("more than the limit"));
   REQUIRE(nn::idx_load_dataset(images, labels, floats).images.size() == bytes);
-  fs::remove_all(scratch_dir());
 }
 
 // A label equal to the class count is the first bad one (labels are
@@ -535,7 +539,6 @@ TEST_CASE("model file: load_model(file) rebuilds every built-in layer kind, stat
   nn::save_model(path, mlp);
   nn::load_model(path, same);
   require_same_model(same, mlp);
-  fs::remove_all(scratch_dir());
 }
 
 TEST_CASE("model file: a user layer registers its kind and factory; unknown kinds and bad files name the file",
@@ -579,7 +582,6 @@ TEST_CASE("model file: a user layer registers its kind and factory; unknown kind
   // Well formed, but for other parameters than the file holds.
   REQUIRE_THROWS_WITH(nn::load_model(with_architecture("dpar::nn model 1\nin 4\nDense(4,3)\n")),
                       Catch::Contains(path) && Catch::Contains("different model"));
-  fs::remove_all(scratch_dir());
 }
 
 TEST_CASE("model file: files of the earlier format load into a model built by hand", "[nn][model_file]") {
@@ -604,7 +606,6 @@ TEST_CASE("model file: files of the earlier format load into a model built by ha
   nn::sequential other(3);
   other.add(nn::dense(3, 5)).add(nn::batch_norm(5)).add(nn::dense(5, 2));
   REQUIRE_THROWS_WITH(nn::load_model(path, other), Catch::Contains(path) && Catch::Contains("different model"));
-  fs::remove_all(scratch_dir());
 }
 
 // The memory-mapped data set: the rows idx_load_dataset gives, read in any
