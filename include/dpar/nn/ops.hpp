@@ -451,12 +451,16 @@ struct adamw_at {
 inline void adamw_host(const adamw_at& a, std::size_t n) {
   typedef float four __attribute__((vector_size(16)));
   auto root = [](four x) { return four(_mm_sqrt_ps(__m128(x))); };
+  auto load = [](const float* x) {
+    four r;
+    std::memcpy(&r, x, sizeof r);
+    return r;
+  };
+  auto store = [](float* x, four r) { std::memcpy(x, &r, sizeof r); };
   auto step = [&](float* p, const float* g, float* m, float* v) {
-    four pv, gv, mv, vv;
-    std::memcpy(&pv, p, sizeof pv), std::memcpy(&gv, g, sizeof gv), std::memcpy(&mv, m, sizeof mv),
-        std::memcpy(&vv, v, sizeof vv);
-    a.rule(pv, gv, mv, vv, root);
-    std::memcpy(p, &pv, sizeof pv), std::memcpy(m, &mv, sizeof mv), std::memcpy(v, &vv, sizeof vv);
+    four pv = load(p), mv = load(m), vv = load(v);
+    a.rule(pv, load(g), mv, vv, root);
+    store(p, pv), store(m, mv), store(v, vv);
   };
   std::size_t i = 0;
   for (; i + 4 <= n; i += 4) step(a.p + i, a.g + i, a.m + i, a.v + i);

@@ -214,18 +214,19 @@ bool sum_in_double(std::size_t k, const T* const* in, double* sum, std::size_t c
 // exact_sum.
 template <class T, class Column>
 void exact_columns(std::size_t k, Column& column, T* out, std::size_t lo, std::size_t hi, exact_sum& scratch) {
+  if (k == 2) {
+    // IEEE addition of two values is their correctly rounded exact sum (a
+    // float's, too, is float(double(a) + double(b)): 53 >= 2 * 24 + 2 bits).
+    const T *a = column(0), *b = column(1);
+    for (std::size_t i = lo; i < hi; ++i) out[i] = a[i] + b[i];
+    return;
+  }
   constexpr std::size_t chunk = 512;
   double sum[chunk];
   std::vector<const T*> in(k);
   for (std::size_t c = lo; c < hi; c += chunk) {
     const std::size_t count = std::min(chunk, hi - c);
     for (std::size_t r = 0; r < k; ++r) in[r] = column(r) + c;
-    if (k == 2) {
-      // IEEE addition of two values is their correctly rounded exact sum (a
-      // float's, too, is float(double(a) + double(b)): 53 >= 2 * 24 + 2 bits).
-      for (std::size_t i = 0; i < count; ++i) out[c + i] = in[0][i] + in[1][i];
-      continue;
-    }
     bool check = false;
     switch (k) {
       case 1: check = sum_in_double<1>(k, in.data(), sum, count); break;

@@ -128,6 +128,11 @@ class wire_value {
     w.bytes_[payload] = failed;
     return w;
   }
+  // What this rank sends: its value, or the failure of its local phase.
+  static wire_value of(const std::optional<T>& local, const std::exception_ptr& local_error,
+                       const ranked_comm& comm) noexcept {
+    return local_error ? failure(failure_code::of(comm.rank, comm.size, local_error, nullptr)) : wire_value(local);
+  }
 
   bool is_failure() const noexcept { return bytes_[payload] == failed; }
   // failure_code::none unless a failure.
@@ -206,8 +211,7 @@ std::optional<T> all_ranks_ordered(const ranked_comm& comm, std::optional<T> loc
       return wire::failure(failure_code::of(me, ranks, nullptr, op_error));
     }
   };
-  wire mine = local_error ? wire::failure(failure_code::of(me, ranks, local_error, nullptr)) : wire(local);
-  wire all = mine;
+  wire mine = wire::of(local, local_error, comm), all = mine;
   ordered_op<wire, decltype(combine)> ordered(combine);
   const int code = MPI_Allreduce(&mine, &all, 1, byte_datatype<wire>(), ordered.get(), comm.comm);
   if (local_error) std::rethrow_exception(local_error);
@@ -252,7 +256,7 @@ std::optional<T> beside_this_rank(const ranked_comm& comm, std::optional<T> loca
                                   Op& op, std::exception_ptr& fold_error) {
   using wire = wire_value<T>;
   const int me = comm.rank, ranks = comm.size;
-  const wire mine = local_error ? wire::failure(failure_code::of(me, ranks, local_error, nullptr)) : wire(local);
+  const wire mine = wire::of(local, local_error, comm);
   // On the stack for a few ranks: a heap allocation per call was a tenth of
   // a small scan's latency.
   constexpr std::size_t few = sizeof(wire) <= 64 ? 8 : 0;

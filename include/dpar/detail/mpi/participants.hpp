@@ -27,21 +27,21 @@ struct participants<mpi_policy<Inner>> {
   static const Inner& local(const policy_type& policy) noexcept { return policy.inner(); }
 
   static std::size_t offset(const policy_type& policy, std::size_t n) {
-    const MPI_Comm comm = mpi::private_comm(policy.comm());
+    const mpi::ranked_comm comm = mpi::private_ranked_comm(policy.comm());
     std::plus<> sum;
-    auto below = mpi::across_ranks_nothrow(MPI_Exscan, "MPI_Exscan", comm, std::optional<std::size_t>(n), sum);
-    return policy.rank() == 0 ? 0 : *below;  // MPI leaves rank 0's result undefined
+    auto below = mpi::across_ranks_nothrow(MPI_Exscan, "MPI_Exscan", comm.comm, std::optional<std::size_t>(n), sum);
+    return comm.rank == 0 ? 0 : *below;  // MPI leaves rank 0's result undefined
   }
 
   template <class T, class It>
   static std::optional<T> previous_element(const policy_type& policy, It first, It last) {
-    const MPI_Comm comm = mpi::private_comm(policy.comm());
+    const mpi::ranked_comm comm = mpi::private_ranked_comm(policy.comm());
     // join keeps the last present one; a copy of T cannot throw, so no agreement follows
     auto later = [](const T&, const T& b) noexcept { return b; };
     std::optional<T> mine;
     if (first != last) mine.emplace(*(last - 1));
-    auto below = mpi::across_ranks_nothrow(MPI_Exscan, "MPI_Exscan", comm, std::move(mine), later);
-    if (policy.rank() == 0) return std::nullopt;
+    auto below = mpi::across_ranks_nothrow(MPI_Exscan, "MPI_Exscan", comm.comm, std::move(mine), later);
+    if (comm.rank == 0) return std::nullopt;
     return below;
   }
 
@@ -55,10 +55,10 @@ struct participants<mpi_policy<Inner>> {
     std::exception_ptr error;
     std::optional<V> mine = mpi::run_local<V>(local, error);
     std::optional<candidate> offer;
-    if (mine) offer = candidate{*mine, policy.rank()};
+    if (mine) offer = candidate{*mine, comm.rank};
     auto pick = [&](const candidate& a, const candidate& b) { return better(b.value, a.value) ? b : a; };
     auto best = mpi::all_ranks(comm, std::move(offer), error, pick);
-    if (best && best->rank == policy.rank()) return mine;
+    if (best && best->rank == comm.rank) return mine;
     return std::nullopt;
   }
 
