@@ -590,3 +590,46 @@ TEST_CASE("deterministic sums at the edges of the direct path", "[deterministic]
     CHECK(dpar::reduce(p, cancel, -0.0f) == 0.0f);
   });
 }
+
+// The exact all-reduce of floats sums each element's k values in double and
+// checks only that their nonzero magnitudes lie within 29 - ceil(log2 k)
+// binades: then the double sum is exact. Values near the top of a binade
+// with one value that many binades (and one more, and one fewer) below, so
+// that the sums need all 53 bits: every sum the check lets through is exact,
+// and spreads within the limit are always let through.
+TEST_CASE("deterministic all_reduce of floats: the binade check of the double sums", "[deterministic][collective]") {
+  std::mt19937_64 gen(2026);
+  for (std::size_t k : {2, 3, 4, 5, 8, 9, 17}) {
+    const int limit = 29 - static_cast<int>(std::bit_width(k - 1));
+    std::size_t passed_inexact = 0, flagged_within = 0, passed_beyond = 0;
+    for (int trial = 0; trial < 400; ++trial) {
+      const int below = limit - 1 + trial % 3;  // the lowest value's binade, under the others'
+      std::vector<std::vector<float>> columns(k, std::vector<float>(37));
+      for (std::size_t r = 0; r < k; ++r)
+        for (float& x : columns[r]) {
+          const float fraction = std::ldexp(static_cast<float>(gen() % (1u << 16)), -23);
+          const float sign = gen() % 8 ? 1.0f : -1.0f;
+          x = r + 1 < k ? sign * (1.34f + fraction)  // sums that need all 53 bits
+                        : sign * std::ldexp(1.5f + std::ldexp(static_cast<float>(gen() % (1u << 22)), -23), -below);
+        }
+      std::vector<const float*> in;
+      for (const auto& c : columns) in.push_back(c.data());
+      double sums[37];
+      const bool flagged = dpar::detail::deterministic::sum_in_double<0>(k, in.data(), sums, 37);
+      bool exact = true;
+      for (std::size_t i = 0; i < 37; ++i) {
+        exact_reference difference;  // the exact sum minus the double one
+        for (const auto& c : columns) difference.add(static_cast<double>(c[i]));
+        difference.add(-sums[i]);
+        exact &= difference.rounded(0.0) == 0.0;
+      }
+      passed_inexact += !flagged && !exact;
+      flagged_within += flagged && below < limit;
+      passed_beyond += !flagged && below > limit;
+    }
+    INFO("k = " << k << ", limit " << limit << " binades");
+    CHECK(passed_inexact == 0);
+    CHECK(flagged_within == 0);
+    CHECK(passed_beyond == 0);
+  }
+}

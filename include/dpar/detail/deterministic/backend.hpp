@@ -6,6 +6,7 @@
 // Element-wise algorithms have nothing to reorder and run on the inner policy.
 
 #include <atomic>
+#include <bit>
 #include <cstddef>
 #include <cstring>
 #include <functional>
@@ -116,26 +117,28 @@ void fixed_scan(thread_pool* pool, In first, std::size_t n, Out d_first, Op& op,
 // ---- exact sums -----------------------------------------------------------
 
 // Blocks of terms that a thread claims at a time: a function of nothing.
-inline constexpr std::size_t exact_block = 16384;
+// Small enough that a thread that joins late (a wake-up takes about 0.5 us,
+// a block 0.5-1 us) leaves few to the others.
+inline constexpr std::size_t exact_block = 4096;
 
 // The exact sum of the terms that feed(table, lo, hi, into) adds for every
-// block of [0, n), one binned table and one exact_sum per thread.
+// block of [0, n), one exact_sum per thread. The blocks run on the threads'
+// own runs (threads::for_each_block_on_threads): repeated sums over the same
+// data find it in the same core's cache.
 template <class S, class Feed>
 exact_sum local_exact_sum(thread_pool* pool, std::size_t n, Feed&& feed) {
-  const std::size_t blocks = (n + exact_block - 1) / exact_block;
-  if (pool == nullptr || pool->concurrency() == 1 || blocks < 4) {
+  const threads::blocks cut = fixed_blocks(n, exact_block);
+  if (pool == nullptr || pool->concurrency() == 1 || cut.count < 4) {
     exact_sum total;
     binned_loan<S> table;
-    for (std::size_t lo = 0; lo < n; lo += exact_block) feed(*table, lo, std::min(n, lo + exact_block), total);
+    for (std::size_t b = 0; b < cut.count; ++b) feed(*table, cut.begin(b), cut.begin(b + 1), total);
     table->flush(total);
     return total;
   }
   std::vector<exact_sum> part(pool->size());
-  std::atomic<std::size_t> next{0};
-  pool->run_available([&](std::size_t thread, std::size_t) {
+  threads::for_each_block_on_threads(*pool, cut, [&](std::size_t thread, std::size_t, std::size_t lo, std::size_t hi) {
     binned_loan<S> table;
-    for (std::size_t b; (b = next.fetch_add(1, std::memory_order_relaxed)) < blocks;)
-      feed(*table, b * exact_block, std::min(n, (b + 1) * exact_block), part[thread]);
+    feed(*table, lo, hi, part[thread]);
     table->flush(part[thread]);
   });
   for (std::size_t t = 1; t < part.size(); ++t) part[0].merge(part[t]);
@@ -150,37 +153,95 @@ T round_total(const Inner& inner, exact_sum& total, const T& init) {
   return total.template round<T>();
 }
 
-// sum[i] = in[0][i] + ... + in[k-1][i] in double, for i in [0, count); returns
-// true if that may not be the correctly rounded sum of some element: with
-// TwoSum, a float sum is exact when no error term is nonzero; a double sum of
-// k > 2 is s + (the error terms' sum), correctly rounded when that sum was
-// exact. K is k when known at compile time (the loop then keeps everything in
-// registers), else 0.
-template <std::size_t K, class T>
-bool sum_in_double(std::size_t k, const T* const* in, double* sum, std::size_t count) {
+// sum_in_double for floats. k floats add exactly in double, in any order,
+// when the nonzero ones lie within 29 - ceil(log2 k) binades of each other:
+// they are multiples of the smallest one's unit, and every partial sum stays
+// below 2^53 such units. That is checked on the magnitude bits in integer
+// lanes beside the adds: four integer operations per term, where a TwoSum
+// took eight floating-point ones. Zeros drop out of the check; inf and NaN
+// pass it only where the double sum is what an exact sum gives too.
+template <std::size_t K>
+bool float_sum_in_double(std::size_t k, const float* const* in, double* sum, std::size_t count) {
   if constexpr (K != 0) k = K;
-  constexpr bool is_float = std::is_same_v<T, float>;
-  // One step: s + x, its error term checked (float) or summed and the sum of
-  // error terms checked (double).
+  // |x| < 2^(f-126) for exponent field f, a multiple of 2^(max(f,1)-150): a
+  // spread of the magnitude bits below L * 2^23 keeps the fields within L
+  const int binades = 29 - static_cast<int>(std::bit_width(k - 1));
+  const std::int32_t most_spread = binades < 0 ? -1 : binades << 23;
+  constexpr std::size_t lanes = vector_bytes / sizeof(float), half = lanes / 2;
+  typedef double dvec __attribute__((vector_size(vector_bytes)));
+  typedef std::int32_t ivec __attribute__((vector_size(vector_bytes)));
+  typedef std::uint32_t uvec __attribute__((vector_size(vector_bytes)));
+  auto load_double = [&](std::size_t r, std::size_t at) {
+    double lane[half];
+    for (std::size_t j = 0; j < half; ++j) lane[j] = static_cast<double>(in[r][at + j]);
+    dvec v;
+    std::memcpy(&v, lane, sizeof v);
+    return v;
+  };
+  ivec flagged = {};
+  std::size_t i = 0;
+  for (; i + lanes <= count; i += lanes) {
+    // the magnitude bits minus one: a zero's become -1 (signed, below every
+    // other) and all ones (unsigned, above every other). Named zeros: nvcc's
+    // front end crashes on ivec{} here.
+    ivec top = {};
+    uvec least = {};
+    top -= 1;
+    least = ~least;
+    dvec low = load_double(0, i), high = load_double(0, i + half);  // not 0 + x: -0 must stay -0
+    for (std::size_t r = 0; r < k; ++r) {
+      uvec u;
+      std::memcpy(&u, in[r] + i, sizeof u);
+      const uvec below = (u & 0x7fffffffu) - 1u;
+      ivec signed_below;
+      std::memcpy(&signed_below, &below, sizeof below);
+      top = signed_below > top ? signed_below : top;
+      least = below < least ? below : least;
+      if (r > 0) low += load_double(r, i), high += load_double(r, i + half);
+    }
+    ivec signed_least;
+    std::memcpy(&signed_least, &least, sizeof least);
+    flagged |= top - signed_least > most_spread;
+    std::memcpy(sum + i, &low, sizeof low);
+    std::memcpy(sum + i + half, &high, sizeof high);
+  }
+  bool tail_flagged = false;
+  for (; i < count; ++i) {
+    std::int32_t top = -1;
+    std::uint32_t least = ~0u;
+    double s = in[0][i];
+    for (std::size_t r = 0; r < k; ++r) {
+      const std::uint32_t below = (std::bit_cast<std::uint32_t>(in[r][i]) & 0x7fffffffu) - 1u;
+      top = std::max(top, static_cast<std::int32_t>(below));
+      least = std::min(least, below);
+      if (r > 0) s += static_cast<double>(in[r][i]);
+    }
+    tail_flagged |= top - static_cast<std::int32_t>(least) > most_spread;
+    sum[i] = s;
+  }
+  for (std::size_t j = 0; j < lanes; ++j) tail_flagged |= flagged[j] != 0;
+  return tail_flagged;
+}
+
+// sum_in_double for doubles: with TwoSum, s + (the sum of the error terms),
+// correctly rounded when that sum was exact.
+template <std::size_t K>
+bool double_sum_in_double(std::size_t k, const double* const* in, double* sum, std::size_t count) {
+  if constexpr (K != 0) k = K;
+  // One step: s + x, its error term summed and that sum's error checked.
   auto step = [](auto& s, auto x, auto& errors, auto& flagged) {
     const auto t = s + x, bp = t - s, e = (s - (t - bp)) + (x - bp);
-    if constexpr (is_float) {
-      flagged |= e != 0;  // also NaN, from inf and NaN terms
-    } else {
-      const auto u = errors + e, bq = u - errors;
-      flagged |= ((errors - (u - bq)) + (e - bq)) != 0;
-      errors = u;
-    }
+    const auto u = errors + e, bq = u - errors;
+    flagged |= ((errors - (u - bq)) + (e - bq)) != 0;  // also NaN, from inf and NaN terms
+    errors = u;
     s = t;
   };
   constexpr std::size_t lanes = vector_bytes / sizeof(double);
   typedef double vec __attribute__((vector_size(vector_bytes)));
   typedef std::int64_t mask __attribute__((vector_size(vector_bytes)));
   auto load = [&](std::size_t r, std::size_t at) {
-    double lane[lanes];
-    for (std::size_t j = 0; j < lanes; ++j) lane[j] = static_cast<double>(in[r][at + j]);
     vec v;
-    std::memcpy(&v, lane, sizeof v);
+    std::memcpy(&v, in[r] + at, sizeof v);
     return v;
   };
   mask flagged = {};
@@ -188,24 +249,35 @@ bool sum_in_double(std::size_t k, const T* const* in, double* sum, std::size_t c
   for (; i + lanes <= count; i += lanes) {
     vec s = load(0, i), errors = {};
     for (std::size_t r = 1; r < k; ++r) step(s, load(r, i), errors, flagged);
-    if constexpr (!is_float) {
-      // a zero sum of error terms, made -0, leaves s (and the sign of a zero s) alone
-      mask bits;
-      std::memcpy(&bits, &errors, sizeof bits);
-      bits |= (errors == 0) & std::numeric_limits<std::int64_t>::min();
-      std::memcpy(&errors, &bits, sizeof bits);
-      s += errors;
-    }
+    // a zero sum of error terms, made -0, leaves s (and the sign of a zero s) alone
+    mask bits;
+    std::memcpy(&bits, &errors, sizeof bits);
+    bits |= (errors == 0) & std::numeric_limits<std::int64_t>::min();
+    std::memcpy(&errors, &bits, sizeof bits);
+    s += errors;
     std::memcpy(sum + i, &s, sizeof s);
   }
   bool tail_flagged = false;
   for (; i < count; ++i) {
     double s = in[0][i], errors = 0;
-    for (std::size_t r = 1; r < k; ++r) step(s, static_cast<double>(in[r][i]), errors, tail_flagged);
-    sum[i] = is_float || errors == 0 ? s : s + errors;
+    for (std::size_t r = 1; r < k; ++r) step(s, in[r][i], errors, tail_flagged);
+    sum[i] = errors == 0 ? s : s + errors;
   }
   for (std::size_t j = 0; j < lanes; ++j) tail_flagged |= flagged[j] != 0;
   return tail_flagged;
+}
+
+// sum[i] = in[0][i] + ... + in[k-1][i] in double, for i in [0, count); returns
+// true if that may not be the correctly rounded sum of some element. K is k
+// when known at compile time (the loop then keeps everything in registers),
+// else 0.
+template <std::size_t K, class T>
+bool sum_in_double(std::size_t k, const T* const* in, double* sum, std::size_t count) {
+  if constexpr (std::is_same_v<T, float>) {
+    return float_sum_in_double<K>(k, in, sum, count);
+  } else {
+    return double_sum_in_double<K>(k, in, sum, count);
+  }
 }
 
 // The K-buffer exact all-reduce kernel: out[i] = the correctly rounded sum of

@@ -92,19 +92,20 @@ inline bool one_untimed_block(const thread_pool& pool, std::size_t n, const sizi
   return pool.concurrency() == 1 || (size.grain == 0 && !size.timed && split(pool, n, size.smallest).count == 1);
 }
 
-// Calls body(block, lo, hi) for blocks from..cut.count-1, on whichever pool
-// threads are free (the caller always among them). The blocks form one run
-// of consecutive blocks per thread; thread t claims the blocks of run t
-// first, then what is left of the next runs, from counters. So calls over
-// the same range give each thread the same data as the last call did, which
-// its core's cache may still hold (transform of 2^18 floats took 31 us when
-// any thread claimed any block, 16 us in static halves; bench/RESULTS.md),
-// and a thread that the OS delays still leaves its blocks to the others.
+// Calls body(thread, block, lo, hi) for blocks from..cut.count-1, on
+// whichever pool threads are free (the caller always among them, as thread
+// 0; `thread` below pool.size()). The blocks form one run of consecutive
+// blocks per thread; thread t claims the blocks of run t first, then what is
+// left of the next runs, from counters. So calls over the same range give
+// each thread the same data as the last call did, which its core's cache may
+// still hold (transform of 2^18 floats took 31 us when any thread claimed any
+// block, 16 us in static halves; bench/RESULTS.md), and a thread that the OS
+// delays still leaves its blocks to the others.
 template <class Body>
-void for_each_block(thread_pool& pool, const blocks& cut, Body&& body, std::size_t from = 0) {
+void for_each_block_on_threads(thread_pool& pool, const blocks& cut, Body&& body, std::size_t from = 0) {
   const std::size_t count = cut.count - from;
   if (count == 1) {
-    body(from, cut.begin(from), cut.n);
+    body(std::size_t{0}, from, cut.begin(from), cut.n);
     return;
   }
   struct alignas(64) run_counter {  // a cache line each: the threads claim apart
@@ -120,9 +121,16 @@ void for_each_block(thread_pool& pool, const blocks& cut, Body&& body, std::size
     for (std::size_t i = 0; i < runs; ++i) {
       const std::size_t r = (thread + i) % runs, end = run_begin(r + 1);
       for (std::size_t b; (b = run[r].next.fetch_add(1, std::memory_order_relaxed)) < end;)
-        body(b, cut.begin(b), cut.begin(b + 1));
+        body(thread, b, cut.begin(b), cut.begin(b + 1));
     }
   });
+}
+
+// The same, for a body(block, lo, hi) that does not ask which thread runs it.
+template <class Body>
+void for_each_block(thread_pool& pool, const blocks& cut, Body&& body, std::size_t from = 0) {
+  for_each_block_on_threads(
+      pool, cut, [&](std::size_t, std::size_t b, std::size_t lo, std::size_t hi) { body(b, lo, hi); }, from);
 }
 
 // Cuts [0, n) as `size` says (by the policy's grain, by count, or by timing
