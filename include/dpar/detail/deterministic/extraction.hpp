@@ -232,7 +232,7 @@ struct direct_sum {
     for (; i < vectors_end; i += step) {
       // The hardware prefetchers alone run too few lines ahead for this loop:
       // from memory (2^25 floats, one thread) it ran at 0.5 of a plain sum's
-      // speed, with lines asked for 4 KiB ahead at 0.6-0.9 (bench/RESULTS.md).
+      // speed, with lines asked for 1-8 KiB ahead at 0.62-0.74 (bench/RESULTS.md).
       // Beyond the end of x, a prefetch only wastes a request; it never faults.
       const char* const line = reinterpret_cast<const char*>(x + i) + prefetch_distance;
       for (std::size_t b = 0; b < step * sizeof(S); b += 64) __builtin_prefetch(line + b);
