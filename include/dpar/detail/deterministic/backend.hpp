@@ -158,20 +158,27 @@ T round_total(const Inner& inner, exact_sum& total, const T& init) {
   return total.template round<T>();
 }
 
-// sum_in_double for floats. k floats add exactly in double, in any order,
-// when the nonzero ones lie within 29 - ceil(log2 k) binades of each other:
-// they are multiples of the smallest one's unit, and every partial sum stays
-// below 2^53 such units. That is checked on the magnitude bits in integer
+// sum[i] = in[0][i] + ... + in[k-1][i] in double, for i in [0, count); returns
+// true if that may not be the correctly rounded sum of some element. K is k
+// when known at compile time (the loop then keeps everything in registers),
+// else 0.
+//
+// Floats: k floats add exactly in double, in any order, when the nonzero
+// ones lie within 53 - 24 - ceil(log2 k) binades of each other: they are
+// multiples of the smallest one's unit, and every partial sum stays below
+// 2^53 such units. That is checked on the magnitude bits in integer
 // lanes beside the adds: four integer operations per term, where a TwoSum
 // took eight floating-point ones. Zeros drop out of the check; inf and NaN
 // pass it only where the double sum is what an exact sum gives too.
 template <std::size_t K>
-bool float_sum_in_double(std::size_t k, const float* const* in, double* sum, std::size_t count) {
+bool sum_in_double(std::size_t k, const float* const* in, double* sum, std::size_t count) {
   if constexpr (K != 0) k = K;
   // |x| < 2^(f-126) for exponent field f, a multiple of 2^(max(f,1)-150): a
   // spread of the magnitude bits below L * 2^23 keeps the fields within L
-  const int binades = 29 - static_cast<int>(std::bit_width(k - 1));
-  const std::int32_t most_spread = binades < 0 ? -1 : binades << 23;
+  using format = tile_format<float>;
+  const int binades = std::numeric_limits<double>::digits - std::numeric_limits<float>::digits -
+                      static_cast<int>(std::bit_width(k - 1));
+  const std::int32_t most_spread = binades < 0 ? -1 : binades << format::fraction_bits;
   constexpr std::size_t lanes = vector_bytes / sizeof(float), half = lanes / 2;
   typedef double dvec __attribute__((vector_size(vector_bytes)));
   typedef std::int32_t ivec __attribute__((vector_size(vector_bytes)));
@@ -197,7 +204,7 @@ bool float_sum_in_double(std::size_t k, const float* const* in, double* sum, std
     for (std::size_t r = 0; r < k; ++r) {
       uvec u;
       std::memcpy(&u, in[r] + i, sizeof u);
-      const uvec below = (u & 0x7fffffffu) - 1u;
+      const uvec below = (u & format::magnitude_mask) - 1u;
       ivec signed_below;
       std::memcpy(&signed_below, &below, sizeof below);
       top = signed_below > top ? signed_below : top;
@@ -216,7 +223,7 @@ bool float_sum_in_double(std::size_t k, const float* const* in, double* sum, std
     std::uint32_t least = ~0u;
     double s = in[0][i];
     for (std::size_t r = 0; r < k; ++r) {
-      const std::uint32_t below = (std::bit_cast<std::uint32_t>(in[r][i]) & 0x7fffffffu) - 1u;
+      const std::uint32_t below = (std::bit_cast<std::uint32_t>(in[r][i]) & format::magnitude_mask) - 1u;
       top = std::max(top, static_cast<std::int32_t>(below));
       least = std::min(least, below);
       if (r > 0) s += static_cast<double>(in[r][i]);
@@ -228,10 +235,10 @@ bool float_sum_in_double(std::size_t k, const float* const* in, double* sum, std
   return tail_flagged;
 }
 
-// sum_in_double for doubles: with TwoSum, s + (the sum of the error terms),
-// correctly rounded when that sum was exact.
+// Doubles: with TwoSum, s + (the sum of the error terms), correctly rounded
+// when that sum was exact.
 template <std::size_t K>
-bool double_sum_in_double(std::size_t k, const double* const* in, double* sum, std::size_t count) {
+bool sum_in_double(std::size_t k, const double* const* in, double* sum, std::size_t count) {
   if constexpr (K != 0) k = K;
   // One step: s + x, its error term summed and that sum's error checked.
   auto step = [](auto& s, auto x, auto& errors, auto& flagged) {
@@ -270,19 +277,6 @@ bool double_sum_in_double(std::size_t k, const double* const* in, double* sum, s
   }
   for (std::size_t j = 0; j < lanes; ++j) tail_flagged |= flagged[j] != 0;
   return tail_flagged;
-}
-
-// sum[i] = in[0][i] + ... + in[k-1][i] in double, for i in [0, count); returns
-// true if that may not be the correctly rounded sum of some element. K is k
-// when known at compile time (the loop then keeps everything in registers),
-// else 0.
-template <std::size_t K, class T>
-bool sum_in_double(std::size_t k, const T* const* in, double* sum, std::size_t count) {
-  if constexpr (std::is_same_v<T, float>) {
-    return float_sum_in_double<K>(k, in, sum, count);
-  } else {
-    return double_sum_in_double<K>(k, in, sum, count);
-  }
 }
 
 // The K-buffer exact all-reduce kernel: out[i] = the correctly rounded sum of
