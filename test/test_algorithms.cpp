@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <functional>
 #include <limits>
 #include <numeric>
@@ -63,6 +64,35 @@ TEST_CASE("op traits: kinds and identities of known ops, user ops by specializat
     INFO(name);
     CHECK(dpar::reduce(policy, v, 3L, declared_sum{}) == std::accumulate(v.begin(), v.end(), 3L));
   });
+}
+
+// -0.0 is the identity of floating-point sums, so a sum is -0.0 exactly when
+// init and every term are (as std::accumulate gives), however the policy cuts
+// and vectorizes it: the sizes cross the vector loop's 8 x width and the
+// parallel blocks.
+TEMPLATE_TEST_CASE("floating-point sums keep the sign of zero on every CPU policy", "[algorithms][reduce]", float,
+                   double) {
+  using T = TestType;
+  for (std::size_t n : dpar_test::sizes_up_to_cap({0, 1, 2, 127, 128, 129, 16411, 70001, 262147})) {
+    std::vector<T> zeros(n, T(-0.0)), ones(n, T(1));
+    std::vector<T> positive(n, T(0.0));
+    for_each_policy([&](const auto& policy, const std::string& name) {
+      INFO(name << " n=" << n);
+      CHECK(std::signbit(dpar::reduce(policy, zeros, T(-0.0))));
+      CHECK(!std::signbit(dpar::reduce(policy, zeros, T(0.0))));
+      CHECK(std::signbit(dpar::transform_reduce(policy, zeros.begin(), zeros.end(), ones.begin(), T(-0.0))));
+      CHECK(std::signbit(
+          dpar::transform_reduce(policy, positive.begin(), positive.end(), T(-0.0), std::plus<>{}, std::negate<>{})));
+      for (std::size_t at : {std::size_t{0}, n / 2, n - 1}) {
+        if (n == 0) break;
+        std::vector<T> one_positive = zeros;
+        one_positive[at] = T(0.0);
+        INFO("+0.0 at " << at);
+        CHECK(!std::signbit(dpar::reduce(policy, one_positive, T(-0.0))));
+        CHECK(dpar::reduce(policy, one_positive, T(-0.0)) == T(0));
+      }
+    });
+  }
 }
 
 // The vectorized extremes of arithmetic values (one pass over chunks, then a

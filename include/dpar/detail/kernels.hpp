@@ -49,7 +49,9 @@ inline constexpr bool vector_sum_v =
     op_kind_v<Op, T> == op_kind::sum && std::is_arithmetic_v<T> && !std::is_same_v<T, bool> && (sizeof(T) == 4 || sizeof(T) == 8);
 
 // init + elem(lo) + ... + elem(hi-1), reassociated over 8 independent vector
-// accumulators, each one register of vector_bytes.
+// accumulators, each one register of vector_bytes. They start at the sum's
+// identity (-0.0 for floating point), so a sum is -0.0 exactly when init and
+// every term are, as in the order written.
 template <class T, class Elem>
 T vector_sum(T init, std::size_t lo, std::size_t hi, Elem& elem) {
   constexpr std::size_t width = vector_bytes / sizeof(T), chains = 8;
@@ -65,7 +67,9 @@ T vector_sum(T init, std::size_t lo, std::size_t hi, Elem& elem) {
       std::memcpy(&v, lane, sizeof v);
       acc += v;
     };
-    vec acc[chains] = {};
+    vec start;
+    for (std::size_t k = 0; k < width; ++k) start[k] = reduction_identity<T>::sum();
+    vec acc[chains] = {start, start, start, start, start, start, start, start};
     const std::size_t vectors_end = lo + (hi - lo) / (chains * width) * (chains * width);
     // The chains are unrolled with constant indices, so the accumulators stay
     // in registers (a runtime loop over them puts them on the stack, and every
@@ -108,10 +112,17 @@ T fold(T init, std::size_t lo, std::size_t hi, Op& op, Elem& elem) {
   }
 }
 
-// The reduction of a non-empty range, with no init.
+// The reduction of a non-empty range, with no init. A reorderable op takes
+// the last element as the seed, so that the vector loop starts at lo, where a
+// block of contiguous memory starts aligned: seeded with elem(lo), every
+// 64-byte load of [lo + 1, hi) straddled two cache lines (2^18 floats summed
+// from L2 on two threads: 8.0 us against 4.5 us).
 template <class T, class Op, class Elem>
 T fold_nonempty(std::size_t lo, std::size_t hi, Op& op, Elem& elem) {
-  return fold(T(elem(lo)), lo + 1, hi, op, elem);
+  if constexpr (reorderable_v<Op, T>)
+    return fold(T(elem(hi - 1)), lo, hi - 1, op, elem);
+  else
+    return fold(T(elem(lo)), lo + 1, hi, op, elem);
 }
 
 // op(left, right) where either may be absent (an empty part, or no init).
