@@ -49,15 +49,16 @@ inline constexpr bool vector_sum_v =
     op_kind_v<Op, T> == op_kind::sum && std::is_arithmetic_v<T> && !std::is_same_v<T, bool> && (sizeof(T) == 4 || sizeof(T) == 8);
 
 // init + elem(lo) + ... + elem(hi-1), reassociated over 8 independent vector
-// accumulators, each one register of vector_bytes. They start at the sum's
-// identity (-0.0 for floating point), so a sum is -0.0 exactly when init and
-// every term are, as in the order written.
+// accumulators, each one register of vector_bytes, then whole vectors into
+// the first, then the last few values one by one. The accumulators start at
+// the sum's identity (-0.0 for floating point), so a sum is -0.0 exactly when
+// init and every term are, as in the order written.
 template <class T, class Elem>
 T vector_sum(T init, std::size_t lo, std::size_t hi, Elem& elem) {
   constexpr std::size_t width = vector_bytes / sizeof(T), chains = 8;
   typedef T vec __attribute__((vector_size(vector_bytes)));
   std::size_t i = lo;
-  if (hi - lo >= chains * width) {
+  if (hi - lo >= width) {
     // Adds elem(at .. at+width-1) to acc. A plain array first: inserting into
     // a vector lane by lane vectorizes badly.
     auto add = [&](vec& acc, std::size_t at) {
@@ -76,6 +77,7 @@ T vector_sum(T init, std::size_t lo, std::size_t hi, Elem& elem) {
     // add then waits on store forwarding).
     auto step = [&]<std::size_t... c>(std::index_sequence<c...>) { (add(acc[c], i + c * width), ...); };
     for (; i < vectors_end; i += chains * width) step(std::make_index_sequence<chains>{});
+    for (; i + width <= hi; i += width) add(acc[0], i);  // a scalar tail is one dependent add per value
     vec total = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
     T sum = total[0];
     for (std::size_t k = 1; k < width; ++k) sum = static_cast<T>(sum + total[k]);

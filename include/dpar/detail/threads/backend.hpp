@@ -43,10 +43,14 @@ inline constexpr std::size_t smallest_fold = reorderable_v<Op, T> ? min_block_ar
 inline constexpr std::size_t blocks_per_thread = 4;
 
 // Where the count alone would leave threads idle, the first elements run as
-// probe blocks of 1, 16, 256 and 4096 elements on the calling thread, timed,
-// until they took probe_time; the rest is shared among the threads if it is
-// estimated to take fork_worth or more (a fork-join costs a few
-// microseconds), else it runs on the calling thread too.
+// probe blocks ending at 1, 16, 256 and 4096 elements on the calling thread,
+// timed, until they took probe_time; the rest is shared among the threads if
+// it is estimated to take fork_worth or more (a fork-join costs a few
+// microseconds), else it runs on the calling thread too. The ends are
+// multiples of 16, so the blocks after the first two start where vector
+// loads of contiguous data stay aligned: blocks of 1, 16, 256 and 4096
+// (ending at 4369) left every later block's loads straddling cache lines, and
+// a dot product of 16384 floats took 2.2 us on dpar::par against 0.97 on seq.
 inline constexpr std::size_t max_probes = 4;
 inline constexpr std::chrono::nanoseconds probe_time{1000}, fork_worth{20000};
 
@@ -56,7 +60,7 @@ struct blocks {
   std::size_t n;
   std::size_t count;
   std::size_t probes = 0;
-  static constexpr std::size_t probe_begin(std::size_t b) noexcept { return ((std::size_t{1} << (4 * b)) - 1) / 15; }
+  static constexpr std::size_t probe_begin(std::size_t b) noexcept { return b == 0 ? 0 : std::size_t{1} << (4 * (b - 1)); }
   std::size_t begin(std::size_t b) const noexcept {
     const std::size_t head = std::min(n, probe_begin(std::min(b, probes)));
     if (b <= probes) return head;
