@@ -1,10 +1,13 @@
 # Shared by scripts/test and scripts/demo: installs the Debian packages the
 # project needs when they are missing, saying which.
 
-# Everything the build, the tests and the demo use. CUDA (nvcc) is not a Debian
-# package here: GPU code is built only when nvcc is on PATH.
-DPAR_PACKAGES=(cmake make g++ clang catch2 libbenchmark-dev libtbb-dev libopenmpi-dev openmpi-bin
-               libopenblas-dev libdnnl-dev zlib1g-dev dataset-fashion-mnist python3 python3-matplotlib ninja-build)
+# What the build and the tests use (scripts/test), and the demo's plot on top
+# (scripts/demo): matplotlib and its numpy, fonts and image libraries are the
+# largest install and no test needs them. CUDA (nvcc) is not a Debian package
+# here: GPU code is built only when nvcc is on PATH.
+DPAR_TEST_PACKAGES=(cmake make g++ clang catch2 libbenchmark-dev libtbb-dev libopenmpi-dev openmpi-bin
+                    libopenblas-dev libdnnl-dev zlib1g-dev dataset-fashion-mnist python3 ninja-build)
+DPAR_PACKAGES=("${DPAR_TEST_PACKAGES[@]}" python3-matplotlib)
 
 ensure_packages() {
   local missing=()
