@@ -27,6 +27,14 @@ inline int world_size() {
   return n;
 }
 
+// Whether every rank passed the same flag (collective: every rank calls it).
+inline bool same_on_every_rank(bool flag) {
+  int mine = flag ? 1 : 0, lowest = 0, highest = 0;
+  MPI_Allreduce(&mine, &lowest, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
+  MPI_Allreduce(&mine, &highest, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+  return lowest == highest;
+}
+
 inline const std::vector<std::size_t> global_sizes = {0, 1, 2, 13, 1009, 100003};
 
 // Rank r owns [cut[r], cut[r+1]) of n elements: uneven, rank 1 empty when there are 3+ ranks.
