@@ -2,15 +2,12 @@
 // Run it as bench/compare describes; every peer gets the same thread count.
 
 #include "bench_common.hpp"
-
-#include <unistd.h>
+#include "environment.hpp"
 
 #include <algorithm>
 #include <cstdlib>
-#include <cstring>
 #include <memory>
 #include <new>
-#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -229,21 +226,12 @@ void add_latency(const std::string& impl, std::function<void()> empty_call) {
 // count, and OpenMP's idle threads sleeping instead of spinning on the cores the
 // other peers need (OMP_WAIT_POLICY=passive unless the caller chose otherwise).
 static void settle_environment(char** argv) {
-  std::string n = std::to_string(bench::threads());
-  bool rerun = false;
-  auto want = [&](const char* var, const std::string& value, bool overwrite) {
-    const char* now = std::getenv(var);
-    if (now && (!overwrite || value == now)) return;
-    setenv(var, value.c_str(), 1);
-    rerun = true;
-  };
-  want("DPAR_NUM_THREADS", n, true);
-  want("OMP_NUM_THREADS", n, true);
-  want("OMP_WAIT_POLICY", "passive", false);
-  if (rerun) {
-    execv("/proc/self/exe", argv);
-    throw std::runtime_error(std::string("cannot re-run /proc/self/exe: ") + std::strerror(errno));
-  }
+  const std::string n = std::to_string(bench::threads());
+  bench::environment_settler env;
+  env.want("DPAR_NUM_THREADS", n, true);
+  env.want("OMP_NUM_THREADS", n, true);
+  env.want("OMP_WAIT_POLICY", "passive", false);
+  env.settle(argv);
 }
 
 int main(int argc, char** argv) {

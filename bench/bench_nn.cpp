@@ -58,7 +58,6 @@
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
-#include <cstdlib>
 #include <fstream>
 #include <optional>
 #include <random>
@@ -66,6 +65,7 @@
 #include <thread>
 #include <vector>
 
+#include "environment.hpp"
 #include "fma_peak.hpp"
 #include "nn_bench_data.hpp"
 
@@ -556,16 +556,12 @@ void libtorch_cnn(benchmark::State& state) {
 
 int main(int argc, char** argv) {
 #ifdef DPAR_BENCH_TORCH
-  // libtorch's OpenMP threads spin while idle unless told otherwise, and
-  // libgomp reads OMP_WAIT_POLICY when it loads, before main: so main sets it
-  // and runs the program again. Spinning, libtorch on 2 threads ran at 15-19k
-  // samples/s on a 2-core machine; passive, 72k (its 1-thread figure: 76k).
-  if (!std::getenv("OMP_WAIT_POLICY")) {
-    setenv("OMP_WAIT_POLICY", "passive", 1);
-    execv("/proc/self/exe", argv);
-    std::perror("bench_nn: cannot re-run /proc/self/exe");
-    return 1;
-  }
+  // libtorch's OpenMP threads spin while idle unless told otherwise: spinning,
+  // libtorch on 2 threads ran at 15-19k samples/s on a 2-core machine;
+  // passive, 72k (its 1-thread figure: 76k).
+  bench::environment_settler env;
+  env.want("OMP_WAIT_POLICY", "passive", false);
+  env.settle(argv);
 #endif
   [[maybe_unused]] int rank = 0, ranks = 1;
 #ifdef DPAR_BENCH_MPI
